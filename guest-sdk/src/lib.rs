@@ -1,0 +1,242 @@
+//! Write graflow-host tasks in Rust.
+//!
+//! A task is a plain function from a serde-deserializable input to a
+//! `Result<impl Serialize, TaskError>`. Its declared inputs are the field names of
+//! its input struct, so `fn store(input: Store)` with `struct Store { transform_a:
+//! Vec<i64> }` receives the result of the task `transform_a` automatically.
+//! One line exports a component's tasks:
+//!
+//! ```ignore
+//! use graflow_guest::prelude::*;
+//!
+//! #[derive(Deserialize)]
+//! struct Greet { name: String }
+//!
+//! fn greet(input: Greet) -> Result<String, TaskError> {
+//!     channel::set("greeted", &input.name)?;
+//!     Ok(format!("hello, {}", input.name))
+//! }
+//!
+//! graflow_guest::export_tasks!(greet: "Greets someone");
+//! ```
+//!
+//! Build with `cargo build --target wasm32-wasip2 --release`; the `.wasm` file is a
+//! component that `graflow-host` runs.
+
+#![deny(missing_docs)]
+
+mod error;
+mod introspect;
+
+pub use error::TaskError;
+
+/// The generated WIT bindings (`wit/graflow.wit`). Task code rarely needs them.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "task-module",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_task_module",
+        default_bindings_module: "graflow_guest::bindings",
+    });
+}
+
+use bindings::graflow::task as wit;
+use serde::{Serialize, de::DeserializeOwned};
+
+/// Everything a task module usually imports.
+pub mod prelude {
+    pub use crate::{TaskError, TaskInfo, channel, control, log, results};
+    pub use serde::{Deserialize, Serialize};
+    pub use serde_json::{Value, json};
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, TaskError> {
+    serde_json::to_string(value).map_err(|e| TaskError::failed(format!("cannot encode value as JSON: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, TaskError> {
+    serde_json::from_str(text).map_err(|e| TaskError::failed(format!("{what}: {e}")))
+}
+
+/// The workflow's shared key-value store, with typed helpers.
+pub mod channel {
+    use super::*;
+
+    /// The value under `key`, decoded as `T`; `Ok(None)` if the key is missing.
+    pub fn get<T: DeserializeOwned>(key: &str) -> Result<Option<T>, TaskError> {
+        match wit::channel::get(key) {
+            Some(text) => from_json(&format!("channel key '{key}'"), &text).map(Some),
+            None => Ok(None),
+        }
+    }
+    /// Store `value` under `key`.
+    pub fn set<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), TaskError> {
+        wit::channel::set(key, &to_json(value)?).map_err(TaskError::failed)
+    }
+    /// Remove `key`; true if it existed.
+    pub fn delete(key: &str) -> bool {
+        wit::channel::delete(key)
+    }
+    /// True if `key` holds a value.
+    pub fn exists(key: &str) -> bool {
+        wit::channel::exists(key)
+    }
+    /// Every key, sorted.
+    pub fn keys() -> Vec<String> {
+        wit::channel::keys()
+    }
+    /// Append `value` to the list under `key`; the new length.
+    pub fn append<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<u32, TaskError> {
+        wit::channel::append(key, &to_json(value)?).map_err(TaskError::failed)
+    }
+    /// Insert `value` at the front of the list under `key`; the new length.
+    pub fn prepend<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<u32, TaskError> {
+        wit::channel::prepend(key, &to_json(value)?).map_err(TaskError::failed)
+    }
+    /// Add `amount` to the number under `key` (missing counts as 0); the new value.
+    pub fn atomic_add(key: &str, amount: f64) -> Result<f64, TaskError> {
+        wit::channel::atomic_add(key, amount).map_err(TaskError::failed)
+    }
+}
+
+/// Task results.
+pub mod results {
+    use super::*;
+
+    /// Set the current task's result now; it replaces the value the task returns.
+    pub fn set<T: Serialize + ?Sized>(value: &T) -> Result<(), TaskError> {
+        wit::results::set_result(&to_json(value)?).map_err(TaskError::failed)
+    }
+    /// The result of another task (by id or name), decoded as `T`.
+    pub fn get<T: DeserializeOwned>(task: &str) -> Result<Option<T>, TaskError> {
+        match wit::results::get_result(task) {
+            Some(text) => from_json(&format!("result of task '{task}'"), &text).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// About the running task.
+pub type TaskInfo = wit::types::TaskInfo;
+
+/// Steering the workflow: next tasks, iterations, terminate, cancel, checkpoints.
+pub mod control {
+    use super::*;
+
+    /// Queue a new instance of a declared task (or jump to a flow node); its id.
+    pub fn next_task<T: Serialize + ?Sized>(task: &str, input: &T) -> Result<String, TaskError> {
+        wit::control::next_task(task, &to_json(input)?, false).map_err(TaskError::failed)
+    }
+    /// Queue `task` and skip this task's successors; its id.
+    pub fn goto<T: Serialize + ?Sized>(task: &str, input: &T) -> Result<String, TaskError> {
+        wit::control::next_task(task, &to_json(input)?, true).map_err(TaskError::failed)
+    }
+    /// Run this task again with `input`; the iteration's id. Fails once the task
+    /// has run `max_cycles` times (the task then fails with the cycle-limit error).
+    pub fn next_iteration<T: Serialize + ?Sized>(input: &T) -> Result<String, TaskError> {
+        wit::control::next_iteration(&to_json(input)?).map_err(TaskError::failed)
+    }
+    /// True while another iteration is allowed.
+    pub fn can_iterate() -> bool {
+        wit::control::can_iterate()
+    }
+    /// End the workflow successfully after this task.
+    pub fn terminate_workflow(message: &str) {
+        wit::control::terminate_workflow(message)
+    }
+    /// Fail the workflow with `message`.
+    pub fn cancel_workflow(message: &str) {
+        wit::control::cancel_workflow(message)
+    }
+    /// Write a checkpoint after this task succeeds; `metadata` is stored with it.
+    pub fn checkpoint<T: Serialize + ?Sized>(metadata: &T) -> Result<(), TaskError> {
+        wit::control::request_checkpoint(&to_json(metadata)?).map_err(TaskError::failed)
+    }
+    /// About the running task: id, name, session, cycle and retry counts.
+    pub fn info() -> TaskInfo {
+        wit::control::info()
+    }
+}
+
+/// Task logs, collected by the host.
+pub mod log {
+    use super::wit::{logging, types::LogLevel};
+
+    /// Log at debug level.
+    pub fn debug(message: &str) {
+        logging::log(LogLevel::Debug, message)
+    }
+    /// Log at info level.
+    pub fn info(message: &str) {
+        logging::log(LogLevel::Info, message)
+    }
+    /// Log at warn level.
+    pub fn warn(message: &str) {
+        logging::log(LogLevel::Warn, message)
+    }
+    /// Log at error level.
+    pub fn error(message: &str) {
+        logging::log(LogLevel::Error, message)
+    }
+}
+
+/// Support for [`export_tasks!`]; not part of the public API.
+#[doc(hidden)]
+pub mod __rt {
+    use super::*;
+    pub use bindings::Guest;
+    pub use bindings::graflow::task::types::{TaskDecl, TaskError as WitTaskError};
+
+    /// The declaration of a task function: its declared inputs come from its
+    /// input type's field names.
+    pub fn decl<I: DeserializeOwned, O: Serialize>(
+        name: &str,
+        description: &str,
+        _task: fn(I) -> Result<O, TaskError>,
+    ) -> TaskDecl {
+        TaskDecl { name: name.to_string(), inputs: introspect::field_names::<I>(), description: description.to_string() }
+    }
+
+    /// Decode the input, run the task, encode its output.
+    pub fn call<I: DeserializeOwned, O: Serialize>(
+        name: &str,
+        task: fn(I) -> Result<O, TaskError>,
+        input: &str,
+    ) -> Result<String, WitTaskError> {
+        let input: I = from_json(&format!("invalid input for task '{name}'"), input).map_err(TaskError::into_wit)?;
+        let output = task(input).map_err(TaskError::into_wit)?;
+        to_json(&output).map_err(TaskError::into_wit)
+    }
+
+    /// The error for a task name the component does not provide.
+    pub fn unknown(task: &str, known: &[&str]) -> WitTaskError {
+        WitTaskError::Failed(format!("this component has no task '{task}' (it provides: {})", known.join(", ")))
+    }
+}
+
+/// Export a component's tasks: `export_tasks!(fetch, transform: "Doubles every value", store);`
+///
+/// Each name is a function `fn(I) -> Result<O, TaskError>` in scope, with
+/// `I: Deserialize` and `O: Serialize`; the string after `:` is an optional
+/// description. Use once per component.
+#[macro_export]
+macro_rules! export_tasks {
+    ($($task:ident $(: $desc:literal)?),+ $(,)?) => {
+        struct __GraflowTasks;
+        impl $crate::__rt::Guest for __GraflowTasks {
+            fn tasks() -> ::std::vec::Vec<$crate::__rt::TaskDecl> {
+                ::std::vec![$($crate::__rt::decl(stringify!($task), concat!("" $(, $desc)?), $task)),+]
+            }
+            fn run(task: ::std::string::String, input: ::std::string::String)
+                -> ::std::result::Result<::std::string::String, $crate::__rt::WitTaskError> {
+                match task.as_str() {
+                    $(stringify!($task) => $crate::__rt::call(stringify!($task), $task, &input),)+
+                    other => ::std::result::Result::Err($crate::__rt::unknown(other, &[$(stringify!($task)),+])),
+                }
+            }
+        }
+        $crate::bindings::__export_task_module!(__GraflowTasks);
+    };
+}

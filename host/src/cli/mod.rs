@@ -1,0 +1,131 @@
+//! Command-line parsing and dispatch. Exit codes are documented in
+//! [`ExitStatus`] and in `graflow-host --help`.
+
+mod run;
+mod validate;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  the workflow completed (or a task terminated it)
+  1  a task or a parallel group failed
+  2  bad usage or bad input: arguments, workflow file, modules, --input, checkpoint
+  3  max_steps was reached with tasks still queued
+  4  a task canceled the workflow
+  5  interrupted (Ctrl-C / SIGTERM): a checkpoint was written, resume it
+
+Environment:
+  GRAFLOW_LOG        log filter (tracing syntax), e.g. `debug` or `graflow_host=debug,task=info`
+  GRAFLOW_CACHE_DIR  compiled-module cache (default: $XDG_CACHE_HOME/graflow-host or ~/.cache/graflow-host)
+  GRAFLOW_POOLING    0 turns off wasmtime's pooling allocator";
+
+/// Run workflows of WebAssembly-sandboxed tasks, with checkpoint and resume.
+#[derive(Parser)]
+#[command(name = "graflow-host", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a workflow and print its result (the last task's result) as JSON on stdout.
+    Run(run::RunArgs),
+    /// Check a workflow file and its modules without running anything.
+    Validate {
+        /// The workflow file (TOML).
+        workflow: PathBuf,
+        /// Do not use the compiled-module cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
+}
+
+/// The process exit status of each outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Completed or terminated.
+    Success = 0,
+    /// A task or group failed.
+    Failed = 1,
+    /// Bad usage or input.
+    BadInput = 2,
+    /// max_steps reached.
+    MaxSteps = 3,
+    /// Canceled by a task.
+    Canceled = 4,
+    /// Interrupted; resumable.
+    Interrupted = 5,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(s: ExitStatus) -> ExitCode {
+        ExitCode::from(s as u8)
+    }
+}
+
+/// An error at the CLI edge, with the exit status it maps to.
+pub struct CliError {
+    status: ExitStatus,
+    error: anyhow::Error,
+}
+
+impl CliError {
+    fn bad_input(error: impl Into<anyhow::Error>) -> CliError {
+        CliError { status: ExitStatus::BadInput, error: error.into() }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitStatus::BadInput.into() } else { ExitStatus::Success.into() };
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    let outcome = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Validate { workflow, no_cache } => validate::validate(&workflow, no_cache),
+    };
+    match outcome {
+        Ok(status) => status.into(),
+        Err(CliError { status, error }) => {
+            eprintln!("error: {error:#}");
+            status.into()
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GRAFLOW_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).compact().init();
+}
+
+/// The compiled-module cache directory, unless disabled.
+fn cache_dir(no_cache: bool) -> Option<PathBuf> {
+    if no_cache { None } else { graflow_host::sandbox::cache::default_dir() }
+}
+
+/// Load a workflow file through a new sandbox.
+fn load(workflow: &std::path::Path, no_cache: bool) -> Result<(graflow_host::model::Workflow, graflow_host::sandbox::Sandbox), CliError> {
+    let mut sandbox = graflow_host::sandbox::Sandbox::new(&Default::default(), cache_dir(no_cache)).map_err(|e| CliError::bad_input(anyhow::anyhow!("cannot start the wasm engine: {e:#}")))?;
+    let workflow = graflow_host::model::load_workflow(workflow, &mut sandbox).map_err(CliError::bad_input)?;
+    Ok((workflow, sandbox))
+}

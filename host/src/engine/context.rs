@@ -1,0 +1,322 @@
+//! What one task execution may see and do: the host side of every WIT import.
+//!
+//! A [`TaskContext`] is built by the engine before an attempt, lives inside the
+//! sandbox's store while the guest runs, and is handed back afterwards. It holds
+//! the task's channel overlay (committed only if the attempt succeeds) and
+//! records the effects the guest asked for; the engine applies them after the
+//! task returns. It never holds guest memory.
+
+use super::runner::{FailureKind, TaskFailure};
+use super::state::{Target, TaskSpec};
+use crate::channel::{Channel, Overlay};
+use crate::json::Json;
+use crate::model::Workflow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Bounds on what a guest can make the host hold or do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostBounds {
+    /// Largest channel value or result, in bytes.
+    pub max_value_bytes: usize,
+    /// Longest channel key, in bytes.
+    pub max_key_bytes: usize,
+    /// Most `next-task` calls in one execution.
+    pub max_next_tasks: usize,
+    /// Longest log line kept, in bytes (longer lines are cut, with a marker).
+    pub max_log_bytes: usize,
+    /// Most bytes one execution may write to the channel.
+    pub max_written_bytes: usize,
+}
+
+impl Default for HostBounds {
+    fn default() -> Self {
+        HostBounds {
+            max_value_bytes: 128 << 20,
+            max_key_bytes: 4096,
+            max_next_tasks: 10_000,
+            max_log_bytes: 64 << 10,
+            max_written_bytes: 512 << 20,
+        }
+    }
+}
+
+/// About the running execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Execution id.
+    pub task_id: String,
+    /// Declared task name.
+    pub task_name: String,
+    /// Module that provides the task.
+    pub module: String,
+    /// Run id.
+    pub session_id: String,
+    /// 1-based run count of this task's cycle key.
+    pub cycle_count: u32,
+    /// `max_cycles` of the task.
+    pub max_cycles: u32,
+    /// 0 on the first attempt.
+    pub retry_count: u32,
+    /// `max_retries` of the task.
+    pub max_retries: u32,
+}
+
+/// The effects a task asked for, applied by the engine after it returns.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Executions to queue, in call order.
+    pub next: Vec<TaskSpec>,
+    /// Skip this execution's graph successors.
+    pub goto: bool,
+    /// `next-iteration` was called: successors wait for the last iteration.
+    pub iterating: bool,
+    /// `terminate-workflow` message.
+    pub terminate: Option<String>,
+    /// `cancel-workflow` message.
+    pub cancel: Option<String>,
+    /// `request-checkpoint` metadata (the last request wins).
+    pub checkpoint: Option<Json>,
+    /// `set-result` value.
+    pub result: Option<Json>,
+    /// A failure the host decided (cycle limit, host bound); it overrides what
+    /// the guest returns.
+    pub failure: Option<TaskFailure>,
+}
+
+/// Why a host call did not do what the guest asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostCallError {
+    /// Refused: the guest gets the message as an error value and may go on.
+    Refused(String),
+    /// The execution must stop: the failure is recorded and the guest trapped.
+    Abort(TaskFailure),
+}
+
+/// The state one task execution works on (see the module docs).
+pub struct TaskContext {
+    /// About the execution.
+    pub info: TaskInfo,
+    /// The execution's writes, over the channel it started from.
+    pub channel: Overlay,
+    /// The effects asked for so far.
+    pub effects: Effects,
+    workflow: Arc<Workflow>,
+    spec: TaskSpec,
+    ids: IdAllocator,
+    bounds: HostBounds,
+    written: usize,
+}
+
+/// Allocates dynamic instance ids `<task>#<prefix><n>`, deterministic per run.
+#[derive(Debug, Default)]
+pub struct IdAllocator {
+    /// Prefix inside a parallel branch (`<member>.`), empty at the top level.
+    pub prefix: String,
+    /// Last number used per task.
+    pub counters: BTreeMap<String, u32>,
+}
+
+impl IdAllocator {
+    fn next(&mut self, task: &str) -> String {
+        let n = self.counters.entry(task.to_string()).or_insert(0);
+        *n += 1;
+        format!("{task}#{}{n}", self.prefix)
+    }
+}
+
+impl TaskContext {
+    /// A context for running `spec`, over `channel`.
+    pub fn new(info: TaskInfo, spec: TaskSpec, channel: Arc<dyn Channel>, workflow: Arc<Workflow>, ids: IdAllocator, bounds: HostBounds) -> TaskContext {
+        TaskContext { info, channel: Overlay::new(channel), effects: Effects::default(), workflow, spec, ids, bounds, written: 0 }
+    }
+
+    /// Give back the id allocator (its counters advanced by `next-task`).
+    pub fn take_ids(&mut self) -> IdAllocator {
+        std::mem::take(&mut self.ids)
+    }
+
+    /// The spec this context runs.
+    pub fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+
+    fn abort(&mut self, failure: TaskFailure) -> HostCallError {
+        self.effects.failure.get_or_insert(failure.clone());
+        HostCallError::Abort(failure)
+    }
+
+    fn check_key(&mut self, key: &str) -> Result<(), HostCallError> {
+        if key.len() > self.bounds.max_key_bytes {
+            let msg = format!("channel key of {} bytes exceeds the bound of {} bytes", key.len(), self.bounds.max_key_bytes);
+            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
+        }
+        Ok(())
+    }
+
+    /// Parse `value` as JSON and check the value and write bounds.
+    fn accept_value(&mut self, what: &str, value: &str) -> Result<Json, HostCallError> {
+        if value.len() > self.bounds.max_value_bytes {
+            let msg = format!("{what} of {} bytes exceeds the bound of {} bytes per value", value.len(), self.bounds.max_value_bytes);
+            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
+        }
+        self.written += value.len();
+        if self.written > self.bounds.max_written_bytes {
+            let msg = format!("the task wrote {} bytes, over the bound of {} bytes per execution", self.written, self.bounds.max_written_bytes);
+            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
+        }
+        Json::parse(value).map_err(|e| HostCallError::Refused(format!("{what} is not valid JSON: {e}")))
+    }
+
+    /// `channel.get`.
+    pub fn channel_get(&self, key: &str) -> Option<Json> {
+        self.channel.get(key)
+    }
+
+    /// `channel.set`.
+    pub fn channel_set(&mut self, key: &str, value: &str) -> Result<(), HostCallError> {
+        self.check_key(key)?;
+        let value = self.accept_value(&format!("value for channel key '{key}'"), value)?;
+        self.channel.set(key, value);
+        Ok(())
+    }
+
+    /// `channel.delete`.
+    pub fn channel_delete(&mut self, key: &str) -> bool {
+        self.channel.delete(key)
+    }
+
+    /// `channel.exists`.
+    pub fn channel_exists(&self, key: &str) -> bool {
+        self.channel.exists(key)
+    }
+
+    /// `channel.keys`.
+    pub fn channel_keys(&self) -> Vec<String> {
+        self.channel.keys()
+    }
+
+    /// `channel.append` / `channel.prepend`.
+    pub fn channel_push(&mut self, key: &str, value: &str, front: bool) -> Result<u32, HostCallError> {
+        self.check_key(key)?;
+        let value = self.accept_value(&format!("value for channel key '{key}'"), value)?;
+        let len = self.channel.push(key, value, front).map_err(|e| HostCallError::Refused(e.to_string()))?;
+        if let Some(list) = self.channel.get(key) {
+            if list.len() > self.bounds.max_value_bytes {
+                let msg = format!("the list under channel key '{key}' grew to {} bytes, over the bound of {} bytes per value", list.len(), self.bounds.max_value_bytes);
+                return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
+            }
+        }
+        Ok(len)
+    }
+
+    /// `channel.atomic-add`.
+    pub fn channel_add(&mut self, key: &str, amount: f64) -> Result<f64, HostCallError> {
+        self.check_key(key)?;
+        if !amount.is_finite() {
+            return Err(HostCallError::Refused(format!("atomic-add on '{key}': the amount must be a finite number")));
+        }
+        self.channel.add(key, amount).map_err(|e| HostCallError::Refused(e.to_string()))
+    }
+
+    /// `results.set-result`.
+    pub fn set_result(&mut self, value: &str) -> Result<(), HostCallError> {
+        let value = self.accept_value("result", value)?;
+        self.effects.result = Some(value);
+        Ok(())
+    }
+
+    /// `results.get-result`: `<task>.__result__`.
+    pub fn get_result(&self, task: &str) -> Option<Json> {
+        self.channel.get(&result_key(task))
+    }
+
+    fn explicit_input(&mut self, input: &str) -> Result<Option<Json>, HostCallError> {
+        let input = self.accept_value("input", input)?;
+        Ok((!input.is_null()).then_some(input))
+    }
+
+    /// `control.next-task`.
+    pub fn next_task(&mut self, task: &str, input: &str, goto: bool) -> Result<String, HostCallError> {
+        if self.effects.next.len() >= self.bounds.max_next_tasks {
+            let msg = format!("more than {} next-task calls in one execution", self.bounds.max_next_tasks);
+            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
+        }
+        let input = self.explicit_input(input)?;
+        let spec = if self.workflow.graph.nodes.contains_key(task) {
+            self.effects.goto = true;
+            TaskSpec::for_node(&self.workflow, task, input)
+        } else if self.workflow.tasks.contains_key(task) {
+            self.effects.goto |= goto;
+            let id = self.ids.next(task);
+            TaskSpec { id: id.clone(), target: Target::Task(task.to_string()), node: None, cycle_key: id, input, attempt: 0, not_before_ms: 0, last_error: None }
+        } else {
+            let mut known: Vec<&str> = self.workflow.tasks.keys().map(String::as_str).collect();
+            known.extend(self.workflow.graph.nodes.keys().map(String::as_str).filter(|n| !self.workflow.tasks.contains_key(*n)));
+            return Err(HostCallError::Refused(format!("next-task: no task or flow node named '{task}' (known: {})", known.join(", "))));
+        };
+        let id = spec.id.clone();
+        self.effects.next.push(spec);
+        Ok(id)
+    }
+
+    /// `control.can-iterate`.
+    pub fn can_iterate(&self) -> bool {
+        self.info.cycle_count < self.info.max_cycles && !self.effects.iterating
+    }
+
+    /// `control.next-iteration`.
+    pub fn next_iteration(&mut self, input: &str) -> Result<String, HostCallError> {
+        if self.effects.iterating {
+            return Err(HostCallError::Refused("next-iteration was already called in this run".into()));
+        }
+        if self.info.cycle_count >= self.info.max_cycles {
+            let msg = format!(
+                "task '{}' asked for another iteration after {} of max_cycles = {} runs",
+                self.spec.cycle_key, self.info.cycle_count, self.info.max_cycles
+            );
+            self.effects.failure.get_or_insert(TaskFailure::new(FailureKind::CycleLimit, msg.clone()));
+            return Err(HostCallError::Refused(msg));
+        }
+        let input = self.explicit_input(input)?;
+        let id = format!("{}@{}", self.spec.cycle_key, self.info.cycle_count + 1);
+        let spec = TaskSpec { id: id.clone(), input, attempt: 0, not_before_ms: 0, last_error: None, ..self.spec.clone() };
+        self.effects.iterating = true;
+        self.effects.next.push(spec);
+        Ok(id)
+    }
+
+    /// `control.terminate-workflow`.
+    pub fn terminate(&mut self, message: &str) {
+        self.effects.terminate = Some(message.to_string());
+    }
+
+    /// `control.cancel-workflow`.
+    pub fn cancel(&mut self, message: &str) {
+        self.effects.cancel = Some(message.to_string());
+    }
+
+    /// `control.request-checkpoint`: `metadata` must be a JSON object (or null).
+    pub fn request_checkpoint(&mut self, metadata: &str) -> Result<(), HostCallError> {
+        let metadata = self.accept_value("checkpoint metadata", metadata)?;
+        if !metadata.is_object() && !metadata.is_null() {
+            return Err(HostCallError::Refused("checkpoint metadata must be a JSON object".into()));
+        }
+        self.effects.checkpoint = Some(metadata);
+        Ok(())
+    }
+
+    /// `logging.log`: cut to the log bound.
+    pub fn log_line<'a>(&self, message: &'a str) -> std::borrow::Cow<'a, str> {
+        if message.len() <= self.bounds.max_log_bytes {
+            return message.into();
+        }
+        let cut = message.floor_char_boundary(self.bounds.max_log_bytes);
+        format!("{}... [{} more bytes cut]", &message[..cut], message.len() - cut).into()
+    }
+}
+
+/// The channel key of a task's result.
+pub fn result_key(task: &str) -> String {
+    format!("{task}.__result__")
+}

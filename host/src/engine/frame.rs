@@ -1,0 +1,225 @@
+//! The loop of one queue: the whole run, or one branch of a parallel group.
+
+use super::context::{HostBounds, IdAllocator, TaskContext, TaskInfo, result_key};
+use super::runner::TaskFailure;
+use super::state::{RunState, Target, TaskSpec};
+use super::{CheckpointRequest, RunError, Shared, input, now_ms};
+use crate::channel::Channel;
+use crate::json::Json;
+use crate::model::TaskDef;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How a frame's loop ended without error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameEnd {
+    /// The queue is empty.
+    Drained,
+    /// A task terminated the workflow.
+    Terminated(String),
+    /// The interrupt flag was set; the state is at a task boundary.
+    Interrupted,
+}
+
+/// How one step ended.
+pub(super) enum StepEnd {
+    Continue,
+    Terminate(String),
+    /// A group was interrupted: it has been put back at the front of the queue.
+    Interrupted,
+}
+
+/// What a completed execution asks the frame to do next.
+pub(super) struct Completion {
+    pub result: Json,
+    pub next: Vec<TaskSpec>,
+    pub skip_successors: bool,
+    pub terminate: Option<String>,
+    pub checkpoint: Option<CheckpointRequest>,
+}
+
+/// One queue being drained, with the channel its executions work on.
+pub(crate) struct Frame<'s, 'a> {
+    pub shared: &'s Shared<'a>,
+    pub state: &'s mut RunState,
+    pub channel: Arc<dyn Channel>,
+    /// Prefix of dynamic ids inside a branch (`<member>.`), empty at the top.
+    pub prefix: String,
+    /// This frame stops with `MaxSteps` once `state.steps` reaches it.
+    pub step_budget: u64,
+    /// A checkpoint asked for by the last step, for the caller to write.
+    pub pending_checkpoint: Option<CheckpointRequest>,
+    /// The last execution that completed, for boundary checkpoints.
+    last_task: Option<(String, u32)>,
+}
+
+impl<'s, 'a> Frame<'s, 'a> {
+    pub fn new(shared: &'s Shared<'a>, state: &'s mut RunState, channel: Arc<dyn Channel>, prefix: String, step_budget: u64) -> Self {
+        Frame { shared, state, channel, prefix, step_budget, pending_checkpoint: None, last_task: None }
+    }
+
+    /// Drain the queue; `after_step` runs after every completed step (the top
+    /// level writes checkpoints there).
+    pub fn run(&mut self, after_step: &mut dyn FnMut(&mut Frame) -> Result<(), RunError>) -> Result<FrameEnd, RunError> {
+        loop {
+            if self.shared.interrupt.load(Ordering::Relaxed) {
+                return Ok(FrameEnd::Interrupted);
+            }
+            if self.state.queue.is_empty() {
+                return Ok(FrameEnd::Drained);
+            }
+            if self.state.steps >= self.step_budget {
+                return Err(RunError::MaxSteps { max_steps: self.shared.workflow.settings.max_steps, pending: self.state.pending_ids() });
+            }
+            let Some(spec) = self.pop_ready() else {
+                return Ok(FrameEnd::Interrupted);
+            };
+            let end = match spec.target.clone() {
+                Target::Task(task) => self.run_task(spec, &task)?,
+                Target::Group(group) => self.run_group(spec, &group)?,
+            };
+            match end {
+                StepEnd::Continue => after_step(self)?,
+                StepEnd::Terminate(message) => {
+                    after_step(self)?;
+                    return Ok(FrameEnd::Terminated(message));
+                }
+                StepEnd::Interrupted => return Ok(FrameEnd::Interrupted),
+            }
+        }
+    }
+
+    /// The first execution whose back-off has passed; waits (without blocking
+    /// ready executions, which are taken first) when every queued one is backing
+    /// off. `None` if the interrupt flag is set while waiting.
+    fn pop_ready(&mut self) -> Option<TaskSpec> {
+        loop {
+            let now = now_ms();
+            if let Some(i) = self.state.queue.iter().position(|s| s.not_before_ms <= now) {
+                return self.state.queue.remove(i);
+            }
+            let wake = self.state.queue.iter().map(|s| s.not_before_ms).min().unwrap_or(now);
+            std::thread::sleep(Duration::from_millis(wake.saturating_sub(now).clamp(1, 50)));
+            if self.shared.interrupt.load(Ordering::Relaxed) {
+                return None;
+            }
+        }
+    }
+
+    /// A checkpoint request at a task boundary, not asked by a task.
+    pub fn boundary_request(&self, mode: &'static str) -> CheckpointRequest {
+        let (task_id, cycle_count) = self.last_task.clone().unwrap_or_default();
+        CheckpointRequest { task_id, cycle_count, elapsed_time: 0.0, mode, user_metadata: Json::null() }
+    }
+
+    fn task_def(&self, task: &str) -> Result<&'s TaskDef, RunError> {
+        let shared: &'s Shared<'a> = self.shared;
+        shared.workflow.tasks.get(task).ok_or_else(|| RunError::Inconsistent(format!("the queue names task '{task}', which the workflow does not declare")))
+    }
+
+    fn run_task(&mut self, spec: TaskSpec, task: &str) -> Result<StepEnd, RunError> {
+        let def = self.task_def(task)?;
+        let cycle_count = {
+            let count = self.state.cycle_counts.entry(spec.cycle_key.clone()).or_insert(0);
+            if spec.attempt == 0 {
+                *count += 1;
+            }
+            (*count).max(1)
+        };
+        let input = input::resolve(&def.inputs, spec.input.as_ref(), self.channel.as_ref(), &self.shared.run_input);
+        let info = TaskInfo {
+            task_id: spec.id.clone(),
+            task_name: def.name.clone(),
+            module: def.module.clone(),
+            session_id: self.state.session_id.clone(),
+            cycle_count,
+            max_cycles: def.max_cycles,
+            retry_count: spec.attempt,
+            max_retries: def.retry.max_retries,
+        };
+        let ids = IdAllocator { prefix: self.prefix.clone(), counters: std::mem::take(&mut self.state.id_counters) };
+        let bounds: HostBounds = self.shared.bounds.clone();
+        let ctx = TaskContext::new(info, spec.clone(), self.channel.clone(), self.shared.workflow.clone(), ids, bounds);
+        let started = Instant::now();
+        tracing::debug!(task = %spec.id, attempt = spec.attempt, "task started");
+        let (mut ctx, outcome) = self.shared.runner.run(def, &input, ctx);
+        self.state.id_counters = ctx.take_ids().counters;
+        let outcome = match ctx.effects.failure.take() {
+            Some(failure) => Err(failure),
+            None => outcome,
+        };
+        let output = match outcome {
+            Ok(output) => output,
+            Err(failure) => return self.fail_or_retry(spec, def, failure),
+        };
+        if let Some(message) = ctx.effects.cancel.take() {
+            return Err(RunError::Cancelled { task_id: spec.id, message });
+        }
+        let effects = std::mem::take(&mut ctx.effects);
+        let result = effects.result.unwrap_or(output);
+        ctx.channel.set(&result_key(&spec.id), result.clone());
+        if spec.id != def.name {
+            ctx.channel.set(&result_key(&def.name), result.clone());
+        }
+        ctx.channel.commit_into(self.channel.as_ref());
+        for next in &effects.next {
+            if let (None, Target::Task(t)) = (&next.node, &next.target) {
+                if !next.id.contains('@') {
+                    self.state.dynamic_tasks.insert(next.id.clone(), t.clone());
+                }
+            }
+        }
+        let checkpoint = effects.checkpoint.map(|user_metadata| CheckpointRequest {
+            task_id: spec.id.clone(),
+            cycle_count,
+            elapsed_time: super::seconds_since(started),
+            mode: "deferred",
+            user_metadata,
+        });
+        tracing::debug!(task = %spec.id, "task completed");
+        self.last_task = Some((spec.id.clone(), cycle_count));
+        Ok(self.complete(
+            &spec,
+            Completion { result, next: effects.next, skip_successors: effects.goto || effects.iterating, terminate: effects.terminate, checkpoint },
+        ))
+    }
+
+    fn fail_or_retry(&mut self, spec: TaskSpec, def: &TaskDef, failure: TaskFailure) -> Result<StepEnd, RunError> {
+        if failure.kind.is_retryable() && spec.attempt < def.retry.max_retries {
+            let retry = spec.attempt + 1;
+            let mut delay = def.retry.base_delay_ms(retry) as f64;
+            if def.retry.jitter {
+                delay = (delay * (0.5 + rand::random::<f64>())).min(def.retry.max_ms as f64);
+            }
+            tracing::warn!(task = %spec.id, attempt = retry, delay_ms = delay as u64, error = %failure, "task failed; retrying");
+            let retry_spec = TaskSpec { attempt: retry, not_before_ms: now_ms() + delay as u64, last_error: Some(failure.to_string()), ..spec };
+            self.state.queue.push_back(retry_spec);
+            return Ok(StepEnd::Continue);
+        }
+        Err(RunError::TaskFailed { task_id: spec.id, task: def.name.clone(), module: def.module.clone(), attempts: spec.attempt + 1, failure })
+    }
+
+    /// Apply a completed execution: result, completion, step, queue, checkpoint.
+    pub(super) fn complete(&mut self, spec: &TaskSpec, c: Completion) -> StepEnd {
+        self.state.mark_completed(&spec.id);
+        self.state.steps += 1;
+        self.state.last_result = Some(c.result);
+        self.state.queue.extend(c.next);
+        if c.checkpoint.is_some() {
+            self.pending_checkpoint = c.checkpoint;
+        }
+        if let Some(message) = c.terminate {
+            return StepEnd::Terminate(message);
+        }
+        if !c.skip_successors {
+            if let Some(node) = &spec.node {
+                let workflow = &self.shared.workflow;
+                for successor in workflow.graph.successors(node) {
+                    self.state.queue.push_back(TaskSpec::for_node(workflow, successor, None));
+                }
+            }
+        }
+        StepEnd::Continue
+    }
+}

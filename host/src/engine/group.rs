@@ -1,0 +1,162 @@
+//! Parallel groups: branches run concurrently, the group is the join.
+//!
+//! Each member runs in its own branch: a frame with its own queue (the member
+//! and whatever it queues: its chain, its dynamic tasks, its iterations) over an
+//! overlay of the channel as it was when the group started. The parent frame is
+//! idle meanwhile, so that base never changes under the branches. When every
+//! branch has finished, the policy decides the group's outcome; the writes of
+//! successful branches are committed in member order (deterministic), those of
+//! failed branches are discarded.
+
+use super::frame::{Completion, Frame, FrameEnd, StepEnd};
+use super::state::{RunState, TaskSpec};
+use super::{CheckpointRequest, RunError, Shared, result_key};
+use crate::channel::{Channel, Overlay};
+use crate::json::Json;
+use crate::model::{GroupDef, GroupPolicy, Node};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What a branch starts from.
+struct Seed<'a> {
+    session_id: &'a str,
+    input: &'a Json,
+    cycle_counts: &'a BTreeMap<String, u32>,
+    prefix: &'a str,
+    budget: u64,
+}
+
+/// How one branch ended.
+struct Branch {
+    member: String,
+    end: Result<FrameEnd, RunError>,
+    overlay: Arc<Overlay>,
+    state: RunState,
+    checkpoint: Option<CheckpointRequest>,
+}
+
+impl Frame<'_, '_> {
+    pub(super) fn run_group(&mut self, spec: TaskSpec, group: &str) -> Result<StepEnd, RunError> {
+        let def = match self.shared.workflow.graph.nodes.get(group) {
+            Some(Node::Group(def)) => def.clone(),
+            _ => return Err(RunError::Inconsistent(format!("the queue names group '{group}', which the workflow does not have"))),
+        };
+        tracing::debug!(group, members = def.members.len(), "group started");
+        let seed = Seed {
+            session_id: &self.state.session_id,
+            input: &self.state.input,
+            cycle_counts: &self.state.cycle_counts,
+            prefix: &self.prefix,
+            budget: self.step_budget.saturating_sub(self.state.steps + 1),
+        };
+        let branches = run_branches(self.shared, &seed, &def.members, &self.channel);
+        if branches.iter().any(|b| matches!(b.end, Ok(FrameEnd::Interrupted))) {
+            self.state.queue.push_front(spec);
+            return Ok(StepEnd::Interrupted);
+        }
+        if let Some(e) = branches.iter().find_map(|b| match &b.end {
+            Err(e @ (RunError::Cancelled { .. } | RunError::MaxSteps { .. } | RunError::Checkpoint { .. } | RunError::Inconsistent(_))) => Some(e.clone()),
+            _ => None,
+        }) {
+            if matches!(e, RunError::MaxSteps { .. }) {
+                self.state.queue.push_front(spec);
+            }
+            return Err(e);
+        }
+        judge(group, &def, &branches)?;
+        let start_counts = self.state.cycle_counts.clone();
+        Ok(self.merge(&spec, &start_counts, branches))
+    }
+
+    /// Commit successful branches in member order and complete the group.
+    fn merge(&mut self, spec: &TaskSpec, start_counts: &BTreeMap<String, u32>, branches: Vec<Branch>) -> StepEnd {
+        let mut results = serde_json::Map::new();
+        let mut terminate = None;
+        let mut checkpoint = None;
+        for b in branches.into_iter().filter(|b| b.end.is_ok()) {
+            b.overlay.commit_into(self.channel.as_ref());
+            self.state.steps += b.state.steps;
+            for id in &b.state.completed {
+                self.state.mark_completed(id);
+            }
+            for (key, count) in &b.state.cycle_counts {
+                let before = start_counts.get(key).copied().unwrap_or(0);
+                let delta = count.saturating_sub(before);
+                *self.state.cycle_counts.entry(key.clone()).or_insert(0) += delta;
+            }
+            self.state.dynamic_tasks.extend(b.state.dynamic_tasks);
+            if let Ok(FrameEnd::Terminated(message)) = b.end {
+                terminate = Some(message);
+            }
+            if b.checkpoint.is_some() {
+                checkpoint = b.checkpoint;
+            }
+            let value = self.channel.get(&result_key(&b.member)).map_or(serde_json::Value::Null, |v| v.to_value());
+            results.insert(b.member, value);
+        }
+        let result = Json::from(serde_json::Value::Object(results));
+        self.channel.set(&result_key(&spec.id), result.clone());
+        let skip_successors = terminate.is_some();
+        self.complete(spec, Completion { result, next: Vec::new(), skip_successors, terminate, checkpoint })
+    }
+}
+
+/// Run every member's branch, at most `parallelism` at a time; outcomes in member order.
+fn run_branches(shared: &Shared, seed: &Seed, members: &[String], base: &Arc<dyn Channel>) -> Vec<Branch> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Branch>>> = members.iter().map(|_| Mutex::new(None)).collect();
+    let workers = shared.workflow.settings.parallelism.clamp(1, members.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(member) = members.get(i) else { break };
+                    let branch = run_branch(shared, seed, member, base.clone());
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(branch);
+                }
+            });
+        }
+    });
+    slots.into_iter().map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every member ran")).collect()
+}
+
+fn run_branch(shared: &Shared, seed: &Seed, member: &str, base: Arc<dyn Channel>) -> Branch {
+    let overlay = Arc::new(Overlay::new(base));
+    let mut state = RunState::empty(seed.session_id.to_string(), seed.input.clone());
+    state.cycle_counts = seed.cycle_counts.clone();
+    state.queue.push_back(TaskSpec::for_node(&shared.workflow, member, None));
+    let mut checkpoint = None;
+    let end = {
+        let channel: Arc<dyn Channel> = overlay.clone();
+        let mut frame = Frame::new(shared, &mut state, channel, format!("{}{member}.", seed.prefix), seed.budget);
+        frame.run(&mut |f| {
+            if let Some(r) = f.pending_checkpoint.take() {
+                checkpoint = Some(r);
+            }
+            Ok(())
+        })
+    };
+    Branch { member: member.to_string(), end, overlay, state, checkpoint }
+}
+
+/// Apply the group's policy; the error lists failed members with their errors
+/// and the members that succeeded.
+fn judge(group: &str, def: &GroupDef, branches: &[Branch]) -> Result<(), RunError> {
+    let failed: Vec<(String, String)> = branches.iter().filter_map(|b| b.end.as_ref().err().map(|e| (b.member.clone(), e.to_string()))).collect();
+    let succeeded: Vec<String> = branches.iter().filter(|b| b.end.is_ok()).map(|b| b.member.clone()).collect();
+    let ok = match &def.policy {
+        GroupPolicy::Strict => failed.is_empty(),
+        GroupPolicy::BestEffort => true,
+        GroupPolicy::AtLeast(n) => succeeded.len() >= *n as usize,
+        GroupPolicy::Critical(critical) => !failed.iter().any(|(m, _)| critical.contains(m)),
+    };
+    for (member, error) in &failed {
+        tracing::warn!(group, member = %member, error = %error, "group member failed");
+    }
+    if ok {
+        return Ok(());
+    }
+    Err(RunError::GroupFailed { group: group.to_string(), policy: def.policy.to_string(), failed, succeeded })
+}

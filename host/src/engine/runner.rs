@@ -1,0 +1,76 @@
+//! The seam between the engine and whatever runs a task.
+
+use super::context::TaskContext;
+use crate::json::Json;
+use crate::model::TaskDef;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Runs one task execution. The engine calls it once per attempt, from the
+/// thread of the branch that runs the task; implementations must not share
+/// mutable state between executions.
+pub trait TaskRunner: Send + Sync {
+    /// Run `task` with `input`. `ctx` carries the task's view of the channel and
+    /// records its effects; it is handed back with the outcome.
+    fn run(&self, task: &TaskDef, input: &Json, ctx: TaskContext) -> (TaskContext, Result<Json, TaskFailure>);
+}
+
+/// How a task execution failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// The task returned a permanent error.
+    Failed,
+    /// The task returned a retryable error.
+    Retryable,
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access, ...).
+    Trap,
+    /// The wall-clock limit ran out.
+    Timeout,
+    /// The fuel budget ran out.
+    OutOfFuel,
+    /// The memory limit was hit.
+    Memory,
+    /// `next-iteration` past `max_cycles`.
+    CycleLimit,
+    /// The task exceeded a bound on what it may ask of the host.
+    HostBound,
+}
+
+impl FailureKind {
+    /// True if the retry policy applies.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, FailureKind::Retryable | FailureKind::Trap | FailureKind::Timeout | FailureKind::OutOfFuel | FailureKind::Memory)
+    }
+}
+
+/// A failed task execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// The message, naming the limit or carrying the guest's text.
+    pub message: String,
+}
+
+impl TaskFailure {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> TaskFailure {
+        TaskFailure { kind, message: message.into() }
+    }
+}
+
+impl fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            FailureKind::Failed => "failed",
+            FailureKind::Retryable => "failed (retryable)",
+            FailureKind::Trap => "trapped",
+            FailureKind::Timeout => "timed out",
+            FailureKind::OutOfFuel => "ran out of fuel",
+            FailureKind::Memory => "hit the memory limit",
+            FailureKind::CycleLimit => "hit the cycle limit",
+            FailureKind::HostBound => "exceeded a host bound",
+        };
+        write!(f, "{kind}: {}", self.message)
+    }
+}

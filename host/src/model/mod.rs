@@ -1,0 +1,188 @@
+//! The workflow model: what a workflow file describes, validated and resolved.
+//!
+//! [`Workflow`] is immutable while a run executes and is plain serde data: a
+//! checkpoint stores it whole, so a resume needs neither the workflow file nor
+//! the original module files.
+
+pub mod flow;
+mod workflow_file;
+
+pub use workflow_file::{LoadError, ModuleExports, ModuleInfo, ModuleLoadError, TaskDecl, load_workflow};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A validated workflow: modules, tasks, graph and settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    /// A name for logs and checkpoints.
+    pub name: String,
+    /// The flow expression as written.
+    pub flow: String,
+    /// The node the run starts at.
+    pub start: String,
+    /// Component modules by name.
+    pub modules: BTreeMap<String, ModuleRef>,
+    /// Declared tasks by name (flow tasks and tasks only reachable by `next-task`).
+    pub tasks: BTreeMap<String, TaskDef>,
+    /// Nodes and edges.
+    pub graph: Graph,
+    /// Run-wide settings.
+    pub settings: RunSettings,
+}
+
+/// A component module, identified by content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRef {
+    /// Where the `.wasm` file was loaded from (absolute).
+    pub path: PathBuf,
+    /// Hex sha256 of the file's bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A declared task: which component export runs it, and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDef {
+    /// The task name (key of `[tasks]`).
+    pub name: String,
+    /// The module that provides it.
+    pub module: String,
+    /// The name the component exports it under.
+    pub export: String,
+    /// Declared inputs, filled by automatic data flow.
+    pub inputs: Vec<String>,
+    /// Runs allowed by `next-iteration` (1-based, retries excluded).
+    pub max_cycles: u32,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Sandbox limits.
+    pub limits: Limits,
+}
+
+/// How a failed task is retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (0: never retried).
+    pub max_retries: u32,
+    /// Delay before the first retry, in milliseconds.
+    pub initial_ms: u64,
+    /// Multiplier applied to the delay after each retry.
+    pub factor: f64,
+    /// Upper bound of the delay, in milliseconds.
+    pub max_ms: u64,
+    /// Multiply each delay by a random factor in [0.5, 1.5) (then cap it).
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_retries: 0, initial_ms: 1000, factor: 2.0, max_ms: 60_000, jitter: false }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `retry` (1-based), in milliseconds, without jitter.
+    pub fn base_delay_ms(&self, retry: u32) -> u64 {
+        let delay = self.initial_ms as f64 * self.factor.powi(retry.saturating_sub(1) as i32);
+        delay.min(self.max_ms as f64) as u64
+    }
+}
+
+/// Sandbox limits of one task execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Maximum linear memory of the instance, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock budget of one execution, in milliseconds (also while the guest
+    /// waits in a host call).
+    pub timeout_ms: u64,
+    /// Optional fuel budget (deterministic instruction limit).
+    pub fuel: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_bytes: 256 << 20, timeout_ms: 60_000, fuel: None }
+    }
+}
+
+/// Run-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// The run stops with a max-steps outcome once this many tasks completed.
+    pub max_steps: u64,
+    /// Branches of one parallel group that run at the same time.
+    pub parallelism: usize,
+}
+
+/// The workflow graph: task and group nodes, and successor edges.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Graph {
+    /// Every node by name.
+    pub nodes: BTreeMap<String, Node>,
+    /// Successors of each node, in the order the edges were written.
+    pub successors: BTreeMap<String, Vec<String>>,
+}
+
+impl Graph {
+    /// The successors of `node` (none for an unknown node).
+    pub fn successors(&self, node: &str) -> &[String] {
+        self.successors.get(node).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The nodes with no incoming edge that are not members of a group.
+    pub fn start_candidates(&self) -> Vec<String> {
+        let mut reached: std::collections::BTreeSet<&str> = self.successors.values().flatten().map(String::as_str).collect();
+        for node in self.nodes.values() {
+            if let Node::Group(g) = node {
+                reached.extend(g.members.iter().map(String::as_str));
+            }
+        }
+        self.nodes.keys().filter(|n| !reached.contains(n.as_str())).cloned().collect()
+    }
+}
+
+/// A node of the graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Node {
+    /// Runs the declared task of the same name.
+    Task,
+    /// A parallel group: the join of its members.
+    Group(GroupDef),
+}
+
+/// A parallel group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupDef {
+    /// Member nodes; each runs in its own branch.
+    pub members: Vec<String>,
+    /// What makes the group fail.
+    pub policy: GroupPolicy,
+}
+
+/// What makes a parallel group fail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupPolicy {
+    /// Any failed member fails the group (the default).
+    Strict,
+    /// The group never fails; failed members' writes are discarded.
+    BestEffort,
+    /// The group fails when fewer than this many members succeed.
+    AtLeast(u32),
+    /// The group fails when one of these members fails.
+    Critical(Vec<String>),
+}
+
+impl std::fmt::Display for GroupPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupPolicy::Strict => f.write_str("strict"),
+            GroupPolicy::BestEffort => f.write_str("best_effort"),
+            GroupPolicy::AtLeast(n) => write!(f, "at_least_n ({n})"),
+            GroupPolicy::Critical(c) => write!(f, "critical ({})", c.join(", ")),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The one place that builds the wasmtime configuration.
+//!
+//! Every setting that changes generated code (fuel, epochs) is part of the
+//! engine's compatibility hash, which keys the compiled-artifact cache.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch ticker advances: the granularity of time limits.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine-wide choices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Count fuel (needed when any task has a fuel budget).
+    pub fuel: bool,
+    /// Use the pooling instance allocator (`GRAFLOW_POOLING=0` turns it off).
+    pub pooling: bool,
+    /// Largest memory limit of any task, in bytes (the pool's slot size).
+    pub max_memory_bytes: u64,
+    /// Instances that may be alive at once (pool capacity).
+    pub max_instances: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings { fuel: false, pooling: pooling_from_env(), max_memory_bytes: 256 << 20, max_instances: 64 }
+    }
+}
+
+fn pooling_from_env() -> bool {
+    match std::env::var("GRAFLOW_POOLING").as_deref() {
+        Ok("0") | Ok("false") | Ok("off") => false,
+        Ok(_) | Err(_) => true,
+    }
+}
+
+/// Build the wasmtime engine for `settings`.
+pub fn build_engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.consume_fuel(settings.fuel);
+    config.parallel_compilation(true);
+    if settings.pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        let n = settings.max_instances.max(4);
+        pool.total_component_instances(n);
+        pool.total_core_instances(n * 8);
+        pool.total_memories(n * 2);
+        pool.total_tables(n * 4);
+        pool.max_memories_per_component(4);
+        pool.max_memory_size(settings.max_memory_bytes.next_multiple_of(64 << 10) as usize);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Engine::new(&config)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+pub struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    /// Start ticking `engine`.
+    pub fn start(engine: &Engine) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, flag) = (engine.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("graflow-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn the epoch ticker thread");
+        Ticker { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

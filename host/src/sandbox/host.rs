@@ -1,0 +1,176 @@
+//! The host side of the WIT imports (`wit/graflow.wit`), over a
+//! [`TaskContext`]. Refusals go back to the guest as error values; a call that
+//! breaks a host bound traps the guest, and the recorded failure names the bound.
+
+use crate::engine::{HostCallError, TaskContext};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+wasmtime::component::bindgen!({
+    world: "task-module",
+    path: "../wit",
+    imports: { default: trappable },
+});
+
+use graflow::task::types::{LogLevel, TaskInfo as WitTaskInfo};
+
+/// A linear-memory growth refused by the limiter; traps the guest.
+#[derive(Debug)]
+pub struct MemoryLimitHit {
+    /// The limit in bytes.
+    pub limit: usize,
+    /// The size the guest asked for, in bytes.
+    pub desired: usize,
+}
+
+impl std::fmt::Display for MemoryLimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "memory limit of {} bytes reached (the guest asked for {} bytes)", self.limit, self.desired)
+    }
+}
+
+impl std::error::Error for MemoryLimitHit {}
+
+/// Enforces a task's memory limit.
+pub struct Limiter {
+    /// Maximum linear memory, in bytes.
+    pub memory: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory {
+            return Err(wasmtime::Error::new(MemoryLimitHit { limit: self.memory, desired }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The data of one task execution's store.
+pub struct HostState {
+    /// The task's context; `None` while listing a component's tasks.
+    pub ctx: Option<TaskContext>,
+    /// WASI state: grants nothing unless the workflow grants it.
+    pub wasi: WasiCtx,
+    /// WASI resources.
+    pub table: ResourceTable,
+    /// Memory limit.
+    pub limiter: Limiter,
+    /// What the guest wrote to stderr (panic messages land here).
+    pub stderr: MemoryOutputPipe,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl HostState {
+    fn task(&mut self) -> wasmtime::Result<&mut TaskContext> {
+        self.ctx.as_mut().ok_or_else(|| wasmtime::format_err!("host calls are not available while the component lists its tasks"))
+    }
+}
+
+/// Map a host-call outcome: refusals become error values, aborts trap.
+fn refusable<T>(r: Result<T, HostCallError>) -> wasmtime::Result<Result<T, String>> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(HostCallError::Refused(msg)) => Ok(Err(msg)),
+        Err(HostCallError::Abort(failure)) => Err(wasmtime::format_err!("{}", failure.message)),
+    }
+}
+
+impl graflow::task::types::Host for HostState {}
+
+impl graflow::task::channel::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.task()?.channel_get(&key).map(|v| v.as_str().to_string()))
+    }
+    fn set(&mut self, key: String, value: String) -> wasmtime::Result<Result<(), String>> {
+        refusable(self.task()?.channel_set(&key, &value))
+    }
+    fn delete(&mut self, key: String) -> wasmtime::Result<bool> {
+        Ok(self.task()?.channel_delete(&key))
+    }
+    fn exists(&mut self, key: String) -> wasmtime::Result<bool> {
+        Ok(self.task()?.channel_exists(&key))
+    }
+    fn keys(&mut self) -> wasmtime::Result<Vec<String>> {
+        Ok(self.task()?.channel_keys())
+    }
+    fn append(&mut self, key: String, value: String) -> wasmtime::Result<Result<u32, String>> {
+        refusable(self.task()?.channel_push(&key, &value, false))
+    }
+    fn prepend(&mut self, key: String, value: String) -> wasmtime::Result<Result<u32, String>> {
+        refusable(self.task()?.channel_push(&key, &value, true))
+    }
+    fn atomic_add(&mut self, key: String, amount: f64) -> wasmtime::Result<Result<f64, String>> {
+        refusable(self.task()?.channel_add(&key, amount))
+    }
+}
+
+impl graflow::task::results::Host for HostState {
+    fn set_result(&mut self, value: String) -> wasmtime::Result<Result<(), String>> {
+        refusable(self.task()?.set_result(&value))
+    }
+    fn get_result(&mut self, task: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.task()?.get_result(&task).map(|v| v.as_str().to_string()))
+    }
+}
+
+impl graflow::task::control::Host for HostState {
+    fn next_task(&mut self, task: String, input: String, goto: bool) -> wasmtime::Result<Result<String, String>> {
+        refusable(self.task()?.next_task(&task, &input, goto))
+    }
+    fn next_iteration(&mut self, input: String) -> wasmtime::Result<Result<String, String>> {
+        refusable(self.task()?.next_iteration(&input))
+    }
+    fn can_iterate(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.task()?.can_iterate())
+    }
+    fn terminate_workflow(&mut self, message: String) -> wasmtime::Result<()> {
+        self.task()?.terminate(&message);
+        Ok(())
+    }
+    fn cancel_workflow(&mut self, message: String) -> wasmtime::Result<()> {
+        self.task()?.cancel(&message);
+        Ok(())
+    }
+    fn request_checkpoint(&mut self, metadata: String) -> wasmtime::Result<Result<(), String>> {
+        refusable(self.task()?.request_checkpoint(&metadata))
+    }
+    fn info(&mut self) -> wasmtime::Result<WitTaskInfo> {
+        let i = &self.task()?.info;
+        Ok(WitTaskInfo {
+            task_id: i.task_id.clone(),
+            task_name: i.task_name.clone(),
+            session_id: i.session_id.clone(),
+            cycle_count: i.cycle_count,
+            max_cycles: i.max_cycles,
+            retry_count: i.retry_count,
+            max_retries: i.max_retries,
+        })
+    }
+}
+
+impl graflow::task::logging::Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        let ctx = self.task()?;
+        let line = ctx.log_line(&message);
+        let task = ctx.info.task_id.as_str();
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "task", task, "{line}"),
+            LogLevel::Debug => tracing::debug!(target: "task", task, "{line}"),
+            LogLevel::Info => tracing::info!(target: "task", task, "{line}"),
+            LogLevel::Warn => tracing::warn!(target: "task", task, "{line}"),
+            LogLevel::Error => tracing::error!(target: "task", task, "{line}"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! The wasmtime sandbox: loads task components and runs each task execution in
+//! a fresh store and instance.
+//!
+//! Per module, once: read the file, hash it (sha256), compile it (or load the
+//! cached artifact), link it and make its `InstancePre`, and list its tasks.
+//! Per execution: a new store (WASI context granting nothing, memory limiter,
+//! epoch deadline, optional fuel), an instance from the `InstancePre`, one call
+//! of `run`, then the store is dropped, and with it everything the guest held.
+
+pub mod cache;
+pub mod config;
+mod host;
+
+use crate::engine::{FailureKind, TaskContext, TaskFailure, TaskRunner};
+use crate::json::Json;
+use crate::model::{ModuleExports, ModuleInfo, ModuleLoadError, TaskDecl, TaskDef, Workflow};
+use config::{EngineSettings, Ticker};
+use host::{HostState, Limiter, MemoryLimitHit, TaskModulePre};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{ResourceTable, WasiCtx};
+
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A loaded module: ready to instantiate.
+struct LoadedModule {
+    sha256: String,
+    pre: TaskModulePre<HostState>,
+}
+
+/// Statistics of module loading, for logs and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Modules loaded from the compiled-artifact cache.
+    pub cache_hits: u32,
+    /// Modules compiled.
+    pub compiled: u32,
+}
+
+/// The wasmtime runner: an engine, a linker and the loaded modules.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    modules: HashMap<String, LoadedModule>,
+    cache: Option<cache::ModuleCache>,
+    stats: LoadStats,
+    fuel: bool,
+    _ticker: Ticker,
+}
+
+impl Sandbox {
+    /// A sandbox with `settings`, caching compiled modules in `cache_dir` (none: no cache).
+    pub fn new(settings: &EngineSettings, cache_dir: Option<std::path::PathBuf>) -> wasmtime::Result<Sandbox> {
+        let engine = config::build_engine(settings)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        host::TaskModule::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let cache = cache_dir.map(|d| cache::ModuleCache::new(d, &engine));
+        let ticker = Ticker::start(&engine);
+        Ok(Sandbox { engine, linker, modules: HashMap::new(), cache, stats: LoadStats::default(), fuel: settings.fuel, _ticker: ticker })
+    }
+
+    /// A sandbox whose engine fits every task of `workflow` (fuel, memory).
+    pub fn for_workflow(workflow: &Workflow, cache_dir: Option<std::path::PathBuf>) -> wasmtime::Result<Sandbox> {
+        let mut settings = EngineSettings::default();
+        settings.fuel = workflow.tasks.values().any(|t| t.limits.fuel.is_some());
+        settings.max_memory_bytes = workflow.tasks.values().map(|t| t.limits.memory_bytes).max().unwrap_or(settings.max_memory_bytes);
+        settings.max_instances = (workflow.settings.parallelism as u32 * 2).max(16);
+        Sandbox::new(&settings, cache_dir)
+    }
+
+    /// Module loading statistics so far.
+    pub fn stats(&self) -> LoadStats {
+        self.stats
+    }
+
+    /// Load module `name` from `bytes` (already read and hashed by the caller).
+    pub fn load_bytes(&mut self, name: &str, bytes: &[u8], sha256: &str) -> Result<Vec<TaskDecl>, ModuleLoadError> {
+        check_header(bytes)?;
+        let component = self.compile(sha256, bytes).map_err(|e| ModuleLoadError::NotAComponent(format!("{e:#}")))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
+        let pre = TaskModulePre::new(instance_pre).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
+        let tasks = self.list_tasks(&pre).map_err(|e| ModuleLoadError::Incompatible(format!("calling its `tasks` export failed: {e:#}")))?;
+        self.modules.insert(name.to_string(), LoadedModule { sha256: sha256.to_string(), pre });
+        Ok(tasks)
+    }
+
+    /// The sha256 of loaded module `name`.
+    pub fn module_sha256(&self, name: &str) -> Option<&str> {
+        self.modules.get(name).map(|m| m.sha256.as_str())
+    }
+
+    fn compile(&mut self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        match &self.cache {
+            Some(cache) => {
+                let (component, hit) = cache.load_or_compile(&self.engine, sha256, bytes)?;
+                if hit { self.stats.cache_hits += 1 } else { self.stats.compiled += 1 }
+                Ok(component)
+            }
+            None => {
+                self.stats.compiled += 1;
+                Component::new(&self.engine, bytes)
+            }
+        }
+    }
+
+    fn store(&self, ctx: Option<TaskContext>, memory: u64) -> Store<HostState> {
+        let stderr = MemoryOutputPipe::new(64 << 10);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let state = HostState { ctx, wasi, table: ResourceTable::new(), limiter: Limiter { memory: memory as usize }, stderr };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn list_tasks(&self, pre: &TaskModulePre<HostState>) -> wasmtime::Result<Vec<TaskDecl>> {
+        let mut store = self.store(None, 256 << 20);
+        store.set_epoch_deadline(10_000 / config::EPOCH_TICK.as_millis() as u64);
+        if self.fuel {
+            store.set_fuel(u64::MAX)?;
+        }
+        let instance = pre.instantiate(&mut store)?;
+        let decls = instance.call_tasks(&mut store)?;
+        Ok(decls.into_iter().map(|d| TaskDecl { name: d.name, inputs: d.inputs, description: d.description }).collect())
+    }
+}
+
+/// Tell a component from a core module or a file that is not WebAssembly.
+fn check_header(bytes: &[u8]) -> Result<(), ModuleLoadError> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        return Err(ModuleLoadError::NotAComponent("the file does not start with the WebAssembly magic number".into()));
+    }
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(ModuleLoadError::NotAComponent(
+            "it is a core WebAssembly module; build for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl ModuleExports for Sandbox {
+    fn load(&mut self, name: &str, path: &Path) -> Result<ModuleInfo, ModuleLoadError> {
+        let bytes = std::fs::read(path)?;
+        let sha256 = sha256_hex(&bytes);
+        let tasks = self.load_bytes(name, &bytes, &sha256)?;
+        Ok(ModuleInfo { sha256, size: bytes.len() as u64, tasks })
+    }
+}
+
+impl TaskRunner for Sandbox {
+    fn run(&self, task: &TaskDef, input: &Json, ctx: TaskContext) -> (TaskContext, Result<Json, TaskFailure>) {
+        let Some(module) = self.modules.get(&task.module) else {
+            let failure = TaskFailure::new(FailureKind::Failed, format!("module '{}' is not loaded", task.module));
+            return (ctx, Err(failure));
+        };
+        let mut store = self.store(Some(ctx), task.limits.memory_bytes);
+        store.set_epoch_deadline(task.limits.timeout_ms.div_ceil(config::EPOCH_TICK.as_millis() as u64).max(1));
+        let fuel = task.limits.fuel.unwrap_or(u64::MAX);
+        let outcome = (|| {
+            if self.fuel {
+                store.set_fuel(fuel)?;
+            }
+            let instance = module.pre.instantiate(&mut store)?;
+            instance.call_run(&mut store, &task.export, &input.as_str().to_owned())
+        })();
+        let result = match outcome {
+            Ok(Ok(output)) => Json::parse(output).map_err(|e| TaskFailure::new(FailureKind::Failed, format!("the task returned text that is not JSON: {e}"))),
+            Ok(Err(host::graflow::task::types::TaskError::Failed(m))) => Err(TaskFailure::new(FailureKind::Failed, m)),
+            Ok(Err(host::graflow::task::types::TaskError::Retryable(m))) => Err(TaskFailure::new(FailureKind::Retryable, m)),
+            Err(error) => Err(classify(&error, task, &store.data().stderr)),
+        };
+        let state = store.into_data();
+        let ctx = state.ctx.expect("the task context stays in the store");
+        (ctx, result)
+    }
+}
+
+/// Turn a wasmtime error (a trap, a limit, a host-call abort) into a typed failure.
+fn classify(error: &wasmtime::Error, task: &TaskDef, stderr: &MemoryOutputPipe) -> TaskFailure {
+    if let Some(hit) = error.downcast_ref::<MemoryLimitHit>() {
+        return TaskFailure::new(FailureKind::Memory, hit.to_string());
+    }
+    let guest_said = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
+    let said = if guest_said.is_empty() { String::new() } else { format!("; the guest wrote: {}", last_lines(&guest_said, 5)) };
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => TaskFailure::new(FailureKind::Timeout, format!("time limit of {} ms exceeded", task.limits.timeout_ms)),
+        Some(Trap::OutOfFuel) => TaskFailure::new(FailureKind::OutOfFuel, format!("fuel budget of {} exhausted", task.limits.fuel.unwrap_or(0))),
+        Some(trap) => TaskFailure::new(FailureKind::Trap, format!("wasm trap: {trap}{said}")),
+        None => TaskFailure::new(FailureKind::Trap, format!("{error:#}{said}")),
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// Shared handle for runners used from several threads.
+pub type SharedSandbox = Arc<Sandbox>;
