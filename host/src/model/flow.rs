@@ -1,7 +1,7 @@
 //! The flow expression: Graflow's operators as text.
 //!
 //! ```text
-//! flow     := parallel
+//! flow     := parallel ( SEP parallel )*          -- SEP: ";" or a new line
 //! parallel := sequence ( "|" sequence )*      -- lowest precedence, as in Python
 //! sequence := atom ( ">>" atom )*
 //! atom     := NAME | "(" parallel ")"
@@ -12,15 +12,18 @@
 //! node of the right side). `a | b` makes a parallel group whose members are the
 //! first nodes of its operands; the rest of an operand's chain runs inside that
 //! member's branch. A name used twice is one node, so `agent >> tool >> agent` is
-//! a cycle. A parenthesised group used as an operand of `|` merges into the
+//! a cycle, and several statements add edges to one graph (`a >> b; a >> c`
+//! fans out from `a` without a join). A parenthesised group used as an operand of `|` merges into the
 //! enclosing group.
 
 use std::fmt;
 
-/// A flow syntax error, with the 1-based column it points at.
+/// A flow syntax error, with the 1-based line and column it points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowError {
-    /// 1-based column (in characters) of the offending token.
+    /// 1-based line of the offending token.
+    pub line: usize,
+    /// 1-based column (in characters) of the offending token on its line.
     pub column: usize,
     /// What is wrong.
     pub message: String,
@@ -30,7 +33,9 @@ pub struct FlowError {
 
 impl fmt::Display for FlowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "flow syntax error at column {}: {}\n  {}\n  {}^", self.column, self.message, self.flow, " ".repeat(self.column.saturating_sub(1)))
+        let text = self.flow.lines().nth(self.line - 1).unwrap_or("");
+        let place = if self.flow.lines().count() > 1 { format!("line {}, column {}", self.line, self.column) } else { format!("column {}", self.column) };
+        write!(f, "flow syntax error at {place}: {}\n  {text}\n  {}^", self.message, " ".repeat(self.column.saturating_sub(1)))
     }
 }
 
@@ -55,6 +60,7 @@ enum Tok {
     Par,
     Open,
     Close,
+    Sep,
 }
 
 fn describe(tok: Option<&(Tok, usize)>) -> String {
@@ -65,6 +71,7 @@ fn describe(tok: Option<&(Tok, usize)>) -> String {
         Some((Tok::Par, _)) => "'|'".into(),
         Some((Tok::Open, _)) => "'('".into(),
         Some((Tok::Close, _)) => "')'".into(),
+        Some((Tok::Sep, _)) => "the end of the statement".into(),
     }
 }
 
@@ -76,6 +83,7 @@ fn tokenize(flow: &str) -> Result<Vec<(Tok, usize)>, (usize, String)> {
         let c = chars[i];
         let col = i + 1;
         match c {
+            '\n' | ';' => { toks.push((Tok::Sep, col)); i += 1 }
             c if c.is_whitespace() => i += 1,
             '(' => { toks.push((Tok::Open, col)); i += 1 }
             ')' => { toks.push((Tok::Close, col)); i += 1 }
@@ -187,14 +195,33 @@ impl Parser {
 
 /// Parse a flow expression into its graph.
 pub fn parse(flow: &str) -> Result<FlowGraph, FlowError> {
-    let err = |(column, message): (usize, String)| FlowError { column, message, flow: flow.to_string() };
+    let err = |(offset, message): (usize, String)| {
+        let before: Vec<char> = flow.chars().take(offset.saturating_sub(1)).collect();
+        let line = 1 + before.iter().filter(|c| **c == '\n').count();
+        let column = offset - before.iter().rposition(|c| *c == '\n').map_or(0, |p| p + 1);
+        FlowError { line, column, message, flow: flow.to_string() }
+    };
     let toks = tokenize(flow).map_err(err)?;
     let end_col = flow.chars().count() + 1;
     if toks.is_empty() {
         return Err(err((1, "the flow is empty; write task names joined by '>>' and '|'".into())));
     }
     let mut p = Parser { toks, pos: 0, end_col, out: FlowGraph::default(), merged: Vec::new() };
-    p.parallel().map_err(err)?;
+    loop {
+        while matches!(p.peek(), Some((Tok::Sep, _))) {
+            p.pos += 1;
+        }
+        if p.peek().is_none() {
+            break;
+        }
+        p.parallel().map_err(err)?;
+        if !matches!(p.peek(), Some((Tok::Sep, _))) {
+            break;
+        }
+    }
+    if p.out.tasks.is_empty() {
+        return Err(err((1, "the flow is empty; write task names joined by '>>' and '|'".into())));
+    }
     if let Some(tok) = p.peek() {
         let msg = match tok.0 {
             Tok::Close => "unmatched ')'".to_string(),
@@ -324,6 +351,15 @@ mod tests {
         assert_eq!(col("a >>").0, 5);
         assert_eq!(col("").0, 1);
         assert_eq!(col("a | ()").0, 6);
+    }
+
+    #[test]
+    fn statements_share_one_graph() {
+        let g = parse("a >> b >> d\n a >> c >> d; ").unwrap();
+        assert_eq!(edges(&g), [("a", "b"), ("b", "d"), ("a", "c"), ("c", "d")]);
+        let e = parse("a >> b\nb >> >> c").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 6));
+        assert!(e.to_string().contains("line 2, column 6"), "{e}");
     }
 
     #[test]
