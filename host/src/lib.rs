@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod channel;
+pub mod checkpoint;
 pub mod engine;
 pub mod json;
 pub mod model;

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Exit codes are documented in
 //! [`ExitStatus`] and in `graflow-host --help`.
 
+mod checkpoints;
 mod run;
 mod validate;
 
@@ -40,6 +41,11 @@ pub struct Cli {
 enum Command {
     /// Run a workflow and print its result (the last task's result) as JSON on stdout.
     Run(run::RunArgs),
+    /// Resume a run from a checkpoint: completed tasks are not run again.
+    Resume(run::ResumeArgs),
+    /// List, show and prune checkpoints.
+    #[command(subcommand)]
+    Checkpoints(checkpoints::CheckpointsCommand),
     /// Check a workflow file and its modules without running anything.
     Validate {
         /// The workflow file (TOML).
@@ -96,6 +102,8 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let outcome = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Resume(args) => run::resume(args),
+        Command::Checkpoints(cmd) => checkpoints::checkpoints(cmd),
         Command::Validate { workflow, no_cache } => validate::validate(&workflow, no_cache),
     };
     match outcome {

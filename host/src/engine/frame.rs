@@ -1,7 +1,7 @@
 //! The loop of one queue: the whole run, or one branch of a parallel group.
 
 use super::context::{HostBounds, IdAllocator, TaskContext, TaskInfo, result_key};
-use super::runner::TaskFailure;
+use super::runner::{FailureKind, TaskFailure};
 use super::state::{RunState, Target, TaskSpec};
 use super::{CheckpointRequest, RunError, Shared, input, now_ms};
 use crate::channel::Channel;
@@ -186,6 +186,16 @@ impl<'s, 'a> Frame<'s, 'a> {
     }
 
     fn fail_or_retry(&mut self, spec: TaskSpec, def: &TaskDef, failure: TaskFailure) -> Result<StepEnd, RunError> {
+        if failure.kind == FailureKind::Aborted {
+            // Not a failure: undo this attempt's cycle count and queue it again.
+            if spec.attempt == 0 {
+                if let Some(count) = self.state.cycle_counts.get_mut(&spec.cycle_key) {
+                    *count -= 1;
+                }
+            }
+            self.state.queue.push_front(spec);
+            return Ok(StepEnd::Interrupted);
+        }
         if failure.kind.is_retryable() && spec.attempt < def.retry.max_retries {
             let retry = spec.attempt + 1;
             let mut delay = def.retry.base_delay_ms(retry) as f64;

@@ -34,6 +34,9 @@ pub enum FailureKind {
     CycleLimit,
     /// The task exceeded a bound on what it may ask of the host.
     HostBound,
+    /// The host stopped the task (the grace period after an interrupt ran
+    /// out); the task is queued again, not failed.
+    Aborted,
 }
 
 impl FailureKind {
@@ -70,6 +73,7 @@ impl fmt::Display for TaskFailure {
             FailureKind::Memory => "hit the memory limit",
             FailureKind::CycleLimit => "hit the cycle limit",
             FailureKind::HostBound => "exceeded a host bound",
+            FailureKind::Aborted => "was stopped by the host",
         };
         write!(f, "{kind}: {}", self.message)
     }

@@ -20,8 +20,10 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx};
 
@@ -53,8 +55,21 @@ pub struct Sandbox {
     cache: Option<cache::ModuleCache>,
     stats: LoadStats,
     fuel: bool,
+    abort: Arc<AtomicBool>,
     _ticker: Ticker,
 }
+
+/// The error a store's epoch callback raises when the host stops a task.
+#[derive(Debug)]
+struct Aborted;
+
+impl std::fmt::Display for Aborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped by the host after the interrupt grace period")
+    }
+}
+
+impl std::error::Error for Aborted {}
 
 impl Sandbox {
     /// A sandbox with `settings`, caching compiled modules in `cache_dir` (none: no cache).
@@ -65,7 +80,7 @@ impl Sandbox {
         host::TaskModule::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let cache = cache_dir.map(|d| cache::ModuleCache::new(d, &engine));
         let ticker = Ticker::start(&engine);
-        Ok(Sandbox { engine, linker, modules: HashMap::new(), cache, stats: LoadStats::default(), fuel: settings.fuel, _ticker: ticker })
+        Ok(Sandbox { engine, linker, modules: HashMap::new(), cache, stats: LoadStats::default(), fuel: settings.fuel, abort: Arc::new(AtomicBool::new(false)), _ticker: ticker })
     }
 
     /// A sandbox whose engine fits every task of `workflow` (fuel, memory).
@@ -75,6 +90,12 @@ impl Sandbox {
         settings.max_memory_bytes = workflow.tasks.values().map(|t| t.limits.memory_bytes).max().unwrap_or(settings.max_memory_bytes);
         settings.max_instances = (workflow.settings.parallelism as u32 * 2).max(16);
         Sandbox::new(&settings, cache_dir)
+    }
+
+    /// Setting this flag stops every running task at its next epoch tick (within
+    /// about 10 ms); the engine queues such tasks again.
+    pub fn abort_handle(&self) -> Arc<AtomicBool> {
+        self.abort.clone()
     }
 
     /// Module loading statistics so far.
@@ -163,7 +184,18 @@ impl TaskRunner for Sandbox {
             return (ctx, Err(failure));
         };
         let mut store = self.store(Some(ctx), task.limits.memory_bytes);
-        store.set_epoch_deadline(task.limits.timeout_ms.div_ceil(config::EPOCH_TICK.as_millis() as u64).max(1));
+        let deadline = Instant::now() + Duration::from_millis(task.limits.timeout_ms);
+        let abort = self.abort.clone();
+        store.epoch_deadline_callback(move |_| {
+            if abort.load(Ordering::Relaxed) {
+                return Err(wasmtime::Error::new(Aborted));
+            }
+            if Instant::now() >= deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        store.set_epoch_deadline(1);
         let fuel = task.limits.fuel.unwrap_or(u64::MAX);
         let outcome = (|| {
             if self.fuel {
@@ -186,6 +218,9 @@ impl TaskRunner for Sandbox {
 
 /// Turn a wasmtime error (a trap, a limit, a host-call abort) into a typed failure.
 fn classify(error: &wasmtime::Error, task: &TaskDef, stderr: &MemoryOutputPipe) -> TaskFailure {
+    if error.downcast_ref::<Aborted>().is_some() {
+        return TaskFailure::new(FailureKind::Aborted, Aborted.to_string());
+    }
     if let Some(hit) = error.downcast_ref::<MemoryLimitHit>() {
         return TaskFailure::new(FailureKind::Memory, hit.to_string());
     }

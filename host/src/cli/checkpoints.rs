@@ -1,0 +1,83 @@
+//! `graflow-host checkpoints list | show | prune`.
+
+use super::{CliError, ExitStatus};
+use graflow_host::checkpoint;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Subcommand)]
+pub enum CheckpointsCommand {
+    /// List the committed checkpoints in a directory, oldest first.
+    List {
+        /// The checkpoint directory.
+        #[arg(default_value = checkpoint::DEFAULT_DIR)]
+        dir: PathBuf,
+    },
+    /// Show one checkpoint: metadata, progress, queue and modules.
+    Show {
+        /// The checkpoint: its base path or any of its files.
+        checkpoint: PathBuf,
+        /// Print the metadata and state files as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove all but the newest checkpoints, and module copies no longer used.
+    Prune {
+        /// How many of the newest checkpoints to keep.
+        #[arg(long)]
+        keep: usize,
+        /// The checkpoint directory.
+        #[arg(default_value = checkpoint::DEFAULT_DIR)]
+        dir: PathBuf,
+    },
+}
+
+pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
+    match cmd {
+        CheckpointsCommand::List { dir } => list(&dir),
+        CheckpointsCommand::Show { checkpoint, json } => show(&checkpoint, json),
+        CheckpointsCommand::Prune { keep, dir } => {
+            let removed = checkpoint::prune(&dir, keep).map_err(CliError::bad_input)?;
+            println!("removed {} checkpoint(s){}", removed.len(), if removed.is_empty() { String::new() } else { format!(": {}", removed.join(", ")) });
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+fn list(dir: &Path) -> Result<ExitStatus, CliError> {
+    let all = checkpoint::list(dir).map_err(CliError::bad_input)?;
+    if all.is_empty() {
+        println!("no checkpoints in {}", dir.display());
+    }
+    for s in all {
+        let m = &s.meta;
+        let stage = m.user_metadata.get("task_id").and_then(|v| v.as_str()).unwrap_or("-");
+        let mode = m.user_metadata.get("mode").and_then(|v| v.as_str()).unwrap_or("-");
+        println!("{}  {}  steps {:>5}  after {stage} ({mode})  {}", m.created_at, m.workflow, m.steps, s.base.display());
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn show(path: &Path, json: bool) -> Result<ExitStatus, CliError> {
+    let loaded = checkpoint::load(path).map_err(CliError::bad_input)?;
+    if json {
+        let value = serde_json::json!({ "meta": loaded.meta, "state": loaded.state_file });
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON encodes"));
+        return Ok(ExitStatus::Success);
+    }
+    let (m, s) = (&loaded.meta, &loaded.state_file);
+    println!("checkpoint {}", m.checkpoint_id);
+    println!("  path:       {}", loaded.base.display());
+    println!("  workflow:   {} (start {})", m.workflow, m.start_node);
+    println!("  session:    {}", m.session_id);
+    println!("  created at: {}", m.created_at);
+    println!("  steps:      {}", m.steps);
+    println!("  metadata:   {}", m.user_metadata);
+    println!("  completed:  {}", if s.completed_tasks.is_empty() { "-".to_string() } else { s.completed_tasks.join(", ") });
+    let pending: Vec<&str> = s.pending_tasks.iter().map(|p| p.task_id.as_str()).collect();
+    println!("  pending:    {}", if pending.is_empty() { "-".to_string() } else { pending.join(", ") });
+    println!("  channel:    {} keys", loaded.context.channel.len());
+    for (name, module) in &s.modules {
+        println!("  module {name}: sha256 {} ({} bytes, from {})", module.sha256, module.size, module.path.display());
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The demo behind `make demo`: every example, then the order state machine run,
+# interrupted with SIGINT and resumed to completion.
+set -euo pipefail
+BIN=${1:-target/release/graflow-host}
+DEMO=target/demo
+rm -rf "$DEMO" && mkdir -p "$DEMO"
+export GRAFLOW_LOG=${GRAFLOW_LOG:-warn}
+
+step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$2"; }
+show() { step "$1" "$2"; eval "$2"; }
+
+show "hello: a >> b >> c, with automatic data flow" \
+  "$BIN run examples/hello/workflow.toml --input '{\"name\":\"graflow\"}' --checkpoint-dir $DEMO/cp"
+show "etl: fetch >> (transform_a | transform_b) >> store" \
+  "$BIN run examples/etl/workflow.toml --input '{\"day\":\"2026-11-27\"}' --checkpoint-dir $DEMO/cp"
+show "shared-state: tasks share a list and a counter through the channel" \
+  "$BIN run examples/shared-state/workflow.toml --input '{\"text\":\"Graflow runs tasks in a sandbox and resumes them later\"}' --checkpoint-dir $DEMO/cp"
+show "agent-loop: agent >> tool >> agent, ended by terminate-workflow" \
+  "$BIN run examples/agent-loop/workflow.toml --checkpoint-dir $DEMO/cp"
+show "optimizer: next_iteration until it converges" \
+  "$BIN run examples/optimizer/workflow.toml --input '{\"target\":2}' --checkpoint-dir $DEMO/cp"
+show "router: next_task picks a branch" \
+  "$BIN run examples/router/workflow.toml --input '{\"kind\":\"refund\",\"amount\":12}' --checkpoint-dir $DEMO/cp"
+show "router: goto jumps to the error handler" \
+  "$BIN run examples/router/workflow.toml --input '{\"kind\":\"purchase\",\"amount\":-5}' --checkpoint-dir $DEMO/cp"
+show "flaky: a retryable error, retried with back-off, succeeds on the third attempt" \
+  "GRAFLOW_LOG=warn $BIN run examples/flaky/workflow.toml --checkpoint-dir $DEMO/cp"
+show "best-effort: a parallel group with one failing member" \
+  "$BIN run examples/best-effort/workflow.toml --checkpoint-dir $DEMO/cp"
+
+CP=$DEMO/orders
+step "order: a state machine that checkpoints after every stage; interrupted with SIGINT" \
+  "$BIN run examples/order/workflow.toml --input '{\"order_id\":\"A-1001\"}' --checkpoint-dir $CP &  # then kill -INT"
+set +e
+GRAFLOW_LOG=info "$BIN" run examples/order/workflow.toml --input '{"order_id":"A-1001"}' --checkpoint-dir "$CP" &
+pid=$!
+for _ in $(seq 1 400); do
+  compgen -G "$CP/*/*.meta.json" >/dev/null && break
+  sleep 0.01
+done
+kill -INT "$pid"
+wait "$pid"
+code=$?
+set -e
+echo "(exit code $code: 5 means interrupted, resumable)"
+show "the checkpoints written so far" "$BIN checkpoints list $CP"
+show "resume from the newest checkpoint: completed stages are not run again" \
+  "GRAFLOW_LOG=info $BIN resume --latest $CP"
+show "the same order, uninterrupted, for comparison" \
+  "$BIN run examples/order/workflow.toml --input '{\"order_id\":\"A-1001\"}' --checkpoint-dir $DEMO/cp2"

@@ -1,0 +1,122 @@
+//! A scriptable task component for end-to-end tests.
+//!
+//! `script` runs the actions listed for its task name in the run input's
+//! `scripts` object (`{"scripts": {"<task>": [action, ...]}}`). It first appends
+//! its execution id to the channel list `order`. Each action may carry
+//! `"cycle": n` or `"attempt": n` to apply only on that cycle / retry count.
+//! The other exports misbehave on purpose: they trap, panic, spin or allocate
+//! without bound.
+use graflow_guest::prelude::*;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+struct ScriptInput {
+    #[serde(default)]
+    scripts: BTreeMap<String, Vec<Value>>,
+    /// Iteration input (`{"n": ...}`), echoed in the output.
+    n: Option<Value>,
+    /// Any other explicit input, echoed in the output.
+    x: Option<Value>,
+}
+
+fn applies(action: &Value, info: &TaskInfo) -> bool {
+    let matches = |key: &str, actual: u32| action.get(key).and_then(Value::as_u64).is_none_or(|v| v == actual as u64);
+    matches("cycle", info.cycle_count) && matches("attempt", info.retry_count)
+}
+
+fn str_of<'a>(action: &'a Value, key: &str) -> &'a str {
+    action.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn script(input: ScriptInput) -> Result<Value, TaskError> {
+    let info = control::info();
+    channel::append("order", &info.task_id)?;
+    let mut output = json!({"task": info.task_id, "cycle": info.cycle_count, "n": input.n, "x": input.x});
+    let actions = input.scripts.get(&info.task_name).cloned().unwrap_or_default();
+    for action in actions.iter().filter(|a| applies(a, &info)) {
+        let null = Value::Null;
+        let arg = |k: &str| action.get(k).unwrap_or(&null);
+        match str_of(action, "op") {
+            "set" => channel::set(str_of(action, "key"), arg("value"))?,
+            "add" => {
+                channel::atomic_add(str_of(action, "key"), arg("amount").as_f64().unwrap_or(1.0))?;
+            }
+            "copy" => {
+                let v: Option<Value> = channel::get(str_of(action, "from"))?;
+                channel::set(str_of(action, "to"), &v)?;
+            }
+            "next_task" => {
+                let id = wit_next(str_of(action, "task"), arg("input"), arg("goto").as_bool().unwrap_or(false))?;
+                channel::append("spawned", &id)?;
+            }
+            "iterate_below" => {
+                if info.cycle_count < arg("cycles").as_u64().unwrap_or(0) as u32 {
+                    control::next_iteration(&json!({"n": info.cycle_count}))?;
+                }
+            }
+            "iterate" => {
+                let allowed = control::can_iterate();
+                let r = control::next_iteration(arg("input"));
+                channel::append("can_iterate", &json!([allowed, r.is_ok()]))?;
+            }
+            "terminate" => control::terminate_workflow(str_of(action, "message")),
+            "cancel" => control::cancel_workflow(str_of(action, "message")),
+            "fail" => return Err(TaskError::failed(str_of(action, "message"))),
+            "retryable" => return Err(TaskError::retryable(str_of(action, "message"))),
+            "checkpoint" => control::checkpoint(arg("metadata"))?,
+            "set_result" => results::set(arg("value"))?,
+            "result" => output = arg("value").clone(),
+            "get_result" => output = json!(results::get::<Value>(str_of(action, "task"))?),
+            "trap" => core::arch::wasm32::unreachable(),
+            "panic" => panic!("scripted panic in {}", info.task_id),
+            "log" => log::info(str_of(action, "message")),
+            other => return Err(TaskError::failed(format!("unknown action '{other}'"))),
+        }
+    }
+    Ok(output)
+}
+
+fn wit_next(task: &str, input: &Value, goto: bool) -> Result<String, TaskError> {
+    if goto { control::goto(task, input) } else { control::next_task(task, input) }
+}
+
+fn noop(_: Value) -> Result<(), TaskError> {
+    Ok(())
+}
+
+fn echo(input: Value) -> Result<Value, TaskError> {
+    Ok(input)
+}
+
+fn trap(_: Value) -> Result<(), TaskError> {
+    core::arch::wasm32::unreachable()
+}
+
+fn panic(_: Value) -> Result<(), TaskError> {
+    panic!("this guest panics on purpose")
+}
+
+fn spin(_: Value) -> Result<(), TaskError> {
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+fn alloc_bomb(_: Value) -> Result<(), TaskError> {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 16 << 20]);
+        std::hint::black_box(&hoard);
+    }
+}
+
+graflow_guest::export_tasks!(
+    script: "Runs the actions scripted for its task name",
+    noop: "Does nothing",
+    echo: "Returns its input",
+    trap: "Executes unreachable",
+    panic: "Panics",
+    spin: "Loops forever",
+    alloc_bomb: "Allocates until the memory limit stops it",
+);
