@@ -54,14 +54,23 @@ pub trait Channel: Send + Sync {
     }
 }
 
-fn pushed(key: &str, current: Option<Json>, value: Json, front: bool) -> Result<Vec<serde_json::Value>, ChannelError> {
+fn pushed(
+    key: &str,
+    current: Option<Json>,
+    value: Json,
+    front: bool,
+) -> Result<Vec<serde_json::Value>, ChannelError> {
     let mut list = match current.map(|c| c.to_value()) {
         None => Vec::new(),
         Some(serde_json::Value::Array(items)) => items,
         Some(_) => return Err(ChannelError::NotAList(key.to_string())),
     };
     let value = value.to_value();
-    if front { list.insert(0, value) } else { list.push(value) }
+    if front {
+        list.insert(0, value)
+    } else {
+        list.push(value)
+    }
     Ok(list)
 }
 
@@ -69,7 +78,11 @@ fn pushed(key: &str, current: Option<Json>, value: Json, front: bool) -> Result<
 fn added(key: &str, current: Option<&Json>, amount: f64) -> Result<(f64, Json), ChannelError> {
     let base = match current {
         None => 0.0,
-        Some(v) => v.as_str().trim().parse::<f64>().map_err(|_| ChannelError::NotANumber(key.to_string()))?,
+        Some(v) => v
+            .as_str()
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| ChannelError::NotANumber(key.to_string()))?,
     };
     let sum = base + amount;
     if !sum.is_finite() {
@@ -92,7 +105,9 @@ pub struct MemoryChannel {
 impl MemoryChannel {
     /// A channel holding `values`.
     pub fn from_map(values: BTreeMap<String, Json>) -> MemoryChannel {
-        MemoryChannel { values: Mutex::new(values) }
+        MemoryChannel {
+            values: Mutex::new(values),
+        }
     }
 
     /// A copy of every entry (values are shared, not copied).
@@ -135,7 +150,10 @@ enum Write {
     Delete,
     /// An `atomic-add` over the base value: committed as an addition, so the
     /// additions of parallel branches sum.
-    Add { delta: f64, value: Json },
+    Add {
+        delta: f64,
+        value: Json,
+    },
 }
 
 /// Writes kept apart from a base channel until committed.
@@ -147,7 +165,10 @@ pub struct Overlay {
 impl Overlay {
     /// An empty overlay over `base`.
     pub fn new(base: Arc<dyn Channel>) -> Overlay {
-        Overlay { base, writes: Mutex::new(BTreeMap::new()) }
+        Overlay {
+            base,
+            writes: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Write>> {
@@ -178,7 +199,13 @@ impl Overlay {
     pub fn written_bytes(&self) -> usize {
         self.lock()
             .iter()
-            .map(|(k, w)| k.len() + match w { Write::Set(v) | Write::Add { value: v, .. } => v.len(), Write::Delete => 0 })
+            .map(|(k, w)| {
+                k.len()
+                    + match w {
+                        Write::Set(v) | Write::Add { value: v, .. } => v.len(),
+                        Write::Delete => 0,
+                    }
+            })
             .sum()
     }
 }
@@ -201,8 +228,18 @@ impl Channel for Overlay {
     }
     fn keys(&self) -> Vec<String> {
         let writes = self.lock();
-        let mut keys: Vec<String> = self.base.keys().into_iter().filter(|k| !writes.contains_key(k)).collect();
-        keys.extend(writes.iter().filter(|(_, w)| !matches!(w, Write::Delete)).map(|(k, _)| k.clone()));
+        let mut keys: Vec<String> = self
+            .base
+            .keys()
+            .into_iter()
+            .filter(|k| !writes.contains_key(k))
+            .collect();
+        keys.extend(
+            writes
+                .iter()
+                .filter(|(_, w)| !matches!(w, Write::Delete))
+                .map(|(k, _)| k.clone()),
+        );
         keys.sort();
         keys
     }
@@ -216,7 +253,10 @@ impl Channel for Overlay {
         };
         let (sum, value) = added(key, current.as_ref(), amount)?;
         let write = match prior_delta {
-            Some(delta) => Write::Add { delta: delta + amount, value },
+            Some(delta) => Write::Add {
+                delta: delta + amount,
+                value,
+            },
             None => Write::Set(value),
         };
         writes.insert(key.to_string(), write);
@@ -263,7 +303,10 @@ mod tests {
     fn push_and_add_reject_wrong_types() {
         let c = MemoryChannel::default();
         c.set("s", j("\"x\""));
-        assert_eq!(c.push("s", j("1"), false), Err(ChannelError::NotAList("s".into())));
+        assert_eq!(
+            c.push("s", j("1"), false),
+            Err(ChannelError::NotAList("s".into()))
+        );
         assert_eq!(c.add("s", 1.0), Err(ChannelError::NotANumber("s".into())));
         assert_eq!(c.push("l", j("1"), false), Ok(1));
         assert_eq!(c.push("l", j("0"), true), Ok(2));

@@ -125,7 +125,10 @@ pub enum CheckpointError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A file's sha256 and size, as the commit record keeps them.
@@ -213,12 +216,19 @@ pub struct CheckpointStore {
     root: PathBuf,
     copied: HashSet<String>,
     written: u32,
+    /// The last checkpoint written: session, steps and base path.
+    last: Option<(String, u64, PathBuf)>,
 }
 
 impl CheckpointStore {
     /// A store writing into `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> CheckpointStore {
-        CheckpointStore { root: root.into(), copied: HashSet::new(), written: 0 }
+        CheckpointStore {
+            root: root.into(),
+            copied: HashSet::new(),
+            written: 0,
+            last: None,
+        }
     }
 
     /// The checkpoint directory.
@@ -238,7 +248,12 @@ impl CheckpointStore {
                 let bytes = std::fs::read(&m.path).map_err(io(&m.path))?;
                 let found = sha256_hex(&bytes);
                 if found != m.sha256 {
-                    return Err(CheckpointError::ModuleChanged { module: name.clone(), expected: m.sha256.clone(), found, path: m.path.clone() });
+                    return Err(CheckpointError::ModuleChanged {
+                        module: name.clone(),
+                        expected: m.sha256.clone(),
+                        found,
+                        path: m.path.clone(),
+                    });
                 }
                 fsutil::write_durable(&copy, &bytes).map_err(io(&copy))?;
             }
@@ -251,23 +266,59 @@ impl CheckpointStore {
         loop {
             self.written += 1;
             let id = format!("{}_{}_{}", state.session_id, state.steps, self.written);
-            if !dir.join(format!("{id}.meta.json")).exists() && !dir.join(format!("{id}.ctx")).exists() {
+            if !dir.join(format!("{id}.meta.json")).exists()
+                && !dir.join(format!("{id}.ctx")).exists()
+            {
                 return id;
             }
         }
     }
 
-    /// Write a checkpoint; its base path (`<dir>/<session>/<id>`).
-    pub fn write_checkpoint(&mut self, workflow: &Workflow, state: &RunState, channel: &BTreeMap<String, Json>, request: &CheckpointRequest) -> Result<PathBuf, CheckpointError> {
+    /// Write a checkpoint; its base path (`<dir>/<session>/<id>`). A checkpoint
+    /// not asked for by a task (automatic, interrupt, max-steps) at the boundary
+    /// where the last one was written is that same checkpoint: nothing changed
+    /// in between, so it is not written twice.
+    pub fn write_checkpoint(
+        &mut self,
+        workflow: &Workflow,
+        state: &RunState,
+        channel: &BTreeMap<String, Json>,
+        request: &CheckpointRequest,
+    ) -> Result<PathBuf, CheckpointError> {
+        if request.mode != "deferred" {
+            if let Some((session, steps, base)) = &self.last {
+                if session == &state.session_id && *steps == state.steps {
+                    return Ok(base.clone());
+                }
+            }
+        }
+        let base = self.write_new(workflow, state, channel, request)?;
+        self.last = Some((state.session_id.clone(), state.steps, base.clone()));
+        Ok(base)
+    }
+
+    fn write_new(
+        &mut self,
+        workflow: &Workflow,
+        state: &RunState,
+        channel: &BTreeMap<String, Json>,
+        request: &CheckpointRequest,
+    ) -> Result<PathBuf, CheckpointError> {
         self.copy_modules(workflow)?;
         let dir = self.root.join(&state.session_id);
         fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
         let id = self.next_id(&dir, state);
         let base = dir.join(&id);
-        let ctx = format::encode_ref(&ContextRef { checkpoint_id: &id, workflow, state, channel });
+        let ctx = format::encode_ref(&ContextRef {
+            checkpoint_id: &id,
+            workflow,
+            state,
+            channel,
+        });
         let ctx_path = with_ext(&base, "ctx");
         fsutil::write_durable(&ctx_path, &ctx).map_err(io(&ctx_path))?;
-        let state_json = serde_json::to_vec_pretty(&state_file(&id, workflow, state)).expect("state encodes");
+        let state_json =
+            serde_json::to_vec_pretty(&state_file(&id, workflow, state)).expect("state encodes");
         let state_path = with_ext(&base, "state.json");
         fsutil::write_durable(&state_path, &state_json).map_err(io(&state_path))?;
         let meta = Meta {
@@ -281,19 +332,43 @@ impl CheckpointStore {
             workflow: workflow.name.clone(),
             user_metadata: enriched(request),
             files: BTreeMap::from([
-                ("ctx".to_string(), FileDigest { sha256: sha256_hex(&ctx), size: ctx.len() as u64 }),
-                ("state".to_string(), FileDigest { sha256: sha256_hex(&state_json), size: state_json.len() as u64 }),
+                (
+                    "ctx".to_string(),
+                    FileDigest {
+                        sha256: sha256_hex(&ctx),
+                        size: ctx.len() as u64,
+                    },
+                ),
+                (
+                    "state".to_string(),
+                    FileDigest {
+                        sha256: sha256_hex(&state_json),
+                        size: state_json.len() as u64,
+                    },
+                ),
             ]),
         };
         let meta_path = with_ext(&base, "meta.json");
-        fsutil::write_durable(&meta_path, &serde_json::to_vec_pretty(&meta).expect("meta encodes")).map_err(io(&meta_path))?;
+        fsutil::write_durable(
+            &meta_path,
+            &serde_json::to_vec_pretty(&meta).expect("meta encodes"),
+        )
+        .map_err(io(&meta_path))?;
         Ok(base)
     }
 }
 
 impl CheckpointSink for CheckpointStore {
-    fn write(&mut self, workflow: &Workflow, state: &RunState, channel: &BTreeMap<String, Json>, request: &CheckpointRequest) -> Result<String, String> {
-        self.write_checkpoint(workflow, state, channel, request).map(|p| p.display().to_string()).map_err(|e| e.to_string())
+    fn write(
+        &mut self,
+        workflow: &Workflow,
+        state: &RunState,
+        channel: &BTreeMap<String, Json>,
+        request: &CheckpointRequest,
+    ) -> Result<String, String> {
+        self.write_checkpoint(workflow, state, channel, request)
+            .map(|p| p.display().to_string())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -325,7 +400,14 @@ fn state_file(id: &str, workflow: &Workflow, state: &RunState) -> StateFile {
                 Target::Task(t) => ("task", t.clone()),
                 Target::Group(g) => ("group", g.clone()),
             };
-            PendingTask { task_id: s.id.clone(), kind: kind.into(), target, input: s.input.as_ref().map(Json::to_value), retry_count: s.attempt, last_error: s.last_error.clone() }
+            PendingTask {
+                task_id: s.id.clone(),
+                kind: kind.into(),
+                target,
+                input: s.input.as_ref().map(Json::to_value),
+                retry_count: s.attempt,
+                last_error: s.last_error.clone(),
+            }
         })
         .collect();
     StateFile {
@@ -364,7 +446,10 @@ pub fn base_of(path: &Path) -> PathBuf {
 
 /// The checkpoint directory a checkpoint belongs to (`<dir>` of `<dir>/<session>/<id>`).
 pub fn root_of(base: &Path) -> PathBuf {
-    base.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    base.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// A checkpoint read back and verified.
@@ -380,17 +465,28 @@ pub struct Loaded {
     pub context: Context,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, CheckpointError> {
-    serde_json::from_slice(bytes).map_err(|e| CheckpointError::Json { path: path.to_path_buf(), message: e.to_string() })
+fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<T, CheckpointError> {
+    serde_json::from_slice(bytes).map_err(|e| CheckpointError::Json {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 fn read_meta(base: &Path) -> Result<Meta, CheckpointError> {
     let meta_path = with_ext(base, "meta.json");
     if !meta_path.exists() {
         if with_ext(base, "ctx").exists() || with_ext(base, "state.json").exists() {
-            return Err(CheckpointError::Torn { path: base.to_path_buf(), reason: format!("{} is missing", meta_path.display()) });
+            return Err(CheckpointError::Torn {
+                path: base.to_path_buf(),
+                reason: format!("{} is missing", meta_path.display()),
+            });
         }
-        return Err(CheckpointError::NotFound { path: base.to_path_buf() });
+        return Err(CheckpointError::NotFound {
+            path: base.to_path_buf(),
+        });
     }
     let bytes = std::fs::read(&meta_path).map_err(io(&meta_path))?;
     let version: serde_json::Value = read_json(&meta_path, &bytes)?;
@@ -401,27 +497,52 @@ fn read_meta(base: &Path) -> Result<Meta, CheckpointError> {
 fn check_version(path: &Path, value: &serde_json::Value) -> Result<(), CheckpointError> {
     match value.get("schema_version") {
         Some(serde_json::Value::String(v)) if v == &SCHEMA_VERSION.to_string() => Ok(()),
-        Some(other) => Err(CheckpointError::Schema { path: path.to_path_buf(), found: other.to_string() }),
-        None => Err(CheckpointError::Json { path: path.to_path_buf(), message: "missing field `schema_version`".into() }),
+        Some(other) => Err(CheckpointError::Schema {
+            path: path.to_path_buf(),
+            found: other.to_string(),
+        }),
+        None => Err(CheckpointError::Json {
+            path: path.to_path_buf(),
+            message: "missing field `schema_version`".into(),
+        }),
     }
 }
 
 /// Read a file recorded in the commit record and check its digest.
-fn read_recorded(base: &Path, meta: &Meta, key: &str, ext: &str) -> Result<(PathBuf, Vec<u8>), CheckpointError> {
+fn read_recorded(
+    base: &Path,
+    meta: &Meta,
+    key: &str,
+    ext: &str,
+) -> Result<(PathBuf, Vec<u8>), CheckpointError> {
     let path = with_ext(base, ext);
     let Some(digest) = meta.files.get(key) else {
-        return Err(CheckpointError::Json { path: with_ext(base, "meta.json"), message: format!("`files` has no entry `{key}`") });
+        return Err(CheckpointError::Json {
+            path: with_ext(base, "meta.json"),
+            message: format!("`files` has no entry `{key}`"),
+        });
     };
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(CheckpointError::Torn { path: base.to_path_buf(), reason: format!("{} is missing", path.display()) });
+            return Err(CheckpointError::Torn {
+                path: base.to_path_buf(),
+                reason: format!("{} is missing", path.display()),
+            });
         }
         Err(e) => return Err(io(&path)(e)),
     };
     if bytes.len() as u64 != digest.size || sha256_hex(&bytes) != digest.sha256 {
-        let reason = format!("{} does not match its commit record ({} bytes, expected {}): damaged, truncated or from another write", path.display(), bytes.len(), digest.size);
-        return Err(CheckpointError::Torn { path: base.to_path_buf(), reason });
+        let reason = format!(
+            "{} does not match its commit record ({} bytes, expected {}): damaged, truncated or from another write",
+            path.display(),
+            bytes.len(),
+            digest.size
+        );
+        return Err(CheckpointError::Torn {
+            path: base.to_path_buf(),
+            reason,
+        });
     }
     Ok((path, bytes))
 }
@@ -435,29 +556,58 @@ pub fn load(path: &Path) -> Result<Loaded, CheckpointError> {
     check_version(&state_path, &state_value)?;
     let state_file: StateFile = read_json(&state_path, &state_bytes)?;
     let (ctx_path, ctx_bytes) = read_recorded(&base, &meta, "ctx", "ctx")?;
-    let context = format::decode(&ctx_bytes).map_err(|error| CheckpointError::Context { path: ctx_path.clone(), error })?;
-    for (path, found) in [(&state_path, &state_file.checkpoint_id), (&ctx_path, &context.checkpoint_id)] {
+    let context = format::decode(&ctx_bytes).map_err(|error| CheckpointError::Context {
+        path: ctx_path.clone(),
+        error,
+    })?;
+    for (path, found) in [
+        (&state_path, &state_file.checkpoint_id),
+        (&ctx_path, &context.checkpoint_id),
+    ] {
         if found != &meta.checkpoint_id {
-            return Err(CheckpointError::Mismatch { path: path.clone(), expected: meta.checkpoint_id.clone(), found: found.clone() });
+            return Err(CheckpointError::Mismatch {
+                path: path.clone(),
+                expected: meta.checkpoint_id.clone(),
+                found: found.clone(),
+            });
         }
     }
-    Ok(Loaded { base, meta, state_file, context })
+    Ok(Loaded {
+        base,
+        meta,
+        state_file,
+        context,
+    })
 }
 
 /// The bytes of a module for resuming: the content-addressed copy in the
 /// checkpoint directory, verified. The file at the original path must not
 /// differ from it unless `allow_change` (then the current file is used, and a
 /// warning returned).
-pub fn module_bytes(root: &Path, name: &str, module: &ModuleRef, allow_change: bool) -> Result<(Vec<u8>, Option<String>), CheckpointError> {
+pub fn module_bytes(
+    root: &Path,
+    name: &str,
+    module: &ModuleRef,
+    allow_change: bool,
+) -> Result<(Vec<u8>, Option<String>), CheckpointError> {
     let copy = root.join("modules").join(format!("{}.wasm", module.sha256));
     if module.path.exists() {
         let bytes = std::fs::read(&module.path).map_err(io(&module.path))?;
         let found = sha256_hex(&bytes);
         if found != module.sha256 {
             if !allow_change {
-                return Err(CheckpointError::ModuleChanged { module: name.into(), expected: module.sha256.clone(), found, path: module.path.clone() });
+                return Err(CheckpointError::ModuleChanged {
+                    module: name.into(),
+                    expected: module.sha256.clone(),
+                    found,
+                    path: module.path.clone(),
+                });
             }
-            let warning = format!("module '{name}' changed since the checkpoint (sha256 {} then, {found} now); resuming with the new code of {}", module.sha256, module.path.display());
+            let warning = format!(
+                "module '{name}' changed since the checkpoint (sha256 {} then, {found} now); resuming with the new code of {}",
+                module.sha256,
+                module.path.display()
+            );
             return Ok((bytes, Some(warning)));
         }
         return Ok((bytes, None));
@@ -466,13 +616,21 @@ pub fn module_bytes(root: &Path, name: &str, module: &ModuleRef, allow_change: b
         Ok(bytes) => {
             let found = sha256_hex(&bytes);
             if found != module.sha256 {
-                return Err(CheckpointError::ModuleChanged { module: name.into(), expected: module.sha256.clone(), found, path: copy });
+                return Err(CheckpointError::ModuleChanged {
+                    module: name.into(),
+                    expected: module.sha256.clone(),
+                    found,
+                    path: copy,
+                });
             }
             Ok((bytes, None))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(CheckpointError::ModuleMissing { module: name.into(), sha256: module.sha256.clone(), copy, original: module.path.clone() })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CheckpointError::ModuleMissing {
+            module: name.into(),
+            sha256: module.sha256.clone(),
+            copy,
+            original: module.path.clone(),
+        }),
         Err(e) => Err(io(&copy)(e)),
     }
 }
@@ -496,7 +654,9 @@ pub fn list(dir: &Path) -> Result<Vec<Summary>, CheckpointError> {
         if !path.is_dir() || path.file_name().is_some_and(|n| n == "modules") {
             continue;
         }
-        let Ok(entries) = std::fs::read_dir(&path) else { continue };
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let file = entry.path();
             if !file.to_string_lossy().ends_with(".meta.json") {
@@ -509,13 +669,21 @@ pub fn list(dir: &Path) -> Result<Vec<Summary>, CheckpointError> {
             }
         }
     }
-    out.sort_by(|a, b| (&a.meta.created_at, a.meta.steps, &a.meta.checkpoint_id).cmp(&(&b.meta.created_at, b.meta.steps, &b.meta.checkpoint_id)));
+    out.sort_by(|a, b| {
+        (&a.meta.created_at, a.meta.steps, &a.meta.checkpoint_id).cmp(&(
+            &b.meta.created_at,
+            b.meta.steps,
+            &b.meta.checkpoint_id,
+        ))
+    });
     Ok(out)
 }
 
 /// The newest committed checkpoint under `dir`.
 pub fn latest(dir: &Path) -> Result<Summary, CheckpointError> {
-    list(dir)?.pop().ok_or_else(|| CheckpointError::Empty { dir: dir.to_path_buf() })
+    list(dir)?.pop().ok_or_else(|| CheckpointError::Empty {
+        dir: dir.to_path_buf(),
+    })
 }
 
 /// Remove all but the `keep` newest checkpoints under `dir`, then module copies

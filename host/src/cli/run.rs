@@ -68,12 +68,16 @@ pub struct ResumeArgs {
 /// Parse `--input`: JSON text or `@file`; it must be an object.
 pub fn parse_input(arg: &str) -> Result<Json, CliError> {
     let text = match arg.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file).map_err(|e| CliError::bad_input(anyhow!("--input @{file}: {e}")))?,
+        Some(file) => std::fs::read_to_string(file)
+            .map_err(|e| CliError::bad_input(anyhow!("--input @{file}: {e}")))?,
         None => arg.to_string(),
     };
-    let json = Json::parse(text).map_err(|e| CliError::bad_input(anyhow!("--input is not valid JSON: {e}")))?;
+    let json = Json::parse(text)
+        .map_err(|e| CliError::bad_input(anyhow!("--input is not valid JSON: {e}")))?;
     if !json.is_object() {
-        return Err(CliError::bad_input(anyhow!("--input must be a JSON object, e.g. '{{\"day\": \"2026-11-27\"}}'")));
+        return Err(CliError::bad_input(anyhow!(
+            "--input must be a JSON object, e.g. '{{\"day\": \"2026-11-27\"}}'"
+        )));
     }
     Ok(json)
 }
@@ -88,7 +92,14 @@ pub fn run(args: RunArgs) -> Result<ExitStatus, CliError> {
     let (workflow, sandbox) = super::load(&args.workflow, args.exec.no_cache)?;
     let state = RunState::new(&workflow, new_session_id(), input);
     tracing::info!(workflow = %workflow.name, session = %state.session_id, "run started");
-    execute(workflow, sandbox, state, Default::default(), CheckpointStore::new(args.checkpoint_dir), &args.exec)
+    execute(
+        workflow,
+        sandbox,
+        state,
+        Default::default(),
+        CheckpointStore::new(args.checkpoint_dir),
+        &args.exec,
+    )
 }
 
 pub fn resume(args: ResumeArgs) -> Result<ExitStatus, CliError> {
@@ -98,46 +109,88 @@ pub fn resume(args: ResumeArgs) -> Result<ExitStatus, CliError> {
             checkpoint::latest(&dir).map_err(CliError::bad_input)?.base
         }
         (false, Some(path)) => path,
-        (false, None) => return Err(CliError::bad_input(anyhow!("name a checkpoint to resume, or pass --latest [DIR]"))),
+        (false, None) => {
+            return Err(CliError::bad_input(anyhow!(
+                "name a checkpoint to resume, or pass --latest [DIR]"
+            )));
+        }
     };
     let loaded = checkpoint::load(&base).map_err(CliError::bad_input)?;
     let root = checkpoint::root_of(&loaded.base);
     let ctx = loaded.context;
-    let mut sandbox = Sandbox::for_workflow(&ctx.workflow, super::cache_dir(args.exec.no_cache)).map_err(|e| CliError::bad_input(anyhow!("cannot start the wasm engine: {e:#}")))?;
+    let mut sandbox = Sandbox::for_workflow(&ctx.workflow, super::cache_dir(args.exec.no_cache))
+        .map_err(|e| CliError::bad_input(anyhow!("cannot start the wasm engine: {e:#}")))?;
     for (name, module) in &ctx.workflow.modules {
-        let (bytes, warning) = checkpoint::module_bytes(&root, name, module, args.allow_module_change).map_err(CliError::bad_input)?;
+        let (bytes, warning) =
+            checkpoint::module_bytes(&root, name, module, args.allow_module_change)
+                .map_err(CliError::bad_input)?;
         if let Some(w) = warning {
             tracing::warn!("{w}");
         }
         let sha = graflow_host::sandbox::sha256_hex(&bytes);
-        let tasks = sandbox.load_bytes(name, &bytes, &sha).map_err(|e| CliError::bad_input(anyhow!("module '{name}': {e}")))?;
+        let tasks = sandbox
+            .load_bytes(name, &bytes, &sha)
+            .map_err(|e| CliError::bad_input(anyhow!("module '{name}': {e}")))?;
         for def in ctx.workflow.tasks.values().filter(|d| &d.module == name) {
             if !tasks.iter().any(|t| t.name == def.export) {
-                return Err(CliError::bad_input(anyhow!("module '{name}' no longer exports task '{}' (task '{}')", def.export, def.name)));
+                return Err(CliError::bad_input(anyhow!(
+                    "module '{name}' no longer exports task '{}' (task '{}')",
+                    def.export,
+                    def.name
+                )));
             }
         }
     }
     tracing::info!(checkpoint = %loaded.meta.checkpoint_id, steps = ctx.state.steps, pending = ctx.state.queue.len(), "resuming");
-    execute(ctx.workflow, sandbox, ctx.state, ctx.channel, CheckpointStore::new(root), &args.exec)
+    execute(
+        ctx.workflow,
+        sandbox,
+        ctx.state,
+        ctx.channel,
+        CheckpointStore::new(root),
+        &args.exec,
+    )
 }
 
 /// Run `state` to its end, with signal handling and checkpoints.
-fn execute(mut workflow: Workflow, sandbox: Sandbox, mut state: RunState, channel: std::collections::BTreeMap<String, Json>, mut store: CheckpointStore, opts: &ExecOptions) -> Result<ExitStatus, CliError> {
-    if let Some(max) = opts.max_steps {
-        if max == 0 {
-            return Err(CliError::bad_input(anyhow!("--max-steps must be at least 1")));
-        }
-        workflow.settings.max_steps = max;
+fn execute(
+    workflow: Workflow,
+    sandbox: Sandbox,
+    mut state: RunState,
+    channel: std::collections::BTreeMap<String, Json>,
+    mut store: CheckpointStore,
+    opts: &ExecOptions,
+) -> Result<ExitStatus, CliError> {
+    if opts.max_steps == Some(0) {
+        return Err(CliError::bad_input(anyhow!(
+            "--max-steps must be at least 1"
+        )));
     }
     let workflow = Arc::new(workflow);
     let channel = Arc::new(MemoryChannel::from_map(channel));
-    let interrupt = watch_signals(sandbox.abort_handle(), Duration::from_millis(opts.grace_period_ms))?;
-    let engine = Engine::new(workflow.clone(), &sandbox).with_interrupt(interrupt).checkpoint_every(opts.checkpoint_every);
+    let interrupt = watch_signals(
+        sandbox.abort_handle(),
+        Duration::from_millis(opts.grace_period_ms),
+    )?;
+    let engine = Engine::new(workflow.clone(), &sandbox)
+        .with_interrupt(interrupt)
+        .checkpoint_every(opts.checkpoint_every)
+        .max_steps(opts.max_steps);
     let outcome = engine.run(&mut state, &channel, &mut store);
     if let Err(RunError::MaxSteps { .. }) = &outcome {
-        let request = CheckpointRequest { task_id: state.completed.last().cloned().unwrap_or_default(), cycle_count: 0, elapsed_time: 0.0, mode: "max_steps", user_metadata: Json::null() };
+        let request = CheckpointRequest {
+            task_id: state.completed.last().cloned().unwrap_or_default(),
+            cycle_count: 0,
+            elapsed_time: 0.0,
+            mode: "max_steps",
+            user_metadata: Json::null(),
+        };
         match store.write_checkpoint(&workflow, &state, &channel.snapshot(), &request) {
-            Ok(base) => eprintln!("the queue is kept in checkpoint {}\n  continue with: graflow-host resume {} --max-steps <N>", base.display(), base.display()),
+            Ok(base) => eprintln!(
+                "the queue is kept in checkpoint {}\n  continue with: graflow-host resume {} --max-steps <N>",
+                base.display(),
+                base.display()
+            ),
             Err(e) => tracing::error!("cannot checkpoint the remaining queue: {e}"),
         }
     }
@@ -151,8 +204,10 @@ fn execute(mut workflow: Workflow, sandbox: Sandbox, mut state: RunState, channe
 fn watch_signals(abort: Arc<AtomicBool>, grace: Duration) -> Result<Arc<AtomicBool>, CliError> {
     let flag = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone()).map_err(|e| CliError::bad_input(anyhow!("cannot install signal handler: {e}")))?;
-        signal_hook::flag::register(signal, flag.clone()).map_err(|e| CliError::bad_input(anyhow!("cannot install signal handler: {e}")))?;
+        signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone())
+            .map_err(|e| CliError::bad_input(anyhow!("cannot install signal handler: {e}")))?;
+        signal_hook::flag::register(signal, flag.clone())
+            .map_err(|e| CliError::bad_input(anyhow!("cannot install signal handler: {e}")))?;
     }
     let watched = flag.clone();
     std::thread::Builder::new()
@@ -174,11 +229,20 @@ fn report(outcome: Result<RunReport, RunError>, root: &Path) -> Result<ExitStatu
     match outcome {
         Ok(report) => {
             match report.status {
-                RunStatus::Completed => tracing::info!(steps = report.steps, checkpoints = report.checkpoints.len(), "workflow completed"),
-                RunStatus::Terminated(message) => tracing::info!(steps = report.steps, "workflow terminated: {message}"),
+                RunStatus::Completed => tracing::info!(
+                    steps = report.steps,
+                    checkpoints = report.checkpoints.len(),
+                    "workflow completed"
+                ),
+                RunStatus::Terminated(message) => {
+                    tracing::info!(steps = report.steps, "workflow terminated: {message}")
+                }
                 RunStatus::Interrupted(checkpoint) => {
                     let cp = checkpoint.unwrap_or_else(|| root.display().to_string());
-                    eprintln!("interrupted after {} completed tasks; checkpoint written: {cp}\n  resume with: graflow-host resume {cp}", report.steps);
+                    eprintln!(
+                        "interrupted after {} completed tasks; checkpoint written: {cp}\n  resume with: graflow-host resume {cp}",
+                        report.steps
+                    );
                     return Ok(ExitStatus::Interrupted);
                 }
             }
@@ -192,8 +256,10 @@ fn report(outcome: Result<RunReport, RunError>, root: &Path) -> Result<ExitStatu
                 RunError::Inconsistent(_) => ExitStatus::BadInput,
                 _ => ExitStatus::Failed,
             };
-            Err(CliError { status, error: error.into() })
+            Err(CliError {
+                status,
+                error: error.into(),
+            })
         }
     }
 }
-

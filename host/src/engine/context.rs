@@ -127,8 +127,24 @@ impl IdAllocator {
 
 impl TaskContext {
     /// A context for running `spec`, over `channel`.
-    pub fn new(info: TaskInfo, spec: TaskSpec, channel: Arc<dyn Channel>, workflow: Arc<Workflow>, ids: IdAllocator, bounds: HostBounds) -> TaskContext {
-        TaskContext { info, channel: Overlay::new(channel), effects: Effects::default(), workflow, spec, ids, bounds, written: 0 }
+    pub fn new(
+        info: TaskInfo,
+        spec: TaskSpec,
+        channel: Arc<dyn Channel>,
+        workflow: Arc<Workflow>,
+        ids: IdAllocator,
+        bounds: HostBounds,
+    ) -> TaskContext {
+        TaskContext {
+            info,
+            channel: Overlay::new(channel),
+            effects: Effects::default(),
+            workflow,
+            spec,
+            ids,
+            bounds,
+            written: 0,
+        }
     }
 
     /// Give back the id allocator (its counters advanced by `next-task`).
@@ -148,7 +164,11 @@ impl TaskContext {
 
     fn check_key(&mut self, key: &str) -> Result<(), HostCallError> {
         if key.len() > self.bounds.max_key_bytes {
-            let msg = format!("channel key of {} bytes exceeds the bound of {} bytes", key.len(), self.bounds.max_key_bytes);
+            let msg = format!(
+                "channel key of {} bytes exceeds the bound of {} bytes",
+                key.len(),
+                self.bounds.max_key_bytes
+            );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
         Ok(())
@@ -157,15 +177,23 @@ impl TaskContext {
     /// Parse `value` as JSON and check the value and write bounds.
     fn accept_value(&mut self, what: &str, value: &str) -> Result<Json, HostCallError> {
         if value.len() > self.bounds.max_value_bytes {
-            let msg = format!("{what} of {} bytes exceeds the bound of {} bytes per value", value.len(), self.bounds.max_value_bytes);
+            let msg = format!(
+                "{what} of {} bytes exceeds the bound of {} bytes per value",
+                value.len(),
+                self.bounds.max_value_bytes
+            );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
         self.written += value.len();
         if self.written > self.bounds.max_written_bytes {
-            let msg = format!("the task wrote {} bytes, over the bound of {} bytes per execution", self.written, self.bounds.max_written_bytes);
+            let msg = format!(
+                "the task wrote {} bytes, over the bound of {} bytes per execution",
+                self.written, self.bounds.max_written_bytes
+            );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
-        Json::parse(value).map_err(|e| HostCallError::Refused(format!("{what} is not valid JSON: {e}")))
+        Json::parse(value)
+            .map_err(|e| HostCallError::Refused(format!("{what} is not valid JSON: {e}")))
     }
 
     /// `channel.get`.
@@ -197,13 +225,25 @@ impl TaskContext {
     }
 
     /// `channel.append` / `channel.prepend`.
-    pub fn channel_push(&mut self, key: &str, value: &str, front: bool) -> Result<u32, HostCallError> {
+    pub fn channel_push(
+        &mut self,
+        key: &str,
+        value: &str,
+        front: bool,
+    ) -> Result<u32, HostCallError> {
         self.check_key(key)?;
         let value = self.accept_value(&format!("value for channel key '{key}'"), value)?;
-        let len = self.channel.push(key, value, front).map_err(|e| HostCallError::Refused(e.to_string()))?;
+        let len = self
+            .channel
+            .push(key, value, front)
+            .map_err(|e| HostCallError::Refused(e.to_string()))?;
         if let Some(list) = self.channel.get(key) {
             if list.len() > self.bounds.max_value_bytes {
-                let msg = format!("the list under channel key '{key}' grew to {} bytes, over the bound of {} bytes per value", list.len(), self.bounds.max_value_bytes);
+                let msg = format!(
+                    "the list under channel key '{key}' grew to {} bytes, over the bound of {} bytes per value",
+                    list.len(),
+                    self.bounds.max_value_bytes
+                );
                 return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
             }
         }
@@ -214,9 +254,13 @@ impl TaskContext {
     pub fn channel_add(&mut self, key: &str, amount: f64) -> Result<f64, HostCallError> {
         self.check_key(key)?;
         if !amount.is_finite() {
-            return Err(HostCallError::Refused(format!("atomic-add on '{key}': the amount must be a finite number")));
+            return Err(HostCallError::Refused(format!(
+                "atomic-add on '{key}': the amount must be a finite number"
+            )));
         }
-        self.channel.add(key, amount).map_err(|e| HostCallError::Refused(e.to_string()))
+        self.channel
+            .add(key, amount)
+            .map_err(|e| HostCallError::Refused(e.to_string()))
     }
 
     /// `results.set-result`.
@@ -237,9 +281,17 @@ impl TaskContext {
     }
 
     /// `control.next-task`.
-    pub fn next_task(&mut self, task: &str, input: &str, goto: bool) -> Result<String, HostCallError> {
+    pub fn next_task(
+        &mut self,
+        task: &str,
+        input: &str,
+        goto: bool,
+    ) -> Result<String, HostCallError> {
         if self.effects.next.len() >= self.bounds.max_next_tasks {
-            let msg = format!("more than {} next-task calls in one execution", self.bounds.max_next_tasks);
+            let msg = format!(
+                "more than {} next-task calls in one execution",
+                self.bounds.max_next_tasks
+            );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
         let input = self.explicit_input(input)?;
@@ -249,11 +301,30 @@ impl TaskContext {
         } else if self.workflow.tasks.contains_key(task) {
             self.effects.goto |= goto;
             let id = self.ids.next(task);
-            TaskSpec { id: id.clone(), target: Target::Task(task.to_string()), node: None, cycle_key: id, input, attempt: 0, not_before_ms: 0, last_error: None }
+            TaskSpec {
+                id: id.clone(),
+                target: Target::Task(task.to_string()),
+                node: None,
+                cycle_key: id,
+                input,
+                attempt: 0,
+                not_before_ms: 0,
+                last_error: None,
+            }
         } else {
             let mut known: Vec<&str> = self.workflow.tasks.keys().map(String::as_str).collect();
-            known.extend(self.workflow.graph.nodes.keys().map(String::as_str).filter(|n| !self.workflow.tasks.contains_key(*n)));
-            return Err(HostCallError::Refused(format!("next-task: no task or flow node named '{task}' (known: {})", known.join(", "))));
+            known.extend(
+                self.workflow
+                    .graph
+                    .nodes
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|n| !self.workflow.tasks.contains_key(*n)),
+            );
+            return Err(HostCallError::Refused(format!(
+                "next-task: no task or flow node named '{task}' (known: {})",
+                known.join(", ")
+            )));
         };
         let id = spec.id.clone();
         self.effects.next.push(spec);
@@ -268,19 +339,30 @@ impl TaskContext {
     /// `control.next-iteration`.
     pub fn next_iteration(&mut self, input: &str) -> Result<String, HostCallError> {
         if self.effects.iterating {
-            return Err(HostCallError::Refused("next-iteration was already called in this run".into()));
+            return Err(HostCallError::Refused(
+                "next-iteration was already called in this run".into(),
+            ));
         }
         if self.info.cycle_count >= self.info.max_cycles {
             let msg = format!(
                 "task '{}' asked for another iteration after {} of max_cycles = {} runs",
                 self.spec.cycle_key, self.info.cycle_count, self.info.max_cycles
             );
-            self.effects.failure.get_or_insert(TaskFailure::new(FailureKind::CycleLimit, msg.clone()));
+            self.effects
+                .failure
+                .get_or_insert(TaskFailure::new(FailureKind::CycleLimit, msg.clone()));
             return Err(HostCallError::Refused(msg));
         }
         let input = self.explicit_input(input)?;
         let id = format!("{}@{}", self.spec.cycle_key, self.info.cycle_count + 1);
-        let spec = TaskSpec { id: id.clone(), input, attempt: 0, not_before_ms: 0, last_error: None, ..self.spec.clone() };
+        let spec = TaskSpec {
+            id: id.clone(),
+            input,
+            attempt: 0,
+            not_before_ms: 0,
+            last_error: None,
+            ..self.spec.clone()
+        };
         self.effects.iterating = true;
         self.effects.next.push(spec);
         Ok(id)
@@ -300,7 +382,9 @@ impl TaskContext {
     pub fn request_checkpoint(&mut self, metadata: &str) -> Result<(), HostCallError> {
         let metadata = self.accept_value("checkpoint metadata", metadata)?;
         if !metadata.is_object() && !metadata.is_null() {
-            return Err(HostCallError::Refused("checkpoint metadata must be a JSON object".into()));
+            return Err(HostCallError::Refused(
+                "checkpoint metadata must be a JSON object".into(),
+            ));
         }
         self.effects.checkpoint = Some(metadata);
         Ok(())
@@ -312,7 +396,12 @@ impl TaskContext {
             return message.into();
         }
         let cut = message.floor_char_boundary(self.bounds.max_log_bytes);
-        format!("{}... [{} more bytes cut]", &message[..cut], message.len() - cut).into()
+        format!(
+            "{}... [{} more bytes cut]",
+            &message[..cut],
+            message.len() - cut
+        )
+        .into()
     }
 }
 

@@ -55,13 +55,30 @@ pub(crate) struct Frame<'s, 'a> {
 }
 
 impl<'s, 'a> Frame<'s, 'a> {
-    pub fn new(shared: &'s Shared<'a>, state: &'s mut RunState, channel: Arc<dyn Channel>, prefix: String, step_budget: u64) -> Self {
-        Frame { shared, state, channel, prefix, step_budget, pending_checkpoint: None, last_task: None }
+    pub fn new(
+        shared: &'s Shared<'a>,
+        state: &'s mut RunState,
+        channel: Arc<dyn Channel>,
+        prefix: String,
+        step_budget: u64,
+    ) -> Self {
+        Frame {
+            shared,
+            state,
+            channel,
+            prefix,
+            step_budget,
+            pending_checkpoint: None,
+            last_task: None,
+        }
     }
 
     /// Drain the queue; `after_step` runs after every completed step (the top
     /// level writes checkpoints there).
-    pub fn run(&mut self, after_step: &mut dyn FnMut(&mut Frame) -> Result<(), RunError>) -> Result<FrameEnd, RunError> {
+    pub fn run(
+        &mut self,
+        after_step: &mut dyn FnMut(&mut Frame) -> Result<(), RunError>,
+    ) -> Result<FrameEnd, RunError> {
         loop {
             if self.shared.interrupt.load(Ordering::Relaxed) {
                 return Ok(FrameEnd::Interrupted);
@@ -70,7 +87,10 @@ impl<'s, 'a> Frame<'s, 'a> {
                 return Ok(FrameEnd::Drained);
             }
             if self.state.steps >= self.step_budget {
-                return Err(RunError::MaxSteps { max_steps: self.shared.workflow.settings.max_steps, pending: self.state.pending_ids() });
+                return Err(RunError::MaxSteps {
+                    max_steps: self.shared.max_steps,
+                    pending: self.state.pending_ids(),
+                });
             }
             let Some(spec) = self.pop_ready() else {
                 return Ok(FrameEnd::Interrupted);
@@ -99,7 +119,13 @@ impl<'s, 'a> Frame<'s, 'a> {
             if let Some(i) = self.state.queue.iter().position(|s| s.not_before_ms <= now) {
                 return self.state.queue.remove(i);
             }
-            let wake = self.state.queue.iter().map(|s| s.not_before_ms).min().unwrap_or(now);
+            let wake = self
+                .state
+                .queue
+                .iter()
+                .map(|s| s.not_before_ms)
+                .min()
+                .unwrap_or(now);
             std::thread::sleep(Duration::from_millis(wake.saturating_sub(now).clamp(1, 50)));
             if self.shared.interrupt.load(Ordering::Relaxed) {
                 return None;
@@ -110,24 +136,43 @@ impl<'s, 'a> Frame<'s, 'a> {
     /// A checkpoint request at a task boundary, not asked by a task.
     pub fn boundary_request(&self, mode: &'static str) -> CheckpointRequest {
         let (task_id, cycle_count) = self.last_task.clone().unwrap_or_default();
-        CheckpointRequest { task_id, cycle_count, elapsed_time: 0.0, mode, user_metadata: Json::null() }
+        CheckpointRequest {
+            task_id,
+            cycle_count,
+            elapsed_time: 0.0,
+            mode,
+            user_metadata: Json::null(),
+        }
     }
 
     fn task_def(&self, task: &str) -> Result<&'s TaskDef, RunError> {
         let shared: &'s Shared<'a> = self.shared;
-        shared.workflow.tasks.get(task).ok_or_else(|| RunError::Inconsistent(format!("the queue names task '{task}', which the workflow does not declare")))
+        shared.workflow.tasks.get(task).ok_or_else(|| {
+            RunError::Inconsistent(format!(
+                "the queue names task '{task}', which the workflow does not declare"
+            ))
+        })
     }
 
     fn run_task(&mut self, spec: TaskSpec, task: &str) -> Result<StepEnd, RunError> {
         let def = self.task_def(task)?;
         let cycle_count = {
-            let count = self.state.cycle_counts.entry(spec.cycle_key.clone()).or_insert(0);
+            let count = self
+                .state
+                .cycle_counts
+                .entry(spec.cycle_key.clone())
+                .or_insert(0);
             if spec.attempt == 0 {
                 *count += 1;
             }
             (*count).max(1)
         };
-        let input = input::resolve(&def.inputs, spec.input.as_ref(), self.channel.as_ref(), &self.shared.run_input);
+        let input = input::resolve(
+            &def.inputs,
+            spec.input.as_ref(),
+            self.channel.as_ref(),
+            &self.shared.run_input,
+        );
         let info = TaskInfo {
             task_id: spec.id.clone(),
             task_name: def.name.clone(),
@@ -138,9 +183,19 @@ impl<'s, 'a> Frame<'s, 'a> {
             retry_count: spec.attempt,
             max_retries: def.retry.max_retries,
         };
-        let ids = IdAllocator { prefix: self.prefix.clone(), counters: std::mem::take(&mut self.state.id_counters) };
+        let ids = IdAllocator {
+            prefix: self.prefix.clone(),
+            counters: std::mem::take(&mut self.state.id_counters),
+        };
         let bounds: HostBounds = self.shared.bounds.clone();
-        let ctx = TaskContext::new(info, spec.clone(), self.channel.clone(), self.shared.workflow.clone(), ids, bounds);
+        let ctx = TaskContext::new(
+            info,
+            spec.clone(),
+            self.channel.clone(),
+            self.shared.workflow.clone(),
+            ids,
+            bounds,
+        );
         let started = Instant::now();
         tracing::debug!(task = %spec.id, attempt = spec.attempt, "task started");
         let (mut ctx, outcome) = self.shared.runner.run(def, &input, ctx);
@@ -154,7 +209,10 @@ impl<'s, 'a> Frame<'s, 'a> {
             Err(failure) => return self.fail_or_retry(spec, def, failure),
         };
         if let Some(message) = ctx.effects.cancel.take() {
-            return Err(RunError::Cancelled { task_id: spec.id, message });
+            return Err(RunError::Cancelled {
+                task_id: spec.id,
+                message,
+            });
         }
         let effects = std::mem::take(&mut ctx.effects);
         let result = effects.result.unwrap_or(output);
@@ -181,11 +239,22 @@ impl<'s, 'a> Frame<'s, 'a> {
         self.last_task = Some((spec.id.clone(), cycle_count));
         Ok(self.complete(
             &spec,
-            Completion { result, next: effects.next, skip_successors: effects.goto || effects.iterating, terminate: effects.terminate, checkpoint },
+            Completion {
+                result,
+                next: effects.next,
+                skip_successors: effects.goto || effects.iterating,
+                terminate: effects.terminate,
+                checkpoint,
+            },
         ))
     }
 
-    fn fail_or_retry(&mut self, spec: TaskSpec, def: &TaskDef, failure: TaskFailure) -> Result<StepEnd, RunError> {
+    fn fail_or_retry(
+        &mut self,
+        spec: TaskSpec,
+        def: &TaskDef,
+        failure: TaskFailure,
+    ) -> Result<StepEnd, RunError> {
         if failure.kind == FailureKind::Aborted {
             // Not a failure: undo this attempt's cycle count and queue it again.
             if spec.attempt == 0 {
@@ -203,11 +272,22 @@ impl<'s, 'a> Frame<'s, 'a> {
                 delay = (delay * (0.5 + rand::random::<f64>())).min(def.retry.max_ms as f64);
             }
             tracing::warn!(task = %spec.id, attempt = retry, delay_ms = delay as u64, error = %failure, "task failed; retrying");
-            let retry_spec = TaskSpec { attempt: retry, not_before_ms: now_ms() + delay as u64, last_error: Some(failure.to_string()), ..spec };
+            let retry_spec = TaskSpec {
+                attempt: retry,
+                not_before_ms: now_ms() + delay as u64,
+                last_error: Some(failure.to_string()),
+                ..spec
+            };
             self.state.queue.push_back(retry_spec);
             return Ok(StepEnd::Continue);
         }
-        Err(RunError::TaskFailed { task_id: spec.id, task: def.name.clone(), module: def.module.clone(), attempts: spec.attempt + 1, failure })
+        Err(RunError::TaskFailed {
+            task_id: spec.id,
+            task: def.name.clone(),
+            module: def.module.clone(),
+            attempts: spec.attempt + 1,
+            failure,
+        })
     }
 
     /// Apply a completed execution: result, completion, step, queue, checkpoint.
@@ -226,7 +306,9 @@ impl<'s, 'a> Frame<'s, 'a> {
             if let Some(node) = &spec.node {
                 let workflow = &self.shared.workflow;
                 for successor in workflow.graph.successors(node) {
-                    self.state.queue.push_back(TaskSpec::for_node(workflow, successor, None));
+                    self.state
+                        .queue
+                        .push_back(TaskSpec::for_node(workflow, successor, None));
                 }
             }
         }

@@ -11,14 +11,22 @@ pub fn run_input_fields(input: &Json) -> BTreeMap<String, Json> {
     let Ok(fields) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(input.as_str()) else {
         return BTreeMap::new();
     };
-    fields.into_iter().map(|(k, v)| (k, Json::parse(v.get()).expect("a raw JSON value is JSON"))).collect()
+    fields
+        .into_iter()
+        .map(|(k, v)| (k, Json::parse(v.get()).expect("a raw JSON value is JSON")))
+        .collect()
 }
 
 /// Build an execution's input: each declared input from `<name>.__result__`,
 /// else the channel key `<name>`, else the run input's field `<name>`; then the
 /// explicit input's fields on top (explicit wins). An explicit input that is not
 /// an object replaces the whole input.
-pub fn resolve(declared: &[String], explicit: Option<&Json>, channel: &dyn Channel, run_input: &BTreeMap<String, Json>) -> Json {
+pub fn resolve(
+    declared: &[String],
+    explicit: Option<&Json>,
+    channel: &dyn Channel,
+    run_input: &BTreeMap<String, Json>,
+) -> Json {
     if let Some(e) = explicit {
         if !e.is_object() {
             return e.clone();
@@ -29,7 +37,10 @@ pub fn resolve(declared: &[String], explicit: Option<&Json>, channel: &dyn Chann
     }
     let mut fields: BTreeMap<&str, Json> = BTreeMap::new();
     for name in declared {
-        let value = channel.get(&result_key(name)).or_else(|| channel.get(name)).or_else(|| run_input.get(name).cloned());
+        let value = channel
+            .get(&result_key(name))
+            .or_else(|| channel.get(name))
+            .or_else(|| run_input.get(name).cloned());
         if let Some(v) = value {
             fields.insert(name, v);
         }
@@ -41,7 +52,12 @@ pub fn resolve(declared: &[String], explicit: Option<&Json>, channel: &dyn Chann
     for (k, v) in &explicit_fields {
         fields.insert(k, Json::parse(v.get()).expect("a raw JSON value is JSON"));
     }
-    let mut text = String::with_capacity(2 + fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>());
+    let mut text = String::with_capacity(
+        2 + fields
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum::<usize>(),
+    );
     text.push('{');
     for (i, (k, v)) in fields.iter().enumerate() {
         if i > 0 {

@@ -17,7 +17,9 @@ mod input;
 mod runner;
 mod state;
 
-pub use context::{Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, result_key};
+pub use context::{
+    Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, result_key,
+};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
 pub use state::{RunState, Target, TaskSpec};
 
@@ -49,15 +51,30 @@ pub struct CheckpointRequest {
 /// state it sees is consistent (no execution in flight).
 pub trait CheckpointSink {
     /// Persist a checkpoint of `state` and `channel`; return its id.
-    fn write(&mut self, workflow: &Workflow, state: &RunState, channel: &BTreeMap<String, Json>, request: &CheckpointRequest) -> Result<String, String>;
+    fn write(
+        &mut self,
+        workflow: &Workflow,
+        state: &RunState,
+        channel: &BTreeMap<String, Json>,
+        request: &CheckpointRequest,
+    ) -> Result<String, String>;
 }
 
 /// A sink for runs without checkpoints: a request is an error.
 pub struct NoCheckpoints;
 
 impl CheckpointSink for NoCheckpoints {
-    fn write(&mut self, _: &Workflow, _: &RunState, _: &BTreeMap<String, Json>, r: &CheckpointRequest) -> Result<String, String> {
-        Err(format!("task '{}' requested a checkpoint, but this run has no checkpoint directory", r.task_id))
+    fn write(
+        &mut self,
+        _: &Workflow,
+        _: &RunState,
+        _: &BTreeMap<String, Json>,
+        r: &CheckpointRequest,
+    ) -> Result<String, String> {
+        Err(format!(
+            "task '{}' requested a checkpoint, but this run has no checkpoint directory",
+            r.task_id
+        ))
     }
 }
 
@@ -146,13 +163,25 @@ pub enum RunError {
 }
 
 fn attempts_note(attempts: u32) -> String {
-    if attempts > 1 { format!(" (after {attempts} attempts)") } else { String::new() }
+    if attempts > 1 {
+        format!(" (after {attempts} attempts)")
+    } else {
+        String::new()
+    }
 }
 
 fn group_summary(failed: &[(String, String)], succeeded: &[String]) -> String {
     let failed: Vec<String> = failed.iter().map(|(m, e)| format!("'{m}': {e}")).collect();
-    let ok = if succeeded.is_empty() { "none".to_string() } else { succeeded.join(", ") };
-    format!("{} failed [{}]; succeeded: {ok}", failed.len(), failed.join("; "))
+    let ok = if succeeded.is_empty() {
+        "none".to_string()
+    } else {
+        succeeded.join(", ")
+    };
+    format!(
+        "{} failed [{}]; succeeded: {ok}",
+        failed.len(),
+        failed.join("; ")
+    )
 }
 
 /// Runs workflows. One engine serves one run at a time; it is cheap to build.
@@ -162,6 +191,7 @@ pub struct Engine<'a> {
     interrupt: Arc<AtomicBool>,
     bounds: HostBounds,
     checkpoint_every: Option<u64>,
+    max_steps: u64,
 }
 
 /// What every frame of one run shares (read-only).
@@ -171,12 +201,21 @@ pub(crate) struct Shared<'a> {
     pub interrupt: &'a AtomicBool,
     pub bounds: HostBounds,
     pub run_input: BTreeMap<String, Json>,
+    pub max_steps: u64,
 }
 
 impl<'a> Engine<'a> {
     /// An engine for `workflow` that runs tasks with `runner`.
     pub fn new(workflow: Arc<Workflow>, runner: &'a dyn TaskRunner) -> Engine<'a> {
-        Engine { workflow, runner, interrupt: Arc::new(AtomicBool::new(false)), bounds: HostBounds::default(), checkpoint_every: None }
+        let max_steps = workflow.settings.max_steps;
+        Engine {
+            workflow,
+            runner,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            bounds: HostBounds::default(),
+            checkpoint_every: None,
+            max_steps,
+        }
     }
 
     /// Stop at the next task boundary once `flag` is set (then checkpoint).
@@ -191,6 +230,16 @@ impl<'a> Engine<'a> {
         self
     }
 
+    /// Stop with [`RunError::MaxSteps`] once `n` tasks of the run completed,
+    /// instead of the workflow's `max_steps` (for this run only: checkpoints
+    /// keep the workflow's own setting).
+    pub fn max_steps(mut self, n: Option<u64>) -> Self {
+        if let Some(n) = n {
+            self.max_steps = n;
+        }
+        self
+    }
+
     /// Write a checkpoint after every `n` completed tasks.
     pub fn checkpoint_every(mut self, n: Option<u64>) -> Self {
         self.checkpoint_every = n.filter(|n| *n > 0);
@@ -200,23 +249,37 @@ impl<'a> Engine<'a> {
     /// Run from `state` until the queue drains, a task terminates or cancels,
     /// a task fails, `max_steps` is reached, or the interrupt flag is set.
     /// `state` and `channel` always hold the state at the last task boundary.
-    pub fn run(&self, state: &mut RunState, channel: &Arc<MemoryChannel>, sink: &mut dyn CheckpointSink) -> Result<RunReport, RunError> {
+    pub fn run(
+        &self,
+        state: &mut RunState,
+        channel: &Arc<MemoryChannel>,
+        sink: &mut dyn CheckpointSink,
+    ) -> Result<RunReport, RunError> {
         let shared = Shared {
             workflow: self.workflow.clone(),
             runner: self.runner,
             interrupt: &self.interrupt,
             bounds: self.bounds.clone(),
             run_input: input::run_input_fields(&state.input),
+            max_steps: self.max_steps,
         };
         let base: Arc<dyn Channel> = channel.clone();
         let mut checkpoints = Vec::new();
-        let mut frame = frame::Frame::new(&shared, state, base, String::new(), self.workflow.settings.max_steps);
+        let mut frame = frame::Frame::new(&shared, state, base, String::new(), self.max_steps);
         let every = self.checkpoint_every;
         let mut after_step = |f: &mut frame::Frame| -> Result<(), RunError> {
             let auto = every.is_some_and(|n| f.state.steps % n == 0);
-            let request = f.pending_checkpoint.take().or_else(|| auto.then(|| f.boundary_request("auto")));
+            let request = f
+                .pending_checkpoint
+                .take()
+                .or_else(|| auto.then(|| f.boundary_request("auto")));
             if let Some(request) = request {
-                let id = sink.write(&shared.workflow, f.state, &channel.snapshot(), &request).map_err(|message| RunError::Checkpoint { task_id: request.task_id.clone(), message })?;
+                let id = sink
+                    .write(&shared.workflow, f.state, &channel.snapshot(), &request)
+                    .map_err(|message| RunError::Checkpoint {
+                        task_id: request.task_id.clone(),
+                        message,
+                    })?;
                 tracing::info!(checkpoint = %id, task = %request.task_id, "checkpoint written");
                 checkpoints.push(id);
             }
@@ -229,12 +292,22 @@ impl<'a> Engine<'a> {
             frame::FrameEnd::Terminated(message) => RunStatus::Terminated(message),
             frame::FrameEnd::Interrupted => {
                 let request = frame.boundary_request("interrupt");
-                let id = sink.write(&shared.workflow, frame.state, &channel.snapshot(), &request).map_err(|message| RunError::Checkpoint { task_id: request.task_id.clone(), message })?;
+                let id = sink
+                    .write(&shared.workflow, frame.state, &channel.snapshot(), &request)
+                    .map_err(|message| RunError::Checkpoint {
+                        task_id: request.task_id.clone(),
+                        message,
+                    })?;
                 checkpoints.push(id.clone());
                 RunStatus::Interrupted(Some(id))
             }
         };
-        Ok(RunReport { status, result: state.last_result.clone(), steps: state.steps, checkpoints })
+        Ok(RunReport {
+            status,
+            result: state.last_result.clone(),
+            steps: state.steps,
+            checkpoints,
+        })
     }
 
     /// True once the interrupt flag is set.
@@ -245,7 +318,9 @@ impl<'a> Engine<'a> {
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Seconds since `start`.

@@ -12,7 +12,12 @@ use std::fmt;
 pub trait TaskRunner: Send + Sync {
     /// Run `task` with `input`. `ctx` carries the task's view of the channel and
     /// records its effects; it is handed back with the outcome.
-    fn run(&self, task: &TaskDef, input: &Json, ctx: TaskContext) -> (TaskContext, Result<Json, TaskFailure>);
+    fn run(
+        &self,
+        task: &TaskDef,
+        input: &Json,
+        ctx: TaskContext,
+    ) -> (TaskContext, Result<Json, TaskFailure>);
 }
 
 /// How a task execution failed.
@@ -42,7 +47,14 @@ pub enum FailureKind {
 impl FailureKind {
     /// True if the retry policy applies.
     pub fn is_retryable(self) -> bool {
-        matches!(self, FailureKind::Retryable | FailureKind::Trap | FailureKind::Timeout | FailureKind::OutOfFuel | FailureKind::Memory)
+        matches!(
+            self,
+            FailureKind::Retryable
+                | FailureKind::Trap
+                | FailureKind::Timeout
+                | FailureKind::OutOfFuel
+                | FailureKind::Memory
+        )
     }
 }
 
@@ -58,7 +70,10 @@ pub struct TaskFailure {
 impl TaskFailure {
     /// A failure of `kind` with `message`.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> TaskFailure {
-        TaskFailure { kind, message: message.into() }
+        TaskFailure {
+            kind,
+            message: message.into(),
+        }
     }
 }
 

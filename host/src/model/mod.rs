@@ -7,7 +7,9 @@
 pub mod flow;
 mod workflow_file;
 
-pub use workflow_file::{LoadError, ModuleExports, ModuleInfo, ModuleLoadError, TaskDecl, load_workflow};
+pub use workflow_file::{
+    LoadError, ModuleExports, ModuleInfo, ModuleLoadError, TaskDecl, load_workflow,
+};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -79,7 +81,13 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_retries: 0, initial_ms: 1000, factor: 2.0, max_ms: 60_000, jitter: false }
+        RetryPolicy {
+            max_retries: 0,
+            initial_ms: 1000,
+            factor: 2.0,
+            max_ms: 60_000,
+            jitter: false,
+        }
     }
 }
 
@@ -105,7 +113,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: 256 << 20, timeout_ms: 60_000, fuel: None }
+        Limits {
+            memory_bytes: 256 << 20,
+            timeout_ms: 60_000,
+            fuel: None,
+        }
     }
 }
 
@@ -135,13 +147,22 @@ impl Graph {
 
     /// The nodes with no incoming edge that are not members of a group.
     pub fn start_candidates(&self) -> Vec<String> {
-        let mut reached: std::collections::BTreeSet<&str> = self.successors.values().flatten().map(String::as_str).collect();
+        let mut reached: std::collections::BTreeSet<&str> = self
+            .successors
+            .values()
+            .flatten()
+            .map(String::as_str)
+            .collect();
         for node in self.nodes.values() {
             if let Node::Group(g) = node {
                 reached.extend(g.members.iter().map(String::as_str));
             }
         }
-        self.nodes.keys().filter(|n| !reached.contains(n.as_str())).cloned().collect()
+        self.nodes
+            .keys()
+            .filter(|n| !reached.contains(n.as_str()))
+            .cloned()
+            .collect()
     }
 }
 

@@ -90,7 +90,9 @@ pub enum LoadError {
         declared: String,
     },
     /// A task names a module that is not in `[modules]`.
-    #[error("{path}: task '{task}' uses module '{module}', which is not in [modules] (modules: {declared})")]
+    #[error(
+        "{path}: task '{task}' uses module '{module}', which is not in [modules] (modules: {declared})"
+    )]
     UnknownModule {
         /// The file.
         path: PathBuf,
@@ -138,7 +140,9 @@ pub enum LoadError {
         reason: String,
     },
     /// A task's export is not provided by its module.
-    #[error("{path}: task '{task}': module '{module}' does not export a task named '{export}' (it exports: {available})")]
+    #[error(
+        "{path}: task '{task}': module '{module}' does not export a task named '{export}' (it exports: {available})"
+    )]
     NotExported {
         /// The workflow file.
         path: PathBuf,
@@ -191,7 +195,12 @@ struct WorkflowSection {
 
 impl WorkflowSection {
     fn defaults(&self) -> TaskSettings {
-        TaskSettings { max_cycles: self.max_cycles, max_retries: self.max_retries, backoff: self.backoff.clone(), limits: self.limits.clone() }
+        TaskSettings {
+            max_cycles: self.max_cycles,
+            max_retries: self.max_retries,
+            backoff: self.backoff.clone(),
+            limits: self.limits.clone(),
+        }
     }
 }
 
@@ -218,7 +227,12 @@ struct TaskSection {
 
 impl TaskSection {
     fn settings(&self) -> TaskSettings {
-        TaskSettings { max_cycles: self.max_cycles, max_retries: self.max_retries, backoff: self.backoff.clone(), limits: self.limits.clone() }
+        TaskSettings {
+            max_cycles: self.max_cycles,
+            max_retries: self.max_retries,
+            backoff: self.backoff.clone(),
+            limits: self.limits.clone(),
+        }
     }
 }
 
@@ -256,8 +270,14 @@ pub const DEFAULT_MAX_CYCLES: u32 = 10;
 /// Read, parse and validate the workflow file at `path`, loading its modules
 /// through `modules`.
 pub fn load_workflow(path: &Path, modules: &mut dyn ModuleExports) -> Result<Workflow, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
-    let file: File = toml::from_str(&text).map_err(|e| LoadError::Syntax { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: File = toml::from_str(&text).map_err(|e| LoadError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
     Resolver { path, file: &file }.resolve(modules)
 }
 
@@ -268,12 +288,19 @@ struct Resolver<'a> {
 
 impl Resolver<'_> {
     fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> LoadError {
-        LoadError::Invalid { path: self.path.to_path_buf(), field: field.into(), message: message.into() }
+        LoadError::Invalid {
+            path: self.path.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     fn resolve(&self, loader: &mut dyn ModuleExports) -> Result<Workflow, LoadError> {
         let wf = &self.file.workflow;
-        let flow = flow::parse(&wf.flow).map_err(|error| LoadError::Flow { path: self.path.to_path_buf(), error })?;
+        let flow = flow::parse(&wf.flow).map_err(|error| LoadError::Flow {
+            path: self.path.to_path_buf(),
+            error,
+        })?;
         let modules = self.load_modules(loader)?;
         let tasks = self.tasks(&flow, &modules)?;
         let graph = self.graph(&flow)?;
@@ -282,83 +309,200 @@ impl Resolver<'_> {
         if max_steps == 0 {
             return Err(self.invalid("[workflow].max_steps", "must be at least 1"));
         }
-        let parallelism = wf.parallelism.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(4));
+        let parallelism = wf.parallelism.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(4)
+        });
         if parallelism == 0 {
             return Err(self.invalid("[workflow].parallelism", "must be at least 1"));
         }
         let name = wf.name.clone().unwrap_or_else(|| default_name(self.path));
         let modules = modules.into_iter().map(|(n, (r, _))| (n, r)).collect();
-        Ok(Workflow { name, flow: wf.flow.clone(), start, modules, tasks, graph, settings: RunSettings { max_steps, parallelism } })
+        Ok(Workflow {
+            name,
+            flow: wf.flow.clone(),
+            start,
+            modules,
+            tasks,
+            graph,
+            settings: RunSettings {
+                max_steps,
+                parallelism,
+            },
+        })
     }
 
-    fn load_modules(&self, loader: &mut dyn ModuleExports) -> Result<BTreeMap<String, (ModuleRef, Vec<TaskDecl>)>, LoadError> {
+    fn load_modules(
+        &self,
+        loader: &mut dyn ModuleExports,
+    ) -> Result<BTreeMap<String, (ModuleRef, Vec<TaskDecl>)>, LoadError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let mut out = BTreeMap::new();
         if self.file.modules.is_empty() {
-            return Err(self.invalid("[modules]", "no modules: name at least one component, e.g. `app = \"app.wasm\"`"));
+            return Err(self.invalid(
+                "[modules]",
+                "no modules: name at least one component, e.g. `app = \"app.wasm\"`",
+            ));
         }
         for (name, rel) in &self.file.modules {
             let file = std::path::absolute(dir.join(rel)).unwrap_or_else(|_| dir.join(rel));
             let info = loader.load(name, &file).map_err(|e| {
                 let (path, module, file) = (self.path.to_path_buf(), name.clone(), file.clone());
                 match e {
-                    ModuleLoadError::Io(source) => LoadError::ModuleFile { path, module, file, source },
-                    ModuleLoadError::NotAComponent(reason) => LoadError::NotAComponent { path, module, file, reason },
-                    ModuleLoadError::Incompatible(reason) => LoadError::Incompatible { path, module, file, reason },
+                    ModuleLoadError::Io(source) => LoadError::ModuleFile {
+                        path,
+                        module,
+                        file,
+                        source,
+                    },
+                    ModuleLoadError::NotAComponent(reason) => LoadError::NotAComponent {
+                        path,
+                        module,
+                        file,
+                        reason,
+                    },
+                    ModuleLoadError::Incompatible(reason) => LoadError::Incompatible {
+                        path,
+                        module,
+                        file,
+                        reason,
+                    },
                 }
             })?;
-            out.insert(name.clone(), (ModuleRef { path: file, sha256: info.sha256, size: info.size }, info.tasks));
+            out.insert(
+                name.clone(),
+                (
+                    ModuleRef {
+                        path: file,
+                        sha256: info.sha256,
+                        size: info.size,
+                    },
+                    info.tasks,
+                ),
+            );
         }
         Ok(out)
     }
 
     fn declared_names(&self, flow: &flow::FlowGraph) -> String {
         let mut names: Vec<&str> = self.file.tasks.keys().map(String::as_str).collect();
-        names.extend(flow.tasks.iter().map(String::as_str).filter(|t| !self.file.tasks.contains_key(*t)));
-        if names.is_empty() { "none".into() } else { names.join(", ") }
+        names.extend(
+            flow.tasks
+                .iter()
+                .map(String::as_str)
+                .filter(|t| !self.file.tasks.contains_key(*t)),
+        );
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
     }
 
-    fn tasks(&self, flow: &flow::FlowGraph, modules: &BTreeMap<String, (ModuleRef, Vec<TaskDecl>)>) -> Result<BTreeMap<String, TaskDef>, LoadError> {
+    fn tasks(
+        &self,
+        flow: &flow::FlowGraph,
+        modules: &BTreeMap<String, (ModuleRef, Vec<TaskDecl>)>,
+    ) -> Result<BTreeMap<String, TaskDef>, LoadError> {
         let mut names: Vec<String> = self.file.tasks.keys().cloned().collect();
-        names.extend(flow.tasks.iter().filter(|t| !self.file.tasks.contains_key(*t)).cloned());
-        let only_module = (modules.len() == 1).then(|| modules.keys().next().expect("one module").clone());
+        names.extend(
+            flow.tasks
+                .iter()
+                .filter(|t| !self.file.tasks.contains_key(*t))
+                .cloned(),
+        );
+        let only_module =
+            (modules.len() == 1).then(|| modules.keys().next().expect("one module").clone());
         let defaults = &self.file.workflow.defaults();
         let mut out = BTreeMap::new();
         for name in names {
             let section = self.file.tasks.get(&name);
-            let module = match section.and_then(|s| s.module.clone()).or_else(|| only_module.clone()) {
+            let module = match section
+                .and_then(|s| s.module.clone())
+                .or_else(|| only_module.clone())
+            {
                 Some(m) => m,
                 None => {
-                    let context = if section.is_some() { "it has no `module`, and the workflow has several modules" } else { "named in the flow, not declared in [tasks]" };
-                    return Err(LoadError::UnknownTask { path: self.path.to_path_buf(), task: name, context: context.into(), declared: self.declared_names(flow) });
+                    let context = if section.is_some() {
+                        "it has no `module`, and the workflow has several modules"
+                    } else {
+                        "named in the flow, not declared in [tasks]"
+                    };
+                    return Err(LoadError::UnknownTask {
+                        path: self.path.to_path_buf(),
+                        task: name,
+                        context: context.into(),
+                        declared: self.declared_names(flow),
+                    });
                 }
             };
             let Some((_, decls)) = modules.get(&module) else {
-                return Err(LoadError::UnknownModule { path: self.path.to_path_buf(), task: name, module, declared: modules.keys().cloned().collect::<Vec<_>>().join(", ") });
+                return Err(LoadError::UnknownModule {
+                    path: self.path.to_path_buf(),
+                    task: name,
+                    module,
+                    declared: modules.keys().cloned().collect::<Vec<_>>().join(", "),
+                });
             };
-            let export = section.and_then(|s| s.export.clone()).unwrap_or_else(|| name.clone());
+            let export = section
+                .and_then(|s| s.export.clone())
+                .unwrap_or_else(|| name.clone());
             let Some(decl) = decls.iter().find(|d| d.name == export) else {
                 if section.is_none() && only_module.is_some() {
-                    return Err(LoadError::UnknownTask { path: self.path.to_path_buf(), task: name.clone(), context: format!("named in the flow, not declared in [tasks], and module '{module}' exports no task of that name"), declared: self.declared_names(flow) });
+                    return Err(LoadError::UnknownTask {
+                        path: self.path.to_path_buf(),
+                        task: name.clone(),
+                        context: format!(
+                            "named in the flow, not declared in [tasks], and module '{module}' exports no task of that name"
+                        ),
+                        declared: self.declared_names(flow),
+                    });
                 }
-                let available = decls.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ");
-                return Err(LoadError::NotExported { path: self.path.to_path_buf(), task: name, module, export, available });
+                let available = decls
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(LoadError::NotExported {
+                    path: self.path.to_path_buf(),
+                    task: name,
+                    module,
+                    export,
+                    available,
+                });
             };
             let settings = section.map(TaskSection::settings).unwrap_or_default();
-            let inputs = section.and_then(|s| s.inputs.clone()).unwrap_or_else(|| decl.inputs.clone());
+            let inputs = section
+                .and_then(|s| s.inputs.clone())
+                .unwrap_or_else(|| decl.inputs.clone());
             let def = self.task_def(&name, module, export, inputs, &settings, defaults)?;
             out.insert(name, def);
         }
         Ok(out)
     }
 
-    fn task_def(&self, name: &str, module: String, export: String, inputs: Vec<String>, s: &TaskSettings, d: &TaskSettings) -> Result<TaskDef, LoadError> {
+    fn task_def(
+        &self,
+        name: &str,
+        module: String,
+        export: String,
+        inputs: Vec<String>,
+        s: &TaskSettings,
+        d: &TaskSettings,
+    ) -> Result<TaskDef, LoadError> {
         let table = format!("[tasks.{name}]");
         let max_cycles = s.max_cycles.or(d.max_cycles).unwrap_or(DEFAULT_MAX_CYCLES);
         if max_cycles == 0 {
-            return Err(self.invalid(format!("{table}.max_cycles"), "must be at least 1 (max_cycles = N allows N runs)"));
+            return Err(self.invalid(
+                format!("{table}.max_cycles"),
+                "must be at least 1 (max_cycles = N allows N runs)",
+            ));
         }
-        let (sb, db) = (s.backoff.clone().unwrap_or_default(), d.backoff.clone().unwrap_or_default());
+        let (sb, db) = (
+            s.backoff.clone().unwrap_or_default(),
+            d.backoff.clone().unwrap_or_default(),
+        );
         let base = RetryPolicy::default();
         let retry = RetryPolicy {
             max_retries: s.max_retries.or(d.max_retries).unwrap_or(base.max_retries),
@@ -368,13 +512,22 @@ impl Resolver<'_> {
             jitter: sb.jitter.or(db.jitter).unwrap_or(base.jitter),
         };
         if !(retry.factor >= 1.0 && retry.factor.is_finite()) {
-            return Err(self.invalid(format!("{table}.backoff.factor"), format!("must be a finite number >= 1.0, not {}", retry.factor)));
+            return Err(self.invalid(
+                format!("{table}.backoff.factor"),
+                format!("must be a finite number >= 1.0, not {}", retry.factor),
+            ));
         }
-        let (sl, dl) = (s.limits.clone().unwrap_or_default(), d.limits.clone().unwrap_or_default());
+        let (sl, dl) = (
+            s.limits.clone().unwrap_or_default(),
+            d.limits.clone().unwrap_or_default(),
+        );
         let base = Limits::default();
         let memory_mb = sl.memory_mb.or(dl.memory_mb);
         if memory_mb == Some(0) || memory_mb.is_some_and(|m| m > 4096) {
-            return Err(self.invalid(format!("{table}.limits.memory_mb"), "must be between 1 and 4096 (a wasm32 memory holds at most 4 GiB)"));
+            return Err(self.invalid(
+                format!("{table}.limits.memory_mb"),
+                "must be between 1 and 4096 (a wasm32 memory holds at most 4 GiB)",
+            ));
         }
         let limits = Limits {
             memory_bytes: memory_mb.map_or(base.memory_bytes, |m| m << 20),
@@ -384,7 +537,15 @@ impl Resolver<'_> {
         if limits.timeout_ms == 0 {
             return Err(self.invalid(format!("{table}.limits.timeout_ms"), "must be at least 1"));
         }
-        Ok(TaskDef { name: name.to_string(), module, export, inputs, max_cycles, retry, limits })
+        Ok(TaskDef {
+            name: name.to_string(),
+            module,
+            export,
+            inputs,
+            max_cycles,
+            retry,
+            limits,
+        })
     }
 
     fn graph(&self, flow: &flow::FlowGraph) -> Result<Graph, LoadError> {
@@ -394,10 +555,18 @@ impl Resolver<'_> {
         }
         let names = self.group_names(flow)?;
         for (generated, members) in &flow.groups {
-            let name = names.get(generated).cloned().unwrap_or_else(|| generated.clone());
+            let name = names
+                .get(generated)
+                .cloned()
+                .unwrap_or_else(|| generated.clone());
             let policy = self.policy(&name, members)?;
-            let members = members.iter().map(|m| names.get(m).cloned().unwrap_or_else(|| m.clone())).collect();
-            graph.nodes.insert(name, Node::Group(GroupDef { members, policy }));
+            let members = members
+                .iter()
+                .map(|m| names.get(m).cloned().unwrap_or_else(|| m.clone()))
+                .collect();
+            graph
+                .nodes
+                .insert(name, Node::Group(GroupDef { members, policy }));
         }
         for (a, b) in &flow.edges {
             let a = names.get(a).cloned().unwrap_or_else(|| a.clone());
@@ -441,7 +610,13 @@ impl Resolver<'_> {
     }
 
     fn policy(&self, group: &str, members: &[String]) -> Result<GroupPolicy, LoadError> {
-        let Some(section) = self.file.groups.iter().find(|(n, _)| n.as_str() == group).map(|(_, s)| s) else {
+        let Some(section) = self
+            .file
+            .groups
+            .iter()
+            .find(|(n, _)| n.as_str() == group)
+            .map(|(_, s)| s)
+        else {
             return Ok(GroupPolicy::Strict);
         };
         let field = |k: &str| format!("[groups.{group}].{k}");
@@ -449,26 +624,51 @@ impl Resolver<'_> {
             "strict" => GroupPolicy::Strict,
             "best_effort" => GroupPolicy::BestEffort,
             "at_least_n" => {
-                let n = section.min_success.ok_or_else(|| self.invalid(field("min_success"), "policy \"at_least_n\" needs `min_success`"))?;
+                let n = section.min_success.ok_or_else(|| {
+                    self.invalid(
+                        field("min_success"),
+                        "policy \"at_least_n\" needs `min_success`",
+                    )
+                })?;
                 if n as usize > members.len() {
-                    return Err(self.invalid(field("min_success"), format!("{n} is more than the group's {} members", members.len())));
+                    return Err(self.invalid(
+                        field("min_success"),
+                        format!("{n} is more than the group's {} members", members.len()),
+                    ));
                 }
                 GroupPolicy::AtLeast(n)
             }
             "critical" => {
                 let critical = section.critical.clone().unwrap_or_default();
                 if critical.is_empty() {
-                    return Err(self.invalid(field("critical"), "policy \"critical\" needs a non-empty `critical` list of members"));
+                    return Err(self.invalid(
+                        field("critical"),
+                        "policy \"critical\" needs a non-empty `critical` list of members",
+                    ));
                 }
                 if let Some(c) = critical.iter().find(|c| !members.contains(c)) {
-                    return Err(self.invalid(field("critical"), format!("'{c}' is not a member of the group (members: {})", members.join(", "))));
+                    return Err(self.invalid(
+                        field("critical"),
+                        format!(
+                            "'{c}' is not a member of the group (members: {})",
+                            members.join(", ")
+                        ),
+                    ));
                 }
                 GroupPolicy::Critical(critical)
             }
-            other => return Err(self.invalid(field("policy"), format!("unknown policy '{other}'; policies: strict, best_effort, at_least_n, critical"))),
+            other => return Err(self.invalid(
+                field("policy"),
+                format!(
+                    "unknown policy '{other}'; policies: strict, best_effort, at_least_n, critical"
+                ),
+            )),
         };
         if section.min_success.is_some() && !matches!(policy, GroupPolicy::AtLeast(_)) {
-            return Err(self.invalid(field("min_success"), "only applies to policy \"at_least_n\""));
+            return Err(self.invalid(
+                field("min_success"),
+                "only applies to policy \"at_least_n\"",
+            ));
         }
         if section.critical.is_some() && !matches!(policy, GroupPolicy::Critical(_)) {
             return Err(self.invalid(field("critical"), "only applies to policy \"critical\""));
@@ -479,15 +679,30 @@ impl Resolver<'_> {
     fn start(&self, graph: &Graph) -> Result<String, LoadError> {
         if let Some(start) = &self.file.workflow.start {
             if !graph.nodes.contains_key(start) {
-                return Err(self.invalid("[workflow].start", format!("'{start}' is not a node of the flow (nodes: {})", graph.nodes.keys().cloned().collect::<Vec<_>>().join(", "))));
+                return Err(self.invalid(
+                    "[workflow].start",
+                    format!(
+                        "'{start}' is not a node of the flow (nodes: {})",
+                        graph.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
             }
             return Ok(start.clone());
         }
         let candidates = graph.start_candidates();
         match candidates.len() {
             1 => Ok(candidates[0].clone()),
-            0 => Err(self.invalid("[workflow].start", "every node of the flow has a predecessor (the flow is a cycle): set `start`")),
-            _ => Err(self.invalid("[workflow].start", format!("the flow has several nodes without predecessors ({}): set `start`", candidates.join(", ")))),
+            0 => Err(self.invalid(
+                "[workflow].start",
+                "every node of the flow has a predecessor (the flow is a cycle): set `start`",
+            )),
+            _ => Err(self.invalid(
+                "[workflow].start",
+                format!(
+                    "the flow has several nodes without predecessors ({}): set `start`",
+                    candidates.join(", ")
+                ),
+            )),
         }
     }
 }
@@ -496,13 +711,24 @@ fn describe_groups(flow: &flow::FlowGraph) -> String {
     if flow.groups.is_empty() {
         return "none".into();
     }
-    flow.groups.iter().map(|(g, m)| format!("{g} = {}", m.join(" | "))).collect::<Vec<_>>().join("; ")
+    flow.groups
+        .iter()
+        .map(|(g, m)| format!("{g} = {}", m.join(" | ")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn default_name(path: &Path) -> String {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("workflow");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("workflow");
     if stem == "workflow" {
-        if let Some(dir) = path.canonicalize().ok().and_then(|p| p.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned())) {
+        if let Some(dir) = path.canonicalize().ok().and_then(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .map(|d| d.to_string_lossy().into_owned())
+        }) {
             return dir;
         }
     }

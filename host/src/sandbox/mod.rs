@@ -73,21 +73,41 @@ impl std::error::Error for Aborted {}
 
 impl Sandbox {
     /// A sandbox with `settings`, caching compiled modules in `cache_dir` (none: no cache).
-    pub fn new(settings: &EngineSettings, cache_dir: Option<std::path::PathBuf>) -> wasmtime::Result<Sandbox> {
+    pub fn new(
+        settings: &EngineSettings,
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> wasmtime::Result<Sandbox> {
         let engine = config::build_engine(settings)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         host::TaskModule::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let cache = cache_dir.map(|d| cache::ModuleCache::new(d, &engine));
         let ticker = Ticker::start(&engine);
-        Ok(Sandbox { engine, linker, modules: HashMap::new(), cache, stats: LoadStats::default(), fuel: settings.fuel, abort: Arc::new(AtomicBool::new(false)), _ticker: ticker })
+        Ok(Sandbox {
+            engine,
+            linker,
+            modules: HashMap::new(),
+            cache,
+            stats: LoadStats::default(),
+            fuel: settings.fuel,
+            abort: Arc::new(AtomicBool::new(false)),
+            _ticker: ticker,
+        })
     }
 
     /// A sandbox whose engine fits every task of `workflow` (fuel, memory).
-    pub fn for_workflow(workflow: &Workflow, cache_dir: Option<std::path::PathBuf>) -> wasmtime::Result<Sandbox> {
+    pub fn for_workflow(
+        workflow: &Workflow,
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> wasmtime::Result<Sandbox> {
         let mut settings = EngineSettings::default();
         settings.fuel = workflow.tasks.values().any(|t| t.limits.fuel.is_some());
-        settings.max_memory_bytes = workflow.tasks.values().map(|t| t.limits.memory_bytes).max().unwrap_or(settings.max_memory_bytes);
+        settings.max_memory_bytes = workflow
+            .tasks
+            .values()
+            .map(|t| t.limits.memory_bytes)
+            .max()
+            .unwrap_or(settings.max_memory_bytes);
         settings.max_instances = (workflow.settings.parallelism as u32 * 2).max(16);
         Sandbox::new(&settings, cache_dir)
     }
@@ -104,13 +124,32 @@ impl Sandbox {
     }
 
     /// Load module `name` from `bytes` (already read and hashed by the caller).
-    pub fn load_bytes(&mut self, name: &str, bytes: &[u8], sha256: &str) -> Result<Vec<TaskDecl>, ModuleLoadError> {
+    pub fn load_bytes(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<Vec<TaskDecl>, ModuleLoadError> {
         check_header(bytes)?;
-        let component = self.compile(sha256, bytes).map_err(|e| ModuleLoadError::NotAComponent(format!("{e:#}")))?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
-        let pre = TaskModulePre::new(instance_pre).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
-        let tasks = self.list_tasks(&pre).map_err(|e| ModuleLoadError::Incompatible(format!("calling its `tasks` export failed: {e:#}")))?;
-        self.modules.insert(name.to_string(), LoadedModule { sha256: sha256.to_string(), pre });
+        let component = self
+            .compile(sha256, bytes)
+            .map_err(|e| ModuleLoadError::NotAComponent(format!("{e:#}")))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
+        let pre = TaskModulePre::new(instance_pre)
+            .map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
+        let tasks = self.list_tasks(&pre).map_err(|e| {
+            ModuleLoadError::Incompatible(format!("calling its `tasks` export failed: {e:#}"))
+        })?;
+        self.modules.insert(
+            name.to_string(),
+            LoadedModule {
+                sha256: sha256.to_string(),
+                pre,
+            },
+        );
         Ok(tasks)
     }
 
@@ -123,7 +162,11 @@ impl Sandbox {
         match &self.cache {
             Some(cache) => {
                 let (component, hit) = cache.load_or_compile(&self.engine, sha256, bytes)?;
-                if hit { self.stats.cache_hits += 1 } else { self.stats.compiled += 1 }
+                if hit {
+                    self.stats.cache_hits += 1
+                } else {
+                    self.stats.compiled += 1
+                }
                 Ok(component)
             }
             None => {
@@ -136,7 +179,15 @@ impl Sandbox {
     fn store(&self, ctx: Option<TaskContext>, memory: u64) -> Store<HostState> {
         let stderr = MemoryOutputPipe::new(64 << 10);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
-        let state = HostState { ctx, wasi, table: ResourceTable::new(), limiter: Limiter { memory: memory as usize }, stderr };
+        let state = HostState {
+            ctx,
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory: memory as usize,
+            },
+            stderr,
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
@@ -151,14 +202,23 @@ impl Sandbox {
         }
         let instance = pre.instantiate(&mut store)?;
         let decls = instance.call_tasks(&mut store)?;
-        Ok(decls.into_iter().map(|d| TaskDecl { name: d.name, inputs: d.inputs, description: d.description }).collect())
+        Ok(decls
+            .into_iter()
+            .map(|d| TaskDecl {
+                name: d.name,
+                inputs: d.inputs,
+                description: d.description,
+            })
+            .collect())
     }
 }
 
 /// Tell a component from a core module or a file that is not WebAssembly.
 fn check_header(bytes: &[u8]) -> Result<(), ModuleLoadError> {
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
-        return Err(ModuleLoadError::NotAComponent("the file does not start with the WebAssembly magic number".into()));
+        return Err(ModuleLoadError::NotAComponent(
+            "the file does not start with the WebAssembly magic number".into(),
+        ));
     }
     if bytes[4..8] == [1, 0, 0, 0] {
         return Err(ModuleLoadError::NotAComponent(
@@ -173,14 +233,26 @@ impl ModuleExports for Sandbox {
         let bytes = std::fs::read(path)?;
         let sha256 = sha256_hex(&bytes);
         let tasks = self.load_bytes(name, &bytes, &sha256)?;
-        Ok(ModuleInfo { sha256, size: bytes.len() as u64, tasks })
+        Ok(ModuleInfo {
+            sha256,
+            size: bytes.len() as u64,
+            tasks,
+        })
     }
 }
 
 impl TaskRunner for Sandbox {
-    fn run(&self, task: &TaskDef, input: &Json, ctx: TaskContext) -> (TaskContext, Result<Json, TaskFailure>) {
+    fn run(
+        &self,
+        task: &TaskDef,
+        input: &Json,
+        ctx: TaskContext,
+    ) -> (TaskContext, Result<Json, TaskFailure>) {
         let Some(module) = self.modules.get(&task.module) else {
-            let failure = TaskFailure::new(FailureKind::Failed, format!("module '{}' is not loaded", task.module));
+            let failure = TaskFailure::new(
+                FailureKind::Failed,
+                format!("module '{}' is not loaded", task.module),
+            );
             return (ctx, Err(failure));
         };
         let mut store = self.store(Some(ctx), task.limits.memory_bytes);
@@ -205,9 +277,18 @@ impl TaskRunner for Sandbox {
             instance.call_run(&mut store, &task.export, &input.as_str().to_owned())
         })();
         let result = match outcome {
-            Ok(Ok(output)) => Json::parse(output).map_err(|e| TaskFailure::new(FailureKind::Failed, format!("the task returned text that is not JSON: {e}"))),
-            Ok(Err(host::graflow::task::types::TaskError::Failed(m))) => Err(TaskFailure::new(FailureKind::Failed, m)),
-            Ok(Err(host::graflow::task::types::TaskError::Retryable(m))) => Err(TaskFailure::new(FailureKind::Retryable, m)),
+            Ok(Ok(output)) => Json::parse(output).map_err(|e| {
+                TaskFailure::new(
+                    FailureKind::Failed,
+                    format!("the task returned text that is not JSON: {e}"),
+                )
+            }),
+            Ok(Err(host::graflow::task::types::TaskError::Failed(m))) => {
+                Err(TaskFailure::new(FailureKind::Failed, m))
+            }
+            Ok(Err(host::graflow::task::types::TaskError::Retryable(m))) => {
+                Err(TaskFailure::new(FailureKind::Retryable, m))
+            }
             Err(error) => Err(classify(&error, task, &store.data().stderr)),
         };
         let state = store.into_data();
@@ -224,11 +305,23 @@ fn classify(error: &wasmtime::Error, task: &TaskDef, stderr: &MemoryOutputPipe) 
     if let Some(hit) = error.downcast_ref::<MemoryLimitHit>() {
         return TaskFailure::new(FailureKind::Memory, hit.to_string());
     }
-    let guest_said = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
-    let said = if guest_said.is_empty() { String::new() } else { format!("; the guest wrote: {}", last_lines(&guest_said, 5)) };
+    let guest_said = String::from_utf8_lossy(&stderr.contents())
+        .trim()
+        .to_string();
+    let said = if guest_said.is_empty() {
+        String::new()
+    } else {
+        format!("; the guest wrote: {}", last_lines(&guest_said, 5))
+    };
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => TaskFailure::new(FailureKind::Timeout, format!("time limit of {} ms exceeded", task.limits.timeout_ms)),
-        Some(Trap::OutOfFuel) => TaskFailure::new(FailureKind::OutOfFuel, format!("fuel budget of {} exhausted", task.limits.fuel.unwrap_or(0))),
+        Some(Trap::Interrupt) => TaskFailure::new(
+            FailureKind::Timeout,
+            format!("time limit of {} ms exceeded", task.limits.timeout_ms),
+        ),
+        Some(Trap::OutOfFuel) => TaskFailure::new(
+            FailureKind::OutOfFuel,
+            format!("fuel budget of {} exhausted", task.limits.fuel.unwrap_or(0)),
+        ),
         Some(trap) => TaskFailure::new(FailureKind::Trap, format!("wasm trap: {trap}{said}")),
         None => TaskFailure::new(FailureKind::Trap, format!("{error:#}{said}")),
     }

@@ -70,6 +70,15 @@ fn script(input: ScriptInput) -> Result<Value, TaskError> {
             "trap" => core::arch::wasm32::unreachable(),
             "panic" => panic!("scripted panic in {}", info.task_id),
             "log" => log::info(str_of(action, "message")),
+            "return" => output = channel::get::<Value>(str_of(action, "key"))?.unwrap_or(Value::Null),
+            "work" => {
+                let rounds = arg("rounds").as_u64().unwrap_or(1_000_000);
+                let mut h: u64 = 1469598103934665603;
+                for i in 0..rounds {
+                    h = std::hint::black_box(h ^ i).wrapping_mul(1099511628211);
+                }
+                channel::set("work_hash", &format!("{h:x}"))?;
+            }
             other => return Err(TaskError::failed(format!("unknown action '{other}'"))),
         }
     }

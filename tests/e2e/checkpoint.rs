@@ -1,0 +1,533 @@
+//! Checkpoint and resume through the CLI and real guests (Graflow's
+//! test_checkpoint.py, test_checkpoint_scenarios.py and
+//! test_checkpoint_resume_bug.py behaviours), bad checkpoints, portability and
+//! crash consistency.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// Every committed checkpoint under `dir`, oldest first (via the CLI's JSON).
+fn checkpoints(dir: &Path) -> Vec<PathBuf> {
+    graflow_host::checkpoint::list(dir)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.base)
+        .collect()
+}
+
+fn show(wf: &Wf, base: &Path) -> Value {
+    let out = cli(
+        wf.dir.path(),
+        &["checkpoints", "show", "--json", base.to_str().unwrap()],
+    );
+    out.ok().json()
+}
+
+fn resume(wf: &Wf, base: &Path, extra: &[&str]) -> Out {
+    let mut args = vec!["resume", base.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    cli(wf.dir.path(), &args)
+}
+
+fn chain(tasks: &[&str], extra: &str) -> Wf {
+    workflow(&format!(
+        "[workflow]\nflow = \"{}\"\n{extra}\n{}",
+        tasks.join(" >> "),
+        scripted(tasks)
+    ))
+}
+
+#[test]
+fn deferred_checkpoint_resumes_with_successors() {
+    let wf = chain(&["step_1", "step_2", "step_3"], "");
+    let input = scripts(
+        json!({"step_2": [{"op": "checkpoint", "metadata": {"stage": "mid"}}], "step_3": [{"op": "result", "value": "completed"}]}),
+    );
+    let full = wf.run(&input, &[]);
+    assert_eq!(full.ok().json(), json!("completed"));
+    let cps = checkpoints(&wf.checkpoints());
+    assert_eq!(cps.len(), 1);
+    let v = show(&wf, &cps[0]);
+    assert_eq!(v["state"]["completed_tasks"], json!(["step_1", "step_2"]));
+    assert_eq!(v["state"]["pending_tasks"][0]["task_id"], "step_3");
+    assert_eq!(v["state"]["resuming_task_id"], Value::Null);
+    assert_eq!(v["meta"]["steps"], 2);
+    let meta = &v["meta"]["user_metadata"];
+    assert_eq!(
+        (
+            meta["stage"].as_str(),
+            meta["task_id"].as_str(),
+            meta["cycle_count"].as_u64(),
+            meta["mode"].as_str()
+        ),
+        (Some("mid"), Some("step_2"), Some(1), Some("deferred"))
+    );
+    assert!(meta["elapsed_time"].as_f64().unwrap() >= 0.0);
+    let resumed = resume(&wf, &cps[0], &[]);
+    assert_eq!(
+        resumed.ok().json(),
+        json!("completed"),
+        "same result as the uninterrupted run"
+    );
+}
+
+#[test]
+fn resume_does_not_rerun_completed_tasks() {
+    let wf = chain(&["a", "b", "c", "d"], "");
+    let input =
+        scripts(json!({"b": [{"op": "checkpoint"}], "d": [{"op": "return", "key": "order"}]}));
+    assert_eq!(wf.run(&input, &[]).ok().json(), json!(["a", "b", "c", "d"]));
+    let cp = &checkpoints(&wf.checkpoints())[0];
+    assert_eq!(
+        resume(&wf, cp, &[]).ok().json(),
+        json!(["a", "b", "c", "d"]),
+        "the channel's order list came from the checkpoint; c and d ran once more only after it"
+    );
+}
+
+#[test]
+fn state_machine_resumed_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf_path = example("order");
+    let wf = Wf {
+        path: wf_path.clone(),
+        dir,
+    };
+    let cp = wf.checkpoints();
+    let run = cli(
+        wf.dir.path(),
+        &[
+            "run",
+            wf_path.to_str().unwrap(),
+            "--input",
+            r#"{"order_id":"X","work":10}"#,
+            "--max-steps",
+            "1",
+        ],
+    );
+    assert_eq!(run.code, 3, "{run:?}");
+    let first = graflow_host::checkpoint::latest(&cp).unwrap();
+    assert_eq!(first.meta.user_metadata["stage"], "validation_complete");
+    let second = cli(
+        wf.dir.path(),
+        &[
+            "resume",
+            "--latest",
+            cp.to_str().unwrap(),
+            "--max-steps",
+            "2",
+        ],
+    );
+    assert_eq!(second.code, 3, "{second:?}");
+    let latest = graflow_host::checkpoint::latest(&cp).unwrap();
+    assert_eq!(latest.meta.steps, 2);
+    let stages: Vec<String> = graflow_host::checkpoint::list(&cp)
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.meta.user_metadata["stage"].as_str().map(String::from))
+        .collect();
+    assert_eq!(stages, ["validation_complete", "payment_complete"]);
+    let last = cli(wf.dir.path(), &["resume", "--latest", cp.to_str().unwrap()]);
+    assert_eq!(last.ok().json(), json!("ORDER_COMPLETE"));
+    let loaded =
+        graflow_host::checkpoint::load(&graflow_host::checkpoint::latest(&cp).unwrap().base)
+            .unwrap();
+    assert_eq!(
+        loaded.context.channel["order_state"].to_value(),
+        json!("SHIPPED")
+    );
+    assert_eq!(
+        loaded.context.state.session_id, first.meta.session_id,
+        "one session across resumes"
+    );
+}
+
+#[test]
+fn periodic_checkpoints_in_a_loop_keep_cycle_counts() {
+    let wf = workflow(
+        "[workflow]\nflow = \"train\"\n[tasks.train]\nexport = \"script\"\nmax_cycles = 10",
+    );
+    let script = json!({"train": [
+        {"op": "add", "key": "iteration"},
+        {"op": "checkpoint", "cycle": 3, "metadata": {"iteration": 3}},
+        {"op": "checkpoint", "cycle": 6, "metadata": {"iteration": 6}},
+        {"op": "iterate_below", "cycles": 10},
+        {"op": "return", "key": "iteration"}
+    ]});
+    assert_eq!(wf.run(&scripts(script.clone()), &[]).ok().json(), json!(10));
+    let cps = checkpoints(&wf.checkpoints());
+    assert_eq!(cps.len(), 2);
+    let v = show(&wf, &cps[1]);
+    assert_eq!(v["meta"]["user_metadata"]["iteration"], 6);
+    assert_eq!(v["state"]["cycle_counts"]["train"], 6);
+    assert_eq!(v["state"]["pending_tasks"][0]["task_id"], "train@7");
+    assert_eq!(
+        resume(&wf, &cps[1], &[]).ok().json(),
+        json!(10),
+        "4 more runs reach iteration 10"
+    );
+}
+
+#[test]
+fn recovery_after_a_failing_task() {
+    let wf = chain(&["step_1", "step_2", "step_3"], "");
+    let input = scripts(
+        json!({"step_2": [{"op": "checkpoint"}], "step_3": [{"op": "fail", "message": "disk full"}]}),
+    );
+    let out = wf.run(&input, &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let cp = &checkpoints(&wf.checkpoints())[0];
+    let v = show(&wf, cp);
+    assert_eq!(v["state"]["completed_tasks"], json!(["step_1", "step_2"]));
+    assert_eq!(v["state"]["pending_tasks"][0]["task_id"], "step_3");
+    let loaded = graflow_host::checkpoint::load(cp).unwrap();
+    assert!(
+        loaded.context.channel.contains_key("step_1.__result__")
+            && loaded.context.channel.contains_key("step_2.__result__")
+    );
+}
+
+#[test]
+fn dynamic_tasks_survive_resume() {
+    let wf = workflow(&format!(
+        "[workflow]\nflow = \"coordinator >> gather\"\n{}",
+        scripted(&["coordinator", "gather", "worker"])
+    ));
+    let spawn: Vec<Value> = (0..3)
+        .map(|i| json!({"op": "next_task", "task": "worker", "input": {"x": i}}))
+        .chain([json!({"op": "checkpoint"})])
+        .collect();
+    let input =
+        scripts(json!({"coordinator": spawn, "gather": [{"op": "return", "key": "order"}]}));
+    let expected = json!(["coordinator", "worker#1", "worker#2", "worker#3", "gather"]);
+    assert_eq!(wf.run(&input, &[]).ok().json(), expected);
+    let cp = &checkpoints(&wf.checkpoints())[0];
+    let v = show(&wf, cp);
+    let pending: Vec<&str> = v["state"]["pending_tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, ["worker#1", "worker#2", "worker#3", "gather"]);
+    assert_eq!(v["state"]["pending_tasks"][1]["input"], json!({"x": 1}));
+    let loaded = graflow_host::checkpoint::load(cp).unwrap();
+    assert_eq!(
+        loaded.context.state.dynamic_tasks.len(),
+        3,
+        "run-time graph additions are in the context"
+    );
+    assert_eq!(resume(&wf, cp, &[]).ok().json(), expected);
+}
+
+#[test]
+fn terminate_with_checkpoint() {
+    let wf = chain(&["step_1", "step_2", "step_3"], "");
+    let input = scripts(
+        json!({"step_2": [{"op": "checkpoint", "metadata": {"stage": "before_terminate"}}, {"op": "terminate", "message": "done early"}, {"op": "result", "value": "terminated"}]}),
+    );
+    assert_eq!(wf.run(&input, &[]).ok().json(), json!("terminated"));
+    let cp = &checkpoints(&wf.checkpoints())[0];
+    let v = show(&wf, cp);
+    assert_eq!(v["state"]["completed_tasks"], json!(["step_1", "step_2"]));
+    assert_eq!(
+        v["state"]["pending_tasks"],
+        json!([]),
+        "step_3 was never queued"
+    );
+    assert_eq!(v["meta"]["user_metadata"]["stage"], "before_terminate");
+    let loaded = graflow_host::checkpoint::load(cp).unwrap();
+    assert_eq!(
+        loaded.context.channel["step_2.__result__"].to_value(),
+        json!("terminated")
+    );
+}
+
+#[test]
+fn user_metadata_keys_win_over_enrichment() {
+    let wf = chain(&["only"], "");
+    let input = scripts(
+        json!({"only": [{"op": "checkpoint", "metadata": {"custom_field": [1, 2], "mode": "mine"}}]}),
+    );
+    wf.run(&input, &[]).ok();
+    let meta = &show(&wf, &checkpoints(&wf.checkpoints())[0])["meta"]["user_metadata"];
+    assert_eq!(meta["custom_field"], json!([1, 2]));
+    assert_eq!(meta["mode"], "mine");
+    assert_eq!(meta["task_id"], "only");
+}
+
+#[test]
+fn several_checkpoints_in_one_session_have_distinct_ids() {
+    let wf = chain(&["a", "b", "c", "d"], "");
+    let marks: Vec<Value> = vec![json!({"op": "checkpoint", "metadata": {"progress": 25}})];
+    let input = scripts(
+        json!({"a": marks, "b": [{"op": "checkpoint", "metadata": {"progress": 50}}], "c": [{"op": "checkpoint", "metadata": {"progress": 75}}], "d": [{"op": "checkpoint", "metadata": {"progress": 100}}]}),
+    );
+    wf.run(&input, &[]).ok();
+    let all = graflow_host::checkpoint::list(&wf.checkpoints()).unwrap();
+    let ids: std::collections::BTreeSet<_> =
+        all.iter().map(|s| s.meta.checkpoint_id.clone()).collect();
+    assert_eq!(ids.len(), 4);
+    let half = all
+        .iter()
+        .find(|s| s.meta.user_metadata["progress"] == 50)
+        .unwrap();
+    assert_eq!(half.meta.steps, 2);
+    let session = &all[0].meta.session_id;
+    assert!(all.iter().all(
+        |s| &s.meta.session_id == session && s.meta.checkpoint_id.starts_with(session.as_str())
+    ));
+    assert_eq!(resume(&wf, &half.base, &[]).code, 0);
+}
+
+#[test]
+fn checkpoint_every_n_tasks_and_prune() {
+    let wf = chain(&["a", "b", "c", "d", "e"], "");
+    wf.run(&scripts(json!({})), &["--checkpoint-every", "2"])
+        .ok();
+    let all = graflow_host::checkpoint::list(&wf.checkpoints()).unwrap();
+    assert_eq!(all.iter().map(|s| s.meta.steps).collect::<Vec<_>>(), [2, 4]);
+    assert_eq!(all[0].meta.user_metadata["mode"], "auto");
+    let out = cli(wf.dir.path(), &["checkpoints", "prune", "--keep", "1"]);
+    out.ok();
+    assert_eq!(checkpoints(&wf.checkpoints()).len(), 1);
+    assert_eq!(
+        std::fs::read_dir(wf.checkpoints().join("modules"))
+            .unwrap()
+            .count(),
+        1,
+        "the module copy is still referenced"
+    );
+    cli(wf.dir.path(), &["checkpoints", "prune", "--keep", "0"]).ok();
+    assert_eq!(
+        std::fs::read_dir(wf.checkpoints().join("modules"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let list = cli(wf.dir.path(), &["checkpoints", "list"]);
+    assert!(list.ok().stdout.contains("no checkpoints"), "{list:?}");
+}
+
+/// A workflow with one checkpoint after `a`, for the bad-input tests.
+fn one_checkpoint() -> (Wf, PathBuf) {
+    let wf = chain(&["a", "b"], "");
+    wf.run(&scripts(json!({"a": [{"op": "checkpoint"}]})), &[])
+        .ok();
+    let cp = checkpoints(&wf.checkpoints()).remove(0);
+    (wf, cp)
+}
+
+fn ext(base: &Path, e: &str) -> PathBuf {
+    graflow_host::checkpoint::with_ext(base, e)
+}
+
+#[track_caller]
+fn refused(wf: &Wf, cp: &Path, needle: &str) {
+    let out = resume(wf, cp, &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(needle),
+        "expected {needle:?} in: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn missing_checkpoint() {
+    let (wf, cp) = one_checkpoint();
+    refused(&wf, &cp.with_file_name("nope"), "no checkpoint at");
+    let out = cli(wf.dir.path(), &["resume", "--latest", "empty-dir"]);
+    assert_eq!(out.code, 2);
+}
+
+#[test]
+fn corrupt_json_names_the_file() {
+    let (wf, cp) = one_checkpoint();
+    std::fs::write(ext(&cp, "meta.json"), "{ not json").unwrap();
+    refused(&wf, &cp, "meta.json: corrupt JSON");
+    let (wf, cp) = one_checkpoint();
+    std::fs::write(ext(&cp, "state.json"), "{ not json").unwrap();
+    refused(&wf, &cp, "is torn");
+}
+
+#[test]
+fn truncated_or_damaged_ctx() {
+    let (wf, cp) = one_checkpoint();
+    let bytes = std::fs::read(ext(&cp, "ctx")).unwrap();
+    std::fs::write(ext(&cp, "ctx"), &bytes[..bytes.len() / 2]).unwrap();
+    refused(&wf, &cp, ".ctx does not match its commit record");
+}
+
+#[test]
+fn unknown_schema_version() {
+    let (wf, cp) = one_checkpoint();
+    let meta = std::fs::read_to_string(ext(&cp, "meta.json"))
+        .unwrap()
+        .replace("\"schema_version\": \"1\"", "\"schema_version\": \"7\"");
+    std::fs::write(ext(&cp, "meta.json"), meta).unwrap();
+    refused(
+        &wf,
+        &cp,
+        "schema version \"7\", but this graflow-host reads version 1",
+    );
+}
+
+#[test]
+fn torn_checkpoint_without_its_commit_record() {
+    let (wf, cp) = one_checkpoint();
+    std::fs::remove_file(ext(&cp, "meta.json")).unwrap();
+    refused(&wf, &cp, "is torn (its write did not finish)");
+    let list = cli(wf.dir.path(), &["checkpoints", "list"]);
+    assert!(
+        list.ok().stdout.contains("no checkpoints"),
+        "a torn checkpoint is not listed: {list:?}"
+    );
+}
+
+#[test]
+fn a_module_with_a_different_hash_is_refused_unless_allowed() {
+    let (wf, cp) = one_checkpoint();
+    let module = wf.dir.path().join("kit.wasm");
+    let mut bytes = std::fs::read(&module).unwrap();
+    let before = graflow_host::sandbox::sha256_hex(&bytes);
+    // Append a custom section: the same code, other bytes.
+    bytes.extend_from_slice(&[0, 4, 3, b'a', b'b', b'c']);
+    std::fs::write(&module, &bytes).unwrap();
+    let after = graflow_host::sandbox::sha256_hex(&bytes);
+    let out = resume(&wf, &cp, &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "module 'kit' changed: the checkpoint recorded sha256 {before}"
+        )),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains(&after), "{out:?}");
+    let allowed = resume(&wf, &cp, &["--allow-module-change"]);
+    assert_eq!(allowed.code, 0, "{allowed:?}");
+    assert!(
+        allowed.stderr.contains("changed since the checkpoint"),
+        "a warning names the change: {allowed:?}"
+    );
+}
+
+#[test]
+fn a_checkpoint_directory_moves_to_another_machine() {
+    let wf = chain(&["a", "b", "c"], "");
+    let input =
+        scripts(json!({"a": [{"op": "checkpoint"}], "c": [{"op": "return", "key": "order"}]}));
+    let expected = wf.run(&input, &[]).ok().json();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("moved");
+    copy_dir(&wf.checkpoints(), &copy);
+    let cp = checkpoints(&copy).remove(0);
+    drop(wf);
+    let out = cli(elsewhere.path(), &["resume", cp.to_str().unwrap()]);
+    assert_eq!(out.ok().json(), expected);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target)
+        } else {
+            std::fs::copy(entry.path(), target).map(|_| ()).unwrap()
+        }
+    }
+}
+
+#[test]
+fn single_byte_flips_never_resume_wrongly() {
+    let wf = chain(&["a", "b"], "");
+    let input =
+        scripts(json!({"a": [{"op": "checkpoint"}], "b": [{"op": "return", "key": "order"}]}));
+    let expected = wf.run(&input, &[]).ok().json();
+    let cp = checkpoints(&wf.checkpoints()).remove(0);
+    for e in ["meta.json", "state.json", "ctx"] {
+        let path = ext(&cp, e);
+        let original = std::fs::read(&path).unwrap();
+        let step = (original.len() / 40).max(1);
+        for i in (0..original.len()).step_by(step) {
+            let mut damaged = original.clone();
+            damaged[i] ^= 0x20;
+            std::fs::write(&path, &damaged).unwrap();
+            let out = resume(&wf, &cp, &["--checkpoint-every", "0"]);
+            assert!(
+                out.code == 0 || out.code == 2,
+                "flip at {e}:{i} gave {out:?}"
+            );
+            if out.code == 0 {
+                assert_eq!(
+                    out.json(),
+                    expected,
+                    "flip at {e}:{i} resumed to another result"
+                );
+            } else {
+                assert!(
+                    out.stderr.starts_with("error: "),
+                    "flip at {e}:{i}: {out:?}"
+                );
+            }
+        }
+        std::fs::write(&path, &original).unwrap();
+    }
+}
+
+#[test]
+fn kill_9_at_any_point_resumes_to_the_same_result() {
+    let names: Vec<String> = (1..=12).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let wf = chain(&refs, "");
+    let mut script = serde_json::Map::new();
+    for n in &refs {
+        script.insert(n.to_string(), json!([{"op": "work", "rounds": 2_000_000}, {"op": "add", "key": "total", "amount": 1}]));
+    }
+    script.insert(
+        "t12".into(),
+        json!([{"op": "add", "key": "total", "amount": 1}, {"op": "return", "key": "order"}]),
+    );
+    let input = scripts(Value::Object(script)).to_string();
+    let expected = wf
+        .run(
+            &serde_json::from_str(&input).unwrap(),
+            &["--checkpoint-dir", "reference"],
+        )
+        .ok()
+        .json();
+    for point in 0..24u64 {
+        let dir = format!("crash{point}");
+        let mut child = command(wf.dir.path())
+            .args([
+                "run",
+                "workflow.toml",
+                "--input",
+                &input,
+                "--checkpoint-every",
+                "1",
+                "--checkpoint-dir",
+                &dir,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3 + point * 9));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let out = if status.success() {
+            continue;
+        } else {
+            match graflow_host::checkpoint::latest(&wf.dir.path().join(&dir)) {
+                Ok(latest) => resume(&wf, &latest.base, &[]),
+                Err(_) => wf.run(
+                    &serde_json::from_str(&input).unwrap(),
+                    &["--checkpoint-dir", &dir],
+                ),
+            }
+        };
+        assert_eq!(out.ok().json(), expected, "after a kill at point {point}");
+    }
+}

@@ -1,0 +1,132 @@
+//! Every example runs and its output is asserted.
+
+use crate::support::*;
+use serde_json::json;
+
+fn run_example(name: &str, input: &str) -> Out {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = example(name);
+    let out = cli(dir.path(), &["run", wf.to_str().unwrap(), "--input", input]);
+    out.ok();
+    out
+}
+
+#[test]
+fn hello_chains_results() {
+    let out = run_example("hello", r#"{"name":"graflow"}"#);
+    assert_eq!(
+        out.json(),
+        json!({"greeting": "hello graflow, from b and c", "task": "c"})
+    );
+}
+
+#[test]
+fn etl_prints_the_merged_result_of_the_diamond() {
+    let out = run_example("etl", r#"{"day":"2026-11-27"}"#);
+    assert_eq!(
+        out.json(),
+        json!({"day":"2026-11-27","doubled":[20,40,60,80,100],"stats":{"count":5,"max":50,"sum":150}})
+    );
+}
+
+#[test]
+fn shared_state_through_the_channel() {
+    let out = run_example("shared-state", r#"{"text":"a bee and a cat"}"#);
+    let v = out.json();
+    assert_eq!(v["words"], 5);
+    assert_eq!(v["with_a"], 4);
+    assert_eq!(v["with_e"], 1);
+    assert_eq!(v["letters_seen"], 5, "the additions of both branches sum");
+}
+
+#[test]
+fn agent_loop_ends_by_terminate() {
+    let out = run_example("agent-loop", "{}");
+    assert_eq!(
+        out.json(),
+        json!({"answer": "sandboxed resumable fast", "turns": 4})
+    );
+}
+
+#[test]
+fn optimizer_iterates_until_it_converges() {
+    let v = run_example("optimizer", r#"{"target":2}"#).json();
+    assert!((v["sqrt"].as_f64().unwrap() - 2f64.sqrt()).abs() < 1e-12);
+    assert_eq!(v["iterations"], 5);
+}
+
+#[test]
+fn router_picks_a_branch_or_jumps_to_the_error_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = example("router");
+    let refund = cli(
+        dir.path(),
+        &[
+            "run",
+            wf.to_str().unwrap(),
+            "--input",
+            r#"{"kind":"refund","amount":12}"#,
+        ],
+    );
+    assert_eq!(
+        refund.ok().json(),
+        json!("audited"),
+        "audit still runs after the new instance"
+    );
+    let bad = cli(
+        dir.path(),
+        &[
+            "run",
+            wf.to_str().unwrap(),
+            "--input",
+            r#"{"kind":"purchase","amount":-5}"#,
+        ],
+    );
+    assert_eq!(
+        bad.ok().json(),
+        json!({"error": "negative amount -5"}),
+        "goto skips audit"
+    );
+}
+
+#[test]
+fn flaky_succeeds_on_its_third_attempt() {
+    assert_eq!(
+        run_example("flaky", "{}").json(),
+        json!({"status": "ok", "attempts": 3})
+    );
+}
+
+#[test]
+fn best_effort_group_with_one_failing_member() {
+    assert_eq!(
+        run_example("best-effort", "{}").json(),
+        json!({"geo": "Lisbon", "weather": null, "news": 3})
+    );
+}
+
+#[test]
+fn order_state_machine_completes() {
+    assert_eq!(
+        run_example("order", r#"{"order_id":"A-1"}"#).json(),
+        json!("ORDER_COMPLETE")
+    );
+}
+
+#[test]
+fn validate_describes_the_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(dir.path(), &["validate", example("etl").to_str().unwrap()]);
+    out.ok();
+    assert!(out.stdout.contains("workflow 'etl' is valid"), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("group transforms: transform_a | transform_b (policy strict)"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("task store: etl.store inputs [day, transform_a, transform_b]"),
+        "{out:?}"
+    );
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: real guest components through the real sandbox, driven
+//! through the `graflow-host` binary or the library. Guests are built by
+//! `make guests` (`make test` does it first).
+
+mod checkpoint;
+mod control;
+mod errors;
+mod examples;
+mod sandbox;
+mod support;

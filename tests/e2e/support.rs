@@ -1,0 +1,166 @@
+//! Helpers: paths to the binary and fixtures, workflow files in temp dirs,
+//! running the CLI or the library.
+
+#![allow(dead_code)]
+
+use graflow_host::Json;
+use graflow_host::channel::MemoryChannel;
+use graflow_host::engine::{Engine, NoCheckpoints, RunError, RunReport, RunState};
+use graflow_host::model::load_workflow;
+use graflow_host::sandbox::Sandbox;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn built(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run `make guests` first (`make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// The scriptable test component.
+pub fn testkit() -> PathBuf {
+    built(repo().join("tests/guests/testkit.wasm"))
+}
+
+/// An example's workflow file (its module must be built).
+pub fn example(name: &str) -> PathBuf {
+    let dir = repo().join("examples").join(name);
+    built(dir.join(format!("{}.wasm", name.replace('-', "_"))));
+    dir.join("workflow.toml")
+}
+
+/// The compiled-module cache shared by the tests.
+pub fn cache_dir() -> PathBuf {
+    repo().join("target/test-cache")
+}
+
+/// The output of one CLI invocation.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// stdout parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "expected success: {self:?}");
+        self
+    }
+}
+
+/// A command for the binary, with the test cache and quiet logs.
+pub fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_graflow-host"));
+    cmd.current_dir(dir)
+        .env("GRAFLOW_CACHE_DIR", cache_dir())
+        .env("GRAFLOW_LOG", "warn");
+    cmd
+}
+
+/// Run the binary in `dir`.
+pub fn cli(dir: &Path, args: &[&str]) -> Out {
+    let out = command(dir).args(args).output().expect("run graflow-host");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+/// A workflow file in a temp dir, using the testkit component as module `kit`.
+pub struct Wf {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Wf {
+    /// Run it through the CLI (in its dir, checkpoints in `<dir>/checkpoints`).
+    pub fn run(&self, input: &serde_json::Value, extra: &[&str]) -> Out {
+        let input = input.to_string();
+        let mut args = vec!["run", "workflow.toml", "--input", &input];
+        args.extend_from_slice(extra);
+        cli(self.dir.path(), &args)
+    }
+
+    /// `<dir>/checkpoints`.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.dir.path().join("checkpoints")
+    }
+}
+
+/// Write `body` (workflow file text without `[modules]`) with module `kit`.
+pub fn workflow(body: &str) -> Wf {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(testkit(), dir.path().join("kit.wasm")).unwrap();
+    let path = dir.path().join("workflow.toml");
+    std::fs::write(&path, format!("{body}\n[modules]\nkit = \"kit.wasm\"\n")).unwrap();
+    Wf { dir, path }
+}
+
+/// Tasks named `names`, each running the testkit export `script`.
+pub fn scripted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("[tasks.{n}]\nexport = \"script\"\n"))
+        .collect()
+}
+
+/// A finished library run.
+pub struct LibRun {
+    pub result: Result<RunReport, RunError>,
+    pub state: RunState,
+    pub channel: Arc<MemoryChannel>,
+}
+
+impl LibRun {
+    /// The channel's `order` list: execution ids in the order they ran (and succeeded).
+    pub fn order(&self) -> Vec<String> {
+        use graflow_host::channel::Channel;
+        self.channel
+            .get("order")
+            .map(|o| serde_json::from_str(o.as_str()).unwrap())
+            .unwrap_or_default()
+    }
+    pub fn get(&self, key: &str) -> Option<serde_json::Value> {
+        use graflow_host::channel::Channel;
+        self.channel.get(key).map(|v| v.to_value())
+    }
+}
+
+/// Load and run `wf` through the library with `input`.
+pub fn run_lib(wf: &Wf, input: serde_json::Value) -> LibRun {
+    let mut sandbox = Sandbox::new(&Default::default(), Some(cache_dir())).unwrap();
+    let workflow = Arc::new(load_workflow(&wf.path, &mut sandbox).unwrap());
+    let mut state = RunState::new(&workflow, "e2e".into(), Json::from(input));
+    let channel = Arc::new(MemoryChannel::default());
+    let result = Engine::new(workflow, &sandbox).run(&mut state, &channel, &mut NoCheckpoints);
+    LibRun {
+        result,
+        state,
+        channel,
+    }
+}
+
+/// `{"scripts": {task: [actions]}}`.
+pub fn scripts(v: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "scripts": v })
+}
