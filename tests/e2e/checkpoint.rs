@@ -486,17 +486,35 @@ fn kill_9_at_any_point_resumes_to_the_same_result() {
     for n in &refs {
         script.insert(n.to_string(), json!([{"op": "work", "rounds": 8_000_000}, {"op": "add", "key": "total", "amount": 1}]));
     }
-    script.insert("t12".into(), json!([{"op": "add", "key": "total", "amount": 1}, {"op": "return", "key": "order"}]));
+    script.insert(
+        "t12".into(),
+        json!([{"op": "add", "key": "total", "amount": 1}, {"op": "return", "key": "order"}]),
+    );
     let input = scripts(Value::Object(script)).to_string();
     let started = std::time::Instant::now();
-    let expected = wf.run(&serde_json::from_str(&input).unwrap(), &["--checkpoint-every", "1", "--checkpoint-dir", "reference"]).ok().json();
+    let expected = wf
+        .run(
+            &serde_json::from_str(&input).unwrap(),
+            &["--checkpoint-every", "1", "--checkpoint-dir", "reference"],
+        )
+        .ok()
+        .json();
     let duration = started.elapsed();
     let points = 30u32;
     let mut killed = 0;
     for point in 0..points {
         let dir = format!("crash{point}");
         let mut child = command(wf.dir.path())
-            .args(["run", "workflow.toml", "--input", &input, "--checkpoint-every", "1", "--checkpoint-dir", &dir])
+            .args([
+                "run",
+                "workflow.toml",
+                "--input",
+                &input,
+                "--checkpoint-every",
+                "1",
+                "--checkpoint-dir",
+                &dir,
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -508,9 +526,100 @@ fn kill_9_at_any_point_resumes_to_the_same_result() {
         killed += 1;
         let out = match graflow_host::checkpoint::latest(&wf.dir.path().join(&dir)) {
             Ok(latest) => resume(&wf, &latest.base, &[]),
-            Err(_) => wf.run(&serde_json::from_str(&input).unwrap(), &["--checkpoint-dir", &dir]),
+            Err(_) => wf.run(
+                &serde_json::from_str(&input).unwrap(),
+                &["--checkpoint-dir", &dir],
+            ),
         };
         assert_eq!(out.ok().json(), expected, "after a kill at point {point}");
     }
-    assert!(killed >= 20, "only {killed} of {points} runs were killed before they finished");
+    assert!(
+        killed >= 20,
+        "only {killed} of {points} runs were killed before they finished"
+    );
+}
+
+fn sigint(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn ctrl_c_checkpoints_at_the_boundary_and_prints_the_resume_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = example("order");
+    let cp = dir.path().join("cp");
+    let child = command(dir.path())
+        .args([
+            "run",
+            wf.to_str().unwrap(),
+            "--input",
+            r#"{"order_id":"S-1","work":150000000}"#,
+            "--checkpoint-dir",
+            cp.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while graflow_host::checkpoint::list(&cp).map_or(true, |l| l.is_empty()) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    sigint(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("resume with: graflow-host resume "),
+        "{stderr}"
+    );
+    let latest = graflow_host::checkpoint::latest(&cp).unwrap();
+    assert!(
+        latest.meta.steps >= 1 && latest.meta.steps < 4,
+        "stopped part-way: {:?}",
+        latest.meta
+    );
+    let resumed = cli(dir.path(), &["resume", "--latest", cp.to_str().unwrap()]);
+    assert_eq!(resumed.ok().json(), json!("ORDER_COMPLETE"));
+    let state =
+        graflow_host::checkpoint::load(&graflow_host::checkpoint::latest(&cp).unwrap().base)
+            .unwrap();
+    let history = state.context.channel["history"].to_value();
+    assert_eq!(
+        history.as_array().unwrap().len(),
+        3,
+        "each stage ran exactly once: {history}"
+    );
+}
+
+#[test]
+fn a_task_still_running_after_the_grace_period_is_stopped_and_queued_again() {
+    let wf = workflow(
+        "[workflow]\nflow = \"noop >> spin\"\n[tasks.spin]\nlimits = { timeout_ms = 60000 }",
+    );
+    let child = command(wf.dir.path())
+        .args(["run", "workflow.toml", "--grace-period-ms", "100"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    sigint(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let latest = graflow_host::checkpoint::latest(&wf.checkpoints()).unwrap();
+    let loaded = graflow_host::checkpoint::load(&latest.base).unwrap();
+    assert_eq!(loaded.state_file.completed_tasks, ["noop"]);
+    assert_eq!(
+        loaded.state_file.pending_tasks[0].task_id, "spin",
+        "the stopped task is queued again"
+    );
+    assert_eq!(
+        loaded.state_file.cycle_counts.get("spin"),
+        Some(&0),
+        "the stopped run is not counted"
+    );
 }
