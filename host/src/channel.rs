@@ -38,6 +38,9 @@ pub trait Channel: Send + Sync {
     fn keys(&self) -> Vec<String>;
     /// Add `amount` to the number under `key` (missing counts as 0).
     fn add(&self, key: &str, amount: f64) -> Result<f64, ChannelError>;
+    /// Bytes held (keys and values); an overlay counts its writes on top of its
+    /// base, so it may overestimate.
+    fn size_bytes(&self) -> u64;
 
     /// True if `key` holds a value.
     fn exists(&self, key: &str) -> bool {
@@ -54,12 +57,7 @@ pub trait Channel: Send + Sync {
     }
 }
 
-fn pushed(
-    key: &str,
-    current: Option<Json>,
-    value: Json,
-    front: bool,
-) -> Result<Vec<serde_json::Value>, ChannelError> {
+fn pushed(key: &str, current: Option<Json>, value: Json, front: bool) -> Result<Vec<serde_json::Value>, ChannelError> {
     let mut list = match current.map(|c| c.to_value()) {
         None => Vec::new(),
         Some(serde_json::Value::Array(items)) => items,
@@ -78,68 +76,87 @@ fn pushed(
 fn added(key: &str, current: Option<&Json>, amount: f64) -> Result<(f64, Json), ChannelError> {
     let base = match current {
         None => 0.0,
-        Some(v) => v
-            .as_str()
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| ChannelError::NotANumber(key.to_string()))?,
+        Some(v) => v.as_str().trim().parse::<f64>().map_err(|_| ChannelError::NotANumber(key.to_string()))?,
     };
     let sum = base + amount;
     if !sum.is_finite() {
         return Err(ChannelError::NotFinite(key.to_string()));
     }
-    let json = if sum.fract() == 0.0 && sum.abs() < 9.0e15 {
-        Json::encode(&(sum as i64))
-    } else {
-        Json::encode(&sum)
-    };
+    let json = if sum.fract() == 0.0 && sum.abs() < 9.0e15 { Json::encode(&(sum as i64)) } else { Json::encode(&sum) };
     Ok((sum, json))
 }
 
 /// The in-memory channel of a run.
 #[derive(Default)]
 pub struct MemoryChannel {
-    values: Mutex<BTreeMap<String, Json>>,
+    values: Mutex<Entries>,
+}
+
+/// The entries and their total size, kept together under one lock.
+#[derive(Default)]
+struct Entries {
+    map: BTreeMap<String, Json>,
+    bytes: u64,
+}
+
+impl Entries {
+    fn insert(&mut self, key: &str, value: Json) {
+        self.bytes += (key.len() + value.len()) as u64;
+        if let Some(old) = self.map.insert(key.to_string(), value) {
+            self.bytes -= (key.len() + old.len()) as u64;
+        }
+    }
+    fn remove(&mut self, key: &str) -> bool {
+        match self.map.remove(key) {
+            Some(old) => {
+                self.bytes -= (key.len() + old.len()) as u64;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl MemoryChannel {
     /// A channel holding `values`.
     pub fn from_map(values: BTreeMap<String, Json>) -> MemoryChannel {
-        MemoryChannel {
-            values: Mutex::new(values),
-        }
+        let bytes = values.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        MemoryChannel { values: Mutex::new(Entries { map: values, bytes }) }
     }
 
     /// A copy of every entry (values are shared, not copied).
     pub fn snapshot(&self) -> BTreeMap<String, Json> {
-        self.lock().clone()
+        self.lock().map.clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Json>> {
-        // A panic while holding this lock cannot leave the map half-updated:
-        // every operation is a single map call.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        // A panic while holding this lock cannot leave the entries half-updated:
+        // no operation panics between its map change and its size change.
         self.values.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Channel for MemoryChannel {
     fn get(&self, key: &str) -> Option<Json> {
-        self.lock().get(key).cloned()
+        self.lock().map.get(key).cloned()
     }
     fn set(&self, key: &str, value: Json) {
-        self.lock().insert(key.to_string(), value);
+        self.lock().insert(key, value);
     }
     fn delete(&self, key: &str) -> bool {
-        self.lock().remove(key).is_some()
+        self.lock().remove(key)
     }
     fn keys(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+        self.lock().map.keys().cloned().collect()
     }
     fn add(&self, key: &str, amount: f64) -> Result<f64, ChannelError> {
         let mut values = self.lock();
-        let (sum, json) = added(key, values.get(key), amount)?;
-        values.insert(key.to_string(), json);
+        let (sum, json) = added(key, values.map.get(key), amount)?;
+        values.insert(key, json);
         Ok(sum)
+    }
+    fn size_bytes(&self) -> u64 {
+        self.lock().bytes
     }
 }
 
@@ -165,10 +182,7 @@ pub struct Overlay {
 impl Overlay {
     /// An empty overlay over `base`.
     pub fn new(base: Arc<dyn Channel>) -> Overlay {
-        Overlay {
-            base,
-            writes: Mutex::new(BTreeMap::new()),
-        }
+        Overlay { base, writes: Mutex::new(BTreeMap::new()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Write>> {
@@ -228,20 +242,13 @@ impl Channel for Overlay {
     }
     fn keys(&self) -> Vec<String> {
         let writes = self.lock();
-        let mut keys: Vec<String> = self
-            .base
-            .keys()
-            .into_iter()
-            .filter(|k| !writes.contains_key(k))
-            .collect();
-        keys.extend(
-            writes
-                .iter()
-                .filter(|(_, w)| !matches!(w, Write::Delete))
-                .map(|(k, _)| k.clone()),
-        );
+        let mut keys: Vec<String> = self.base.keys().into_iter().filter(|k| !writes.contains_key(k)).collect();
+        keys.extend(writes.iter().filter(|(_, w)| !matches!(w, Write::Delete)).map(|(k, _)| k.clone()));
         keys.sort();
         keys
+    }
+    fn size_bytes(&self) -> u64 {
+        self.base.size_bytes() + self.written_bytes() as u64
     }
     fn add(&self, key: &str, amount: f64) -> Result<f64, ChannelError> {
         let mut writes = self.lock();
@@ -253,10 +260,7 @@ impl Channel for Overlay {
         };
         let (sum, value) = added(key, current.as_ref(), amount)?;
         let write = match prior_delta {
-            Some(delta) => Write::Add {
-                delta: delta + amount,
-                value,
-            },
+            Some(delta) => Write::Add { delta: delta + amount, value },
             None => Write::Set(value),
         };
         writes.insert(key.to_string(), write);
@@ -303,10 +307,7 @@ mod tests {
     fn push_and_add_reject_wrong_types() {
         let c = MemoryChannel::default();
         c.set("s", j("\"x\""));
-        assert_eq!(
-            c.push("s", j("1"), false),
-            Err(ChannelError::NotAList("s".into()))
-        );
+        assert_eq!(c.push("s", j("1"), false), Err(ChannelError::NotAList("s".into())));
         assert_eq!(c.add("s", 1.0), Err(ChannelError::NotANumber("s".into())));
         assert_eq!(c.push("l", j("1"), false), Ok(1));
         assert_eq!(c.push("l", j("0"), true), Ok(2));

@@ -21,11 +21,7 @@ impl Json {
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Json {
         // Serializing plain data to a string only fails for maps with non-string
         // keys, which the host never builds.
-        Json(
-            serde_json::to_string(value)
-                .expect("host values encode as JSON")
-                .into(),
-        )
+        Json(serde_json::to_string(value).expect("host values encode as JSON").into())
     }
 
     /// JSON `null`.
@@ -79,12 +75,7 @@ impl fmt::Display for Json {
 impl fmt::Debug for Json {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.len() > 200 {
-            write!(
-                f,
-                "Json({}... {} bytes)",
-                &self.0[..self.0.floor_char_boundary(200)],
-                self.0.len()
-            )
+            write!(f, "Json({}... {} bytes)", &self.0[..self.0.floor_char_boundary(200)], self.0.len())
         } else {
             write!(f, "Json({})", self.0)
         }

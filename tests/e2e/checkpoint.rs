@@ -9,18 +9,11 @@ use std::path::{Path, PathBuf};
 
 /// Every committed checkpoint under `dir`, oldest first (via the CLI's JSON).
 fn checkpoints(dir: &Path) -> Vec<PathBuf> {
-    graflow_host::checkpoint::list(dir)
-        .unwrap()
-        .into_iter()
-        .map(|s| s.base)
-        .collect()
+    graflow_host::checkpoint::list(dir).unwrap().into_iter().map(|s| s.base).collect()
 }
 
 fn show(wf: &Wf, base: &Path) -> Value {
-    let out = cli(
-        wf.dir.path(),
-        &["checkpoints", "show", "--json", base.to_str().unwrap()],
-    );
+    let out = cli(wf.dir.path(), &["checkpoints", "show", "--json", base.to_str().unwrap()]);
     out.ok().json()
 }
 
@@ -31,11 +24,7 @@ fn resume(wf: &Wf, base: &Path, extra: &[&str]) -> Out {
 }
 
 fn chain(tasks: &[&str], extra: &str) -> Wf {
-    workflow(&format!(
-        "[workflow]\nflow = \"{}\"\n{extra}\n{}",
-        tasks.join(" >> "),
-        scripted(tasks)
-    ))
+    workflow(&format!("[workflow]\nflow = \"{}\"\n{extra}\n{}", tasks.join(" >> "), scripted(tasks)))
 }
 
 #[test]
@@ -55,28 +44,18 @@ fn deferred_checkpoint_resumes_with_successors() {
     assert_eq!(v["meta"]["steps"], 2);
     let meta = &v["meta"]["user_metadata"];
     assert_eq!(
-        (
-            meta["stage"].as_str(),
-            meta["task_id"].as_str(),
-            meta["cycle_count"].as_u64(),
-            meta["mode"].as_str()
-        ),
+        (meta["stage"].as_str(), meta["task_id"].as_str(), meta["cycle_count"].as_u64(), meta["mode"].as_str()),
         (Some("mid"), Some("step_2"), Some(1), Some("deferred"))
     );
     assert!(meta["elapsed_time"].as_f64().unwrap() >= 0.0);
     let resumed = resume(&wf, &cps[0], &[]);
-    assert_eq!(
-        resumed.ok().json(),
-        json!("completed"),
-        "same result as the uninterrupted run"
-    );
+    assert_eq!(resumed.ok().json(), json!("completed"), "same result as the uninterrupted run");
 }
 
 #[test]
 fn resume_does_not_rerun_completed_tasks() {
     let wf = chain(&["a", "b", "c", "d"], "");
-    let input =
-        scripts(json!({"b": [{"op": "checkpoint"}], "d": [{"op": "return", "key": "order"}]}));
+    let input = scripts(json!({"b": [{"op": "checkpoint"}], "d": [{"op": "return", "key": "order"}]}));
     assert_eq!(wf.run(&input, &[]).ok().json(), json!(["a", "b", "c", "d"]));
     let cp = &checkpoints(&wf.checkpoints())[0];
     assert_eq!(
@@ -90,35 +69,16 @@ fn resume_does_not_rerun_completed_tasks() {
 fn state_machine_resumed_twice() {
     let dir = tempfile::tempdir().unwrap();
     let wf_path = example("order");
-    let wf = Wf {
-        path: wf_path.clone(),
-        dir,
-    };
+    let wf = Wf { path: wf_path.clone(), dir };
     let cp = wf.checkpoints();
     let run = cli(
         wf.dir.path(),
-        &[
-            "run",
-            wf_path.to_str().unwrap(),
-            "--input",
-            r#"{"order_id":"X","work":10}"#,
-            "--max-steps",
-            "1",
-        ],
+        &["run", wf_path.to_str().unwrap(), "--input", r#"{"order_id":"X","work":10}"#, "--max-steps", "1"],
     );
     assert_eq!(run.code, 3, "{run:?}");
     let first = graflow_host::checkpoint::latest(&cp).unwrap();
     assert_eq!(first.meta.user_metadata["stage"], "validation_complete");
-    let second = cli(
-        wf.dir.path(),
-        &[
-            "resume",
-            "--latest",
-            cp.to_str().unwrap(),
-            "--max-steps",
-            "2",
-        ],
-    );
+    let second = cli(wf.dir.path(), &["resume", "--latest", cp.to_str().unwrap(), "--max-steps", "2"]);
     assert_eq!(second.code, 3, "{second:?}");
     let latest = graflow_host::checkpoint::latest(&cp).unwrap();
     assert_eq!(latest.meta.steps, 2);
@@ -130,24 +90,14 @@ fn state_machine_resumed_twice() {
     assert_eq!(stages, ["validation_complete", "payment_complete"]);
     let last = cli(wf.dir.path(), &["resume", "--latest", cp.to_str().unwrap()]);
     assert_eq!(last.ok().json(), json!("ORDER_COMPLETE"));
-    let loaded =
-        graflow_host::checkpoint::load(&graflow_host::checkpoint::latest(&cp).unwrap().base)
-            .unwrap();
-    assert_eq!(
-        loaded.context.channel["order_state"].to_value(),
-        json!("SHIPPED")
-    );
-    assert_eq!(
-        loaded.context.state.session_id, first.meta.session_id,
-        "one session across resumes"
-    );
+    let loaded = graflow_host::checkpoint::load(&graflow_host::checkpoint::latest(&cp).unwrap().base).unwrap();
+    assert_eq!(loaded.context.channel["order_state"].to_value(), json!("SHIPPED"));
+    assert_eq!(loaded.context.state.session_id, first.meta.session_id, "one session across resumes");
 }
 
 #[test]
 fn periodic_checkpoints_in_a_loop_keep_cycle_counts() {
-    let wf = workflow(
-        "[workflow]\nflow = \"train\"\n[tasks.train]\nexport = \"script\"\nmax_cycles = 10",
-    );
+    let wf = workflow("[workflow]\nflow = \"train\"\n[tasks.train]\nexport = \"script\"\nmax_cycles = 10");
     let script = json!({"train": [
         {"op": "add", "key": "iteration"},
         {"op": "checkpoint", "cycle": 3, "metadata": {"iteration": 3}},
@@ -162,19 +112,13 @@ fn periodic_checkpoints_in_a_loop_keep_cycle_counts() {
     assert_eq!(v["meta"]["user_metadata"]["iteration"], 6);
     assert_eq!(v["state"]["cycle_counts"]["train"], 6);
     assert_eq!(v["state"]["pending_tasks"][0]["task_id"], "train@7");
-    assert_eq!(
-        resume(&wf, &cps[1], &[]).ok().json(),
-        json!(10),
-        "4 more runs reach iteration 10"
-    );
+    assert_eq!(resume(&wf, &cps[1], &[]).ok().json(), json!(10), "4 more runs reach iteration 10");
 }
 
 #[test]
 fn recovery_after_a_failing_task() {
     let wf = chain(&["step_1", "step_2", "step_3"], "");
-    let input = scripts(
-        json!({"step_2": [{"op": "checkpoint"}], "step_3": [{"op": "fail", "message": "disk full"}]}),
-    );
+    let input = scripts(json!({"step_2": [{"op": "checkpoint"}], "step_3": [{"op": "fail", "message": "disk full"}]}));
     let out = wf.run(&input, &[]);
     assert_eq!(out.code, 1, "{out:?}");
     let cp = &checkpoints(&wf.checkpoints())[0];
@@ -198,26 +142,17 @@ fn dynamic_tasks_survive_resume() {
         .map(|i| json!({"op": "next_task", "task": "worker", "input": {"x": i}}))
         .chain([json!({"op": "checkpoint"})])
         .collect();
-    let input =
-        scripts(json!({"coordinator": spawn, "gather": [{"op": "return", "key": "order"}]}));
+    let input = scripts(json!({"coordinator": spawn, "gather": [{"op": "return", "key": "order"}]}));
     let expected = json!(["coordinator", "worker#1", "worker#2", "worker#3", "gather"]);
     assert_eq!(wf.run(&input, &[]).ok().json(), expected);
     let cp = &checkpoints(&wf.checkpoints())[0];
     let v = show(&wf, cp);
-    let pending: Vec<&str> = v["state"]["pending_tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["task_id"].as_str().unwrap())
-        .collect();
+    let pending: Vec<&str> =
+        v["state"]["pending_tasks"].as_array().unwrap().iter().map(|p| p["task_id"].as_str().unwrap()).collect();
     assert_eq!(pending, ["worker#1", "worker#2", "worker#3", "gather"]);
     assert_eq!(v["state"]["pending_tasks"][1]["input"], json!({"x": 1}));
     let loaded = graflow_host::checkpoint::load(cp).unwrap();
-    assert_eq!(
-        loaded.context.state.dynamic_tasks.len(),
-        3,
-        "run-time graph additions are in the context"
-    );
+    assert_eq!(loaded.context.state.dynamic_tasks.len(), 3, "run-time graph additions are in the context");
     assert_eq!(resume(&wf, cp, &[]).ok().json(), expected);
 }
 
@@ -231,25 +166,16 @@ fn terminate_with_checkpoint() {
     let cp = &checkpoints(&wf.checkpoints())[0];
     let v = show(&wf, cp);
     assert_eq!(v["state"]["completed_tasks"], json!(["step_1", "step_2"]));
-    assert_eq!(
-        v["state"]["pending_tasks"],
-        json!([]),
-        "step_3 was never queued"
-    );
+    assert_eq!(v["state"]["pending_tasks"], json!([]), "step_3 was never queued");
     assert_eq!(v["meta"]["user_metadata"]["stage"], "before_terminate");
     let loaded = graflow_host::checkpoint::load(cp).unwrap();
-    assert_eq!(
-        loaded.context.channel["step_2.__result__"].to_value(),
-        json!("terminated")
-    );
+    assert_eq!(loaded.context.channel["step_2.__result__"].to_value(), json!("terminated"));
 }
 
 #[test]
 fn user_metadata_keys_win_over_enrichment() {
     let wf = chain(&["only"], "");
-    let input = scripts(
-        json!({"only": [{"op": "checkpoint", "metadata": {"custom_field": [1, 2], "mode": "mine"}}]}),
-    );
+    let input = scripts(json!({"only": [{"op": "checkpoint", "metadata": {"custom_field": [1, 2], "mode": "mine"}}]}));
     wf.run(&input, &[]).ok();
     let meta = &show(&wf, &checkpoints(&wf.checkpoints())[0])["meta"]["user_metadata"];
     assert_eq!(meta["custom_field"], json!([1, 2]));
@@ -266,26 +192,19 @@ fn several_checkpoints_in_one_session_have_distinct_ids() {
     );
     wf.run(&input, &[]).ok();
     let all = graflow_host::checkpoint::list(&wf.checkpoints()).unwrap();
-    let ids: std::collections::BTreeSet<_> =
-        all.iter().map(|s| s.meta.checkpoint_id.clone()).collect();
+    let ids: std::collections::BTreeSet<_> = all.iter().map(|s| s.meta.checkpoint_id.clone()).collect();
     assert_eq!(ids.len(), 4);
-    let half = all
-        .iter()
-        .find(|s| s.meta.user_metadata["progress"] == 50)
-        .unwrap();
+    let half = all.iter().find(|s| s.meta.user_metadata["progress"] == 50).unwrap();
     assert_eq!(half.meta.steps, 2);
     let session = &all[0].meta.session_id;
-    assert!(all.iter().all(
-        |s| &s.meta.session_id == session && s.meta.checkpoint_id.starts_with(session.as_str())
-    ));
+    assert!(all.iter().all(|s| &s.meta.session_id == session && s.meta.checkpoint_id.starts_with(session.as_str())));
     assert_eq!(resume(&wf, &half.base, &[]).code, 0);
 }
 
 #[test]
 fn checkpoint_every_n_tasks_and_prune() {
     let wf = chain(&["a", "b", "c", "d", "e"], "");
-    wf.run(&scripts(json!({})), &["--checkpoint-every", "2"])
-        .ok();
+    wf.run(&scripts(json!({})), &["--checkpoint-every", "2"]).ok();
     let all = graflow_host::checkpoint::list(&wf.checkpoints()).unwrap();
     assert_eq!(all.iter().map(|s| s.meta.steps).collect::<Vec<_>>(), [2, 4]);
     assert_eq!(all[0].meta.user_metadata["mode"], "auto");
@@ -293,19 +212,12 @@ fn checkpoint_every_n_tasks_and_prune() {
     out.ok();
     assert_eq!(checkpoints(&wf.checkpoints()).len(), 1);
     assert_eq!(
-        std::fs::read_dir(wf.checkpoints().join("modules"))
-            .unwrap()
-            .count(),
+        std::fs::read_dir(wf.checkpoints().join("modules")).unwrap().count(),
         1,
         "the module copy is still referenced"
     );
     cli(wf.dir.path(), &["checkpoints", "prune", "--keep", "0"]).ok();
-    assert_eq!(
-        std::fs::read_dir(wf.checkpoints().join("modules"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(std::fs::read_dir(wf.checkpoints().join("modules")).unwrap().count(), 0);
     let list = cli(wf.dir.path(), &["checkpoints", "list"]);
     assert!(list.ok().stdout.contains("no checkpoints"), "{list:?}");
 }
@@ -313,8 +225,7 @@ fn checkpoint_every_n_tasks_and_prune() {
 /// A workflow with one checkpoint after `a`, for the bad-input tests.
 fn one_checkpoint() -> (Wf, PathBuf) {
     let wf = chain(&["a", "b"], "");
-    wf.run(&scripts(json!({"a": [{"op": "checkpoint"}]})), &[])
-        .ok();
+    wf.run(&scripts(json!({"a": [{"op": "checkpoint"}]})), &[]).ok();
     let cp = checkpoints(&wf.checkpoints()).remove(0);
     (wf, cp)
 }
@@ -327,11 +238,7 @@ fn ext(base: &Path, e: &str) -> PathBuf {
 fn refused(wf: &Wf, cp: &Path, needle: &str) {
     let out = resume(wf, cp, &[]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(
-        out.stderr.contains(needle),
-        "expected {needle:?} in: {}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(needle), "expected {needle:?} in: {}", out.stderr);
 }
 
 #[test]
@@ -367,11 +274,7 @@ fn unknown_schema_version() {
         .unwrap()
         .replace("\"schema_version\": \"1\"", "\"schema_version\": \"7\"");
     std::fs::write(ext(&cp, "meta.json"), meta).unwrap();
-    refused(
-        &wf,
-        &cp,
-        "schema version \"7\", but this graflow-host reads version 1",
-    );
+    refused(&wf, &cp, "schema version \"7\", but this graflow-host reads version 1");
 }
 
 #[test]
@@ -380,10 +283,7 @@ fn torn_checkpoint_without_its_commit_record() {
     std::fs::remove_file(ext(&cp, "meta.json")).unwrap();
     refused(&wf, &cp, "is torn (its write did not finish)");
     let list = cli(wf.dir.path(), &["checkpoints", "list"]);
-    assert!(
-        list.ok().stdout.contains("no checkpoints"),
-        "a torn checkpoint is not listed: {list:?}"
-    );
+    assert!(list.ok().stdout.contains("no checkpoints"), "a torn checkpoint is not listed: {list:?}");
 }
 
 #[test]
@@ -398,26 +298,17 @@ fn a_module_with_a_different_hash_is_refused_unless_allowed() {
     let after = graflow_host::sandbox::sha256_hex(&bytes);
     let out = resume(&wf, &cp, &[]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(
-        out.stderr.contains(&format!(
-            "module 'kit' changed: the checkpoint recorded sha256 {before}"
-        )),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains(&format!("module 'kit' changed: the checkpoint recorded sha256 {before}")), "{out:?}");
     assert!(out.stderr.contains(&after), "{out:?}");
     let allowed = resume(&wf, &cp, &["--allow-module-change"]);
     assert_eq!(allowed.code, 0, "{allowed:?}");
-    assert!(
-        allowed.stderr.contains("changed since the checkpoint"),
-        "a warning names the change: {allowed:?}"
-    );
+    assert!(allowed.stderr.contains("changed since the checkpoint"), "a warning names the change: {allowed:?}");
 }
 
 #[test]
 fn a_checkpoint_directory_moves_to_another_machine() {
     let wf = chain(&["a", "b", "c"], "");
-    let input =
-        scripts(json!({"a": [{"op": "checkpoint"}], "c": [{"op": "return", "key": "order"}]}));
+    let input = scripts(json!({"a": [{"op": "checkpoint"}], "c": [{"op": "return", "key": "order"}]}));
     let expected = wf.run(&input, &[]).ok().json();
     let elsewhere = tempfile::tempdir().unwrap();
     let copy = elsewhere.path().join("moved");
@@ -443,8 +334,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn single_byte_flips_never_resume_wrongly() {
     let wf = chain(&["a", "b"], "");
-    let input =
-        scripts(json!({"a": [{"op": "checkpoint"}], "b": [{"op": "return", "key": "order"}]}));
+    let input = scripts(json!({"a": [{"op": "checkpoint"}], "b": [{"op": "return", "key": "order"}]}));
     let expected = wf.run(&input, &[]).ok().json();
     let cp = checkpoints(&wf.checkpoints()).remove(0);
     for e in ["meta.json", "state.json", "ctx"] {
@@ -456,21 +346,11 @@ fn single_byte_flips_never_resume_wrongly() {
             damaged[i] ^= 0x20;
             std::fs::write(&path, &damaged).unwrap();
             let out = resume(&wf, &cp, &["--checkpoint-every", "0"]);
-            assert!(
-                out.code == 0 || out.code == 2,
-                "flip at {e}:{i} gave {out:?}"
-            );
+            assert!(out.code == 0 || out.code == 2, "flip at {e}:{i} gave {out:?}");
             if out.code == 0 {
-                assert_eq!(
-                    out.json(),
-                    expected,
-                    "flip at {e}:{i} resumed to another result"
-                );
+                assert_eq!(out.json(), expected, "flip at {e}:{i} resumed to another result");
             } else {
-                assert!(
-                    out.stderr.starts_with("error: "),
-                    "flip at {e}:{i}: {out:?}"
-                );
+                assert!(out.stderr.starts_with("error: "), "flip at {e}:{i}: {out:?}");
             }
         }
         std::fs::write(&path, &original).unwrap();
@@ -484,19 +364,16 @@ fn kill_9_at_any_point_resumes_to_the_same_result() {
     let wf = chain(&refs, "");
     let mut script = serde_json::Map::new();
     for n in &refs {
-        script.insert(n.to_string(), json!([{"op": "work", "rounds": 8_000_000}, {"op": "add", "key": "total", "amount": 1}]));
+        script.insert(
+            n.to_string(),
+            json!([{"op": "work", "rounds": 8_000_000}, {"op": "add", "key": "total", "amount": 1}]),
+        );
     }
-    script.insert(
-        "t12".into(),
-        json!([{"op": "add", "key": "total", "amount": 1}, {"op": "return", "key": "order"}]),
-    );
+    script.insert("t12".into(), json!([{"op": "add", "key": "total", "amount": 1}, {"op": "return", "key": "order"}]));
     let input = scripts(Value::Object(script)).to_string();
     let started = std::time::Instant::now();
     let expected = wf
-        .run(
-            &serde_json::from_str(&input).unwrap(),
-            &["--checkpoint-every", "1", "--checkpoint-dir", "reference"],
-        )
+        .run(&serde_json::from_str(&input).unwrap(), &["--checkpoint-every", "1", "--checkpoint-dir", "reference"])
         .ok()
         .json();
     let duration = started.elapsed();
@@ -505,16 +382,7 @@ fn kill_9_at_any_point_resumes_to_the_same_result() {
     for point in 0..points {
         let dir = format!("crash{point}");
         let mut child = command(wf.dir.path())
-            .args([
-                "run",
-                "workflow.toml",
-                "--input",
-                &input,
-                "--checkpoint-every",
-                "1",
-                "--checkpoint-dir",
-                &dir,
-            ])
+            .args(["run", "workflow.toml", "--input", &input, "--checkpoint-every", "1", "--checkpoint-dir", &dir])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -526,24 +394,15 @@ fn kill_9_at_any_point_resumes_to_the_same_result() {
         killed += 1;
         let out = match graflow_host::checkpoint::latest(&wf.dir.path().join(&dir)) {
             Ok(latest) => resume(&wf, &latest.base, &[]),
-            Err(_) => wf.run(
-                &serde_json::from_str(&input).unwrap(),
-                &["--checkpoint-dir", &dir],
-            ),
+            Err(_) => wf.run(&serde_json::from_str(&input).unwrap(), &["--checkpoint-dir", &dir]),
         };
         assert_eq!(out.ok().json(), expected, "after a kill at point {point}");
     }
-    assert!(
-        killed >= 20,
-        "only {killed} of {points} runs were killed before they finished"
-    );
+    assert!(killed >= 20, "only {killed} of {points} runs were killed before they finished");
 }
 
 fn sigint(child: &std::process::Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -572,34 +431,19 @@ fn ctrl_c_checkpoints_at_the_boundary_and_prints_the_resume_command() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
-    assert!(
-        stderr.contains("resume with: graflow-host resume "),
-        "{stderr}"
-    );
+    assert!(stderr.contains("resume with: graflow-host resume "), "{stderr}");
     let latest = graflow_host::checkpoint::latest(&cp).unwrap();
-    assert!(
-        latest.meta.steps >= 1 && latest.meta.steps < 4,
-        "stopped part-way: {:?}",
-        latest.meta
-    );
+    assert!(latest.meta.steps >= 1 && latest.meta.steps < 4, "stopped part-way: {:?}", latest.meta);
     let resumed = cli(dir.path(), &["resume", "--latest", cp.to_str().unwrap()]);
     assert_eq!(resumed.ok().json(), json!("ORDER_COMPLETE"));
-    let state =
-        graflow_host::checkpoint::load(&graflow_host::checkpoint::latest(&cp).unwrap().base)
-            .unwrap();
+    let state = graflow_host::checkpoint::load(&graflow_host::checkpoint::latest(&cp).unwrap().base).unwrap();
     let history = state.context.channel["history"].to_value();
-    assert_eq!(
-        history.as_array().unwrap().len(),
-        3,
-        "each stage ran exactly once: {history}"
-    );
+    assert_eq!(history.as_array().unwrap().len(), 3, "each stage ran exactly once: {history}");
 }
 
 #[test]
 fn a_task_still_running_after_the_grace_period_is_stopped_and_queued_again() {
-    let wf = workflow(
-        "[workflow]\nflow = \"noop >> spin\"\n[tasks.spin]\nlimits = { timeout_ms = 60000 }",
-    );
+    let wf = workflow("[workflow]\nflow = \"noop >> spin\"\n[tasks.spin]\nlimits = { timeout_ms = 60000 }");
     let child = command(wf.dir.path())
         .args(["run", "workflow.toml", "--grace-period-ms", "100"])
         .stderr(std::process::Stdio::piped())
@@ -613,13 +457,6 @@ fn a_task_still_running_after_the_grace_period_is_stopped_and_queued_again() {
     let latest = graflow_host::checkpoint::latest(&wf.checkpoints()).unwrap();
     let loaded = graflow_host::checkpoint::load(&latest.base).unwrap();
     assert_eq!(loaded.state_file.completed_tasks, ["noop"]);
-    assert_eq!(
-        loaded.state_file.pending_tasks[0].task_id, "spin",
-        "the stopped task is queued again"
-    );
-    assert_eq!(
-        loaded.state_file.cycle_counts.get("spin"),
-        Some(&0),
-        "the stopped run is not counted"
-    );
+    assert_eq!(loaded.state_file.pending_tasks[0].task_id, "spin", "the stopped task is queued again");
+    assert_eq!(loaded.state_file.cycle_counts.get("spin"), Some(&0), "the stopped run is not counted");
 }

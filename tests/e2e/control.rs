@@ -7,10 +7,7 @@ use graflow_host::engine::{FailureKind, RunError, RunStatus};
 use serde_json::json;
 
 fn lib(flow: &str, tasks: &[&str], extra: &str, script: serde_json::Value) -> LibRun {
-    let wf = workflow(&format!(
-        "[workflow]\nflow = \"{flow}\"\n{extra}\n{}",
-        scripted(tasks)
-    ));
+    let wf = workflow(&format!("[workflow]\nflow = \"{flow}\"\n{extra}\n{}", scripted(tasks)));
     run_lib(&wf, scripts(script))
 }
 
@@ -18,52 +15,25 @@ fn lib(flow: &str, tasks: &[&str], extra: &str, script: serde_json::Value) -> Li
 fn dynamic_task_runs_before_the_successor() {
     let r = lib(
         "start_task >> successor_task >> final_task",
-        &[
-            "start_task",
-            "successor_task",
-            "final_task",
-            "dynamic_urgent",
-        ],
+        &["start_task", "successor_task", "final_task", "dynamic_urgent"],
         "",
         json!({
             "start_task": [{"op": "next_task", "task": "dynamic_urgent"}]
         }),
     );
     r.result.as_ref().unwrap();
-    assert_eq!(
-        r.order(),
-        [
-            "start_task",
-            "dynamic_urgent#1",
-            "successor_task",
-            "final_task"
-        ]
-    );
+    assert_eq!(r.order(), ["start_task", "dynamic_urgent#1", "successor_task", "final_task"]);
     assert_eq!(r.get("spawned"), Some(json!(["dynamic_urgent#1"])));
     assert!(r.state.completed.contains(&"final_task".to_string()));
 }
 
 #[test]
 fn multiple_dynamic_tasks_complete_before_cleanup() {
-    let spawn: Vec<_> = (0..3)
-        .map(|i| json!({"op": "next_task", "task": "worker", "input": {"x": i}}))
-        .collect();
-    let r = lib(
-        "coordinator >> cleanup",
-        &["coordinator", "cleanup", "worker"],
-        "",
-        json!({ "coordinator": spawn }),
-    );
+    let spawn: Vec<_> = (0..3).map(|i| json!({"op": "next_task", "task": "worker", "input": {"x": i}})).collect();
+    let r = lib("coordinator >> cleanup", &["coordinator", "cleanup", "worker"], "", json!({ "coordinator": spawn }));
     r.result.as_ref().unwrap();
-    assert_eq!(
-        r.order(),
-        ["coordinator", "worker#1", "worker#2", "worker#3", "cleanup"]
-    );
-    assert_eq!(
-        r.get("worker#3.__result__").unwrap()["x"],
-        2,
-        "each instance gets its own input"
-    );
+    assert_eq!(r.order(), ["coordinator", "worker#1", "worker#2", "worker#3", "cleanup"]);
+    assert_eq!(r.get("worker#3.__result__").unwrap()["x"], 2, "each instance gets its own input");
 }
 
 #[test]
@@ -72,13 +42,7 @@ fn jump_to_existing_nodes_skips_successors() {
     let extra = "start = \"start_node\"";
     let r = lib(
         flow,
-        &[
-            "start_node",
-            "successor_node",
-            "final_node",
-            "existing_task",
-            "other_existing",
-        ],
+        &["start_node", "successor_node", "final_node", "existing_task", "other_existing"],
         extra,
         json!({
             "start_node": [{"op": "next_task", "task": "existing_task"}]
@@ -127,12 +91,7 @@ fn cache_hit_terminates_and_cache_miss_runs_the_pipeline() {
     assert_eq!(report.result.unwrap().to_value(), json!("cached"));
     assert_eq!(hit.order(), ["check_cache"]);
     assert_eq!(hit.state.completed, ["check_cache"]);
-    let miss = lib(
-        "check_cache >> fetch_data >> transform_data",
-        &tasks,
-        "",
-        json!({}),
-    );
+    let miss = lib("check_cache >> fetch_data >> transform_data", &tasks, "", json!({}));
     miss.result.as_ref().unwrap();
     assert_eq!(miss.state.completed, tasks);
 }
@@ -143,26 +102,17 @@ fn validation_failure_cancels_the_workflow() {
         "[workflow]\nflow = \"validate_input >> process_data >> store_result\"\n{}",
         scripted(&["validate_input", "process_data", "store_result"])
     ));
-    let input = scripts(
-        json!({"validate_input": [{"op": "cancel", "message": "Validation failed: missing id"}]}),
-    );
+    let input = scripts(json!({"validate_input": [{"op": "cancel", "message": "Validation failed: missing id"}]}));
     let r = run_lib(&wf, input.clone());
     assert_eq!(
         r.result.unwrap_err(),
-        RunError::Cancelled {
-            task_id: "validate_input".into(),
-            message: "Validation failed: missing id".into()
-        }
+        RunError::Cancelled { task_id: "validate_input".into(), message: "Validation failed: missing id".into() }
     );
-    assert!(
-        r.state.completed.is_empty(),
-        "the canceling task is not completed"
-    );
+    assert!(r.state.completed.is_empty(), "the canceling task is not completed");
     let out = wf.run(&input, &[]);
     assert_eq!(out.code, 4, "{out:?}");
     assert!(
-        out.stderr
-            .contains("workflow canceled by task 'validate_input': Validation failed: missing id"),
+        out.stderr.contains("workflow canceled by task 'validate_input': Validation failed: missing id"),
         "{out:?}"
     );
 }
@@ -177,9 +127,7 @@ fn cancel_wins_over_terminate() {
             "task_cancel": [{"op": "cancel", "message": "integrity"}, {"op": "terminate", "message": "done"}]
         }),
     );
-    assert!(
-        matches!(r.result, Err(RunError::Cancelled { ref message, .. }) if message == "integrity")
-    );
+    assert!(matches!(r.result, Err(RunError::Cancelled { ref message, .. }) if message == "integrity"));
     assert!(r.state.completed.is_empty());
 }
 
@@ -209,20 +157,8 @@ fn iteration_counts_up_and_successors_run_after_the_last() {
         }),
     );
     r.result.as_ref().unwrap();
-    assert_eq!(
-        r.order(),
-        [
-            "setup",
-            "retry_task",
-            "retry_task@2",
-            "retry_task@3",
-            "finalize"
-        ]
-    );
-    assert_eq!(
-        r.get("retry_task@3.__result__").unwrap()["n"],
-        json!({"n": 2})["n"]
-    );
+    assert_eq!(r.order(), ["setup", "retry_task", "retry_task@2", "retry_task@3", "finalize"]);
+    assert_eq!(r.get("retry_task@3.__result__").unwrap()["n"], json!({"n": 2})["n"]);
     assert_eq!(r.state.cycle_counts["retry_task"], 3);
 }
 
@@ -233,14 +169,10 @@ fn cycle_limit_allows_exactly_max_cycles_runs() {
         let wf = workflow(&format!("[workflow]\nflow = \"infinite_loop\"\n{extra}"));
         let r = run_lib(&wf, scripts(json!({"infinite_loop": [{"op": "iterate"}]})));
         let err = r.result.unwrap_err();
-        let RunError::TaskFailed { ref failure, .. } = err else {
-            panic!("{err}")
-        };
+        let RunError::TaskFailed { ref failure, .. } = err else { panic!("{err}") };
         assert_eq!(failure.kind, FailureKind::CycleLimit);
         assert!(
-            failure
-                .message
-                .contains(&format!("after {limit} of max_cycles = {limit} runs")),
+            failure.message.contains(&format!("after {limit} of max_cycles = {limit} runs")),
             "{}",
             failure.message
         );
@@ -251,27 +183,24 @@ fn cycle_limit_allows_exactly_max_cycles_runs() {
 
 #[test]
 fn can_iterate_guards_the_last_iteration() {
-    let wf = workflow(
-        "[workflow]\nflow = \"guarded\"\nmax_cycles = 3\n[tasks.guarded]\nexport = \"script\"",
-    );
+    let wf = workflow("[workflow]\nflow = \"guarded\"\nmax_cycles = 3\n[tasks.guarded]\nexport = \"script\"");
     let script = json!({"guarded": [{"op": "iterate", "cycle": 1}, {"op": "iterate", "cycle": 2}, {"op": "set", "key": "last", "value": true, "cycle": 3}]});
     let r = run_lib(&wf, scripts(script));
     r.result.as_ref().unwrap();
-    assert_eq!(
-        r.get("can_iterate"),
-        Some(json!([[true, true], [true, true]]))
-    );
+    assert_eq!(r.get("can_iterate"), Some(json!([[true, true], [true, true]])));
     assert_eq!(r.get("last"), Some(json!(true)));
 }
 
 #[test]
 fn cycle_limit_exits_with_code_1_and_names_task_and_limit() {
-    let wf = workflow(
-        "[workflow]\nflow = \"looper\"\nmax_cycles = 2\n[tasks.looper]\nexport = \"script\"",
-    );
+    let wf = workflow("[workflow]\nflow = \"looper\"\nmax_cycles = 2\n[tasks.looper]\nexport = \"script\"");
     let out = wf.run(&scripts(json!({"looper": [{"op": "iterate"}]})), &[]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("hit the cycle limit: task 'looper' asked for another iteration after 2 of max_cycles = 2 runs"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("hit the cycle limit: task 'looper' asked for another iteration after 2 of max_cycles = 2 runs"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -282,15 +211,8 @@ fn graph_cycle_reaching_max_steps_is_its_own_outcome() {
     ));
     let out = wf.run(&scripts(json!({})), &[]);
     assert_eq!(out.code, 3, "{out:?}");
-    assert!(
-        out.stderr
-            .contains("stopped after max_steps = 7 completed tasks with 1 still queued (tool)"),
-        "{out:?}"
-    );
-    assert!(
-        out.stderr.contains("graflow-host resume"),
-        "the queue is kept in a checkpoint: {out:?}"
-    );
+    assert!(out.stderr.contains("stopped after max_steps = 7 completed tasks with 1 still queued (tool)"), "{out:?}");
+    assert!(out.stderr.contains("graflow-host resume"), "the queue is kept in a checkpoint: {out:?}");
 }
 
 #[test]
@@ -305,37 +227,16 @@ fn retryable_errors_retry_and_failed_errors_do_not() {
         }),
     );
     r.result.as_ref().unwrap();
-    assert_eq!(
-        r.order(),
-        ["flaky", "after"],
-        "failed attempts leave no writes"
-    );
+    assert_eq!(r.order(), ["flaky", "after"], "failed attempts leave no writes");
     assert_eq!(r.state.cycle_counts["flaky"], 1, "retries are not cycles");
 
-    let r = lib(
-        "broken",
-        &["broken"],
-        extra,
-        json!({"broken": [{"op": "fail", "message": "bad data"}]}),
-    );
+    let r = lib("broken", &["broken"], extra, json!({"broken": [{"op": "fail", "message": "bad data"}]}));
     let err = r.result.unwrap_err();
-    assert!(
-        matches!(err, RunError::TaskFailed { attempts: 1, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, RunError::TaskFailed { attempts: 1, .. }), "{err}");
 
-    let r = lib(
-        "down",
-        &["down"],
-        extra,
-        json!({"down": [{"op": "retryable", "message": "nope"}]}),
-    );
+    let r = lib("down", &["down"], extra, json!({"down": [{"op": "retryable", "message": "nope"}]}));
     let err = r.result.unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("failed (retryable): nope (after 4 attempts)"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("failed (retryable): nope (after 4 attempts)"), "{err}");
 }
 
 #[test]
@@ -359,19 +260,11 @@ fn strict_group_failure_lists_failed_and_successful_members() {
         "[workflow]\nflow = \"(ok_one | bad_one | ok_two) >> after\"\n{}",
         scripted(&["ok_one", "bad_one", "ok_two", "after"])
     ));
-    let out = wf.run(
-        &scripts(json!({"bad_one": [{"op": "fail", "message": "bad!"}]})),
-        &[],
-    );
+    let out = wf.run(&scripts(json!({"bad_one": [{"op": "fail", "message": "bad!"}]})), &[]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        out.stderr.contains(
-            "parallel group 'group_1' failed (policy strict): 1 failed ['bad_one': task 'bad_one'"
-        ),
+        out.stderr.contains("parallel group 'group_1' failed (policy strict): 1 failed ['bad_one': task 'bad_one'"),
         "{out:?}"
     );
-    assert!(
-        out.stderr.contains("bad!]; succeeded: ok_one, ok_two"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("bad!]; succeeded: ok_one, ok_two"), "{out:?}");
 }

@@ -29,20 +29,14 @@ fn unknown_task_in_the_flow() {
 #[test]
 fn task_the_component_does_not_export() {
     let err = refused("[workflow]\nflow = \"a\"\n[tasks.a]\nexport = \"missing_export\"");
-    assert!(
-        err.contains("task 'a': module 'kit' does not export a task named 'missing_export'"),
-        "{err}"
-    );
+    assert!(err.contains("task 'a': module 'kit' does not export a task named 'missing_export'"), "{err}");
     assert!(err.contains("it exports: script, noop, echo"), "{err}");
 }
 
 #[test]
 fn task_with_an_unknown_module() {
     let err = refused("[workflow]\nflow = \"a\"\n[tasks.a]\nmodule = \"other\"\nexport = \"noop\"");
-    assert!(
-        err.contains("task 'a' uses module 'other', which is not in [modules]"),
-        "{err}"
-    );
+    assert!(err.contains("task 'a' uses module 'other', which is not in [modules]"), "{err}");
 }
 
 #[test]
@@ -51,10 +45,7 @@ fn missing_module_file() {
     std::fs::remove_file(wf.dir.path().join("kit.wasm")).unwrap();
     let out = cli(wf.dir.path(), &["run", "workflow.toml"]);
     assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("module 'kit': cannot read") && out.stderr.contains("kit.wasm"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("module 'kit': cannot read") && out.stderr.contains("kit.wasm"), "{out:?}");
 }
 
 #[test]
@@ -63,34 +54,23 @@ fn a_file_that_is_not_a_component() {
     std::fs::write(wf.dir.path().join("kit.wasm"), b"just text").unwrap();
     let out = cli(wf.dir.path(), &["validate", "workflow.toml"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("is not a WebAssembly component: the file does not start with the WebAssembly magic number"), "{out:?}");
-    std::fs::write(
-        wf.dir.path().join("kit.wasm"),
-        wat::parse_str("(module)").unwrap(),
-    )
-    .unwrap();
-    let out = cli(wf.dir.path(), &["validate", "workflow.toml"]);
     assert!(
-        out.stderr.contains("it is a core WebAssembly module"),
+        out.stderr
+            .contains("is not a WebAssembly component: the file does not start with the WebAssembly magic number"),
         "{out:?}"
     );
+    std::fs::write(wf.dir.path().join("kit.wasm"), wat::parse_str("(module)").unwrap()).unwrap();
+    let out = cli(wf.dir.path(), &["validate", "workflow.toml"]);
+    assert!(out.stderr.contains("it is a core WebAssembly module"), "{out:?}");
 }
 
 #[test]
 fn a_component_without_the_contract() {
     let wf = workflow("[workflow]\nflow = \"noop\"");
-    std::fs::write(
-        wf.dir.path().join("kit.wasm"),
-        wat::parse_str("(component)").unwrap(),
-    )
-    .unwrap();
+    std::fs::write(wf.dir.path().join("kit.wasm"), wat::parse_str("(component)").unwrap()).unwrap();
     let out = cli(wf.dir.path(), &["validate", "workflow.toml"]);
     assert_eq!(out.code, 2);
-    assert!(
-        out.stderr
-            .contains("does not fit the graflow task contract"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("does not fit the graflow task contract"), "{out:?}");
 }
 
 #[test]
@@ -98,31 +78,19 @@ fn bad_toml_and_unknown_fields_name_the_place() {
     let err = refused("[workflow]\nflow = \"noop\"\nmax_stepz = 3");
     assert!(err.contains("unknown field `max_stepz`"), "{err}");
     let err = refused("[workflow\nflow = 1");
-    assert!(
-        err.contains("workflow.toml") && err.contains("line 1"),
-        "{err}"
-    );
+    assert!(err.contains("workflow.toml") && err.contains("line 1"), "{err}");
 }
 
 #[test]
 fn invalid_settings_name_the_field() {
     let err = refused("[workflow]\nflow = \"noop\"\n[tasks.noop]\nmax_cycles = 0");
-    assert!(
-        err.contains("[tasks.noop].max_cycles: must be at least 1"),
-        "{err}"
-    );
+    assert!(err.contains("[tasks.noop].max_cycles: must be at least 1"), "{err}");
     let err = refused(
         "[workflow]\nflow = \"(noop | echo)\"\n[groups.g]\nmembers = [\"noop\", \"echo\"]\npolicy = \"sometimes\"",
     );
-    assert!(
-        err.contains("[groups.g].policy: unknown policy 'sometimes'"),
-        "{err}"
-    );
+    assert!(err.contains("[groups.g].policy: unknown policy 'sometimes'"), "{err}");
     let err = refused("[workflow]\nflow = \"noop >> echo; echo >> noop\"");
-    assert!(
-        err.contains("[workflow].start") && err.contains("set `start`"),
-        "{err}"
-    );
+    assert!(err.contains("[workflow].start") && err.contains("set `start`"), "{err}");
 }
 
 #[test]
@@ -132,36 +100,18 @@ fn bad_input_json() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("--input is not valid JSON"), "{out:?}");
     let out = cli(wf.dir.path(), &["run", "workflow.toml", "--input", "[1]"]);
-    assert!(
-        out.stderr.contains("--input must be a JSON object"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("--input must be a JSON object"), "{out:?}");
 }
 
 #[test]
 fn help_documents_commands_and_exit_codes() {
     let out = cli(std::path::Path::new("."), &["--help"]);
     out.ok();
-    for word in [
-        "run",
-        "resume",
-        "checkpoints",
-        "validate",
-        "Exit codes",
-        "interrupted",
-    ] {
-        assert!(
-            out.stdout.contains(word),
-            "--help lacks {word}: {}",
-            out.stdout
-        );
+    for word in ["run", "resume", "checkpoints", "validate", "Exit codes", "interrupted"] {
+        assert!(out.stdout.contains(word), "--help lacks {word}: {}", out.stdout);
     }
     let out = cli(std::path::Path::new("."), &["run", "--help"]);
-    assert!(
-        out.stdout.contains("--checkpoint-every") && out.stdout.contains("--max-steps"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("--checkpoint-every") && out.stdout.contains("--max-steps"), "{}", out.stdout);
     let out = cli(std::path::Path::new("."), &["frobnicate"]);
     assert_eq!(out.code, 2);
 }

@@ -14,10 +14,7 @@ fn run_example(name: &str, input: &str) -> Out {
 #[test]
 fn hello_chains_results() {
     let out = run_example("hello", r#"{"name":"graflow"}"#);
-    assert_eq!(
-        out.json(),
-        json!({"greeting": "hello graflow, from b and c", "task": "c"})
-    );
+    assert_eq!(out.json(), json!({"greeting": "hello graflow, from b and c", "task": "c"}));
 }
 
 #[test]
@@ -42,10 +39,7 @@ fn shared_state_through_the_channel() {
 #[test]
 fn agent_loop_ends_by_terminate() {
     let out = run_example("agent-loop", "{}");
-    assert_eq!(
-        out.json(),
-        json!({"answer": "sandboxed resumable fast", "turns": 4})
-    );
+    assert_eq!(out.json(), json!({"answer": "sandboxed resumable fast", "turns": 4}));
 }
 
 #[test]
@@ -59,58 +53,25 @@ fn optimizer_iterates_until_it_converges() {
 fn router_picks_a_branch_or_jumps_to_the_error_handler() {
     let dir = tempfile::tempdir().unwrap();
     let wf = example("router");
-    let refund = cli(
-        dir.path(),
-        &[
-            "run",
-            wf.to_str().unwrap(),
-            "--input",
-            r#"{"kind":"refund","amount":12}"#,
-        ],
-    );
-    assert_eq!(
-        refund.ok().json(),
-        json!("audited"),
-        "audit still runs after the new instance"
-    );
-    let bad = cli(
-        dir.path(),
-        &[
-            "run",
-            wf.to_str().unwrap(),
-            "--input",
-            r#"{"kind":"purchase","amount":-5}"#,
-        ],
-    );
-    assert_eq!(
-        bad.ok().json(),
-        json!({"error": "negative amount -5"}),
-        "goto skips audit"
-    );
+    let refund = cli(dir.path(), &["run", wf.to_str().unwrap(), "--input", r#"{"kind":"refund","amount":12}"#]);
+    assert_eq!(refund.ok().json(), json!("audited"), "audit still runs after the new instance");
+    let bad = cli(dir.path(), &["run", wf.to_str().unwrap(), "--input", r#"{"kind":"purchase","amount":-5}"#]);
+    assert_eq!(bad.ok().json(), json!({"error": "negative amount -5"}), "goto skips audit");
 }
 
 #[test]
 fn flaky_succeeds_on_its_third_attempt() {
-    assert_eq!(
-        run_example("flaky", "{}").json(),
-        json!({"status": "ok", "attempts": 3})
-    );
+    assert_eq!(run_example("flaky", "{}").json(), json!({"status": "ok", "attempts": 3}));
 }
 
 #[test]
 fn best_effort_group_with_one_failing_member() {
-    assert_eq!(
-        run_example("best-effort", "{}").json(),
-        json!({"geo": "Lisbon", "weather": null, "news": 3})
-    );
+    assert_eq!(run_example("best-effort", "{}").json(), json!({"geo": "Lisbon", "weather": null, "news": 3}));
 }
 
 #[test]
 fn order_state_machine_completes() {
-    assert_eq!(
-        run_example("order", r#"{"order_id":"A-1"}"#).json(),
-        json!("ORDER_COMPLETE")
-    );
+    assert_eq!(run_example("order", r#"{"order_id":"A-1"}"#).json(), json!("ORDER_COMPLETE"));
 }
 
 #[test]
@@ -119,14 +80,6 @@ fn validate_describes_the_workflow() {
     let out = cli(dir.path(), &["validate", example("etl").to_str().unwrap()]);
     out.ok();
     assert!(out.stdout.contains("workflow 'etl' is valid"), "{out:?}");
-    assert!(
-        out.stdout
-            .contains("group transforms: transform_a | transform_b (policy strict)"),
-        "{out:?}"
-    );
-    assert!(
-        out.stdout
-            .contains("task store: etl.store inputs [day, transform_a, transform_b]"),
-        "{out:?}"
-    );
+    assert!(out.stdout.contains("group transforms: transform_a | transform_b (policy strict)"), "{out:?}");
+    assert!(out.stdout.contains("task store: etl.store inputs [day, transform_a, transform_b]"), "{out:?}");
 }

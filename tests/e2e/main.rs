@@ -6,5 +6,6 @@ mod checkpoint;
 mod control;
 mod errors;
 mod examples;
+mod hostile;
 mod sandbox;
 mod support;

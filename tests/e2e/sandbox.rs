@@ -18,41 +18,28 @@ fn a_trapping_guest_fails_its_task_with_exit_code_1() {
     let wf = workflow("[workflow]\nflow = \"noop >> trap\"");
     let out = wf.run(&json!({}), &[]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(
-        out.stderr
-            .contains("task 'trap' (task 'trap' in module 'kit') trapped: wasm trap"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("task 'trap' (task 'trap' in module 'kit') trapped: wasm trap"), "{out:?}");
 }
 
 #[test]
 fn a_panic_message_reaches_the_error() {
     let (kind, message) = failure("[workflow]\nflow = \"panic\"");
     assert_eq!(kind, FailureKind::Trap);
-    assert!(
-        message.contains("this guest panics on purpose"),
-        "{message}"
-    );
+    assert!(message.contains("this guest panics on purpose"), "{message}");
 }
 
 #[test]
 fn an_infinite_loop_hits_the_time_limit() {
-    let (kind, message) =
-        failure("[workflow]\nflow = \"spin\"\n[tasks.spin]\nlimits = { timeout_ms = 200 }");
+    let (kind, message) = failure("[workflow]\nflow = \"spin\"\n[tasks.spin]\nlimits = { timeout_ms = 200 }");
     assert_eq!(kind, FailureKind::Timeout);
     assert_eq!(message, "time limit of 200 ms exceeded");
 }
 
 #[test]
 fn a_memory_bomb_hits_the_memory_limit() {
-    let (kind, message) = failure(
-        "[workflow]\nflow = \"alloc_bomb\"\n[tasks.alloc_bomb]\nlimits = { memory_mb = 64 }",
-    );
+    let (kind, message) = failure("[workflow]\nflow = \"alloc_bomb\"\n[tasks.alloc_bomb]\nlimits = { memory_mb = 64 }");
     assert_eq!(kind, FailureKind::Memory);
-    assert!(
-        message.starts_with("memory limit of 67108864 bytes reached"),
-        "{message}"
-    );
+    assert!(message.starts_with("memory limit of 67108864 bytes reached"), "{message}");
 }
 
 #[test]
@@ -71,8 +58,5 @@ fn the_other_tasks_of_the_workflow_complete() {
 fn a_trap_is_retried_like_a_retryable_error() {
     let wf = workflow("[workflow]\nflow = \"trap\"\nmax_retries = 2\nbackoff = { initial_ms = 1 }");
     let err = run_lib(&wf, json!({})).result.unwrap_err();
-    assert!(
-        matches!(err, RunError::TaskFailed { attempts: 3, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, RunError::TaskFailed { attempts: 3, .. }), "{err}");
 }

@@ -6,7 +6,7 @@
 use graflow_host::Json;
 use graflow_host::channel::MemoryChannel;
 use graflow_host::engine::{Engine, NoCheckpoints, RunError, RunReport, RunState};
-use graflow_host::model::load_workflow;
+use graflow_host::model::WorkflowFile;
 use graflow_host::sandbox::Sandbox;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,18 +14,11 @@ use std::sync::Arc;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn built(path: PathBuf) -> PathBuf {
-    assert!(
-        path.exists(),
-        "{} is missing: run `make guests` first (`make test` does)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: run `make guests` first (`make test` does)", path.display());
     path
 }
 
@@ -57,8 +50,7 @@ pub struct Out {
 impl Out {
     /// stdout parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
     }
     #[track_caller]
     pub fn ok(&self) -> &Self {
@@ -70,9 +62,7 @@ impl Out {
 /// A command for the binary, with the test cache and quiet logs.
 pub fn command(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_graflow-host"));
-    cmd.current_dir(dir)
-        .env("GRAFLOW_CACHE_DIR", cache_dir())
-        .env("GRAFLOW_LOG", "warn");
+    cmd.current_dir(dir).env("GRAFLOW_CACHE_DIR", cache_dir()).env("GRAFLOW_LOG", "warn");
     cmd
 }
 
@@ -118,10 +108,7 @@ pub fn workflow(body: &str) -> Wf {
 
 /// Tasks named `names`, each running the testkit export `script`.
 pub fn scripted(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("[tasks.{n}]\nexport = \"script\"\n"))
-        .collect()
+    names.iter().map(|n| format!("[tasks.{n}]\nexport = \"script\"\n")).collect()
 }
 
 /// A finished library run.
@@ -135,10 +122,7 @@ impl LibRun {
     /// The channel's `order` list: execution ids in the order they ran (and succeeded).
     pub fn order(&self) -> Vec<String> {
         use graflow_host::channel::Channel;
-        self.channel
-            .get("order")
-            .map(|o| serde_json::from_str(o.as_str()).unwrap())
-            .unwrap_or_default()
+        self.channel.get("order").map(|o| serde_json::from_str(o.as_str()).unwrap()).unwrap_or_default()
     }
     pub fn get(&self, key: &str) -> Option<serde_json::Value> {
         use graflow_host::channel::Channel;
@@ -148,16 +132,13 @@ impl LibRun {
 
 /// Load and run `wf` through the library with `input`.
 pub fn run_lib(wf: &Wf, input: serde_json::Value) -> LibRun {
-    let mut sandbox = Sandbox::new(&Default::default(), Some(cache_dir())).unwrap();
-    let workflow = Arc::new(load_workflow(&wf.path, &mut sandbox).unwrap());
+    let file = WorkflowFile::read(&wf.path).unwrap();
+    let mut sandbox = Sandbox::for_needs(&file.needs(), Some(cache_dir())).unwrap();
+    let workflow = Arc::new(file.resolve(&mut sandbox).unwrap());
     let mut state = RunState::new(&workflow, "e2e".into(), Json::from(input));
     let channel = Arc::new(MemoryChannel::default());
     let result = Engine::new(workflow, &sandbox).run(&mut state, &channel, &mut NoCheckpoints);
-    LibRun {
-        result,
-        state,
-        channel,
-    }
+    LibRun { result, state, channel }
 }
 
 /// `{"scripts": {task: [actions]}}`.

@@ -105,13 +105,10 @@ pub fn decode(bytes: &[u8]) -> Result<Context, FormatError> {
         return Err(FormatError::Checksum);
     }
     let config = bincode::config::standard().with_limit::<LIMIT>();
-    let (ctx, used): (Context, usize) = bincode::serde::decode_from_slice(payload, config)
-        .map_err(|e| FormatError::Decode(e.to_string()))?;
+    let (ctx, used): (Context, usize) =
+        bincode::serde::decode_from_slice(payload, config).map_err(|e| FormatError::Decode(e.to_string()))?;
     if used != payload.len() {
-        return Err(FormatError::Decode(format!(
-            "{} bytes left over after the context",
-            payload.len() - used
-        )));
+        return Err(FormatError::Decode(format!("{} bytes left over after the context", payload.len() - used)));
     }
     Ok(ctx)
 }
@@ -134,17 +131,12 @@ mod tests {
                     export: name.into(),
                     inputs: vec!["x".into()],
                     max_cycles: 3,
-                    retry: RetryPolicy {
-                        max_retries: 2,
-                        initial_ms: 10,
-                        factor: 2.0,
-                        max_ms: 100,
-                        jitter: true,
-                    },
-                    limits: Limits {
-                        memory_bytes: 1 << 20,
-                        timeout_ms: 500,
-                        fuel: Some(9),
+                    retry: RetryPolicy { max_retries: 2, initial_ms: 10, factor: 2.0, max_ms: 100, jitter: true },
+                    limits: Limits { memory_bytes: 1 << 20, timeout_ms: 500, fuel: Some(9) },
+                    grants: Grants {
+                        dirs: vec![DirGrant { host: "/data".into(), guest: "/in".into(), writable: false }],
+                        env: vec!["HOME".into()],
+                        stdio: Stdio::Inherit,
                     },
                 },
             );
@@ -152,21 +144,13 @@ mod tests {
         let mut graph = Graph::default();
         graph.nodes.insert("a".into(), Node::Task);
         graph.nodes.insert("b".into(), Node::Task);
-        graph.nodes.insert(
-            "g".into(),
-            Node::Group(GroupDef {
-                members: vec!["a".into()],
-                policy: GroupPolicy::AtLeast(1),
-            }),
-        );
+        graph
+            .nodes
+            .insert("g".into(), Node::Group(GroupDef { members: vec!["a".into()], policy: GroupPolicy::AtLeast(1) }));
         graph.successors.insert("a".into(), vec!["b".into()]);
         let modules = BTreeMap::from([(
             "m".to_string(),
-            ModuleRef {
-                path: "/w/m.wasm".into(),
-                sha256: "ab".repeat(32),
-                size: 7,
-            },
+            ModuleRef { path: "/w/m.wasm".into(), sha256: "ab".repeat(32), size: 7 },
         )]);
         let workflow = Workflow {
             name: "w".into(),
@@ -178,6 +162,14 @@ mod tests {
             settings: RunSettings {
                 max_steps: 100,
                 parallelism: 2,
+                bounds: HostBounds {
+                    max_value_bytes: 1,
+                    max_key_bytes: 2,
+                    max_next_tasks: 3,
+                    max_log_bytes: 4,
+                    max_written_bytes: 5,
+                    max_channel_bytes: 6,
+                },
             },
         };
         let mut state = RunState::new(&workflow, "s1".into(), Json::parse(r#"{"x":1}"#).unwrap());
@@ -185,16 +177,9 @@ mod tests {
         state.steps = 1;
         state.cycle_counts.insert("a".into(), 1);
         state.last_result = Some(Json::parse("[1,2]").unwrap());
-        state
-            .queue
-            .push_back(TaskSpec::for_node(&workflow, "b", None));
+        state.queue.push_back(TaskSpec::for_node(&workflow, "b", None));
         let channel = BTreeMap::from([("a.__result__".to_string(), Json::parse("[1,2]").unwrap())]);
-        Context {
-            checkpoint_id: "s1_1_1".into(),
-            workflow,
-            state,
-            channel,
-        }
+        Context { checkpoint_id: "s1_1_1".into(), workflow, state, channel }
     }
 
     fn golden_path() -> std::path::PathBuf {
@@ -218,17 +203,9 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, &bytes).unwrap();
         }
-        let golden = std::fs::read(&path)
-            .expect("the golden file exists (bless it once with GRAFLOW_BLESS=1)");
-        assert_eq!(
-            decode(&golden).unwrap(),
-            sample(),
-            "the golden file no longer decodes to the sample"
-        );
-        assert_eq!(
-            bytes, golden,
-            "the encoding of schema version {SCHEMA_VERSION} changed"
-        );
+        let golden = std::fs::read(&path).expect("the golden file exists (bless it once with GRAFLOW_BLESS=1)");
+        assert_eq!(decode(&golden).unwrap(), sample(), "the golden file no longer decodes to the sample");
+        assert_eq!(bytes, golden, "the encoding of schema version {SCHEMA_VERSION} changed");
     }
 
     #[test]
@@ -240,10 +217,7 @@ mod tests {
             assert!(decode(&damaged).is_err(), "flip at byte {i} went unnoticed");
         }
         for len in [0, 5, HEADER, bytes.len() - 1] {
-            assert!(
-                decode(&bytes[..len]).is_err(),
-                "truncation to {len} went unnoticed"
-            );
+            assert!(decode(&bytes[..len]).is_err(), "truncation to {len} went unnoticed");
         }
     }
 

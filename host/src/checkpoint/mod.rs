@@ -125,10 +125,7 @@ pub enum CheckpointError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
 }
 
 /// A file's sha256 and size, as the commit record keeps them.
@@ -223,12 +220,7 @@ pub struct CheckpointStore {
 impl CheckpointStore {
     /// A store writing into `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> CheckpointStore {
-        CheckpointStore {
-            root: root.into(),
-            copied: HashSet::new(),
-            written: 0,
-            last: None,
-        }
+        CheckpointStore { root: root.into(), copied: HashSet::new(), written: 0, last: None }
     }
 
     /// The checkpoint directory.
@@ -266,9 +258,7 @@ impl CheckpointStore {
         loop {
             self.written += 1;
             let id = format!("{}_{}_{}", state.session_id, state.steps, self.written);
-            if !dir.join(format!("{id}.meta.json")).exists()
-                && !dir.join(format!("{id}.ctx")).exists()
-            {
+            if !dir.join(format!("{id}.meta.json")).exists() && !dir.join(format!("{id}.ctx")).exists() {
                 return id;
             }
         }
@@ -309,16 +299,10 @@ impl CheckpointStore {
         fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
         let id = self.next_id(&dir, state);
         let base = dir.join(&id);
-        let ctx = format::encode_ref(&ContextRef {
-            checkpoint_id: &id,
-            workflow,
-            state,
-            channel,
-        });
+        let ctx = format::encode_ref(&ContextRef { checkpoint_id: &id, workflow, state, channel });
         let ctx_path = with_ext(&base, "ctx");
         fsutil::write_durable(&ctx_path, &ctx).map_err(io(&ctx_path))?;
-        let state_json =
-            serde_json::to_vec_pretty(&state_file(&id, workflow, state)).expect("state encodes");
+        let state_json = serde_json::to_vec_pretty(&state_file(&id, workflow, state)).expect("state encodes");
         let state_path = with_ext(&base, "state.json");
         fsutil::write_durable(&state_path, &state_json).map_err(io(&state_path))?;
         let meta = Meta {
@@ -332,28 +316,13 @@ impl CheckpointStore {
             workflow: workflow.name.clone(),
             user_metadata: enriched(request),
             files: BTreeMap::from([
-                (
-                    "ctx".to_string(),
-                    FileDigest {
-                        sha256: sha256_hex(&ctx),
-                        size: ctx.len() as u64,
-                    },
-                ),
-                (
-                    "state".to_string(),
-                    FileDigest {
-                        sha256: sha256_hex(&state_json),
-                        size: state_json.len() as u64,
-                    },
-                ),
+                ("ctx".to_string(), FileDigest { sha256: sha256_hex(&ctx), size: ctx.len() as u64 }),
+                ("state".to_string(), FileDigest { sha256: sha256_hex(&state_json), size: state_json.len() as u64 }),
             ]),
         };
         let meta_path = with_ext(&base, "meta.json");
-        fsutil::write_durable(
-            &meta_path,
-            &serde_json::to_vec_pretty(&meta).expect("meta encodes"),
-        )
-        .map_err(io(&meta_path))?;
+        fsutil::write_durable(&meta_path, &serde_json::to_vec_pretty(&meta).expect("meta encodes"))
+            .map_err(io(&meta_path))?;
         Ok(base)
     }
 }
@@ -446,10 +415,7 @@ pub fn base_of(path: &Path) -> PathBuf {
 
 /// The checkpoint directory a checkpoint belongs to (`<dir>` of `<dir>/<session>/<id>`).
 pub fn root_of(base: &Path) -> PathBuf {
-    base.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+    base.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// A checkpoint read back and verified.
@@ -465,14 +431,9 @@ pub struct Loaded {
     pub context: Context,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<T, CheckpointError> {
-    serde_json::from_slice(bytes).map_err(|e| CheckpointError::Json {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, CheckpointError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| CheckpointError::Json { path: path.to_path_buf(), message: e.to_string() })
 }
 
 fn read_meta(base: &Path) -> Result<Meta, CheckpointError> {
@@ -484,9 +445,7 @@ fn read_meta(base: &Path) -> Result<Meta, CheckpointError> {
                 reason: format!("{} is missing", meta_path.display()),
             });
         }
-        return Err(CheckpointError::NotFound {
-            path: base.to_path_buf(),
-        });
+        return Err(CheckpointError::NotFound { path: base.to_path_buf() });
     }
     let bytes = std::fs::read(&meta_path).map_err(io(&meta_path))?;
     let version: serde_json::Value = read_json(&meta_path, &bytes)?;
@@ -497,24 +456,15 @@ fn read_meta(base: &Path) -> Result<Meta, CheckpointError> {
 fn check_version(path: &Path, value: &serde_json::Value) -> Result<(), CheckpointError> {
     match value.get("schema_version") {
         Some(serde_json::Value::String(v)) if v == &SCHEMA_VERSION.to_string() => Ok(()),
-        Some(other) => Err(CheckpointError::Schema {
-            path: path.to_path_buf(),
-            found: other.to_string(),
-        }),
-        None => Err(CheckpointError::Json {
-            path: path.to_path_buf(),
-            message: "missing field `schema_version`".into(),
-        }),
+        Some(other) => Err(CheckpointError::Schema { path: path.to_path_buf(), found: other.to_string() }),
+        None => {
+            Err(CheckpointError::Json { path: path.to_path_buf(), message: "missing field `schema_version`".into() })
+        }
     }
 }
 
 /// Read a file recorded in the commit record and check its digest.
-fn read_recorded(
-    base: &Path,
-    meta: &Meta,
-    key: &str,
-    ext: &str,
-) -> Result<(PathBuf, Vec<u8>), CheckpointError> {
+fn read_recorded(base: &Path, meta: &Meta, key: &str, ext: &str) -> Result<(PathBuf, Vec<u8>), CheckpointError> {
     let path = with_ext(base, ext);
     let Some(digest) = meta.files.get(key) else {
         return Err(CheckpointError::Json {
@@ -539,10 +489,7 @@ fn read_recorded(
             bytes.len(),
             digest.size
         );
-        return Err(CheckpointError::Torn {
-            path: base.to_path_buf(),
-            reason,
-        });
+        return Err(CheckpointError::Torn { path: base.to_path_buf(), reason });
     }
     Ok((path, bytes))
 }
@@ -556,14 +503,9 @@ pub fn load(path: &Path) -> Result<Loaded, CheckpointError> {
     check_version(&state_path, &state_value)?;
     let state_file: StateFile = read_json(&state_path, &state_bytes)?;
     let (ctx_path, ctx_bytes) = read_recorded(&base, &meta, "ctx", "ctx")?;
-    let context = format::decode(&ctx_bytes).map_err(|error| CheckpointError::Context {
-        path: ctx_path.clone(),
-        error,
-    })?;
-    for (path, found) in [
-        (&state_path, &state_file.checkpoint_id),
-        (&ctx_path, &context.checkpoint_id),
-    ] {
+    let context =
+        format::decode(&ctx_bytes).map_err(|error| CheckpointError::Context { path: ctx_path.clone(), error })?;
+    for (path, found) in [(&state_path, &state_file.checkpoint_id), (&ctx_path, &context.checkpoint_id)] {
         if found != &meta.checkpoint_id {
             return Err(CheckpointError::Mismatch {
                 path: path.clone(),
@@ -572,12 +514,7 @@ pub fn load(path: &Path) -> Result<Loaded, CheckpointError> {
             });
         }
     }
-    Ok(Loaded {
-        base,
-        meta,
-        state_file,
-        context,
-    })
+    Ok(Loaded { base, meta, state_file, context })
 }
 
 /// The bytes of a module for resuming: the content-addressed copy in the
@@ -681,9 +618,7 @@ pub fn list(dir: &Path) -> Result<Vec<Summary>, CheckpointError> {
 
 /// The newest committed checkpoint under `dir`.
 pub fn latest(dir: &Path) -> Result<Summary, CheckpointError> {
-    list(dir)?.pop().ok_or_else(|| CheckpointError::Empty {
-        dir: dir.to_path_buf(),
-    })
+    list(dir)?.pop().ok_or_else(|| CheckpointError::Empty { dir: dir.to_path_buf() })
 }
 
 /// Remove all but the `keep` newest checkpoints under `dir`, then module copies

@@ -40,11 +40,7 @@ pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
             println!(
                 "removed {} checkpoint(s){}",
                 removed.len(),
-                if removed.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", removed.join(", "))
-                }
+                if removed.is_empty() { String::new() } else { format!(": {}", removed.join(", ")) }
             );
             Ok(ExitStatus::Success)
         }
@@ -58,16 +54,8 @@ fn list(dir: &Path) -> Result<ExitStatus, CliError> {
     }
     for s in all {
         let m = &s.meta;
-        let stage = m
-            .user_metadata
-            .get("task_id")
-            .and_then(|v| v.as_str())
-            .unwrap_or("-");
-        let mode = m
-            .user_metadata
-            .get("mode")
-            .and_then(|v| v.as_str())
-            .unwrap_or("-");
+        let stage = m.user_metadata.get("task_id").and_then(|v| v.as_str()).unwrap_or("-");
+        let mode = m.user_metadata.get("mode").and_then(|v| v.as_str()).unwrap_or("-");
         println!(
             "{}  {}  steps {:>5}  after {stage} ({mode})  {}",
             m.created_at,
@@ -83,10 +71,7 @@ fn show(path: &Path, json: bool) -> Result<ExitStatus, CliError> {
     let loaded = checkpoint::load(path).map_err(CliError::bad_input)?;
     if json {
         let value = serde_json::json!({ "meta": loaded.meta, "state": loaded.state_file });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).expect("JSON encodes")
-        );
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON encodes"));
         return Ok(ExitStatus::Success);
     }
     let (m, s) = (&loaded.meta, &loaded.state_file);
@@ -99,29 +84,13 @@ fn show(path: &Path, json: bool) -> Result<ExitStatus, CliError> {
     println!("  metadata:   {}", m.user_metadata);
     println!(
         "  completed:  {}",
-        if s.completed_tasks.is_empty() {
-            "-".to_string()
-        } else {
-            s.completed_tasks.join(", ")
-        }
+        if s.completed_tasks.is_empty() { "-".to_string() } else { s.completed_tasks.join(", ") }
     );
     let pending: Vec<&str> = s.pending_tasks.iter().map(|p| p.task_id.as_str()).collect();
-    println!(
-        "  pending:    {}",
-        if pending.is_empty() {
-            "-".to_string()
-        } else {
-            pending.join(", ")
-        }
-    );
+    println!("  pending:    {}", if pending.is_empty() { "-".to_string() } else { pending.join(", ") });
     println!("  channel:    {} keys", loaded.context.channel.len());
     for (name, module) in &s.modules {
-        println!(
-            "  module {name}: sha256 {} ({} bytes, from {})",
-            module.sha256,
-            module.size,
-            module.path.display()
-        );
+        println!("  module {name}: sha256 {} ({} bytes, from {})", module.sha256, module.size, module.path.display());
     }
     Ok(ExitStatus::Success)
 }

@@ -87,10 +87,7 @@ pub struct CliError {
 
 impl CliError {
     fn bad_input(error: impl Into<anyhow::Error>) -> CliError {
-        CliError {
-            status: ExitStatus::BadInput,
-            error: error.into(),
-        }
+        CliError { status: ExitStatus::BadInput, error: error.into() }
     }
 }
 
@@ -99,11 +96,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitStatus::BadInput.into()
-            } else {
-                ExitStatus::Success.into()
-            };
+            return if e.use_stderr() { ExitStatus::BadInput.into() } else { ExitStatus::Success.into() };
         }
     };
     init_logging(cli.verbose, cli.quiet);
@@ -131,37 +124,22 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRAFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .compact()
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).compact().init();
 }
 
 /// The compiled-module cache directory, unless disabled.
 fn cache_dir(no_cache: bool) -> Option<PathBuf> {
-    if no_cache {
-        None
-    } else {
-        graflow_host::sandbox::cache::default_dir()
-    }
+    if no_cache { None } else { graflow_host::sandbox::cache::default_dir() }
 }
 
 /// Load a workflow file through a new sandbox.
 fn load(
     workflow: &std::path::Path,
     no_cache: bool,
-) -> Result<
-    (
-        graflow_host::model::Workflow,
-        graflow_host::sandbox::Sandbox,
-    ),
-    CliError,
-> {
-    let mut sandbox = graflow_host::sandbox::Sandbox::new(&Default::default(), cache_dir(no_cache))
+) -> Result<(graflow_host::model::Workflow, graflow_host::sandbox::Sandbox), CliError> {
+    let file = graflow_host::model::WorkflowFile::read(workflow).map_err(CliError::bad_input)?;
+    let mut sandbox = graflow_host::sandbox::Sandbox::for_needs(&file.needs(), cache_dir(no_cache))
         .map_err(|e| CliError::bad_input(anyhow::anyhow!("cannot start the wasm engine: {e:#}")))?;
-    let workflow =
-        graflow_host::model::load_workflow(workflow, &mut sandbox).map_err(CliError::bad_input)?;
+    let workflow = file.resolve(&mut sandbox).map_err(CliError::bad_input)?;
     Ok((workflow, sandbox))
 }

@@ -68,16 +68,14 @@ pub struct ResumeArgs {
 /// Parse `--input`: JSON text or `@file`; it must be an object.
 pub fn parse_input(arg: &str) -> Result<Json, CliError> {
     let text = match arg.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file)
-            .map_err(|e| CliError::bad_input(anyhow!("--input @{file}: {e}")))?,
+        Some(file) => {
+            std::fs::read_to_string(file).map_err(|e| CliError::bad_input(anyhow!("--input @{file}: {e}")))?
+        }
         None => arg.to_string(),
     };
-    let json = Json::parse(text)
-        .map_err(|e| CliError::bad_input(anyhow!("--input is not valid JSON: {e}")))?;
+    let json = Json::parse(text).map_err(|e| CliError::bad_input(anyhow!("--input is not valid JSON: {e}")))?;
     if !json.is_object() {
-        return Err(CliError::bad_input(anyhow!(
-            "--input must be a JSON object, e.g. '{{\"day\": \"2026-11-27\"}}'"
-        )));
+        return Err(CliError::bad_input(anyhow!("--input must be a JSON object, e.g. '{{\"day\": \"2026-11-27\"}}'")));
     }
     Ok(json)
 }
@@ -92,14 +90,7 @@ pub fn run(args: RunArgs) -> Result<ExitStatus, CliError> {
     let (workflow, sandbox) = super::load(&args.workflow, args.exec.no_cache)?;
     let state = RunState::new(&workflow, new_session_id(), input);
     tracing::info!(workflow = %workflow.name, session = %state.session_id, "run started");
-    execute(
-        workflow,
-        sandbox,
-        state,
-        Default::default(),
-        CheckpointStore::new(args.checkpoint_dir),
-        &args.exec,
-    )
+    execute(workflow, sandbox, state, Default::default(), CheckpointStore::new(args.checkpoint_dir), &args.exec)
 }
 
 pub fn resume(args: ResumeArgs) -> Result<ExitStatus, CliError> {
@@ -110,9 +101,7 @@ pub fn resume(args: ResumeArgs) -> Result<ExitStatus, CliError> {
         }
         (false, Some(path)) => path,
         (false, None) => {
-            return Err(CliError::bad_input(anyhow!(
-                "name a checkpoint to resume, or pass --latest [DIR]"
-            )));
+            return Err(CliError::bad_input(anyhow!("name a checkpoint to resume, or pass --latest [DIR]")));
         }
     };
     let loaded = checkpoint::load(&base).map_err(CliError::bad_input)?;
@@ -122,15 +111,13 @@ pub fn resume(args: ResumeArgs) -> Result<ExitStatus, CliError> {
         .map_err(|e| CliError::bad_input(anyhow!("cannot start the wasm engine: {e:#}")))?;
     for (name, module) in &ctx.workflow.modules {
         let (bytes, warning) =
-            checkpoint::module_bytes(&root, name, module, args.allow_module_change)
-                .map_err(CliError::bad_input)?;
+            checkpoint::module_bytes(&root, name, module, args.allow_module_change).map_err(CliError::bad_input)?;
         if let Some(w) = warning {
             tracing::warn!("{w}");
         }
         let sha = graflow_host::sandbox::sha256_hex(&bytes);
-        let tasks = sandbox
-            .load_bytes(name, &bytes, &sha)
-            .map_err(|e| CliError::bad_input(anyhow!("module '{name}': {e}")))?;
+        let tasks =
+            sandbox.load_bytes(name, &bytes, &sha).map_err(|e| CliError::bad_input(anyhow!("module '{name}': {e}")))?;
         for def in ctx.workflow.tasks.values().filter(|d| &d.module == name) {
             if !tasks.iter().any(|t| t.name == def.export) {
                 return Err(CliError::bad_input(anyhow!(
@@ -142,14 +129,7 @@ pub fn resume(args: ResumeArgs) -> Result<ExitStatus, CliError> {
         }
     }
     tracing::info!(checkpoint = %loaded.meta.checkpoint_id, steps = ctx.state.steps, pending = ctx.state.queue.len(), "resuming");
-    execute(
-        ctx.workflow,
-        sandbox,
-        ctx.state,
-        ctx.channel,
-        CheckpointStore::new(root),
-        &args.exec,
-    )
+    execute(ctx.workflow, sandbox, ctx.state, ctx.channel, CheckpointStore::new(root), &args.exec)
 }
 
 /// Run `state` to its end, with signal handling and checkpoints.
@@ -162,16 +142,11 @@ fn execute(
     opts: &ExecOptions,
 ) -> Result<ExitStatus, CliError> {
     if opts.max_steps == Some(0) {
-        return Err(CliError::bad_input(anyhow!(
-            "--max-steps must be at least 1"
-        )));
+        return Err(CliError::bad_input(anyhow!("--max-steps must be at least 1")));
     }
     let workflow = Arc::new(workflow);
     let channel = Arc::new(MemoryChannel::from_map(channel));
-    let interrupt = watch_signals(
-        sandbox.abort_handle(),
-        Duration::from_millis(opts.grace_period_ms),
-    )?;
+    let interrupt = watch_signals(sandbox.abort_handle(), Duration::from_millis(opts.grace_period_ms))?;
     let engine = Engine::new(workflow.clone(), &sandbox)
         .with_interrupt(interrupt)
         .checkpoint_every(opts.checkpoint_every)
@@ -229,11 +204,9 @@ fn report(outcome: Result<RunReport, RunError>, root: &Path) -> Result<ExitStatu
     match outcome {
         Ok(report) => {
             match report.status {
-                RunStatus::Completed => tracing::info!(
-                    steps = report.steps,
-                    checkpoints = report.checkpoints.len(),
-                    "workflow completed"
-                ),
+                RunStatus::Completed => {
+                    tracing::info!(steps = report.steps, checkpoints = report.checkpoints.len(), "workflow completed")
+                }
                 RunStatus::Terminated(message) => {
                     tracing::info!(steps = report.steps, "workflow terminated: {message}")
                 }
@@ -256,10 +229,7 @@ fn report(outcome: Result<RunReport, RunError>, root: &Path) -> Result<ExitStatu
                 RunError::Inconsistent(_) => ExitStatus::BadInput,
                 _ => ExitStatus::Failed,
             };
-            Err(CliError {
-                status,
-                error: error.into(),
-            })
+            Err(CliError { status, error: error.into() })
         }
     }
 }

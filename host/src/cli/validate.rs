@@ -10,24 +10,11 @@ pub fn validate(path: &Path, no_cache: bool) -> Result<ExitStatus, CliError> {
     println!("  flow:  {}", wf.flow);
     println!("  start: {}", wf.start);
     for (name, m) in &wf.modules {
-        println!(
-            "  module {name}: {} ({} bytes, sha256 {})",
-            m.path.display(),
-            m.size,
-            m.sha256
-        );
+        println!("  module {name}: {} ({} bytes, sha256 {})", m.path.display(), m.size, m.sha256);
     }
     for (name, t) in &wf.tasks {
-        let inputs = if t.inputs.is_empty() {
-            "-".to_string()
-        } else {
-            t.inputs.join(", ")
-        };
-        let in_flow = if wf.graph.nodes.contains_key(name) {
-            ""
-        } else {
-            " (dynamic only)"
-        };
+        let inputs = if t.inputs.is_empty() { "-".to_string() } else { t.inputs.join(", ") };
+        let in_flow = if wf.graph.nodes.contains_key(name) { "" } else { " (dynamic only)" };
         println!(
             "  task {name}{in_flow}: {}.{} inputs [{inputs}] max_cycles {} max_retries {}",
             t.module, t.export, t.max_cycles, t.retry.max_retries
@@ -35,11 +22,7 @@ pub fn validate(path: &Path, no_cache: bool) -> Result<ExitStatus, CliError> {
     }
     for (name, node) in &wf.graph.nodes {
         if let Node::Group(g) = node {
-            println!(
-                "  group {name}: {} (policy {})",
-                g.members.join(" | "),
-                g.policy
-            );
+            println!("  group {name}: {} (policy {})", g.members.join(" | "), g.policy);
         }
     }
     Ok(ExitStatus::Success)

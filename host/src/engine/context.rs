@@ -10,36 +10,10 @@ use super::runner::{FailureKind, TaskFailure};
 use super::state::{Target, TaskSpec};
 use crate::channel::{Channel, Overlay};
 use crate::json::Json;
+pub use crate::model::HostBounds;
 use crate::model::Workflow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Bounds on what a guest can make the host hold or do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostBounds {
-    /// Largest channel value or result, in bytes.
-    pub max_value_bytes: usize,
-    /// Longest channel key, in bytes.
-    pub max_key_bytes: usize,
-    /// Most `next-task` calls in one execution.
-    pub max_next_tasks: usize,
-    /// Longest log line kept, in bytes (longer lines are cut, with a marker).
-    pub max_log_bytes: usize,
-    /// Most bytes one execution may write to the channel.
-    pub max_written_bytes: usize,
-}
-
-impl Default for HostBounds {
-    fn default() -> Self {
-        HostBounds {
-            max_value_bytes: 128 << 20,
-            max_key_bytes: 4096,
-            max_next_tasks: 10_000,
-            max_log_bytes: 64 << 10,
-            max_written_bytes: 512 << 20,
-        }
-    }
-}
 
 /// About the running execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +79,7 @@ pub struct TaskContext {
     spec: TaskSpec,
     ids: IdAllocator,
     bounds: HostBounds,
-    written: usize,
+    written: u64,
 }
 
 /// Allocates dynamic instance ids `<task>#<prefix><n>`, deterministic per run.
@@ -147,6 +121,11 @@ impl TaskContext {
         }
     }
 
+    /// The bounds this execution runs under.
+    pub fn bounds(&self) -> &HostBounds {
+        &self.bounds
+    }
+
     /// Give back the id allocator (its counters advanced by `next-task`).
     pub fn take_ids(&mut self) -> IdAllocator {
         std::mem::take(&mut self.ids)
@@ -163,12 +142,9 @@ impl TaskContext {
     }
 
     fn check_key(&mut self, key: &str) -> Result<(), HostCallError> {
-        if key.len() > self.bounds.max_key_bytes {
-            let msg = format!(
-                "channel key of {} bytes exceeds the bound of {} bytes",
-                key.len(),
-                self.bounds.max_key_bytes
-            );
+        if key.len() as u64 > self.bounds.max_key_bytes {
+            let msg =
+                format!("channel key of {} bytes exceeds the bound of {} bytes", key.len(), self.bounds.max_key_bytes);
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
         Ok(())
@@ -176,7 +152,7 @@ impl TaskContext {
 
     /// Parse `value` as JSON and check the value and write bounds.
     fn accept_value(&mut self, what: &str, value: &str) -> Result<Json, HostCallError> {
-        if value.len() > self.bounds.max_value_bytes {
+        if value.len() as u64 > self.bounds.max_value_bytes {
             let msg = format!(
                 "{what} of {} bytes exceeds the bound of {} bytes per value",
                 value.len(),
@@ -184,7 +160,7 @@ impl TaskContext {
             );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
-        self.written += value.len();
+        self.written += value.len() as u64;
         if self.written > self.bounds.max_written_bytes {
             let msg = format!(
                 "the task wrote {} bytes, over the bound of {} bytes per execution",
@@ -192,8 +168,7 @@ impl TaskContext {
             );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
-        Json::parse(value)
-            .map_err(|e| HostCallError::Refused(format!("{what} is not valid JSON: {e}")))
+        Json::parse(value).map_err(|e| HostCallError::Refused(format!("{what} is not valid JSON: {e}")))
     }
 
     /// `channel.get`.
@@ -225,20 +200,12 @@ impl TaskContext {
     }
 
     /// `channel.append` / `channel.prepend`.
-    pub fn channel_push(
-        &mut self,
-        key: &str,
-        value: &str,
-        front: bool,
-    ) -> Result<u32, HostCallError> {
+    pub fn channel_push(&mut self, key: &str, value: &str, front: bool) -> Result<u32, HostCallError> {
         self.check_key(key)?;
         let value = self.accept_value(&format!("value for channel key '{key}'"), value)?;
-        let len = self
-            .channel
-            .push(key, value, front)
-            .map_err(|e| HostCallError::Refused(e.to_string()))?;
+        let len = self.channel.push(key, value, front).map_err(|e| HostCallError::Refused(e.to_string()))?;
         if let Some(list) = self.channel.get(key) {
-            if list.len() > self.bounds.max_value_bytes {
+            if list.len() as u64 > self.bounds.max_value_bytes {
                 let msg = format!(
                     "the list under channel key '{key}' grew to {} bytes, over the bound of {} bytes per value",
                     list.len(),
@@ -254,13 +221,9 @@ impl TaskContext {
     pub fn channel_add(&mut self, key: &str, amount: f64) -> Result<f64, HostCallError> {
         self.check_key(key)?;
         if !amount.is_finite() {
-            return Err(HostCallError::Refused(format!(
-                "atomic-add on '{key}': the amount must be a finite number"
-            )));
+            return Err(HostCallError::Refused(format!("atomic-add on '{key}': the amount must be a finite number")));
         }
-        self.channel
-            .add(key, amount)
-            .map_err(|e| HostCallError::Refused(e.to_string()))
+        self.channel.add(key, amount).map_err(|e| HostCallError::Refused(e.to_string()))
     }
 
     /// `results.set-result`.
@@ -281,17 +244,9 @@ impl TaskContext {
     }
 
     /// `control.next-task`.
-    pub fn next_task(
-        &mut self,
-        task: &str,
-        input: &str,
-        goto: bool,
-    ) -> Result<String, HostCallError> {
-        if self.effects.next.len() >= self.bounds.max_next_tasks {
-            let msg = format!(
-                "more than {} next-task calls in one execution",
-                self.bounds.max_next_tasks
-            );
+    pub fn next_task(&mut self, task: &str, input: &str, goto: bool) -> Result<String, HostCallError> {
+        if self.effects.next.len() as u64 >= self.bounds.max_next_tasks {
+            let msg = format!("more than {} next-task calls in one execution", self.bounds.max_next_tasks);
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
         let input = self.explicit_input(input)?;
@@ -314,12 +269,7 @@ impl TaskContext {
         } else {
             let mut known: Vec<&str> = self.workflow.tasks.keys().map(String::as_str).collect();
             known.extend(
-                self.workflow
-                    .graph
-                    .nodes
-                    .keys()
-                    .map(String::as_str)
-                    .filter(|n| !self.workflow.tasks.contains_key(*n)),
+                self.workflow.graph.nodes.keys().map(String::as_str).filter(|n| !self.workflow.tasks.contains_key(*n)),
             );
             return Err(HostCallError::Refused(format!(
                 "next-task: no task or flow node named '{task}' (known: {})",
@@ -339,30 +289,20 @@ impl TaskContext {
     /// `control.next-iteration`.
     pub fn next_iteration(&mut self, input: &str) -> Result<String, HostCallError> {
         if self.effects.iterating {
-            return Err(HostCallError::Refused(
-                "next-iteration was already called in this run".into(),
-            ));
+            return Err(HostCallError::Refused("next-iteration was already called in this run".into()));
         }
         if self.info.cycle_count >= self.info.max_cycles {
             let msg = format!(
                 "task '{}' asked for another iteration after {} of max_cycles = {} runs",
                 self.spec.cycle_key, self.info.cycle_count, self.info.max_cycles
             );
-            self.effects
-                .failure
-                .get_or_insert(TaskFailure::new(FailureKind::CycleLimit, msg.clone()));
+            self.effects.failure.get_or_insert(TaskFailure::new(FailureKind::CycleLimit, msg.clone()));
             return Err(HostCallError::Refused(msg));
         }
         let input = self.explicit_input(input)?;
         let id = format!("{}@{}", self.spec.cycle_key, self.info.cycle_count + 1);
-        let spec = TaskSpec {
-            id: id.clone(),
-            input,
-            attempt: 0,
-            not_before_ms: 0,
-            last_error: None,
-            ..self.spec.clone()
-        };
+        let spec =
+            TaskSpec { id: id.clone(), input, attempt: 0, not_before_ms: 0, last_error: None, ..self.spec.clone() };
         self.effects.iterating = true;
         self.effects.next.push(spec);
         Ok(id)
@@ -382,9 +322,7 @@ impl TaskContext {
     pub fn request_checkpoint(&mut self, metadata: &str) -> Result<(), HostCallError> {
         let metadata = self.accept_value("checkpoint metadata", metadata)?;
         if !metadata.is_object() && !metadata.is_null() {
-            return Err(HostCallError::Refused(
-                "checkpoint metadata must be a JSON object".into(),
-            ));
+            return Err(HostCallError::Refused("checkpoint metadata must be a JSON object".into()));
         }
         self.effects.checkpoint = Some(metadata);
         Ok(())
@@ -392,16 +330,12 @@ impl TaskContext {
 
     /// `logging.log`: cut to the log bound.
     pub fn log_line<'a>(&self, message: &'a str) -> std::borrow::Cow<'a, str> {
-        if message.len() <= self.bounds.max_log_bytes {
+        let max = usize::try_from(self.bounds.max_log_bytes).unwrap_or(usize::MAX);
+        if message.len() <= max {
             return message.into();
         }
-        let cut = message.floor_char_boundary(self.bounds.max_log_bytes);
-        format!(
-            "{}... [{} more bytes cut]",
-            &message[..cut],
-            message.len() - cut
-        )
-        .into()
+        let cut = message.floor_char_boundary(max);
+        format!("{}... [{} more bytes cut]", &message[..cut], message.len() - cut).into()
     }
 }
 

@@ -62,15 +62,7 @@ impl<'s, 'a> Frame<'s, 'a> {
         prefix: String,
         step_budget: u64,
     ) -> Self {
-        Frame {
-            shared,
-            state,
-            channel,
-            prefix,
-            step_budget,
-            pending_checkpoint: None,
-            last_task: None,
-        }
+        Frame { shared, state, channel, prefix, step_budget, pending_checkpoint: None, last_task: None }
     }
 
     /// Drain the queue; `after_step` runs after every completed step (the top
@@ -87,10 +79,7 @@ impl<'s, 'a> Frame<'s, 'a> {
                 return Ok(FrameEnd::Drained);
             }
             if self.state.steps >= self.step_budget {
-                return Err(RunError::MaxSteps {
-                    max_steps: self.shared.max_steps,
-                    pending: self.state.pending_ids(),
-                });
+                return Err(RunError::MaxSteps { max_steps: self.shared.max_steps, pending: self.state.pending_ids() });
             }
             let Some(spec) = self.pop_ready() else {
                 return Ok(FrameEnd::Interrupted);
@@ -119,13 +108,7 @@ impl<'s, 'a> Frame<'s, 'a> {
             if let Some(i) = self.state.queue.iter().position(|s| s.not_before_ms <= now) {
                 return self.state.queue.remove(i);
             }
-            let wake = self
-                .state
-                .queue
-                .iter()
-                .map(|s| s.not_before_ms)
-                .min()
-                .unwrap_or(now);
+            let wake = self.state.queue.iter().map(|s| s.not_before_ms).min().unwrap_or(now);
             std::thread::sleep(Duration::from_millis(wake.saturating_sub(now).clamp(1, 50)));
             if self.shared.interrupt.load(Ordering::Relaxed) {
                 return None;
@@ -136,43 +119,26 @@ impl<'s, 'a> Frame<'s, 'a> {
     /// A checkpoint request at a task boundary, not asked by a task.
     pub fn boundary_request(&self, mode: &'static str) -> CheckpointRequest {
         let (task_id, cycle_count) = self.last_task.clone().unwrap_or_default();
-        CheckpointRequest {
-            task_id,
-            cycle_count,
-            elapsed_time: 0.0,
-            mode,
-            user_metadata: Json::null(),
-        }
+        CheckpointRequest { task_id, cycle_count, elapsed_time: 0.0, mode, user_metadata: Json::null() }
     }
 
     fn task_def(&self, task: &str) -> Result<&'s TaskDef, RunError> {
         let shared: &'s Shared<'a> = self.shared;
         shared.workflow.tasks.get(task).ok_or_else(|| {
-            RunError::Inconsistent(format!(
-                "the queue names task '{task}', which the workflow does not declare"
-            ))
+            RunError::Inconsistent(format!("the queue names task '{task}', which the workflow does not declare"))
         })
     }
 
     fn run_task(&mut self, spec: TaskSpec, task: &str) -> Result<StepEnd, RunError> {
         let def = self.task_def(task)?;
         let cycle_count = {
-            let count = self
-                .state
-                .cycle_counts
-                .entry(spec.cycle_key.clone())
-                .or_insert(0);
+            let count = self.state.cycle_counts.entry(spec.cycle_key.clone()).or_insert(0);
             if spec.attempt == 0 {
                 *count += 1;
             }
             (*count).max(1)
         };
-        let input = input::resolve(
-            &def.inputs,
-            spec.input.as_ref(),
-            self.channel.as_ref(),
-            &self.shared.run_input,
-        );
+        let input = input::resolve(&def.inputs, spec.input.as_ref(), self.channel.as_ref(), &self.shared.run_input);
         let info = TaskInfo {
             task_id: spec.id.clone(),
             task_name: def.name.clone(),
@@ -183,19 +149,9 @@ impl<'s, 'a> Frame<'s, 'a> {
             retry_count: spec.attempt,
             max_retries: def.retry.max_retries,
         };
-        let ids = IdAllocator {
-            prefix: self.prefix.clone(),
-            counters: std::mem::take(&mut self.state.id_counters),
-        };
-        let bounds: HostBounds = self.shared.bounds.clone();
-        let ctx = TaskContext::new(
-            info,
-            spec.clone(),
-            self.channel.clone(),
-            self.shared.workflow.clone(),
-            ids,
-            bounds,
-        );
+        let ids = IdAllocator { prefix: self.prefix.clone(), counters: std::mem::take(&mut self.state.id_counters) };
+        let bounds: HostBounds = self.shared.workflow.settings.bounds.clone();
+        let ctx = TaskContext::new(info, spec.clone(), self.channel.clone(), self.shared.workflow.clone(), ids, bounds);
         let started = Instant::now();
         tracing::debug!(task = %spec.id, attempt = spec.attempt, "task started");
         let (mut ctx, outcome) = self.shared.runner.run(def, &input, ctx);
@@ -209,16 +165,27 @@ impl<'s, 'a> Frame<'s, 'a> {
             Err(failure) => return self.fail_or_retry(spec, def, failure),
         };
         if let Some(message) = ctx.effects.cancel.take() {
-            return Err(RunError::Cancelled {
-                task_id: spec.id,
-                message,
-            });
+            return Err(RunError::Cancelled { task_id: spec.id, message });
         }
         let effects = std::mem::take(&mut ctx.effects);
         let result = effects.result.unwrap_or(output);
         ctx.channel.set(&result_key(&spec.id), result.clone());
         if spec.id != def.name {
             ctx.channel.set(&result_key(&def.name), result.clone());
+        }
+        let total = self.channel.size_bytes() + ctx.channel.written_bytes() as u64;
+        if total > ctx.bounds().max_channel_bytes {
+            let msg = format!(
+                "the channel would hold {total} bytes, over the bound of {} bytes per run",
+                ctx.bounds().max_channel_bytes
+            );
+            return Err(RunError::TaskFailed {
+                task_id: spec.id,
+                task: def.name.clone(),
+                module: def.module.clone(),
+                attempts: spec.attempt + 1,
+                failure: TaskFailure::new(FailureKind::HostBound, msg),
+            });
         }
         ctx.channel.commit_into(self.channel.as_ref());
         for next in &effects.next {
@@ -249,12 +216,7 @@ impl<'s, 'a> Frame<'s, 'a> {
         ))
     }
 
-    fn fail_or_retry(
-        &mut self,
-        spec: TaskSpec,
-        def: &TaskDef,
-        failure: TaskFailure,
-    ) -> Result<StepEnd, RunError> {
+    fn fail_or_retry(&mut self, spec: TaskSpec, def: &TaskDef, failure: TaskFailure) -> Result<StepEnd, RunError> {
         if failure.kind == FailureKind::Aborted {
             // Not a failure: undo this attempt's cycle count and queue it again.
             if spec.attempt == 0 {
@@ -306,9 +268,7 @@ impl<'s, 'a> Frame<'s, 'a> {
             if let Some(node) = &spec.node {
                 let workflow = &self.shared.workflow;
                 for successor in workflow.graph.successors(node) {
-                    self.state
-                        .queue
-                        .push_back(TaskSpec::for_node(workflow, successor, None));
+                    self.state.queue.push_back(TaskSpec::for_node(workflow, successor, None));
                 }
             }
         }

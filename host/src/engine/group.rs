@@ -55,10 +55,7 @@ impl Frame<'_, '_> {
             budget: self.step_budget.saturating_sub(self.state.steps + 1),
         };
         let branches = run_branches(self.shared, &seed, &def.members, &self.channel);
-        if branches
-            .iter()
-            .any(|b| matches!(b.end, Ok(FrameEnd::Interrupted)))
-        {
+        if branches.iter().any(|b| matches!(b.end, Ok(FrameEnd::Interrupted))) {
             self.state.queue.push_front(spec);
             return Ok(StepEnd::Interrupted);
         }
@@ -82,12 +79,7 @@ impl Frame<'_, '_> {
     }
 
     /// Commit successful branches in member order and complete the group.
-    fn merge(
-        &mut self,
-        spec: &TaskSpec,
-        start_counts: &BTreeMap<String, u32>,
-        branches: Vec<Branch>,
-    ) -> StepEnd {
+    fn merge(&mut self, spec: &TaskSpec, start_counts: &BTreeMap<String, u32>, branches: Vec<Branch>) -> StepEnd {
         let mut results = serde_json::Map::new();
         let mut terminate = None;
         let mut checkpoint = None;
@@ -109,42 +101,21 @@ impl Frame<'_, '_> {
             if b.checkpoint.is_some() {
                 checkpoint = b.checkpoint;
             }
-            let value = self
-                .channel
-                .get(&result_key(&b.member))
-                .map_or(serde_json::Value::Null, |v| v.to_value());
+            let value = self.channel.get(&result_key(&b.member)).map_or(serde_json::Value::Null, |v| v.to_value());
             results.insert(b.member, value);
         }
         let result = Json::from(serde_json::Value::Object(results));
         self.channel.set(&result_key(&spec.id), result.clone());
         let skip_successors = terminate.is_some();
-        self.complete(
-            spec,
-            Completion {
-                result,
-                next: Vec::new(),
-                skip_successors,
-                terminate,
-                checkpoint,
-            },
-        )
+        self.complete(spec, Completion { result, next: Vec::new(), skip_successors, terminate, checkpoint })
     }
 }
 
 /// Run every member's branch, at most `parallelism` at a time; outcomes in member order.
-fn run_branches(
-    shared: &Shared,
-    seed: &Seed,
-    members: &[String],
-    base: &Arc<dyn Channel>,
-) -> Vec<Branch> {
+fn run_branches(shared: &Shared, seed: &Seed, members: &[String], base: &Arc<dyn Channel>) -> Vec<Branch> {
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<Branch>>> = members.iter().map(|_| Mutex::new(None)).collect();
-    let workers = shared
-        .workflow
-        .settings
-        .parallelism
-        .clamp(1, members.len().max(1));
+    let workers = shared.workflow.settings.parallelism.clamp(1, members.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -157,33 +128,18 @@ fn run_branches(
             });
         }
     });
-    slots
-        .into_iter()
-        .map(|s| {
-            s.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .expect("every member ran")
-        })
-        .collect()
+    slots.into_iter().map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every member ran")).collect()
 }
 
 fn run_branch(shared: &Shared, seed: &Seed, member: &str, base: Arc<dyn Channel>) -> Branch {
     let overlay = Arc::new(Overlay::new(base));
     let mut state = RunState::empty(seed.session_id.to_string(), seed.input.clone());
     state.cycle_counts = seed.cycle_counts.clone();
-    state
-        .queue
-        .push_back(TaskSpec::for_node(&shared.workflow, member, None));
+    state.queue.push_back(TaskSpec::for_node(&shared.workflow, member, None));
     let mut checkpoint = None;
     let end = {
         let channel: Arc<dyn Channel> = overlay.clone();
-        let mut frame = Frame::new(
-            shared,
-            &mut state,
-            channel,
-            format!("{}{member}.", seed.prefix),
-            seed.budget,
-        );
+        let mut frame = Frame::new(shared, &mut state, channel, format!("{}{member}.", seed.prefix), seed.budget);
         frame.run(&mut |f| {
             if let Some(r) = f.pending_checkpoint.take() {
                 checkpoint = Some(r);
@@ -191,32 +147,15 @@ fn run_branch(shared: &Shared, seed: &Seed, member: &str, base: Arc<dyn Channel>
             Ok(())
         })
     };
-    Branch {
-        member: member.to_string(),
-        end,
-        overlay,
-        state,
-        checkpoint,
-    }
+    Branch { member: member.to_string(), end, overlay, state, checkpoint }
 }
 
 /// Apply the group's policy; the error lists failed members with their errors
 /// and the members that succeeded.
 fn judge(group: &str, def: &GroupDef, branches: &[Branch]) -> Result<(), RunError> {
-    let failed: Vec<(String, String)> = branches
-        .iter()
-        .filter_map(|b| {
-            b.end
-                .as_ref()
-                .err()
-                .map(|e| (b.member.clone(), e.to_string()))
-        })
-        .collect();
-    let succeeded: Vec<String> = branches
-        .iter()
-        .filter(|b| b.end.is_ok())
-        .map(|b| b.member.clone())
-        .collect();
+    let failed: Vec<(String, String)> =
+        branches.iter().filter_map(|b| b.end.as_ref().err().map(|e| (b.member.clone(), e.to_string()))).collect();
+    let succeeded: Vec<String> = branches.iter().filter(|b| b.end.is_ok()).map(|b| b.member.clone()).collect();
     let ok = match &def.policy {
         GroupPolicy::Strict => failed.is_empty(),
         GroupPolicy::BestEffort => true,
@@ -229,10 +168,5 @@ fn judge(group: &str, def: &GroupDef, branches: &[Branch]) -> Result<(), RunErro
     if ok {
         return Ok(());
     }
-    Err(RunError::GroupFailed {
-        group: group.to_string(),
-        policy: def.policy.to_string(),
-        failed,
-        succeeded,
-    })
+    Err(RunError::GroupFailed { group: group.to_string(), policy: def.policy.to_string(), failed, succeeded })
 }

@@ -11,10 +11,7 @@ pub fn run_input_fields(input: &Json) -> BTreeMap<String, Json> {
     let Ok(fields) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(input.as_str()) else {
         return BTreeMap::new();
     };
-    fields
-        .into_iter()
-        .map(|(k, v)| (k, Json::parse(v.get()).expect("a raw JSON value is JSON")))
-        .collect()
+    fields.into_iter().map(|(k, v)| (k, Json::parse(v.get()).expect("a raw JSON value is JSON"))).collect()
 }
 
 /// Build an execution's input: each declared input from `<name>.__result__`,
@@ -37,10 +34,8 @@ pub fn resolve(
     }
     let mut fields: BTreeMap<&str, Json> = BTreeMap::new();
     for name in declared {
-        let value = channel
-            .get(&result_key(name))
-            .or_else(|| channel.get(name))
-            .or_else(|| run_input.get(name).cloned());
+        let value =
+            channel.get(&result_key(name)).or_else(|| channel.get(name)).or_else(|| run_input.get(name).cloned());
         if let Some(v) = value {
             fields.insert(name, v);
         }
@@ -52,12 +47,7 @@ pub fn resolve(
     for (k, v) in &explicit_fields {
         fields.insert(k, Json::parse(v.get()).expect("a raw JSON value is JSON"));
     }
-    let mut text = String::with_capacity(
-        2 + fields
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 4)
-            .sum::<usize>(),
-    );
+    let mut text = String::with_capacity(2 + fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>());
     text.push('{');
     for (i, (k, v)) in fields.iter().enumerate() {
         if i > 0 {

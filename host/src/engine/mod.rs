@@ -17,9 +17,7 @@ mod input;
 mod runner;
 mod state;
 
-pub use context::{
-    Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, result_key,
-};
+pub use context::{Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, result_key};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
 pub use state::{RunState, Target, TaskSpec};
 
@@ -71,10 +69,7 @@ impl CheckpointSink for NoCheckpoints {
         _: &BTreeMap<String, Json>,
         r: &CheckpointRequest,
     ) -> Result<String, String> {
-        Err(format!(
-            "task '{}' requested a checkpoint, but this run has no checkpoint directory",
-            r.task_id
-        ))
+        Err(format!("task '{}' requested a checkpoint, but this run has no checkpoint directory", r.task_id))
     }
 }
 
@@ -163,25 +158,13 @@ pub enum RunError {
 }
 
 fn attempts_note(attempts: u32) -> String {
-    if attempts > 1 {
-        format!(" (after {attempts} attempts)")
-    } else {
-        String::new()
-    }
+    if attempts > 1 { format!(" (after {attempts} attempts)") } else { String::new() }
 }
 
 fn group_summary(failed: &[(String, String)], succeeded: &[String]) -> String {
     let failed: Vec<String> = failed.iter().map(|(m, e)| format!("'{m}': {e}")).collect();
-    let ok = if succeeded.is_empty() {
-        "none".to_string()
-    } else {
-        succeeded.join(", ")
-    };
-    format!(
-        "{} failed [{}]; succeeded: {ok}",
-        failed.len(),
-        failed.join("; ")
-    )
+    let ok = if succeeded.is_empty() { "none".to_string() } else { succeeded.join(", ") };
+    format!("{} failed [{}]; succeeded: {ok}", failed.len(), failed.join("; "))
 }
 
 /// Runs workflows. One engine serves one run at a time; it is cheap to build.
@@ -189,7 +172,6 @@ pub struct Engine<'a> {
     workflow: Arc<Workflow>,
     runner: &'a dyn TaskRunner,
     interrupt: Arc<AtomicBool>,
-    bounds: HostBounds,
     checkpoint_every: Option<u64>,
     max_steps: u64,
 }
@@ -199,7 +181,6 @@ pub(crate) struct Shared<'a> {
     pub workflow: Arc<Workflow>,
     pub runner: &'a dyn TaskRunner,
     pub interrupt: &'a AtomicBool,
-    pub bounds: HostBounds,
     pub run_input: BTreeMap<String, Json>,
     pub max_steps: u64,
 }
@@ -208,25 +189,12 @@ impl<'a> Engine<'a> {
     /// An engine for `workflow` that runs tasks with `runner`.
     pub fn new(workflow: Arc<Workflow>, runner: &'a dyn TaskRunner) -> Engine<'a> {
         let max_steps = workflow.settings.max_steps;
-        Engine {
-            workflow,
-            runner,
-            interrupt: Arc::new(AtomicBool::new(false)),
-            bounds: HostBounds::default(),
-            checkpoint_every: None,
-            max_steps,
-        }
+        Engine { workflow, runner, interrupt: Arc::new(AtomicBool::new(false)), checkpoint_every: None, max_steps }
     }
 
     /// Stop at the next task boundary once `flag` is set (then checkpoint).
     pub fn with_interrupt(mut self, flag: Arc<AtomicBool>) -> Self {
         self.interrupt = flag;
-        self
-    }
-
-    /// Replace the host bounds.
-    pub fn with_bounds(mut self, bounds: HostBounds) -> Self {
-        self.bounds = bounds;
         self
     }
 
@@ -259,7 +227,6 @@ impl<'a> Engine<'a> {
             workflow: self.workflow.clone(),
             runner: self.runner,
             interrupt: &self.interrupt,
-            bounds: self.bounds.clone(),
             run_input: input::run_input_fields(&state.input),
             max_steps: self.max_steps,
         };
@@ -269,17 +236,11 @@ impl<'a> Engine<'a> {
         let every = self.checkpoint_every;
         let mut after_step = |f: &mut frame::Frame| -> Result<(), RunError> {
             let auto = every.is_some_and(|n| f.state.steps % n == 0);
-            let request = f
-                .pending_checkpoint
-                .take()
-                .or_else(|| auto.then(|| f.boundary_request("auto")));
+            let request = f.pending_checkpoint.take().or_else(|| auto.then(|| f.boundary_request("auto")));
             if let Some(request) = request {
                 let id = sink
                     .write(&shared.workflow, f.state, &channel.snapshot(), &request)
-                    .map_err(|message| RunError::Checkpoint {
-                        task_id: request.task_id.clone(),
-                        message,
-                    })?;
+                    .map_err(|message| RunError::Checkpoint { task_id: request.task_id.clone(), message })?;
                 tracing::info!(checkpoint = %id, task = %request.task_id, "checkpoint written");
                 checkpoints.push(id);
             }
@@ -294,20 +255,12 @@ impl<'a> Engine<'a> {
                 let request = frame.boundary_request("interrupt");
                 let id = sink
                     .write(&shared.workflow, frame.state, &channel.snapshot(), &request)
-                    .map_err(|message| RunError::Checkpoint {
-                        task_id: request.task_id.clone(),
-                        message,
-                    })?;
+                    .map_err(|message| RunError::Checkpoint { task_id: request.task_id.clone(), message })?;
                 checkpoints.push(id.clone());
                 RunStatus::Interrupted(Some(id))
             }
         };
-        Ok(RunReport {
-            status,
-            result: state.last_result.clone(),
-            steps: state.steps,
-            checkpoints,
-        })
+        Ok(RunReport { status, result: state.last_result.clone(), steps: state.steps, checkpoints })
     }
 
     /// True once the interrupt flag is set.
@@ -318,9 +271,7 @@ impl<'a> Engine<'a> {
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Seconds since `start`.

@@ -12,12 +12,7 @@ use std::fmt;
 pub trait TaskRunner: Send + Sync {
     /// Run `task` with `input`. `ctx` carries the task's view of the channel and
     /// records its effects; it is handed back with the outcome.
-    fn run(
-        &self,
-        task: &TaskDef,
-        input: &Json,
-        ctx: TaskContext,
-    ) -> (TaskContext, Result<Json, TaskFailure>);
+    fn run(&self, task: &TaskDef, input: &Json, ctx: TaskContext) -> (TaskContext, Result<Json, TaskFailure>);
 }
 
 /// How a task execution failed.
@@ -70,10 +65,7 @@ pub struct TaskFailure {
 impl TaskFailure {
     /// A failure of `kind` with `message`.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> TaskFailure {
-        TaskFailure {
-            kind,
-            message: message.into(),
-        }
+        TaskFailure { kind, message: message.into() }
     }
 }
 

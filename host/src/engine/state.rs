@@ -119,9 +119,7 @@ impl RunState {
     /// A fresh run of `workflow` with `input`, its start node queued.
     pub fn new(workflow: &Workflow, session_id: String, input: Json) -> RunState {
         let mut state = RunState::empty(session_id, input.clone());
-        state
-            .queue
-            .push_back(TaskSpec::for_node(workflow, &workflow.start, Some(input)));
+        state.queue.push_back(TaskSpec::for_node(workflow, &workflow.start, Some(input)));
         state
     }
 

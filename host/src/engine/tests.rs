@@ -29,13 +29,7 @@ impl Fake {
         self.log.lock().unwrap().clone()
     }
     fn input_of(&self, id: &str) -> serde_json::Value {
-        self.inputs
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(i, _)| i == id)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
+        self.inputs.lock().unwrap().iter().find(|(i, _)| i == id).map(|(_, v)| v.clone()).unwrap_or_default()
     }
 }
 
@@ -47,10 +41,7 @@ impl TaskRunner for Fake {
         mut ctx: TaskContext,
     ) -> (TaskContext, Result<Json, TaskFailure>) {
         self.log.lock().unwrap().push(ctx.info.task_id.clone());
-        self.inputs
-            .lock()
-            .unwrap()
-            .push((ctx.info.task_id.clone(), input.to_value()));
+        self.inputs.lock().unwrap().push((ctx.info.task_id.clone(), input.to_value()));
         let result = match self.tasks.get(&task.export) {
             Some(f) => f(input, &mut ctx),
             None => Ok(Json::encode(&task.name)),
@@ -64,20 +55,12 @@ struct FakeModules(Vec<TaskDecl>);
 
 impl ModuleExports for FakeModules {
     fn load(&mut self, _: &str, _: &Path) -> Result<ModuleInfo, ModuleLoadError> {
-        Ok(ModuleInfo {
-            sha256: "0".repeat(64),
-            size: 0,
-            tasks: self.0.clone(),
-        })
+        Ok(ModuleInfo { sha256: "0".repeat(64), size: 0, tasks: self.0.clone() })
     }
 }
 
 fn decl(name: &str, inputs: &[&str]) -> TaskDecl {
-    TaskDecl {
-        name: name.into(),
-        inputs: inputs.iter().map(|s| s.to_string()).collect(),
-        description: String::new(),
-    }
+    TaskDecl { name: name.into(), inputs: inputs.iter().map(|s| s.to_string()).collect(), description: String::new() }
 }
 
 fn workflow(toml: &str, decls: Vec<TaskDecl>) -> Arc<Workflow> {
@@ -101,11 +84,7 @@ fn run(wf: &Arc<Workflow>, fake: &Fake, input: &str) -> Run {
     let mut state = RunState::new(wf, "s".into(), Json::parse(input).unwrap());
     let channel = Arc::new(MemoryChannel::default());
     let result = Engine::new(wf.clone(), fake).run(&mut state, &channel, &mut NoCheckpoints);
-    Run {
-        result,
-        state,
-        channel,
-    }
+    Run { result, state, channel }
 }
 
 fn j(s: &str) -> Json {
@@ -118,10 +97,7 @@ fn ok(v: serde_json::Value) -> Result<Json, TaskFailure> {
 
 #[test]
 fn chain_runs_in_order_and_stores_results() {
-    let wf = workflow(
-        "[workflow]\nflow = \"a >> b >> c\"",
-        names(&["a", "b", "c"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"a >> b >> c\"", names(&["a", "b", "c"]));
     let fake = Fake::default();
     let r = run(&wf, &fake, "{}");
     let report = r.result.unwrap();
@@ -141,25 +117,14 @@ fn declared_inputs_flow_from_results_channel_and_run_input() {
         ctx.channel_set("color", "\"red\"").unwrap();
         ok(serde_json::json!(1))
     });
-    run(&wf, &fake, r#"{"day":"mon","extra":true}"#)
-        .result
-        .unwrap();
-    assert_eq!(
-        fake.input_of("a"),
-        serde_json::json!({"day":"mon","extra":true})
-    );
-    assert_eq!(
-        fake.input_of("b"),
-        serde_json::json!({"a":1,"day":"mon","color":"red"})
-    );
+    run(&wf, &fake, r#"{"day":"mon","extra":true}"#).result.unwrap();
+    assert_eq!(fake.input_of("a"), serde_json::json!({"day":"mon","extra":true}));
+    assert_eq!(fake.input_of("b"), serde_json::json!({"a":1,"day":"mon","color":"red"}));
 }
 
 #[test]
 fn explicit_fan_out_runs_the_join_node_once_per_arrival() {
-    let wf = workflow(
-        "[workflow]\nflow = \"a >> b >> d; a >> c >> d\"",
-        names(&["a", "b", "c", "d"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"a >> b >> d; a >> c >> d\"", names(&["a", "b", "c", "d"]));
     let fake = Fake::default();
     let r = run(&wf, &fake, "{}");
     assert_eq!(fake.log(), ["a", "b", "c", "d", "d"]);
@@ -171,12 +136,7 @@ fn explicit_fan_out_runs_the_join_node_once_per_arrival() {
 fn group_is_the_join_and_merges_in_member_order() {
     let wf = workflow(
         "[workflow]\nflow = \"fetch >> (slow | fast) >> store\"",
-        vec![
-            decl("fetch", &[]),
-            decl("slow", &[]),
-            decl("fast", &[]),
-            decl("store", &["slow", "fast"]),
-        ],
+        vec![decl("fetch", &[]), decl("slow", &[]), decl("fast", &[]), decl("store", &["slow", "fast"])],
     );
     let fake = Fake::default()
         .on("fetch", |_, ctx| {
@@ -187,12 +147,8 @@ fn group_is_the_join_and_merges_in_member_order() {
             std::thread::sleep(std::time::Duration::from_millis(50));
             assert_eq!(ctx.channel_get("k"), Some(j("\"fetch\"")));
             ctx.channel_set("k", "\"slow\"").unwrap();
-            ctx.channel_set(
-                "seen_by_slow",
-                &ctx.channel_get("fast_key")
-                    .map_or("null".into(), |v| v.to_string()),
-            )
-            .unwrap();
+            ctx.channel_set("seen_by_slow", &ctx.channel_get("fast_key").map_or("null".into(), |v| v.to_string()))
+                .unwrap();
             ok(serde_json::json!(1))
         })
         .on("fast", |_, ctx| {
@@ -210,27 +166,15 @@ fn group_is_the_join_and_merges_in_member_order() {
     assert_eq!(r.channel.get("k"), Some(j("\"fast\"")));
     // branches see the channel as it was when the group started
     assert_eq!(r.channel.get("seen_by_slow"), Some(j("null")));
-    assert_eq!(
-        fake.input_of("store"),
-        serde_json::json!({"slow":1,"fast":2})
-    );
-    assert_eq!(
-        r.channel.get("group_1.__result__").unwrap().to_value(),
-        serde_json::json!({"slow":1,"fast":2})
-    );
+    assert_eq!(fake.input_of("store"), serde_json::json!({"slow":1,"fast":2}));
+    assert_eq!(r.channel.get("group_1.__result__").unwrap().to_value(), serde_json::json!({"slow":1,"fast":2}));
     assert_eq!(report.steps, 5);
-    assert!(
-        r.state.completed.contains(&"slow".to_string())
-            && r.state.completed.contains(&"group_1".to_string())
-    );
+    assert!(r.state.completed.contains(&"slow".to_string()) && r.state.completed.contains(&"group_1".to_string()));
 }
 
 #[test]
 fn atomic_adds_of_branches_sum() {
-    let wf = workflow(
-        "[workflow]\nflow = \"(a | b | c) >> d\"",
-        names(&["a", "b", "c", "d"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"(a | b | c) >> d\"", names(&["a", "b", "c", "d"]));
     let add = |_: &Json, ctx: &mut TaskContext| {
         ctx.channel_add("n", 2.0).unwrap();
         ok(serde_json::json!(null))
@@ -243,10 +187,7 @@ fn atomic_adds_of_branches_sum() {
 
 #[test]
 fn a_failed_attempt_leaves_no_writes() {
-    let wf = workflow(
-        "[workflow]\nflow = \"a\"\nmax_retries = 1\n[workflow.backoff]\ninitial_ms = 1",
-        names(&["a"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"a\"\nmax_retries = 1\n[workflow.backoff]\ninitial_ms = 1", names(&["a"]));
     let fake = Fake::default().on("a", |_, ctx| {
         let first = ctx.info.retry_count == 0;
         if first {
@@ -273,48 +214,25 @@ fn retries_go_to_the_back_and_do_not_block_ready_tasks() {
         })
         .on("flaky", |_, ctx| {
             if ctx.info.retry_count < 2 {
-                return Err(TaskFailure::new(
-                    FailureKind::Retryable,
-                    format!("attempt {}", ctx.info.retry_count),
-                ));
+                return Err(TaskFailure::new(FailureKind::Retryable, format!("attempt {}", ctx.info.retry_count)));
             }
             assert_eq!(ctx.info.cycle_count, 1, "retries do not count as cycles");
             ok(serde_json::json!("third time"))
         });
     let r = run(&wf, &fake, "{}");
     r.result.unwrap();
-    assert_eq!(
-        fake.log(),
-        ["start", "flaky#1", "other#1", "after", "flaky#1", "flaky#1"]
-    );
-    assert_eq!(
-        r.channel.get("flaky#1.__result__"),
-        Some(j("\"third time\""))
-    );
+    assert_eq!(fake.log(), ["start", "flaky#1", "other#1", "after", "flaky#1", "flaky#1"]);
+    assert_eq!(r.channel.get("flaky#1.__result__"), Some(j("\"third time\"")));
     assert_eq!(r.state.cycle_counts["flaky#1"], 1);
 }
 
 #[test]
 fn exhausted_retries_name_attempts_and_last_error() {
-    let wf = workflow(
-        "[workflow]\nflow = \"a\"\nmax_retries = 2\n[workflow.backoff]\ninitial_ms = 1",
-        names(&["a"]),
-    );
-    let fake = Fake::default().on("a", |_, ctx| {
-        Err(TaskFailure::new(
-            FailureKind::Trap,
-            format!("boom {}", ctx.info.retry_count),
-        ))
-    });
+    let wf = workflow("[workflow]\nflow = \"a\"\nmax_retries = 2\n[workflow.backoff]\ninitial_ms = 1", names(&["a"]));
+    let fake = Fake::default()
+        .on("a", |_, ctx| Err(TaskFailure::new(FailureKind::Trap, format!("boom {}", ctx.info.retry_count))));
     let err = run(&wf, &fake, "{}").result.unwrap_err();
-    let RunError::TaskFailed {
-        attempts,
-        ref failure,
-        ..
-    } = err
-    else {
-        panic!("{err}")
-    };
+    let RunError::TaskFailed { attempts, ref failure, .. } = err else { panic!("{err}") };
     assert_eq!(attempts, 3);
     assert_eq!(failure.message, "boom 2");
     assert!(err.to_string().contains("after 3 attempts"), "{err}");
@@ -323,9 +241,7 @@ fn exhausted_retries_name_attempts_and_last_error() {
 #[test]
 fn permanent_failures_are_not_retried() {
     let wf = workflow("[workflow]\nflow = \"a\"\nmax_retries = 5", names(&["a"]));
-    let fake = Fake::default().on("a", |_, _| {
-        Err(TaskFailure::new(FailureKind::Failed, "bad input"))
-    });
+    let fake = Fake::default().on("a", |_, _| Err(TaskFailure::new(FailureKind::Failed, "bad input")));
     let err = run(&wf, &fake, "{}").result.unwrap_err();
     assert_eq!(fake.log(), ["a"]);
     assert!(matches!(err, RunError::TaskFailed { attempts: 1, .. }));
@@ -338,24 +254,15 @@ fn next_task_new_instance_runs_before_successors() {
         names(&["start", "successor", "dynamic"]),
     );
     let fake = Fake::default().on("start", |_, ctx| {
-        assert_eq!(
-            ctx.next_task("dynamic", r#"{"x":1}"#, false).unwrap(),
-            "dynamic#1"
-        );
-        assert_eq!(
-            ctx.next_task("dynamic", "null", false).unwrap(),
-            "dynamic#2"
-        );
+        assert_eq!(ctx.next_task("dynamic", r#"{"x":1}"#, false).unwrap(), "dynamic#1");
+        assert_eq!(ctx.next_task("dynamic", "null", false).unwrap(), "dynamic#2");
         ok(serde_json::json!(null))
     });
     let r = run(&wf, &fake, "{}");
     r.result.unwrap();
     assert_eq!(fake.log(), ["start", "dynamic#1", "dynamic#2", "successor"]);
     assert_eq!(fake.input_of("dynamic#1"), serde_json::json!({"x":1}));
-    assert_eq!(
-        r.state.dynamic_tasks.keys().collect::<Vec<_>>(),
-        ["dynamic#1", "dynamic#2"]
-    );
+    assert_eq!(r.state.dynamic_tasks.keys().collect::<Vec<_>>(), ["dynamic#1", "dynamic#2"]);
 }
 
 #[test]
@@ -387,11 +294,7 @@ fn next_iteration_counts_cycles_and_runs_successors_once_at_the_end() {
         names(&["setup", "loop", "fin"]),
     );
     let fake = Fake::default().on("loop", |input, ctx| {
-        let n = input
-            .to_value()
-            .get("n")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
+        let n = input.to_value().get("n").and_then(|v| v.as_u64()).unwrap_or(0);
         assert_eq!(ctx.info.cycle_count as u64, n + 1);
         if n < 2 {
             let id = ctx.next_iteration(&format!("{{\"n\":{}}}", n + 1)).unwrap();
@@ -403,20 +306,13 @@ fn next_iteration_counts_cycles_and_runs_successors_once_at_the_end() {
     assert_eq!(r.result.unwrap().result, Some(j("\"fin\"")));
     assert_eq!(fake.log(), ["setup", "loop", "loop@2", "loop@3", "fin"]);
     assert_eq!(r.state.cycle_counts["loop"], 3);
-    assert_eq!(
-        r.channel.get("loop.__result__"),
-        Some(j("2")),
-        "the base name holds the latest run's result"
-    );
+    assert_eq!(r.channel.get("loop.__result__"), Some(j("2")), "the base name holds the latest run's result");
     assert_eq!(r.channel.get("loop@2.__result__"), Some(j("1")));
 }
 
 #[test]
 fn max_cycles_allows_exactly_n_runs() {
-    let wf = workflow(
-        "[workflow]\nflow = \"infinite_loop\"\nmax_cycles = 3",
-        names(&["infinite_loop"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"infinite_loop\"\nmax_cycles = 3", names(&["infinite_loop"]));
     let fake = Fake::default().on("infinite_loop", |_, ctx| {
         let allowed = ctx.can_iterate();
         let r = ctx.next_iteration("null");
@@ -425,37 +321,17 @@ fn max_cycles_allows_exactly_n_runs() {
     });
     let r = run(&wf, &fake, "{}");
     let err = r.result.unwrap_err();
-    assert_eq!(
-        fake.log(),
-        ["infinite_loop", "infinite_loop@2", "infinite_loop@3"]
-    );
-    let RunError::TaskFailed {
-        ref failure,
-        ref task_id,
-        ..
-    } = err
-    else {
-        panic!("{err}")
-    };
+    assert_eq!(fake.log(), ["infinite_loop", "infinite_loop@2", "infinite_loop@3"]);
+    let RunError::TaskFailed { ref failure, ref task_id, .. } = err else { panic!("{err}") };
     assert_eq!(failure.kind, FailureKind::CycleLimit);
     assert_eq!(task_id, "infinite_loop@3");
-    assert!(
-        failure.message.contains("max_cycles = 3"),
-        "{}",
-        failure.message
-    );
-    assert_eq!(
-        r.channel.get("infinite_loop.__result__"),
-        Some(j("\"should stop\""))
-    );
+    assert!(failure.message.contains("max_cycles = 3"), "{}", failure.message);
+    assert_eq!(r.channel.get("infinite_loop.__result__"), Some(j("\"should stop\"")));
 }
 
 #[test]
 fn terminate_completes_the_task_and_stops() {
-    let wf = workflow(
-        "[workflow]\nflow = \"check >> fetch >> store\"",
-        names(&["check", "fetch", "store"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"check >> fetch >> store\"", names(&["check", "fetch", "store"]));
     let fake = Fake::default().on("check", |_, ctx| {
         ctx.terminate("cache hit");
         ok(serde_json::json!("cached"))
@@ -470,10 +346,7 @@ fn terminate_completes_the_task_and_stops() {
 
 #[test]
 fn cancel_fails_the_run_and_wins_over_terminate() {
-    let wf = workflow(
-        "[workflow]\nflow = \"prepare >> validate >> store\"",
-        names(&["prepare", "validate", "store"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"prepare >> validate >> store\"", names(&["prepare", "validate", "store"]));
     let fake = Fake::default().on("validate", |_, ctx| {
         ctx.cancel("validation failed: integrity");
         ctx.terminate("done");
@@ -481,17 +354,8 @@ fn cancel_fails_the_run_and_wins_over_terminate() {
     });
     let r = run(&wf, &fake, "{}");
     let err = r.result.unwrap_err();
-    assert_eq!(
-        err,
-        RunError::Cancelled {
-            task_id: "validate".into(),
-            message: "validation failed: integrity".into()
-        }
-    );
-    assert_eq!(
-        err.to_string(),
-        "workflow canceled by task 'validate': validation failed: integrity"
-    );
+    assert_eq!(err, RunError::Cancelled { task_id: "validate".into(), message: "validation failed: integrity".into() });
+    assert_eq!(err.to_string(), "workflow canceled by task 'validate': validation failed: integrity");
     assert_eq!(r.state.completed, ["prepare"]);
     assert_eq!(fake.log(), ["prepare", "validate"]);
 }
@@ -505,13 +369,7 @@ fn graph_cycles_stop_at_max_steps_and_keep_the_queue() {
     let fake = Fake::default();
     let r = run(&wf, &fake, "{}");
     let err = r.result.unwrap_err();
-    assert_eq!(
-        err,
-        RunError::MaxSteps {
-            max_steps: 5,
-            pending: vec!["tool".into()]
-        }
-    );
+    assert_eq!(err, RunError::MaxSteps { max_steps: 5, pending: vec!["tool".into()] });
     assert_eq!(fake.log(), ["agent", "tool", "agent", "tool", "agent"]);
     assert_eq!(r.state.pending_ids(), ["tool"]);
     assert_eq!(r.state.cycle_counts["agent"], 3);
@@ -519,10 +377,7 @@ fn graph_cycles_stop_at_max_steps_and_keep_the_queue() {
 
 #[test]
 fn agent_loop_ends_by_terminate() {
-    let wf = workflow(
-        "[workflow]\nflow = \"agent >> tool >> agent\"\nstart = \"agent\"",
-        names(&["agent", "tool"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"agent >> tool >> agent\"\nstart = \"agent\"", names(&["agent", "tool"]));
     let fake = Fake::default().on("agent", |_, ctx| {
         if ctx.info.cycle_count == 3 {
             ctx.terminate("answer found");
@@ -534,10 +389,7 @@ fn agent_loop_ends_by_terminate() {
     assert_eq!(fake.log(), ["agent", "tool", "agent", "tool", "agent"]);
 }
 
-fn group_run(
-    policy: &str,
-    fail: &'static [&'static str],
-) -> (Result<RunReport, RunError>, Vec<String>) {
+fn group_run(policy: &str, fail: &'static [&'static str]) -> (Result<RunReport, RunError>, Vec<String>) {
     let toml = format!(
         "[workflow]\nflow = \"(a | b | c) >> after\"\n[groups.trio]\nmembers = [\"a\", \"b\", \"c\"]\n{policy}"
     );
@@ -554,12 +406,7 @@ fn group_run(
         });
     }
     let r = run(&wf, &fake, "{}");
-    let keys = r
-        .channel
-        .keys()
-        .into_iter()
-        .filter(|k| k.starts_with("wrote_"))
-        .collect();
+    let keys = r.channel.keys().into_iter().filter(|k| k.starts_with("wrote_")).collect();
     (r.result, keys)
 }
 
@@ -567,15 +414,7 @@ fn group_run(
 fn strict_group_fails_on_any_member_and_names_them() {
     let (r, _) = group_run("", &["b"]);
     let err = r.unwrap_err();
-    let RunError::GroupFailed {
-        ref group,
-        ref failed,
-        ref succeeded,
-        ..
-    } = err
-    else {
-        panic!("{err}")
-    };
+    let RunError::GroupFailed { ref group, ref failed, ref succeeded, .. } = err else { panic!("{err}") };
     assert_eq!(group, "trio");
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].0, "b");
@@ -593,20 +432,10 @@ fn best_effort_group_discards_failed_writes() {
 
 #[test]
 fn at_least_n_and_critical_policies() {
-    assert!(
-        group_run("policy = \"at_least_n\"\nmin_success = 2", &["b"])
-            .0
-            .is_ok()
-    );
-    let err = group_run("policy = \"at_least_n\"\nmin_success = 2", &["a", "b"])
-        .0
-        .unwrap_err();
+    assert!(group_run("policy = \"at_least_n\"\nmin_success = 2", &["b"]).0.is_ok());
+    let err = group_run("policy = \"at_least_n\"\nmin_success = 2", &["a", "b"]).0.unwrap_err();
     assert!(err.to_string().contains("policy at_least_n (2)"), "{err}");
-    assert!(
-        group_run("policy = \"critical\"\ncritical = [\"a\"]", &["b", "c"])
-            .0
-            .is_ok()
-    );
+    assert!(group_run("policy = \"critical\"\ncritical = [\"a\"]", &["b", "c"]).0.is_ok());
     assert!(matches!(
         group_run("policy = \"critical\"\ncritical = [\"a\"]", &["a"]).0,
         Err(RunError::GroupFailed { .. })
@@ -615,15 +444,9 @@ fn at_least_n_and_critical_policies() {
 
 #[test]
 fn next_task_inside_a_branch_stays_in_the_branch() {
-    let wf = workflow(
-        "[workflow]\nflow = \"(a | b) >> after\"\n[tasks.helper]",
-        names(&["a", "b", "after", "helper"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"(a | b) >> after\"\n[tasks.helper]", names(&["a", "b", "after", "helper"]));
     let fake = Fake::default().on("a", |_, ctx| {
-        assert_eq!(
-            ctx.next_task("helper", "null", false).unwrap(),
-            "helper#a.1"
-        );
+        assert_eq!(ctx.next_task("helper", "null", false).unwrap(), "helper#a.1");
         ok(serde_json::json!(null))
     });
     let r = run(&wf, &fake, "{}");
@@ -651,10 +474,7 @@ fn cancel_inside_a_branch_cancels_the_workflow() {
 
 #[test]
 fn terminate_inside_a_branch_ends_the_workflow_after_the_group() {
-    let wf = workflow(
-        "[workflow]\nflow = \"(a | b) >> after\"",
-        names(&["a", "b", "after"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"(a | b) >> after\"", names(&["a", "b", "after"]));
     let fake = Fake::default().on("a", |_, ctx| {
         ctx.terminate("enough");
         ok(serde_json::json!(null))
@@ -667,10 +487,7 @@ fn terminate_inside_a_branch_ends_the_workflow_after_the_group() {
 
 #[test]
 fn interrupt_stops_at_a_task_boundary_with_the_queue_intact() {
-    let wf = workflow(
-        "[workflow]\nflow = \"a >> b >> c\"",
-        names(&["a", "b", "c"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"a >> b >> c\"", names(&["a", "b", "c"]));
     let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let f2 = flag.clone();
     let fake = Fake::default().on("b", move |_, _| {
@@ -693,10 +510,7 @@ fn interrupt_stops_at_a_task_boundary_with_the_queue_intact() {
     let mut sink = Keep(Vec::new());
     let mut state = RunState::new(&wf, "s".into(), j("{}"));
     let channel = Arc::new(MemoryChannel::default());
-    let report = Engine::new(wf.clone(), &fake)
-        .with_interrupt(flag)
-        .run(&mut state, &channel, &mut sink)
-        .unwrap();
+    let report = Engine::new(wf.clone(), &fake).with_interrupt(flag).run(&mut state, &channel, &mut sink).unwrap();
     assert_eq!(report.status, RunStatus::Interrupted(Some("cp1".into())));
     assert_eq!(fake.log(), ["a", "b"]);
     assert_eq!(sink.0[0].0.pending_ids(), ["c"]);
@@ -705,10 +519,7 @@ fn interrupt_stops_at_a_task_boundary_with_the_queue_intact() {
 
 #[test]
 fn deferred_checkpoint_is_written_after_successors_are_queued() {
-    let wf = workflow(
-        "[workflow]\nflow = \"a >> b >> c\"",
-        names(&["a", "b", "c"]),
-    );
+    let wf = workflow("[workflow]\nflow = \"a >> b >> c\"", names(&["a", "b", "c"]));
     let fake = Fake::default().on("b", |_, ctx| {
         ctx.request_checkpoint(r#"{"stage":"mid"}"#).unwrap();
         ok(serde_json::json!("b"))
@@ -729,15 +540,10 @@ fn deferred_checkpoint_is_written_after_successors_are_queued() {
     let mut sink = Keep(Vec::new());
     let mut state = RunState::new(&wf, "s".into(), j("{}"));
     let channel = Arc::new(MemoryChannel::default());
-    Engine::new(wf.clone(), &fake)
-        .run(&mut state, &channel, &mut sink)
-        .unwrap();
+    Engine::new(wf.clone(), &fake).run(&mut state, &channel, &mut sink).unwrap();
     let (s, r) = &sink.0[0];
     assert_eq!(s.completed, ["a", "b"]);
     assert_eq!(s.pending_ids(), ["c"]);
-    assert_eq!(
-        (r.task_id.as_str(), r.cycle_count, r.mode),
-        ("b", 1, "deferred")
-    );
+    assert_eq!((r.task_id.as_str(), r.cycle_count, r.mode), ("b", 1, "deferred"));
     assert_eq!(r.user_metadata, j(r#"{"stage":"mid"}"#));
 }

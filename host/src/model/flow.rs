@@ -115,26 +115,19 @@ fn tokenize(flow: &str) -> Result<Vec<(Tok, usize)>, (usize, String)> {
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
                 let start = i;
-                while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '-')
-                {
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '-') {
                     i += 1;
                 }
                 toks.push((Tok::Name(chars[start..i].iter().collect()), col));
             }
             '>' => return Err((col, "'>' must be written '>>'".into())),
             '<' if chars.get(i + 1) == Some(&'<') => {
-                return Err((
-                    col,
-                    "'<<' is not supported; write the flow left to right with '>>'".into(),
-                ));
+                return Err((col, "'<<' is not supported; write the flow left to right with '>>'".into()));
             }
             other => {
                 return Err((
                     col,
-                    format!(
-                        "unexpected character '{other}'; a flow uses task names, '>>', '|' and parentheses"
-                    ),
+                    format!("unexpected character '{other}'; a flow uses task names, '>>', '|' and parentheses"),
                 ));
             }
         }
@@ -174,10 +167,7 @@ impl Parser {
             return Ok(first);
         }
         let mut members = Vec::new();
-        let add = |frag: Frag,
-                   members: &mut Vec<String>,
-                   merged: &mut Vec<usize>,
-                   groups: &[(String, Vec<String>)]| {
+        let add = |frag: Frag, members: &mut Vec<String>, merged: &mut Vec<usize>, groups: &[(String, Vec<String>)]| {
             match frag.bare_group {
                 Some(g) => {
                     members.extend(groups[g].1.iter().cloned());
@@ -194,11 +184,7 @@ impl Parser {
         }
         let index = self.out.groups.len();
         self.out.groups.push((String::new(), members));
-        Ok(Frag {
-            first: format!("\0{index}"),
-            last: format!("\0{index}"),
-            bare_group: Some(index),
-        })
+        Ok(Frag { first: format!("\0{index}"), last: format!("\0{index}"), bare_group: Some(index) })
     }
 
     fn sequence(&mut self) -> Result<Frag, (usize, String)> {
@@ -207,11 +193,7 @@ impl Parser {
             self.pos += 1;
             let next = self.atom()?;
             self.out.edges.push((frag.last.clone(), next.first.clone()));
-            frag = Frag {
-                first: frag.first,
-                last: next.last,
-                bare_group: None,
-            };
+            frag = Frag { first: frag.first, last: next.last, bare_group: None };
         }
         Ok(frag)
     }
@@ -223,11 +205,7 @@ impl Parser {
                 if !self.out.tasks.contains(&name) {
                     self.out.tasks.push(name.clone());
                 }
-                Ok(Frag {
-                    first: name.clone(),
-                    last: name,
-                    bare_group: None,
-                })
+                Ok(Frag { first: name.clone(), last: name, bare_group: None })
             }
             Some((Tok::Open, open_col)) => {
                 self.pos += 1;
@@ -238,19 +216,10 @@ impl Parser {
                         Ok(inner)
                     }
                     None => Err((open_col, "this '(' is never closed".into())),
-                    other => Err((
-                        self.col(),
-                        format!("expected '>>', '|' or ')', found {}", describe(other)),
-                    )),
+                    other => Err((self.col(), format!("expected '>>', '|' or ')', found {}", describe(other)))),
                 }
             }
-            other => Err((
-                self.col(),
-                format!(
-                    "expected a task name or '(', found {}",
-                    describe(other.as_ref())
-                ),
-            )),
+            other => Err((self.col(), format!("expected a task name or '(', found {}", describe(other.as_ref())))),
         }
     }
 }
@@ -261,28 +230,14 @@ pub fn parse(flow: &str) -> Result<FlowGraph, FlowError> {
         let before: Vec<char> = flow.chars().take(offset.saturating_sub(1)).collect();
         let line = 1 + before.iter().filter(|c| **c == '\n').count();
         let column = offset - before.iter().rposition(|c| *c == '\n').map_or(0, |p| p + 1);
-        FlowError {
-            line,
-            column,
-            message,
-            flow: flow.to_string(),
-        }
+        FlowError { line, column, message, flow: flow.to_string() }
     };
     let toks = tokenize(flow).map_err(err)?;
     let end_col = flow.chars().count() + 1;
     if toks.is_empty() {
-        return Err(err((
-            1,
-            "the flow is empty; write task names joined by '>>' and '|'".into(),
-        )));
+        return Err(err((1, "the flow is empty; write task names joined by '>>' and '|'".into())));
     }
-    let mut p = Parser {
-        toks,
-        pos: 0,
-        end_col,
-        out: FlowGraph::default(),
-        merged: Vec::new(),
-    };
+    let mut p = Parser { toks, pos: 0, end_col, out: FlowGraph::default(), merged: Vec::new() };
     loop {
         while matches!(p.peek(), Some((Tok::Sep, _))) {
             p.pos += 1;
@@ -296,10 +251,7 @@ pub fn parse(flow: &str) -> Result<FlowGraph, FlowError> {
         }
     }
     if p.out.tasks.is_empty() {
-        return Err(err((
-            1,
-            "the flow is empty; write task names joined by '>>' and '|'".into(),
-        )));
+        return Err(err((1, "the flow is empty; write task names joined by '>>' and '|'".into())));
     }
     if let Some(tok) = p.peek() {
         let msg = match tok.0 {
@@ -357,10 +309,7 @@ mod tests {
     use super::*;
 
     fn edges(g: &FlowGraph) -> Vec<(&str, &str)> {
-        g.edges
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect()
+        g.edges.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
     }
 
     #[test]
@@ -374,13 +323,7 @@ mod tests {
     #[test]
     fn diamond_through_a_group() {
         let g = parse("fetch >> (transform_a | transform_b) >> store").unwrap();
-        assert_eq!(
-            g.groups,
-            vec![(
-                "group_1".to_string(),
-                vec!["transform_a".to_string(), "transform_b".to_string()]
-            )]
-        );
+        assert_eq!(g.groups, vec![("group_1".to_string(), vec!["transform_a".to_string(), "transform_b".to_string()])]);
         assert_eq!(edges(&g), [("fetch", "group_1"), ("group_1", "store")]);
     }
 
@@ -401,27 +344,15 @@ mod tests {
     #[test]
     fn nested_bare_groups_merge() {
         let g = parse("(a | b) | c").unwrap();
-        assert_eq!(
-            g.groups,
-            vec![(
-                "group_1".to_string(),
-                vec!["a".into(), "b".into(), "c".into()]
-            )]
-        );
+        assert_eq!(g.groups, vec![("group_1".to_string(), vec!["a".into(), "b".into(), "c".into()])]);
     }
 
     #[test]
     fn groups_in_a_chain_stay_nested() {
         let g = parse("((a | b) >> c) | d").unwrap();
         assert_eq!(g.groups.len(), 2);
-        assert_eq!(
-            g.groups[0],
-            ("group_1".to_string(), vec!["a".into(), "b".into()])
-        );
-        assert_eq!(
-            g.groups[1],
-            ("group_2".to_string(), vec!["group_1".into(), "d".into()])
-        );
+        assert_eq!(g.groups[0], ("group_1".to_string(), vec!["a".into(), "b".into()]));
+        assert_eq!(g.groups[1], ("group_2".to_string(), vec!["group_1".into(), "d".into()]));
         assert_eq!(edges(&g), [("group_1", "c")]);
     }
 

@@ -8,7 +8,7 @@ pub mod flow;
 mod workflow_file;
 
 pub use workflow_file::{
-    LoadError, ModuleExports, ModuleInfo, ModuleLoadError, TaskDecl, load_workflow,
+    EngineNeeds, LoadError, ModuleExports, ModuleInfo, ModuleLoadError, TaskDecl, WorkflowFile, load_workflow,
 };
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +62,45 @@ pub struct TaskDef {
     pub retry: RetryPolicy,
     /// Sandbox limits.
     pub limits: Limits,
+    /// Capabilities granted to the task (none by default).
+    pub grants: Grants,
+}
+
+/// Capabilities a task is granted. Nothing is granted by default: no file
+/// system, no environment variables, no network; the guest's stdout and stderr
+/// go to the host log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grants {
+    /// Host directories the guest may open.
+    pub dirs: Vec<DirGrant>,
+    /// Names of host environment variables passed to the guest (values are read
+    /// when the task starts, never stored in checkpoints).
+    pub env: Vec<String>,
+    /// Where the guest's stdout and stderr go.
+    pub stdio: Stdio,
+}
+
+/// A preopened directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirGrant {
+    /// The host directory (absolute).
+    pub host: PathBuf,
+    /// Where the guest sees it.
+    pub guest: String,
+    /// Whether the guest may create, write and delete files in it.
+    pub writable: bool,
+}
+
+/// Where a guest's stdout and stderr go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stdio {
+    /// Captured (up to 64 KiB per stream) and written to the host log after the
+    /// task: stdout at info level, stderr at warn level.
+    #[default]
+    Log,
+    /// Streamed to the host's stderr as the guest writes (the host's stdout
+    /// stays reserved for the workflow result).
+    Inherit,
 }
 
 /// How a failed task is retried.
@@ -81,13 +120,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            max_retries: 0,
-            initial_ms: 1000,
-            factor: 2.0,
-            max_ms: 60_000,
-            jitter: false,
-        }
+        RetryPolicy { max_retries: 0, initial_ms: 1000, factor: 2.0, max_ms: 60_000, jitter: false }
     }
 }
 
@@ -113,11 +146,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            memory_bytes: 256 << 20,
-            timeout_ms: 60_000,
-            fuel: None,
-        }
+        Limits { memory_bytes: 256 << 20, timeout_ms: 60_000, fuel: None }
     }
 }
 
@@ -128,6 +157,39 @@ pub struct RunSettings {
     pub max_steps: u64,
     /// Branches of one parallel group that run at the same time.
     pub parallelism: usize,
+    /// Bounds on what a guest can make the host hold or do.
+    pub bounds: HostBounds,
+}
+
+/// Bounds on what a guest can make the host hold or do. Exceeding one fails the
+/// task with a host-bound error naming the bound (not retried).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostBounds {
+    /// Largest channel value, result, input or metadata, in bytes.
+    pub max_value_bytes: u64,
+    /// Longest channel key, in bytes.
+    pub max_key_bytes: u64,
+    /// Most `next-task` calls in one execution.
+    pub max_next_tasks: u64,
+    /// Longest log line kept, in bytes (longer lines are cut, with a marker).
+    pub max_log_bytes: u64,
+    /// Most bytes one execution may write to the channel.
+    pub max_written_bytes: u64,
+    /// Largest total size of the channel (keys and values), in bytes.
+    pub max_channel_bytes: u64,
+}
+
+impl Default for HostBounds {
+    fn default() -> Self {
+        HostBounds {
+            max_value_bytes: 128 << 20,
+            max_key_bytes: 4096,
+            max_next_tasks: 10_000,
+            max_log_bytes: 64 << 10,
+            max_written_bytes: 512 << 20,
+            max_channel_bytes: 1 << 30,
+        }
+    }
 }
 
 /// The workflow graph: task and group nodes, and successor edges.
@@ -147,22 +209,14 @@ impl Graph {
 
     /// The nodes with no incoming edge that are not members of a group.
     pub fn start_candidates(&self) -> Vec<String> {
-        let mut reached: std::collections::BTreeSet<&str> = self
-            .successors
-            .values()
-            .flatten()
-            .map(String::as_str)
-            .collect();
+        let mut reached: std::collections::BTreeSet<&str> =
+            self.successors.values().flatten().map(String::as_str).collect();
         for node in self.nodes.values() {
             if let Node::Group(g) = node {
                 reached.extend(g.members.iter().map(String::as_str));
             }
         }
-        self.nodes
-            .keys()
-            .filter(|n| !reached.contains(n.as_str()))
-            .cloned()
-            .collect()
+        self.nodes.keys().filter(|n| !reached.contains(n.as_str())).cloned().collect()
     }
 }
 

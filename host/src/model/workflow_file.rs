@@ -90,9 +90,7 @@ pub enum LoadError {
         declared: String,
     },
     /// A task names a module that is not in `[modules]`.
-    #[error(
-        "{path}: task '{task}' uses module '{module}', which is not in [modules] (modules: {declared})"
-    )]
+    #[error("{path}: task '{task}' uses module '{module}', which is not in [modules] (modules: {declared})")]
     UnknownModule {
         /// The file.
         path: PathBuf,
@@ -187,6 +185,8 @@ struct WorkflowSection {
     start: Option<String>,
     max_steps: Option<u64>,
     parallelism: Option<usize>,
+    #[serde(default)]
+    bounds: BoundsSection,
     max_cycles: Option<u32>,
     max_retries: Option<u32>,
     backoff: Option<BackoffSection>,
@@ -219,6 +219,11 @@ struct TaskSection {
     module: Option<String>,
     export: Option<String>,
     inputs: Option<Vec<String>>,
+    #[serde(default)]
+    dirs: Vec<DirSection>,
+    #[serde(default)]
+    env: Vec<String>,
+    stdio: Option<String>,
     max_cycles: Option<u32>,
     max_retries: Option<u32>,
     backoff: Option<BackoffSection>,
@@ -234,6 +239,25 @@ impl TaskSection {
             limits: self.limits.clone(),
         }
     }
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct DirSection {
+    host: PathBuf,
+    guest: String,
+    mode: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BoundsSection {
+    max_value_bytes: Option<u64>,
+    max_key_bytes: Option<u64>,
+    max_next_tasks: Option<u64>,
+    max_log_bytes: Option<u64>,
+    max_written_bytes: Option<u64>,
+    max_channel_bytes: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -270,15 +294,51 @@ pub const DEFAULT_MAX_CYCLES: u32 = 10;
 /// Read, parse and validate the workflow file at `path`, loading its modules
 /// through `modules`.
 pub fn load_workflow(path: &Path, modules: &mut dyn ModuleExports) -> Result<Workflow, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let file: File = toml::from_str(&text).map_err(|e| LoadError::Syntax {
-        path: path.to_path_buf(),
-        message: e.to_string().trim_end().to_string(),
-    })?;
-    Resolver { path, file: &file }.resolve(modules)
+    WorkflowFile::read(path)?.resolve(modules)
+}
+
+/// What the wasm engine must support for a workflow: known from the file
+/// alone, before any module is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineNeeds {
+    /// Some task has a fuel budget.
+    pub fuel: bool,
+    /// The largest memory limit of any task, in bytes.
+    pub max_memory_bytes: u64,
+}
+
+/// A workflow file, parsed but not yet resolved.
+pub struct WorkflowFile {
+    path: PathBuf,
+    file: File,
+}
+
+impl WorkflowFile {
+    /// Read and parse the file at `path`.
+    pub fn read(path: &Path) -> Result<WorkflowFile, LoadError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+        let file: File = toml::from_str(&text).map_err(|e| LoadError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        Ok(WorkflowFile { path: path.to_path_buf(), file })
+    }
+
+    /// What the engine must support to run this workflow.
+    pub fn needs(&self) -> EngineNeeds {
+        let wf = &self.file.workflow;
+        let limits = std::iter::once(&wf.limits).chain(self.file.tasks.values().map(|t| &t.limits)).flatten();
+        let fuel = limits.clone().any(|l| l.fuel.is_some());
+        let default_mb = wf.limits.as_ref().and_then(|l| l.memory_mb).unwrap_or(Limits::default().memory_bytes >> 20);
+        let max_mb = limits.filter_map(|l| l.memory_mb).chain([default_mb]).max().unwrap_or(default_mb);
+        EngineNeeds { fuel, max_memory_bytes: max_mb.min(4096) << 20 }
+    }
+
+    /// Validate the file and load its modules through `modules`.
+    pub fn resolve(&self, modules: &mut dyn ModuleExports) -> Result<Workflow, LoadError> {
+        Resolver { path: &self.path, file: &self.file }.resolve(modules)
+    }
 }
 
 struct Resolver<'a> {
@@ -288,19 +348,12 @@ struct Resolver<'a> {
 
 impl Resolver<'_> {
     fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> LoadError {
-        LoadError::Invalid {
-            path: self.path.to_path_buf(),
-            field: field.into(),
-            message: message.into(),
-        }
+        LoadError::Invalid { path: self.path.to_path_buf(), field: field.into(), message: message.into() }
     }
 
     fn resolve(&self, loader: &mut dyn ModuleExports) -> Result<Workflow, LoadError> {
         let wf = &self.file.workflow;
-        let flow = flow::parse(&wf.flow).map_err(|error| LoadError::Flow {
-            path: self.path.to_path_buf(),
-            error,
-        })?;
+        let flow = flow::parse(&wf.flow).map_err(|error| LoadError::Flow { path: self.path.to_path_buf(), error })?;
         let modules = self.load_modules(loader)?;
         let tasks = self.tasks(&flow, &modules)?;
         let graph = self.graph(&flow)?;
@@ -309,11 +362,8 @@ impl Resolver<'_> {
         if max_steps == 0 {
             return Err(self.invalid("[workflow].max_steps", "must be at least 1"));
         }
-        let parallelism = wf.parallelism.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .max(4)
-        });
+        let parallelism =
+            wf.parallelism.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(4));
         if parallelism == 0 {
             return Err(self.invalid("[workflow].parallelism", "must be at least 1"));
         }
@@ -326,11 +376,78 @@ impl Resolver<'_> {
             modules,
             tasks,
             graph,
-            settings: RunSettings {
-                max_steps,
-                parallelism,
-            },
+            settings: RunSettings { max_steps, parallelism, bounds: self.bounds()? },
         })
+    }
+
+    fn bounds(&self) -> Result<HostBounds, LoadError> {
+        let b = &self.file.workflow.bounds;
+        let d = HostBounds::default();
+        let bounds = HostBounds {
+            max_value_bytes: b.max_value_bytes.unwrap_or(d.max_value_bytes),
+            max_key_bytes: b.max_key_bytes.unwrap_or(d.max_key_bytes),
+            max_next_tasks: b.max_next_tasks.unwrap_or(d.max_next_tasks),
+            max_log_bytes: b.max_log_bytes.unwrap_or(d.max_log_bytes),
+            max_written_bytes: b.max_written_bytes.unwrap_or(d.max_written_bytes),
+            max_channel_bytes: b.max_channel_bytes.unwrap_or(d.max_channel_bytes),
+        };
+        let named = [
+            ("max_value_bytes", bounds.max_value_bytes),
+            ("max_key_bytes", bounds.max_key_bytes),
+            ("max_log_bytes", bounds.max_log_bytes),
+            ("max_written_bytes", bounds.max_written_bytes),
+            ("max_channel_bytes", bounds.max_channel_bytes),
+        ];
+        if let Some((name, _)) = named.iter().find(|(_, v)| *v == 0) {
+            return Err(self.invalid(format!("[workflow.bounds].{name}"), "must be at least 1"));
+        }
+        Ok(bounds)
+    }
+
+    fn grants(&self, name: &str, section: Option<&TaskSection>) -> Result<Grants, LoadError> {
+        let Some(section) = section else { return Ok(Grants::default()) };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let mut dirs = Vec::new();
+        for (i, d) in section.dirs.iter().enumerate() {
+            let field = format!("[tasks.{name}].dirs[{i}]");
+            let host = std::path::absolute(dir.join(&d.host)).unwrap_or_else(|_| dir.join(&d.host));
+            if !host.is_dir() {
+                return Err(self.invalid(format!("{field}.host"), format!("{} is not a directory", host.display())));
+            }
+            if !d.guest.starts_with('/') {
+                return Err(self.invalid(
+                    format!("{field}.guest"),
+                    format!("'{}' must be an absolute guest path such as \"/data\"", d.guest),
+                ));
+            }
+            let writable = match d.mode.as_deref().unwrap_or("ro") {
+                "ro" => false,
+                "rw" => true,
+                other => {
+                    return Err(self.invalid(
+                        format!("{field}.mode"),
+                        format!("'{other}' is not a mode: use \"ro\" (read-only) or \"rw\" (read-write)"),
+                    ));
+                }
+            };
+            dirs.push(DirGrant { host, guest: d.guest.clone(), writable });
+        }
+        if let Some(bad) = section.env.iter().find(|v| v.is_empty() || v.contains('=')) {
+            return Err(
+                self.invalid(format!("[tasks.{name}].env"), format!("'{bad}' is not an environment variable name"))
+            );
+        }
+        let stdio = match section.stdio.as_deref().unwrap_or("log") {
+            "log" => Stdio::Log,
+            "inherit" => Stdio::Inherit,
+            other => {
+                return Err(self.invalid(
+                    format!("[tasks.{name}].stdio"),
+                    format!("'{other}' is not a choice: use \"log\" or \"inherit\""),
+                ));
+            }
+        };
+        Ok(Grants { dirs, env: section.env.clone(), stdio })
     }
 
     fn load_modules(
@@ -340,64 +457,27 @@ impl Resolver<'_> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let mut out = BTreeMap::new();
         if self.file.modules.is_empty() {
-            return Err(self.invalid(
-                "[modules]",
-                "no modules: name at least one component, e.g. `app = \"app.wasm\"`",
-            ));
+            return Err(self.invalid("[modules]", "no modules: name at least one component, e.g. `app = \"app.wasm\"`"));
         }
         for (name, rel) in &self.file.modules {
             let file = std::path::absolute(dir.join(rel)).unwrap_or_else(|_| dir.join(rel));
             let info = loader.load(name, &file).map_err(|e| {
                 let (path, module, file) = (self.path.to_path_buf(), name.clone(), file.clone());
                 match e {
-                    ModuleLoadError::Io(source) => LoadError::ModuleFile {
-                        path,
-                        module,
-                        file,
-                        source,
-                    },
-                    ModuleLoadError::NotAComponent(reason) => LoadError::NotAComponent {
-                        path,
-                        module,
-                        file,
-                        reason,
-                    },
-                    ModuleLoadError::Incompatible(reason) => LoadError::Incompatible {
-                        path,
-                        module,
-                        file,
-                        reason,
-                    },
+                    ModuleLoadError::Io(source) => LoadError::ModuleFile { path, module, file, source },
+                    ModuleLoadError::NotAComponent(reason) => LoadError::NotAComponent { path, module, file, reason },
+                    ModuleLoadError::Incompatible(reason) => LoadError::Incompatible { path, module, file, reason },
                 }
             })?;
-            out.insert(
-                name.clone(),
-                (
-                    ModuleRef {
-                        path: file,
-                        sha256: info.sha256,
-                        size: info.size,
-                    },
-                    info.tasks,
-                ),
-            );
+            out.insert(name.clone(), (ModuleRef { path: file, sha256: info.sha256, size: info.size }, info.tasks));
         }
         Ok(out)
     }
 
     fn declared_names(&self, flow: &flow::FlowGraph) -> String {
         let mut names: Vec<&str> = self.file.tasks.keys().map(String::as_str).collect();
-        names.extend(
-            flow.tasks
-                .iter()
-                .map(String::as_str)
-                .filter(|t| !self.file.tasks.contains_key(*t)),
-        );
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(", ")
-        }
+        names.extend(flow.tasks.iter().map(String::as_str).filter(|t| !self.file.tasks.contains_key(*t)));
+        if names.is_empty() { "none".into() } else { names.join(", ") }
     }
 
     fn tasks(
@@ -406,22 +486,13 @@ impl Resolver<'_> {
         modules: &BTreeMap<String, (ModuleRef, Vec<TaskDecl>)>,
     ) -> Result<BTreeMap<String, TaskDef>, LoadError> {
         let mut names: Vec<String> = self.file.tasks.keys().cloned().collect();
-        names.extend(
-            flow.tasks
-                .iter()
-                .filter(|t| !self.file.tasks.contains_key(*t))
-                .cloned(),
-        );
-        let only_module =
-            (modules.len() == 1).then(|| modules.keys().next().expect("one module").clone());
+        names.extend(flow.tasks.iter().filter(|t| !self.file.tasks.contains_key(*t)).cloned());
+        let only_module = (modules.len() == 1).then(|| modules.keys().next().expect("one module").clone());
         let defaults = &self.file.workflow.defaults();
         let mut out = BTreeMap::new();
         for name in names {
             let section = self.file.tasks.get(&name);
-            let module = match section
-                .and_then(|s| s.module.clone())
-                .or_else(|| only_module.clone())
-            {
+            let module = match section.and_then(|s| s.module.clone()).or_else(|| only_module.clone()) {
                 Some(m) => m,
                 None => {
                     let context = if section.is_some() {
@@ -445,9 +516,7 @@ impl Resolver<'_> {
                     declared: modules.keys().cloned().collect::<Vec<_>>().join(", "),
                 });
             };
-            let export = section
-                .and_then(|s| s.export.clone())
-                .unwrap_or_else(|| name.clone());
+            let export = section.and_then(|s| s.export.clone()).unwrap_or_else(|| name.clone());
             let Some(decl) = decls.iter().find(|d| d.name == export) else {
                 if section.is_none() && only_module.is_some() {
                     return Err(LoadError::UnknownTask {
@@ -459,11 +528,7 @@ impl Resolver<'_> {
                         declared: self.declared_names(flow),
                     });
                 }
-                let available = decls
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let available = decls.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ");
                 return Err(LoadError::NotExported {
                     path: self.path.to_path_buf(),
                     task: name,
@@ -473,10 +538,9 @@ impl Resolver<'_> {
                 });
             };
             let settings = section.map(TaskSection::settings).unwrap_or_default();
-            let inputs = section
-                .and_then(|s| s.inputs.clone())
-                .unwrap_or_else(|| decl.inputs.clone());
-            let def = self.task_def(&name, module, export, inputs, &settings, defaults)?;
+            let inputs = section.and_then(|s| s.inputs.clone()).unwrap_or_else(|| decl.inputs.clone());
+            let mut def = self.task_def(&name, module, export, inputs, &settings, defaults)?;
+            def.grants = self.grants(&name, section)?;
             out.insert(name, def);
         }
         Ok(out)
@@ -494,15 +558,11 @@ impl Resolver<'_> {
         let table = format!("[tasks.{name}]");
         let max_cycles = s.max_cycles.or(d.max_cycles).unwrap_or(DEFAULT_MAX_CYCLES);
         if max_cycles == 0 {
-            return Err(self.invalid(
-                format!("{table}.max_cycles"),
-                "must be at least 1 (max_cycles = N allows N runs)",
-            ));
+            return Err(
+                self.invalid(format!("{table}.max_cycles"), "must be at least 1 (max_cycles = N allows N runs)")
+            );
         }
-        let (sb, db) = (
-            s.backoff.clone().unwrap_or_default(),
-            d.backoff.clone().unwrap_or_default(),
-        );
+        let (sb, db) = (s.backoff.clone().unwrap_or_default(), d.backoff.clone().unwrap_or_default());
         let base = RetryPolicy::default();
         let retry = RetryPolicy {
             max_retries: s.max_retries.or(d.max_retries).unwrap_or(base.max_retries),
@@ -517,10 +577,7 @@ impl Resolver<'_> {
                 format!("must be a finite number >= 1.0, not {}", retry.factor),
             ));
         }
-        let (sl, dl) = (
-            s.limits.clone().unwrap_or_default(),
-            d.limits.clone().unwrap_or_default(),
-        );
+        let (sl, dl) = (s.limits.clone().unwrap_or_default(), d.limits.clone().unwrap_or_default());
         let base = Limits::default();
         let memory_mb = sl.memory_mb.or(dl.memory_mb);
         if memory_mb == Some(0) || memory_mb.is_some_and(|m| m > 4096) {
@@ -545,6 +602,7 @@ impl Resolver<'_> {
             max_cycles,
             retry,
             limits,
+            grants: Grants::default(),
         })
     }
 
@@ -555,18 +613,10 @@ impl Resolver<'_> {
         }
         let names = self.group_names(flow)?;
         for (generated, members) in &flow.groups {
-            let name = names
-                .get(generated)
-                .cloned()
-                .unwrap_or_else(|| generated.clone());
+            let name = names.get(generated).cloned().unwrap_or_else(|| generated.clone());
             let policy = self.policy(&name, members)?;
-            let members = members
-                .iter()
-                .map(|m| names.get(m).cloned().unwrap_or_else(|| m.clone()))
-                .collect();
-            graph
-                .nodes
-                .insert(name, Node::Group(GroupDef { members, policy }));
+            let members = members.iter().map(|m| names.get(m).cloned().unwrap_or_else(|| m.clone())).collect();
+            graph.nodes.insert(name, Node::Group(GroupDef { members, policy }));
         }
         for (a, b) in &flow.edges {
             let a = names.get(a).cloned().unwrap_or_else(|| a.clone());
@@ -595,7 +645,14 @@ impl Resolver<'_> {
                         a == b
                     });
                     let Some((generated, _)) = found else {
-                        return Err(self.invalid(format!("{field}.members"), format!("the flow has no parallel group with exactly the members [{}]; its groups: {}", members.join(", "), describe_groups(flow))));
+                        return Err(self.invalid(
+                            format!("{field}.members"),
+                            format!(
+                                "the flow has no parallel group with exactly the members [{}]; its groups: {}",
+                                members.join(", "),
+                                describe_groups(flow)
+                            ),
+                        ));
                     };
                     names.insert(generated.clone(), name.clone());
                 }
@@ -610,13 +667,7 @@ impl Resolver<'_> {
     }
 
     fn policy(&self, group: &str, members: &[String]) -> Result<GroupPolicy, LoadError> {
-        let Some(section) = self
-            .file
-            .groups
-            .iter()
-            .find(|(n, _)| n.as_str() == group)
-            .map(|(_, s)| s)
-        else {
+        let Some(section) = self.file.groups.iter().find(|(n, _)| n.as_str() == group).map(|(_, s)| s) else {
             return Ok(GroupPolicy::Strict);
         };
         let field = |k: &str| format!("[groups.{group}].{k}");
@@ -624,12 +675,9 @@ impl Resolver<'_> {
             "strict" => GroupPolicy::Strict,
             "best_effort" => GroupPolicy::BestEffort,
             "at_least_n" => {
-                let n = section.min_success.ok_or_else(|| {
-                    self.invalid(
-                        field("min_success"),
-                        "policy \"at_least_n\" needs `min_success`",
-                    )
-                })?;
+                let n = section
+                    .min_success
+                    .ok_or_else(|| self.invalid(field("min_success"), "policy \"at_least_n\" needs `min_success`"))?;
                 if n as usize > members.len() {
                     return Err(self.invalid(
                         field("min_success"),
@@ -649,26 +697,20 @@ impl Resolver<'_> {
                 if let Some(c) = critical.iter().find(|c| !members.contains(c)) {
                     return Err(self.invalid(
                         field("critical"),
-                        format!(
-                            "'{c}' is not a member of the group (members: {})",
-                            members.join(", ")
-                        ),
+                        format!("'{c}' is not a member of the group (members: {})", members.join(", ")),
                     ));
                 }
                 GroupPolicy::Critical(critical)
             }
-            other => return Err(self.invalid(
-                field("policy"),
-                format!(
-                    "unknown policy '{other}'; policies: strict, best_effort, at_least_n, critical"
-                ),
-            )),
+            other => {
+                return Err(self.invalid(
+                    field("policy"),
+                    format!("unknown policy '{other}'; policies: strict, best_effort, at_least_n, critical"),
+                ));
+            }
         };
         if section.min_success.is_some() && !matches!(policy, GroupPolicy::AtLeast(_)) {
-            return Err(self.invalid(
-                field("min_success"),
-                "only applies to policy \"at_least_n\"",
-            ));
+            return Err(self.invalid(field("min_success"), "only applies to policy \"at_least_n\""));
         }
         if section.critical.is_some() && !matches!(policy, GroupPolicy::Critical(_)) {
             return Err(self.invalid(field("critical"), "only applies to policy \"critical\""));
@@ -698,10 +740,7 @@ impl Resolver<'_> {
             )),
             _ => Err(self.invalid(
                 "[workflow].start",
-                format!(
-                    "the flow has several nodes without predecessors ({}): set `start`",
-                    candidates.join(", ")
-                ),
+                format!("the flow has several nodes without predecessors ({}): set `start`", candidates.join(", ")),
             )),
         }
     }
@@ -711,24 +750,17 @@ fn describe_groups(flow: &flow::FlowGraph) -> String {
     if flow.groups.is_empty() {
         return "none".into();
     }
-    flow.groups
-        .iter()
-        .map(|(g, m)| format!("{g} = {}", m.join(" | ")))
-        .collect::<Vec<_>>()
-        .join("; ")
+    flow.groups.iter().map(|(g, m)| format!("{g} = {}", m.join(" | "))).collect::<Vec<_>>().join("; ")
 }
 
 fn default_name(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("workflow");
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("workflow");
     if stem == "workflow" {
-        if let Some(dir) = path.canonicalize().ok().and_then(|p| {
-            p.parent()
-                .and_then(|d| d.file_name())
-                .map(|d| d.to_string_lossy().into_owned())
-        }) {
+        if let Some(dir) = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned()))
+        {
             return dir;
         }
     }

@@ -33,26 +33,17 @@ impl ModuleCache {
     pub fn new(dir: PathBuf, engine: &Engine) -> ModuleCache {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        ModuleCache {
-            dir,
-            engine_hash: format!("{:016x}", hasher.finish()),
-        }
+        ModuleCache { dir, engine_hash: format!("{:016x}", hasher.finish()) }
     }
 
     fn path(&self, sha256: &str) -> PathBuf {
-        self.dir
-            .join(format!("{sha256}-{}.cwasm", self.engine_hash))
+        self.dir.join(format!("{sha256}-{}.cwasm", self.engine_hash))
     }
 
     /// The component for `bytes` (whose sha256 is `sha256`): loaded from the
     /// cache, or compiled and stored. A cache that cannot be written only costs
     /// the next run a compile.
-    pub fn load_or_compile(
-        &self,
-        engine: &Engine,
-        sha256: &str,
-        bytes: &[u8],
-    ) -> wasmtime::Result<(Component, bool)> {
+    pub fn load_or_compile(&self, engine: &Engine, sha256: &str, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
         let path = self.path(sha256);
         if path.exists() {
             // SAFETY: entries are written only by `store` below, from

@@ -26,12 +26,7 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings {
-            fuel: false,
-            pooling: pooling_from_env(),
-            max_memory_bytes: 256 << 20,
-            max_instances: 64,
-        }
+        EngineSettings { fuel: false, pooling: pooling_from_env(), max_memory_bytes: 256 << 20, max_instances: 64 }
     }
 }
 
@@ -83,10 +78,7 @@ impl Ticker {
                 }
             })
             .expect("spawn the epoch ticker thread");
-        Ticker {
-            stop,
-            thread: Some(thread),
-        }
+        Ticker { stop, thread: Some(thread) }
     }
 }
 

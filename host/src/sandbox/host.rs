@@ -26,11 +26,7 @@ pub struct MemoryLimitHit {
 
 impl std::fmt::Display for MemoryLimitHit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "memory limit of {} bytes reached (the guest asked for {} bytes)",
-            self.limit, self.desired
-        )
+        write!(f, "memory limit of {} bytes reached (the guest asked for {} bytes)", self.limit, self.desired)
     }
 }
 
@@ -43,27 +39,14 @@ pub struct Limiter {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory {
-            return Err(wasmtime::Error::new(MemoryLimitHit {
-                limit: self.memory,
-                desired,
-            }));
+            return Err(wasmtime::Error::new(MemoryLimitHit { limit: self.memory, desired }));
         }
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -78,26 +61,23 @@ pub struct HostState {
     pub table: ResourceTable,
     /// Memory limit.
     pub limiter: Limiter,
-    /// What the guest wrote to stderr (panic messages land here).
+    /// What the guest wrote to stdout (when captured).
+    pub stdout: MemoryOutputPipe,
+    /// What the guest wrote to stderr (when captured; panic messages land here).
     pub stderr: MemoryOutputPipe,
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
 impl HostState {
     fn task(&mut self) -> wasmtime::Result<&mut TaskContext> {
-        self.ctx.as_mut().ok_or_else(|| {
-            wasmtime::format_err!(
-                "host calls are not available while the component lists its tasks"
-            )
-        })
+        self.ctx
+            .as_mut()
+            .ok_or_else(|| wasmtime::format_err!("host calls are not available while the component lists its tasks"))
     }
 }
 
@@ -114,10 +94,7 @@ impl graflow::task::types::Host for HostState {}
 
 impl graflow::task::channel::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self
-            .task()?
-            .channel_get(&key)
-            .map(|v| v.as_str().to_string()))
+        Ok(self.task()?.channel_get(&key).map(|v| v.as_str().to_string()))
     }
     fn set(&mut self, key: String, value: String) -> wasmtime::Result<Result<(), String>> {
         refusable(self.task()?.channel_set(&key, &value))
@@ -147,20 +124,12 @@ impl graflow::task::results::Host for HostState {
         refusable(self.task()?.set_result(&value))
     }
     fn get_result(&mut self, task: String) -> wasmtime::Result<Option<String>> {
-        Ok(self
-            .task()?
-            .get_result(&task)
-            .map(|v| v.as_str().to_string()))
+        Ok(self.task()?.get_result(&task).map(|v| v.as_str().to_string()))
     }
 }
 
 impl graflow::task::control::Host for HostState {
-    fn next_task(
-        &mut self,
-        task: String,
-        input: String,
-        goto: bool,
-    ) -> wasmtime::Result<Result<String, String>> {
+    fn next_task(&mut self, task: String, input: String, goto: bool) -> wasmtime::Result<Result<String, String>> {
         refusable(self.task()?.next_task(&task, &input, goto))
     }
     fn next_iteration(&mut self, input: String) -> wasmtime::Result<Result<String, String>> {

@@ -13,7 +13,9 @@ mod host;
 
 use crate::engine::{FailureKind, TaskContext, TaskFailure, TaskRunner};
 use crate::json::Json;
-use crate::model::{ModuleExports, ModuleInfo, ModuleLoadError, TaskDecl, TaskDef, Workflow};
+use crate::model::{
+    EngineNeeds, Grants, ModuleExports, ModuleInfo, ModuleLoadError, Stdio, TaskDecl, TaskDef, Workflow,
+};
 use config::{EngineSettings, Ticker};
 use host::{HostState, Limiter, MemoryLimitHit, TaskModulePre};
 use sha2::{Digest, Sha256};
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{ResourceTable, WasiCtx};
+use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx};
 
 /// Hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -36,6 +38,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 struct LoadedModule {
     sha256: String,
     pre: TaskModulePre<HostState>,
+}
+
+/// A WASI context and the pipes capturing its output.
+struct Wasi {
+    ctx: WasiCtx,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
 }
 
 /// Statistics of module loading, for logs and benchmarks.
@@ -73,10 +82,7 @@ impl std::error::Error for Aborted {}
 
 impl Sandbox {
     /// A sandbox with `settings`, caching compiled modules in `cache_dir` (none: no cache).
-    pub fn new(
-        settings: &EngineSettings,
-        cache_dir: Option<std::path::PathBuf>,
-    ) -> wasmtime::Result<Sandbox> {
+    pub fn new(settings: &EngineSettings, cache_dir: Option<std::path::PathBuf>) -> wasmtime::Result<Sandbox> {
         let engine = config::build_engine(settings)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -96,19 +102,18 @@ impl Sandbox {
     }
 
     /// A sandbox whose engine fits every task of `workflow` (fuel, memory).
-    pub fn for_workflow(
-        workflow: &Workflow,
-        cache_dir: Option<std::path::PathBuf>,
-    ) -> wasmtime::Result<Sandbox> {
-        let mut settings = EngineSettings::default();
-        settings.fuel = workflow.tasks.values().any(|t| t.limits.fuel.is_some());
-        settings.max_memory_bytes = workflow
-            .tasks
-            .values()
-            .map(|t| t.limits.memory_bytes)
-            .max()
-            .unwrap_or(settings.max_memory_bytes);
-        settings.max_instances = (workflow.settings.parallelism as u32 * 2).max(16);
+    pub fn for_workflow(workflow: &Workflow, cache_dir: Option<std::path::PathBuf>) -> wasmtime::Result<Sandbox> {
+        let needs = EngineNeeds {
+            fuel: workflow.tasks.values().any(|t| t.limits.fuel.is_some()),
+            max_memory_bytes: workflow.tasks.values().map(|t| t.limits.memory_bytes).max().unwrap_or(256 << 20),
+        };
+        Sandbox::for_needs(&needs, cache_dir)
+    }
+
+    /// A sandbox whose engine provides what a workflow file needs (fuel, memory).
+    pub fn for_needs(needs: &EngineNeeds, cache_dir: Option<std::path::PathBuf>) -> wasmtime::Result<Sandbox> {
+        let settings =
+            EngineSettings { fuel: needs.fuel, max_memory_bytes: needs.max_memory_bytes, ..EngineSettings::default() };
         Sandbox::new(&settings, cache_dir)
     }
 
@@ -124,32 +129,16 @@ impl Sandbox {
     }
 
     /// Load module `name` from `bytes` (already read and hashed by the caller).
-    pub fn load_bytes(
-        &mut self,
-        name: &str,
-        bytes: &[u8],
-        sha256: &str,
-    ) -> Result<Vec<TaskDecl>, ModuleLoadError> {
+    pub fn load_bytes(&mut self, name: &str, bytes: &[u8], sha256: &str) -> Result<Vec<TaskDecl>, ModuleLoadError> {
         check_header(bytes)?;
-        let component = self
-            .compile(sha256, bytes)
-            .map_err(|e| ModuleLoadError::NotAComponent(format!("{e:#}")))?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
-        let pre = TaskModulePre::new(instance_pre)
-            .map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
-        let tasks = self.list_tasks(&pre).map_err(|e| {
-            ModuleLoadError::Incompatible(format!("calling its `tasks` export failed: {e:#}"))
-        })?;
-        self.modules.insert(
-            name.to_string(),
-            LoadedModule {
-                sha256: sha256.to_string(),
-                pre,
-            },
-        );
+        let component = self.compile(sha256, bytes).map_err(|e| ModuleLoadError::NotAComponent(format!("{e:#}")))?;
+        let instance_pre =
+            self.linker.instantiate_pre(&component).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
+        let pre = TaskModulePre::new(instance_pre).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
+        let tasks = self
+            .list_tasks(&pre)
+            .map_err(|e| ModuleLoadError::Incompatible(format!("calling its `tasks` export failed: {e:#}")))?;
+        self.modules.insert(name.to_string(), LoadedModule { sha256: sha256.to_string(), pre });
         Ok(tasks)
     }
 
@@ -176,17 +165,38 @@ impl Sandbox {
         }
     }
 
-    fn store(&self, ctx: Option<TaskContext>, memory: u64) -> Store<HostState> {
+    /// A WASI context granting only what `grants` lists (stdout and stderr
+    /// captured unless inherited).
+    fn wasi(grants: &Grants) -> Result<Wasi, String> {
+        let stdout = MemoryOutputPipe::new(64 << 10);
         let stderr = MemoryOutputPipe::new(64 << 10);
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let mut wasi = WasiCtx::builder();
+        match grants.stdio {
+            Stdio::Log => wasi.stdout(stdout.clone()).stderr(stderr.clone()),
+            Stdio::Inherit => wasi.stdout(std::io::stderr()).stderr(std::io::stderr()),
+        };
+        for dir in &grants.dirs {
+            let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| format!("granted directory {} cannot be opened: {e:#}", dir.host.display()))?;
+        }
+        for name in &grants.env {
+            if let Ok(value) = std::env::var(name) {
+                wasi.env(name, value);
+            }
+        }
+        Ok(Wasi { ctx: wasi.build(), stdout, stderr })
+    }
+
+    /// A fresh store with `wasi`, the memory limiter and epoch interruption.
+    fn store(&self, ctx: Option<TaskContext>, memory: u64, wasi: Wasi) -> Store<HostState> {
         let state = HostState {
             ctx,
-            wasi,
+            wasi: wasi.ctx,
             table: ResourceTable::new(),
-            limiter: Limiter {
-                memory: memory as usize,
-            },
-            stderr,
+            limiter: Limiter { memory: memory as usize },
+            stdout: wasi.stdout,
+            stderr: wasi.stderr,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -195,30 +205,22 @@ impl Sandbox {
     }
 
     fn list_tasks(&self, pre: &TaskModulePre<HostState>) -> wasmtime::Result<Vec<TaskDecl>> {
-        let mut store = self.store(None, 256 << 20);
+        let wasi = Self::wasi(&Grants::default()).map_err(|e| wasmtime::format_err!("{e}"))?;
+        let mut store = self.store(None, 256 << 20, wasi);
         store.set_epoch_deadline(10_000 / config::EPOCH_TICK.as_millis() as u64);
         if self.fuel {
             store.set_fuel(u64::MAX)?;
         }
         let instance = pre.instantiate(&mut store)?;
         let decls = instance.call_tasks(&mut store)?;
-        Ok(decls
-            .into_iter()
-            .map(|d| TaskDecl {
-                name: d.name,
-                inputs: d.inputs,
-                description: d.description,
-            })
-            .collect())
+        Ok(decls.into_iter().map(|d| TaskDecl { name: d.name, inputs: d.inputs, description: d.description }).collect())
     }
 }
 
 /// Tell a component from a core module or a file that is not WebAssembly.
 fn check_header(bytes: &[u8]) -> Result<(), ModuleLoadError> {
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
-        return Err(ModuleLoadError::NotAComponent(
-            "the file does not start with the WebAssembly magic number".into(),
-        ));
+        return Err(ModuleLoadError::NotAComponent("the file does not start with the WebAssembly magic number".into()));
     }
     if bytes[4..8] == [1, 0, 0, 0] {
         return Err(ModuleLoadError::NotAComponent(
@@ -233,29 +235,21 @@ impl ModuleExports for Sandbox {
         let bytes = std::fs::read(path)?;
         let sha256 = sha256_hex(&bytes);
         let tasks = self.load_bytes(name, &bytes, &sha256)?;
-        Ok(ModuleInfo {
-            sha256,
-            size: bytes.len() as u64,
-            tasks,
-        })
+        Ok(ModuleInfo { sha256, size: bytes.len() as u64, tasks })
     }
 }
 
 impl TaskRunner for Sandbox {
-    fn run(
-        &self,
-        task: &TaskDef,
-        input: &Json,
-        ctx: TaskContext,
-    ) -> (TaskContext, Result<Json, TaskFailure>) {
+    fn run(&self, task: &TaskDef, input: &Json, ctx: TaskContext) -> (TaskContext, Result<Json, TaskFailure>) {
         let Some(module) = self.modules.get(&task.module) else {
-            let failure = TaskFailure::new(
-                FailureKind::Failed,
-                format!("module '{}' is not loaded", task.module),
-            );
+            let failure = TaskFailure::new(FailureKind::Failed, format!("module '{}' is not loaded", task.module));
             return (ctx, Err(failure));
         };
-        let mut store = self.store(Some(ctx), task.limits.memory_bytes);
+        let wasi = match Self::wasi(&task.grants) {
+            Ok(wasi) => wasi,
+            Err(message) => return (ctx, Err(TaskFailure::new(FailureKind::Failed, message))),
+        };
+        let mut store = self.store(Some(ctx), task.limits.memory_bytes, wasi);
         let deadline = Instant::now() + Duration::from_millis(task.limits.timeout_ms);
         let abort = self.abort.clone();
         store.epoch_deadline_callback(move |_| {
@@ -278,14 +272,9 @@ impl TaskRunner for Sandbox {
         })();
         let result = match outcome {
             Ok(Ok(output)) => Json::parse(output).map_err(|e| {
-                TaskFailure::new(
-                    FailureKind::Failed,
-                    format!("the task returned text that is not JSON: {e}"),
-                )
+                TaskFailure::new(FailureKind::Failed, format!("the task returned text that is not JSON: {e}"))
             }),
-            Ok(Err(host::graflow::task::types::TaskError::Failed(m))) => {
-                Err(TaskFailure::new(FailureKind::Failed, m))
-            }
+            Ok(Err(host::graflow::task::types::TaskError::Failed(m))) => Err(TaskFailure::new(FailureKind::Failed, m)),
             Ok(Err(host::graflow::task::types::TaskError::Retryable(m))) => {
                 Err(TaskFailure::new(FailureKind::Retryable, m))
             }
@@ -293,6 +282,9 @@ impl TaskRunner for Sandbox {
         };
         let state = store.into_data();
         let ctx = state.ctx.expect("the task context stays in the store");
+        if task.grants.stdio == Stdio::Log {
+            emit_output(&ctx.info.task_id, &state.stdout, &state.stderr);
+        }
         (ctx, result)
     }
 }
@@ -305,25 +297,32 @@ fn classify(error: &wasmtime::Error, task: &TaskDef, stderr: &MemoryOutputPipe) 
     if let Some(hit) = error.downcast_ref::<MemoryLimitHit>() {
         return TaskFailure::new(FailureKind::Memory, hit.to_string());
     }
-    let guest_said = String::from_utf8_lossy(&stderr.contents())
-        .trim()
-        .to_string();
+    let guest_said = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
     let said = if guest_said.is_empty() {
         String::new()
     } else {
         format!("; the guest wrote: {}", last_lines(&guest_said, 5))
     };
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => TaskFailure::new(
-            FailureKind::Timeout,
-            format!("time limit of {} ms exceeded", task.limits.timeout_ms),
-        ),
+        Some(Trap::Interrupt) => {
+            TaskFailure::new(FailureKind::Timeout, format!("time limit of {} ms exceeded", task.limits.timeout_ms))
+        }
         Some(Trap::OutOfFuel) => TaskFailure::new(
             FailureKind::OutOfFuel,
             format!("fuel budget of {} exhausted", task.limits.fuel.unwrap_or(0)),
         ),
-        Some(trap) => TaskFailure::new(FailureKind::Trap, format!("wasm trap: {trap}{said}")),
+        Some(trap) => TaskFailure::new(FailureKind::Trap, format!("{trap}{said}")),
         None => TaskFailure::new(FailureKind::Trap, format!("{error:#}{said}")),
+    }
+}
+
+/// Write what a guest printed to the host log, a line per event.
+fn emit_output(task: &str, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
+    for line in String::from_utf8_lossy(&stdout.contents()).lines() {
+        tracing::info!(target: "task", task, "stdout: {line}");
+    }
+    for line in String::from_utf8_lossy(&stderr.contents()).lines() {
+        tracing::warn!(target: "task", task, "stderr: {line}");
     }
 }
 

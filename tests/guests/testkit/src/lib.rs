@@ -70,6 +70,30 @@ fn script(input: ScriptInput) -> Result<Value, TaskError> {
             "trap" => core::arch::wasm32::unreachable(),
             "panic" => panic!("scripted panic in {}", info.task_id),
             "log" => log::info(str_of(action, "message")),
+            "big_value" => {
+                let bytes = arg("bytes").as_u64().unwrap_or(1 << 20) as usize;
+                channel::set(str_of(action, "key"), &"x".repeat(bytes))?;
+            }
+            "spawn_many" => {
+                for _ in 0..arg("count").as_u64().unwrap_or(0) {
+                    control::next_task(str_of(action, "task"), &Value::Null)?;
+                }
+            }
+            "read_file" => output = json!(std::fs::read_to_string(str_of(action, "path")).map_err(|e| e.to_string())),
+            "write_file" => output = json!(std::fs::write(str_of(action, "path"), str_of(action, "text")).map_err(|e| e.to_string())),
+            "list_dir" => {
+                let names = std::fs::read_dir(str_of(action, "path")).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>());
+                output = json!(names.map_err(|e| e.to_string()));
+            }
+            "env" => output = json!(std::env::var(str_of(action, "name")).map_err(|e| e.to_string())),
+            "env_count" => output = json!(std::env::vars().count()),
+            "connect" => output = json!(std::net::TcpStream::connect(str_of(action, "addr")).map(|_| ()).map_err(|e| e.to_string())),
+            "print" => {
+                println!("{}", str_of(action, "text"));
+                eprintln!("err: {}", str_of(action, "text"));
+            }
+            "recurse" => output = json!(recurse(arg("depth").as_u64().unwrap_or(1 << 30))),
+            "log_big" => log::info(&"y".repeat(arg("bytes").as_u64().unwrap_or(1 << 20) as usize)),
             "return" => output = channel::get::<Value>(str_of(action, "key"))?.unwrap_or(Value::Null),
             "work" => {
                 let rounds = arg("rounds").as_u64().unwrap_or(1_000_000);
@@ -83,6 +107,15 @@ fn script(input: ScriptInput) -> Result<Value, TaskError> {
         }
     }
     Ok(output)
+}
+
+/// Recursion that keeps a frame per level: overflows the stack for large depths.
+fn recurse(depth: u64) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    let frame = std::hint::black_box([depth; 16]);
+    1 + recurse(depth - 1) + frame[3] % 2
 }
 
 fn wit_next(task: &str, input: &Value, goto: bool) -> Result<String, TaskError> {
