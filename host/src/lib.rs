@@ -17,4 +17,7 @@ pub mod json;
 pub mod model;
 pub mod sandbox;
 
+#[cfg(test)]
+mod robustness;
+
 pub use json::Json;
