@@ -171,6 +171,20 @@ fn time_limit_obeyed_and_violated() {
 }
 
 #[test]
+fn the_time_limit_holds_while_the_guest_sleeps_in_a_host_call() {
+    let (_, r) = one(
+        "limits = { timeout_ms = 2000 }",
+        "",
+        json!([{"op": "sleep", "ms": 20}, {"op": "result", "value": "rested"}]),
+    );
+    assert_eq!(value(r), json!("rested"));
+    let started = std::time::Instant::now();
+    let (_, r) = one("limits = { timeout_ms = 200 }", "", json!([{"op": "sleep", "ms": 30000}]));
+    assert_eq!(r.unwrap_err(), (FailureKind::Timeout, "time limit of 200 ms exceeded".to_string()));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "stopped at the deadline, not after the sleep");
+}
+
+#[test]
 fn fuel_obeyed_and_violated() {
     let (_, r) =
         one("limits = { fuel = 50000000 }", "", json!([{"op": "work", "rounds": 1000}, {"op": "result", "value": 2}]));

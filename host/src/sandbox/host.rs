@@ -61,6 +61,8 @@ pub struct HostState {
     pub table: ResourceTable,
     /// Memory limit.
     pub limiter: Limiter,
+    /// When the execution's time limit runs out (clock sleeps are cut here).
+    pub deadline: std::time::Instant,
     /// What the guest wrote to stdout (when captured).
     pub stdout: MemoryOutputPipe,
     /// What the guest wrote to stderr (when captured; panic messages land here).
@@ -175,6 +177,65 @@ impl graflow::task::logging::Host for HostState {
             LogLevel::Warn => tracing::warn!(target: "task", task, "{line}"),
             LogLevel::Error => tracing::error!(target: "task", task, "{line}"),
         }
+        Ok(())
+    }
+}
+
+/// `wasi:clocks/monotonic-clock` with sleeps cut at the execution's deadline:
+/// a guest cannot block in a clock subscription past its time limit (it wakes
+/// at the deadline, and the epoch check then stops it).
+pub mod clamped_clock {
+    use super::HostState;
+    use std::time::Instant;
+    use wasmtime::component::{HasData, Linker, Resource};
+    use wasmtime_wasi::clocks::{WasiClocksCtxView, WasiClocksView};
+    use wasmtime_wasi::p2::DynPollable;
+    use wasmtime_wasi::p2::bindings::clocks::monotonic_clock::{self, Duration, Host, Instant as WasiInstant};
+
+    /// The view the shadowing implementation works on.
+    pub struct Clamped<'a> {
+        inner: WasiClocksCtxView<'a>,
+        deadline: Instant,
+    }
+
+    struct ClampedClock;
+
+    impl HasData for ClampedClock {
+        type Data<'a> = Clamped<'a>;
+    }
+
+    impl Clamped<'_> {
+        fn remaining_nanos(&self) -> u64 {
+            self.deadline.saturating_duration_since(Instant::now()).as_nanos().min(u64::MAX as u128) as u64
+        }
+    }
+
+    impl Host for Clamped<'_> {
+        fn now(&mut self) -> wasmtime::Result<WasiInstant> {
+            self.inner.now()
+        }
+        fn resolution(&mut self) -> wasmtime::Result<Duration> {
+            self.inner.resolution()
+        }
+        fn subscribe_instant(&mut self, when: WasiInstant) -> wasmtime::Result<Resource<DynPollable>> {
+            let latest = self.inner.now()?.saturating_add(self.remaining_nanos());
+            self.inner.subscribe_instant(when.min(latest))
+        }
+        fn subscribe_duration(&mut self, duration: Duration) -> wasmtime::Result<Resource<DynPollable>> {
+            let remaining = self.remaining_nanos();
+            self.inner.subscribe_duration(duration.min(remaining))
+        }
+    }
+
+    /// Replace the monotonic clock of `linker` (which already has WASI) with the
+    /// clamped one.
+    pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        linker.allow_shadowing(true);
+        monotonic_clock::add_to_linker::<HostState, ClampedClock>(linker, |s: &mut HostState| {
+            let deadline = s.deadline;
+            Clamped { inner: s.clocks(), deadline }
+        })?;
+        linker.allow_shadowing(false);
         Ok(())
     }
 }

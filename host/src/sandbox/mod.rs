@@ -86,6 +86,7 @@ impl Sandbox {
         let engine = config::build_engine(settings)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        host::clamped_clock::add_to_linker(&mut linker)?;
         host::TaskModule::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let cache = cache_dir.map(|d| cache::ModuleCache::new(d, &engine));
         let ticker = Ticker::start(&engine);
@@ -189,9 +190,10 @@ impl Sandbox {
     }
 
     /// A fresh store with `wasi`, the memory limiter and epoch interruption.
-    fn store(&self, ctx: Option<TaskContext>, memory: u64, wasi: Wasi) -> Store<HostState> {
+    fn store(&self, ctx: Option<TaskContext>, memory: u64, deadline: Instant, wasi: Wasi) -> Store<HostState> {
         let state = HostState {
             ctx,
+            deadline,
             wasi: wasi.ctx,
             table: ResourceTable::new(),
             limiter: Limiter { memory: memory as usize },
@@ -206,7 +208,7 @@ impl Sandbox {
 
     fn list_tasks(&self, pre: &TaskModulePre<HostState>) -> wasmtime::Result<Vec<TaskDecl>> {
         let wasi = Self::wasi(&Grants::default()).map_err(|e| wasmtime::format_err!("{e}"))?;
-        let mut store = self.store(None, 256 << 20, wasi);
+        let mut store = self.store(None, 256 << 20, Instant::now() + Duration::from_secs(10), wasi);
         store.set_epoch_deadline(10_000 / config::EPOCH_TICK.as_millis() as u64);
         if self.fuel {
             store.set_fuel(u64::MAX)?;
@@ -249,8 +251,8 @@ impl TaskRunner for Sandbox {
             Ok(wasi) => wasi,
             Err(message) => return (ctx, Err(TaskFailure::new(FailureKind::Failed, message))),
         };
-        let mut store = self.store(Some(ctx), task.limits.memory_bytes, wasi);
         let deadline = Instant::now() + Duration::from_millis(task.limits.timeout_ms);
+        let mut store = self.store(Some(ctx), task.limits.memory_bytes, deadline, wasi);
         let abort = self.abort.clone();
         store.epoch_deadline_callback(move |_| {
             if abort.load(Ordering::Relaxed) {

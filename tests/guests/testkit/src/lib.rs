@@ -92,6 +92,7 @@ fn script(input: ScriptInput) -> Result<Value, TaskError> {
                 println!("{}", str_of(action, "text"));
                 eprintln!("err: {}", str_of(action, "text"));
             }
+            "sleep" => std::thread::sleep(std::time::Duration::from_millis(arg("ms").as_u64().unwrap_or(0))),
             "recurse" => output = json!(recurse(arg("depth").as_u64().unwrap_or(1 << 30))),
             "log_big" => log::info(&"y".repeat(arg("bytes").as_u64().unwrap_or(1 << 20) as usize)),
             "return" => output = channel::get::<Value>(str_of(action, "key"))?.unwrap_or(Value::Null),
