@@ -9,7 +9,7 @@ WASM_OUT     := $(GUEST_TARGET)/wasm32-wasip2/release
 BIN          := target/release/graflow-host
 EXAMPLES     := hello etl shared-state agent-loop optimizer router flaky best-effort order
 
-.PHONY: all setup guests host test demo bench clean-checkpoints
+.PHONY: all setup guests rust-guests py-js-guests task host test demo bench clean-checkpoints
 
 all: host guests
 
@@ -17,12 +17,37 @@ all: host guests
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-guests: setup
+guests: rust-guests py-js-guests
+
+rust-guests: setup
 	cd examples && CARGO_TARGET_DIR=$(GUEST_TARGET) $(CARGO) build --target wasm32-wasip2 --release --quiet
 	cd tests/guests && CARGO_TARGET_DIR=$(GUEST_TARGET) $(CARGO) build --target wasm32-wasip2 --release --quiet
-	@for ex in $(EXAMPLES); do cp $(WASM_OUT)/$$(echo $$ex | tr - _).wasm examples/$$ex/; done
+	@for ex in $(EXAMPLES) mixed; do cp $(WASM_OUT)/$$(echo $$ex | tr - _).wasm examples/$$ex/; done
 	@cp $(WASM_OUT)/testkit.wasm tests/guests/testkit.wasm
-	@echo "guests built: examples/*/*.wasm tests/guests/testkit.wasm"
+	@cp $(WASM_OUT)/parity.wasm tests/guests/parity_rust.wasm
+	@echo "rust guests built: examples/*/*.wasm tests/guests/*.wasm"
+
+# Python and JavaScript components (toolchains installed on first use into
+# target/toolchains). Rebuilt only when a source or the SDK changed.
+PY_JS := examples/mixed/stats.wasm examples/mixed/format.wasm tests/guests/parity_py.wasm tests/guests/parity_js.wasm
+py-js-guests: $(PY_JS)
+
+%.wasm: %.py guest-sdk/python/graflow.py guest-sdk/python/requirements.txt wit/graflow.wit
+	@bash scripts/build-task.sh $< $@
+
+%.wasm: %.js guest-sdk/js/graflow.js guest-sdk/js/package-lock.json wit/graflow.wit
+	@bash scripts/build-task.sh $< $@
+
+tests/guests/parity_py.wasm: tests/guests/parity.py guest-sdk/python/graflow.py guest-sdk/python/requirements.txt wit/graflow.wit
+	@bash scripts/build-task.sh $< $@
+
+tests/guests/parity_js.wasm: tests/guests/parity.js guest-sdk/js/graflow.js guest-sdk/js/package-lock.json wit/graflow.wit
+	@bash scripts/build-task.sh $< $@
+
+# Build one Python or JavaScript task module: make task SRC=app.py OUT=app.wasm
+task:
+	@test -n "$(SRC)" -a -n "$(OUT)" || { echo "usage: make task SRC=<app.py|app.js> OUT=<out.wasm>"; exit 2; }
+	@bash scripts/build-task.sh $(SRC) $(OUT)
 
 host:
 	$(CARGO) build --release --quiet

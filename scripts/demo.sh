@@ -29,6 +29,13 @@ show "flaky: a retryable error, retried with back-off, succeeds on the third att
 show "best-effort: a parallel group with one failing member" \
   "$BIN run examples/best-effort/workflow.toml --checkpoint-dir $DEMO/cp"
 
+MIX=$DEMO/mixed
+show "mixed: Rust >> (Python | JavaScript) >> Rust, stopped after the Rust task (a checkpoint)" \
+  "$BIN run examples/mixed/workflow.toml --input '{\"readings\":[21.5,-1,23.25,22]}' --checkpoint-dir $MIX --max-steps 1 || true"
+show "mixed: resumed into the Python and JavaScript tasks" "$BIN resume --latest $MIX"
+show "mixed: a second run loads every component from the compiled-module cache" \
+  "GRAFLOW_LOG=graflow_host=debug $BIN run examples/mixed/workflow.toml --input '{\"readings\":[1,2]}' --checkpoint-dir $MIX 2>&1 | grep -E 'module|^\\{'"
+
 CP=$DEMO/orders
 step "order: a state machine that checkpoints after every stage; interrupted with SIGINT" \
   "$BIN run examples/order/workflow.toml --input '{\"order_id\":\"A-1001\"}' --checkpoint-dir $CP &  # then kill -INT"

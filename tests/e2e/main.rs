@@ -7,5 +7,6 @@ mod control;
 mod errors;
 mod examples;
 mod hostile;
+mod parity;
 mod sandbox;
 mod support;

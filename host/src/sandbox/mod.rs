@@ -132,7 +132,8 @@ impl Sandbox {
     /// Load module `name` from `bytes` (already read and hashed by the caller).
     pub fn load_bytes(&mut self, name: &str, bytes: &[u8], sha256: &str) -> Result<Vec<TaskDecl>, ModuleLoadError> {
         check_header(bytes)?;
-        let component = self.compile(sha256, bytes).map_err(|e| ModuleLoadError::NotAComponent(format!("{e:#}")))?;
+        let component =
+            self.compile(name, sha256, bytes).map_err(|e| ModuleLoadError::NotAComponent(format!("{e:#}")))?;
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
         let pre = TaskModulePre::new(instance_pre).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
@@ -148,22 +149,22 @@ impl Sandbox {
         self.modules.get(name).map(|m| m.sha256.as_str())
     }
 
-    fn compile(&mut self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
-        match &self.cache {
-            Some(cache) => {
-                let (component, hit) = cache.load_or_compile(&self.engine, sha256, bytes)?;
-                if hit {
-                    self.stats.cache_hits += 1
-                } else {
-                    self.stats.compiled += 1
-                }
-                Ok(component)
-            }
-            None => {
-                self.stats.compiled += 1;
-                Component::new(&self.engine, bytes)
-            }
+    fn compile(&mut self, name: &str, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let started = Instant::now();
+        let (component, hit) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, sha256, bytes)?,
+            None => (Component::new(&self.engine, bytes)?, false),
+        };
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if hit {
+            self.stats.cache_hits += 1;
+            tracing::debug!("module '{name}': loaded from the compiled-module cache in {ms:.1} ms");
+        } else {
+            self.stats.compiled += 1;
+            let note = if self.cache.is_some() { " (cached for later runs)" } else { "" };
+            tracing::info!("module '{name}': compiled {} bytes in {ms:.0} ms{note}", bytes.len());
         }
+        Ok(component)
     }
 
     /// A WASI context granting only what `grants` lists (stdout and stderr

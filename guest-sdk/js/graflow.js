@@ -1,0 +1,118 @@
+// graflow-host task SDK for JavaScript (componentize-js), over wit/graflow.wit.
+//
+//   import { task, channel, control, log, TaskError, Retryable, tasks, run } from './graflow.js';
+//   task(function total({ fetch }) { channel.set('n', fetch.length); return fetch.reduce((a, b) => a + b, 0); });
+//   export { tasks, run };
+//
+// A task is a function of one object (its input). Its declared inputs are the
+// names it destructures (`({ fetch })`), or `inputs` given to `task`.
+// Returning a value sets the task's result (JSON). Throwing `TaskError` fails
+// the task permanently; `Retryable` (or any other exception) is retried while
+// the task's max_retries allows.
+import * as witChannel from 'graflow:task/channel@0.1.0';
+import * as witResults from 'graflow:task/results@0.1.0';
+import * as witControl from 'graflow:task/control@0.1.0';
+import * as witLogging from 'graflow:task/logging@0.1.0';
+
+const registry = new Map();
+
+/** A permanent failure: never retried. */
+export class TaskError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'TaskError';
+  }
+}
+
+/** A transient failure: retried while the task's max_retries allows. */
+export class Retryable extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'Retryable';
+  }
+}
+
+/** Declared inputs from a destructuring parameter: `function f({ a, b = 1 })`. */
+function destructured(fn) {
+  const m = /^[^(]*\(\s*\{([^}]*)\}/.exec(fn.toString());
+  if (!m) return [];
+  return m[1].split(',').map((p) => p.split(/[:=]/)[0].trim()).filter((p) => /^[A-Za-z_$][\w$]*$/.test(p));
+}
+
+/** Register `fn` as a task (named after the function unless `name` is given). */
+export function task(fn, { name = fn.name, inputs, description = '' } = {}) {
+  if (!name) throw new Error('a task needs a name: use a named function or pass { name }');
+  registry.set(name, { fn, inputs: inputs ?? destructured(fn), description });
+  return fn;
+}
+
+function unwrap(call) {
+  try {
+    return call();
+  } catch (e) {
+    throw new TaskError(String(e && e.payload !== undefined ? e.payload : e));
+  }
+}
+
+/** The workflow's shared key-value store; values are JSON. */
+export const channel = {
+  get: (key, fallback = undefined) => {
+    const v = witChannel.get(key);
+    return v === undefined ? fallback : JSON.parse(v);
+  },
+  set: (key, value) => unwrap(() => witChannel.set(key, JSON.stringify(value ?? null))),
+  delete: (key) => witChannel.delete(key),
+  exists: (key) => witChannel.exists(key),
+  keys: () => witChannel.keys(),
+  append: (key, value) => unwrap(() => witChannel.append(key, JSON.stringify(value ?? null))),
+  prepend: (key, value) => unwrap(() => witChannel.prepend(key, JSON.stringify(value ?? null))),
+  atomicAdd: (key, amount = 1) => unwrap(() => witChannel.atomicAdd(key, amount)),
+};
+
+/** Task results. */
+export const results = {
+  set: (value) => unwrap(() => witResults.setResult(JSON.stringify(value ?? null))),
+  get: (taskId, fallback = undefined) => {
+    const v = witResults.getResult(taskId);
+    return v === undefined ? fallback : JSON.parse(v);
+  },
+};
+
+/** Steering the workflow. */
+export const control = {
+  nextTask: (name, input = null) => unwrap(() => witControl.nextTask(name, JSON.stringify(input), false)),
+  goto: (name, input = null) => unwrap(() => witControl.nextTask(name, JSON.stringify(input), true)),
+  nextIteration: (input = null) => unwrap(() => witControl.nextIteration(JSON.stringify(input))),
+  canIterate: () => witControl.canIterate(),
+  terminateWorkflow: (message = '') => witControl.terminateWorkflow(message),
+  cancelWorkflow: (message = '') => witControl.cancelWorkflow(message),
+  checkpoint: (metadata = {}) => unwrap(() => witControl.requestCheckpoint(JSON.stringify(metadata))),
+  info: () => witControl.info(),
+};
+
+/** Task logs, collected by the host. */
+export const log = {
+  debug: (m) => witLogging.log('debug', String(m)),
+  info: (m) => witLogging.log('info', String(m)),
+  warn: (m) => witLogging.log('warn', String(m)),
+  error: (m) => witLogging.log('error', String(m)),
+};
+
+/** Export `tasks`: the registered tasks. */
+export function tasks() {
+  return [...registry].map(([name, t]) => ({ name, inputs: t.inputs, description: t.description }));
+}
+
+/** Export `run`: decode the input, call the task, encode its result. */
+export function run(name, input) {
+  const t = registry.get(name);
+  if (!t) throw { tag: 'failed', val: `this component has no task '${name}' (it provides: ${[...registry.keys()].join(', ')})` };
+  let out;
+  try {
+    out = t.fn(JSON.parse(input));
+  } catch (e) {
+    const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    throw { tag: e instanceof TaskError ? 'failed' : 'retryable', val: message };
+  }
+  return JSON.stringify(out === undefined ? null : out);
+}

@@ -1,0 +1,210 @@
+"""graflow-host task SDK for Python (componentize-py), over wit/graflow.wit.
+
+    from graflow import task, channel, control, log, TaskError, Retryable, WitWorld
+
+    @task
+    def total(fetch: list) -> int:          # declared inputs: the parameter names
+        channel.set("n", len(fetch))
+        return sum(fetch)
+
+A task is a function whose parameters are its declared inputs, filled by
+automatic data flow (like Graflow's keyword resolution); parameters with
+defaults are optional. Its return value is the task's result (JSON). Raising
+``TaskError`` fails the task permanently; ``Retryable`` (or any other
+exception) is retried while the task's max_retries allows. The app module must
+import ``WitWorld`` from here: componentize-py looks it up there.
+"""
+
+import inspect
+import json
+import traceback
+from typing import Any, Callable, Dict, List, Optional
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import channel as _channel
+from wit_world.imports import control as _control
+from wit_world.imports import logging as _logging
+from wit_world.imports import results as _results
+from wit_world.imports import types as _types
+
+__all__ = ["task", "channel", "results", "control", "log", "TaskError", "Retryable", "WitWorld"]
+
+_REGISTRY: Dict[str, "_Task"] = {}
+
+
+class TaskError(Exception):
+    """A permanent failure: never retried."""
+
+
+class Retryable(Exception):
+    """A transient failure: retried while the task's max_retries allows."""
+
+
+class _Task:
+    def __init__(self, fn: Callable, name: str, description: str, inputs: Optional[List[str]]):
+        self.fn = fn
+        self.name = name
+        self.description = description or (inspect.getdoc(fn) or "").split("\n")[0]
+        params = inspect.signature(fn).parameters.values()
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        self.params = [p for p in params if p.kind in kinds]
+        self.takes_all = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params)
+        self.inputs = inputs if inputs is not None else [p.name for p in self.params]
+
+    def call(self, input: Any) -> Any:
+        if not isinstance(input, dict):
+            return self.fn(input)
+        if self.takes_all:
+            return self.fn(**input)
+        missing = [p.name for p in self.params if p.default is inspect.Parameter.empty and p.name not in input]
+        if missing:
+            raise TaskError(f"task '{self.name}' is missing its input(s): {', '.join(missing)}")
+        return self.fn(**{p.name: input[p.name] for p in self.params if p.name in input})
+
+
+def task(fn: Optional[Callable] = None, *, name: Optional[str] = None, description: str = "", inputs: Optional[List[str]] = None):
+    """Register a task: ``@task``, ``@task(name="x")``, ``@task(inputs=[...])``."""
+
+    def register(f: Callable) -> Callable:
+        t = _Task(f, name or f.__name__, description, inputs)
+        _REGISTRY[t.name] = t
+        return f
+
+    return register(fn) if fn is not None else register
+
+
+def _unwrap(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except Err as e:
+        raise TaskError(str(e.value)) from None
+
+
+def _decode(text: Optional[str], default: Any) -> Any:
+    return default if text is None else json.loads(text)
+
+
+class channel:
+    """The workflow's shared key-value store; values are JSON."""
+
+    @staticmethod
+    def get(key: str, default: Any = None) -> Any:
+        return _decode(_channel.get(key), default)
+
+    @staticmethod
+    def set(key: str, value: Any) -> None:
+        _unwrap(lambda: _channel.set(key, json.dumps(value)))
+
+    @staticmethod
+    def delete(key: str) -> bool:
+        return _channel.delete(key)
+
+    @staticmethod
+    def exists(key: str) -> bool:
+        return _channel.exists(key)
+
+    @staticmethod
+    def keys() -> List[str]:
+        return _channel.keys()
+
+    @staticmethod
+    def append(key: str, value: Any) -> int:
+        return _unwrap(lambda: _channel.append(key, json.dumps(value)))
+
+    @staticmethod
+    def prepend(key: str, value: Any) -> int:
+        return _unwrap(lambda: _channel.prepend(key, json.dumps(value)))
+
+    @staticmethod
+    def atomic_add(key: str, amount: float = 1) -> float:
+        return _unwrap(lambda: _channel.atomic_add(key, float(amount)))
+
+
+class results:
+    """Task results."""
+
+    @staticmethod
+    def set(value: Any) -> None:
+        _unwrap(lambda: _results.set_result(json.dumps(value)))
+
+    @staticmethod
+    def get(task_id: str, default: Any = None) -> Any:
+        return _decode(_results.get_result(task_id), default)
+
+
+class control:
+    """Steering the workflow."""
+
+    @staticmethod
+    def next_task(name: str, input: Any = None) -> str:
+        return _unwrap(lambda: _control.next_task(name, json.dumps(input), False))
+
+    @staticmethod
+    def goto(name: str, input: Any = None) -> str:
+        return _unwrap(lambda: _control.next_task(name, json.dumps(input), True))
+
+    @staticmethod
+    def next_iteration(input: Any = None) -> str:
+        return _unwrap(lambda: _control.next_iteration(json.dumps(input)))
+
+    @staticmethod
+    def can_iterate() -> bool:
+        return _control.can_iterate()
+
+    @staticmethod
+    def terminate_workflow(message: str = "") -> None:
+        _control.terminate_workflow(message)
+
+    @staticmethod
+    def cancel_workflow(message: str = "") -> None:
+        _control.cancel_workflow(message)
+
+    @staticmethod
+    def checkpoint(metadata: Optional[dict] = None) -> None:
+        _unwrap(lambda: _control.request_checkpoint(json.dumps(metadata or {})))
+
+    @staticmethod
+    def info() -> _types.TaskInfo:
+        return _control.info()
+
+
+class log:
+    """Task logs, collected by the host."""
+
+    @staticmethod
+    def debug(message: str) -> None:
+        _logging.log(_types.LogLevel.DEBUG, str(message))
+
+    @staticmethod
+    def info(message: str) -> None:
+        _logging.log(_types.LogLevel.INFO, str(message))
+
+    @staticmethod
+    def warn(message: str) -> None:
+        _logging.log(_types.LogLevel.WARN, str(message))
+
+    @staticmethod
+    def error(message: str) -> None:
+        _logging.log(_types.LogLevel.ERROR, str(message))
+
+
+class WitWorld(wit_world.WitWorld):
+    """The component's exports: `tasks` and `run` over the registered tasks."""
+
+    def tasks(self) -> List[_types.TaskDecl]:
+        return [_types.TaskDecl(name=t.name, inputs=list(t.inputs), description=t.description) for t in _REGISTRY.values()]
+
+    def run(self, task: str, input: str) -> str:
+        t = _REGISTRY.get(task)
+        if t is None:
+            raise Err(_types.TaskError_Failed(f"this component has no task '{task}' (it provides: {', '.join(_REGISTRY)})"))
+        try:
+            output = t.call(json.loads(input))
+        except TaskError as e:
+            raise Err(_types.TaskError_Failed(str(e)))
+        except Retryable as e:
+            raise Err(_types.TaskError_Retryable(str(e)))
+        except Exception as e:
+            raise Err(_types.TaskError_Retryable("".join(traceback.format_exception_only(e)).strip()))
+        return json.dumps(output)

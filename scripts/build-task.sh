@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Build a Python or JavaScript task module into a WebAssembly component.
+#
+#   scripts/build-task.sh path/to/app.py  out.wasm    # componentize-py, with guest-sdk/python
+#   scripts/build-task.sh path/to/app.js  out.wasm    # componentize-js, with guest-sdk/js
+#
+# The toolchains are installed on first use into target/toolchains (a Python
+# venv with the pinned componentize-py; `npm ci` of guest-sdk/js's lock file).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SRC=${1:?usage: build-task.sh <app.py|app.js> <out.wasm>}
+OUT=${2:?usage: build-task.sh <app.py|app.js> <out.wasm>}
+TOOLS=$ROOT/target/toolchains
+SRC_ABS=$(cd "$(dirname "$SRC")" && pwd)/$(basename "$SRC")
+OUT_ABS=$(mkdir -p "$(dirname "$OUT")" && cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")
+
+python_toolchain() {
+  if [ ! -x "$TOOLS/py/bin/componentize-py" ]; then
+    echo "installing componentize-py into $TOOLS/py" >&2
+    python3 -m venv "$TOOLS/py"
+    "$TOOLS/py/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/guest-sdk/python/requirements.txt"
+  fi
+}
+
+js_toolchain() {
+  if [ ! -x "$TOOLS/js/node_modules/.bin/componentize-js" ] || ! cmp -s "$ROOT/guest-sdk/js/package-lock.json" "$TOOLS/js/package-lock.json"; then
+    echo "installing componentize-js into $TOOLS/js" >&2
+    mkdir -p "$TOOLS/js"
+    cp "$ROOT/guest-sdk/js/package.json" "$ROOT/guest-sdk/js/package-lock.json" "$TOOLS/js/"
+    (cd "$TOOLS/js" && npm ci --silent --no-audit --no-fund)
+  fi
+}
+
+case "$SRC" in
+  *.py)
+    python_toolchain
+    module=$(basename "$SRC" .py)
+    "$TOOLS/py/bin/componentize-py" -d "$ROOT/wit" -w task-module componentize \
+      -p "$ROOT/guest-sdk/python" -p "$(dirname "$SRC_ABS")" "$module" -o "$OUT_ABS" >/dev/null
+    ;;
+  *.js)
+    js_toolchain
+    # componentize-js resolves imports next to the entry file: build in a
+    # scratch directory holding the app's directory and the SDK.
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    cp -r "$(dirname "$SRC_ABS")"/. "$work/"
+    cp "$ROOT/guest-sdk/js/graflow.js" "$work/graflow.js"
+    (cd "$work" && "$TOOLS/js/node_modules/.bin/componentize-js" "$(basename "$SRC")" \
+      --wit "$ROOT/wit" -n task-module -d http fetch-event -o "$OUT_ABS" >/dev/null)
+    ;;
+  *)
+    echo "build-task.sh: $SRC is neither a .py nor a .js file" >&2
+    exit 2
+    ;;
+esac
+echo "built $OUT ($(wc -c < "$OUT_ABS") bytes)" >&2

@@ -1,0 +1,47 @@
+"""The parity tasks in Python; parity/src/lib.rs and parity.js implement the same ones."""
+from graflow import task, channel, results, control, Retryable, WitWorld  # noqa: F401
+
+LANG = "python"
+
+
+@task
+def produce(seed: int) -> dict:
+    channel.set("seen", seed)
+    return {"value": seed * 2}
+
+
+@task
+def consume(produce: dict) -> int:
+    return produce["value"] + channel.get("seen", 0) + results.get("produce", {"value": 0})["value"]
+
+
+@task
+def checkpointer() -> str:
+    control.checkpoint({"lang": LANG})
+    return LANG
+
+
+@task
+def looper(n: int = 0) -> dict:
+    if n < 2:
+        control.next_iteration({"n": n + 1})
+    return {"n": n, "cycle": control.info().cycle_count}
+
+
+@task
+def forever() -> int:
+    control.next_iteration({})
+    return control.info().cycle_count
+
+
+@task
+def flaky() -> int:
+    retry = control.info().retry_count
+    if retry < 2:
+        raise Retryable(f"try again ({LANG})")
+    return retry + 1
+
+
+@task
+def lang() -> str:
+    return LANG
