@@ -162,7 +162,7 @@ fn execute(
         };
         match store.write_checkpoint(&workflow, &state, &channel.snapshot(), &request) {
             Ok(base) => eprintln!(
-                "the queue is kept in checkpoint {}\n  continue with: graflow-host resume {} --max-steps <N>",
+                "the queue is kept in checkpoint {}\n  continue with: graflow-host resume {} (add --max-steps <N> to allow more steps)",
                 base.display(),
                 base.display()
             ),
