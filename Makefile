@@ -25,6 +25,7 @@ rust-guests: setup
 	@for ex in $(EXAMPLES) mixed; do cp $(WASM_OUT)/$$(echo $$ex | tr - _).wasm examples/$$ex/; done
 	@cp $(WASM_OUT)/testkit.wasm tests/guests/testkit.wasm
 	@cp $(WASM_OUT)/parity.wasm tests/guests/parity_rust.wasm
+	@cp $(WASM_OUT)/bench.wasm tests/guests/bench.wasm
 	@echo "rust guests built: examples/*/*.wasm tests/guests/*.wasm"
 
 # Python and JavaScript components (toolchains installed on first use into

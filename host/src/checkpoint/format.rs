@@ -1,8 +1,11 @@
 //! The `.ctx` file: the only place that knows bincode.
 //!
 //! Layout: the magic `GRAFLOW-CTX\n`, the schema version (u32 little endian),
-//! the sha256 of the payload (32 bytes), then the payload: bincode 2 (standard
-//! configuration) of [`Context`] through serde. The checksum is verified before
+//! the XXH3-128 checksum of the payload (16 bytes, little endian), the payload
+//! length (u64 little endian), then the payload: bincode 2 (standard
+//! configuration) of [`Context`] through serde. The payload is streamed to the
+//! file; the checksum detects damage and truncation (it is not a signature:
+//! module code is identified by sha256, see the checkpoint module). The checksum is verified before
 //! decoding, so a damaged file is reported, never half-decoded. A golden file
 //! (`host/tests/golden/`) pins the encoding of this schema version.
 
@@ -10,14 +13,15 @@ use crate::engine::RunState;
 use crate::json::Json;
 use crate::model::Workflow;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::io::{Seek, SeekFrom, Write};
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 /// The schema version written by this host, and the only one it reads.
 pub const SCHEMA_VERSION: u32 = 1;
 
 const MAGIC: &[u8; 12] = b"GRAFLOW-CTX\n";
-const HEADER: usize = 12 + 4 + 32;
+const HEADER: usize = 12 + 4 + 16 + 8;
 /// Largest payload decoded (guards allocations driven by a hostile file).
 const LIMIT: usize = 1 << 34;
 
@@ -71,24 +75,66 @@ pub struct ContextRef<'a> {
 
 /// Encode `ctx` as the bytes of a `.ctx` file.
 pub fn encode(ctx: &Context) -> Vec<u8> {
-    encode_ref(&ContextRef {
+    let r = ContextRef {
         checkpoint_id: &ctx.checkpoint_id,
         workflow: &ctx.workflow,
         state: &ctx.state,
         channel: &ctx.channel,
-    })
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    write(&mut out, &r).expect("writing to memory does not fail");
+    out.into_inner()
 }
 
-/// Encode a borrowed context as the bytes of a `.ctx` file.
-pub fn encode_ref(ctx: &ContextRef) -> Vec<u8> {
-    let config = bincode::config::standard();
-    let payload = bincode::serde::encode_to_vec(ctx, config).expect("run state encodes");
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&SCHEMA_VERSION.to_le_bytes());
-    out.extend_from_slice(&Sha256::digest(&payload));
-    out.extend_from_slice(&payload);
-    out
+/// Passes bytes through to `inner`, hashing and counting them.
+struct Hashing<W> {
+    inner: W,
+    hasher: Xxh3,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Stream `ctx` into `out` as a `.ctx` file (no copy of the payload is held in
+/// memory); returns the payload checksum.
+pub fn write<W: Write + Seek>(out: &mut W, ctx: &ContextRef) -> std::io::Result<u128> {
+    out.write_all(&[0; HEADER])?;
+    let mut hashing =
+        Hashing { inner: std::io::BufWriter::with_capacity(1 << 20, &mut *out), hasher: Xxh3::new(), len: 0 };
+    bincode::serde::encode_into_std_write(ctx, &mut hashing, bincode::config::standard())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    hashing.flush()?;
+    let (checksum, len) = (hashing.hasher.digest128(), hashing.len);
+    drop(hashing);
+    out.seek(SeekFrom::Start(0))?;
+    out.write_all(&header(checksum, len))?;
+    out.seek(SeekFrom::End(0))?;
+    Ok(checksum)
+}
+
+fn header(checksum: u128, len: u64) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..12].copy_from_slice(MAGIC);
+    h[12..16].copy_from_slice(&SCHEMA_VERSION.to_le_bytes());
+    h[16..32].copy_from_slice(&checksum.to_le_bytes());
+    h[32..40].copy_from_slice(&len.to_le_bytes());
+    h
+}
+
+/// The payload checksum recorded in a `.ctx` file's header (not verified).
+pub fn recorded_checksum(bytes: &[u8]) -> Option<u128> {
+    (bytes.len() >= HEADER && &bytes[..12] == MAGIC)
+        .then(|| u128::from_le_bytes(bytes[16..32].try_into().expect("16 bytes")))
 }
 
 /// Decode the bytes of a `.ctx` file.
@@ -101,16 +147,44 @@ pub fn decode(bytes: &[u8]) -> Result<Context, FormatError> {
         return Err(FormatError::Version { found: version });
     }
     let payload = &bytes[HEADER..];
-    if Sha256::digest(payload).as_slice() != &bytes[16..48] {
+    let len = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes"));
+    let checksum = u128::from_le_bytes(bytes[16..32].try_into().expect("16 bytes"));
+    if len != payload.len() as u64 || xxh3_128(payload) != checksum {
         return Err(FormatError::Checksum);
     }
     let config = bincode::config::standard().with_limit::<LIMIT>();
-    let (ctx, used): (Context, usize) =
-        bincode::serde::decode_from_slice(payload, config).map_err(|e| FormatError::Decode(e.to_string()))?;
+    let (ctx, used): (Stored, usize) =
+        bincode::serde::borrow_decode_from_slice(payload, config).map_err(|e| FormatError::Decode(e.to_string()))?;
     if used != payload.len() {
         return Err(FormatError::Decode(format!("{} bytes left over after the context", payload.len() - used)));
     }
-    Ok(ctx)
+    Ok(Context {
+        checkpoint_id: ctx.checkpoint_id,
+        workflow: ctx.workflow,
+        state: ctx.state,
+        channel: ctx.channel.into_iter().map(|(k, v)| (k, v.0)).collect(),
+    })
+}
+
+/// [`Context`] as decoded: channel values are taken as JSON without parsing
+/// them again. They were checked when they entered the host, and the payload
+/// checksum has just been verified; re-validating 100 MB of values would
+/// double the cost of a resume.
+#[derive(Deserialize)]
+struct Stored {
+    checkpoint_id: String,
+    workflow: Workflow,
+    state: RunState,
+    channel: BTreeMap<String, Checked>,
+}
+
+/// A channel value from a verified payload, copied once out of the payload.
+struct Checked(Json);
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
+        Ok(Checked(Json::from_verified(<&'de str>::deserialize(d)?)))
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +212,7 @@ mod tests {
                         env: vec!["HOME".into()],
                         stdio: Stdio::Inherit,
                     },
+                    reuse_instance: true,
                 },
             );
         }

@@ -7,12 +7,22 @@ use std::path::Path;
 
 /// Write `bytes` to `path` atomically and durably.
 pub fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_durable_with(path, |file| file.write_all(bytes))
+}
+
+/// Write `path` atomically and durably, with `fill` writing the contents into
+/// the temp file.
+pub fn write_durable_with<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     let dir = path.parent().expect("checkpoint files live in a directory");
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    let out = fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    Ok(out)
 }
 
 /// fsync a directory, so a rename in it is durable.

@@ -25,6 +25,7 @@ use crate::sandbox::sha256_hex;
 use format::{Context, ContextRef, SCHEMA_VERSION};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
+use std::io::Seek;
 use std::path::{Path, PathBuf};
 
 /// The default checkpoint directory (relative to the working directory).
@@ -128,11 +129,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |source| CheckpointError::Io { path: path.to_path_buf(), source }
 }
 
-/// A file's sha256 and size, as the commit record keeps them.
+/// A file's digest and size, as the commit record keeps them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileDigest {
-    /// Hex sha256.
-    pub sha256: String,
+    /// `sha256:<hex>` of the whole file (`.state.json`), or `xxh3:<hex>`: the
+    /// payload checksum in the `.ctx` header.
+    pub digest: String,
     /// Bytes.
     pub size: u64,
 }
@@ -299,9 +301,13 @@ impl CheckpointStore {
         fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
         let id = self.next_id(&dir, state);
         let base = dir.join(&id);
-        let ctx = format::encode_ref(&ContextRef { checkpoint_id: &id, workflow, state, channel });
+        let ctx = ContextRef { checkpoint_id: &id, workflow, state, channel };
         let ctx_path = with_ext(&base, "ctx");
-        fsutil::write_durable(&ctx_path, &ctx).map_err(io(&ctx_path))?;
+        let (checksum, ctx_size) = fsutil::write_durable_with(&ctx_path, |file| {
+            let checksum = format::write(file, &ctx)?;
+            Ok((checksum, file.stream_position()?))
+        })
+        .map_err(io(&ctx_path))?;
         let state_json = serde_json::to_vec_pretty(&state_file(&id, workflow, state)).expect("state encodes");
         let state_path = with_ext(&base, "state.json");
         fsutil::write_durable(&state_path, &state_json).map_err(io(&state_path))?;
@@ -316,8 +322,11 @@ impl CheckpointStore {
             workflow: workflow.name.clone(),
             user_metadata: enriched(request),
             files: BTreeMap::from([
-                ("ctx".to_string(), FileDigest { sha256: sha256_hex(&ctx), size: ctx.len() as u64 }),
-                ("state".to_string(), FileDigest { sha256: sha256_hex(&state_json), size: state_json.len() as u64 }),
+                ("ctx".to_string(), FileDigest { digest: format!("xxh3:{checksum:032x}"), size: ctx_size }),
+                (
+                    "state".to_string(),
+                    FileDigest { digest: format!("sha256:{}", sha256_hex(&state_json)), size: state_json.len() as u64 },
+                ),
             ]),
         };
         let meta_path = with_ext(&base, "meta.json");
@@ -463,7 +472,7 @@ fn check_version(path: &Path, value: &serde_json::Value) -> Result<(), Checkpoin
     }
 }
 
-/// Read a file recorded in the commit record and check its digest.
+/// Read a file recorded in the commit record and check its size and digest.
 fn read_recorded(base: &Path, meta: &Meta, key: &str, ext: &str) -> Result<(PathBuf, Vec<u8>), CheckpointError> {
     let path = with_ext(base, ext);
     let Some(digest) = meta.files.get(key) else {
@@ -482,7 +491,17 @@ fn read_recorded(base: &Path, meta: &Meta, key: &str, ext: &str) -> Result<(Path
         }
         Err(e) => return Err(io(&path)(e)),
     };
-    if bytes.len() as u64 != digest.size || sha256_hex(&bytes) != digest.sha256 {
+    let found = match digest.digest.split_once(':') {
+        Some(("sha256", _)) => format!("sha256:{}", sha256_hex(&bytes)),
+        Some(("xxh3", _)) => format::recorded_checksum(&bytes).map_or_else(String::new, |c| format!("xxh3:{c:032x}")),
+        _ => {
+            return Err(CheckpointError::Json {
+                path: with_ext(base, "meta.json"),
+                message: format!("unknown digest '{}' for `{key}`", digest.digest),
+            });
+        }
+    };
+    if bytes.len() as u64 != digest.size || found != digest.digest {
         let reason = format!(
             "{} does not match its commit record ({} bytes, expected {}): damaged, truncated or from another write",
             path.display(),

@@ -64,6 +64,9 @@ pub struct TaskDef {
     pub limits: Limits,
     /// Capabilities granted to the task (none by default).
     pub grants: Grants,
+    /// Let one instance serve several runs of this task (opt-in; see
+    /// docs/security.md for what runs then share).
+    pub reuse_instance: bool,
 }
 
 /// Capabilities a task is granted. Nothing is granted by default: no file

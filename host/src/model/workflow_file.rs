@@ -224,6 +224,8 @@ struct TaskSection {
     #[serde(default)]
     env: Vec<String>,
     stdio: Option<String>,
+    #[serde(default)]
+    reuse_instance: bool,
     max_cycles: Option<u32>,
     max_retries: Option<u32>,
     backoff: Option<BackoffSection>,
@@ -541,6 +543,7 @@ impl Resolver<'_> {
             let inputs = section.and_then(|s| s.inputs.clone()).unwrap_or_else(|| decl.inputs.clone());
             let mut def = self.task_def(&name, module, export, inputs, &settings, defaults)?;
             def.grants = self.grants(&name, section)?;
+            def.reuse_instance = section.is_some_and(|s| s.reuse_instance);
             out.insert(name, def);
         }
         Ok(out)
@@ -603,6 +606,7 @@ impl Resolver<'_> {
             retry,
             limits,
             grants: Grants::default(),
+            reuse_instance: false,
         })
     }
 

@@ -11,6 +11,10 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// How often the epoch ticker advances: the granularity of time limits.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Bytes of each pooled linear memory and table kept resident between
+/// instances (reset with memset rather than returned to the kernel).
+pub const KEEP_RESIDENT: usize = 1 << 20;
+
 /// Engine-wide choices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineSettings {
@@ -53,6 +57,12 @@ pub fn build_engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
         pool.total_tables(n * 4);
         pool.max_memories_per_component(4);
         pool.max_memory_size(settings.max_memory_bytes.next_multiple_of(64 << 10) as usize);
+        // Reset small memories and tables with memset instead of madvise: a
+        // fresh instance per task then costs no page faults or TLB shootdowns
+        // for its first megabyte (measured in docs/benchmarks.md).
+        pool.linear_memory_keep_resident(KEEP_RESIDENT);
+        pool.table_keep_resident(KEEP_RESIDENT);
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&config)

@@ -67,6 +67,24 @@ pub struct HostState {
     pub stdout: MemoryOutputPipe,
     /// What the guest wrote to stderr (when captured; panic messages land here).
     pub stderr: MemoryOutputPipe,
+    /// Bytes of stdout and stderr already written to the log (a reused
+    /// instance keeps its pipes).
+    pub emitted: (usize, usize),
+}
+
+impl HostState {
+    /// Write what the guest printed since the last call to the host log.
+    pub fn emit_output(&mut self, task: &str) {
+        let out = self.stdout.contents();
+        for line in String::from_utf8_lossy(&out[self.emitted.0.min(out.len())..]).lines() {
+            tracing::info!(target: "task", task, "stdout: {line}");
+        }
+        let err = self.stderr.contents();
+        for line in String::from_utf8_lossy(&err[self.emitted.1.min(err.len())..]).lines() {
+            tracing::warn!(target: "task", task, "stderr: {line}");
+        }
+        self.emitted = (out.len(), err.len());
+    }
 }
 
 impl WasiView for HostState {

@@ -65,6 +65,8 @@ pub struct Sandbox {
     stats: LoadStats,
     fuel: bool,
     abort: Arc<AtomicBool>,
+    /// Idle instances for tasks with `reuse_instance`, by module.
+    pool: std::sync::Mutex<HashMap<String, Vec<Pooled>>>,
     _ticker: Ticker,
 }
 
@@ -98,6 +100,7 @@ impl Sandbox {
             stats: LoadStats::default(),
             fuel: settings.fuel,
             abort: Arc::new(AtomicBool::new(false)),
+            pool: Default::default(),
             _ticker: ticker,
         })
     }
@@ -200,6 +203,7 @@ impl Sandbox {
             limiter: Limiter { memory: memory as usize },
             stdout: wasi.stdout,
             stderr: wasi.stderr,
+            emitted: (0, 0),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -242,37 +246,90 @@ impl ModuleExports for Sandbox {
     }
 }
 
+/// A live instance kept for a task with `reuse_instance`, with its store.
+struct Pooled {
+    store: Store<HostState>,
+    instance: host::TaskModule,
+    runs: u32,
+    /// What the store was built with: only a task with the same grants and
+    /// memory limit may take it.
+    grants: Grants,
+    memory: u64,
+}
+
+/// Idle instances kept per module.
+const MAX_IDLE_PER_MODULE: usize = 8;
+
+/// Runs after which a reused instance is dropped anyway, bounding what a guest
+/// runtime can leak across runs.
+const MAX_REUSE_RUNS: u32 = 1000;
+
+impl Sandbox {
+    /// A store and a new instance for one execution of `task`.
+    fn fresh(&self, module: &LoadedModule, task: &TaskDef) -> Result<Pooled, String> {
+        let wasi = Self::wasi(&task.grants)?;
+        let deadline = Instant::now() + Duration::from_millis(task.limits.timeout_ms);
+        let mut store = self.store(None, task.limits.memory_bytes, deadline, wasi);
+        let abort = self.abort.clone();
+        store.epoch_deadline_callback(move |store| {
+            if abort.load(Ordering::Relaxed) {
+                return Err(wasmtime::Error::new(Aborted));
+            }
+            if Instant::now() >= store.data().deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        if self.fuel {
+            store.set_fuel(u64::MAX).map_err(|e| e.to_string())?;
+        }
+        store.set_epoch_deadline(1);
+        let instance = module
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| format!("cannot instantiate module '{}': {e:#}", task.module))?;
+        Ok(Pooled { store, instance, runs: 0, grants: task.grants.clone(), memory: task.limits.memory_bytes })
+    }
+
+    fn take_pooled(&self, task: &TaskDef) -> Option<Pooled> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = pool.get_mut(&task.module)?;
+        let i = idle.iter().rposition(|p| p.grants == task.grants && p.memory == task.limits.memory_bytes)?;
+        Some(idle.swap_remove(i))
+    }
+
+    fn give_back(&self, task: &TaskDef, pooled: Pooled) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = pool.entry(task.module.clone()).or_default();
+        if pooled.runs < MAX_REUSE_RUNS && idle.len() < MAX_IDLE_PER_MODULE {
+            idle.push(pooled);
+        }
+    }
+}
+
 impl TaskRunner for Sandbox {
     fn run(&self, task: &TaskDef, input: &Json, ctx: TaskContext) -> (TaskContext, Result<Json, TaskFailure>) {
         let Some(module) = self.modules.get(&task.module) else {
             let failure = TaskFailure::new(FailureKind::Failed, format!("module '{}' is not loaded", task.module));
             return (ctx, Err(failure));
         };
-        let wasi = match Self::wasi(&task.grants) {
-            Ok(wasi) => wasi,
+        let pooled = if task.reuse_instance { self.take_pooled(task) } else { None };
+        let mut p = match pooled.map_or_else(|| self.fresh(module, task), Ok) {
+            Ok(p) => p,
             Err(message) => return (ctx, Err(TaskFailure::new(FailureKind::Failed, message))),
         };
-        let deadline = Instant::now() + Duration::from_millis(task.limits.timeout_ms);
-        let mut store = self.store(Some(ctx), task.limits.memory_bytes, deadline, wasi);
-        let abort = self.abort.clone();
-        store.epoch_deadline_callback(move |_| {
-            if abort.load(Ordering::Relaxed) {
-                return Err(wasmtime::Error::new(Aborted));
-            }
-            if Instant::now() >= deadline {
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            Ok(UpdateDeadline::Continue(1))
-        });
-        store.set_epoch_deadline(1);
-        let fuel = task.limits.fuel.unwrap_or(u64::MAX);
+        p.runs += 1;
+        let data = p.store.data_mut();
+        data.ctx = Some(ctx);
+        data.deadline = Instant::now() + Duration::from_millis(task.limits.timeout_ms);
         let outcome = (|| {
-            if self.fuel {
-                store.set_fuel(fuel)?;
+            if let Some(fuel) = task.limits.fuel {
+                p.store.set_fuel(fuel)?;
             }
-            let instance = module.pre.instantiate(&mut store)?;
-            instance.call_run(&mut store, &task.export, &input.as_str().to_owned())
+            p.store.set_epoch_deadline(1);
+            p.instance.call_run(&mut p.store, &task.export, &input.as_str().to_owned())
         })();
+        let trapped = outcome.is_err();
         let result = match outcome {
             Ok(Ok(output)) => Json::parse(output).map_err(|e| {
                 TaskFailure::new(FailureKind::Failed, format!("the task returned text that is not JSON: {e}"))
@@ -281,12 +338,16 @@ impl TaskRunner for Sandbox {
             Ok(Err(host::graflow::task::types::TaskError::Retryable(m))) => {
                 Err(TaskFailure::new(FailureKind::Retryable, m))
             }
-            Err(error) => Err(classify(&error, task, &store.data().stderr)),
+            Err(error) => Err(classify(&error, task, &p.store.data().stderr)),
         };
-        let state = store.into_data();
-        let ctx = state.ctx.expect("the task context stays in the store");
+        let data = p.store.data_mut();
+        let ctx = data.ctx.take().expect("the task context stays in the store");
         if task.grants.stdio == Stdio::Log {
-            emit_output(&ctx.info.task_id, &state.stdout, &state.stderr);
+            data.emit_output(&ctx.info.task_id);
+        }
+        // A trapped instance may be in any state: it is never reused.
+        if task.reuse_instance && !trapped {
+            self.give_back(task, p);
         }
         (ctx, result)
     }
@@ -316,16 +377,6 @@ fn classify(error: &wasmtime::Error, task: &TaskDef, stderr: &MemoryOutputPipe) 
         ),
         Some(trap) => TaskFailure::new(FailureKind::Trap, format!("{trap}{said}")),
         None => TaskFailure::new(FailureKind::Trap, format!("{error:#}{said}")),
-    }
-}
-
-/// Write what a guest printed to the host log, a line per event.
-fn emit_output(task: &str, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
-    for line in String::from_utf8_lossy(&stdout.contents()).lines() {
-        tracing::info!(target: "task", task, "stdout: {line}");
-    }
-    for line in String::from_utf8_lossy(&stderr.contents()).lines() {
-        tracing::warn!(target: "task", task, "stderr: {line}");
     }
 }
 

@@ -1,0 +1,153 @@
+"""Graflow 0.2.0's own engine on the workload shapes of docs/benchmarks.md.
+
+Prints one JSON object per measurement (same names as graflow-host's
+benchmarks). Tasks are no-op TaskWrappers added to a TaskGraph directly, run
+with WorkflowEngine().execute; the default (Noop) tracer; logging disabled.
+Usage: graflow_bench.py [all|rss]
+"""
+import json
+import logging
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+logging.disable(logging.CRITICAL)
+
+from graflow.core.checkpoint import CheckpointManager  # noqa: E402
+from graflow.core.context import ExecutionContext  # noqa: E402
+from graflow.core.engine import WorkflowEngine  # noqa: E402
+from graflow.core.graph import TaskGraph  # noqa: E402
+from graflow.core.task import ParallelGroup, TaskWrapper  # noqa: E402
+from graflow.core.workflow import workflow  # noqa: E402
+
+
+def emit(name, value, unit, detail):
+    print(json.dumps({"name": name, "value": value, "unit": unit, "detail": detail}), flush=True)
+
+
+def noop():
+    return None
+
+
+def chain_graph(n):
+    g = TaskGraph()
+    prev = None
+    for i in range(n):
+        g.add_node(TaskWrapper(f"t{i}", noop, register_to_context=False), f"t{i}")
+        if prev is not None:
+            g.add_edge(prev, f"t{i}")
+        prev = f"t{i}"
+    return g
+
+
+def run_chain(n):
+    ctx = ExecutionContext.create(chain_graph(n), "t0", max_steps=n + 10)
+    started = time.perf_counter()
+    WorkflowEngine().execute(ctx)
+    return time.perf_counter() - started
+
+
+def chains():
+    for n, runs in [(1000, 9), (10000, 3), (30000, 1)]:
+        us = statistics.median(run_chain(n) * 1e6 / n for _ in range(runs))
+        emit(f"chain_{n}", us, "us/task", f"{n} no-op tasks, median of {runs}")
+
+
+def fan_out():
+    samples = []
+    for r in range(15):
+        with workflow(f"fan{r}") as wf:
+            src = TaskWrapper("src", noop)
+            members = [TaskWrapper(f"p{i}", noop) for i in range(100)]
+            sink = TaskWrapper("sink", noop)
+            src >> ParallelGroup(members) >> sink
+            started = time.perf_counter()
+            wf.execute("src", max_steps=1000)
+            samples.append(time.perf_counter() - started)
+    ms = statistics.median(samples) * 1e3
+    emit("fan_out_100", ms * 1000 / 102, "us/task", f"src >> (100 parallel no-ops, THREADING) >> sink: {ms:.2f} ms per run, median of 15")
+
+
+def loop(ctx, data=None):
+    n = data or 0
+    if n + 1 < 1000:
+        ctx.next_iteration(n + 1)
+    return n
+
+
+def iterations():
+    samples = []
+    for _ in range(9):
+        g = TaskGraph()
+        g.add_node(TaskWrapper("loop", loop, inject_context=True, register_to_context=False), "loop")
+        ctx = ExecutionContext.create(g, "loop", max_steps=5000, default_max_cycles=2000)
+        started = time.perf_counter()
+        WorkflowEngine().execute(ctx)
+        samples.append(time.perf_counter() - started)
+    emit("next_iteration_1000", statistics.median(samples) * 1e6 / 1000, "us/iteration", "one task, 1,000 runs through next_iteration, median of 9")
+
+
+def checkpoints():
+    for mb in (1, 100):
+        tmp = tempfile.mkdtemp(dir=os.environ.get("BENCH_TMP"))
+        creates, resumes, finishes = [], [], []
+        for i in range(7):
+            ctx = ExecutionContext.create(chain_graph(2), "t0", max_steps=100)
+            ctx.channel.set("blob", b"x" * (mb << 20))
+            path = os.path.join(tmp, f"cp{i}.pkl")
+            started = time.perf_counter()
+            CheckpointManager.create_checkpoint(ctx, path=path)
+            creates.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            restored, _ = CheckpointManager.resume_from_checkpoint(path)
+            resumes.append(time.perf_counter() - started)
+            WorkflowEngine().execute(restored)
+            finishes.append(time.perf_counter() - started)
+        emit(f"checkpoint_create_{mb}mb", statistics.median(creates) * 1e3, "ms", "create_checkpoint (pickle, no fsync), median of 7")
+        emit(f"checkpoint_resume_{mb}mb", statistics.median(resumes) * 1e3, "ms", "resume_from_checkpoint, median of 7")
+        emit(f"checkpoint_resume_finish_{mb}mb", statistics.median(finishes) * 1e3, "ms", "resume plus running the remaining tasks, median of 7")
+
+
+def cpu(rounds=3_000_000):
+    h = 0xCBF29CE484222325
+    for i in range(rounds):
+        h = ((h ^ i) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def parallel_cpu():
+    def once(parallel, r):
+        with workflow(f"cpu{r}{parallel}") as wf:
+            a, b = TaskWrapper("a", cpu), TaskWrapper("b", cpu)
+            if parallel:
+                ParallelGroup([a, b], name="g")
+                start = "g"
+            else:
+                a >> b
+                start = "a"
+            started = time.perf_counter()
+            wf.execute(start, max_steps=100)
+            return time.perf_counter() - started
+
+    par = statistics.median(once(True, r) for r in range(5)) * 1e3
+    ser = statistics.median(once(False, r) for r in range(5)) * 1e3
+    emit("cpu_pair_parallel", par, "ms", "two CPU-bound Python tasks in a parallel group (threads), median of 5")
+    emit("cpu_pair_sequence", ser, "ms", "the same two in sequence, median of 5")
+    emit("cpu_pair_speedup", ser / par, "x", "sequence time / parallel time")
+
+
+def rss():
+    run_chain(10000)
+    emit("rss_chain_10000", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MiB", "peak RSS (ru_maxrss) of a process that built and ran the 10,000-task chain")
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if what == "rss":
+        rss()
+    else:
+        for f in (chains, fan_out, iterations, checkpoints, parallel_cpu):
+            f()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make bench`: graflow-host's workloads and Graflow 0.2.0's, in the same run,
+# side by side in docs/benchmarks.md.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+OUT=target/bench
+mkdir -p "$OUT"
+if [ ! -x bench/.venv/bin/python ] || ! bench/.venv/bin/python -c 'import graflow' 2>/dev/null; then
+  echo "installing graflow==0.2.0 into bench/.venv" >&2
+  python3 -m venv bench/.venv
+  bench/.venv/bin/pip install --quiet --disable-pip-version-check graflow==0.2.0
+fi
+echo "== graflow-host workloads (cargo bench --bench workloads)" >&2
+cargo bench --quiet --bench workloads 2>/dev/null | grep '^{' | tee "$OUT/ours.jsonl" >&2
+cargo bench --quiet --bench workloads -- rss_10k 2>/dev/null | grep '^{' | tee -a "$OUT/ours.jsonl" >&2
+echo "== Graflow 0.2.0 workloads (bench/graflow_bench.py)" >&2
+BENCH_TMP="$ROOT/target" bench/.venv/bin/python bench/graflow_bench.py | tee "$OUT/graflow.jsonl" >&2
+bench/.venv/bin/python bench/graflow_bench.py rss | tee -a "$OUT/graflow.jsonl" >&2
+python3 bench/report.py "$OUT/ours.jsonl" "$OUT/graflow.jsonl" > docs/benchmarks.md
+echo "wrote docs/benchmarks.md" >&2

@@ -1,0 +1,354 @@
+//! The benchmark workloads of `docs/benchmarks.md`, through the library and the
+//! real sandbox. `cargo bench --bench workloads [-- <name>...]` prints one JSON
+//! object per measurement: `{"name", "value", "unit", "detail"}`. Each figure is
+//! the median of several runs unless its detail says otherwise.
+
+use graflow_host::Json;
+use graflow_host::channel::MemoryChannel;
+use graflow_host::checkpoint::{self, CheckpointStore};
+use graflow_host::engine::{CheckpointRequest, Engine, NoCheckpoints, RunState};
+use graflow_host::model::*;
+use graflow_host::sandbox::config::EngineSettings;
+use graflow_host::sandbox::{Sandbox, sha256_hex};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn emit(name: &str, value: f64, unit: &str, detail: &str) {
+    println!("{}", serde_json::json!({"name": name, "value": value, "unit": unit, "detail": detail}));
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+fn module_ref(path: &Path) -> ModuleRef {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e} (run `make guests`)", path.display()));
+    ModuleRef { path: path.to_path_buf(), sha256: sha256_hex(&bytes), size: bytes.len() as u64 }
+}
+
+fn task_def(name: &str, module: &str, export: &str, inputs: &[&str]) -> TaskDef {
+    TaskDef {
+        name: name.into(),
+        module: module.into(),
+        export: export.into(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        max_cycles: 100_000,
+        retry: RetryPolicy::default(),
+        limits: Limits::default(),
+        grants: Grants::default(),
+        reuse_instance: false,
+    }
+}
+
+/// A workflow over `module` from nodes and edges built by the caller.
+fn workflow(module: &Path, tasks: Vec<TaskDef>, graph: Graph, start: &str) -> Workflow {
+    let settings = RunSettings { max_steps: u64::MAX, parallelism: 4, bounds: HostBounds::default() };
+    let modules = BTreeMap::from([("m".to_string(), module_ref(module))]);
+    let tasks = tasks.into_iter().map(|t| (t.name.clone(), t)).collect();
+    Workflow { name: "bench".into(), flow: "generated".into(), start: start.into(), modules, tasks, graph, settings }
+}
+
+fn chain(module: &Path, n: usize, export: &str) -> Workflow {
+    let mut graph = Graph::default();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("t{i}");
+        graph.nodes.insert(name.clone(), Node::Task);
+        if i + 1 < n {
+            graph.successors.insert(name.clone(), vec![format!("t{}", i + 1)]);
+        }
+        tasks.push(task_def(&name, "m", export, &[]));
+    }
+    workflow(module, tasks, graph, "t0")
+}
+
+fn sandbox_for(wf: &Workflow, cache: &Path) -> Sandbox {
+    let mut sandbox = Sandbox::new(&EngineSettings::default(), Some(cache.to_path_buf())).unwrap();
+    for (name, m) in &wf.modules {
+        let bytes = std::fs::read(&m.path).unwrap();
+        sandbox.load_bytes(name, &bytes, &m.sha256).unwrap();
+    }
+    sandbox
+}
+
+/// Run `wf` once; wall time of the run (not of loading).
+fn run_once(wf: &Arc<Workflow>, sandbox: &Sandbox, input: &str) -> Duration {
+    let mut state = RunState::new(wf, "bench".into(), Json::parse(input).unwrap());
+    let channel = Arc::new(MemoryChannel::default());
+    let started = Instant::now();
+    Engine::new(wf.clone(), sandbox).run(&mut state, &channel, &mut NoCheckpoints).unwrap();
+    started.elapsed()
+}
+
+fn bench_module() -> PathBuf {
+    repo().join("tests/guests/bench.wasm")
+}
+
+fn cache_dir() -> PathBuf {
+    repo().join("target/bench-cache")
+}
+
+fn chains() {
+    for (n, runs) in [(1_000usize, 9), (10_000, 5), (100_000, 3)] {
+        let wf = Arc::new(chain(&bench_module(), n, "noop"));
+        let sandbox = sandbox_for(&wf, &cache_dir());
+        run_once(&wf, &sandbox, "{}");
+        let us = median((0..runs).map(|_| run_once(&wf, &sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        emit(
+            &format!("chain_{n}"),
+            us,
+            "us/task",
+            &format!("{n} no-op Rust tasks, fresh sandbox per task, median of {runs}"),
+        );
+    }
+}
+
+fn chain_reuse() {
+    for n in [1_000usize, 100_000] {
+        let mut wf = chain(&bench_module(), n, "noop");
+        for t in wf.tasks.values_mut() {
+            t.reuse_instance = true;
+        }
+        let wf = Arc::new(wf);
+        let sandbox = sandbox_for(&wf, &cache_dir());
+        run_once(&wf, &sandbox, "{}");
+        let runs = if n > 10_000 { 3 } else { 9 };
+        let us = median((0..runs).map(|_| run_once(&wf, &sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        emit(
+            &format!("chain_reuse_{n}"),
+            us,
+            "us/task",
+            &format!("{n} no-op Rust tasks, reuse_instance = true, median of {runs}"),
+        );
+    }
+}
+
+fn fan_out() {
+    let mut graph = Graph::default();
+    let mut tasks = vec![task_def("src", "m", "noop", &[]), task_def("sink", "m", "noop", &[])];
+    let members: Vec<String> = (0..100).map(|i| format!("p{i}")).collect();
+    for m in &members {
+        graph.nodes.insert(m.clone(), Node::Task);
+        tasks.push(task_def(m, "m", "noop", &[]));
+    }
+    graph.nodes.insert("src".into(), Node::Task);
+    graph.nodes.insert("sink".into(), Node::Task);
+    graph.nodes.insert("group".into(), Node::Group(GroupDef { members, policy: GroupPolicy::Strict }));
+    graph.successors.insert("src".into(), vec!["group".into()]);
+    graph.successors.insert("group".into(), vec!["sink".into()]);
+    let wf = Arc::new(workflow(&bench_module(), tasks, graph, "src"));
+    let sandbox = sandbox_for(&wf, &cache_dir());
+    run_once(&wf, &sandbox, "{}");
+    let ms = median((0..15).map(|_| run_once(&wf, &sandbox, "{}").as_secs_f64() * 1e3).collect());
+    emit(
+        "fan_out_100",
+        ms * 1000.0 / 102.0,
+        "us/task",
+        &format!("src >> (100 parallel no-ops) >> sink: {ms:.2} ms per run, median of 15"),
+    );
+}
+
+fn iterations() {
+    let mut graph = Graph::default();
+    graph.nodes.insert("it".into(), Node::Task);
+    let wf = Arc::new(workflow(&bench_module(), vec![task_def("it", "m", "iterate", &["times"])], graph, "it"));
+    let sandbox = sandbox_for(&wf, &cache_dir());
+    run_once(&wf, &sandbox, r#"{"times":1000}"#);
+    let us =
+        median((0..9).map(|_| run_once(&wf, &sandbox, r#"{"times":1000}"#).as_secs_f64() * 1e6 / 1000.0).collect());
+    emit("next_iteration_1000", us, "us/iteration", "one task, 1,000 runs through next_iteration, median of 9");
+}
+
+fn checkpoints() {
+    for mb in [1usize, 100] {
+        let mut graph = Graph::default();
+        graph.nodes.insert("a".into(), Node::Task);
+        graph.nodes.insert("b".into(), Node::Task);
+        graph.successors.insert("a".into(), vec!["b".into()]);
+        let wf = Arc::new(workflow(
+            &bench_module(),
+            vec![task_def("a", "m", "noop", &[]), task_def("b", "m", "noop", &[])],
+            graph,
+            "a",
+        ));
+        let sandbox = sandbox_for(&wf, &cache_dir());
+        let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+        let blob = Json::encode(&"x".repeat(mb << 20));
+        let channel = BTreeMap::from([("blob".to_string(), blob), ("a.__result__".to_string(), Json::null())]);
+        let mut state = RunState::new(&wf, "bench".into(), Json::parse("{}").unwrap());
+        state.queue.pop_front();
+        state.queue.push_back(graflow_host::engine::TaskSpec::for_node(&wf, "b", None));
+        state.mark_completed("a");
+        state.steps = 1;
+        let request = CheckpointRequest {
+            task_id: "a".into(),
+            cycle_count: 1,
+            elapsed_time: 0.0,
+            mode: "deferred",
+            user_metadata: Json::null(),
+        };
+        let mut store = CheckpointStore::new(dir.path());
+        store.write_checkpoint(&wf, &state, &channel, &request).unwrap();
+        let mut creates = Vec::new();
+        let mut bases = Vec::new();
+        for i in 0..7 {
+            let mut s = state.clone();
+            s.session_id = format!("bench{i}");
+            let started = Instant::now();
+            let base = store.write_checkpoint(&wf, &s, &channel, &request).unwrap();
+            creates.push(started.elapsed().as_secs_f64() * 1e3);
+            bases.push(base);
+        }
+        let mut resumes = Vec::new();
+        let mut finishes = Vec::new();
+        for base in &bases {
+            let started = Instant::now();
+            let loaded = checkpoint::load(base).unwrap();
+            let ctx = loaded.context;
+            let channel = Arc::new(MemoryChannel::from_map(ctx.channel));
+            resumes.push(started.elapsed().as_secs_f64() * 1e3);
+            let mut state = ctx.state;
+            Engine::new(Arc::new(ctx.workflow), &sandbox).run(&mut state, &channel, &mut NoCheckpoints).unwrap();
+            finishes.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        let size = std::fs::metadata(checkpoint::with_ext(&bases[0], "ctx")).unwrap().len() as f64 / 1e6;
+        emit(
+            &format!("checkpoint_create_{mb}mb"),
+            median(creates),
+            "ms",
+            &format!("durable (fsync'd) write, .ctx {size:.1} MB, median of 7"),
+        );
+        emit(
+            &format!("checkpoint_resume_{mb}mb"),
+            median(resumes),
+            "ms",
+            "load and verify all three files, decode, rebuild the channel, median of 7",
+        );
+        emit(
+            &format!("checkpoint_resume_finish_{mb}mb"),
+            median(finishes),
+            "ms",
+            "resume plus running the remaining task, median of 7",
+        );
+    }
+}
+
+/// First task start: load the module (cold: empty compiled-module cache; warm:
+/// cached artifact) and run one task.
+fn first_task(label: &str, module: &Path, export: &str) {
+    for warm in [false, true] {
+        let mut samples = Vec::new();
+        let runs = if warm { 7 } else { 3 };
+        for _ in 0..runs {
+            let cache = tempfile::tempdir_in(repo().join("target")).unwrap();
+            let mut graph = Graph::default();
+            graph.nodes.insert("t".into(), Node::Task);
+            let wf = Arc::new(workflow(module, vec![task_def("t", "m", export, &[])], graph, "t"));
+            if warm {
+                drop(sandbox_for(&wf, cache.path()));
+            }
+            let started = Instant::now();
+            let sandbox = sandbox_for(&wf, cache.path());
+            run_once(&wf, &sandbox, "{}");
+            samples.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        let state = if warm { "warm" } else { "cold" };
+        emit(
+            &format!("first_task_{label}_{state}"),
+            median(samples),
+            "ms",
+            &format!("engine + module load ({state} compiled-module cache) + first task, median of {runs}"),
+        );
+    }
+}
+
+fn first_tasks() {
+    first_task("rust", &bench_module(), "noop");
+    first_task("python", &repo().join("tests/guests/parity_py.wasm"), "lang");
+}
+
+fn guest_languages() {
+    for (label, file, n) in [
+        ("rust", "parity_rust.wasm", 2000usize),
+        ("python", "parity_py.wasm", 300),
+        ("javascript", "parity_js.wasm", 300),
+    ] {
+        let wf = Arc::new(chain(&repo().join("tests/guests").join(file), n, "lang"));
+        let sandbox = sandbox_for(&wf, &cache_dir());
+        run_once(&wf, &sandbox, "{}");
+        let us = median((0..5).map(|_| run_once(&wf, &sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        emit(
+            &format!("per_task_{label}"),
+            us,
+            "us/task",
+            &format!("chain of {n} tasks returning a constant, fresh instance per task, median of 5"),
+        );
+    }
+}
+
+fn parallel_cpu() {
+    let rounds = 400_000_000u64;
+    let input = format!(r#"{{"rounds":{rounds}}}"#);
+    let mut group = Graph::default();
+    group.nodes.insert("a".into(), Node::Task);
+    group.nodes.insert("b".into(), Node::Task);
+    group.nodes.insert(
+        "g".into(),
+        Node::Group(GroupDef { members: vec!["a".into(), "b".into()], policy: GroupPolicy::Strict }),
+    );
+    let mut seq = Graph::default();
+    seq.nodes.insert("a".into(), Node::Task);
+    seq.nodes.insert("b".into(), Node::Task);
+    seq.successors.insert("a".into(), vec!["b".into()]);
+    let tasks = || vec![task_def("a", "m", "cpu", &["rounds"]), task_def("b", "m", "cpu", &["rounds"])];
+    let wg = Arc::new(workflow(&bench_module(), tasks(), group, "g"));
+    let ws = Arc::new(workflow(&bench_module(), tasks(), seq, "a"));
+    let sandbox = sandbox_for(&wg, &cache_dir());
+    let par = median((0..5).map(|_| run_once(&wg, &sandbox, &input).as_secs_f64() * 1e3).collect());
+    let ser = median((0..5).map(|_| run_once(&ws, &sandbox, &input).as_secs_f64() * 1e3).collect());
+    emit("cpu_pair_parallel", par, "ms", "two CPU-bound tasks in a parallel group, median of 5");
+    emit("cpu_pair_sequence", ser, "ms", "the same two tasks in sequence, median of 5");
+    emit("cpu_pair_speedup", ser / par, "x", "sequence time / parallel time");
+}
+
+/// Peak RSS of this process after a 10,000-task chain (run this alone).
+fn rss_10k() {
+    let wf = Arc::new(chain(&bench_module(), 10_000, "noop"));
+    let sandbox = sandbox_for(&wf, &cache_dir());
+    run_once(&wf, &sandbox, "{}");
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).unwrap();
+    emit(
+        "rss_chain_10000",
+        hwm.parse::<f64>().unwrap() / 1024.0,
+        "MiB",
+        "peak RSS (VmHWM) of a process that built and ran the 10,000-task chain",
+    );
+}
+
+fn main() {
+    let all: &[(&str, fn())] = &[
+        ("chains", chains),
+        ("chain_reuse", chain_reuse),
+        ("fan_out", fan_out),
+        ("iterations", iterations),
+        ("checkpoints", checkpoints),
+        ("first_tasks", first_tasks),
+        ("guest_languages", guest_languages),
+        ("parallel_cpu", parallel_cpu),
+        ("rss_10k", rss_10k),
+    ];
+    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    for (name, f) in all {
+        if (wanted.is_empty() && *name != "rss_10k") || wanted.iter().any(|w| w == name) {
+            f();
+        }
+    }
+}
