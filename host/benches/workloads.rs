@@ -290,6 +290,19 @@ fn guest_languages() {
             "us/task",
             &format!("chain of {n} tasks returning a constant, fresh instance per task, median of 5"),
         );
+        let mut reuse = chain(&repo().join("tests/guests").join(file), n, "lang");
+        for t in reuse.tasks.values_mut() {
+            t.reuse_instance = true;
+        }
+        let reuse = Arc::new(reuse);
+        run_once(&reuse, &sandbox, "{}");
+        let us = median((0..5).map(|_| run_once(&reuse, &sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        emit(
+            &format!("per_task_{label}_reuse"),
+            us,
+            "us/task",
+            "the same chain with reuse_instance = true, median of 5",
+        );
     }
 }
 

@@ -240,15 +240,7 @@ impl CheckpointStore {
             if !copy.exists() {
                 fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
                 let bytes = std::fs::read(&m.path).map_err(io(&m.path))?;
-                let found = sha256_hex(&bytes);
-                if found != m.sha256 {
-                    return Err(CheckpointError::ModuleChanged {
-                        module: name.clone(),
-                        expected: m.sha256.clone(),
-                        found,
-                        path: m.path.clone(),
-                    });
-                }
+                verify_module(name, &m.sha256, &bytes, &m.path)?;
                 fsutil::write_durable(&copy, &bytes).map_err(io(&copy))?;
             }
             self.copied.insert(m.sha256.clone());
@@ -536,6 +528,20 @@ pub fn load(path: &Path) -> Result<Loaded, CheckpointError> {
     Ok(Loaded { base, meta, state_file, context })
 }
 
+/// Check that `bytes` (read from `path`) are the module recorded as `expected`.
+fn verify_module(name: &str, expected: &str, bytes: &[u8], path: &Path) -> Result<(), CheckpointError> {
+    let found = sha256_hex(bytes);
+    if found != expected {
+        return Err(CheckpointError::ModuleChanged {
+            module: name.into(),
+            expected: expected.into(),
+            found,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// The bytes of a module for resuming: the content-addressed copy in the
 /// checkpoint directory, verified. The file at the original path must not
 /// differ from it unless `allow_change` (then the current file is used, and a
@@ -570,15 +576,7 @@ pub fn module_bytes(
     }
     match std::fs::read(&copy) {
         Ok(bytes) => {
-            let found = sha256_hex(&bytes);
-            if found != module.sha256 {
-                return Err(CheckpointError::ModuleChanged {
-                    module: name.into(),
-                    expected: module.sha256.clone(),
-                    found,
-                    path: copy,
-                });
-            }
+            verify_module(name, &module.sha256, &bytes, &copy)?;
             Ok((bytes, None))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CheckpointError::ModuleMissing {

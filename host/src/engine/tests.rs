@@ -485,6 +485,22 @@ fn terminate_inside_a_branch_ends_the_workflow_after_the_group() {
     assert!(!fake.log().contains(&"after".to_string()));
 }
 
+/// Keeps every checkpoint the engine asks for; ids are `cp1`, `cp2`, ...
+struct Keep(Vec<(RunState, CheckpointRequest)>);
+
+impl CheckpointSink for Keep {
+    fn write(
+        &mut self,
+        _: &Workflow,
+        s: &RunState,
+        _: &BTreeMap<String, Json>,
+        r: &CheckpointRequest,
+    ) -> Result<String, String> {
+        self.0.push((s.clone(), r.clone()));
+        Ok(format!("cp{}", self.0.len()))
+    }
+}
+
 #[test]
 fn interrupt_stops_at_a_task_boundary_with_the_queue_intact() {
     let wf = workflow("[workflow]\nflow = \"a >> b >> c\"", names(&["a", "b", "c"]));
@@ -494,19 +510,6 @@ fn interrupt_stops_at_a_task_boundary_with_the_queue_intact() {
         f2.store(true, std::sync::atomic::Ordering::Relaxed);
         ok(serde_json::json!("b"))
     });
-    struct Keep(Vec<(RunState, String)>);
-    impl CheckpointSink for Keep {
-        fn write(
-            &mut self,
-            _: &Workflow,
-            s: &RunState,
-            _: &BTreeMap<String, Json>,
-            r: &CheckpointRequest,
-        ) -> Result<String, String> {
-            self.0.push((s.clone(), r.mode.to_string()));
-            Ok(format!("cp{}", self.0.len()))
-        }
-    }
     let mut sink = Keep(Vec::new());
     let mut state = RunState::new(&wf, "s".into(), j("{}"));
     let channel = Arc::new(MemoryChannel::default());
@@ -514,7 +517,7 @@ fn interrupt_stops_at_a_task_boundary_with_the_queue_intact() {
     assert_eq!(report.status, RunStatus::Interrupted(Some("cp1".into())));
     assert_eq!(fake.log(), ["a", "b"]);
     assert_eq!(sink.0[0].0.pending_ids(), ["c"]);
-    assert_eq!(sink.0[0].1, "interrupt");
+    assert_eq!(sink.0[0].1.mode, "interrupt");
 }
 
 #[test]
@@ -524,19 +527,6 @@ fn deferred_checkpoint_is_written_after_successors_are_queued() {
         ctx.request_checkpoint(r#"{"stage":"mid"}"#).unwrap();
         ok(serde_json::json!("b"))
     });
-    struct Keep(Vec<(RunState, CheckpointRequest)>);
-    impl CheckpointSink for Keep {
-        fn write(
-            &mut self,
-            _: &Workflow,
-            s: &RunState,
-            _: &BTreeMap<String, Json>,
-            r: &CheckpointRequest,
-        ) -> Result<String, String> {
-            self.0.push((s.clone(), r.clone()));
-            Ok("id".into())
-        }
-    }
     let mut sink = Keep(Vec::new());
     let mut state = RunState::new(&wf, "s".into(), j("{}"));
     let channel = Arc::new(MemoryChannel::default());
