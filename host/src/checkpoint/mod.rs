@@ -296,7 +296,7 @@ impl CheckpointStore {
         let ctx = ContextRef { checkpoint_id: &id, workflow, state, channel };
         let ctx_path = with_ext(&base, "ctx");
         let (checksum, ctx_size) = fsutil::write_durable_with(&ctx_path, |file| {
-            let checksum = format::write(file, &ctx)?;
+            let checksum = format::write(&mut fsutil::EagerWriteback::new(file), &ctx)?;
             Ok((checksum, file.stream_position()?))
         })
         .map_err(io(&ctx_path))?;
