@@ -87,7 +87,8 @@ fn a_retryable_error_is_retried() {
         let out = wf.run(&json!({}), &[]);
         assert_eq!(out.code, 1, "{lang}: {out:?}");
         assert!(
-            out.stderr.contains(&format!("failed (retryable)")) && out.stderr.contains(&format!("try again ({lang})")),
+            out.stderr.contains(&"failed (retryable)".to_string())
+                && out.stderr.contains(&format!("try again ({lang})")),
             "{lang}: {out:?}"
         );
         assert!(out.stderr.contains("(after 2 attempts)"), "{lang}: {out:?}");

@@ -48,7 +48,7 @@ fn the_other_tasks_of_the_workflow_complete() {
     let wf = workflow(body);
     let run = run_lib(&wf, json!({"x": 1}));
     let report = run.result.as_ref().unwrap().clone();
-    assert_eq!(run.get("group_1.__result__").is_none(), true);
+    assert!(run.get("group_1.__result__").is_none());
     assert_eq!(run.get("g.__result__"), Some(json!({"echo": {}})));
     assert!(run.state.completed.contains(&"noop".to_string()));
     assert_eq!(report.steps, 3);

@@ -269,12 +269,12 @@ impl CheckpointStore {
         channel: &BTreeMap<String, Json>,
         request: &CheckpointRequest,
     ) -> Result<PathBuf, CheckpointError> {
-        if request.mode != "deferred" {
-            if let Some((session, steps, base)) = &self.last {
-                if session == &state.session_id && *steps == state.steps {
-                    return Ok(base.clone());
-                }
-            }
+        if request.mode != "deferred"
+            && let Some((session, steps, base)) = &self.last
+            && session == &state.session_id
+            && *steps == state.steps
+        {
+            return Ok(base.clone());
         }
         let base = self.write_new(workflow, state, channel, request)?;
         self.last = Some((state.session_id.clone(), state.steps, base.clone()));

@@ -204,15 +204,15 @@ impl TaskContext {
         self.check_key(key)?;
         let value = self.accept_value(&format!("value for channel key '{key}'"), value)?;
         let len = self.channel.push(key, value, front).map_err(|e| HostCallError::Refused(e.to_string()))?;
-        if let Some(list) = self.channel.get(key) {
-            if list.len() as u64 > self.bounds.max_value_bytes {
-                let msg = format!(
-                    "the list under channel key '{key}' grew to {} bytes, over the bound of {} bytes per value",
-                    list.len(),
-                    self.bounds.max_value_bytes
-                );
-                return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
-            }
+        if let Some(list) = self.channel.get(key)
+            && list.len() as u64 > self.bounds.max_value_bytes
+        {
+            let msg = format!(
+                "the list under channel key '{key}' grew to {} bytes, over the bound of {} bytes per value",
+                list.len(),
+                self.bounds.max_value_bytes
+            );
+            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
         Ok(len)
     }

@@ -189,10 +189,10 @@ impl<'s, 'a> Frame<'s, 'a> {
         }
         ctx.channel.commit_into(self.channel.as_ref());
         for next in &effects.next {
-            if let (None, Target::Task(t)) = (&next.node, &next.target) {
-                if !next.id.contains('@') {
-                    self.state.dynamic_tasks.insert(next.id.clone(), t.clone());
-                }
+            if let (None, Target::Task(t)) = (&next.node, &next.target)
+                && !next.id.contains('@')
+            {
+                self.state.dynamic_tasks.insert(next.id.clone(), t.clone());
             }
         }
         let checkpoint = effects.checkpoint.map(|user_metadata| CheckpointRequest {
@@ -219,10 +219,10 @@ impl<'s, 'a> Frame<'s, 'a> {
     fn fail_or_retry(&mut self, spec: TaskSpec, def: &TaskDef, failure: TaskFailure) -> Result<StepEnd, RunError> {
         if failure.kind == FailureKind::Aborted {
             // Not a failure: undo this attempt's cycle count and queue it again.
-            if spec.attempt == 0 {
-                if let Some(count) = self.state.cycle_counts.get_mut(&spec.cycle_key) {
-                    *count -= 1;
-                }
+            if spec.attempt == 0
+                && let Some(count) = self.state.cycle_counts.get_mut(&spec.cycle_key)
+            {
+                *count -= 1;
             }
             self.state.queue.push_front(spec);
             return Ok(StepEnd::Interrupted);
@@ -264,12 +264,12 @@ impl<'s, 'a> Frame<'s, 'a> {
         if let Some(message) = c.terminate {
             return StepEnd::Terminate(message);
         }
-        if !c.skip_successors {
-            if let Some(node) = &spec.node {
-                let workflow = &self.shared.workflow;
-                for successor in workflow.graph.successors(node) {
-                    self.state.queue.push_back(TaskSpec::for_node(workflow, successor, None));
-                }
+        if !c.skip_successors
+            && let Some(node) = &spec.node
+        {
+            let workflow = &self.shared.workflow;
+            for successor in workflow.graph.successors(node) {
+                self.state.queue.push_back(TaskSpec::for_node(workflow, successor, None));
             }
         }
         StepEnd::Continue

@@ -26,7 +26,7 @@ use crate::json::Json;
 use crate::model::Workflow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// A checkpoint the engine asks its [`CheckpointSink`] to write.
@@ -235,7 +235,7 @@ impl<'a> Engine<'a> {
         let mut frame = frame::Frame::new(&shared, state, base, String::new(), self.max_steps);
         let every = self.checkpoint_every;
         let mut after_step = |f: &mut frame::Frame| -> Result<(), RunError> {
-            let auto = every.is_some_and(|n| f.state.steps % n == 0);
+            let auto = every.is_some_and(|n| f.state.steps.is_multiple_of(n));
             let request = f.pending_checkpoint.take().or_else(|| auto.then(|| f.boundary_request("auto")));
             if let Some(request) = request {
                 let id = sink
@@ -261,11 +261,6 @@ impl<'a> Engine<'a> {
             }
         };
         Ok(RunReport { status, result: state.last_result.clone(), steps: state.steps, checkpoints })
-    }
-
-    /// True once the interrupt flag is set.
-    pub fn interrupted(&self) -> bool {
-        self.interrupt.load(Ordering::Relaxed)
     }
 }
 

@@ -149,14 +149,6 @@ impl RunState {
         }
     }
 
-    /// True if `id` completed.
-    pub fn is_completed(&mut self, id: &str) -> bool {
-        if self.completed_set.len() != self.completed.len() {
-            self.rebuild_index();
-        }
-        self.completed_set.contains(id)
-    }
-
     fn rebuild_index(&mut self) {
         self.completed_set = CompletedIndex(self.completed.iter().cloned().collect());
     }

@@ -759,14 +759,13 @@ fn describe_groups(flow: &flow::FlowGraph) -> String {
 
 fn default_name(path: &Path) -> String {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("workflow");
-    if stem == "workflow" {
-        if let Some(dir) = path
+    if stem == "workflow"
+        && let Some(dir) = path
             .canonicalize()
             .ok()
             .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned()))
-        {
-            return dir;
-        }
+    {
+        return dir;
     }
     stem.to_string()
 }

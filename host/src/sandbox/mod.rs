@@ -36,7 +36,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// A loaded module: ready to instantiate.
 struct LoadedModule {
-    sha256: String,
     pre: TaskModulePre<HostState>,
 }
 
@@ -47,22 +46,12 @@ struct Wasi {
     stderr: MemoryOutputPipe,
 }
 
-/// Statistics of module loading, for logs and benchmarks.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct LoadStats {
-    /// Modules loaded from the compiled-artifact cache.
-    pub cache_hits: u32,
-    /// Modules compiled.
-    pub compiled: u32,
-}
-
 /// The wasmtime runner: an engine, a linker and the loaded modules.
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<HostState>,
     modules: HashMap<String, LoadedModule>,
     cache: Option<cache::ModuleCache>,
-    stats: LoadStats,
     fuel: bool,
     abort: Arc<AtomicBool>,
     /// Idle instances for tasks with `reuse_instance`, by module.
@@ -97,7 +86,6 @@ impl Sandbox {
             linker,
             modules: HashMap::new(),
             cache,
-            stats: LoadStats::default(),
             fuel: settings.fuel,
             abort: Arc::new(AtomicBool::new(false)),
             pool: Default::default(),
@@ -127,11 +115,6 @@ impl Sandbox {
         self.abort.clone()
     }
 
-    /// Module loading statistics so far.
-    pub fn stats(&self) -> LoadStats {
-        self.stats
-    }
-
     /// Load module `name` from `bytes` (already read and hashed by the caller).
     pub fn load_bytes(&mut self, name: &str, bytes: &[u8], sha256: &str) -> Result<Vec<TaskDecl>, ModuleLoadError> {
         check_header(bytes)?;
@@ -143,13 +126,8 @@ impl Sandbox {
         let tasks = self
             .list_tasks(&pre)
             .map_err(|e| ModuleLoadError::Incompatible(format!("calling its `tasks` export failed: {e:#}")))?;
-        self.modules.insert(name.to_string(), LoadedModule { sha256: sha256.to_string(), pre });
+        self.modules.insert(name.to_string(), LoadedModule { pre });
         Ok(tasks)
-    }
-
-    /// The sha256 of loaded module `name`.
-    pub fn module_sha256(&self, name: &str) -> Option<&str> {
-        self.modules.get(name).map(|m| m.sha256.as_str())
     }
 
     fn compile(&mut self, name: &str, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
@@ -160,10 +138,8 @@ impl Sandbox {
         };
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         if hit {
-            self.stats.cache_hits += 1;
             tracing::debug!("module '{name}': loaded from the compiled-module cache in {ms:.1} ms");
         } else {
-            self.stats.compiled += 1;
             let note = if self.cache.is_some() { " (cached for later runs)" } else { "" };
             tracing::info!("module '{name}': compiled {} bytes in {ms:.0} ms{note}", bytes.len());
         }
@@ -384,6 +360,3 @@ fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
-
-/// Shared handle for runners used from several threads.
-pub type SharedSandbox = Arc<Sandbox>;
