@@ -205,7 +205,14 @@ pub mod __rt {
         task: fn(I) -> Result<O, TaskError>,
         input: &str,
     ) -> Result<String, WitTaskError> {
-        let input: I = from_json(&format!("invalid input for task '{name}'"), input).map_err(TaskError::into_wit)?;
+        // A task that takes no input (`()`, `Option<T>`) receives `{}` from the
+        // host when it declares nothing: read that as null.
+        let input: I = match serde_json::from_str::<I>(input) {
+            Ok(v) => Ok(v),
+            Err(_) if input.trim() == "{}" => serde_json::from_str::<I>("null"),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| TaskError::failed(format!("invalid input for task '{name}': {e}")).into_wit())?;
         let output = task(input).map_err(TaskError::into_wit)?;
         to_json(&output).map_err(TaskError::into_wit)
     }

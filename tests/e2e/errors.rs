@@ -115,3 +115,22 @@ fn help_documents_commands_and_exit_codes() {
     let out = cli(std::path::Path::new("."), &["frobnicate"]);
     assert_eq!(out.code, 2);
 }
+
+#[test]
+fn tasks_resolve_to_the_one_module_that_exports_them() {
+    let wf = workflow("[workflow]\nflow = \"noop >> lang\"");
+    std::fs::copy(repo().join("tests/guests/parity_rust.wasm"), wf.dir.path().join("parity.wasm")).unwrap();
+    let text =
+        std::fs::read_to_string(&wf.path).unwrap().replace("[modules]\n", "[modules]\nparity = \"parity.wasm\"\n");
+    std::fs::write(&wf.path, text).unwrap();
+    assert_eq!(wf.run(&serde_json::json!({}), &[]).ok().json(), serde_json::json!("rust"));
+    std::fs::copy(testkit(), wf.dir.path().join("kit2.wasm")).unwrap();
+    let text = std::fs::read_to_string(&wf.path).unwrap().replace("[modules]\n", "[modules]\nkit2 = \"kit2.wasm\"\n");
+    std::fs::write(&wf.path, text).unwrap();
+    let out = cli(wf.dir.path(), &["validate", "workflow.toml"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("[tasks.noop].module: modules 'kit' and 'kit2' all export 'noop': set `module`"),
+        "{out:?}"
+    );
+}

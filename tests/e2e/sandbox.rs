@@ -60,3 +60,9 @@ fn a_trap_is_retried_like_a_retryable_error() {
     let err = run_lib(&wf, json!({})).result.unwrap_err();
     assert!(matches!(err, RunError::TaskFailed { attempts: 3, .. }), "{err}");
 }
+
+#[test]
+fn a_task_may_take_no_input() {
+    let wf = workflow("[workflow]\nflow = \"noop >> unit\"");
+    assert_eq!(wf.run(&json!({"x": 1}), &[]).ok().json(), json!("no input needed"));
+}

@@ -494,21 +494,10 @@ impl Resolver<'_> {
         let mut out = BTreeMap::new();
         for name in names {
             let section = self.file.tasks.get(&name);
+            let export_name = section.and_then(|s| s.export.clone()).unwrap_or_else(|| name.clone());
             let module = match section.and_then(|s| s.module.clone()).or_else(|| only_module.clone()) {
                 Some(m) => m,
-                None => {
-                    let context = if section.is_some() {
-                        "it has no `module`, and the workflow has several modules"
-                    } else {
-                        "named in the flow, not declared in [tasks]"
-                    };
-                    return Err(LoadError::UnknownTask {
-                        path: self.path.to_path_buf(),
-                        task: name,
-                        context: context.into(),
-                        declared: self.declared_names(flow),
-                    });
-                }
+                None => self.module_exporting(&name, &export_name, modules, flow)?,
             };
             let Some((_, decls)) = modules.get(&module) else {
                 return Err(LoadError::UnknownModule {
@@ -518,7 +507,7 @@ impl Resolver<'_> {
                     declared: modules.keys().cloned().collect::<Vec<_>>().join(", "),
                 });
             };
-            let export = section.and_then(|s| s.export.clone()).unwrap_or_else(|| name.clone());
+            let export = export_name;
             let Some(decl) = decls.iter().find(|d| d.name == export) else {
                 if section.is_none() && only_module.is_some() {
                     return Err(LoadError::UnknownTask {
@@ -547,6 +536,35 @@ impl Resolver<'_> {
             out.insert(name, def);
         }
         Ok(out)
+    }
+
+    /// The one module that exports `export` (for a task without `module` in a
+    /// workflow with several modules).
+    fn module_exporting(
+        &self,
+        task: &str,
+        export: &str,
+        modules: &BTreeMap<String, (ModuleRef, Vec<TaskDecl>)>,
+        flow: &flow::FlowGraph,
+    ) -> Result<String, LoadError> {
+        let found: Vec<&String> =
+            modules.iter().filter(|(_, (_, decls))| decls.iter().any(|d| d.name == export)).map(|(m, _)| m).collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(LoadError::UnknownTask {
+                path: self.path.to_path_buf(),
+                task: task.to_string(),
+                context: format!("no module exports a task named '{export}'"),
+                declared: self.declared_names(flow),
+            }),
+            several => Err(self.invalid(
+                format!("[tasks.{task}].module"),
+                format!(
+                    "modules {} all export '{export}': set `module`",
+                    several.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(" and ")
+                ),
+            )),
+        }
     }
 
     fn task_def(

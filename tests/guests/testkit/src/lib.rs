@@ -127,6 +127,11 @@ fn noop(_: Value) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// Takes no input at all.
+fn unit(_: ()) -> Result<&'static str, TaskError> {
+    Ok("no input needed")
+}
+
 fn echo(input: Value) -> Result<Value, TaskError> {
     Ok(input)
 }
@@ -158,6 +163,7 @@ graflow_guest::export_tasks!(
     script: "Runs the actions scripted for its task name",
     noop: "Does nothing",
     echo: "Returns its input",
+    unit: "Takes `()` as its input",
     trap: "Executes unreachable",
     panic: "Panics",
     spin: "Loops forever",
