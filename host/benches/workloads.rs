@@ -5,11 +5,11 @@
 
 use graflow_host::Json;
 use graflow_host::channel::MemoryChannel;
-use graflow_host::checkpoint::{self, CheckpointStore};
-use graflow_host::engine::{CheckpointRequest, Engine, NoCheckpoints, RunState};
+use graflow_host::checkpoint::{self, CheckpointStore, SigningKey, Trust};
+use graflow_host::digest::Sha256;
+use graflow_host::engine::{CheckpointMode, CheckpointRequest, RunState};
 use graflow_host::model::*;
-use graflow_host::sandbox::config::EngineSettings;
-use graflow_host::sandbox::{Sandbox, sha256_hex};
+use graflow_host::session::{ResumeOptions, RunOptions, Session};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 fn module_ref(path: &Path) -> ModuleRef {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e} (run `make guests`)", path.display()));
-    ModuleRef { path: path.to_path_buf(), sha256: sha256_hex(&bytes), size: bytes.len() as u64 }
+    ModuleRef { path: path.to_path_buf(), sha256: Sha256::of(&bytes), size: bytes.len() as u64 }
 }
 
 fn task_def(name: &str, module: &str, export: &str, inputs: &[&str]) -> TaskDef {
@@ -69,21 +69,26 @@ fn chain(module: &Path, n: usize, export: &str) -> Workflow {
     workflow(module, tasks, graph, "t0")
 }
 
-fn sandbox_for(wf: &Workflow, cache: &Path) -> Sandbox {
-    let mut sandbox = Sandbox::new(&EngineSettings::default(), Some(cache.to_path_buf())).unwrap();
-    for (name, m) in &wf.modules {
-        let bytes = std::fs::read(&m.path).unwrap();
-        sandbox.load_bytes(name, &bytes, &m.sha256).unwrap();
-    }
-    sandbox
+fn key() -> SigningKey {
+    SigningKey::from_bytes([9; 32])
 }
 
-/// Run `wf` once; wall time of the run (not of loading).
-fn run_once(wf: &Arc<Workflow>, sandbox: &Sandbox, input: &str) -> Duration {
-    let mut state = RunState::new(wf, "bench".into(), Json::parse(input).unwrap());
-    let channel = Arc::new(MemoryChannel::default());
+fn options(cache: &Path) -> RunOptions {
+    RunOptions { cache_dir: Some(cache.to_path_buf()), key: Some(key()), ..RunOptions::default() }
+}
+
+/// A session of `wf` with its modules loaded (through the library entry
+/// point every run takes).
+fn sandbox_for(wf: &Workflow, cache: &Path) -> Session {
+    Session::from_workflow(wf.clone(), Json::null(), options(cache)).unwrap()
+}
+
+/// Run the session's workflow once from the start; wall time of the run (not
+/// of loading).
+fn run_once(_wf: &Arc<Workflow>, session: &mut Session, input: &str) -> Duration {
+    session.restart(Json::parse(input).unwrap());
     let started = Instant::now();
-    Engine::new(wf.clone(), sandbox).run(&mut state, &channel, &mut NoCheckpoints).unwrap();
+    session.run().unwrap();
     started.elapsed()
 }
 
@@ -98,9 +103,9 @@ fn cache_dir() -> PathBuf {
 fn chains() {
     for (n, runs) in [(1_000usize, 9), (10_000, 5), (100_000, 3)] {
         let wf = Arc::new(chain(&bench_module(), n, "noop"));
-        let sandbox = sandbox_for(&wf, &cache_dir());
-        run_once(&wf, &sandbox, "{}");
-        let us = median((0..runs).map(|_| run_once(&wf, &sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        let mut sandbox = sandbox_for(&wf, &cache_dir());
+        run_once(&wf, &mut sandbox, "{}");
+        let us = median((0..runs).map(|_| run_once(&wf, &mut sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
         emit(
             &format!("chain_{n}"),
             us,
@@ -117,10 +122,10 @@ fn chain_reuse() {
             t.reuse_instance = true;
         }
         let wf = Arc::new(wf);
-        let sandbox = sandbox_for(&wf, &cache_dir());
-        run_once(&wf, &sandbox, "{}");
+        let mut sandbox = sandbox_for(&wf, &cache_dir());
+        run_once(&wf, &mut sandbox, "{}");
         let runs = if n > 10_000 { 3 } else { 9 };
-        let us = median((0..runs).map(|_| run_once(&wf, &sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        let us = median((0..runs).map(|_| run_once(&wf, &mut sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
         emit(
             &format!("chain_reuse_{n}"),
             us,
@@ -144,9 +149,9 @@ fn fan_out() {
     graph.successors.insert("src".into(), vec!["group".into()]);
     graph.successors.insert("group".into(), vec!["sink".into()]);
     let wf = Arc::new(workflow(&bench_module(), tasks, graph, "src"));
-    let sandbox = sandbox_for(&wf, &cache_dir());
-    run_once(&wf, &sandbox, "{}");
-    let ms = median((0..15).map(|_| run_once(&wf, &sandbox, "{}").as_secs_f64() * 1e3).collect());
+    let mut sandbox = sandbox_for(&wf, &cache_dir());
+    run_once(&wf, &mut sandbox, "{}");
+    let ms = median((0..15).map(|_| run_once(&wf, &mut sandbox, "{}").as_secs_f64() * 1e3).collect());
     emit(
         "fan_out_100",
         ms * 1000.0 / 102.0,
@@ -159,10 +164,10 @@ fn iterations() {
     let mut graph = Graph::default();
     graph.nodes.insert("it".into(), Node::Task);
     let wf = Arc::new(workflow(&bench_module(), vec![task_def("it", "m", "iterate", &["times"])], graph, "it"));
-    let sandbox = sandbox_for(&wf, &cache_dir());
-    run_once(&wf, &sandbox, r#"{"times":1000}"#);
+    let mut sandbox = sandbox_for(&wf, &cache_dir());
+    run_once(&wf, &mut sandbox, r#"{"times":1000}"#);
     let us =
-        median((0..9).map(|_| run_once(&wf, &sandbox, r#"{"times":1000}"#).as_secs_f64() * 1e6 / 1000.0).collect());
+        median((0..9).map(|_| run_once(&wf, &mut sandbox, r#"{"times":1000}"#).as_secs_f64() * 1e6 / 1000.0).collect());
     emit("next_iteration_1000", us, "us/iteration", "one task, 1,000 runs through next_iteration, median of 9");
 }
 
@@ -183,18 +188,18 @@ fn checkpoints() {
         let blob = Json::encode(&"x".repeat(mb << 20));
         let channel = BTreeMap::from([("blob".to_string(), blob), ("a.__result__".to_string(), Json::null())]);
         let mut state = RunState::new(&wf, "bench".into(), Json::parse("{}").unwrap());
-        state.queue.pop_front();
+        state.queue.remove(0);
         state.queue.push_back(graflow_host::engine::TaskSpec::for_node(&wf, "b", None));
         state.mark_completed("a");
         state.steps = 1;
         let request = CheckpointRequest {
-            task_id: "a".into(),
+            task_id: Some("a".into()),
             cycle_count: 1,
             elapsed_time: 0.0,
-            mode: "deferred",
+            mode: CheckpointMode::Deferred,
             user_metadata: Json::null(),
         };
-        let mut store = CheckpointStore::new(dir.path());
+        let mut store = CheckpointStore::new(dir.path(), sandbox.sandbox().module_code(), Some(key()));
         store.write_checkpoint(&wf, &state, &channel, &request).unwrap();
         let mut creates = Vec::new();
         let mut bases = Vec::new();
@@ -202,20 +207,21 @@ fn checkpoints() {
             let mut s = state.clone();
             s.session_id = format!("bench{i}");
             let started = Instant::now();
-            let base = store.write_checkpoint(&wf, &s, &channel, &request).unwrap();
+            let written = store.write_checkpoint(&wf, &s, &channel, &request).unwrap();
             creates.push(started.elapsed().as_secs_f64() * 1e3);
-            bases.push(base);
+            bases.push(PathBuf::from(written.id));
         }
         let mut resumes = Vec::new();
         let mut finishes = Vec::new();
         for base in &bases {
             let started = Instant::now();
-            let loaded = checkpoint::load(base).unwrap();
-            let ctx = loaded.context;
-            let channel = Arc::new(MemoryChannel::from_map(ctx.channel));
+            let loaded = checkpoint::load(base, &key(), Trust::Signed).unwrap();
+            let channel = MemoryChannel::from_map(loaded.context.channel);
             resumes.push(started.elapsed().as_secs_f64() * 1e3);
-            let mut state = ctx.state;
-            Engine::new(Arc::new(ctx.workflow), &sandbox).run(&mut state, &channel, &mut NoCheckpoints).unwrap();
+            drop(channel);
+            let started = Instant::now();
+            let mut session = Session::resume(base, ResumeOptions::default(), options(&cache_dir())).unwrap();
+            session.run().unwrap();
             finishes.push(started.elapsed().as_secs_f64() * 1e3);
         }
         let size = std::fs::metadata(checkpoint::with_ext(&bases[0], "ctx")).unwrap().len() as f64 / 1e6;
@@ -235,7 +241,7 @@ fn checkpoints() {
             &format!("checkpoint_resume_finish_{mb}mb"),
             median(finishes),
             "ms",
-            "resume plus running the remaining task, median of 7",
+            "Session::resume (load, verify, load the module from the compiled cache) plus running the remaining task, median of 7",
         );
     }
 }
@@ -255,8 +261,8 @@ fn first_task(label: &str, module: &Path, export: &str) {
                 drop(sandbox_for(&wf, cache.path()));
             }
             let started = Instant::now();
-            let sandbox = sandbox_for(&wf, cache.path());
-            run_once(&wf, &sandbox, "{}");
+            let mut sandbox = sandbox_for(&wf, cache.path());
+            run_once(&wf, &mut sandbox, "{}");
             samples.push(started.elapsed().as_secs_f64() * 1e3);
         }
         let state = if warm { "warm" } else { "cold" };
@@ -281,9 +287,9 @@ fn guest_languages() {
         ("javascript", "parity_js.wasm", 300),
     ] {
         let wf = Arc::new(chain(&repo().join("tests/guests").join(file), n, "lang"));
-        let sandbox = sandbox_for(&wf, &cache_dir());
-        run_once(&wf, &sandbox, "{}");
-        let us = median((0..5).map(|_| run_once(&wf, &sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        let mut sandbox = sandbox_for(&wf, &cache_dir());
+        run_once(&wf, &mut sandbox, "{}");
+        let us = median((0..5).map(|_| run_once(&wf, &mut sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
         emit(
             &format!("per_task_{label}"),
             us,
@@ -295,8 +301,8 @@ fn guest_languages() {
             t.reuse_instance = true;
         }
         let reuse = Arc::new(reuse);
-        run_once(&reuse, &sandbox, "{}");
-        let us = median((0..5).map(|_| run_once(&reuse, &sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        run_once(&reuse, &mut sandbox, "{}");
+        let us = median((0..5).map(|_| run_once(&reuse, &mut sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
         emit(
             &format!("per_task_{label}_reuse"),
             us,
@@ -323,9 +329,10 @@ fn parallel_cpu() {
     let tasks = || vec![task_def("a", "m", "cpu", &["rounds"]), task_def("b", "m", "cpu", &["rounds"])];
     let wg = Arc::new(workflow(&bench_module(), tasks(), group, "g"));
     let ws = Arc::new(workflow(&bench_module(), tasks(), seq, "a"));
-    let sandbox = sandbox_for(&wg, &cache_dir());
-    let par = median((0..5).map(|_| run_once(&wg, &sandbox, &input).as_secs_f64() * 1e3).collect());
-    let ser = median((0..5).map(|_| run_once(&ws, &sandbox, &input).as_secs_f64() * 1e3).collect());
+    let mut grouped = sandbox_for(&wg, &cache_dir());
+    let mut sequence = sandbox_for(&ws, &cache_dir());
+    let par = median((0..5).map(|_| run_once(&wg, &mut grouped, &input).as_secs_f64() * 1e3).collect());
+    let ser = median((0..5).map(|_| run_once(&ws, &mut sequence, &input).as_secs_f64() * 1e3).collect());
     emit("cpu_pair_parallel", par, "ms", "two CPU-bound tasks in a parallel group, median of 5");
     emit("cpu_pair_sequence", ser, "ms", "the same two tasks in sequence, median of 5");
     emit("cpu_pair_speedup", ser / par, "x", "sequence time / parallel time");
@@ -334,8 +341,8 @@ fn parallel_cpu() {
 /// Peak RSS of this process after a 10,000-task chain (run this alone).
 fn rss_10k() {
     let wf = Arc::new(chain(&bench_module(), 10_000, "noop"));
-    let sandbox = sandbox_for(&wf, &cache_dir());
-    run_once(&wf, &sandbox, "{}");
+    let mut sandbox = sandbox_for(&wf, &cache_dir());
+    run_once(&wf, &mut sandbox, "{}");
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).unwrap();
     emit(

@@ -25,6 +25,16 @@ pub enum ChannelError {
     NotFinite(String),
 }
 
+/// Bytes each channel entry counts for beyond its key and value (the map's own
+/// bookkeeping), so that many tiny entries are bounded too.
+pub const ENTRY_OVERHEAD: u64 = 64;
+
+/// What an entry of `key` holding `value_len` bytes counts against
+/// `max_channel_bytes`.
+pub fn entry_bytes(key: &str, value_len: usize) -> u64 {
+    key.len() as u64 + value_len as u64 + ENTRY_OVERHEAD
+}
+
 /// A key-value store of JSON values. Methods take `&self`: implementations
 /// synchronise internally, so one channel can be the base of several branches.
 pub trait Channel: Send + Sync {
@@ -38,8 +48,7 @@ pub trait Channel: Send + Sync {
     fn keys(&self) -> Vec<String>;
     /// Add `amount` to the number under `key` (missing counts as 0).
     fn add(&self, key: &str, amount: f64) -> Result<f64, ChannelError>;
-    /// Bytes held (keys and values); an overlay counts its writes on top of its
-    /// base, so it may overestimate.
+    /// Bytes held: [`entry_bytes`] of every entry.
     fn size_bytes(&self) -> u64;
 
     /// True if `key` holds a value.
@@ -48,28 +57,16 @@ pub trait Channel: Send + Sync {
     }
 
     /// Insert `value` at the end (or the front) of the list under `key`; the new
-    /// length. A missing key starts an empty list.
-    fn push(&self, key: &str, value: Json, front: bool) -> Result<u32, ChannelError> {
-        let list = pushed(key, self.get(key), value, front)?;
-        let len = list.len() as u32;
-        self.set(key, Json::from(serde_json::Value::Array(list)));
+    /// length. A missing key starts an empty list. The list is rebuilt once,
+    /// as text.
+    fn push(&self, key: &str, value: Json, front: bool) -> Result<usize, ChannelError> {
+        let (list, len) = match self.get(key) {
+            None => (Json::list_of(&value), 1),
+            Some(current) => current.with_item(&value, front).ok_or_else(|| ChannelError::NotAList(key.to_string()))?,
+        };
+        self.set(key, list);
         Ok(len)
     }
-}
-
-fn pushed(key: &str, current: Option<Json>, value: Json, front: bool) -> Result<Vec<serde_json::Value>, ChannelError> {
-    let mut list = match current.map(|c| c.to_value()) {
-        None => Vec::new(),
-        Some(serde_json::Value::Array(items)) => items,
-        Some(_) => return Err(ChannelError::NotAList(key.to_string())),
-    };
-    let value = value.to_value();
-    if front {
-        list.insert(0, value)
-    } else {
-        list.push(value)
-    }
-    Ok(list)
 }
 
 /// `current + amount` as JSON: an integer when the sum is integral and fits.
@@ -101,15 +98,15 @@ struct Entries {
 
 impl Entries {
     fn insert(&mut self, key: &str, value: Json) {
-        self.bytes += (key.len() + value.len()) as u64;
+        self.bytes += entry_bytes(key, value.len());
         if let Some(old) = self.map.insert(key.to_string(), value) {
-            self.bytes -= (key.len() + old.len()) as u64;
+            self.bytes -= entry_bytes(key, old.len());
         }
     }
     fn remove(&mut self, key: &str) -> bool {
         match self.map.remove(key) {
             Some(old) => {
-                self.bytes -= (key.len() + old.len()) as u64;
+                self.bytes -= entry_bytes(key, old.len());
                 true
             }
             None => false,
@@ -120,7 +117,7 @@ impl Entries {
 impl MemoryChannel {
     /// A channel holding `values`.
     pub fn from_map(values: BTreeMap<String, Json>) -> MemoryChannel {
-        let bytes = values.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        let bytes = values.iter().map(|(k, v)| entry_bytes(k, v.len())).sum();
         MemoryChannel { values: Mutex::new(Entries { map: values, bytes }) }
     }
 
@@ -176,17 +173,45 @@ enum Write {
 /// Writes kept apart from a base channel until committed.
 pub struct Overlay {
     base: Arc<dyn Channel>,
-    writes: Mutex<BTreeMap<String, Write>>,
+    writes: Mutex<Writes>,
+}
+
+/// The pending writes and how much they change the base's size.
+#[derive(Default)]
+struct Writes {
+    map: BTreeMap<String, Write>,
+    /// Size change over the base, in [`entry_bytes`].
+    net: i64,
+}
+
+impl Write {
+    fn visible(&self) -> Option<&Json> {
+        match self {
+            Write::Set(v) | Write::Add { value: v, .. } => Some(v),
+            Write::Delete => None,
+        }
+    }
 }
 
 impl Overlay {
     /// An empty overlay over `base`.
     pub fn new(base: Arc<dyn Channel>) -> Overlay {
-        Overlay { base, writes: Mutex::new(BTreeMap::new()) }
+        Overlay { base, writes: Mutex::new(Writes::default()) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Write>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writes> {
         self.writes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record `write` for `key`, keeping the size change current.
+    fn put(&self, writes: &mut Writes, key: &str, write: Write) {
+        let size = |v: Option<&Json>| v.map_or(0, |v| entry_bytes(key, v.len()) as i64);
+        let old = match writes.map.get(key) {
+            Some(w) => size(w.visible()),
+            None => size(self.base.get(key).as_ref()),
+        };
+        writes.net += size(write.visible()) - old;
+        writes.map.insert(key.to_string(), write);
     }
 
     /// Apply the writes to `target` in key order. Additions are applied as
@@ -194,7 +219,7 @@ impl Overlay {
     /// value is stored instead.
     pub fn commit_into(&self, target: &dyn Channel) {
         let writes = std::mem::take(&mut *self.lock());
-        for (key, write) in writes {
+        for (key, write) in writes.map {
             match write {
                 Write::Set(v) => target.set(&key, v),
                 Write::Delete => {
@@ -209,50 +234,43 @@ impl Overlay {
         }
     }
 
-    /// Total bytes of the values written so far.
-    pub fn written_bytes(&self) -> usize {
-        self.lock()
-            .iter()
-            .map(|(k, w)| {
-                k.len()
-                    + match w {
-                        Write::Set(v) | Write::Add { value: v, .. } => v.len(),
-                        Write::Delete => 0,
-                    }
-            })
-            .sum()
+    /// Keys written (set, deleted or added to) so far.
+    pub fn written_keys(&self) -> usize {
+        self.lock().map.len()
     }
 }
 
 impl Channel for Overlay {
     fn get(&self, key: &str) -> Option<Json> {
-        match self.lock().get(key) {
-            Some(Write::Set(v)) | Some(Write::Add { value: v, .. }) => Some(v.clone()),
-            Some(Write::Delete) => None,
+        match self.lock().map.get(key) {
+            Some(w) => w.visible().cloned(),
             None => self.base.get(key),
         }
     }
     fn set(&self, key: &str, value: Json) {
-        self.lock().insert(key.to_string(), Write::Set(value));
+        let mut writes = self.lock();
+        self.put(&mut writes, key, Write::Set(value));
     }
     fn delete(&self, key: &str) -> bool {
         let existed = self.get(key).is_some();
-        self.lock().insert(key.to_string(), Write::Delete);
+        let mut writes = self.lock();
+        self.put(&mut writes, key, Write::Delete);
         existed
     }
     fn keys(&self) -> Vec<String> {
         let writes = self.lock();
-        let mut keys: Vec<String> = self.base.keys().into_iter().filter(|k| !writes.contains_key(k)).collect();
-        keys.extend(writes.iter().filter(|(_, w)| !matches!(w, Write::Delete)).map(|(k, _)| k.clone()));
+        let mut keys: Vec<String> = self.base.keys().into_iter().filter(|k| !writes.map.contains_key(k)).collect();
+        keys.extend(writes.map.iter().filter(|(_, w)| !matches!(w, Write::Delete)).map(|(k, _)| k.clone()));
         keys.sort();
         keys
     }
     fn size_bytes(&self) -> u64 {
-        self.base.size_bytes() + self.written_bytes() as u64
+        let net = self.lock().net;
+        self.base.size_bytes().saturating_add_signed(net)
     }
     fn add(&self, key: &str, amount: f64) -> Result<f64, ChannelError> {
         let mut writes = self.lock();
-        let (current, prior_delta) = match writes.get(key) {
+        let (current, prior_delta) = match writes.map.get(key) {
             Some(Write::Set(v)) => (Some(v.clone()), None),
             Some(Write::Delete) => (None, None),
             Some(Write::Add { delta, value }) => (Some(value.clone()), Some(*delta)),
@@ -263,7 +281,7 @@ impl Channel for Overlay {
             Some(delta) => Write::Add { delta: delta + amount, value },
             None => Write::Set(value),
         };
-        writes.insert(key.to_string(), write);
+        self.put(&mut writes, key, write);
         Ok(sum)
     }
 }

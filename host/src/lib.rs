@@ -2,22 +2,41 @@
 //! resume.
 //!
 //! The data flow is one-directional: [`model`] parses and validates a workflow file
-//! into an immutable [`model::Workflow`]; [`engine`] executes it against a
-//! [`engine::TaskRunner`], keeping all run state as plain serde data
-//! ([`engine::RunState`]); [`sandbox`] is the wasmtime runner (one place builds the
-//! wasmtime configuration); [`checkpoint`] persists run state. The engine does
-//! not know wasmtime: its semantics are tested with an in-process fake runner.
+//! into an immutable [`model::Workflow`]; a [`session::Session`] starts or resumes
+//! a run of it (sizing the wasm engine once, loading module code from the
+//! [`module_store`], verifying and signing checkpoints); [`engine`] executes it
+//! against an [`engine::TaskRunner`] ([`sandbox`], the wasmtime runner); and
+//! [`checkpoint`] persists run state through its own versioned schema. The engine
+//! does not know wasmtime: its semantics are tested with an in-process fake runner.
 
 #![deny(missing_docs)]
 
 pub mod channel;
 pub mod checkpoint;
+pub mod digest;
 pub mod engine;
+pub mod files;
 pub mod json;
 pub mod model;
+pub mod module_store;
 pub mod sandbox;
-
-#[cfg(test)]
-mod robustness;
+pub mod session;
+pub mod signals;
 
 pub use json::Json;
+
+/// An error and its sources, joined by `: ` (what `{:#}` prints for anyhow),
+/// for places that keep an error as text.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}

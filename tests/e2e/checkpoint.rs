@@ -90,8 +90,8 @@ fn state_machine_resumed_twice() {
     assert_eq!(stages, ["validation_complete", "payment_complete"]);
     let last = cli(wf.dir.path(), &["resume", "--latest", cp.to_str().unwrap()]);
     assert_eq!(last.ok().json(), json!("ORDER_COMPLETE"));
-    let loaded = graflow_host::checkpoint::load(&graflow_host::checkpoint::latest(&cp).unwrap().base).unwrap();
-    assert_eq!(loaded.context.channel["order_state"].to_value(), json!("SHIPPED"));
+    let loaded = load_cp(&graflow_host::checkpoint::latest(&cp).unwrap().base);
+    assert_eq!(loaded.context.channel["order_state"].to_value().unwrap(), json!("SHIPPED"));
     assert_eq!(loaded.context.state.session_id, first.meta.session_id, "one session across resumes");
 }
 
@@ -125,7 +125,7 @@ fn recovery_after_a_failing_task() {
     let v = show(&wf, cp);
     assert_eq!(v["state"]["completed_tasks"], json!(["step_1", "step_2"]));
     assert_eq!(v["state"]["pending_tasks"][0]["task_id"], "step_3");
-    let loaded = graflow_host::checkpoint::load(cp).unwrap();
+    let loaded = load_cp(cp);
     assert!(
         loaded.context.channel.contains_key("step_1.__result__")
             && loaded.context.channel.contains_key("step_2.__result__")
@@ -151,7 +151,7 @@ fn dynamic_tasks_survive_resume() {
         v["state"]["pending_tasks"].as_array().unwrap().iter().map(|p| p["task_id"].as_str().unwrap()).collect();
     assert_eq!(pending, ["worker#1", "worker#2", "worker#3", "gather"]);
     assert_eq!(v["state"]["pending_tasks"][1]["input"], json!({"x": 1}));
-    let loaded = graflow_host::checkpoint::load(cp).unwrap();
+    let loaded = load_cp(cp);
     assert_eq!(loaded.context.state.dynamic_tasks.len(), 3, "run-time graph additions are in the context");
     assert_eq!(resume(&wf, cp, &[]).ok().json(), expected);
 }
@@ -168,8 +168,8 @@ fn terminate_with_checkpoint() {
     assert_eq!(v["state"]["completed_tasks"], json!(["step_1", "step_2"]));
     assert_eq!(v["state"]["pending_tasks"], json!([]), "step_3 was never queued");
     assert_eq!(v["meta"]["user_metadata"]["stage"], "before_terminate");
-    let loaded = graflow_host::checkpoint::load(cp).unwrap();
-    assert_eq!(loaded.context.channel["step_2.__result__"].to_value(), json!("terminated"));
+    let loaded = load_cp(cp);
+    assert_eq!(loaded.context.channel["step_2.__result__"].to_value().unwrap(), json!("terminated"));
 }
 
 #[test]
@@ -272,16 +272,16 @@ fn unknown_schema_version() {
     let (wf, cp) = one_checkpoint();
     let meta = std::fs::read_to_string(ext(&cp, "meta.json"))
         .unwrap()
-        .replace("\"schema_version\": \"1\"", "\"schema_version\": \"7\"");
+        .replace("\"schema_version\": \"2\"", "\"schema_version\": \"7\"");
     std::fs::write(ext(&cp, "meta.json"), meta).unwrap();
-    refused(&wf, &cp, "schema version \"7\", but this graflow-host reads version 1");
+    refused(&wf, &cp, "schema version \"7\", but this graflow-host reads versions 1 to 2");
 }
 
 #[test]
 fn torn_checkpoint_without_its_commit_record() {
     let (wf, cp) = one_checkpoint();
     std::fs::remove_file(ext(&cp, "meta.json")).unwrap();
-    refused(&wf, &cp, "is torn (its write did not finish)");
+    refused(&wf, &cp, "is torn (its write did not finish");
     let list = cli(wf.dir.path(), &["checkpoints", "list"]);
     assert!(list.ok().stdout.contains("no checkpoints"), "a torn checkpoint is not listed: {list:?}");
 }
@@ -291,11 +291,11 @@ fn a_module_with_a_different_hash_is_refused_unless_allowed() {
     let (wf, cp) = one_checkpoint();
     let module = wf.dir.path().join("kit.wasm");
     let mut bytes = std::fs::read(&module).unwrap();
-    let before = graflow_host::sandbox::sha256_hex(&bytes);
+    let before = graflow_host::digest::Sha256::of(&bytes).to_hex();
     // Append a custom section: the same code, other bytes.
     bytes.extend_from_slice(&[0, 4, 3, b'a', b'b', b'c']);
     std::fs::write(&module, &bytes).unwrap();
-    let after = graflow_host::sandbox::sha256_hex(&bytes);
+    let after = graflow_host::digest::Sha256::of(&bytes).to_hex();
     let out = resume(&wf, &cp, &[]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains(&format!("module 'kit' changed: the checkpoint recorded sha256 {before}")), "{out:?}");
@@ -436,8 +436,8 @@ fn ctrl_c_checkpoints_at_the_boundary_and_prints_the_resume_command() {
     assert!(latest.meta.steps >= 1 && latest.meta.steps < 4, "stopped part-way: {:?}", latest.meta);
     let resumed = cli(dir.path(), &["resume", "--latest", cp.to_str().unwrap()]);
     assert_eq!(resumed.ok().json(), json!("ORDER_COMPLETE"));
-    let state = graflow_host::checkpoint::load(&graflow_host::checkpoint::latest(&cp).unwrap().base).unwrap();
-    let history = state.context.channel["history"].to_value();
+    let state = load_cp(&graflow_host::checkpoint::latest(&cp).unwrap().base);
+    let history = state.context.channel["history"].to_value().unwrap();
     assert_eq!(history.as_array().unwrap().len(), 3, "each stage ran exactly once: {history}");
 }
 
@@ -455,7 +455,7 @@ fn a_task_still_running_after_the_grace_period_is_stopped_and_queued_again() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     let latest = graflow_host::checkpoint::latest(&wf.checkpoints()).unwrap();
-    let loaded = graflow_host::checkpoint::load(&latest.base).unwrap();
+    let loaded = load_cp(&latest.base);
     assert_eq!(loaded.state_file.completed_tasks, ["noop"]);
     assert_eq!(loaded.state_file.pending_tasks[0].task_id, "spin", "the stopped task is queued again");
     assert_eq!(loaded.state_file.cycle_counts.get("spin"), Some(&0), "the stopped run is not counted");

@@ -88,7 +88,7 @@ fn cache_hit_terminates_and_cache_miss_runs_the_pipeline() {
     );
     let report = hit.result.as_ref().unwrap().clone();
     assert_eq!(report.status, RunStatus::Terminated("cache hit".into()));
-    assert_eq!(report.result.unwrap().to_value(), json!("cached"));
+    assert_eq!(report.result.unwrap().to_value().unwrap(), json!("cached"));
     assert_eq!(hit.order(), ["check_cache"]);
     assert_eq!(hit.state.completed, ["check_cache"]);
     let miss = lib("check_cache >> fetch_data >> transform_data", &tasks, "", json!({}));

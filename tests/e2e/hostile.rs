@@ -124,7 +124,7 @@ fn one(
         workflow(&format!("[workflow]\nflow = \"t\"\n{workflow_extra}\n[tasks.t]\nexport = \"script\"\n{task_extra}"));
     let run = run_lib(&wf, scripts(json!({ "t": actions })));
     let out = match run.result {
-        Ok(report) => Ok(report.result.unwrap().to_value()),
+        Ok(report) => Ok(report.result.unwrap().to_value().unwrap()),
         Err(RunError::TaskFailed { failure, .. }) => Err((failure.kind, failure.message)),
         Err(other) => panic!("{other}"),
     };
@@ -285,12 +285,12 @@ fn host_bounds_stop_a_greedy_guest() {
         (
             "max_value_bytes = 1000",
             json!([{"op": "big_value", "key": "k", "bytes": 5000}]),
-            "exceeds the bound of 1000 bytes per value",
+            "exceeds the bound max_value_bytes = 1000 bytes",
         ),
         (
             "max_key_bytes = 8",
             json!([{"op": "set", "key": "a-very-long-key", "value": 1}]),
-            "channel key of 15 bytes exceeds the bound of 8 bytes",
+            "channel key of 15 bytes exceeds the bound max_key_bytes = 8 bytes",
         ),
         (
             "max_next_tasks = 10",
@@ -300,12 +300,12 @@ fn host_bounds_stop_a_greedy_guest() {
         (
             "max_written_bytes = 10000",
             json!([{"op": "big_value", "key": "a", "bytes": 6000}, {"op": "big_value", "key": "b", "bytes": 6000}]),
-            "over the bound of 10000 bytes per execution",
+            "over the bound max_written_bytes = 10000 bytes per execution",
         ),
         (
             "max_channel_bytes = 3000",
             json!([{"op": "big_value", "key": "a", "bytes": 2500}, {"op": "big_value", "key": "b", "bytes": 2500}]),
-            "over the bound of 3000 bytes per run",
+            "over the bound max_channel_bytes = 3000 bytes",
         ),
     ];
     for (bound, actions, needle) in cases {
@@ -349,7 +349,7 @@ fn resume_keeps_the_grants_of_the_checkpoint() {
         .replace("[tasks.b]\nexport = \"script\"", "[tasks.b]\nexport = \"script\"\nenv = [\"GRAFLOW_TEST_WIDEN\"]");
     std::fs::write(&wf.path, widened).unwrap();
     let cp = graflow_host::checkpoint::latest(&wf.checkpoints()).unwrap();
-    let loaded = graflow_host::checkpoint::load(&cp.base).unwrap();
+    let loaded = load_cp(&cp.base);
     assert!(loaded.context.workflow.tasks["b"].grants.env.is_empty(), "the checkpoint records the effective grants");
     let out = cli(wf.dir.path(), &["resume", cp.base.to_str().unwrap()]);
     assert!(out.ok().json()["Err"].is_string(), "resume runs with the recorded grants");

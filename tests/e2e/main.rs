@@ -8,5 +8,6 @@ mod errors;
 mod examples;
 mod hostile;
 mod parity;
+mod properties;
 mod sandbox;
 mod support;

@@ -5,9 +5,9 @@
 
 use graflow_host::Json;
 use graflow_host::channel::MemoryChannel;
-use graflow_host::engine::{Engine, NoCheckpoints, RunError, RunReport, RunState};
-use graflow_host::model::WorkflowFile;
-use graflow_host::sandbox::Sandbox;
+use graflow_host::checkpoint::{Loaded, SigningKey, Trust};
+use graflow_host::engine::{RunError, RunReport, RunState};
+use graflow_host::session::{RunOptions, Session};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -59,10 +59,29 @@ impl Out {
     }
 }
 
-/// A command for the binary, with the test cache and quiet logs.
+/// The checkpoint signing key every test uses (the CLI gets it through
+/// `GRAFLOW_CHECKPOINT_KEY`), so tests never touch the user's key.
+pub const TEST_KEY_HEX: &str = "0707070707070707070707070707070707070707070707070707070707070707";
+
+/// [`TEST_KEY_HEX`] as a key.
+pub fn test_key() -> SigningKey {
+    SigningKey::from_bytes([7; 32])
+}
+
+/// Load a checkpoint signed with the test key.
+#[track_caller]
+pub fn load_cp(base: &Path) -> Loaded {
+    graflow_host::checkpoint::load(base, &test_key(), Trust::Signed).unwrap_or_else(|e| panic!("{}: {e:#}", base.display()))
+}
+
+/// A command for the binary, with the test cache, the test key and quiet logs.
 pub fn command(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_graflow-host"));
-    cmd.current_dir(dir).env("GRAFLOW_CACHE_DIR", cache_dir()).env("GRAFLOW_LOG", "warn");
+    cmd.current_dir(dir)
+        .env("GRAFLOW_CACHE_DIR", cache_dir())
+        .env("GRAFLOW_LOG", "warn")
+        .env("GRAFLOW_CHECKPOINT_KEY", TEST_KEY_HEX)
+        .env_remove("GRAFLOW_CHECKPOINT_KEY_FILE");
     cmd
 }
 
@@ -126,19 +145,21 @@ impl LibRun {
     }
     pub fn get(&self, key: &str) -> Option<serde_json::Value> {
         use graflow_host::channel::Channel;
-        self.channel.get(key).map(|v| v.to_value())
+        self.channel.get(key).map(|v| v.to_value().unwrap())
     }
 }
 
-/// Load and run `wf` through the library with `input`.
+/// The options the library tests run with: the test cache and key.
+pub fn lib_options() -> RunOptions {
+    RunOptions { cache_dir: Some(cache_dir()), key: Some(test_key()), ..RunOptions::default() }
+}
+
+/// Load and run `wf` through the library session with `input`.
 pub fn run_lib(wf: &Wf, input: serde_json::Value) -> LibRun {
-    let file = WorkflowFile::read(&wf.path).unwrap();
-    let mut sandbox = Sandbox::for_needs(&file.needs(), Some(cache_dir())).unwrap();
-    let workflow = Arc::new(file.resolve(&mut sandbox).unwrap());
-    let mut state = RunState::new(&workflow, "e2e".into(), Json::from(input));
-    let channel = Arc::new(MemoryChannel::default());
-    let result = Engine::new(workflow, &sandbox).run(&mut state, &channel, &mut NoCheckpoints);
-    LibRun { result, state, channel }
+    let opts = RunOptions { session_id: Some("e2e".into()), ..lib_options() };
+    let mut session = Session::start(&wf.path, Json::from(input), opts).unwrap_or_else(|e| panic!("{e:#}"));
+    let result = session.run();
+    LibRun { result, state: session.state().clone(), channel: session.channel().clone() }
 }
 
 /// `{"scripts": {task: [actions]}}`.

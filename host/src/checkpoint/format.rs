@@ -1,43 +1,31 @@
 //! The `.ctx` file: the only place that knows bincode.
 //!
-//! Layout: the magic `GRAFLOW-CTX\n`, the schema version (u32 little endian),
-//! the XXH3-128 checksum of the payload (16 bytes, little endian), the payload
+//! Layout (every schema version): the magic `GRAFLOW-CTX\n`, the schema
+//! version (u32 little endian), a 16-byte checksum of the payload, the payload
 //! length (u64 little endian), then the payload: bincode 2 (standard
-//! configuration) of [`Context`] through serde. The payload is streamed to the
-//! file; the checksum detects damage and truncation (it is not a signature:
-//! module code is identified by sha256, see the checkpoint module). The checksum is verified before
-//! decoding, so a damaged file is reported, never half-decoded. A golden file
-//! (`host/tests/golden/`) pins the encoding of this schema version.
+//! configuration) of the version's context type (`schema/v1.rs`,
+//! `schema/v2.rs`) through serde. The payload is streamed to the file.
+//!
+//! The checksum is XXH3-128 in schema 1 (detects damage, not tampering) and
+//! the first 16 bytes of the payload's SHA-256 from schema 2 on; the commit
+//! record then holds the whole SHA-256 and is signed. The payload is verified
+//! before it is decoded. Golden files (`host/tests/golden/`) pin each
+//! version's encoding.
 
+use super::schema::{self, Context, ContentDigest, SchemaVersion, Values, v1, v2};
+use crate::digest::Sha256;
+use sha2::Digest as _;
 use crate::engine::RunState;
 use crate::json::Json;
 use crate::model::Workflow;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom, Write};
-use xxhash_rust::xxh3::{Xxh3, xxh3_128};
-
-/// The schema version written by this host, and the only one it reads.
-pub const SCHEMA_VERSION: u32 = 1;
+use xxhash_rust::xxh3::xxh3_128;
 
 const MAGIC: &[u8; 12] = b"GRAFLOW-CTX\n";
 const HEADER: usize = 12 + 4 + 16 + 8;
 /// Largest payload decoded (guards allocations driven by a hostile file).
 const LIMIT: usize = 1 << 34;
-
-/// Everything a resume needs: the workflow (graph, tasks, limits), the run state
-/// (queue of full task specs, counters, completed tasks) and the channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Context {
-    /// The checkpoint this context belongs to.
-    pub checkpoint_id: String,
-    /// The workflow as it was loaded, with its module table.
-    pub workflow: Workflow,
-    /// The run state at the task boundary.
-    pub state: RunState,
-    /// The channel's contents.
-    pub channel: BTreeMap<String, Json>,
-}
 
 /// Why a `.ctx` file could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,8 +33,8 @@ pub enum FormatError {
     /// Shorter than the header, or not starting with the magic.
     #[error("not a graflow context file (bad header)")]
     BadHeader,
-    /// Written by another schema version.
-    #[error("schema version {found}, but this graflow-host reads version {SCHEMA_VERSION}")]
+    /// Written by a schema version this host does not read.
+    #[error("schema version {found}, but this graflow-host reads versions {}", schema::readable_versions())]
     Version {
         /// The version in the file.
         found: u32,
@@ -54,42 +42,26 @@ pub enum FormatError {
     /// The payload does not match its checksum: truncated or damaged.
     #[error("the payload is damaged or truncated (checksum mismatch)")]
     Checksum,
+    /// The payload is intact but not the one the commit record names.
+    #[error("the payload's digest is {found}, but the commit record names {expected}")]
+    NotRecorded {
+        /// What the record names.
+        expected: ContentDigest,
+        /// What the payload has.
+        found: ContentDigest,
+    },
     /// The checksum matched but the payload does not decode.
     #[error("the payload does not decode: {0}")]
     Decode(String),
-}
-
-/// The borrowed form of [`Context`], for writing without copying the channel.
-/// Its serde encoding is identical to [`Context`]'s (same fields, same order).
-#[derive(Serialize)]
-pub struct ContextRef<'a> {
-    /// See [`Context::checkpoint_id`].
-    pub checkpoint_id: &'a str,
-    /// See [`Context::workflow`].
-    pub workflow: &'a Workflow,
-    /// See [`Context::state`].
-    pub state: &'a RunState,
-    /// See [`Context::channel`].
-    pub channel: &'a BTreeMap<String, Json>,
-}
-
-/// Encode `ctx` as the bytes of a `.ctx` file.
-pub fn encode(ctx: &Context) -> Vec<u8> {
-    let r = ContextRef {
-        checkpoint_id: &ctx.checkpoint_id,
-        workflow: &ctx.workflow,
-        state: &ctx.state,
-        channel: &ctx.channel,
-    };
-    let mut out = std::io::Cursor::new(Vec::new());
-    write(&mut out, &r).expect("writing to memory does not fail");
-    out.into_inner()
+    /// The payload decodes to something the host refuses.
+    #[error("the context is not valid: {0}")]
+    Invalid(#[from] schema::Invalid),
 }
 
 /// Passes bytes through to `inner`, hashing and counting them.
 struct Hashing<W> {
     inner: W,
-    hasher: Xxh3,
+    hasher: sha2::Sha256,
     len: u64,
 }
 
@@ -105,92 +77,148 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Stream `ctx` into `out` as a `.ctx` file (no copy of the payload is held in
-/// memory); returns the payload checksum.
-pub fn write<W: Write + Seek>(out: &mut W, ctx: &ContextRef) -> std::io::Result<u128> {
+/// Stream a schema-2 context into `out` as a `.ctx` file (no copy of the
+/// payload is held in memory); returns the payload's SHA-256.
+pub fn write<W: Write + Seek>(
+    out: &mut W,
+    checkpoint_id: &str,
+    workflow: &Workflow,
+    state: &RunState,
+    channel: &BTreeMap<String, Json>,
+) -> std::io::Result<Sha256> {
+    let ctx = v2::ContextOut::new(checkpoint_id, workflow, state, channel);
     out.write_all(&[0; HEADER])?;
-    let mut hashing =
-        Hashing { inner: std::io::BufWriter::with_capacity(1 << 20, &mut *out), hasher: Xxh3::new(), len: 0 };
-    bincode::serde::encode_into_std_write(ctx, &mut hashing, bincode::config::standard())
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut hashing = Hashing {
+        inner: std::io::BufWriter::with_capacity(1 << 20, &mut *out),
+        hasher: sha2::Sha256::new(),
+        len: 0,
+    };
+    bincode::serde::encode_into_std_write(&ctx, &mut hashing, bincode::config::standard()).map_err(|e| match e {
+        bincode::error::EncodeError::Io { inner, .. } => inner,
+        other => std::io::Error::other(other.to_string()),
+    })?;
     hashing.flush()?;
-    let (checksum, len) = (hashing.hasher.digest128(), hashing.len);
+    let len = hashing.len;
+    let digest = Sha256::from_bytes(hashing.hasher.clone().finalize().into());
     drop(hashing);
     out.seek(SeekFrom::Start(0))?;
-    out.write_all(&header(checksum, len))?;
+    out.write_all(&header(SchemaVersion::V2, short(&digest), len))?;
     out.seek(SeekFrom::End(0))?;
-    Ok(checksum)
+    Ok(digest)
 }
 
-fn header(checksum: u128, len: u64) -> [u8; HEADER] {
+/// The header checksum of schema 2: the digest's first 16 bytes.
+fn short(digest: &Sha256) -> u128 {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest.as_bytes()[..16]);
+    u128::from_le_bytes(b)
+}
+
+/// Encode a schema-2 context in memory (tests, golden files).
+pub fn encode(ctx: &Context) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    match write(&mut out, &ctx.checkpoint_id, &ctx.workflow, &ctx.state, &ctx.channel) {
+        Ok(_) => out.into_inner(),
+        // Writing to memory fails only if bincode refuses a value; the
+        // engine's types hold none it refuses.
+        Err(e) => {
+            tracing::error!("encoding a context in memory failed: {e}");
+            Vec::new()
+        }
+    }
+}
+
+fn header(version: SchemaVersion, checksum: u128, len: u64) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
     h[..12].copy_from_slice(MAGIC);
-    h[12..16].copy_from_slice(&SCHEMA_VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&version.number().to_le_bytes());
     h[16..32].copy_from_slice(&checksum.to_le_bytes());
     h[32..40].copy_from_slice(&len.to_le_bytes());
     h
 }
 
+/// The header's fields: version number, checksum, payload length.
+fn read_header(bytes: &[u8]) -> Option<(u32, u128, u64)> {
+    let h = bytes.get(..HEADER)?;
+    if &h[..12] != MAGIC {
+        return None;
+    }
+    let version = u32::from_le_bytes(h[12..16].try_into().ok()?);
+    let checksum = u128::from_le_bytes(h[16..32].try_into().ok()?);
+    let len = u64::from_le_bytes(h[32..40].try_into().ok()?);
+    Some((version, checksum, len))
+}
+
 /// The payload checksum recorded in a `.ctx` file's header (not verified).
 pub fn recorded_checksum(bytes: &[u8]) -> Option<u128> {
-    (bytes.len() >= HEADER && &bytes[..12] == MAGIC)
-        .then(|| u128::from_le_bytes(bytes[16..32].try_into().expect("16 bytes")))
+    read_header(bytes).map(|(_, c, _)| c)
 }
 
-/// Decode the bytes of a `.ctx` file.
-pub fn decode(bytes: &[u8]) -> Result<Context, FormatError> {
-    if bytes.len() < HEADER || &bytes[..12] != MAGIC {
-        return Err(FormatError::BadHeader);
-    }
-    let version = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
-    if version != SCHEMA_VERSION {
-        return Err(FormatError::Version { found: version });
-    }
+/// Check a `.ctx` file's header and payload; the schema version and the
+/// payload's digest (XXH3 for schema 1, SHA-256 from schema 2 on).
+pub fn verify(bytes: &[u8]) -> Result<(SchemaVersion, ContentDigest), FormatError> {
+    let (number, checksum, len) = read_header(bytes).ok_or(FormatError::BadHeader)?;
+    let version = SchemaVersion::from_number(number).ok_or(FormatError::Version { found: number })?;
     let payload = &bytes[HEADER..];
-    let len = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes"));
-    let checksum = u128::from_le_bytes(bytes[16..32].try_into().expect("16 bytes"));
-    if len != payload.len() as u64 || xxh3_128(payload) != checksum {
+    if len != payload.len() as u64 {
         return Err(FormatError::Checksum);
     }
+    let digest = match version {
+        SchemaVersion::V1 => ContentDigest::Xxh3(xxh3_128(payload)),
+        SchemaVersion::V2 => ContentDigest::Sha256(Sha256::of(payload)),
+    };
+    let matches = match digest {
+        ContentDigest::Xxh3(c) => c == checksum,
+        ContentDigest::Sha256(d) => short(&d) == checksum,
+    };
+    if !matches {
+        return Err(FormatError::Checksum);
+    }
+    Ok((version, digest))
+}
+
+/// Verify and decode a `.ctx` file whose commit record names `expected` into
+/// the engine's types; stored JSON is checked unless `values` trusts it
+/// (only ever for a payload that matched a signed record).
+pub fn decode(bytes: &[u8], values: Values, expected: &ContentDigest) -> Result<Context, FormatError> {
+    let (version, found) = verify(bytes)?;
+    if &found != expected {
+        return Err(FormatError::NotRecorded { expected: *expected, found });
+    }
+    let payload = &bytes[HEADER..];
     let config = bincode::config::standard().with_limit::<LIMIT>();
-    let (ctx, used): (Stored, usize) =
-        bincode::serde::borrow_decode_from_slice(payload, config).map_err(|e| FormatError::Decode(e.to_string()))?;
-    if used != payload.len() {
-        return Err(FormatError::Decode(format!("{} bytes left over after the context", payload.len() - used)));
-    }
-    Ok(Context {
-        checkpoint_id: ctx.checkpoint_id,
-        workflow: ctx.workflow,
-        state: ctx.state,
-        channel: ctx.channel.into_iter().map(|(k, v)| (k, v.0)).collect(),
-    })
-}
-
-/// [`Context`] as decoded: channel values are taken as JSON without parsing
-/// them again. They were checked when they entered the host, and the payload
-/// checksum has just been verified; re-validating 100 MB of values would
-/// double the cost of a resume.
-#[derive(Deserialize)]
-struct Stored {
-    checkpoint_id: String,
-    workflow: Workflow,
-    state: RunState,
-    channel: BTreeMap<String, Checked>,
-}
-
-/// A channel value from a verified payload, copied once out of the payload.
-struct Checked(Json);
-
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
-        Ok(Checked(Json::from_verified(<&'de str>::deserialize(d)?)))
-    }
+    let decode_err = |e: bincode::error::DecodeError| FormatError::Decode(e.to_string());
+    let leftover = |used: usize| {
+        (used != payload.len())
+            .then(|| FormatError::Decode(format!("{} bytes left over after the context", payload.len() - used)))
+    };
+    let ctx = match version {
+        SchemaVersion::V1 => {
+            let (ctx, used): (v1::ContextV1, usize) =
+                bincode::serde::borrow_decode_from_slice(payload, config).map_err(decode_err)?;
+            if let Some(e) = leftover(used) {
+                return Err(e);
+            }
+            ctx.upgrade(values)?
+        }
+        SchemaVersion::V2 => {
+            let (ctx, used): (v2::ContextIn, usize) =
+                bincode::serde::borrow_decode_from_slice(payload, config).map_err(decode_err)?;
+            if let Some(e) = leftover(used) {
+                return Err(e);
+            }
+            ctx.into_context(values)?
+        }
+    };
+    schema::validate(&ctx)?;
+    Ok(ctx)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::TaskSpec;
+    use crate::digest::Sha256;
+    use crate::engine::{Origin, TaskSpec};
     use crate::model::*;
 
     /// A small, fixed context exercising every kind of field.
@@ -223,10 +251,8 @@ mod tests {
             .nodes
             .insert("g".into(), Node::Group(GroupDef { members: vec!["a".into()], policy: GroupPolicy::AtLeast(1) }));
         graph.successors.insert("a".into(), vec!["b".into()]);
-        let modules = BTreeMap::from([(
-            "m".to_string(),
-            ModuleRef { path: "/w/m.wasm".into(), sha256: "ab".repeat(32), size: 7 },
-        )]);
+        let digest: Sha256 = "ab".repeat(32).parse().unwrap();
+        let modules = BTreeMap::from([("m".to_string(), ModuleRef { path: "/w/m.wasm".into(), sha256: digest, size: 7 })]);
         let workflow = Workflow {
             name: "w".into(),
             flow: "a >> b".into(),
@@ -244,11 +270,13 @@ mod tests {
                     max_log_bytes: 4,
                     max_written_bytes: 5,
                     max_channel_bytes: 6,
+                    ..HostBounds::default()
                 },
             },
         };
         let mut state = RunState::new(&workflow, "s1".into(), Json::parse(r#"{"x":1}"#).unwrap());
         state.mark_completed("a");
+        state.last_cycle = 1;
         state.steps = 1;
         state.cycle_counts.insert("a".into(), 1);
         state.last_result = Some(Json::parse("[1,2]").unwrap());
@@ -257,49 +285,85 @@ mod tests {
         Context { checkpoint_id: "s1_1_1".into(), workflow, state, channel }
     }
 
-    fn golden_path() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ctx_v1.ctx")
+    /// [`sample`] with what only schema 2 can hold.
+    fn sample_v2() -> Context {
+        let mut ctx = sample();
+        let b = &mut ctx.workflow.settings.bounds;
+        (b.max_queued_tasks, b.max_queued_input_bytes, b.max_checkpoints, b.max_checkpoint_bytes, b.max_module_bytes) =
+            (7, 8, 9, 10, 11);
+        let mut iteration = TaskSpec::for_node(&ctx.workflow, "a", Some(Json::parse(r#"{"n":2}"#).unwrap()));
+        (iteration.id, iteration.origin) = ("a@2".into(), Origin::Iteration { cycle: 2 });
+        ctx.state.queue.push_back(iteration);
+        ctx
+    }
+
+    fn dec(bytes: &[u8], values: Values) -> Result<Context, FormatError> {
+        verify(bytes).and_then(|(_, digest)| decode(bytes, values, &digest))
+    }
+
+    fn golden(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
     }
 
     #[test]
     fn round_trips() {
-        let ctx = sample();
-        assert_eq!(decode(&encode(&ctx)).unwrap(), ctx);
+        let ctx = sample_v2();
+        assert_eq!(dec(&encode(&ctx), Values::Check).unwrap(), ctx);
+        assert_eq!(dec(&encode(&ctx), Values::Trusted).unwrap(), ctx);
     }
 
-    /// The encoding of schema version 1 must never change: a change here breaks
-    /// every checkpoint already on disk. Regenerate only with a new version
+    /// Schema 1 as graflow-host 0.1 wrote it still decodes, upgraded.
+    #[test]
+    fn golden_v1_decodes_upgraded() {
+        let golden = std::fs::read(golden("ctx_v1.ctx")).unwrap();
+        assert_eq!(dec(&golden, Values::Trusted).unwrap(), sample(), "the v1 golden file no longer decodes");
+    }
+
+    /// The encoding of schema version 2 must never change: a change here breaks
+    /// every checkpoint already on disk. Regenerate only for a new version
     /// (`GRAFLOW_BLESS=1 cargo test golden`).
     #[test]
     fn golden_file_pins_the_format() {
-        let path = golden_path();
-        let bytes = encode(&sample());
+        let path = golden("ctx_v2.ctx");
+        let bytes = encode(&sample_v2());
         if std::env::var_os("GRAFLOW_BLESS").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, &bytes).unwrap();
         }
         let golden = std::fs::read(&path).expect("the golden file exists (bless it once with GRAFLOW_BLESS=1)");
-        assert_eq!(decode(&golden).unwrap(), sample(), "the golden file no longer decodes to the sample");
-        assert_eq!(bytes, golden, "the encoding of schema version {SCHEMA_VERSION} changed");
+        assert_eq!(dec(&golden, Values::Check).unwrap(), sample_v2(), "the golden file no longer decodes");
+        assert_eq!(bytes, golden, "the encoding of schema version 2 changed");
     }
 
     #[test]
     fn every_single_byte_flip_is_detected() {
-        let bytes = encode(&sample());
+        let bytes = encode(&sample_v2());
         for i in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[i] ^= 0x55;
-            assert!(decode(&damaged).is_err(), "flip at byte {i} went unnoticed");
+            assert!(dec(&damaged, Values::Check).is_err(), "flip at byte {i} went unnoticed");
         }
         for len in [0, 5, HEADER, bytes.len() - 1] {
-            assert!(decode(&bytes[..len]).is_err(), "truncation to {len} went unnoticed");
+            assert!(dec(&bytes[..len], Values::Check).is_err(), "truncation to {len} went unnoticed");
         }
     }
 
     #[test]
-    fn other_versions_are_refused_by_number() {
-        let mut bytes = encode(&sample());
+    fn other_versions_are_refused_naming_both() {
+        let mut bytes = encode(&sample_v2());
         bytes[12] = 9;
-        assert_eq!(decode(&bytes), Err(FormatError::Version { found: 9 }));
+        let err = dec(&bytes, Values::Check).unwrap_err();
+        assert_eq!(err, FormatError::Version { found: 9 });
+        assert_eq!(err.to_string(), "schema version 9, but this graflow-host reads versions 1 to 2");
+    }
+
+    #[test]
+    fn unchecked_values_and_escaping_ids_are_refused() {
+        let mut ctx = sample_v2();
+        ctx.channel.insert("deep".into(), Json::trusted(&format!("{}{}", "[".repeat(300), "]".repeat(300))));
+        let bytes = encode(&ctx);
+        assert!(dec(&bytes, Values::Check).unwrap_err().to_string().contains("channel key 'deep'"));
+        let mut ctx = sample_v2();
+        ctx.state.session_id = "../../etc".into();
+        assert!(dec(&encode(&ctx), Values::Trusted).unwrap_err().to_string().contains("session id"));
     }
 }

@@ -1,28 +1,68 @@
-//! Durable file writes: temp file in the same directory, fsync, rename, fsync of
-//! the directory. After `write_durable` returns, the file is either entirely
-//! there (and survives a power cut) or, if the process died before, absent.
+//! Durable file writes: temp file in the same directory, fsync, then a link
+//! that never replaces an existing file, fsync of the directory. After
+//! `write_durable_new` returns, the file is entirely there (and survives a
+//! power cut); if the process died before, it is absent and a temp file
+//! `.tmp-<pid>-*` may remain, which [`remove_stale_temps`] removes.
 
 use std::io::Write;
 use std::path::Path;
 
-/// Write `bytes` to `path` atomically and durably.
-pub fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_durable_with(path, |file| file.write_all(bytes))
+/// The prefix of temp files: `.tmp-<pid>-`.
+pub fn temp_prefix() -> String {
+    format!(".tmp-{}-", std::process::id())
 }
 
-/// Write `path` atomically and durably, with `fill` writing the contents into
-/// the temp file.
-pub fn write_durable_with<T>(
+/// Write `bytes` to the new file `path` atomically and durably; fails with
+/// `AlreadyExists` (writing nothing) if `path` exists.
+pub fn write_durable_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_durable_new_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_durable_new`] with `fill` writing the contents into the temp file.
+pub fn write_durable_new_with<T>(
     path: &Path,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
-    let dir = path.parent().expect("checkpoint files live in a directory");
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new().prefix(&temp_prefix()).tempfile_in(dir)?;
     let out = fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
     sync_dir(dir)?;
     Ok(out)
+}
+
+/// Remove temp files in `dir` left by writers that died: those whose process
+/// is gone, and nameless old ones (from graflow-host 0.1) older than an hour.
+/// Call it only while holding the directory lock. Returns how many went.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(".tmp-")) else { continue };
+        let stale = match rest.split_once('-').and_then(|(pid, _)| pid.parse::<i32>().ok()) {
+            Some(pid) => pid != std::process::id() as i32 && !process_alive(pid),
+            None => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600)),
+        };
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::debug!("removed stale temp file {}", entry.path().display());
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks whether the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// fsync a directory, so a rename in it is durable.
@@ -36,8 +76,9 @@ pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
+    match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
+        _ => sync_dir(Path::new("."))?,
     }
     Ok(())
 }

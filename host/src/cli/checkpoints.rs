@@ -36,11 +36,14 @@ pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
         CheckpointsCommand::List { dir } => list(&dir),
         CheckpointsCommand::Show { checkpoint, json } => show(&checkpoint, json),
         CheckpointsCommand::Prune { keep, dir } => {
-            let removed = checkpoint::prune(&dir, keep).map_err(CliError::bad_input)?;
+            let pruned = checkpoint::prune(&dir, keep).map_err(CliError::bad_input)?;
+            let removed = &pruned.checkpoints;
             println!(
-                "removed {} checkpoint(s){}",
+                "removed {} checkpoint(s){}; {} unused module copies, {} temp files of dead writers",
                 removed.len(),
-                if removed.is_empty() { String::new() } else { format!(": {}", removed.join(", ")) }
+                if removed.is_empty() { String::new() } else { format!(": {}", removed.join(", ")) },
+                pruned.modules,
+                pruned.temps
             );
             Ok(ExitStatus::Success)
         }
@@ -54,10 +57,13 @@ fn list(dir: &Path) -> Result<ExitStatus, CliError> {
     }
     for s in all {
         let m = &s.meta;
-        let stage = m.user_metadata.get("task_id").and_then(|v| v.as_str()).unwrap_or("-");
+        let stage = match m.user_metadata.get("task_id").and_then(|v| v.as_str()) {
+            Some(task) => format!("after {task}"),
+            None => "before any task".into(),
+        };
         let mode = m.user_metadata.get("mode").and_then(|v| v.as_str()).unwrap_or("-");
         println!(
-            "{}  {}  steps {:>5}  after {stage} ({mode})  {}",
+            "{}  {}  steps {:>5}  {stage} ({mode})  {}",
             m.created_at,
             m.workflow,
             m.steps,
@@ -68,10 +74,19 @@ fn list(dir: &Path) -> Result<ExitStatus, CliError> {
 }
 
 fn show(path: &Path, json: bool) -> Result<ExitStatus, CliError> {
-    let loaded = checkpoint::load(path).map_err(CliError::bad_input)?;
+    if path.is_dir() {
+        return Err(CliError::bad_input(checkpoint::CheckpointError::IsDirectory { path: path.to_path_buf() }));
+    }
+    let key = checkpoint::SigningKey::load_or_create().map_err(CliError::bad_input)?;
+    let loaded = checkpoint::load(path, &key, checkpoint::Trust::AllowUnsigned).map_err(CliError::bad_input)?;
     if json {
-        let value = serde_json::json!({ "meta": loaded.meta, "state": loaded.state_file });
-        println!("{}", serde_json::to_string_pretty(&value).expect("JSON encodes"));
+        let value = serde_json::json!({
+            "meta": loaded.meta,
+            "state": loaded.state_file,
+            "signature": loaded.signature.to_string(),
+        });
+        let text = serde_json::to_string_pretty(&value).map_err(|e| CliError::bad_input(anyhow::Error::new(e)))?;
+        println!("{text}");
         return Ok(ExitStatus::Success);
     }
     let (m, s) = (&loaded.meta, &loaded.state_file);
@@ -80,6 +95,8 @@ fn show(path: &Path, json: bool) -> Result<ExitStatus, CliError> {
     println!("  workflow:   {} (start {})", m.workflow, m.start_node);
     println!("  session:    {}", m.session_id);
     println!("  created at: {}", m.created_at);
+    println!("  schema:     version {}", m.schema_version);
+    println!("  signature:  {}", loaded.signature);
     println!("  steps:      {}", m.steps);
     println!("  metadata:   {}", m.user_metadata);
     println!(

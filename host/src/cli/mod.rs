@@ -17,11 +17,16 @@ Exit codes:
   3  max_steps was reached with tasks still queued
   4  a task canceled the workflow
   5  interrupted (Ctrl-C / SIGTERM): a checkpoint was written, resume it
+  130 a second Ctrl-C / SIGTERM: quit at once, without a checkpoint
 
 Environment:
-  GRAFLOW_LOG        log filter (tracing syntax), e.g. `debug` or `graflow_host=debug,task=info`
-  GRAFLOW_CACHE_DIR  compiled-module cache (default: $XDG_CACHE_HOME/graflow-host or ~/.cache/graflow-host)
-  GRAFLOW_POOLING    0 turns off wasmtime's pooling allocator";
+  GRAFLOW_LOG                  log filter (tracing syntax), e.g. `debug` or `graflow_host=debug,task=info`
+  GRAFLOW_CACHE_DIR            compiled-module cache (default: $XDG_CACHE_HOME/graflow-host or ~/.cache/graflow-host)
+  GRAFLOW_POOLING              0 turns off wasmtime's pooling allocator
+  GRAFLOW_CHECKPOINT_KEY       the checkpoint signing key itself (64 hex digits): share it between machines
+                               that resume each other's checkpoints
+  GRAFLOW_CHECKPOINT_KEY_FILE  the key file (default: $XDG_CONFIG_HOME/graflow-host/checkpoint.key or
+                               ~/.config/graflow-host/checkpoint.key, made on first use)";
 
 /// Run workflows of WebAssembly-sandboxed tasks, with checkpoint and resume.
 #[derive(Parser)]
@@ -132,14 +137,3 @@ fn cache_dir(no_cache: bool) -> Option<PathBuf> {
     if no_cache { None } else { graflow_host::sandbox::cache::default_dir() }
 }
 
-/// Load a workflow file through a new sandbox.
-fn load(
-    workflow: &std::path::Path,
-    no_cache: bool,
-) -> Result<(graflow_host::model::Workflow, graflow_host::sandbox::Sandbox), CliError> {
-    let file = graflow_host::model::WorkflowFile::read(workflow).map_err(CliError::bad_input)?;
-    let mut sandbox = graflow_host::sandbox::Sandbox::for_needs(&file.needs(), cache_dir(no_cache))
-        .map_err(|e| CliError::bad_input(anyhow::anyhow!("cannot start the wasm engine: {e:#}")))?;
-    let workflow = file.resolve(&mut sandbox).map_err(CliError::bad_input)?;
-    Ok((workflow, sandbox))
-}

@@ -1,17 +1,14 @@
-//! `graflow-host run` and `graflow-host resume`, and what both share: signal
-//! handling, the checkpoint store, reporting.
+//! `graflow-host run` and `graflow-host resume`: flags, output and exit codes
+//! over [`graflow_host::session::Session`].
 
 use super::{CliError, ExitStatus};
 use anyhow::anyhow;
 use graflow_host::Json;
-use graflow_host::channel::MemoryChannel;
-use graflow_host::checkpoint::{self, CheckpointStore};
-use graflow_host::engine::{CheckpointRequest, Engine, RunError, RunReport, RunState, RunStatus};
-use graflow_host::model::Workflow;
-use graflow_host::sandbox::Sandbox;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use graflow_host::checkpoint::{self, Trust};
+use graflow_host::engine::{RunError, RunReport, RunStatus};
+use graflow_host::session::{ModuleChange, ResumeOptions, RunOptions, Session};
+use std::io::Read;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Options shared by `run` and `resume`.
@@ -37,8 +34,9 @@ pub struct ExecOptions {
 pub struct RunArgs {
     /// The workflow file (TOML).
     workflow: PathBuf,
-    /// The run's input: a JSON object, or @FILE to read it from a file. The start
-    /// task receives it; other tasks' declared inputs fall back to its fields.
+    /// The run's input: a JSON object, @FILE to read it from a file, or @- to
+    /// read it from standard input. The start task receives it; other tasks'
+    /// declared inputs fall back to its fields.
     #[arg(long, default_value = "{}")]
     input: String,
     /// Where checkpoints go.
@@ -58,19 +56,42 @@ pub struct ResumeArgs {
     #[arg(long)]
     latest: bool,
     /// Resume even if a module's file changed since the checkpoint, running the
-    /// new code (a warning names the module and both hashes).
+    /// new code (a warning names the module and both hashes); later
+    /// checkpoints record and store the new code.
     #[arg(long)]
     allow_module_change: bool,
+    /// Resume a checkpoint that is unsigned (written by graflow-host 0.1) or not
+    /// signed with this machine's key, after printing what it would run and
+    /// grant. Only for checkpoints you trust.
+    #[arg(long)]
+    trust_unsigned: bool,
     #[command(flatten)]
     exec: ExecOptions,
 }
 
-/// Parse `--input`: JSON text or `@file`; it must be an object.
+/// Largest `--input` read from a file or standard input.
+const MAX_INPUT_BYTES: u64 = 128 << 20;
+
+/// Parse `--input`: JSON text, `@file` or `@-`; it must be an object.
 pub fn parse_input(arg: &str) -> Result<Json, CliError> {
     let text = match arg.strip_prefix('@') {
-        Some(file) => {
-            std::fs::read_to_string(file).map_err(|e| CliError::bad_input(anyhow!("--input @{file}: {e}")))?
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .take(MAX_INPUT_BYTES + 1)
+                .read_to_string(&mut text)
+                .map_err(|e| CliError::bad_input(anyhow!("--input @-: cannot read standard input: {e}")))?;
+            if text.len() as u64 > MAX_INPUT_BYTES {
+                return Err(CliError::bad_input(anyhow!("--input @-: more than {MAX_INPUT_BYTES} bytes")));
+            }
+            text
         }
+        Some(file) => graflow_host::files::read_text_bounded(
+            std::path::Path::new(file),
+            MAX_INPUT_BYTES,
+            "the --input size (128 MiB)",
+        )
+        .map_err(|e| CliError::bad_input(anyhow::Error::new(e).context("--input")))?,
         None => arg.to_string(),
     };
     let json = Json::parse(text).map_err(|e| CliError::bad_input(anyhow!("--input is not valid JSON: {e}")))?;
@@ -80,17 +101,22 @@ pub fn parse_input(arg: &str) -> Result<Json, CliError> {
     Ok(json)
 }
 
-/// A new session id: 32 hex digits.
-pub fn new_session_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>) -> RunOptions {
+    RunOptions {
+        cache_dir: super::cache_dir(exec.no_cache),
+        checkpoint_dir,
+        checkpoint_every: exec.checkpoint_every,
+        max_steps: exec.max_steps,
+        ..RunOptions::default()
+    }
 }
 
 pub fn run(args: RunArgs) -> Result<ExitStatus, CliError> {
     let input = parse_input(&args.input)?;
-    let (workflow, sandbox) = super::load(&args.workflow, args.exec.no_cache)?;
-    let state = RunState::new(&workflow, new_session_id(), input);
-    tracing::info!(workflow = %workflow.name, session = %state.session_id, "run started");
-    execute(workflow, sandbox, state, Default::default(), CheckpointStore::new(args.checkpoint_dir), &args.exec)
+    let session = Session::start(&args.workflow, input, options(&args.exec, Some(args.checkpoint_dir.clone())))
+        .map_err(CliError::bad_input)?;
+    tracing::info!(workflow = %session.workflow().name, session = %session.state().session_id, "run started");
+    execute(session, &args.exec)
 }
 
 pub fn resume(args: ResumeArgs) -> Result<ExitStatus, CliError> {
@@ -104,103 +130,38 @@ pub fn resume(args: ResumeArgs) -> Result<ExitStatus, CliError> {
             return Err(CliError::bad_input(anyhow!("name a checkpoint to resume, or pass --latest [DIR]")));
         }
     };
-    let loaded = checkpoint::load(&base).map_err(CliError::bad_input)?;
-    let root = checkpoint::root_of(&loaded.base);
-    let ctx = loaded.context;
-    let mut sandbox = Sandbox::for_workflow(&ctx.workflow, super::cache_dir(args.exec.no_cache))
-        .map_err(|e| CliError::bad_input(anyhow!("cannot start the wasm engine: {e:#}")))?;
-    for (name, module) in &ctx.workflow.modules {
-        let (bytes, warning) =
-            checkpoint::module_bytes(&root, name, module, args.allow_module_change).map_err(CliError::bad_input)?;
-        if let Some(w) = warning {
-            tracing::warn!("{w}");
-        }
-        let sha = graflow_host::sandbox::sha256_hex(&bytes);
-        let tasks =
-            sandbox.load_bytes(name, &bytes, &sha).map_err(|e| CliError::bad_input(anyhow!("module '{name}': {e}")))?;
-        for def in ctx.workflow.tasks.values().filter(|d| &d.module == name) {
-            if !tasks.iter().any(|t| t.name == def.export) {
-                return Err(CliError::bad_input(anyhow!(
-                    "module '{name}' no longer exports task '{}' (task '{}')",
-                    def.export,
-                    def.name
-                )));
-            }
-        }
+    let resume = ResumeOptions {
+        module_change: if args.allow_module_change { ModuleChange::Allow } else { ModuleChange::Refuse },
+        trust: if args.trust_unsigned { Trust::AllowUnsigned } else { Trust::Signed },
+    };
+    let session = Session::resume(&base, resume, options(&args.exec, None)).map_err(CliError::bad_input)?;
+    for w in session.warnings() {
+        tracing::warn!("{w}");
     }
-    tracing::info!(checkpoint = %loaded.meta.checkpoint_id, steps = ctx.state.steps, pending = ctx.state.queue.len(), "resuming");
-    execute(ctx.workflow, sandbox, ctx.state, ctx.channel, CheckpointStore::new(root), &args.exec)
+    if let Some(r) = session.resumed() {
+        if !matches!(r.signature, checkpoint::SignatureStatus::Valid { .. }) {
+            eprintln!(
+                "warning: resuming checkpoint {} whose signature is {} (--trust-unsigned); it runs and grants:\n{}",
+                r.base.display(),
+                r.signature,
+                session.describe_grants().trim_end()
+            );
+        }
+        tracing::info!(checkpoint = %r.checkpoint_id, steps = session.state().steps, pending = session.state().queue.len(), "resuming");
+    }
+    execute(session, &args.exec)
 }
 
-/// Run `state` to its end, with signal handling and checkpoints.
-fn execute(
-    workflow: Workflow,
-    sandbox: Sandbox,
-    mut state: RunState,
-    channel: std::collections::BTreeMap<String, Json>,
-    mut store: CheckpointStore,
-    opts: &ExecOptions,
-) -> Result<ExitStatus, CliError> {
-    if opts.max_steps == Some(0) {
-        return Err(CliError::bad_input(anyhow!("--max-steps must be at least 1")));
-    }
-    let workflow = Arc::new(workflow);
-    let channel = Arc::new(MemoryChannel::from_map(channel));
-    let interrupt = watch_signals(sandbox.abort_handle(), Duration::from_millis(opts.grace_period_ms))?;
-    let engine = Engine::new(workflow.clone(), &sandbox)
-        .with_interrupt(interrupt)
-        .checkpoint_every(opts.checkpoint_every)
-        .max_steps(opts.max_steps);
-    let outcome = engine.run(&mut state, &channel, &mut store);
-    if let Err(RunError::MaxSteps { .. }) = &outcome {
-        let request = CheckpointRequest {
-            task_id: state.completed.last().cloned().unwrap_or_default(),
-            cycle_count: 0,
-            elapsed_time: 0.0,
-            mode: "max_steps",
-            user_metadata: Json::null(),
-        };
-        match store.write_checkpoint(&workflow, &state, &channel.snapshot(), &request) {
-            Ok(base) => eprintln!(
-                "the queue is kept in checkpoint {}\n  continue with: graflow-host resume {} (add --max-steps <N> to allow more steps)",
-                base.display(),
-                base.display()
-            ),
-            Err(e) => tracing::error!("cannot checkpoint the remaining queue: {e}"),
-        }
-    }
-    report(outcome, store.root())
-}
-
-/// Install SIGINT/SIGTERM handling: the first signal sets the returned flag (no
-/// new task starts; a checkpoint is written at the boundary); once the grace
-/// period passes, running tasks are stopped through `abort`. A second signal
-/// exits at once (code 130).
-fn watch_signals(abort: Arc<AtomicBool>, grace: Duration) -> Result<Arc<AtomicBool>, CliError> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone())
-            .map_err(|e| CliError::bad_input(anyhow!("cannot install signal handler: {e}")))?;
-        signal_hook::flag::register(signal, flag.clone())
-            .map_err(|e| CliError::bad_input(anyhow!("cannot install signal handler: {e}")))?;
-    }
-    let watched = flag.clone();
-    std::thread::Builder::new()
-        .name("graflow-signals".into())
-        .spawn(move || {
-            while !watched.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            tracing::warn!("interrupt received: no new task starts; running tasks get {} ms to finish (interrupt again to quit at once)", grace.as_millis());
-            std::thread::sleep(grace);
-            abort.store(true, Ordering::Relaxed);
-        })
-        .map_err(|e| CliError::bad_input(anyhow!("cannot start the signal thread: {e}")))?;
-    Ok(flag)
+/// Run `session` to its end, with signal handling; print the outcome.
+fn execute(mut session: Session, opts: &ExecOptions) -> Result<ExitStatus, CliError> {
+    graflow_host::signals::stop_on_signals(session.stop_handle(), Duration::from_millis(opts.grace_period_ms))
+        .map_err(|e| CliError::bad_input(anyhow!("cannot install the signal handlers: {e}")))?;
+    let outcome = session.run();
+    report(outcome)
 }
 
 /// Print the result or the error; the exit status.
-fn report(outcome: Result<RunReport, RunError>, root: &Path) -> Result<ExitStatus, CliError> {
+fn report(outcome: Result<RunReport, RunError>) -> Result<ExitStatus, CliError> {
     match outcome {
         Ok(report) => {
             match report.status {
@@ -210,12 +171,17 @@ fn report(outcome: Result<RunReport, RunError>, root: &Path) -> Result<ExitStatu
                 RunStatus::Terminated(message) => {
                     tracing::info!(steps = report.steps, "workflow terminated: {message}")
                 }
-                RunStatus::Interrupted(checkpoint) => {
-                    let cp = checkpoint.unwrap_or_else(|| root.display().to_string());
-                    eprintln!(
-                        "interrupted after {} completed tasks; checkpoint written: {cp}\n  resume with: graflow-host resume {cp}",
-                        report.steps
-                    );
+                RunStatus::Interrupted(written) => {
+                    let cp = &written.id;
+                    if written.fresh {
+                        eprintln!("interrupted after {} completed tasks; checkpoint written: {cp}", report.steps);
+                    } else {
+                        eprintln!(
+                            "interrupted after {} completed tasks; nothing completed since checkpoint {cp}, which resumes from here",
+                            report.steps
+                        );
+                    }
+                    eprintln!("  resume with: graflow-host resume {cp}");
                     return Ok(ExitStatus::Interrupted);
                 }
             }
@@ -224,7 +190,16 @@ fn report(outcome: Result<RunReport, RunError>, root: &Path) -> Result<ExitStatu
         }
         Err(error) => {
             let status = match error {
-                RunError::MaxSteps { .. } => ExitStatus::MaxSteps,
+                RunError::MaxSteps { ref checkpoint, .. } => {
+                    match checkpoint {
+                        Some(w) => eprintln!(
+                            "the queue is kept in checkpoint {}\n  continue with: graflow-host resume {} (add --max-steps <N> to allow more steps)",
+                            w.id, w.id
+                        ),
+                        None => eprintln!("no checkpoint keeps the queue (this run has no checkpoint directory)"),
+                    }
+                    ExitStatus::MaxSteps
+                }
                 RunError::Cancelled { .. } => ExitStatus::Canceled,
                 RunError::Inconsistent(_) => ExitStatus::BadInput,
                 _ => ExitStatus::Failed,

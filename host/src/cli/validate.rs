@@ -1,11 +1,15 @@
 //! `graflow-host validate`.
 
 use super::{CliError, ExitStatus};
+use graflow_host::Json;
 use graflow_host::model::Node;
+use graflow_host::session::{RunOptions, Session};
 use std::path::Path;
 
 pub fn validate(path: &Path, no_cache: bool) -> Result<ExitStatus, CliError> {
-    let (wf, _sandbox) = super::load(path, no_cache)?;
+    let opts = RunOptions { cache_dir: super::cache_dir(no_cache), ..RunOptions::default() };
+    let session = Session::start(path, Json::null(), opts).map_err(CliError::bad_input)?;
+    let wf = session.workflow();
     println!("workflow '{}' is valid", wf.name);
     println!("  flow:  {}", wf.flow);
     println!("  start: {}", wf.start);

@@ -7,7 +7,7 @@
 //! task returns. It never holds guest memory.
 
 use super::runner::{FailureKind, TaskFailure};
-use super::state::{Target, TaskSpec};
+use super::state::{Origin, Target, TaskSpec};
 use crate::channel::{Channel, Overlay};
 use crate::json::Json;
 pub use crate::model::HostBounds;
@@ -80,6 +80,11 @@ pub struct TaskContext {
     ids: IdAllocator,
     bounds: HostBounds,
     written: u64,
+    /// Executions queued when this one started, and their input bytes.
+    queue_usage: (u64, u64),
+    /// Why a checkpoint request would be refused (the run's checkpoint
+    /// bounds are spent).
+    checkpoint_refusal: Option<String>,
 }
 
 /// Allocates dynamic instance ids `<task>#<prefix><n>`, deterministic per run.
@@ -118,7 +123,20 @@ impl TaskContext {
             ids,
             bounds,
             written: 0,
+            queue_usage: (0, 0),
+            checkpoint_refusal: None,
         }
+    }
+
+    /// Executions already queued in the run, and their input bytes (counted
+    /// with this execution's `next-task` calls against the queue bounds).
+    pub fn set_queue_usage(&mut self, usage: (u64, u64)) {
+        self.queue_usage = usage;
+    }
+
+    /// Refuse `request-checkpoint` with this reason.
+    pub fn set_checkpoint_refusal(&mut self, why: Option<String>) {
+        self.checkpoint_refusal = why;
     }
 
     /// The bounds this execution runs under.
@@ -144,31 +162,53 @@ impl TaskContext {
     fn check_key(&mut self, key: &str) -> Result<(), HostCallError> {
         if key.len() as u64 > self.bounds.max_key_bytes {
             let msg =
-                format!("channel key of {} bytes exceeds the bound of {} bytes", key.len(), self.bounds.max_key_bytes);
+                format!("channel key of {} bytes exceeds the bound max_key_bytes = {} bytes", key.len(), self.bounds.max_key_bytes);
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
         Ok(())
     }
 
-    /// Parse `value` as JSON and check the value and write bounds.
-    fn accept_value(&mut self, what: &str, value: &str) -> Result<Json, HostCallError> {
+    /// Check the size bounds of `value` (and count it with `key_bytes`
+    /// against the bytes this execution may write), then parse it as JSON
+    /// (`item`: one nesting level less, for a list item).
+    fn accept(&mut self, what: &str, value: &str, key_bytes: usize, item: bool) -> Result<Json, HostCallError> {
         if value.len() as u64 > self.bounds.max_value_bytes {
             let msg = format!(
-                "{what} of {} bytes exceeds the bound of {} bytes per value",
+                "{what} of {} bytes exceeds the bound max_value_bytes = {} bytes",
                 value.len(),
                 self.bounds.max_value_bytes
             );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
-        self.written += value.len() as u64;
+        self.written += (value.len() + key_bytes) as u64;
         if self.written > self.bounds.max_written_bytes {
             let msg = format!(
-                "the task wrote {} bytes, over the bound of {} bytes per execution",
+                "the task wrote {} bytes, over the bound max_written_bytes = {} bytes per execution",
                 self.written, self.bounds.max_written_bytes
             );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
-        Json::parse(value).map_err(|e| HostCallError::Refused(format!("{what} is not valid JSON: {e}")))
+        let parsed = if item { Json::parse_item(value) } else { Json::parse(value) };
+        parsed.map_err(|e| HostCallError::Refused(format!("{what} is not valid JSON: {e}")))
+    }
+
+    fn accept_value(&mut self, what: &str, value: &str) -> Result<Json, HostCallError> {
+        self.accept(what, value, 0, false)
+    }
+
+    /// Fail the execution if storing `new_bytes` under `key` would make the
+    /// channel larger than `max_channel_bytes`.
+    fn check_channel_growth(&mut self, key: &str, new_bytes: usize) -> Result<(), HostCallError> {
+        let old = self.channel.get(key).map_or(0, |v| crate::channel::entry_bytes(key, v.len()));
+        let total = (self.channel.size_bytes() + crate::channel::entry_bytes(key, new_bytes)).saturating_sub(old);
+        if total > self.bounds.max_channel_bytes {
+            let msg = format!(
+                "writing channel key '{key}' would make the channel {total} bytes, over the bound max_channel_bytes = {} bytes",
+                self.bounds.max_channel_bytes
+            );
+            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
+        }
+        Ok(())
     }
 
     /// `channel.get`.
@@ -179,7 +219,8 @@ impl TaskContext {
     /// `channel.set`.
     pub fn channel_set(&mut self, key: &str, value: &str) -> Result<(), HostCallError> {
         self.check_key(key)?;
-        let value = self.accept_value(&format!("value for channel key '{key}'"), value)?;
+        let value = self.accept(&format!("value for channel key '{key}'"), value, key.len(), false)?;
+        self.check_channel_growth(key, value.len())?;
         self.channel.set(key, value);
         Ok(())
     }
@@ -199,22 +240,29 @@ impl TaskContext {
         self.channel.keys()
     }
 
-    /// `channel.append` / `channel.prepend`.
+    /// `channel.append` / `channel.prepend`: the list is rebuilt once, as
+    /// text, and checked against the value and channel bounds before it is
+    /// stored.
     pub fn channel_push(&mut self, key: &str, value: &str, front: bool) -> Result<u32, HostCallError> {
         self.check_key(key)?;
-        let value = self.accept_value(&format!("value for channel key '{key}'"), value)?;
-        let len = self.channel.push(key, value, front).map_err(|e| HostCallError::Refused(e.to_string()))?;
-        if let Some(list) = self.channel.get(key)
-            && list.len() as u64 > self.bounds.max_value_bytes
-        {
+        let item = self.accept(&format!("value for channel key '{key}'"), value, key.len(), true)?;
+        let (list, len) = match self.channel.get(key) {
+            None => (Json::list_of(&item), 1),
+            Some(current) => current
+                .with_item(&item, front)
+                .ok_or_else(|| HostCallError::Refused(crate::channel::ChannelError::NotAList(key.to_string()).to_string()))?,
+        };
+        if list.len() as u64 > self.bounds.max_value_bytes {
             let msg = format!(
-                "the list under channel key '{key}' grew to {} bytes, over the bound of {} bytes per value",
+                "the list under channel key '{key}' would grow to {} bytes, over the bound max_value_bytes = {} bytes",
                 list.len(),
                 self.bounds.max_value_bytes
             );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
-        Ok(len)
+        self.check_channel_growth(key, list.len())?;
+        self.channel.set(key, list);
+        Ok(u32::try_from(len).unwrap_or(u32::MAX))
     }
 
     /// `channel.atomic-add`.
@@ -223,6 +271,8 @@ impl TaskContext {
         if !amount.is_finite() {
             return Err(HostCallError::Refused(format!("atomic-add on '{key}': the amount must be a finite number")));
         }
+        self.written += key.len() as u64 + 24;
+        self.check_channel_growth(key, 24)?;
         self.channel.add(key, amount).map_err(|e| HostCallError::Refused(e.to_string()))
     }
 
@@ -238,15 +288,35 @@ impl TaskContext {
         self.channel.get(&result_key(task))
     }
 
+    /// Parse a queued execution's input and check the queue bounds with it.
     fn explicit_input(&mut self, input: &str) -> Result<Option<Json>, HostCallError> {
         let input = self.accept_value("input", input)?;
-        Ok((!input.is_null()).then_some(input))
+        let input = (!input.is_null()).then_some(input);
+        let queued: u64 = self.effects.next.iter().map(TaskSpec::input_bytes).sum();
+        let tasks = self.queue_usage.0 + self.effects.next.len() as u64 + 1;
+        let bytes = self.queue_usage.1 + queued + input.as_ref().map_or(0, |i| i.len() as u64);
+        if tasks > self.bounds.max_queued_tasks {
+            let msg =
+                format!("the queue would hold {tasks} executions, over the bound max_queued_tasks = {}", self.bounds.max_queued_tasks);
+            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
+        }
+        if bytes > self.bounds.max_queued_input_bytes {
+            let msg = format!(
+                "queued executions would hold {bytes} bytes of input, over the bound max_queued_input_bytes = {}",
+                self.bounds.max_queued_input_bytes
+            );
+            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
+        }
+        Ok(input)
     }
 
     /// `control.next-task`.
     pub fn next_task(&mut self, task: &str, input: &str, goto: bool) -> Result<String, HostCallError> {
         if self.effects.next.len() as u64 >= self.bounds.max_next_tasks {
-            let msg = format!("more than {} next-task calls in one execution", self.bounds.max_next_tasks);
+            let msg = format!(
+                "more than {} next-task calls in one execution (the bound max_next_tasks)",
+                self.bounds.max_next_tasks
+            );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
         let input = self.explicit_input(input)?;
@@ -259,6 +329,7 @@ impl TaskContext {
             TaskSpec {
                 id: id.clone(),
                 target: Target::Task(task.to_string()),
+                origin: Origin::Dynamic,
                 node: None,
                 cycle_key: id,
                 input,
@@ -272,8 +343,9 @@ impl TaskContext {
                 self.workflow.graph.nodes.keys().map(String::as_str).filter(|n| !self.workflow.tasks.contains_key(*n)),
             );
             return Err(HostCallError::Refused(format!(
-                "next-task: no task or flow node named '{task}' (known: {})",
-                known.join(", ")
+                "next-task: no task or flow node named '{task}' (known: {}{})",
+                known.iter().take(30).copied().collect::<Vec<_>>().join(", "),
+                if known.len() > 30 { format!(", ... and {} more", known.len() - 30) } else { String::new() }
             )));
         };
         let id = spec.id.clone();
@@ -301,8 +373,15 @@ impl TaskContext {
         }
         let input = self.explicit_input(input)?;
         let id = format!("{}@{}", self.spec.cycle_key, self.info.cycle_count + 1);
-        let spec =
-            TaskSpec { id: id.clone(), input, attempt: 0, not_before_ms: 0, last_error: None, ..self.spec.clone() };
+        let spec = TaskSpec {
+            id: id.clone(),
+            origin: Origin::Iteration { cycle: self.info.cycle_count + 1 },
+            input,
+            attempt: 0,
+            not_before_ms: 0,
+            last_error: None,
+            ..self.spec.clone()
+        };
         self.effects.iterating = true;
         self.effects.next.push(spec);
         Ok(id)
@@ -320,6 +399,9 @@ impl TaskContext {
 
     /// `control.request-checkpoint`: `metadata` must be a JSON object (or null).
     pub fn request_checkpoint(&mut self, metadata: &str) -> Result<(), HostCallError> {
+        if let Some(why) = &self.checkpoint_refusal {
+            return Err(HostCallError::Refused(format!("request-checkpoint refused: {why}")));
+        }
         let metadata = self.accept_value("checkpoint metadata", metadata)?;
         if !metadata.is_object() && !metadata.is_null() {
             return Err(HostCallError::Refused("checkpoint metadata must be a JSON object".into()));

@@ -2,8 +2,8 @@
 
 use super::context::{HostBounds, IdAllocator, TaskContext, TaskInfo, result_key};
 use super::runner::{FailureKind, TaskFailure};
-use super::state::{RunState, Target, TaskSpec};
-use super::{CheckpointRequest, RunError, Shared, input, now_ms};
+use super::state::{Origin, RunState, Target, TaskSpec};
+use super::{CheckpointMode, CheckpointRequest, RunError, Shared, input, now_ms};
 use crate::channel::Channel;
 use crate::json::Json;
 use crate::model::TaskDef;
@@ -50,8 +50,9 @@ pub(crate) struct Frame<'s, 'a> {
     pub step_budget: u64,
     /// A checkpoint asked for by the last step, for the caller to write.
     pub pending_checkpoint: Option<CheckpointRequest>,
-    /// The last execution that completed, for boundary checkpoints.
-    last_task: Option<(String, u32)>,
+    /// Queued executions and their input bytes outside this frame (the
+    /// parent's queue, for a branch): counted against the queue bounds.
+    queue_base: (u64, u64),
 }
 
 impl<'s, 'a> Frame<'s, 'a> {
@@ -61,8 +62,35 @@ impl<'s, 'a> Frame<'s, 'a> {
         channel: Arc<dyn Channel>,
         prefix: String,
         step_budget: u64,
+        queue_base: (u64, u64),
     ) -> Self {
-        Frame { shared, state, channel, prefix, step_budget, pending_checkpoint: None, last_task: None }
+        Frame { shared, state, channel, prefix, step_budget, pending_checkpoint: None, queue_base }
+    }
+
+    /// Executions queued (here and outside this frame) and their input bytes.
+    pub fn queue_usage(&self) -> (u64, u64) {
+        (self.queue_base.0 + self.state.queue.len() as u64, self.queue_base.1 + self.state.queue.input_bytes())
+    }
+
+    /// Fail if the queue grew past its bounds.
+    fn check_queue(&self) -> Result<(), RunError> {
+        let b = &self.shared.workflow.settings.bounds;
+        let (tasks, bytes) = self.queue_usage();
+        if tasks > b.max_queued_tasks {
+            return Err(RunError::Bound {
+                bound: "max_queued_tasks",
+                limit: b.max_queued_tasks,
+                detail: format!("the queue grew to {tasks} executions"),
+            });
+        }
+        if bytes > b.max_queued_input_bytes {
+            return Err(RunError::Bound {
+                bound: "max_queued_input_bytes",
+                limit: b.max_queued_input_bytes,
+                detail: format!("queued executions hold {bytes} bytes of input"),
+            });
+        }
+        Ok(())
     }
 
     /// Drain the queue; `after_step` runs after every completed step (the top
@@ -72,14 +100,18 @@ impl<'s, 'a> Frame<'s, 'a> {
         after_step: &mut dyn FnMut(&mut Frame) -> Result<(), RunError>,
     ) -> Result<FrameEnd, RunError> {
         loop {
-            if self.shared.interrupt.load(Ordering::Relaxed) {
-                return Ok(FrameEnd::Interrupted);
-            }
             if self.state.queue.is_empty() {
                 return Ok(FrameEnd::Drained);
             }
+            if self.shared.interrupt.load(Ordering::Relaxed) {
+                return Ok(FrameEnd::Interrupted);
+            }
             if self.state.steps >= self.step_budget {
-                return Err(RunError::MaxSteps { max_steps: self.shared.max_steps, pending: self.state.pending_ids() });
+                return Err(RunError::MaxSteps {
+                    max_steps: self.shared.max_steps,
+                    pending: self.state.pending_ids(),
+                    checkpoint: None,
+                });
             }
             let Some(spec) = self.pop_ready() else {
                 return Ok(FrameEnd::Interrupted);
@@ -116,9 +148,11 @@ impl<'s, 'a> Frame<'s, 'a> {
         }
     }
 
-    /// A checkpoint request at a task boundary, not asked by a task.
-    pub fn boundary_request(&self, mode: &'static str) -> CheckpointRequest {
-        let (task_id, cycle_count) = self.last_task.clone().unwrap_or_default();
+    /// A checkpoint request at a task boundary, not asked by a task: it names
+    /// the execution that completed last.
+    pub fn boundary_request(&self, mode: CheckpointMode) -> CheckpointRequest {
+        let task_id = self.state.last_completed.clone();
+        let cycle_count = if task_id.is_some() { self.state.last_cycle } else { 0 };
         CheckpointRequest { task_id, cycle_count, elapsed_time: 0.0, mode, user_metadata: Json::null() }
     }
 
@@ -151,7 +185,10 @@ impl<'s, 'a> Frame<'s, 'a> {
         };
         let ids = IdAllocator { prefix: self.prefix.clone(), counters: std::mem::take(&mut self.state.id_counters) };
         let bounds: HostBounds = self.shared.workflow.settings.bounds.clone();
-        let ctx = TaskContext::new(info, spec.clone(), self.channel.clone(), self.shared.workflow.clone(), ids, bounds);
+        let mut ctx =
+            TaskContext::new(info, spec.clone(), self.channel.clone(), self.shared.workflow.clone(), ids, bounds);
+        ctx.set_queue_usage(self.queue_usage());
+        ctx.set_checkpoint_refusal(self.shared.checkpoint_refusal());
         let started = Instant::now();
         tracing::debug!(task = %spec.id, attempt = spec.attempt, "task started");
         let (mut ctx, outcome) = self.shared.runner.run(def, &input, ctx);
@@ -173,10 +210,10 @@ impl<'s, 'a> Frame<'s, 'a> {
         if spec.id != def.name {
             ctx.channel.set(&result_key(&def.name), result.clone());
         }
-        let total = self.channel.size_bytes() + ctx.channel.written_bytes() as u64;
+        let total = ctx.channel.size_bytes();
         if total > ctx.bounds().max_channel_bytes {
             let msg = format!(
-                "the channel would hold {total} bytes, over the bound of {} bytes per run",
+                "with its result the channel would hold {total} bytes, over the bound max_channel_bytes = {} bytes",
                 ctx.bounds().max_channel_bytes
             );
             return Err(RunError::TaskFailed {
@@ -189,22 +226,19 @@ impl<'s, 'a> Frame<'s, 'a> {
         }
         ctx.channel.commit_into(self.channel.as_ref());
         for next in &effects.next {
-            if let (None, Target::Task(t)) = (&next.node, &next.target)
-                && !next.id.contains('@')
-            {
+            if let (Origin::Dynamic, Target::Task(t)) = (next.origin, &next.target) {
                 self.state.dynamic_tasks.insert(next.id.clone(), t.clone());
             }
         }
         let checkpoint = effects.checkpoint.map(|user_metadata| CheckpointRequest {
-            task_id: spec.id.clone(),
+            task_id: Some(spec.id.clone()),
             cycle_count,
             elapsed_time: super::seconds_since(started),
-            mode: "deferred",
+            mode: CheckpointMode::Deferred,
             user_metadata,
         });
         tracing::debug!(task = %spec.id, "task completed");
-        self.last_task = Some((spec.id.clone(), cycle_count));
-        Ok(self.complete(
+        self.complete(
             &spec,
             Completion {
                 result,
@@ -213,7 +247,7 @@ impl<'s, 'a> Frame<'s, 'a> {
                 terminate: effects.terminate,
                 checkpoint,
             },
-        ))
+        )
     }
 
     fn fail_or_retry(&mut self, spec: TaskSpec, def: &TaskDef, failure: TaskFailure) -> Result<StepEnd, RunError> {
@@ -253,8 +287,9 @@ impl<'s, 'a> Frame<'s, 'a> {
     }
 
     /// Apply a completed execution: result, completion, step, queue, checkpoint.
-    pub(super) fn complete(&mut self, spec: &TaskSpec, c: Completion) -> StepEnd {
+    pub(super) fn complete(&mut self, spec: &TaskSpec, c: Completion) -> Result<StepEnd, RunError> {
         self.state.mark_completed(&spec.id);
+        self.state.last_cycle = self.state.cycle_counts.get(&spec.cycle_key).copied().unwrap_or(1);
         self.state.steps += 1;
         self.state.last_result = Some(c.result);
         self.state.queue.extend(c.next);
@@ -262,7 +297,7 @@ impl<'s, 'a> Frame<'s, 'a> {
             self.pending_checkpoint = c.checkpoint;
         }
         if let Some(message) = c.terminate {
-            return StepEnd::Terminate(message);
+            return Ok(StepEnd::Terminate(message));
         }
         if !c.skip_successors
             && let Some(node) = &spec.node
@@ -272,6 +307,7 @@ impl<'s, 'a> Frame<'s, 'a> {
                 self.state.queue.push_back(TaskSpec::for_node(workflow, successor, None));
             }
         }
-        StepEnd::Continue
+        self.check_queue()?;
+        Ok(StepEnd::Continue)
     }
 }

@@ -25,6 +25,7 @@ struct Seed<'a> {
     cycle_counts: &'a BTreeMap<String, u32>,
     prefix: &'a str,
     budget: u64,
+    queue_base: (u64, u64),
 }
 
 /// How one branch ended.
@@ -53,6 +54,7 @@ impl Frame<'_, '_> {
             cycle_counts: &self.state.cycle_counts,
             prefix: &self.prefix,
             budget: self.step_budget.saturating_sub(self.state.steps + 1),
+            queue_base: self.queue_usage(),
         };
         let branches = run_branches(self.shared, &seed, &def.members, &self.channel);
         if branches.iter().any(|b| matches!(b.end, Ok(FrameEnd::Interrupted))) {
@@ -64,6 +66,7 @@ impl Frame<'_, '_> {
                 e @ (RunError::Cancelled { .. }
                 | RunError::MaxSteps { .. }
                 | RunError::Checkpoint { .. }
+                | RunError::Bound { .. }
                 | RunError::Inconsistent(_)),
             ) => Some(e.clone()),
             _ => None,
@@ -75,12 +78,17 @@ impl Frame<'_, '_> {
         }
         judge(group, &def, &branches)?;
         let start_counts = self.state.cycle_counts.clone();
-        Ok(self.merge(&spec, &start_counts, branches))
+        self.merge(&spec, &start_counts, branches)
     }
 
     /// Commit successful branches in member order and complete the group.
-    fn merge(&mut self, spec: &TaskSpec, start_counts: &BTreeMap<String, u32>, branches: Vec<Branch>) -> StepEnd {
-        let mut results = serde_json::Map::new();
+    fn merge(
+        &mut self,
+        spec: &TaskSpec,
+        start_counts: &BTreeMap<String, u32>,
+        branches: Vec<Branch>,
+    ) -> Result<StepEnd, RunError> {
+        let mut results: Vec<(String, Json)> = Vec::new();
         let mut terminate = None;
         let mut checkpoint = None;
         for b in branches.into_iter().filter(|b| b.end.is_ok()) {
@@ -101,10 +109,19 @@ impl Frame<'_, '_> {
             if b.checkpoint.is_some() {
                 checkpoint = b.checkpoint;
             }
-            let value = self.channel.get(&result_key(&b.member)).map_or(serde_json::Value::Null, |v| v.to_value());
-            results.insert(b.member, value);
+            let value = self.channel.get(&result_key(&b.member)).unwrap_or_else(Json::null);
+            results.push((b.member, value));
         }
-        let result = Json::from(serde_json::Value::Object(results));
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        let (total, max) = (self.channel.size_bytes(), self.shared.workflow.settings.bounds.max_channel_bytes);
+        if total > max {
+            return Err(RunError::Bound {
+                bound: "max_channel_bytes",
+                limit: max,
+                detail: format!("the branches of group '{}' together make the channel {total} bytes", spec.id),
+            });
+        }
+        let result = Json::object(results.iter().map(|(k, v)| (k.as_str(), v)));
         self.channel.set(&result_key(&spec.id), result.clone());
         let skip_successors = terminate.is_some();
         self.complete(spec, Completion { result, next: Vec::new(), skip_successors, terminate, checkpoint })
@@ -128,7 +145,21 @@ fn run_branches(shared: &Shared, seed: &Seed, members: &[String], base: &Arc<dyn
             });
         }
     });
-    slots.into_iter().map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every member ran")).collect()
+    // A worker that panicked makes `scope` panic, so every slot is filled;
+    // an empty one would still be reported, not unwrapped.
+    slots
+        .into_iter()
+        .zip(members)
+        .map(|(slot, member)| {
+            slot.into_inner().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(|| Branch {
+                member: member.clone(),
+                end: Err(RunError::Inconsistent(format!("branch '{member}' did not report its end"))),
+                overlay: Arc::new(Overlay::new(base.clone())),
+                state: RunState::empty(seed.session_id.to_string(), seed.input.clone()),
+                checkpoint: None,
+            })
+        })
+        .collect()
 }
 
 fn run_branch(shared: &Shared, seed: &Seed, member: &str, base: Arc<dyn Channel>) -> Branch {
@@ -139,7 +170,14 @@ fn run_branch(shared: &Shared, seed: &Seed, member: &str, base: Arc<dyn Channel>
     let mut checkpoint = None;
     let end = {
         let channel: Arc<dyn Channel> = overlay.clone();
-        let mut frame = Frame::new(shared, &mut state, channel, format!("{}{member}.", seed.prefix), seed.budget);
+        let mut frame = Frame::new(
+            shared,
+            &mut state,
+            channel,
+            format!("{}{member}.", seed.prefix),
+            seed.budget,
+            seed.queue_base,
+        );
         frame.run(&mut |f| {
             if let Some(r) = f.pending_checkpoint.take() {
                 checkpoint = Some(r);

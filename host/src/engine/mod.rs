@@ -19,57 +19,124 @@ mod state;
 
 pub use context::{Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, result_key};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
-pub use state::{RunState, Target, TaskSpec};
+pub use state::{Origin, Queue, RunState, Target, TaskSpec};
 
 use crate::channel::{Channel, MemoryChannel};
 use crate::json::Json;
 use crate::model::Workflow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
+
+/// Why a checkpoint was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointMode {
+    /// A task asked for it (`request-checkpoint`); written after the task.
+    Deferred,
+    /// Every N completed tasks (`--checkpoint-every`).
+    Auto,
+    /// The run was interrupted (Ctrl-C, SIGTERM).
+    Interrupt,
+    /// `max_steps` was reached; the queue is kept.
+    MaxSteps,
+}
+
+impl CheckpointMode {
+    /// The name stored in a checkpoint's metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointMode::Deferred => "deferred",
+            CheckpointMode::Auto => "auto",
+            CheckpointMode::Interrupt => "interrupt",
+            CheckpointMode::MaxSteps => "max_steps",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckpointMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A checkpoint the engine asks its [`CheckpointSink`] to write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckpointRequest {
-    /// The execution that asked (or the last one completed, for automatic and
-    /// interrupt checkpoints).
-    pub task_id: String,
+    /// The execution that asked, or the last one completed (for automatic,
+    /// interrupt and max-steps checkpoints); `None` before any completed.
+    pub task_id: Option<String>,
     /// Its cycle count.
     pub cycle_count: u32,
     /// Seconds the execution ran.
     pub elapsed_time: f64,
-    /// `deferred` (asked by a task), `auto` (every N steps) or `interrupt`.
-    pub mode: &'static str,
+    /// Why it is taken.
+    pub mode: CheckpointMode,
     /// The task's metadata object (`null` when none).
     pub user_metadata: Json,
 }
 
+/// A checkpoint the sink wrote (or found already written for this boundary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// How to name it to `resume` (its base path).
+    pub id: String,
+    /// Bytes written (0 when `fresh` is false).
+    pub bytes: u64,
+    /// False if nothing changed since the sink's last checkpoint of this run,
+    /// which stands for this one.
+    pub fresh: bool,
+}
+
+/// What a sink's failure carries: its own error, kept as the source.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Where checkpoints go. Called at whole-workflow task boundaries only: the
 /// state it sees is consistent (no execution in flight).
 pub trait CheckpointSink {
-    /// Persist a checkpoint of `state` and `channel`; return its id.
+    /// Persist a checkpoint of `state` and `channel`.
     fn write(
         &mut self,
         workflow: &Workflow,
         state: &RunState,
         channel: &BTreeMap<String, Json>,
         request: &CheckpointRequest,
-    ) -> Result<String, String>;
+    ) -> Result<Written, SinkError>;
 }
 
 /// A sink for runs without checkpoints: a request is an error.
 pub struct NoCheckpoints;
 
+/// The error of [`NoCheckpoints`].
+#[derive(Debug, thiserror::Error)]
+#[error("this run has no checkpoint directory")]
+pub struct NoCheckpointDir;
+
 impl CheckpointSink for NoCheckpoints {
-    fn write(
-        &mut self,
-        _: &Workflow,
-        _: &RunState,
-        _: &BTreeMap<String, Json>,
-        r: &CheckpointRequest,
-    ) -> Result<String, String> {
-        Err(format!("task '{}' requested a checkpoint, but this run has no checkpoint directory", r.task_id))
+    fn write(&mut self, _: &Workflow, _: &RunState, _: &BTreeMap<String, Json>, _: &CheckpointRequest) -> Result<Written, SinkError> {
+        Err(Box::new(NoCheckpointDir))
+    }
+}
+
+/// A sink error shared by the clones of a [`RunError`] (compared by message).
+#[derive(Debug, Clone)]
+pub struct CheckpointFailure(pub Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl PartialEq for CheckpointFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl std::fmt::Display for CheckpointFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for CheckpointFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 
@@ -80,9 +147,8 @@ pub enum RunStatus {
     Completed,
     /// A task called `terminate-workflow` with this message.
     Terminated(String),
-    /// The run was interrupted (Ctrl-C); the checkpoint id to resume from, if one
-    /// was written.
-    Interrupted(Option<String>),
+    /// The run was interrupted (Ctrl-C) at a task boundary and checkpointed.
+    Interrupted(Written),
 }
 
 /// The end of a run.
@@ -136,25 +202,49 @@ pub enum RunError {
         succeeded: Vec<String>,
     },
     /// `max_steps` completions were reached with executions still queued.
-    #[error("stopped after max_steps = {max_steps} completed tasks with {} still queued ({})", pending.len(), pending.join(", "))]
+    #[error("stopped after max_steps = {max_steps} completed tasks with {} still queued ({})", pending.len(), listed(pending))]
     MaxSteps {
         /// The limit.
         max_steps: u64,
         /// Ids still queued (kept in the run state).
         pending: Vec<String>,
+        /// The checkpoint keeping the queue, when one could be written.
+        checkpoint: Option<Written>,
     },
     /// A checkpoint could not be written.
-    #[error("checkpoint after task '{task_id}' failed: {message}")]
+    #[error("checkpoint {} failed", after(task_id))]
     Checkpoint {
         /// The execution after which it was due.
-        task_id: String,
+        task_id: Option<String>,
         /// Why.
-        message: String,
+        source: CheckpointFailure,
+    },
+    /// The run grew past one of its bounds (`[workflow.bounds]`).
+    #[error("{detail}, over the bound {bound} = {limit}")]
+    Bound {
+        /// The bound's key in `[workflow.bounds]`.
+        bound: &'static str,
+        /// Its value.
+        limit: u64,
+        /// What grew.
+        detail: String,
     },
     /// The run state refers to something the workflow does not have (a corrupt
     /// or mismatched checkpoint).
     #[error("inconsistent run state: {0}")]
     Inconsistent(String),
+}
+
+fn after(task: &Option<String>) -> String {
+    match task {
+        Some(t) => format!("after task '{t}'"),
+        None => "before any task completed".into(),
+    }
+}
+
+/// At most 20 ids, then how many more.
+fn listed(ids: &[String]) -> String {
+    if ids.len() <= 20 { ids.join(", ") } else { format!("{}, ... and {} more", ids[..20].join(", "), ids.len() - 20) }
 }
 
 fn attempts_note(attempts: u32) -> String {
@@ -176,13 +266,36 @@ pub struct Engine<'a> {
     max_steps: u64,
 }
 
-/// What every frame of one run shares (read-only).
+/// What every frame of one run shares (read-only but for the checkpoint
+/// budget, which branches read and the top level spends).
 pub(crate) struct Shared<'a> {
     pub workflow: Arc<Workflow>,
     pub runner: &'a dyn TaskRunner,
     pub interrupt: &'a AtomicBool,
     pub run_input: BTreeMap<String, Json>,
     pub max_steps: u64,
+    /// Checkpoints written by this run, and their bytes.
+    pub checkpoints_written: AtomicU64,
+    pub checkpoint_bytes: AtomicU64,
+}
+
+impl Shared<'_> {
+    /// Why a further checkpoint request would be refused, if it would:
+    /// `max_checkpoints` or `max_checkpoint_bytes` is spent.
+    pub fn checkpoint_refusal(&self) -> Option<String> {
+        let b = &self.workflow.settings.bounds;
+        let (n, bytes) = (self.checkpoints_written.load(Ordering::Relaxed), self.checkpoint_bytes.load(Ordering::Relaxed));
+        if n >= b.max_checkpoints {
+            return Some(format!("this run wrote {n} checkpoints, the bound max_checkpoints = {}", b.max_checkpoints));
+        }
+        if bytes >= b.max_checkpoint_bytes {
+            return Some(format!(
+                "this run wrote {bytes} bytes of checkpoints, over the bound max_checkpoint_bytes = {}",
+                b.max_checkpoint_bytes
+            ));
+        }
+        None
+    }
 }
 
 impl<'a> Engine<'a> {
@@ -215,7 +328,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Run from `state` until the queue drains, a task terminates or cancels,
-    /// a task fails, `max_steps` is reached, or the interrupt flag is set.
+    /// a task fails, `max_steps` is reached (the queue is then checkpointed),
+    /// or the interrupt flag is set (then checkpointed at the task boundary).
     /// `state` and `channel` always hold the state at the last task boundary.
     pub fn run(
         &self,
@@ -229,35 +343,61 @@ impl<'a> Engine<'a> {
             interrupt: &self.interrupt,
             run_input: input::run_input_fields(&state.input),
             max_steps: self.max_steps,
+            checkpoints_written: AtomicU64::new(0),
+            checkpoint_bytes: AtomicU64::new(0),
         };
         let base: Arc<dyn Channel> = channel.clone();
         let mut checkpoints = Vec::new();
-        let mut frame = frame::Frame::new(&shared, state, base, String::new(), self.max_steps);
-        let every = self.checkpoint_every;
-        let mut after_step = |f: &mut frame::Frame| -> Result<(), RunError> {
-            let auto = every.is_some_and(|n| f.state.steps.is_multiple_of(n));
-            let request = f.pending_checkpoint.take().or_else(|| auto.then(|| f.boundary_request("auto")));
-            if let Some(request) = request {
-                let id = sink
-                    .write(&shared.workflow, f.state, &channel.snapshot(), &request)
-                    .map_err(|message| RunError::Checkpoint { task_id: request.task_id.clone(), message })?;
-                tracing::info!(checkpoint = %id, task = %request.task_id, "checkpoint written");
-                checkpoints.push(id);
+        let mut write = |state: &RunState, request: &CheckpointRequest| -> Result<Written, RunError> {
+            let written = sink
+                .write(&shared.workflow, state, &channel.snapshot(), request)
+                .map_err(|e| RunError::Checkpoint { task_id: request.task_id.clone(), source: CheckpointFailure(e.into()) })?;
+            if written.fresh {
+                shared.checkpoints_written.fetch_add(1, Ordering::Relaxed);
+                shared.checkpoint_bytes.fetch_add(written.bytes, Ordering::Relaxed);
+                tracing::info!(checkpoint = %written.id, after = request.task_id.as_deref().unwrap_or("-"), mode = %request.mode, "checkpoint written");
+                checkpoints.push(written.id.clone());
             }
-            Ok(())
+            Ok(written)
         };
-        let end = frame.run(&mut after_step);
-        let end = end?;
+        let mut frame = frame::Frame::new(&shared, state, base, String::new(), self.max_steps, (0, 0));
+        let every = self.checkpoint_every;
+        let mut auto_refused = false;
+        let end = frame.run(&mut |f: &mut frame::Frame| -> Result<(), RunError> {
+            let auto = every.is_some_and(|n| f.state.steps.is_multiple_of(n));
+            let request = f.pending_checkpoint.take().or_else(|| auto.then(|| f.boundary_request(CheckpointMode::Auto)));
+            let Some(request) = request else { return Ok(()) };
+            if let Some(why) = shared.checkpoint_refusal() {
+                if !auto_refused {
+                    tracing::warn!("no further checkpoints are written by this run: {why}");
+                    auto_refused = true;
+                }
+                return Ok(());
+            }
+            write(f.state, &request).map(drop)
+        });
+        let end = match end {
+            Err(RunError::MaxSteps { max_steps, pending, .. }) => {
+                let request = frame.boundary_request(CheckpointMode::MaxSteps);
+                let checkpoint = match write(frame.state, &request) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        if !matches!(&e, RunError::Checkpoint { source, .. } if source.0.is::<NoCheckpointDir>()) {
+                            tracing::error!("cannot checkpoint the remaining queue: {}", crate::error_chain(&e));
+                        }
+                        None
+                    }
+                };
+                return Err(RunError::MaxSteps { max_steps, pending, checkpoint });
+            }
+            other => other?,
+        };
         let status = match end {
             frame::FrameEnd::Drained => RunStatus::Completed,
             frame::FrameEnd::Terminated(message) => RunStatus::Terminated(message),
             frame::FrameEnd::Interrupted => {
-                let request = frame.boundary_request("interrupt");
-                let id = sink
-                    .write(&shared.workflow, frame.state, &channel.snapshot(), &request)
-                    .map_err(|message| RunError::Checkpoint { task_id: request.task_id.clone(), message })?;
-                checkpoints.push(id.clone());
-                RunStatus::Interrupted(Some(id))
+                let request = frame.boundary_request(CheckpointMode::Interrupt);
+                RunStatus::Interrupted(write(frame.state, &request)?)
             }
         };
         Ok(RunReport { status, result: state.last_result.clone(), steps: state.steps, checkpoints })

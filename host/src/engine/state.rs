@@ -1,13 +1,13 @@
-//! Run state: plain serde data. A checkpoint stores exactly this (plus the
-//! channel and the workflow), and a resume continues from its queue.
+//! Run state: the queue, counters and completions of a run. A checkpoint
+//! stores it through its own versioned schema (`checkpoint/schema/`), so these
+//! types may change without changing what is on disk.
 
 use crate::json::Json;
 use crate::model::{Node, Workflow};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 /// What a queued execution runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A declared task.
     Task(String),
@@ -15,15 +15,33 @@ pub enum Target {
     Group(String),
 }
 
+/// Where a queued execution came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A node of the flow graph: the start node, a successor, or the target of
+    /// a jump (`next-task` naming a flow node). Its id is the node's name.
+    Flow,
+    /// A dynamic instance made by `next-task` (`<task>#<n>`); it has no edges.
+    Dynamic,
+    /// Iteration number `cycle` of a task (`<key>@<cycle>`) made by
+    /// `next-iteration`.
+    Iteration {
+        /// The 1-based run this iteration is.
+        cycle: u32,
+    },
+}
+
 /// One queued execution: everything needed to run it, so a resumed run needs
 /// nothing else.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskSpec {
     /// The execution id: `<node>`, `<task>#<n>` (dynamic instance), `<key>@<cycle>`
     /// (iteration).
     pub id: String,
     /// What runs.
     pub target: Target,
+    /// Where it came from.
+    pub origin: Origin,
     /// The graph node whose successors are queued when this execution
     /// completes; `None` for dynamic instances, which have no edges.
     pub node: Option<String>,
@@ -50,6 +68,7 @@ impl TaskSpec {
         TaskSpec {
             id: node.to_string(),
             target,
+            origin: Origin::Flow,
             node: Some(node.to_string()),
             cycle_key: node.to_string(),
             input,
@@ -58,19 +77,93 @@ impl TaskSpec {
             last_error: None,
         }
     }
+
+    /// Bytes of explicit input it holds.
+    pub fn input_bytes(&self) -> u64 {
+        self.input.as_ref().map_or(0, |i| i.len() as u64)
+    }
+}
+
+/// The executions waiting to run, in order, with the bytes of input they hold
+/// (kept current on every change, for the queue bounds).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Queue {
+    items: VecDeque<TaskSpec>,
+    input_bytes: u64,
+}
+
+impl Queue {
+    /// Add at the end.
+    pub fn push_back(&mut self, spec: TaskSpec) {
+        self.input_bytes += spec.input_bytes();
+        self.items.push_back(spec);
+    }
+
+    /// Add at the front.
+    pub fn push_front(&mut self, spec: TaskSpec) {
+        self.input_bytes += spec.input_bytes();
+        self.items.push_front(spec);
+    }
+
+    /// Remove the execution at `index`.
+    pub fn remove(&mut self, index: usize) -> Option<TaskSpec> {
+        let spec = self.items.remove(index)?;
+        self.input_bytes -= spec.input_bytes();
+        Some(spec)
+    }
+
+    /// Queued executions.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Bytes of explicit input held by queued executions.
+    pub fn input_bytes(&self) -> u64 {
+        self.input_bytes
+    }
+
+    /// The executions, in order.
+    pub fn iter(&self) -> std::collections::vec_deque::Iter<'_, TaskSpec> {
+        self.items.iter()
+    }
+}
+
+impl Extend<TaskSpec> for Queue {
+    fn extend<I: IntoIterator<Item = TaskSpec>>(&mut self, iter: I) {
+        for spec in iter {
+            self.push_back(spec);
+        }
+    }
+}
+
+impl FromIterator<TaskSpec> for Queue {
+    fn from_iter<I: IntoIterator<Item = TaskSpec>>(iter: I) -> Queue {
+        let mut q = Queue::default();
+        q.extend(iter);
+        q
+    }
 }
 
 /// The mutable state of a run (or of one branch of a parallel group).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunState {
     /// The run's id.
     pub session_id: String,
     /// The run's `--input` object.
     pub input: Json,
     /// Executions waiting to run, in order.
-    pub queue: VecDeque<TaskSpec>,
+    pub queue: Queue,
     /// Completed execution ids, in order of first completion.
     pub completed: Vec<String>,
+    /// The execution that completed last (a task or a group).
+    pub last_completed: Option<String>,
+    /// Its cycle count.
+    pub last_cycle: u32,
     /// Runs per cycle key (1-based; retries excluded).
     pub cycle_counts: BTreeMap<String, u32>,
     /// Next number per task for dynamic instance ids.
@@ -81,12 +174,10 @@ pub struct RunState {
     pub last_result: Option<Json>,
     /// Dynamic instances created so far (id → task), the run-time part of the graph.
     pub dynamic_tasks: BTreeMap<String, String>,
-    #[serde(skip)]
     completed_set: CompletedIndex,
 }
 
-/// A derived index of `completed` (rebuilt after loading); never part of
-/// equality or of the serialized state.
+/// A derived index of `completed`; never part of equality or of a checkpoint.
 #[derive(Clone, Default)]
 struct CompletedIndex(HashSet<String>);
 
@@ -99,19 +190,6 @@ impl PartialEq for CompletedIndex {
 impl std::fmt::Debug for CompletedIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("..")
-    }
-}
-
-impl std::ops::Deref for CompletedIndex {
-    type Target = HashSet<String>;
-    fn deref(&self) -> &HashSet<String> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for CompletedIndex {
-    fn deref_mut(&mut self) -> &mut HashSet<String> {
-        &mut self.0
     }
 }
 
@@ -128,8 +206,10 @@ impl RunState {
         RunState {
             session_id,
             input,
-            queue: VecDeque::new(),
+            queue: Queue::default(),
             completed: Vec::new(),
+            last_completed: None,
+            last_cycle: 0,
             cycle_counts: BTreeMap::new(),
             id_counters: BTreeMap::new(),
             steps: 0,
@@ -139,18 +219,16 @@ impl RunState {
         }
     }
 
-    /// Record a completion (kept once, in order of first completion).
+    /// Record a completion (kept once in `completed`, in order of first
+    /// completion; `last_completed` follows every completion).
     pub fn mark_completed(&mut self, id: &str) {
-        if self.completed_set.len() != self.completed.len() {
-            self.rebuild_index();
+        if self.completed_set.0.len() != self.completed.len() {
+            self.completed_set = CompletedIndex(self.completed.iter().cloned().collect());
         }
-        if self.completed_set.insert(id.to_string()) {
+        if self.completed_set.0.insert(id.to_string()) {
             self.completed.push(id.to_string());
         }
-    }
-
-    fn rebuild_index(&mut self) {
-        self.completed_set = CompletedIndex(self.completed.iter().cloned().collect());
+        self.last_completed = Some(id.to_string());
     }
 
     /// Ids of the queued executions.

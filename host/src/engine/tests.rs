@@ -41,7 +41,7 @@ impl TaskRunner for Fake {
         mut ctx: TaskContext,
     ) -> (TaskContext, Result<Json, TaskFailure>) {
         self.log.lock().unwrap().push(ctx.info.task_id.clone());
-        self.inputs.lock().unwrap().push((ctx.info.task_id.clone(), input.to_value()));
+        self.inputs.lock().unwrap().push((ctx.info.task_id.clone(), input.to_value().unwrap()));
         let result = match self.tasks.get(&task.export) {
             Some(f) => f(input, &mut ctx),
             None => Ok(Json::encode(&task.name)),
@@ -54,8 +54,8 @@ impl TaskRunner for Fake {
 struct FakeModules(Vec<TaskDecl>);
 
 impl ModuleExports for FakeModules {
-    fn load(&mut self, _: &str, _: &Path) -> Result<ModuleInfo, ModuleLoadError> {
-        Ok(ModuleInfo { sha256: "0".repeat(64), size: 0, tasks: self.0.clone() })
+    fn load(&mut self, _: &str, _: &Path, _: u64) -> Result<ModuleInfo, ModuleLoadError> {
+        Ok(ModuleInfo { sha256: crate::digest::Sha256::of(b""), size: 0, tasks: self.0.clone() })
     }
 }
 
@@ -167,7 +167,7 @@ fn group_is_the_join_and_merges_in_member_order() {
     // branches see the channel as it was when the group started
     assert_eq!(r.channel.get("seen_by_slow"), Some(j("null")));
     assert_eq!(fake.input_of("store"), serde_json::json!({"slow":1,"fast":2}));
-    assert_eq!(r.channel.get("group_1.__result__").unwrap().to_value(), serde_json::json!({"slow":1,"fast":2}));
+    assert_eq!(r.channel.get("group_1.__result__").unwrap().to_value().unwrap(), serde_json::json!({"slow":1,"fast":2}));
     assert_eq!(report.steps, 5);
     assert!(r.state.completed.contains(&"slow".to_string()) && r.state.completed.contains(&"group_1".to_string()));
 }
@@ -294,7 +294,7 @@ fn next_iteration_counts_cycles_and_runs_successors_once_at_the_end() {
         names(&["setup", "loop", "fin"]),
     );
     let fake = Fake::default().on("loop", |input, ctx| {
-        let n = input.to_value().get("n").and_then(|v| v.as_u64()).unwrap_or(0);
+        let n = input.to_value().unwrap().get("n").and_then(|v| v.as_u64()).unwrap_or(0);
         assert_eq!(ctx.info.cycle_count as u64, n + 1);
         if n < 2 {
             let id = ctx.next_iteration(&format!("{{\"n\":{}}}", n + 1)).unwrap();
@@ -369,7 +369,7 @@ fn graph_cycles_stop_at_max_steps_and_keep_the_queue() {
     let fake = Fake::default();
     let r = run(&wf, &fake, "{}");
     let err = r.result.unwrap_err();
-    assert_eq!(err, RunError::MaxSteps { max_steps: 5, pending: vec!["tool".into()] });
+    assert_eq!(err, RunError::MaxSteps { max_steps: 5, pending: vec!["tool".into()], checkpoint: None });
     assert_eq!(fake.log(), ["agent", "tool", "agent", "tool", "agent"]);
     assert_eq!(r.state.pending_ids(), ["tool"]);
     assert_eq!(r.state.cycle_counts["agent"], 3);
@@ -495,9 +495,9 @@ impl CheckpointSink for Keep {
         s: &RunState,
         _: &BTreeMap<String, Json>,
         r: &CheckpointRequest,
-    ) -> Result<String, String> {
+    ) -> Result<Written, SinkError> {
         self.0.push((s.clone(), r.clone()));
-        Ok(format!("cp{}", self.0.len()))
+        Ok(Written { id: format!("cp{}", self.0.len()), bytes: 1, fresh: true })
     }
 }
 
@@ -514,10 +514,11 @@ fn interrupt_stops_at_a_task_boundary_with_the_queue_intact() {
     let mut state = RunState::new(&wf, "s".into(), j("{}"));
     let channel = Arc::new(MemoryChannel::default());
     let report = Engine::new(wf.clone(), &fake).with_interrupt(flag).run(&mut state, &channel, &mut sink).unwrap();
-    assert_eq!(report.status, RunStatus::Interrupted(Some("cp1".into())));
+    assert_eq!(report.status, RunStatus::Interrupted(Written { id: "cp1".into(), bytes: 1, fresh: true }));
     assert_eq!(fake.log(), ["a", "b"]);
     assert_eq!(sink.0[0].0.pending_ids(), ["c"]);
-    assert_eq!(sink.0[0].1.mode, "interrupt");
+    assert_eq!(sink.0[0].1.mode, CheckpointMode::Interrupt);
+    assert_eq!(sink.0[0].1.task_id.as_deref(), Some("b"), "the interrupt checkpoint names the last completed task");
 }
 
 #[test]
@@ -534,6 +535,6 @@ fn deferred_checkpoint_is_written_after_successors_are_queued() {
     let (s, r) = &sink.0[0];
     assert_eq!(s.completed, ["a", "b"]);
     assert_eq!(s.pending_ids(), ["c"]);
-    assert_eq!((r.task_id.as_str(), r.cycle_count, r.mode), ("b", 1, "deferred"));
+    assert_eq!((r.task_id.as_deref(), r.cycle_count, r.mode), (Some("b"), 1, CheckpointMode::Deferred));
     assert_eq!(r.user_metadata, j(r#"{"stage":"mid"}"#));
 }

@@ -16,7 +16,12 @@
 //! fans out from `a` without a join). A parenthesised group used as an operand of `|` merges into the
 //! enclosing group.
 
+use std::collections::HashSet;
 use std::fmt;
+
+/// Deepest nesting of parentheses in a flow. The parser recurses once per
+/// level, so the bound also bounds its stack.
+pub const MAX_DEPTH: usize = 32;
 
 /// A flow syntax error, with the 1-based line and column it points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +152,10 @@ struct Frag {
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// Open parentheses around the current token.
+    depth: usize,
+    /// Names already in `out.tasks` (keeps parsing linear).
+    seen: HashSet<String>,
     end_col: usize,
     out: FlowGraph,
     /// Indices into `out.groups` of groups merged away (removed at the end).
@@ -202,14 +211,20 @@ impl Parser {
         match self.peek().cloned() {
             Some((Tok::Name(name), _)) => {
                 self.pos += 1;
-                if !self.out.tasks.contains(&name) {
+                if self.seen.insert(name.clone()) {
                     self.out.tasks.push(name.clone());
                 }
                 Ok(Frag { first: name.clone(), last: name, bare_group: None })
             }
             Some((Tok::Open, open_col)) => {
+                if self.depth >= MAX_DEPTH {
+                    return Err((open_col, format!("parentheses nested deeper than {MAX_DEPTH} levels (flow::MAX_DEPTH)")));
+                }
                 self.pos += 1;
-                let inner = self.parallel()?;
+                self.depth += 1;
+                let inner = self.parallel();
+                self.depth -= 1;
+                let inner = inner?;
                 match self.peek() {
                     Some((Tok::Close, _)) => {
                         self.pos += 1;
@@ -237,7 +252,15 @@ pub fn parse(flow: &str) -> Result<FlowGraph, FlowError> {
     if toks.is_empty() {
         return Err(err((1, "the flow is empty; write task names joined by '>>' and '|'".into())));
     }
-    let mut p = Parser { toks, pos: 0, end_col, out: FlowGraph::default(), merged: Vec::new() };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+        seen: HashSet::new(),
+        end_col,
+        out: FlowGraph::default(),
+        merged: Vec::new(),
+    };
     loop {
         while matches!(p.peek(), Some((Tok::Sep, _))) {
             p.pos += 1;
@@ -260,12 +283,13 @@ pub fn parse(flow: &str) -> Result<FlowGraph, FlowError> {
         };
         return Err(err((tok.1, msg)));
     }
-    Ok(name_groups(p.out, &p.merged))
+    Ok(name_groups(p.out, &p.merged, &p.seen))
 }
 
 /// Give groups their generated names (`group_1`, ... in closing order, skipping
 /// names used by tasks) and drop groups merged into an enclosing one.
-fn name_groups(mut g: FlowGraph, merged: &[usize]) -> FlowGraph {
+fn name_groups(mut g: FlowGraph, merged: &[usize], tasks: &HashSet<String>) -> FlowGraph {
+    let merged: HashSet<usize> = merged.iter().copied().collect();
     let mut names = Vec::with_capacity(g.groups.len());
     let mut n = 0;
     for i in 0..g.groups.len() {
@@ -276,15 +300,15 @@ fn name_groups(mut g: FlowGraph, merged: &[usize]) -> FlowGraph {
         let name = loop {
             n += 1;
             let candidate = format!("group_{n}");
-            if !g.tasks.contains(&candidate) {
+            if !tasks.contains(&candidate) {
                 break candidate;
             }
         };
         names.push(name);
     }
     let rename = |node: &mut String| {
-        if let Some(i) = node.strip_prefix('\0') {
-            *node = names[i.parse::<usize>().expect("generated group index")].clone();
+        if let Some(name) = node.strip_prefix('\0').and_then(|i| i.parse::<usize>().ok()).and_then(|i| names.get(i)) {
+            *node = name.clone();
         }
     };
     for (a, b) in &mut g.edges {

@@ -1,22 +1,32 @@
 //! The workflow model: what a workflow file describes, validated and resolved.
 //!
-//! [`Workflow`] is immutable while a run executes and is plain serde data: a
-//! checkpoint stores it whole, so a resume needs neither the workflow file nor
-//! the original module files.
+//! [`Workflow`] is immutable while a run executes. A checkpoint stores it whole
+//! (through its own versioned schema, `checkpoint/schema/`), so a resume needs
+//! neither the workflow file nor the original module files. Files:
+//! `file_schema.rs` the TOML the user writes, `resolve.rs` its validation into
+//! a [`Workflow`], `load_error.rs` every way that fails, `limits.rs` the
+//! sandbox limits and host bounds, `flow.rs` the flow expression.
 
 pub mod flow;
-mod workflow_file;
+mod file_schema;
+mod limits;
+mod load_error;
+mod resolve;
 
-pub use workflow_file::{
-    EngineNeeds, LoadError, ModuleExports, ModuleInfo, ModuleLoadError, TaskDecl, WorkflowFile, load_workflow,
+pub use limits::{HostBounds, Limits, MAX_MEMORY_MB, MAX_WORKFLOW_FILE_BYTES};
+pub use load_error::{LoadError, ModuleLoadError};
+pub use resolve::{
+    DEFAULT_MAX_CYCLES, DEFAULT_MAX_STEPS, EngineNeeds, ModuleExports, ModuleInfo, TaskDecl, WorkflowFile,
+    load_workflow,
 };
 
-use serde::{Deserialize, Serialize};
+use crate::digest::Sha256;
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// A validated workflow: modules, tasks, graph and settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Workflow {
     /// A name for logs and checkpoints.
     pub name: String,
@@ -35,18 +45,18 @@ pub struct Workflow {
 }
 
 /// A component module, identified by content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleRef {
     /// Where the `.wasm` file was loaded from (absolute).
     pub path: PathBuf,
-    /// Hex sha256 of the file's bytes.
-    pub sha256: String,
+    /// The digest of the module's bytes: the code that runs.
+    pub sha256: Sha256,
     /// Size in bytes.
     pub size: u64,
 }
 
 /// A declared task: which component export runs it, and its settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskDef {
     /// The task name (key of `[tasks]`).
     pub name: String,
@@ -72,7 +82,7 @@ pub struct TaskDef {
 /// Capabilities a task is granted. Nothing is granted by default: no file
 /// system, no environment variables, no network; the guest's stdout and stderr
 /// go to the host log.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
     /// Host directories the guest may open.
     pub dirs: Vec<DirGrant>,
@@ -84,7 +94,7 @@ pub struct Grants {
 }
 
 /// A preopened directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirGrant {
     /// The host directory (absolute).
     pub host: PathBuf,
@@ -95,7 +105,8 @@ pub struct DirGrant {
 }
 
 /// Where a guest's stdout and stderr go.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stdio {
     /// Captured (up to 64 KiB per stream) and written to the host log after the
     /// task: stdout at info level, stderr at warn level.
@@ -107,7 +118,7 @@ pub enum Stdio {
 }
 
 /// How a failed task is retried.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (0: never retried).
     pub max_retries: u32,
@@ -135,26 +146,8 @@ impl RetryPolicy {
     }
 }
 
-/// Sandbox limits of one task execution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Maximum linear memory of the instance, in bytes.
-    pub memory_bytes: u64,
-    /// Wall-clock budget of one execution, in milliseconds (also while the guest
-    /// waits in a host call).
-    pub timeout_ms: u64,
-    /// Optional fuel budget (deterministic instruction limit).
-    pub fuel: Option<u64>,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { memory_bytes: 256 << 20, timeout_ms: 60_000, fuel: None }
-    }
-}
-
 /// Run-wide settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSettings {
     /// The run stops with a max-steps outcome once this many tasks completed.
     pub max_steps: u64,
@@ -164,39 +157,42 @@ pub struct RunSettings {
     pub bounds: HostBounds,
 }
 
-/// Bounds on what a guest can make the host hold or do. Exceeding one fails the
-/// task with a host-bound error naming the bound (not retried).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostBounds {
-    /// Largest channel value, result, input or metadata, in bytes.
-    pub max_value_bytes: u64,
-    /// Longest channel key, in bytes.
-    pub max_key_bytes: u64,
-    /// Most `next-task` calls in one execution.
-    pub max_next_tasks: u64,
-    /// Longest log line kept, in bytes (longer lines are cut, with a marker).
-    pub max_log_bytes: u64,
-    /// Most bytes one execution may write to the channel.
-    pub max_written_bytes: u64,
-    /// Largest total size of the channel (keys and values), in bytes.
-    pub max_channel_bytes: u64,
-}
-
-impl Default for HostBounds {
-    fn default() -> Self {
-        HostBounds {
-            max_value_bytes: 128 << 20,
-            max_key_bytes: 4096,
-            max_next_tasks: 10_000,
-            max_log_bytes: 64 << 10,
-            max_written_bytes: 512 << 20,
-            max_channel_bytes: 1 << 30,
-        }
+impl Workflow {
+    /// The most task executions that can run at the same time (see
+    /// [`concurrency`]).
+    pub fn max_concurrency(&self) -> usize {
+        let members = |n: &str| match self.graph.nodes.get(n) {
+            Some(Node::Group(g)) => Some(g.members.as_slice()),
+            _ => None,
+        };
+        let groups = self.graph.nodes.iter().filter(|(_, n)| matches!(n, Node::Group(_))).map(|(k, _)| k);
+        concurrency(groups, &members, self.settings.parallelism)
     }
 }
 
+/// The most executions a graph runs at once: a group runs at most
+/// `parallelism` members at a time, each as wide as itself (nested groups
+/// multiply). Tasks run one at a time per branch.
+fn concurrency<'a>(
+    nodes: impl Iterator<Item = &'a String>,
+    members: &dyn Fn(&str) -> Option<&'a [String]>,
+    parallelism: usize,
+) -> usize {
+    fn width<'a>(node: &str, members: &dyn Fn(&str) -> Option<&'a [String]>, p: usize, depth: usize) -> usize {
+        match members(node) {
+            Some(ms) if depth < flow::MAX_DEPTH => {
+                let mut widths: Vec<usize> = ms.iter().map(|m| width(m, members, p, depth + 1)).collect();
+                widths.sort_unstable_by(|a, b| b.cmp(a));
+                widths.iter().take(p.max(1)).fold(0usize, |a, w| a.saturating_add(*w))
+            }
+            _ => 1,
+        }
+    }
+    nodes.map(|n| width(n, members, parallelism, 0)).max().unwrap_or(1).max(1)
+}
+
 /// The workflow graph: task and group nodes, and successor edges.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Graph {
     /// Every node by name.
     pub nodes: BTreeMap<String, Node>,
@@ -224,7 +220,7 @@ impl Graph {
 }
 
 /// A node of the graph.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     /// Runs the declared task of the same name.
     Task,
@@ -233,7 +229,7 @@ pub enum Node {
 }
 
 /// A parallel group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroupDef {
     /// Member nodes; each runs in its own branch.
     pub members: Vec<String>,
@@ -242,7 +238,7 @@ pub struct GroupDef {
 }
 
 /// What makes a parallel group fail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupPolicy {
     /// Any failed member fails the group (the default).
     Strict,

@@ -67,7 +67,7 @@ impl ModuleCache {
 }
 
 fn store(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("cache entries live in a directory");
+    let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut tmp, artifact)?;

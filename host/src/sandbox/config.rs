@@ -34,6 +34,33 @@ impl Default for EngineSettings {
     }
 }
 
+/// Instances kept beyond a workflow's concurrency: idle reusable instances and
+/// the one a module's `tasks` export runs in while it loads.
+const SPARE_INSTANCES: u32 = 16;
+
+/// The most instances a pool is sized for, whatever the workflow asks.
+pub const MAX_INSTANCES: u32 = 1024;
+
+impl EngineSettings {
+    /// The settings for a run with `needs`: the one function that sizes a
+    /// run's engine (fuel, memory slot size, instance pool).
+    pub fn for_needs(needs: &crate::model::EngineNeeds) -> EngineSettings {
+        let wanted = u32::try_from(needs.concurrency).unwrap_or(u32::MAX).saturating_add(SPARE_INSTANCES);
+        EngineSettings {
+            fuel: needs.fuel,
+            max_memory_bytes: needs.max_memory_bytes,
+            max_instances: wanted.clamp(64, MAX_INSTANCES),
+            ..EngineSettings::default()
+        }
+    }
+
+    /// Instances task executions may hold at once (one place is kept for
+    /// loading modules).
+    pub fn task_instances(&self) -> usize {
+        (self.max_instances.max(4) as usize).saturating_sub(1)
+    }
+}
+
 fn pooling_from_env() -> bool {
     match std::env::var("GRAFLOW_POOLING").as_deref() {
         Ok("0") | Ok("false") | Ok("off") => false,
@@ -76,7 +103,7 @@ pub struct Ticker {
 
 impl Ticker {
     /// Start ticking `engine`.
-    pub fn start(engine: &Engine) -> Ticker {
+    pub fn start(engine: &Engine) -> wasmtime::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
         let (engine, flag) = (engine.clone(), stop.clone());
         let thread = std::thread::Builder::new()
@@ -87,8 +114,8 @@ impl Ticker {
                     engine.increment_epoch();
                 }
             })
-            .expect("spawn the epoch ticker thread");
-        Ticker { stop, thread: Some(thread) }
+            .map_err(|e| wasmtime::format_err!("cannot start the epoch ticker thread: {e}"))?;
+        Ok(Ticker { stop, thread: Some(thread) })
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`TaskContext`]. Refusals go back to the guest as error values; a call that
 //! breaks a host bound traps the guest, and the recorded failure names the bound.
 
+use super::limits::Limiter;
 use crate::engine::{HostCallError, TaskContext};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -15,42 +16,6 @@ wasmtime::component::bindgen!({
 
 use graflow::task::types::{LogLevel, TaskInfo as WitTaskInfo};
 
-/// A linear-memory growth refused by the limiter; traps the guest.
-#[derive(Debug)]
-pub struct MemoryLimitHit {
-    /// The limit in bytes.
-    pub limit: usize,
-    /// The size the guest asked for, in bytes.
-    pub desired: usize,
-}
-
-impl std::fmt::Display for MemoryLimitHit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "memory limit of {} bytes reached (the guest asked for {} bytes)", self.limit, self.desired)
-    }
-}
-
-impl std::error::Error for MemoryLimitHit {}
-
-/// Enforces a task's memory limit.
-pub struct Limiter {
-    /// Maximum linear memory, in bytes.
-    pub memory: usize,
-}
-
-impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.memory {
-            return Err(wasmtime::Error::new(MemoryLimitHit { limit: self.memory, desired }));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
-    }
-}
-
 /// The data of one task execution's store.
 pub struct HostState {
     /// The task's context; `None` while listing a component's tasks.
@@ -61,6 +26,9 @@ pub struct HostState {
     pub table: ResourceTable,
     /// Memory limit.
     pub limiter: Limiter,
+    /// Set when the host stops every task (the interrupt grace period ran
+    /// out): clock sleeps end at once.
+    pub abort: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// When the execution's time limit runs out (clock sleeps are cut here).
     pub deadline: std::time::Instant,
     /// What the guest wrote to stdout (when captured).
@@ -199,61 +167,3 @@ impl graflow::task::logging::Host for HostState {
     }
 }
 
-/// `wasi:clocks/monotonic-clock` with sleeps cut at the execution's deadline:
-/// a guest cannot block in a clock subscription past its time limit (it wakes
-/// at the deadline, and the epoch check then stops it).
-pub mod clamped_clock {
-    use super::HostState;
-    use std::time::Instant;
-    use wasmtime::component::{HasData, Linker, Resource};
-    use wasmtime_wasi::clocks::{WasiClocksCtxView, WasiClocksView};
-    use wasmtime_wasi::p2::DynPollable;
-    use wasmtime_wasi::p2::bindings::clocks::monotonic_clock::{self, Duration, Host, Instant as WasiInstant};
-
-    /// The view the shadowing implementation works on.
-    pub struct Clamped<'a> {
-        inner: WasiClocksCtxView<'a>,
-        deadline: Instant,
-    }
-
-    struct ClampedClock;
-
-    impl HasData for ClampedClock {
-        type Data<'a> = Clamped<'a>;
-    }
-
-    impl Clamped<'_> {
-        fn remaining_nanos(&self) -> u64 {
-            self.deadline.saturating_duration_since(Instant::now()).as_nanos().min(u64::MAX as u128) as u64
-        }
-    }
-
-    impl Host for Clamped<'_> {
-        fn now(&mut self) -> wasmtime::Result<WasiInstant> {
-            self.inner.now()
-        }
-        fn resolution(&mut self) -> wasmtime::Result<Duration> {
-            self.inner.resolution()
-        }
-        fn subscribe_instant(&mut self, when: WasiInstant) -> wasmtime::Result<Resource<DynPollable>> {
-            let latest = self.inner.now()?.saturating_add(self.remaining_nanos());
-            self.inner.subscribe_instant(when.min(latest))
-        }
-        fn subscribe_duration(&mut self, duration: Duration) -> wasmtime::Result<Resource<DynPollable>> {
-            let remaining = self.remaining_nanos();
-            self.inner.subscribe_duration(duration.min(remaining))
-        }
-    }
-
-    /// Replace the monotonic clock of `linker` (which already has WASI) with the
-    /// clamped one.
-    pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        linker.allow_shadowing(true);
-        monotonic_clock::add_to_linker::<HostState, ClampedClock>(linker, |s: &mut HostState| {
-            let deadline = s.deadline;
-            Clamped { inner: s.clocks(), deadline }
-        })?;
-        linker.allow_shadowing(false);
-        Ok(())
-    }
-}

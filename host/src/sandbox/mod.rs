@@ -8,18 +8,19 @@
 //! of `run`, then the store is dropped, and with it everything the guest held.
 
 pub mod cache;
+mod clock;
 pub mod config;
 mod host;
+pub mod limits;
 
 use crate::engine::{FailureKind, TaskContext, TaskFailure, TaskRunner};
 use crate::json::Json;
-use crate::model::{
-    EngineNeeds, Grants, ModuleExports, ModuleInfo, ModuleLoadError, Stdio, TaskDecl, TaskDef, Workflow,
-};
+use crate::model::{EngineNeeds, Grants, ModuleExports, ModuleInfo, ModuleLoadError, Stdio, TaskDecl, TaskDef};
+use crate::module_store::ModuleBytes;
 use config::{EngineSettings, Ticker};
-use host::{HostState, Limiter, MemoryLimitHit, TaskModulePre};
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use host::{HostState, TaskModulePre};
+use limits::{InstancePermits, Limiter, MemoryLimitHit, Permit};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,15 +30,17 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx};
 
-/// Hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// A loaded module: ready to instantiate.
+/// A loaded module: ready to instantiate, with the code it was made from.
 struct LoadedModule {
     pre: TaskModulePre<HostState>,
+    code: ModuleBytes,
 }
+
+/// How long a component's `tasks` export may take when it is loaded.
+pub const LOAD_TIME_LIMIT: Duration = Duration::from_secs(10);
+
+/// Linear memory a component gets while its `tasks` export runs.
+pub const LOAD_MEMORY_LIMIT: u64 = 256 << 20;
 
 /// A WASI context and the pipes capturing its output.
 struct Wasi {
@@ -56,6 +59,8 @@ pub struct Sandbox {
     abort: Arc<AtomicBool>,
     /// Idle instances for tasks with `reuse_instance`, by module.
     pool: std::sync::Mutex<HashMap<String, Vec<Pooled>>>,
+    /// Places in the engine's instance pool.
+    permits: Arc<InstancePermits>,
     _ticker: Ticker,
 }
 
@@ -77,11 +82,12 @@ impl Sandbox {
         let engine = config::build_engine(settings)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        host::clamped_clock::add_to_linker(&mut linker)?;
+        clock::add_to_linker(&mut linker)?;
         host::TaskModule::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let cache = cache_dir.map(|d| cache::ModuleCache::new(d, &engine));
-        let ticker = Ticker::start(&engine);
+        let ticker = Ticker::start(&engine)?;
         Ok(Sandbox {
+            permits: InstancePermits::new(settings.task_instances()),
             engine,
             linker,
             modules: HashMap::new(),
@@ -93,20 +99,10 @@ impl Sandbox {
         })
     }
 
-    /// A sandbox whose engine fits every task of `workflow` (fuel, memory).
-    pub fn for_workflow(workflow: &Workflow, cache_dir: Option<std::path::PathBuf>) -> wasmtime::Result<Sandbox> {
-        let needs = EngineNeeds {
-            fuel: workflow.tasks.values().any(|t| t.limits.fuel.is_some()),
-            max_memory_bytes: workflow.tasks.values().map(|t| t.limits.memory_bytes).max().unwrap_or(256 << 20),
-        };
-        Sandbox::for_needs(&needs, cache_dir)
-    }
-
-    /// A sandbox whose engine provides what a workflow file needs (fuel, memory).
+    /// A sandbox whose engine provides what a workflow needs (fuel, memory,
+    /// concurrent instances): the one place a run's engine is sized.
     pub fn for_needs(needs: &EngineNeeds, cache_dir: Option<std::path::PathBuf>) -> wasmtime::Result<Sandbox> {
-        let settings =
-            EngineSettings { fuel: needs.fuel, max_memory_bytes: needs.max_memory_bytes, ..EngineSettings::default() };
-        Sandbox::new(&settings, cache_dir)
+        Sandbox::new(&EngineSettings::for_needs(needs), cache_dir)
     }
 
     /// Setting this flag stops every running task at its next epoch tick (within
@@ -115,19 +111,36 @@ impl Sandbox {
         self.abort.clone()
     }
 
-    /// Load module `name` from `bytes` (already read and hashed by the caller).
-    pub fn load_bytes(&mut self, name: &str, bytes: &[u8], sha256: &str) -> Result<Vec<TaskDecl>, ModuleLoadError> {
+    /// Load module `name` from its code.
+    pub fn load_module(&mut self, name: &str, code: &ModuleBytes) -> Result<Vec<TaskDecl>, ModuleLoadError> {
+        let bytes = code.bytes();
         check_header(bytes)?;
-        let component =
-            self.compile(name, sha256, bytes).map_err(|e| ModuleLoadError::NotAComponent(format!("{e:#}")))?;
+        let component = self
+            .compile(name, &code.digest().to_hex(), bytes)
+            .map_err(|e| ModuleLoadError::NotAComponent(format!("{e:#}")))?;
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
         let pre = TaskModulePre::new(instance_pre).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
-        let tasks = self
-            .list_tasks(&pre)
-            .map_err(|e| ModuleLoadError::Incompatible(format!("calling its `tasks` export failed: {e:#}")))?;
-        self.modules.insert(name.to_string(), LoadedModule { pre });
+        let tasks = self.list_tasks(&pre).map_err(|e| {
+            let why = match e.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => format!(
+                    "its `tasks` export did not return within the load time limit of {} s",
+                    LOAD_TIME_LIMIT.as_secs()
+                ),
+                _ if e.downcast_ref::<MemoryLimitHit>().is_some() => {
+                    format!("its `tasks` export hit the load memory limit of {} MiB", LOAD_MEMORY_LIMIT >> 20)
+                }
+                _ => format!("calling its `tasks` export failed: {e:#}"),
+            };
+            ModuleLoadError::Incompatible(why)
+        })?;
+        self.modules.insert(name.to_string(), LoadedModule { pre, code: code.clone() });
         Ok(tasks)
+    }
+
+    /// The code of every loaded module, by name: what a checkpoint stores.
+    pub fn module_code(&self) -> BTreeMap<String, ModuleBytes> {
+        self.modules.iter().map(|(k, m)| (k.clone(), m.code.clone())).collect()
     }
 
     fn compile(&mut self, name: &str, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
@@ -176,7 +189,8 @@ impl Sandbox {
             deadline,
             wasi: wasi.ctx,
             table: ResourceTable::new(),
-            limiter: Limiter { memory: memory as usize },
+            limiter: Limiter { memory: usize::try_from(memory).unwrap_or(usize::MAX) },
+            abort: self.abort.clone(),
             stdout: wasi.stdout,
             stderr: wasi.stderr,
             emitted: (0, 0),
@@ -189,8 +203,8 @@ impl Sandbox {
 
     fn list_tasks(&self, pre: &TaskModulePre<HostState>) -> wasmtime::Result<Vec<TaskDecl>> {
         let wasi = Self::wasi(&Grants::default()).map_err(|e| wasmtime::format_err!("{e}"))?;
-        let mut store = self.store(None, 256 << 20, Instant::now() + Duration::from_secs(10), wasi);
-        store.set_epoch_deadline(10_000 / config::EPOCH_TICK.as_millis() as u64);
+        let mut store = self.store(None, LOAD_MEMORY_LIMIT, Instant::now() + LOAD_TIME_LIMIT, wasi);
+        store.set_epoch_deadline((LOAD_TIME_LIMIT.as_millis() / config::EPOCH_TICK.as_millis()) as u64);
         if self.fuel {
             store.set_fuel(u64::MAX)?;
         }
@@ -214,11 +228,10 @@ fn check_header(bytes: &[u8]) -> Result<(), ModuleLoadError> {
 }
 
 impl ModuleExports for Sandbox {
-    fn load(&mut self, name: &str, path: &Path) -> Result<ModuleInfo, ModuleLoadError> {
-        let bytes = std::fs::read(path)?;
-        let sha256 = sha256_hex(&bytes);
-        let tasks = self.load_bytes(name, &bytes, &sha256)?;
-        Ok(ModuleInfo { sha256, size: bytes.len() as u64, tasks })
+    fn load(&mut self, name: &str, path: &Path, max_bytes: u64) -> Result<ModuleInfo, ModuleLoadError> {
+        let code = ModuleBytes::read(path, max_bytes)?;
+        let tasks = self.load_module(name, &code)?;
+        Ok(ModuleInfo { sha256: code.digest(), size: code.len(), tasks })
     }
 }
 
@@ -231,6 +244,8 @@ struct Pooled {
     /// memory limit may take it.
     grants: Grants,
     memory: u64,
+    /// Its place in the engine's instance pool (dropped after the store).
+    _permit: Permit,
 }
 
 /// Idle instances kept per module.
@@ -242,8 +257,19 @@ const MAX_REUSE_RUNS: u32 = 1000;
 
 impl Sandbox {
     /// A store and a new instance for one execution of `task`.
-    fn fresh(&self, module: &LoadedModule, task: &TaskDef) -> Result<Pooled, String> {
-        let wasi = Self::wasi(&task.grants)?;
+    fn fresh(&self, module: &LoadedModule, task: &TaskDef) -> Result<Pooled, TaskFailure> {
+        let permit = match self.permits.try_acquire() {
+            Some(p) => p,
+            None => {
+                // Idle reusable instances hold places too: let them go first.
+                self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                self.permits
+                    .acquire(&self.abort)
+                    .ok_or_else(|| TaskFailure::new(FailureKind::Aborted, Aborted.to_string()))?
+            }
+        };
+        let failed = |m: String| TaskFailure::new(FailureKind::Failed, m);
+        let wasi = Self::wasi(&task.grants).map_err(failed)?;
         let deadline = Instant::now() + Duration::from_millis(task.limits.timeout_ms);
         let mut store = self.store(None, task.limits.memory_bytes, deadline, wasi);
         let abort = self.abort.clone();
@@ -257,14 +283,21 @@ impl Sandbox {
             Ok(UpdateDeadline::Continue(1))
         });
         if self.fuel {
-            store.set_fuel(u64::MAX).map_err(|e| e.to_string())?;
+            store.set_fuel(u64::MAX).map_err(|e| failed(e.to_string()))?;
         }
         store.set_epoch_deadline(1);
         let instance = module
             .pre
             .instantiate(&mut store)
-            .map_err(|e| format!("cannot instantiate module '{}': {e:#}", task.module))?;
-        Ok(Pooled { store, instance, runs: 0, grants: task.grants.clone(), memory: task.limits.memory_bytes })
+            .map_err(|e| failed(format!("cannot instantiate module '{}': {e:#}", task.module)))?;
+        Ok(Pooled {
+            store,
+            instance,
+            runs: 0,
+            grants: task.grants.clone(),
+            memory: task.limits.memory_bytes,
+            _permit: permit,
+        })
     }
 
     fn take_pooled(&self, task: &TaskDef) -> Option<Pooled> {
@@ -292,9 +325,14 @@ impl TaskRunner for Sandbox {
         let pooled = if task.reuse_instance { self.take_pooled(task) } else { None };
         let mut p = match pooled.map_or_else(|| self.fresh(module, task), Ok) {
             Ok(p) => p,
-            Err(message) => return (ctx, Err(TaskFailure::new(FailureKind::Failed, message))),
+            Err(failure) => return (ctx, Err(failure)),
         };
         p.runs += 1;
+        let max_value = ctx.bounds().max_value_bytes;
+        // What the guest may pass in one host call: our own bound decides
+        // (with room for the key and the call's other arguments), so an
+        // over-large value is refused with an error naming it.
+        p.store.set_hostcall_fuel(usize::try_from(max_value.saturating_add(1 << 20)).unwrap_or(usize::MAX));
         let data = p.store.data_mut();
         data.ctx = Some(ctx);
         data.deadline = Instant::now() + Duration::from_millis(task.limits.timeout_ms);
@@ -307,6 +345,13 @@ impl TaskRunner for Sandbox {
         })();
         let trapped = outcome.is_err();
         let result = match outcome {
+            Ok(Ok(output)) if output.len() as u64 > max_value => Err(TaskFailure::new(
+                FailureKind::HostBound,
+                format!(
+                    "the task returned {} bytes, over the bound max_value_bytes = {max_value} bytes",
+                    output.len()
+                ),
+            )),
             Ok(Ok(output)) => Json::parse(output).map_err(|e| {
                 TaskFailure::new(FailureKind::Failed, format!("the task returned text that is not JSON: {e}"))
             }),
@@ -314,10 +359,13 @@ impl TaskRunner for Sandbox {
             Ok(Err(host::graflow::task::types::TaskError::Retryable(m))) => {
                 Err(TaskFailure::new(FailureKind::Retryable, m))
             }
-            Err(error) => Err(classify(&error, task, &p.store.data().stderr)),
+            Err(error) => Err(classify(&error, task, max_value, &p.store.data().stderr)),
         };
         let data = p.store.data_mut();
-        let ctx = data.ctx.take().expect("the task context stays in the store");
+        let Some(ctx) = data.ctx.take() else {
+            // The context is put in the store above and only taken here.
+            unreachable!("the task context stays in the store while the task runs")
+        };
         if task.grants.stdio == Stdio::Log {
             data.emit_output(&ctx.info.task_id);
         }
@@ -330,12 +378,18 @@ impl TaskRunner for Sandbox {
 }
 
 /// Turn a wasmtime error (a trap, a limit, a host-call abort) into a typed failure.
-fn classify(error: &wasmtime::Error, task: &TaskDef, stderr: &MemoryOutputPipe) -> TaskFailure {
+fn classify(error: &wasmtime::Error, task: &TaskDef, max_value: u64, stderr: &MemoryOutputPipe) -> TaskFailure {
     if error.downcast_ref::<Aborted>().is_some() {
         return TaskFailure::new(FailureKind::Aborted, Aborted.to_string());
     }
     if let Some(hit) = error.downcast_ref::<MemoryLimitHit>() {
         return TaskFailure::new(FailureKind::Memory, hit.to_string());
+    }
+    if format!("{error:#}").contains("fuel allocated for hostcalls") {
+        return TaskFailure::new(
+            FailureKind::HostBound,
+            format!("a value passed to the host exceeds the bound max_value_bytes = {max_value} bytes"),
+        );
     }
     let guest_said = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
     let said = if guest_said.is_empty() {

@@ -1,11 +1,11 @@
-//! Loading a workflow file (TOML) into a validated [`Workflow`].
-//!
-//! Every check runs before anything executes; each kind of mistake has its own
-//! [`LoadError`] variant whose message names the file and the thing at fault.
+//! Resolving a parsed workflow file into a validated [`Workflow`]: modules
+//! loaded, tasks matched to their exports, the graph built, settings checked.
+//! Every check runs before anything executes.
 
-use super::flow::{self, FlowError};
+use super::file_schema::*;
+use super::flow;
 use super::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// A task a component declares through its `tasks` export.
@@ -22,270 +22,19 @@ pub struct TaskDecl {
 /// What loading a module file tells the workflow loader.
 #[derive(Debug, Clone)]
 pub struct ModuleInfo {
-    /// Hex sha256 of the file.
-    pub sha256: String,
+    /// The digest of the file's bytes (computed once, when they were read).
+    pub sha256: crate::digest::Sha256,
     /// Size in bytes.
     pub size: u64,
     /// The tasks the component exports.
     pub tasks: Vec<TaskDecl>,
 }
 
-/// Why a module file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ModuleLoadError {
-    /// The file could not be read.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The file is not a WebAssembly component.
-    #[error("{0}")]
-    NotAComponent(String),
-    /// The component does not fit the graflow contract (`wit/graflow.wit`).
-    #[error("{0}")]
-    Incompatible(String),
-}
-
 /// Loads module files; the sandbox implements it (tests use a fake).
 pub trait ModuleExports {
-    /// Load the module `name` from `path` and list its tasks.
-    fn load(&mut self, name: &str, path: &Path) -> Result<ModuleInfo, ModuleLoadError>;
-}
-
-/// Why a workflow file was refused. Each message names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The workflow file could not be read.
-    #[error("cannot read workflow file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or does not fit the schema.
-    #[error("{path}: {message}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message (with line and column).
-        message: String,
-    },
-    /// The flow expression does not parse.
-    #[error("{path}: [workflow].flow: {error}")]
-    Flow {
-        /// The file.
-        path: PathBuf,
-        /// The parse error (with column).
-        error: FlowError,
-    },
-    /// The flow or a setting names a task that is not declared.
-    #[error("{path}: unknown task '{task}' ({context}); declared tasks: {declared}")]
-    UnknownTask {
-        /// The file.
-        path: PathBuf,
-        /// The name.
-        task: String,
-        /// Where it was named.
-        context: String,
-        /// The tasks that exist.
-        declared: String,
-    },
-    /// A task names a module that is not in `[modules]`.
-    #[error("{path}: task '{task}' uses module '{module}', which is not in [modules] (modules: {declared})")]
-    UnknownModule {
-        /// The file.
-        path: PathBuf,
-        /// The task.
-        task: String,
-        /// The module name.
-        module: String,
-        /// The modules that exist.
-        declared: String,
-    },
-    /// A module file is missing or unreadable.
-    #[error("{path}: module '{module}': cannot read {file}: {source}")]
-    ModuleFile {
-        /// The workflow file.
-        path: PathBuf,
-        /// The module.
-        module: String,
-        /// The module file.
-        file: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A module file is not a WebAssembly component.
-    #[error("{path}: module '{module}': {file} is not a WebAssembly component: {reason}")]
-    NotAComponent {
-        /// The workflow file.
-        path: PathBuf,
-        /// The module.
-        module: String,
-        /// The module file.
-        file: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// A component does not implement the graflow task contract.
-    #[error("{path}: module '{module}' ({file}) does not fit the graflow task contract: {reason}")]
-    Incompatible {
-        /// The workflow file.
-        path: PathBuf,
-        /// The module.
-        module: String,
-        /// The module file.
-        file: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// A task's export is not provided by its module.
-    #[error(
-        "{path}: task '{task}': module '{module}' does not export a task named '{export}' (it exports: {available})"
-    )]
-    NotExported {
-        /// The workflow file.
-        path: PathBuf,
-        /// The task.
-        task: String,
-        /// The module.
-        module: String,
-        /// The export name looked for.
-        export: String,
-        /// What the module exports.
-        available: String,
-    },
-    /// A setting has a value that cannot work.
-    #[error("{path}: {field}: {message}")]
-    Invalid {
-        /// The workflow file.
-        path: PathBuf,
-        /// The setting, as `[table].key`.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    workflow: WorkflowSection,
-    #[serde(default)]
-    modules: BTreeMap<String, PathBuf>,
-    #[serde(default)]
-    tasks: BTreeMap<String, TaskSection>,
-    #[serde(default)]
-    groups: BTreeMap<String, GroupSection>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WorkflowSection {
-    name: Option<String>,
-    flow: String,
-    start: Option<String>,
-    max_steps: Option<u64>,
-    parallelism: Option<usize>,
-    #[serde(default)]
-    bounds: BoundsSection,
-    max_cycles: Option<u32>,
-    max_retries: Option<u32>,
-    backoff: Option<BackoffSection>,
-    limits: Option<LimitsSection>,
-}
-
-impl WorkflowSection {
-    fn defaults(&self) -> TaskSettings {
-        TaskSettings {
-            max_cycles: self.max_cycles,
-            max_retries: self.max_retries,
-            backoff: self.backoff.clone(),
-            limits: self.limits.clone(),
-        }
-    }
-}
-
-/// Settings a task may set and the workflow may default.
-#[derive(Default, Clone)]
-struct TaskSettings {
-    max_cycles: Option<u32>,
-    max_retries: Option<u32>,
-    backoff: Option<BackoffSection>,
-    limits: Option<LimitsSection>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskSection {
-    module: Option<String>,
-    export: Option<String>,
-    inputs: Option<Vec<String>>,
-    #[serde(default)]
-    dirs: Vec<DirSection>,
-    #[serde(default)]
-    env: Vec<String>,
-    stdio: Option<String>,
-    #[serde(default)]
-    reuse_instance: bool,
-    max_cycles: Option<u32>,
-    max_retries: Option<u32>,
-    backoff: Option<BackoffSection>,
-    limits: Option<LimitsSection>,
-}
-
-impl TaskSection {
-    fn settings(&self) -> TaskSettings {
-        TaskSettings {
-            max_cycles: self.max_cycles,
-            max_retries: self.max_retries,
-            backoff: self.backoff.clone(),
-            limits: self.limits.clone(),
-        }
-    }
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct DirSection {
-    host: PathBuf,
-    guest: String,
-    mode: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct BoundsSection {
-    max_value_bytes: Option<u64>,
-    max_key_bytes: Option<u64>,
-    max_next_tasks: Option<u64>,
-    max_log_bytes: Option<u64>,
-    max_written_bytes: Option<u64>,
-    max_channel_bytes: Option<u64>,
-}
-
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-struct BackoffSection {
-    initial_ms: Option<u64>,
-    factor: Option<f64>,
-    max_ms: Option<u64>,
-    jitter: Option<bool>,
-}
-
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-struct LimitsSection {
-    memory_mb: Option<u64>,
-    timeout_ms: Option<u64>,
-    fuel: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GroupSection {
-    members: Option<Vec<String>>,
-    policy: Option<String>,
-    min_success: Option<u32>,
-    critical: Option<Vec<String>>,
+    /// Load the module `name` from `path` (reading at most `max_bytes`) and
+    /// list its tasks.
+    fn load(&mut self, name: &str, path: &Path, max_bytes: u64) -> Result<ModuleInfo, ModuleLoadError>;
 }
 
 /// Default for `[workflow].max_steps`.
@@ -300,13 +49,34 @@ pub fn load_workflow(path: &Path, modules: &mut dyn ModuleExports) -> Result<Wor
 }
 
 /// What the wasm engine must support for a workflow: known from the file
-/// alone, before any module is loaded.
+/// alone (before any module is loaded) or from a resolved [`Workflow`]; the
+/// sandbox sizes its engine from this alone (`EngineSettings::for_needs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineNeeds {
     /// Some task has a fuel budget.
     pub fuel: bool,
-    /// The largest memory limit of any task, in bytes.
+    /// The largest memory limit of any task, in bytes (at most 4 GiB).
     pub max_memory_bytes: u64,
+    /// The most task executions that can run at once.
+    pub concurrency: usize,
+}
+
+impl EngineNeeds {
+    /// Needs with the memory limit capped at [`MAX_MEMORY_MB`] and at least one
+    /// execution at a time.
+    pub fn new(fuel: bool, max_memory_bytes: u64, concurrency: usize) -> EngineNeeds {
+        EngineNeeds { fuel, max_memory_bytes: max_memory_bytes.min(MAX_MEMORY_MB << 20), concurrency: concurrency.max(1) }
+    }
+
+    /// What `workflow` needs.
+    pub fn of(workflow: &Workflow) -> EngineNeeds {
+        let tasks = workflow.tasks.values();
+        EngineNeeds::new(
+            tasks.clone().any(|t| t.limits.fuel.is_some()),
+            tasks.map(|t| t.limits.memory_bytes).max().unwrap_or(Limits::default().memory_bytes),
+            workflow.max_concurrency(),
+        )
+    }
 }
 
 /// A workflow file, parsed but not yet resolved.
@@ -318,8 +88,8 @@ pub struct WorkflowFile {
 impl WorkflowFile {
     /// Read and parse the file at `path`.
     pub fn read(path: &Path) -> Result<WorkflowFile, LoadError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+        let text = crate::files::read_text_bounded(path, MAX_WORKFLOW_FILE_BYTES, "MAX_WORKFLOW_FILE_BYTES (16 MiB)")
+?;
         let file: File = toml::from_str(&text).map_err(|e| LoadError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
@@ -334,8 +104,17 @@ impl WorkflowFile {
         let fuel = limits.clone().any(|l| l.fuel.is_some());
         let default_mb = wf.limits.as_ref().and_then(|l| l.memory_mb).unwrap_or(Limits::default().memory_bytes >> 20);
         let max_mb = limits.filter_map(|l| l.memory_mb).chain([default_mb]).max().unwrap_or(default_mb);
-        EngineNeeds { fuel, max_memory_bytes: max_mb.min(4096) << 20 }
+        // A flow that does not parse is reported by `resolve`; one instance
+        // at a time is enough to get there.
+        let concurrency = flow::parse(&wf.flow).map_or(1, |f| {
+            let groups: std::collections::HashMap<&str, &[String]> =
+                f.groups.iter().map(|(g, m)| (g.as_str(), m.as_slice())).collect();
+            let members = |n: &str| groups.get(n).copied();
+            super::concurrency(f.groups.iter().map(|(g, _)| g), &members, parallelism_of(wf))
+        });
+        EngineNeeds::new(fuel, max_mb.saturating_mul(1 << 20), concurrency)
     }
+
 
     /// Validate the file and load its modules through `modules`.
     pub fn resolve(&self, modules: &mut dyn ModuleExports) -> Result<Workflow, LoadError> {
@@ -364,8 +143,7 @@ impl Resolver<'_> {
         if max_steps == 0 {
             return Err(self.invalid("[workflow].max_steps", "must be at least 1"));
         }
-        let parallelism =
-            wf.parallelism.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(4));
+        let parallelism = parallelism_of(wf);
         if parallelism == 0 {
             return Err(self.invalid("[workflow].parallelism", "must be at least 1"));
         }
@@ -392,15 +170,13 @@ impl Resolver<'_> {
             max_log_bytes: b.max_log_bytes.unwrap_or(d.max_log_bytes),
             max_written_bytes: b.max_written_bytes.unwrap_or(d.max_written_bytes),
             max_channel_bytes: b.max_channel_bytes.unwrap_or(d.max_channel_bytes),
+            max_queued_tasks: b.max_queued_tasks.unwrap_or(d.max_queued_tasks),
+            max_queued_input_bytes: b.max_queued_input_bytes.unwrap_or(d.max_queued_input_bytes),
+            max_checkpoints: b.max_checkpoints.unwrap_or(d.max_checkpoints),
+            max_checkpoint_bytes: b.max_checkpoint_bytes.unwrap_or(d.max_checkpoint_bytes),
+            max_module_bytes: b.max_module_bytes.unwrap_or(d.max_module_bytes),
         };
-        let named = [
-            ("max_value_bytes", bounds.max_value_bytes),
-            ("max_key_bytes", bounds.max_key_bytes),
-            ("max_log_bytes", bounds.max_log_bytes),
-            ("max_written_bytes", bounds.max_written_bytes),
-            ("max_channel_bytes", bounds.max_channel_bytes),
-        ];
-        if let Some((name, _)) = named.iter().find(|(_, v)| *v == 0) {
+        if let Some((name, _)) = bounds.named().iter().find(|(n, v)| *v == 0 && *n != "max_next_tasks") {
             return Err(self.invalid(format!("[workflow.bounds].{name}"), "must be at least 1"));
         }
         Ok(bounds)
@@ -422,16 +198,7 @@ impl Resolver<'_> {
                     format!("'{}' must be an absolute guest path such as \"/data\"", d.guest),
                 ));
             }
-            let writable = match d.mode.as_deref().unwrap_or("ro") {
-                "ro" => false,
-                "rw" => true,
-                other => {
-                    return Err(self.invalid(
-                        format!("{field}.mode"),
-                        format!("'{other}' is not a mode: use \"ro\" (read-only) or \"rw\" (read-write)"),
-                    ));
-                }
-            };
+            let writable = d.mode.unwrap_or_default() == DirMode::Rw;
             dirs.push(DirGrant { host, guest: d.guest.clone(), writable });
         }
         if let Some(bad) = section.env.iter().find(|v| v.is_empty() || v.contains('=')) {
@@ -439,16 +206,7 @@ impl Resolver<'_> {
                 self.invalid(format!("[tasks.{name}].env"), format!("'{bad}' is not an environment variable name"))
             );
         }
-        let stdio = match section.stdio.as_deref().unwrap_or("log") {
-            "log" => Stdio::Log,
-            "inherit" => Stdio::Inherit,
-            other => {
-                return Err(self.invalid(
-                    format!("[tasks.{name}].stdio"),
-                    format!("'{other}' is not a choice: use \"log\" or \"inherit\""),
-                ));
-            }
-        };
+        let stdio = section.stdio.unwrap_or_default();
         Ok(Grants { dirs, env: section.env.clone(), stdio })
     }
 
@@ -463,10 +221,11 @@ impl Resolver<'_> {
         }
         for (name, rel) in &self.file.modules {
             let file = std::path::absolute(dir.join(rel)).unwrap_or_else(|_| dir.join(rel));
-            let info = loader.load(name, &file).map_err(|e| {
+            let max = self.file.workflow.bounds.max_module_bytes.unwrap_or(HostBounds::default().max_module_bytes);
+            let info = loader.load(name, &file, max).map_err(|e| {
                 let (path, module, file) = (self.path.to_path_buf(), name.clone(), file.clone());
                 match e {
-                    ModuleLoadError::Io(source) => LoadError::ModuleFile { path, module, file, source },
+                    ModuleLoadError::Read(source) => LoadError::ModuleFile { path, module, file, source },
                     ModuleLoadError::NotAComponent(reason) => LoadError::NotAComponent { path, module, file, reason },
                     ModuleLoadError::Incompatible(reason) => LoadError::Incompatible { path, module, file, reason },
                 }
@@ -479,7 +238,7 @@ impl Resolver<'_> {
     fn declared_names(&self, flow: &flow::FlowGraph) -> String {
         let mut names: Vec<&str> = self.file.tasks.keys().map(String::as_str).collect();
         names.extend(flow.tasks.iter().map(String::as_str).filter(|t| !self.file.tasks.contains_key(*t)));
-        if names.is_empty() { "none".into() } else { names.join(", ") }
+        listed(names)
     }
 
     fn tasks(
@@ -489,7 +248,7 @@ impl Resolver<'_> {
     ) -> Result<BTreeMap<String, TaskDef>, LoadError> {
         let mut names: Vec<String> = self.file.tasks.keys().cloned().collect();
         names.extend(flow.tasks.iter().filter(|t| !self.file.tasks.contains_key(*t)).cloned());
-        let only_module = (modules.len() == 1).then(|| modules.keys().next().expect("one module").clone());
+        let only_module = if modules.len() == 1 { modules.keys().next().cloned() } else { None };
         let defaults = &self.file.workflow.defaults();
         let mut out = BTreeMap::new();
         for name in names {
@@ -519,7 +278,7 @@ impl Resolver<'_> {
                         declared: self.declared_names(flow),
                     });
                 }
-                let available = decls.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ");
+                let available = listed(decls.iter().map(|d| d.name.as_str()));
                 return Err(LoadError::NotExported {
                     path: self.path.to_path_buf(),
                     task: name,
@@ -693,10 +452,10 @@ impl Resolver<'_> {
             return Ok(GroupPolicy::Strict);
         };
         let field = |k: &str| format!("[groups.{group}].{k}");
-        let policy = match section.policy.as_deref().unwrap_or("strict") {
-            "strict" => GroupPolicy::Strict,
-            "best_effort" => GroupPolicy::BestEffort,
-            "at_least_n" => {
+        let policy = match section.policy.unwrap_or_default() {
+            PolicyName::Strict => GroupPolicy::Strict,
+            PolicyName::BestEffort => GroupPolicy::BestEffort,
+            PolicyName::AtLeastN => {
                 let n = section
                     .min_success
                     .ok_or_else(|| self.invalid(field("min_success"), "policy \"at_least_n\" needs `min_success`"))?;
@@ -708,7 +467,7 @@ impl Resolver<'_> {
                 }
                 GroupPolicy::AtLeast(n)
             }
-            "critical" => {
+            PolicyName::Critical => {
                 let critical = section.critical.clone().unwrap_or_default();
                 if critical.is_empty() {
                     return Err(self.invalid(
@@ -723,12 +482,6 @@ impl Resolver<'_> {
                     ));
                 }
                 GroupPolicy::Critical(critical)
-            }
-            other => {
-                return Err(self.invalid(
-                    field("policy"),
-                    format!("unknown policy '{other}'; policies: strict, best_effort, at_least_n, critical"),
-                ));
             }
         };
         if section.min_success.is_some() && !matches!(policy, GroupPolicy::AtLeast(_)) {
@@ -747,7 +500,7 @@ impl Resolver<'_> {
                     "[workflow].start",
                     format!(
                         "'{start}' is not a node of the flow (nodes: {})",
-                        graph.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                        listed(graph.nodes.keys().map(String::as_str))
                     ),
                 ));
             }
@@ -762,9 +515,29 @@ impl Resolver<'_> {
             )),
             _ => Err(self.invalid(
                 "[workflow].start",
-                format!("the flow has several nodes without predecessors ({}): set `start`", candidates.join(", ")),
+                format!(
+                    "the flow has several nodes without predecessors ({}): set `start`",
+                    listed(candidates.iter().map(String::as_str))
+                ),
             )),
         }
+    }
+}
+
+/// `[workflow].parallelism`, by default the machine's cores (at least 4).
+fn parallelism_of(wf: &WorkflowSection) -> usize {
+    wf.parallelism.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(4))
+}
+
+/// Names for an error message: at most 30, then how many more.
+fn listed<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut names = names.into_iter();
+    let shown: Vec<&str> = names.by_ref().take(30).collect();
+    let more = names.count();
+    match (shown.is_empty(), more) {
+        (true, _) => "none".into(),
+        (false, 0) => shown.join(", "),
+        (false, n) => format!("{}, ... and {n} more", shown.join(", ")),
     }
 }
 
@@ -787,3 +560,4 @@ fn default_name(path: &Path) -> String {
     }
     stem.to_string()
 }
+

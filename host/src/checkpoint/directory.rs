@@ -1,0 +1,172 @@
+//! The checkpoint directory as a whole: its lock, listing, and pruning.
+//!
+//! Every change to a directory (a checkpoint's commit, a prune) holds the
+//! exclusive lock on `<dir>/.lock` (an OS file lock, released when the process
+//! dies); loading a checkpoint holds the shared lock. So a prune never removes
+//! a module copy that a checkpoint being committed refers to, and two resumes
+//! of one checkpoint never pick the same new id.
+
+use super::layout::{LOCK_FILE, base_of, with_ext};
+use super::read::read_meta;
+use super::schema::{Meta, StateFile};
+use super::{CheckpointError, fsutil, io};
+use crate::files;
+use crate::module_store::ModuleStore;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// A held lock on a checkpoint directory; released when dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    fn open(root: &Path) -> Result<std::fs::File, CheckpointError> {
+        fsutil::create_dir_durable(root).map_err(io(root))?;
+        let path = root.join(LOCK_FILE);
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))
+    }
+
+    /// Wait for the exclusive lock (to change the directory).
+    pub fn exclusive(root: &Path) -> Result<DirLock, CheckpointError> {
+        let file = DirLock::open(root)?;
+        file.lock().map_err(io(&root.join(LOCK_FILE)))?;
+        Ok(DirLock { _file: file })
+    }
+
+    /// Wait for the shared lock (to read a checkpoint while nothing removes
+    /// it). A directory that does not exist is not created.
+    pub fn shared(root: &Path) -> Result<Option<DirLock>, CheckpointError> {
+        if !root.join(LOCK_FILE).exists() {
+            return Ok(None);
+        }
+        let path = root.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new().read(true).open(&path).map_err(io(&path))?;
+        file.lock_shared().map_err(io(&path))?;
+        Ok(Some(DirLock { _file: file }))
+    }
+}
+
+/// A committed checkpoint found in a directory.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Its base path.
+    pub base: PathBuf,
+    /// Its commit record.
+    pub meta: Meta,
+}
+
+/// Every committed checkpoint under `dir`, oldest first. Torn or unreadable ones
+/// are skipped with a warning.
+pub fn list(dir: &Path) -> Result<Vec<Summary>, CheckpointError> {
+    let mut out = Vec::new();
+    let sessions = std::fs::read_dir(dir).map_err(io(dir))?;
+    for session in sessions.flatten() {
+        let path = session.path();
+        if !path.is_dir() || path.file_name().is_some_and(|n| n == "modules") {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file = entry.path();
+            if !file.to_string_lossy().ends_with(".meta.json") {
+                continue;
+            }
+            let base = base_of(&file);
+            match read_meta(&base) {
+                Ok((meta, _)) => out.push(Summary { base, meta }),
+                Err(e) => tracing::warn!("skipping {}: {}", file.display(), crate::error_chain(&e)),
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (&a.meta.created_at, a.meta.steps, &a.meta.checkpoint_id).cmp(&(
+            &b.meta.created_at,
+            b.meta.steps,
+            &b.meta.checkpoint_id,
+        ))
+    });
+    Ok(out)
+}
+
+/// The newest committed checkpoint under `dir`.
+pub fn latest(dir: &Path) -> Result<Summary, CheckpointError> {
+    list(dir)?.pop().ok_or_else(|| CheckpointError::Empty { dir: dir.to_path_buf() })
+}
+
+/// Largest state file read while pruning.
+const STATE_LIMIT: u64 = 1 << 30;
+
+/// What a prune did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    /// Ids of the checkpoints removed.
+    pub checkpoints: Vec<String>,
+    /// Module copies removed.
+    pub modules: usize,
+    /// Temp files of dead writers removed.
+    pub temps: usize,
+}
+
+/// Remove all but the `keep` newest checkpoints under `dir`, then module
+/// copies no remaining checkpoint refers to, and temp files of dead writers.
+/// Holds the directory's lock throughout. The commit record of a checkpoint
+/// goes first, so an interrupted prune leaves torn checkpoints (skipped),
+/// never dangling ones.
+pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
+    if !dir.is_dir() {
+        return Err(CheckpointError::Empty { dir: dir.to_path_buf() });
+    }
+    let _lock = DirLock::exclusive(dir)?;
+    let all = list(dir)?;
+    let cut = all.len().saturating_sub(keep);
+    // What the kept checkpoints refer to, read before anything is removed: a
+    // kept checkpoint whose state cannot be read stops the prune.
+    let mut referenced = HashSet::new();
+    for s in &all[cut..] {
+        let state_path = with_ext(&s.base, "state.json");
+        let bytes = files::read_bounded(&state_path, STATE_LIMIT, "the state file size (1 GiB)")
+            .map_err(|e| CheckpointError::Read(Box::new(e)))?;
+        let state: StateFile = serde_json::from_slice(&bytes)
+            .map_err(|e| CheckpointError::Json { path: state_path.clone(), message: e.to_string() })?;
+        referenced.extend(state.modules.into_values().map(|m| m.sha256));
+    }
+    let mut pruned = Pruned::default();
+    for s in &all[..cut] {
+        for ext in ["meta.json", "state.json", "ctx"] {
+            let path = with_ext(&s.base, ext);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+        pruned.checkpoints.push(s.meta.checkpoint_id.clone());
+    }
+    let store = ModuleStore::of_checkpoints(dir);
+    for digest in store.list().map_err(io(store.dir()))? {
+        if !referenced.contains(&digest) {
+            store.remove(&digest).map_err(io(&store.path(&digest)))?;
+            pruned.modules += 1;
+        }
+    }
+    pruned.temps = remove_stale_temps_under(dir);
+    Ok(pruned)
+}
+
+/// [`fsutil::remove_stale_temps`] in the directory, its module store and
+/// every session folder. Call it only while holding the exclusive lock.
+pub fn remove_stale_temps_under(dir: &Path) -> usize {
+    let mut n = fsutil::remove_stale_temps(dir);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                n += fsutil::remove_stale_temps(&e.path());
+            }
+        }
+    }
+    n
+}

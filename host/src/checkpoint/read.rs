@@ -1,0 +1,240 @@
+//! Reading a checkpoint back: the commit record, its signature, then each file
+//! it records, checked against its size and digest before it is decoded.
+
+use super::layout::{base_of, with_ext};
+use super::schema::{self, ContentDigest, Context, Meta, SchemaVersion, StateFile, Values, v1, v2};
+use super::signing::SigningKey;
+use super::{CheckpointError, format};
+use crate::files::{self, ReadError};
+use std::path::{Path, PathBuf};
+
+/// Largest meta file read (it holds the task's metadata, itself bounded by
+/// `max_value_bytes`).
+const META_LIMIT: u64 = 256 << 20;
+
+/// Whether an unsigned or unverified checkpoint may be loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Only checkpoints signed with this machine's key (the default).
+    Signed,
+    /// Any intact checkpoint (`--trust-unsigned`); every value is checked again.
+    AllowUnsigned,
+}
+
+/// What the signature of a loaded checkpoint says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureStatus {
+    /// Signed with the key in use.
+    Valid {
+        /// The key's id.
+        key_id: String,
+    },
+    /// Schema 1: written before checkpoints were signed.
+    Unsigned,
+    /// Signed with another key.
+    OtherKey {
+        /// The id of the key that signed.
+        key_id: String,
+    },
+    /// The MAC does not match the record: the record was changed after signing.
+    Invalid,
+}
+
+impl SignatureStatus {
+    /// Why a checkpoint with this status is not trusted (`None` if it is).
+    pub fn distrust(&self, key: &SigningKey) -> Option<String> {
+        match self {
+            SignatureStatus::Valid { .. } => None,
+            SignatureStatus::Unsigned => Some("it is unsigned (schema version 1, written before checkpoints were signed)".into()),
+            SignatureStatus::OtherKey { key_id } => Some(format!(
+                "it was signed with key {key_id}, not this machine's key {} (share the key through GRAFLOW_CHECKPOINT_KEY to resume it here)",
+                key.id()
+            )),
+            SignatureStatus::Invalid => Some("its signature does not match its commit record: the checkpoint was changed after it was written".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for SignatureStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignatureStatus::Valid { key_id } => write!(f, "valid (key {key_id})"),
+            SignatureStatus::Unsigned => f.write_str("unsigned (schema version 1)"),
+            SignatureStatus::OtherKey { key_id } => write!(f, "signed with another key ({key_id})"),
+            SignatureStatus::Invalid => f.write_str("INVALID: changed after it was signed"),
+        }
+    }
+}
+
+/// A checkpoint read back and verified.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Its base path.
+    pub base: PathBuf,
+    /// The commit record.
+    pub meta: Meta,
+    /// What its signature says.
+    pub signature: SignatureStatus,
+    /// The readable state.
+    pub state_file: StateFile,
+    /// The context, in the engine's types.
+    pub context: Context,
+}
+
+#[derive(serde::Deserialize)]
+struct VersionOnly {
+    schema_version: serde_json::Value,
+}
+
+/// Read and parse the commit record of the checkpoint at `base`: the record,
+/// and (schema 2) the message its MAC covers.
+pub fn read_meta(base: &Path) -> Result<(Meta, Option<Vec<u8>>), CheckpointError> {
+    let meta_path = with_ext(base, "meta.json");
+    let bytes = match files::read_bounded(&meta_path, META_LIMIT, "the meta file size (256 MiB)") {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => {
+            if with_ext(base, "ctx").exists() || with_ext(base, "state.json").exists() {
+                return Err(CheckpointError::Torn {
+                    path: base.to_path_buf(),
+                    reason: format!("{} is missing", meta_path.display()),
+                });
+            }
+            return Err(CheckpointError::NotFound { path: base.to_path_buf() });
+        }
+        Err(e) => return Err(CheckpointError::Read(Box::new(e))),
+    };
+    let json = |e: serde_json::Error| CheckpointError::Json { path: meta_path.clone(), message: e.to_string() };
+    let version: VersionOnly = serde_json::from_slice(&bytes).map_err(json)?;
+    let number = match &version.schema_version {
+        serde_json::Value::String(s) => s.parse::<u32>().ok(),
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        _ => None,
+    };
+    match number.and_then(SchemaVersion::from_number) {
+        Some(SchemaVersion::V1) => {
+            let meta: v1::MetaV1 = serde_json::from_slice(&bytes).map_err(json)?;
+            Ok((meta.into(), None))
+        }
+        Some(SchemaVersion::V2) => {
+            let (meta, message) = v2::read_meta(&bytes).map_err(json)?;
+            Ok((meta, Some(message)))
+        }
+        None => Err(CheckpointError::Schema { path: meta_path, found: version.schema_version.to_string() }),
+    }
+}
+
+fn signature_of(meta: &Meta, message: Option<&[u8]>, key: &SigningKey) -> SignatureStatus {
+    match (&meta.signature, message) {
+        (Some(sig), Some(message)) => {
+            if sig.algorithm != v2::ALGORITHM {
+                SignatureStatus::Invalid
+            } else if sig.key_id != key.id() {
+                SignatureStatus::OtherKey { key_id: sig.key_id.chars().take(64).collect() }
+            } else if key.verify(message, &sig.mac) {
+                SignatureStatus::Valid { key_id: sig.key_id.clone() }
+            } else {
+                SignatureStatus::Invalid
+            }
+        }
+        (None, _) if meta.schema_version == SchemaVersion::V1 => SignatureStatus::Unsigned,
+        _ => SignatureStatus::Invalid,
+    }
+}
+
+/// Read a file recorded in the commit record, bounded by its recorded size,
+/// and check its size (and, for the state file, its digest).
+fn read_recorded(base: &Path, meta: &Meta, key: &str, ext: &str) -> Result<(PathBuf, Vec<u8>), CheckpointError> {
+    let path = with_ext(base, ext);
+    let Some(recorded) = meta.files.get(key) else {
+        return Err(CheckpointError::Json {
+            path: with_ext(base, "meta.json"),
+            message: format!("`files` has no entry `{key}`"),
+        });
+    };
+    let torn = |reason: String| CheckpointError::Torn { path: base.to_path_buf(), reason };
+    let bytes = match files::read_bounded(&path, recorded.size, "the size its commit record gives") {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Err(torn(format!("{} is missing", path.display()))),
+        Err(ReadError::TooLarge { size, .. }) => {
+            return Err(torn(format!(
+                "{} does not match its commit record: it has {size} bytes, the record says {} (damaged or from another write)",
+                path.display(),
+                recorded.size
+            )));
+        }
+        Err(e) => return Err(CheckpointError::Read(Box::new(e))),
+    };
+    if bytes.len() as u64 != recorded.size {
+        return Err(torn(format!(
+            "{} does not match its commit record: it has {} bytes, the record says {} (truncated or from another write)",
+            path.display(),
+            bytes.len(),
+            recorded.size
+        )));
+    }
+    if key == "state" && recorded.digest != ContentDigest::Sha256(crate::digest::Sha256::of(&bytes)) {
+        return Err(torn(format!("{} does not match the digest its commit record gives", path.display())));
+    }
+    Ok((path, bytes))
+}
+
+/// Load and verify the checkpoint at `path` (its base or any of its files).
+/// A checkpoint not signed by `key` is refused unless `trust` allows it; its
+/// stored values are then checked again.
+pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, CheckpointError> {
+    let base = base_of(path);
+    let (meta, message) = read_meta(&base)?;
+    let signature = signature_of(&meta, message.as_deref(), key);
+    let distrust = signature.distrust(key);
+    if let (Some(reason), Trust::Signed) = (&distrust, trust) {
+        return Err(CheckpointError::Untrusted { path: base, reason: reason.clone() });
+    }
+    let values = if distrust.is_none() { Values::Trusted } else { Values::Check };
+    let (state_path, state_bytes) = read_recorded(&base, &meta, "state", "state.json")?;
+    let state_file: StateFile = serde_json::from_slice(&state_bytes)
+        .map_err(|e| CheckpointError::Json { path: state_path.clone(), message: e.to_string() })?;
+    if state_file.schema_version != meta.schema_version.to_string() {
+        return Err(CheckpointError::Torn {
+            path: base,
+            reason: format!(
+                "{} has schema version {}, its commit record {}",
+                state_path.display(),
+                state_file.schema_version,
+                meta.schema_version
+            ),
+        });
+    }
+    let (ctx_path, ctx_bytes) = read_recorded(&base, &meta, "ctx", "ctx")?;
+    let ctx_err = |error| CheckpointError::Context { path: ctx_path.clone(), error };
+    let (version, _) = format::verify(&ctx_bytes).map_err(ctx_err)?;
+    if version != meta.schema_version {
+        return Err(ctx_err(format::FormatError::Decode(format!(
+            "schema version {version}, but its commit record says {}",
+            meta.schema_version
+        ))));
+    }
+    let context = format::decode(&ctx_bytes, values, &meta.files["ctx"].digest).map_err(|error| match error {
+        format::FormatError::Checksum | format::FormatError::NotRecorded { .. } => CheckpointError::Torn {
+            path: base.clone(),
+            reason: format!("{} does not match its commit record ({error})", ctx_path.display()),
+        },
+        error => ctx_err(error),
+    })?;
+    for (path, found) in [(&state_path, &state_file.checkpoint_id), (&ctx_path, &context.checkpoint_id)] {
+        if found != &meta.checkpoint_id {
+            return Err(CheckpointError::Mismatch {
+                path: path.clone(),
+                expected: meta.checkpoint_id.clone(),
+                found: found.clone(),
+            });
+        }
+    }
+    if context.state.session_id != meta.session_id || !schema::is_valid_id(&meta.session_id) {
+        return Err(CheckpointError::Mismatch {
+            path: ctx_path,
+            expected: meta.session_id.clone(),
+            found: context.state.session_id.clone(),
+        });
+    }
+    Ok(Loaded { base, meta, signature, state_file, context })
+}

@@ -1,0 +1,340 @@
+//! The checkpoint schema: owned, versioned types for the three files of a
+//! checkpoint, and their conversions to and from the engine's types.
+//!
+//! The engine's types ([`crate::model::Workflow`], [`crate::engine::RunState`])
+//! may change freely; what is on disk changes only with a new version here.
+//! Every version ever written can be read: [`v1`] (graflow-host 0.1: unsigned,
+//! XXH3 context checksum) is read and upgraded; [`v2`] is read and written.
+//! Golden files (`host/tests/golden/`) pin each version's bytes.
+
+pub mod v1;
+pub mod v2;
+
+use crate::digest::Sha256;
+use crate::engine::RunState;
+use crate::json::Json;
+use crate::model::{MAX_MEMORY_MB, Node, Workflow};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A schema version this host reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SchemaVersion {
+    /// graflow-host 0.1: unsigned; `.ctx` checked by XXH3-128.
+    V1 = 1,
+    /// Signed commit record (HMAC-SHA256); `.ctx` identified by SHA-256;
+    /// typed origin of each queued execution; room for pending human-input
+    /// requests; the queue and checkpoint bounds.
+    V2 = 2,
+}
+
+/// The version this host writes.
+pub const CURRENT: SchemaVersion = SchemaVersion::V2;
+
+impl SchemaVersion {
+    /// The version numbered `n`.
+    pub fn from_number(n: u32) -> Option<SchemaVersion> {
+        match n {
+            1 => Some(SchemaVersion::V1),
+            2 => Some(SchemaVersion::V2),
+            _ => None,
+        }
+    }
+
+    /// Its number.
+    pub fn number(self) -> u32 {
+        self as u32
+    }
+}
+
+impl fmt::Display for SchemaVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.number())
+    }
+}
+
+impl Serialize for SchemaVersion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.number().to_string())
+    }
+}
+
+/// The versions this host reads, for messages: "1 to 2".
+pub fn readable_versions() -> String {
+    format!("{} to {}", SchemaVersion::V1, CURRENT)
+}
+
+/// A digest recorded in a commit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentDigest {
+    /// SHA-256 of the whole file.
+    Sha256(Sha256),
+    /// XXH3-128 of a `.ctx` payload, as its header records it (schema 1 only:
+    /// detects damage, not tampering).
+    Xxh3(u128),
+}
+
+impl fmt::Display for ContentDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ContentDigest::Sha256(d) => write!(f, "sha256:{d}"),
+            ContentDigest::Xxh3(c) => write!(f, "xxh3:{c:032x}"),
+        }
+    }
+}
+
+impl Serialize for ContentDigest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentDigest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ContentDigest, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let bad = || serde::de::Error::custom(format!("'{text}' is not a digest (sha256:<64 hex> or xxh3:<32 hex>)"));
+        match text.split_once(':') {
+            Some(("sha256", hex)) => hex.parse().map(ContentDigest::Sha256).map_err(|_| bad()),
+            Some(("xxh3", hex)) if hex.len() == 32 => {
+                u128::from_str_radix(hex, 16).map(ContentDigest::Xxh3).map_err(|_| bad())
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A file's digest and size, as the commit record keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    /// Its digest.
+    pub digest: ContentDigest,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// The signature of a commit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    /// Always `hmac-sha256`.
+    pub algorithm: String,
+    /// The id of the key that signed (see `checkpoint/signing.rs`).
+    pub key_id: String,
+    /// The MAC, hex.
+    pub mac: String,
+}
+
+/// A checkpoint's commit record, whatever version wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Meta {
+    /// The schema version of the checkpoint.
+    pub schema_version: SchemaVersion,
+    /// The checkpoint id (`<session>_<steps>_<n>`).
+    pub checkpoint_id: String,
+    /// The run.
+    pub session_id: String,
+    /// UTC, RFC 3339.
+    pub created_at: String,
+    /// Completed tasks at the checkpoint.
+    pub steps: u64,
+    /// The workflow's start node.
+    pub start_node: String,
+    /// Storage backend (`local`).
+    pub backend: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// Metadata: the task's keys, plus task_id, cycle_count, elapsed_time and
+    /// mode where the task did not set them.
+    pub user_metadata: serde_json::Value,
+    /// Digests of the `.ctx` (`ctx`) and `.state.json` (`state`) files.
+    pub files: BTreeMap<String, FileDigest>,
+    /// The signature (schema 2); `None` for schema 1.
+    pub signature: Option<Signature>,
+}
+
+/// Where a queued execution came from, as the state file shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginFile {
+    /// A flow node.
+    Flow,
+    /// A `next-task` instance.
+    Dynamic,
+    /// An iteration.
+    Iteration {
+        /// Its 1-based run number.
+        cycle: u32,
+    },
+}
+
+/// The kind of a queued execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingKind {
+    /// A task.
+    Task,
+    /// A parallel group.
+    Group,
+}
+
+/// One queued execution, in `<id>.state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingTask {
+    /// Execution id.
+    pub task_id: String,
+    /// Task or group.
+    pub kind: PendingKind,
+    /// The task or group it runs.
+    pub target: String,
+    /// Where it came from (schema 2; `None` when read from schema 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<OriginFile>,
+    /// Its explicit input.
+    pub input: Option<serde_json::Value>,
+    /// Retries made so far.
+    pub retry_count: u32,
+    /// Last error, for a retry.
+    pub last_error: Option<String>,
+}
+
+/// A module as the state file lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleFile {
+    /// Where the module was loaded from.
+    pub path: std::path::PathBuf,
+    /// The digest of the code that ran.
+    pub sha256: Sha256,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// `<id>.state.json`: a readable summary of the context, whatever version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Schema version, as text.
+    pub schema_version: String,
+    /// The checkpoint id.
+    pub checkpoint_id: String,
+    /// The run.
+    pub session_id: String,
+    /// The start node.
+    pub start_node: String,
+    /// Completed tasks.
+    pub steps: u64,
+    /// Completed execution ids, in order.
+    pub completed_tasks: Vec<String>,
+    /// The execution that completed last (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_completed: Option<String>,
+    /// Run counts per task.
+    pub cycle_counts: BTreeMap<String, u32>,
+    /// The queue, in order.
+    pub pending_tasks: Vec<PendingTask>,
+    /// Human-input requests waiting for an answer (schema 2; always empty
+    /// until a task can ask for input).
+    #[serde(default)]
+    pub pending_input: Vec<serde_json::Value>,
+    /// The task resumed first: always null (checkpoints are taken at task
+    /// boundaries, so no task is re-run).
+    pub resuming_task_id: Option<String>,
+    /// Channel backend.
+    pub backend: BTreeMap<String, String>,
+    /// Module name → digest, size and original path.
+    pub modules: BTreeMap<String, ModuleFile>,
+}
+
+/// Everything a resume needs, in the engine's types: the workflow (graph,
+/// tasks, limits, module digests), the run state and the channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    /// The checkpoint this context belongs to.
+    pub checkpoint_id: String,
+    /// The workflow as it was loaded, with its module table.
+    pub workflow: Workflow,
+    /// The run state at the task boundary.
+    pub state: RunState,
+    /// The channel's contents.
+    pub channel: BTreeMap<String, Json>,
+}
+
+/// How far stored JSON values are trusted when a context is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Values {
+    /// The checkpoint's signature verified: its values were checked when they
+    /// entered the host that signed it.
+    Trusted,
+    /// Check every value again (unsigned or not verified).
+    Check,
+}
+
+/// Why a decoded context was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// A stored JSON value, checked unless trusted.
+pub(crate) fn json(text: &str, values: Values, what: &dyn Fn() -> String) -> Result<Json, Invalid> {
+    match values {
+        Values::Trusted => Ok(Json::trusted(text)),
+        Values::Check => Json::parse(text).map_err(|e| Invalid(format!("{} is not valid JSON: {e}", what()))),
+    }
+}
+
+/// A run or checkpoint id: 1 to 128 of `[A-Za-z0-9_.-]`, not `.` or `..`.
+/// Ids become file names; anything else could leave the checkpoint directory.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id != "."
+        && id != ".."
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Check what the engine and the sandbox rely on in a decoded context: ids
+/// that stay inside the checkpoint directory, limits the engine can be built
+/// for, a graph whose names resolve, settings that are not zero.
+pub fn validate(ctx: &Context) -> Result<(), Invalid> {
+    let bad = |m: String| Err(Invalid(m));
+    for (what, id) in [("checkpoint id", &ctx.checkpoint_id), ("session id", &ctx.state.session_id)] {
+        if !is_valid_id(id) {
+            return bad(format!("{what} '{}' is not a valid id (1 to 128 of A-Z a-z 0-9 _ . -)", id.escape_debug()));
+        }
+    }
+    let wf = &ctx.workflow;
+    if wf.settings.max_steps == 0 || wf.settings.parallelism == 0 {
+        return bad("max_steps and parallelism must be at least 1".into());
+    }
+    if let Some((name, _)) = wf.settings.bounds.named().iter().find(|(n, v)| *v == 0 && *n != "max_next_tasks") {
+        return bad(format!("bound {name} is 0"));
+    }
+    if !wf.graph.nodes.contains_key(&wf.start) {
+        return bad(format!("the start node '{}' is not in the graph", wf.start));
+    }
+    for (name, t) in &wf.tasks {
+        if t.limits.memory_bytes == 0 || t.limits.memory_bytes > MAX_MEMORY_MB << 20 || t.limits.timeout_ms == 0 {
+            return bad(format!("task '{name}' has limits out of range"));
+        }
+        if !wf.modules.contains_key(&t.module) {
+            return bad(format!("task '{name}' uses module '{}', which the module table lacks", t.module));
+        }
+        if !(t.retry.factor.is_finite() && t.retry.factor >= 1.0) || t.max_cycles == 0 {
+            return bad(format!("task '{name}' has a retry factor or max_cycles out of range"));
+        }
+        if let Some(d) = t.grants.dirs.iter().find(|d| !d.host.is_absolute() || !d.guest.starts_with('/')) {
+            return bad(format!("task '{name}' grants a directory that is not absolute ({})", d.host.display()));
+        }
+    }
+    for (name, node) in &wf.graph.nodes {
+        match node {
+            Node::Task if !wf.tasks.contains_key(name) => return bad(format!("flow node '{name}' has no task")),
+            Node::Group(g) if g.members.iter().any(|m| !wf.graph.nodes.contains_key(m)) => {
+                return bad(format!("group '{name}' has a member that is not a node"));
+            }
+            _ => {}
+        }
+    }
+    if wf.graph.successors.iter().any(|(a, bs)| !wf.graph.nodes.contains_key(a) || bs.iter().any(|b| !wf.graph.nodes.contains_key(b))) {
+        return bad("an edge names a node the graph lacks".into());
+    }
+    Ok(())
+}

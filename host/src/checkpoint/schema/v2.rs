@@ -1,0 +1,596 @@
+//! Schema version 2, written and read by this host.
+//!
+//! - `<id>.ctx`: the container of `format.rs` around the bincode of
+//!   [`ContextOut`] / [`ContextIn`] (the same layout; the first borrows what
+//!   it writes, the second borrows channel values from the payload).
+//! - `<id>.state.json`: [`super::StateFile`].
+//! - `<id>.meta.json`: `{"schema_version": "2", "record": {...}, "signature":
+//!   {...}}`; the signature is HMAC-SHA256 over [`MAC_CONTEXT`] followed by the
+//!   exact bytes of `record`, which records the SHA-256 and size of the other
+//!   two files.
+
+use super::{Context, FileDigest, Invalid, Meta, SchemaVersion, Signature, Values, json};
+use crate::checkpoint::signing::SigningKey;
+use crate::digest::Sha256;
+use crate::engine::{Origin, Queue, RunState, Target, TaskSpec};
+use crate::json::Json;
+use crate::model;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// What the MAC of a schema-2 commit record is computed over, before the
+/// record's bytes (so a MAC of anything else never verifies as one).
+pub const MAC_CONTEXT: &[u8] = b"graflow-checkpoint-meta-v2\n";
+
+/// The MAC algorithm's name in the meta file.
+pub const ALGORITHM: &str = "hmac-sha256";
+
+/// The signed part of `<id>.meta.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// See [`Meta::checkpoint_id`].
+    pub checkpoint_id: String,
+    /// See [`Meta::session_id`].
+    pub session_id: String,
+    /// See [`Meta::created_at`].
+    pub created_at: String,
+    /// See [`Meta::steps`].
+    pub steps: u64,
+    /// See [`Meta::start_node`].
+    pub start_node: String,
+    /// See [`Meta::backend`].
+    pub backend: String,
+    /// See [`Meta::workflow`].
+    pub workflow: String,
+    /// See [`Meta::user_metadata`].
+    pub user_metadata: serde_json::Value,
+    /// See [`Meta::files`].
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a> {
+    schema_version: &'a str,
+    record: &'a RawValue,
+    signature: &'a Signature,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvelopeIn<'a> {
+    #[allow(dead_code)]
+    schema_version: String,
+    #[serde(borrow)]
+    record: &'a RawValue,
+    signature: Option<Signature>,
+}
+
+/// The bytes of `<id>.meta.json` for `record`, signed with `key`.
+pub fn meta_file(record: &Record, key: &SigningKey) -> Result<Vec<u8>, serde_json::Error> {
+    let record = serde_json::value::to_raw_value(record)?;
+    let mut message = MAC_CONTEXT.to_vec();
+    message.extend_from_slice(record.get().as_bytes());
+    let signature = Signature { algorithm: ALGORITHM.into(), key_id: key.id().into(), mac: key.sign(&message) };
+    let mut out = serde_json::to_vec_pretty(&EnvelopeOut { schema_version: "2", record: &record, signature: &signature })?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// A schema-2 meta file: the record as [`Meta`], and the message its MAC covers.
+pub fn read_meta(bytes: &[u8]) -> Result<(Meta, Vec<u8>), serde_json::Error> {
+    let envelope: EnvelopeIn = serde_json::from_slice(bytes)?;
+    let mut message = MAC_CONTEXT.to_vec();
+    message.extend_from_slice(envelope.record.get().as_bytes());
+    let r: Record = serde_json::from_str(envelope.record.get())?;
+    let meta = Meta {
+        schema_version: SchemaVersion::V2,
+        checkpoint_id: r.checkpoint_id,
+        session_id: r.session_id,
+        created_at: r.created_at,
+        steps: r.steps,
+        start_node: r.start_node,
+        backend: r.backend,
+        workflow: r.workflow,
+        user_metadata: r.user_metadata,
+        files: r.files,
+        signature: envelope.signature,
+    };
+    Ok((meta, message))
+}
+
+/// The `.ctx` payload as written: borrows the channel.
+#[derive(Serialize)]
+pub struct ContextOut<'a> {
+    checkpoint_id: &'a str,
+    workflow: Workflow,
+    state: State,
+    channel: &'a BTreeMap<String, Json>,
+}
+
+/// The `.ctx` payload as read: channel values borrowed from the payload and
+/// copied once.
+#[derive(Deserialize)]
+pub struct ContextIn<'a> {
+    checkpoint_id: String,
+    workflow: Workflow,
+    state: State,
+    #[serde(borrow)]
+    channel: BTreeMap<String, &'a str>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Workflow {
+    name: String,
+    flow: String,
+    start: String,
+    modules: BTreeMap<String, ModuleRef>,
+    tasks: BTreeMap<String, TaskDef>,
+    graph: Graph,
+    settings: RunSettings,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ModuleRef {
+    path: String,
+    sha256: [u8; 32],
+    size: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TaskDef {
+    name: String,
+    module: String,
+    export: String,
+    inputs: Vec<String>,
+    max_cycles: u32,
+    retry: RetryPolicy,
+    limits: Limits,
+    grants: Grants,
+    reuse_instance: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RetryPolicy {
+    max_retries: u32,
+    initial_ms: u64,
+    factor: f64,
+    max_ms: u64,
+    jitter: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Limits {
+    memory_bytes: u64,
+    timeout_ms: u64,
+    fuel: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Grants {
+    dirs: Vec<DirGrant>,
+    env: Vec<String>,
+    stdio: Stdio,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DirGrant {
+    host: String,
+    guest: String,
+    writable: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Stdio {
+    Log,
+    Inherit,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RunSettings {
+    max_steps: u64,
+    parallelism: u64,
+    bounds: HostBounds,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HostBounds {
+    max_value_bytes: u64,
+    max_key_bytes: u64,
+    max_next_tasks: u64,
+    max_log_bytes: u64,
+    max_written_bytes: u64,
+    max_channel_bytes: u64,
+    max_queued_tasks: u64,
+    max_queued_input_bytes: u64,
+    max_checkpoints: u64,
+    max_checkpoint_bytes: u64,
+    max_module_bytes: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Graph {
+    nodes: BTreeMap<String, Node>,
+    successors: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Node {
+    Task,
+    Group(GroupDef),
+}
+
+#[derive(Serialize, Deserialize)]
+struct GroupDef {
+    members: Vec<String>,
+    policy: GroupPolicy,
+}
+
+#[derive(Serialize, Deserialize)]
+enum GroupPolicy {
+    Strict,
+    BestEffort,
+    AtLeast(u32),
+    Critical(Vec<String>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    session_id: String,
+    input: String,
+    queue: Vec<Spec>,
+    completed: Vec<String>,
+    last_completed: Option<String>,
+    last_cycle: u32,
+    cycle_counts: BTreeMap<String, u32>,
+    id_counters: BTreeMap<String, u32>,
+    steps: u64,
+    last_result: Option<String>,
+    dynamic_tasks: BTreeMap<String, String>,
+    pending_input: Vec<InputRequest>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Spec {
+    id: String,
+    target: SpecTarget,
+    origin: SpecOrigin,
+    node: Option<String>,
+    cycle_key: String,
+    input: Option<String>,
+    attempt: u32,
+    not_before_ms: u64,
+    last_error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum SpecTarget {
+    Task(String),
+    Group(String),
+}
+
+#[derive(Serialize, Deserialize)]
+enum SpecOrigin {
+    Flow,
+    Dynamic,
+    Iteration(u32),
+}
+
+/// A task's request for human input, kept while it waits for an answer.
+/// Reserved in schema 2; this host writes none and refuses a checkpoint that
+/// holds any (it cannot answer them).
+#[derive(Serialize, Deserialize)]
+struct InputRequest {
+    id: String,
+    task_id: String,
+    kind: InputKind,
+    prompt: String,
+    options: Vec<String>,
+    timeout_ms: u64,
+    requested_at_ms: u64,
+    answer: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum InputKind {
+    Approval,
+    Text,
+    Selection,
+    MultiSelection,
+    Custom,
+}
+
+fn lossy(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+impl<'a> ContextOut<'a> {
+    /// The schema-2 form of a run at a task boundary.
+    pub fn new(
+        checkpoint_id: &'a str,
+        wf: &model::Workflow,
+        s: &RunState,
+        channel: &'a BTreeMap<String, Json>,
+    ) -> ContextOut<'a> {
+        let b = &wf.settings.bounds;
+        let workflow = Workflow {
+            name: wf.name.clone(),
+            flow: wf.flow.clone(),
+            start: wf.start.clone(),
+            modules: wf
+                .modules
+                .iter()
+                .map(|(k, m)| (k.clone(), ModuleRef { path: lossy(&m.path), sha256: *m.sha256.as_bytes(), size: m.size }))
+                .collect(),
+            tasks: wf
+                .tasks
+                .iter()
+                .map(|(k, t)| {
+                    let def = TaskDef {
+                        name: t.name.clone(),
+                        module: t.module.clone(),
+                        export: t.export.clone(),
+                        inputs: t.inputs.clone(),
+                        max_cycles: t.max_cycles,
+                        retry: RetryPolicy {
+                            max_retries: t.retry.max_retries,
+                            initial_ms: t.retry.initial_ms,
+                            factor: t.retry.factor,
+                            max_ms: t.retry.max_ms,
+                            jitter: t.retry.jitter,
+                        },
+                        limits: Limits {
+                            memory_bytes: t.limits.memory_bytes,
+                            timeout_ms: t.limits.timeout_ms,
+                            fuel: t.limits.fuel,
+                        },
+                        grants: Grants {
+                            dirs: t
+                                .grants
+                                .dirs
+                                .iter()
+                                .map(|d| DirGrant { host: lossy(&d.host), guest: d.guest.clone(), writable: d.writable })
+                                .collect(),
+                            env: t.grants.env.clone(),
+                            stdio: match t.grants.stdio {
+                                model::Stdio::Log => Stdio::Log,
+                                model::Stdio::Inherit => Stdio::Inherit,
+                            },
+                        },
+                        reuse_instance: t.reuse_instance,
+                    };
+                    (k.clone(), def)
+                })
+                .collect(),
+            graph: Graph {
+                nodes: wf
+                    .graph
+                    .nodes
+                    .iter()
+                    .map(|(k, n)| {
+                        let node = match n {
+                            model::Node::Task => Node::Task,
+                            model::Node::Group(g) => Node::Group(GroupDef {
+                                members: g.members.clone(),
+                                policy: match &g.policy {
+                                    model::GroupPolicy::Strict => GroupPolicy::Strict,
+                                    model::GroupPolicy::BestEffort => GroupPolicy::BestEffort,
+                                    model::GroupPolicy::AtLeast(n) => GroupPolicy::AtLeast(*n),
+                                    model::GroupPolicy::Critical(c) => GroupPolicy::Critical(c.clone()),
+                                },
+                            }),
+                        };
+                        (k.clone(), node)
+                    })
+                    .collect(),
+                successors: wf.graph.successors.clone(),
+            },
+            settings: RunSettings {
+                max_steps: wf.settings.max_steps,
+                parallelism: wf.settings.parallelism as u64,
+                bounds: HostBounds {
+                    max_value_bytes: b.max_value_bytes,
+                    max_key_bytes: b.max_key_bytes,
+                    max_next_tasks: b.max_next_tasks,
+                    max_log_bytes: b.max_log_bytes,
+                    max_written_bytes: b.max_written_bytes,
+                    max_channel_bytes: b.max_channel_bytes,
+                    max_queued_tasks: b.max_queued_tasks,
+                    max_queued_input_bytes: b.max_queued_input_bytes,
+                    max_checkpoints: b.max_checkpoints,
+                    max_checkpoint_bytes: b.max_checkpoint_bytes,
+                    max_module_bytes: b.max_module_bytes,
+                },
+            },
+        };
+        let text = |j: &Json| j.as_str().to_string();
+        let state = State {
+            session_id: s.session_id.clone(),
+            input: text(&s.input),
+            queue: s
+                .queue
+                .iter()
+                .map(|q| Spec {
+                    id: q.id.clone(),
+                    target: match &q.target {
+                        Target::Task(t) => SpecTarget::Task(t.clone()),
+                        Target::Group(g) => SpecTarget::Group(g.clone()),
+                    },
+                    origin: match q.origin {
+                        Origin::Flow => SpecOrigin::Flow,
+                        Origin::Dynamic => SpecOrigin::Dynamic,
+                        Origin::Iteration { cycle } => SpecOrigin::Iteration(cycle),
+                    },
+                    node: q.node.clone(),
+                    cycle_key: q.cycle_key.clone(),
+                    input: q.input.as_ref().map(text),
+                    attempt: q.attempt,
+                    not_before_ms: q.not_before_ms,
+                    last_error: q.last_error.clone(),
+                })
+                .collect(),
+            completed: s.completed.clone(),
+            last_completed: s.last_completed.clone(),
+            last_cycle: s.last_cycle,
+            cycle_counts: s.cycle_counts.clone(),
+            id_counters: s.id_counters.clone(),
+            steps: s.steps,
+            last_result: s.last_result.as_ref().map(text),
+            dynamic_tasks: s.dynamic_tasks.clone(),
+            pending_input: Vec::new(),
+        };
+        ContextOut { checkpoint_id, workflow, state, channel }
+    }
+}
+
+impl ContextIn<'_> {
+    /// Convert to the engine's types, checking stored JSON unless `values`
+    /// trusts it.
+    pub fn into_context(self, values: Values) -> Result<Context, Invalid> {
+        let w = self.workflow;
+        let b = w.settings.bounds;
+        let workflow = model::Workflow {
+            name: w.name,
+            flow: w.flow,
+            start: w.start,
+            modules: w
+                .modules
+                .into_iter()
+                .map(|(k, m)| {
+                    let module =
+                        model::ModuleRef { path: PathBuf::from(m.path), sha256: Sha256::from_bytes(m.sha256), size: m.size };
+                    (k, module)
+                })
+                .collect(),
+            tasks: w
+                .tasks
+                .into_iter()
+                .map(|(k, t)| {
+                    let def = model::TaskDef {
+                        name: t.name,
+                        module: t.module,
+                        export: t.export,
+                        inputs: t.inputs,
+                        max_cycles: t.max_cycles,
+                        retry: model::RetryPolicy {
+                            max_retries: t.retry.max_retries,
+                            initial_ms: t.retry.initial_ms,
+                            factor: t.retry.factor,
+                            max_ms: t.retry.max_ms,
+                            jitter: t.retry.jitter,
+                        },
+                        limits: model::Limits {
+                            memory_bytes: t.limits.memory_bytes,
+                            timeout_ms: t.limits.timeout_ms,
+                            fuel: t.limits.fuel,
+                        },
+                        grants: model::Grants {
+                            dirs: t
+                                .grants
+                                .dirs
+                                .into_iter()
+                                .map(|d| model::DirGrant { host: PathBuf::from(d.host), guest: d.guest, writable: d.writable })
+                                .collect(),
+                            env: t.grants.env,
+                            stdio: match t.grants.stdio {
+                                Stdio::Log => model::Stdio::Log,
+                                Stdio::Inherit => model::Stdio::Inherit,
+                            },
+                        },
+                        reuse_instance: t.reuse_instance,
+                    };
+                    (k, def)
+                })
+                .collect(),
+            graph: model::Graph {
+                nodes: w
+                    .graph
+                    .nodes
+                    .into_iter()
+                    .map(|(k, n)| {
+                        let node = match n {
+                            Node::Task => model::Node::Task,
+                            Node::Group(g) => model::Node::Group(model::GroupDef {
+                                members: g.members,
+                                policy: match g.policy {
+                                    GroupPolicy::Strict => model::GroupPolicy::Strict,
+                                    GroupPolicy::BestEffort => model::GroupPolicy::BestEffort,
+                                    GroupPolicy::AtLeast(n) => model::GroupPolicy::AtLeast(n),
+                                    GroupPolicy::Critical(c) => model::GroupPolicy::Critical(c),
+                                },
+                            }),
+                        };
+                        (k, node)
+                    })
+                    .collect(),
+                successors: w.graph.successors,
+            },
+            settings: model::RunSettings {
+                max_steps: w.settings.max_steps,
+                parallelism: usize::try_from(w.settings.parallelism).unwrap_or(usize::MAX),
+                bounds: model::HostBounds {
+                    max_value_bytes: b.max_value_bytes,
+                    max_key_bytes: b.max_key_bytes,
+                    max_next_tasks: b.max_next_tasks,
+                    max_log_bytes: b.max_log_bytes,
+                    max_written_bytes: b.max_written_bytes,
+                    max_channel_bytes: b.max_channel_bytes,
+                    max_queued_tasks: b.max_queued_tasks,
+                    max_queued_input_bytes: b.max_queued_input_bytes,
+                    max_checkpoints: b.max_checkpoints,
+                    max_checkpoint_bytes: b.max_checkpoint_bytes,
+                    max_module_bytes: b.max_module_bytes,
+                },
+            },
+        };
+        let s = self.state;
+        if !s.pending_input.is_empty() {
+            return Err(Invalid(format!(
+                "the run waits for {} human-input request(s), which this graflow-host cannot answer",
+                s.pending_input.len()
+            )));
+        }
+        let mut state = RunState::empty(s.session_id, json(&s.input, values, &|| "the run input".into())?);
+        let mut queue = Queue::default();
+        for q in s.queue {
+            let input = q.input.map(|i| json(&i, values, &|| format!("the input of queued '{}'", q.id))).transpose()?;
+            queue.push_back(TaskSpec {
+                target: match q.target {
+                    SpecTarget::Task(t) => Target::Task(t),
+                    SpecTarget::Group(g) => Target::Group(g),
+                },
+                origin: match q.origin {
+                    SpecOrigin::Flow => Origin::Flow,
+                    SpecOrigin::Dynamic => Origin::Dynamic,
+                    SpecOrigin::Iteration(cycle) => Origin::Iteration { cycle },
+                },
+                node: q.node,
+                cycle_key: q.cycle_key,
+                input,
+                attempt: q.attempt,
+                not_before_ms: q.not_before_ms,
+                last_error: q.last_error,
+                id: q.id,
+            });
+        }
+        state.queue = queue;
+        for id in &s.completed {
+            state.mark_completed(id);
+        }
+        state.last_completed = s.last_completed;
+        state.last_cycle = s.last_cycle;
+        state.cycle_counts = s.cycle_counts;
+        state.id_counters = s.id_counters;
+        state.steps = s.steps;
+        state.last_result = s.last_result.map(|r| json(&r, values, &|| "the last result".into())).transpose()?;
+        state.dynamic_tasks = s.dynamic_tasks;
+        let channel = self
+            .channel
+            .into_iter()
+            .map(|(k, v)| Ok((k.clone(), json(v, values, &|| format!("channel key '{k}'"))?)))
+            .collect::<Result<_, Invalid>>()?;
+        Ok(Context { checkpoint_id: self.checkpoint_id, workflow, state, channel })
+    }
+}

@@ -1,0 +1,261 @@
+//! Writing checkpoints: [`CheckpointStore`], the engine's sink for one run.
+//!
+//! A commit holds the directory's exclusive lock. It stores the code of every
+//! module in the module store, then writes `.ctx`, `.state.json` and last the
+//! signed `.meta.json`, each durably and never over an existing file.
+
+use super::directory::{DirLock, remove_stale_temps_under};
+use super::layout::with_ext;
+use super::schema::{
+    ContentDigest, FileDigest, ModuleFile, OriginFile, PendingKind, PendingTask, StateFile, v2,
+};
+use super::signing::SigningKey;
+use super::{CheckpointError, format, fsutil, io};
+use crate::digest::Sha256;
+use crate::engine::{CheckpointMode, CheckpointRequest, CheckpointSink, Origin, RunState, SinkError, Target, Written};
+use crate::json::Json;
+use crate::model::Workflow;
+use crate::module_store::{ModuleBytes, ModuleStore};
+use std::collections::BTreeMap;
+use std::io::Seek;
+use std::path::{Path, PathBuf};
+
+/// Writes the checkpoints of one run into a checkpoint directory.
+pub struct CheckpointStore {
+    root: PathBuf,
+    modules: BTreeMap<String, ModuleBytes>,
+    /// The signing key; this machine's key is loaded (or made) at the first
+    /// write when none was given.
+    key: Option<SigningKey>,
+    /// The last checkpoint written: session, steps and base path.
+    last: Option<(String, u64, PathBuf)>,
+}
+
+impl CheckpointStore {
+    /// A store writing into `root` (created on first write), storing the code
+    /// in `modules` (by module name: the bytes that run) and signing with
+    /// `key` (this machine's key when `None`).
+    pub fn new(
+        root: impl Into<PathBuf>,
+        modules: BTreeMap<String, ModuleBytes>,
+        key: Option<SigningKey>,
+    ) -> CheckpointStore {
+        CheckpointStore { root: root.into(), modules, key, last: None }
+    }
+
+    /// The checkpoint directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Put the code of every module of `workflow` in the module store: the
+    /// bytes the run loaded, which have the digest the workflow records.
+    fn store_modules(&self, workflow: &Workflow) -> Result<u64, CheckpointError> {
+        let store = ModuleStore::of_checkpoints(&self.root);
+        let mut bytes = 0;
+        for (name, m) in &workflow.modules {
+            let Some(code) = self.modules.get(name).filter(|c| c.digest() == m.sha256) else {
+                return Err(CheckpointError::ModuleNotLoaded { module: name.clone(), sha256: m.sha256 });
+            };
+            if !store.contains(&m.sha256) {
+                store.put(code).map_err(|e| CheckpointError::Store(Box::new(e)))?;
+                bytes += code.len();
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Write a checkpoint. One not asked for by a task (automatic, interrupt,
+    /// max-steps) at the boundary where the last one was written is that same
+    /// checkpoint: nothing changed in between, so it is not written twice.
+    pub fn write_checkpoint(
+        &mut self,
+        workflow: &Workflow,
+        state: &RunState,
+        channel: &BTreeMap<String, Json>,
+        request: &CheckpointRequest,
+    ) -> Result<Written, CheckpointError> {
+        if request.mode != CheckpointMode::Deferred
+            && let Some((session, steps, base)) = &self.last
+            && session == &state.session_id
+            && *steps == state.steps
+        {
+            return Ok(Written { id: base.display().to_string(), bytes: 0, fresh: false });
+        }
+        let (base, bytes) = self.commit(workflow, state, channel, request)?;
+        self.last = Some((state.session_id.clone(), state.steps, base.clone()));
+        Ok(Written { id: base.display().to_string(), bytes, fresh: true })
+    }
+
+    fn commit(
+        &mut self,
+        workflow: &Workflow,
+        state: &RunState,
+        channel: &BTreeMap<String, Json>,
+        request: &CheckpointRequest,
+    ) -> Result<(PathBuf, u64), CheckpointError> {
+        if !super::schema::is_valid_id(&state.session_id) {
+            return Err(CheckpointError::BadId { id: state.session_id.clone() });
+        }
+        if self.key.is_none() {
+            self.key = Some(SigningKey::load_or_create()?);
+        }
+        let _lock = DirLock::exclusive(&self.root)?;
+        remove_stale_temps_under(&self.root);
+        let module_bytes = self.store_modules(workflow)?;
+        let dir = self.root.join(&state.session_id);
+        fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
+        let estimate: u64 = channel.iter().map(|(k, v)| (k.len() + v.len() + 8) as u64).sum();
+        // Ids are `<session>_<steps>_<n>`: the first n whose files are all
+        // absent. Files are created, never replaced, so a racing writer
+        // (without the lock: an older host) makes this pick the next n.
+        for n in 1u32.. {
+            let id = format!("{}_{}_{n}", state.session_id, state.steps);
+            let base = dir.join(&id);
+            if ["ctx", "state.json", "meta.json"].iter().any(|e| with_ext(&base, e).exists()) {
+                continue;
+            }
+            match self.write_files(&base, &id, workflow, state, channel, request, estimate) {
+                Err(CheckpointError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+                Ok(bytes) => return Ok((base, bytes + module_bytes)),
+            }
+        }
+        Err(CheckpointError::BadId { id: state.session_id.clone() })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_files(
+        &self,
+        base: &Path,
+        id: &str,
+        workflow: &Workflow,
+        state: &RunState,
+        channel: &BTreeMap<String, Json>,
+        request: &CheckpointRequest,
+        estimate: u64,
+    ) -> Result<u64, CheckpointError> {
+        let ctx_path = with_ext(base, "ctx");
+        let (digest, ctx_size) = fsutil::write_durable_new_with(&ctx_path, |file| {
+            let digest = format::write(&mut fsutil::EagerWriteback::new(file), id, workflow, state, channel)?;
+            Ok((digest, file.stream_position()?))
+        })
+        .map_err(|e| written_error(&ctx_path, e, estimate))?;
+        let encode = |path: &Path, e: serde_json::Error| CheckpointError::Json { path: path.to_path_buf(), message: e.to_string() };
+        let state_path = with_ext(base, "state.json");
+        let mut state_json = serde_json::to_vec_pretty(&state_file(id, workflow, state)).map_err(|e| encode(&state_path, e))?;
+        state_json.push(b'\n');
+        fsutil::write_durable_new(&state_path, &state_json).map_err(|e| written_error(&state_path, e, 0))?;
+        let record = v2::Record {
+            checkpoint_id: id.to_string(),
+            session_id: state.session_id.clone(),
+            created_at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            steps: state.steps,
+            start_node: workflow.start.clone(),
+            backend: "local".into(),
+            workflow: workflow.name.clone(),
+            user_metadata: enriched(request),
+            files: BTreeMap::from([
+                ("ctx".to_string(), FileDigest { digest: ContentDigest::Sha256(digest), size: ctx_size }),
+                (
+                    "state".to_string(),
+                    FileDigest {
+                        digest: ContentDigest::Sha256(Sha256::of(&state_json)),
+                        size: state_json.len() as u64,
+                    },
+                ),
+            ]),
+        };
+        let meta_path = with_ext(base, "meta.json");
+        let Some(key) = &self.key else { return Err(CheckpointError::Key(super::signing::KeyError::NoHome)) };
+        let meta = v2::meta_file(&record, key).map_err(|e| encode(&meta_path, e))?;
+        fsutil::write_durable_new(&meta_path, &meta).map_err(|e| written_error(&meta_path, e, 0))?;
+        Ok(ctx_size + state_json.len() as u64 + meta.len() as u64)
+    }
+}
+
+/// A write error, saying plainly when the disk is full.
+fn written_error(path: &Path, source: std::io::Error, needed: u64) -> CheckpointError {
+    if source.raw_os_error() == Some(libc::ENOSPC) || source.raw_os_error() == Some(libc::EDQUOT) {
+        return CheckpointError::DiskFull { path: path.to_path_buf(), needed };
+    }
+    CheckpointError::Io { path: path.to_path_buf(), source }
+}
+
+impl CheckpointSink for CheckpointStore {
+    fn write(
+        &mut self,
+        workflow: &Workflow,
+        state: &RunState,
+        channel: &BTreeMap<String, Json>,
+        request: &CheckpointRequest,
+    ) -> Result<Written, SinkError> {
+        Ok(self.write_checkpoint(workflow, state, channel, request)?)
+    }
+}
+
+/// The task's metadata, with task_id, cycle_count, elapsed_time and mode added
+/// where the task did not set them (the task's keys win).
+fn enriched(r: &CheckpointRequest) -> serde_json::Value {
+    let mut map = match r.user_metadata.to_value() {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let defaults = [
+        ("task_id", serde_json::json!(r.task_id)),
+        ("cycle_count", serde_json::json!(r.cycle_count)),
+        ("elapsed_time", serde_json::json!(r.elapsed_time)),
+        ("mode", serde_json::json!(r.mode.as_str())),
+    ];
+    for (k, v) in defaults {
+        map.entry(k).or_insert(v);
+    }
+    serde_json::Value::Object(map)
+}
+
+fn state_file(id: &str, workflow: &Workflow, state: &RunState) -> StateFile {
+    let pending_tasks = state
+        .queue
+        .iter()
+        .map(|s| {
+            let (kind, target) = match &s.target {
+                Target::Task(t) => (PendingKind::Task, t.clone()),
+                Target::Group(g) => (PendingKind::Group, g.clone()),
+            };
+            PendingTask {
+                task_id: s.id.clone(),
+                kind,
+                target,
+                origin: Some(match s.origin {
+                    Origin::Flow => OriginFile::Flow,
+                    Origin::Dynamic => OriginFile::Dynamic,
+                    Origin::Iteration { cycle } => OriginFile::Iteration { cycle },
+                }),
+                input: s.input.as_ref().and_then(|i| i.to_value().ok()),
+                retry_count: s.attempt,
+                last_error: s.last_error.clone(),
+            }
+        })
+        .collect();
+    StateFile {
+        schema_version: super::schema::CURRENT.to_string(),
+        checkpoint_id: id.to_string(),
+        session_id: state.session_id.clone(),
+        start_node: workflow.start.clone(),
+        steps: state.steps,
+        completed_tasks: state.completed.clone(),
+        last_completed: state.last_completed.clone(),
+        cycle_counts: state.cycle_counts.clone(),
+        pending_tasks,
+        pending_input: Vec::new(),
+        resuming_task_id: None,
+        backend: BTreeMap::from([("channel".to_string(), "memory".to_string())]),
+        modules: workflow
+            .modules
+            .iter()
+            .map(|(k, m)| (k.clone(), ModuleFile { path: m.path.clone(), sha256: m.sha256, size: m.size }))
+            .collect(),
+    }
+}

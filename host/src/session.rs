@@ -1,0 +1,464 @@
+//! One library entry point for a run: [`Session::start`] a run from a workflow
+//! file, or [`Session::resume`] one from a checkpoint; then [`Session::run`] it
+//! to its end. The session sizes the wasm engine once (from
+//! [`EngineNeeds`]), loads module code (hashed once, when read), and hands the
+//! engine its runner, channel and checkpoint sink; the engine writes every
+//! kind of checkpoint. The CLI, the tests and the benchmarks all run through
+//! here.
+
+use crate::channel::MemoryChannel;
+use crate::checkpoint::{self, CheckpointError, CheckpointStore, Loaded, SignatureStatus, SigningKey, Trust};
+use crate::digest::Sha256;
+use crate::engine::{CheckpointSink, Engine, NoCheckpoints, RunError, RunReport, RunState};
+use crate::json::Json;
+use crate::model::{EngineNeeds, LoadError, ModuleLoadError, ModuleRef, Workflow, WorkflowFile};
+use crate::module_store::{ModuleBytes, ModuleStore, StoreError};
+use crate::sandbox::Sandbox;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How a run is carried out (the same for a start and a resume).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The compiled-module cache (`None`: compile every time).
+    pub cache_dir: Option<PathBuf>,
+    /// Where a started run writes checkpoints (`None`: a checkpoint request
+    /// fails the run). A resume writes beside the checkpoint it resumes.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Also checkpoint after every N completed tasks.
+    pub checkpoint_every: Option<u64>,
+    /// Stop (and checkpoint) once this many tasks completed in the whole run,
+    /// instead of the workflow's `max_steps`.
+    pub max_steps: Option<u64>,
+    /// The run's id (a new random one when `None`).
+    pub session_id: Option<String>,
+    /// The key that signs and verifies checkpoints (this machine's key,
+    /// made on first use, when `None`).
+    pub key: Option<SigningKey>,
+}
+
+/// What a resume does when a module's file changed since the checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ModuleChange {
+    /// Refuse: resuming would run other code than the checkpoint recorded.
+    #[default]
+    Refuse,
+    /// Run the new code, and record its digest (and store its bytes) in every
+    /// later checkpoint (`--allow-module-change`).
+    Allow,
+}
+
+/// How a checkpoint is resumed.
+#[derive(Debug, Clone, Copy)]
+pub struct ResumeOptions {
+    /// What to do when a module changed.
+    pub module_change: ModuleChange,
+    /// Whether a checkpoint not signed by this machine's key may be resumed.
+    pub trust: Trust,
+}
+
+impl Default for ResumeOptions {
+    fn default() -> Self {
+        ResumeOptions { module_change: ModuleChange::Refuse, trust: Trust::Signed }
+    }
+}
+
+/// Why a run could not be started or resumed. Each names the thing at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The workflow file was refused.
+    #[error(transparent)]
+    Workflow(#[from] LoadError),
+    /// The checkpoint was refused.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The wasm engine could not be built.
+    #[error("cannot start the wasm engine: {0}")]
+    Engine(String),
+    /// An option has a value that cannot work.
+    #[error("{0}")]
+    Option(String),
+    /// A module of a checkpoint could not be loaded.
+    #[error("module '{module}'")]
+    Module {
+        /// The module.
+        module: String,
+        /// Why.
+        source: ModuleLoadError,
+    },
+    /// A module's file changed since the checkpoint and the change is refused.
+    #[error(
+        "module '{module}' changed: the checkpoint recorded sha256 {expected}, but {} has sha256 {found}; \
+         resuming would run different code (pass --allow-module-change to resume with it anyway)",
+        path.display()
+    )]
+    ModuleChanged {
+        /// The module.
+        module: String,
+        /// The digest the checkpoint recorded.
+        expected: Sha256,
+        /// The digest of the file now.
+        found: Sha256,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Neither the module store nor the original path has the recorded code.
+    #[error(
+        "module '{module}' (sha256 {sha256}) is missing: it is not at {} and the checkpoint directory has no copy",
+        original.display()
+    )]
+    ModuleMissing {
+        /// The module.
+        module: String,
+        /// Its digest.
+        sha256: Sha256,
+        /// The original path.
+        original: PathBuf,
+        /// What the module store said.
+        source: StoreError,
+    },
+    /// A module no longer exports a task the checkpoint needs.
+    #[error("module '{module}' no longer exports task '{export}' (task '{task}')")]
+    NotExported {
+        /// The module.
+        module: String,
+        /// The export.
+        export: String,
+        /// The task.
+        task: String,
+    },
+}
+
+/// Stops a running session: no new task starts; after the grace period,
+/// running tasks are stopped (and queued again).
+#[derive(Clone)]
+pub struct StopHandle {
+    interrupt: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
+}
+
+impl StopHandle {
+    /// Ask the run to stop at the next task boundary (where it checkpoints),
+    /// giving running tasks `grace` to finish.
+    pub fn stop(&self, grace: Duration) {
+        if self.interrupt.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let abort = self.abort.clone();
+        let spawned = std::thread::Builder::new().name("graflow-grace".into()).spawn(move || {
+            std::thread::sleep(grace);
+            abort.store(true, Ordering::SeqCst);
+        });
+        if spawned.is_err() {
+            self.abort.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// True once a stop was asked for.
+    pub fn is_stopping(&self) -> bool {
+        self.interrupt.load(Ordering::SeqCst)
+    }
+}
+
+/// A run ready to go: its workflow, loaded modules, state, channel and sink.
+pub struct Session {
+    workflow: Arc<Workflow>,
+    sandbox: Sandbox,
+    state: RunState,
+    channel: Arc<MemoryChannel>,
+    sink: Box<dyn CheckpointSink>,
+    checkpoint_dir: Option<PathBuf>,
+    interrupt: Arc<AtomicBool>,
+    checkpoint_every: Option<u64>,
+    max_steps: Option<u64>,
+    warnings: Vec<String>,
+    resumed: Option<Resumed>,
+}
+
+/// About the checkpoint a session resumes.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    /// Its base path.
+    pub base: PathBuf,
+    /// Its id.
+    pub checkpoint_id: String,
+    /// What its signature says.
+    pub signature: SignatureStatus,
+}
+
+/// A new run id: 32 hex digits.
+pub fn new_session_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn engine_error(e: wasmtime::Error) -> SessionError {
+    SessionError::Engine(format!("{e:#}"))
+}
+
+fn check_options(opts: &RunOptions) -> Result<(), SessionError> {
+    if opts.max_steps == Some(0) {
+        return Err(SessionError::Option("--max-steps must be at least 1".into()));
+    }
+    if let Some(id) = &opts.session_id
+        && !checkpoint::schema::is_valid_id(id)
+    {
+        return Err(SessionError::Option(format!("'{id}' is not a valid session id")));
+    }
+    Ok(())
+}
+
+impl Session {
+    /// Start a run of the workflow file at `path` with `input`.
+    pub fn start(path: &Path, input: Json, opts: RunOptions) -> Result<Session, SessionError> {
+        check_options(&opts)?;
+        let file = WorkflowFile::read(path)?;
+        let mut sandbox = Sandbox::for_needs(&file.needs(), opts.cache_dir.clone()).map_err(engine_error)?;
+        let workflow = file.resolve(&mut sandbox)?;
+        Session::new(workflow, sandbox, input, opts)
+    }
+
+    /// Start a run of a workflow built in code (benchmarks, tests): its modules
+    /// are read from their paths and must have the digests it records.
+    pub fn from_workflow(workflow: Workflow, input: Json, opts: RunOptions) -> Result<Session, SessionError> {
+        check_options(&opts)?;
+        let mut sandbox = Sandbox::for_needs(&EngineNeeds::of(&workflow), opts.cache_dir.clone()).map_err(engine_error)?;
+        for (name, m) in &workflow.modules {
+            let module_err = |source| SessionError::Module { module: name.clone(), source };
+            let code = ModuleBytes::read(&m.path, workflow.settings.bounds.max_module_bytes)
+                .map_err(|e| module_err(ModuleLoadError::Read(e)))?;
+            if code.digest() != m.sha256 {
+                return Err(SessionError::ModuleChanged {
+                    module: name.clone(),
+                    expected: m.sha256,
+                    found: code.digest(),
+                    path: m.path.clone(),
+                });
+            }
+            sandbox.load_module(name, &code).map_err(module_err)?;
+        }
+        Session::new(workflow, sandbox, input, opts)
+    }
+
+    fn new(workflow: Workflow, sandbox: Sandbox, input: Json, opts: RunOptions) -> Result<Session, SessionError> {
+        let session_id = opts.session_id.clone().unwrap_or_else(new_session_id);
+        let state = RunState::new(&workflow, session_id, input);
+        let sink: Box<dyn CheckpointSink> = match &opts.checkpoint_dir {
+            Some(dir) => Box::new(CheckpointStore::new(dir, sandbox.module_code(), opts.key.clone())),
+            None => Box::new(NoCheckpoints),
+        };
+        Ok(Session {
+            workflow: Arc::new(workflow),
+            sandbox,
+            state,
+            channel: Arc::new(MemoryChannel::default()),
+            sink,
+            checkpoint_dir: opts.checkpoint_dir,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            checkpoint_every: opts.checkpoint_every,
+            max_steps: opts.max_steps,
+            warnings: Vec::new(),
+            resumed: None,
+        })
+    }
+
+    /// Resume the run checkpointed at `path` (its base path or any of its
+    /// files). Its checkpoints go beside it; `opts.checkpoint_dir` is ignored.
+    pub fn resume(path: &Path, resume: ResumeOptions, opts: RunOptions) -> Result<Session, SessionError> {
+        check_options(&opts)?;
+        if path.is_dir() {
+            return Err(CheckpointError::IsDirectory { path: path.to_path_buf() }.into());
+        }
+        let key = match opts.key.clone() {
+            Some(k) => k,
+            None => SigningKey::load_or_create().map_err(CheckpointError::from)?,
+        };
+        let base = checkpoint::base_of(path);
+        let root = checkpoint::root_of(&base);
+        let loaded = {
+            let _shared = checkpoint::DirLock::shared(&root)?;
+            checkpoint::load(&base, &key, resume.trust)?
+        };
+        let Loaded { base, meta, signature, context, .. } = loaded;
+        let mut workflow = context.workflow;
+        let mut sandbox = Sandbox::for_needs(&EngineNeeds::of(&workflow), opts.cache_dir.clone()).map_err(engine_error)?;
+        let store = ModuleStore::of_checkpoints(&root);
+        let mut warnings = Vec::new();
+        let names: Vec<String> = workflow.modules.keys().cloned().collect();
+        for name in names {
+            let recorded = workflow.modules[&name].clone();
+            let (code, warning) = module_code(&store, &name, &recorded, resume.module_change, &workflow)?;
+            let tasks = sandbox
+                .load_module(&name, &code)
+                .map_err(|source| SessionError::Module { module: name.clone(), source })?;
+            for def in workflow.tasks.values().filter(|d| d.module == name) {
+                if !tasks.iter().any(|t| t.name == def.export) {
+                    return Err(SessionError::NotExported {
+                        module: name.clone(),
+                        export: def.export.clone(),
+                        task: def.name.clone(),
+                    });
+                }
+            }
+            if let Some(w) = warning {
+                warnings.push(w);
+                // Every later checkpoint records the code that actually runs.
+                workflow
+                    .modules
+                    .insert(name.clone(), ModuleRef { path: recorded.path, sha256: code.digest(), size: code.len() });
+            }
+        }
+        let sink = CheckpointStore::new(&root, sandbox.module_code(), Some(key));
+        Ok(Session {
+            workflow: Arc::new(workflow),
+            sandbox,
+            state: context.state,
+            channel: Arc::new(MemoryChannel::from_map(context.channel)),
+            sink: Box::new(sink),
+            checkpoint_dir: Some(root),
+            interrupt: Arc::new(AtomicBool::new(false)),
+            checkpoint_every: opts.checkpoint_every,
+            max_steps: opts.max_steps,
+            warnings,
+            resumed: Some(Resumed { base, checkpoint_id: meta.checkpoint_id, signature }),
+        })
+    }
+
+    /// The workflow being run.
+    pub fn workflow(&self) -> &Workflow {
+        &self.workflow
+    }
+
+    /// The run state (at the last task boundary).
+    pub fn state(&self) -> &RunState {
+        &self.state
+    }
+
+    /// The channel.
+    pub fn channel(&self) -> &Arc<MemoryChannel> {
+        &self.channel
+    }
+
+    /// The sandbox that runs the tasks.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// Where checkpoints go.
+    pub fn checkpoint_dir(&self) -> Option<&Path> {
+        self.checkpoint_dir.as_deref()
+    }
+
+    /// Warnings from loading (a module that changed and is run anyway).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The checkpoint this session resumes, if it does.
+    pub fn resumed(&self) -> Option<&Resumed> {
+        self.resumed.as_ref()
+    }
+
+    /// What the run will execute and grant: modules with their digests,
+    /// granted directories and environment variable names (printed before an
+    /// untrusted checkpoint is resumed).
+    pub fn describe_grants(&self) -> String {
+        let mut out = String::new();
+        for (name, m) in &self.workflow.modules {
+            out.push_str(&format!("  module {name}: sha256 {} ({} bytes)\n", m.sha256, m.size));
+        }
+        for (name, t) in &self.workflow.tasks {
+            for d in &t.grants.dirs {
+                let mode = if d.writable { "read-write" } else { "read-only" };
+                out.push_str(&format!("  task {name}: directory {} as {} ({mode})\n", d.host.display(), d.guest));
+            }
+            if !t.grants.env.is_empty() {
+                out.push_str(&format!("  task {name}: environment variables {}\n", t.grants.env.join(", ")));
+            }
+            if t.grants.stdio == crate::model::Stdio::Inherit {
+                out.push_str(&format!("  task {name}: writes to this terminal (stdio = inherit)\n"));
+            }
+        }
+        if out.is_empty() {
+            out.push_str("  nothing\n");
+        }
+        out
+    }
+
+    /// Make this session a new run of the same workflow with `input` (same
+    /// session id, same loaded modules, an empty channel): for running one
+    /// workflow many times (benchmarks, tests).
+    pub fn restart(&mut self, input: Json) {
+        self.state = RunState::new(&self.workflow, self.state.session_id.clone(), input);
+        self.channel = Arc::new(MemoryChannel::default());
+        self.interrupt.store(false, Ordering::SeqCst);
+    }
+
+    /// A handle that stops this run (signals, a timeout, another thread).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle { interrupt: self.interrupt.clone(), abort: self.sandbox.abort_handle() }
+    }
+
+    /// Run to the end: until the queue drains, a task terminates, cancels or
+    /// fails, `max_steps` is reached (checkpointed), or a stop is asked for
+    /// (checkpointed at the task boundary).
+    pub fn run(&mut self) -> Result<RunReport, RunError> {
+        let engine = Engine::new(self.workflow.clone(), &self.sandbox)
+            .with_interrupt(self.interrupt.clone())
+            .checkpoint_every(self.checkpoint_every)
+            .max_steps(self.max_steps);
+        engine.run(&mut self.state, &self.channel, self.sink.as_mut())
+    }
+}
+
+/// The code to resume module `name` with: the file at its original path if it
+/// is the recorded code (or if changes are allowed: then with a warning),
+/// else the verified copy in the module store.
+fn module_code(
+    store: &ModuleStore,
+    name: &str,
+    recorded: &ModuleRef,
+    change: ModuleChange,
+    workflow: &Workflow,
+) -> Result<(ModuleBytes, Option<String>), SessionError> {
+    let limit = workflow.settings.bounds.max_module_bytes;
+    match ModuleBytes::read(&recorded.path, limit) {
+        Ok(code) if code.digest() == recorded.sha256 => return Ok((code, None)),
+        Ok(code) => {
+            if change == ModuleChange::Refuse {
+                return Err(SessionError::ModuleChanged {
+                    module: name.into(),
+                    expected: recorded.sha256,
+                    found: code.digest(),
+                    path: recorded.path.clone(),
+                });
+            }
+            let warning = format!(
+                "module '{name}' changed since the checkpoint (sha256 {} then, {} now); resuming with the new code of {}, \
+                 and later checkpoints record it",
+                recorded.sha256,
+                code.digest(),
+                recorded.path.display()
+            );
+            return Ok((code, Some(warning)));
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(SessionError::Module { module: name.into(), source: ModuleLoadError::Read(e) }),
+    }
+    match store.get(&recorded.sha256, recorded.size) {
+        Ok(code) => Ok((code, None)),
+        Err(source @ StoreError::Missing { .. }) => Err(SessionError::ModuleMissing {
+            module: name.into(),
+            sha256: recorded.sha256,
+            original: recorded.path.clone(),
+            source,
+        }),
+        Err(e) => Err(SessionError::Checkpoint(CheckpointError::Store(Box::new(e)))),
+    }
+}
+
+/// What [`BTreeMap`] of module code a checkpoint store gets (re-exported for
+/// callers that build stores themselves).
+pub type ModuleCode = BTreeMap<String, ModuleBytes>;
