@@ -319,17 +319,6 @@ fn a_checkpoint_directory_moves_to_another_machine() {
     assert_eq!(out.ok().json(), expected);
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target)
-        } else {
-            std::fs::copy(entry.path(), target).map(|_| ()).unwrap()
-        }
-    }
-}
 
 #[test]
 fn single_byte_flips_never_resume_wrongly() {
@@ -401,10 +390,6 @@ fn kill_9_at_any_point_resumes_to_the_same_result() {
     assert!(killed >= 20, "only {killed} of {points} runs were killed before they finished");
 }
 
-fn sigint(child: &std::process::Child) {
-    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-}
 
 #[test]
 fn ctrl_c_checkpoints_at_the_boundary_and_prints_the_resume_command() {

@@ -9,6 +9,12 @@ use serde_json::json;
 /// A component implementing the task contract by hand: `tasks` declares one
 /// task, `hostile`; `run` executes `body` (core wasm instructions).
 fn hostile_component(body: &str) -> Vec<u8> {
+    component_with(body, "(i32.const 16)")
+}
+
+/// [`hostile_component`] whose `tasks` export runs `tasks_body` (which must
+/// leave the address 16 of the task list on the stack).
+pub fn component_with(body: &str, tasks_body: &str) -> Vec<u8> {
     let wat = format!(
         r#"(component
   (core module $m
@@ -23,7 +29,7 @@ fn hostile_component(body: &str) -> Vec<u8> {
     (data (i32.const 32) "\64\00\00\00\07\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00")
     (data (i32.const 100) "hostile")
     (func $recurse (call $recurse))
-    (func (export "tasks") (result i32) (i32.const 16))
+    (func (export "tasks") (result i32) {tasks_body})
     (func (export "run") (param i32 i32 i32 i32) (result i32) {body} (i32.const 0)))
   (core instance $i (instantiate $m))
   (type $decl (record (field "name" string) (field "inputs" (list string)) (field "description" string)))

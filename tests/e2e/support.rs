@@ -166,3 +166,21 @@ pub fn run_lib(wf: &Wf, input: serde_json::Value) -> LibRun {
 pub fn scripts(v: serde_json::Value) -> serde_json::Value {
     serde_json::json!({ "scripts": v })
 }
+
+/// Copy a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target)
+        } else {
+            std::fs::copy(entry.path(), target).map(|_| ()).unwrap()
+        }
+    }
+}
+
+pub fn sigint(child: &std::process::Child) {
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}

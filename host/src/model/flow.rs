@@ -38,7 +38,13 @@ pub struct FlowError {
 
 impl fmt::Display for FlowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.flow.lines().nth(self.line - 1).unwrap_or("");
+        let full = self.flow.lines().nth(self.line.saturating_sub(1)).unwrap_or("");
+        // A long line is shown as a window around the column.
+        let chars: Vec<char> = full.chars().collect();
+        let start = self.column.saturating_sub(1).saturating_sub(40);
+        let end = (self.column + 40).min(chars.len());
+        let text: String = chars.get(start..end).map(|c| c.iter().collect()).unwrap_or_default();
+        let column = self.column - start;
         let place = if self.flow.lines().count() > 1 {
             format!("line {}, column {}", self.line, self.column)
         } else {
@@ -48,7 +54,7 @@ impl fmt::Display for FlowError {
             f,
             "flow syntax error at {place}: {}\n  {text}\n  {}^",
             self.message,
-            " ".repeat(self.column.saturating_sub(1))
+            " ".repeat(column.saturating_sub(1))
         )
     }
 }
@@ -427,5 +433,20 @@ mod tests {
         let text = parse("a >> >> b").unwrap_err().to_string();
         assert!(text.contains("column 6"), "{text}");
         assert!(text.ends_with("  a >> >> b\n       ^"), "{text:?}");
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_long_flows_parse() {
+        let ok = format!("{}a{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        let deep = format!("{}a{}", "(".repeat(20_000), ")".repeat(20_000));
+        let err = parse(&deep).unwrap_err();
+        assert_eq!(err.column, MAX_DEPTH + 1);
+        assert!(err.to_string().len() < 400, "the caret display is a window: {}", err.to_string().len());
+        let names: Vec<String> = (0..100_000).map(|i| format!("t{i}")).collect();
+        let g = parse(&names.join(" >> ")).unwrap();
+        assert_eq!((g.tasks.len(), g.edges.len()), (100_000, 99_999));
+        let wide = parse(&names.join(" | ")).unwrap();
+        assert_eq!(wide.groups[0].1.len(), 100_000);
     }
 }

@@ -70,11 +70,12 @@ struct EnvelopeIn<'a> {
 
 /// The bytes of `<id>.meta.json` for `record`, signed with `key`.
 pub fn meta_file(record: &Record, key: &SigningKey) -> Result<Vec<u8>, serde_json::Error> {
-    let record = serde_json::value::to_raw_value(record)?;
+    let record = RawValue::from_string(serde_json::to_string_pretty(record)?)?;
     let mut message = MAC_CONTEXT.to_vec();
     message.extend_from_slice(record.get().as_bytes());
     let signature = Signature { algorithm: ALGORITHM.into(), key_id: key.id().into(), mac: key.sign(&message) };
-    let mut out = serde_json::to_vec_pretty(&EnvelopeOut { schema_version: "2", record: &record, signature: &signature })?;
+    let mut out =
+        serde_json::to_vec_pretty(&EnvelopeOut { schema_version: "2", record: &record, signature: &signature })?;
     out.push(b'\n');
     Ok(out)
 }

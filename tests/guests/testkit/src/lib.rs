@@ -75,8 +75,36 @@ fn script(input: ScriptInput) -> Result<Value, TaskError> {
                 channel::set(str_of(action, "key"), &"x".repeat(bytes))?;
             }
             "spawn_many" => {
+                let input = match arg("input_bytes").as_u64() {
+                    Some(n) => json!({"pad": "p".repeat(n as usize)}),
+                    None => Value::Null,
+                };
                 for _ in 0..arg("count").as_u64().unwrap_or(0) {
-                    control::next_task(str_of(action, "task"), &Value::Null)?;
+                    control::next_task(str_of(action, "task"), &input)?;
+                }
+            }
+            "fill" => {
+                let value = "f".repeat(arg("bytes").as_u64().unwrap_or(4096) as usize);
+                for i in 0..arg("count").as_u64().unwrap_or(0) {
+                    channel::set(&format!("fill{i}"), &value)?;
+                }
+            }
+            "raw" => {
+                // A host call with text that is not necessarily JSON; the
+                // refusal (if any) is appended to the channel list `refused`.
+                use graflow_guest::bindings::graflow::task::{channel as c, control as k, results as r};
+                let (key, text) = (str_of(action, "key"), str_of(action, "text"));
+                let refused = match str_of(action, "call") {
+                    "set" => c::set(key, text).err(),
+                    "append" => c::append(key, text).err(),
+                    "prepend" => c::prepend(key, text).err(),
+                    "set_result" => r::set_result(text).err(),
+                    "next_task" => k::next_task(key, text, false).err(),
+                    "checkpoint" => k::request_checkpoint(text).err(),
+                    other => Some(format!("unknown raw call '{other}'")),
+                };
+                if let Some(message) = refused {
+                    channel::append("refused", &message)?;
                 }
             }
             "read_file" => output = json!(std::fs::read_to_string(str_of(action, "path")).map_err(|e| e.to_string())),
