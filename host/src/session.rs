@@ -74,7 +74,7 @@ pub enum SessionError {
     Workflow(#[from] LoadError),
     /// The checkpoint was refused.
     #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
+    Checkpoint(Box<CheckpointError>),
     /// The wasm engine could not be built.
     #[error("cannot start the wasm engine: {0}")]
     Engine(String),
@@ -118,7 +118,7 @@ pub enum SessionError {
         /// The original path.
         original: PathBuf,
         /// What the module store said.
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// A module no longer exports a task the checkpoint needs.
     #[error("module '{module}' no longer exports task '{export}' (task '{task}')")]
@@ -130,6 +130,12 @@ pub enum SessionError {
         /// The task.
         task: String,
     },
+}
+
+impl From<CheckpointError> for SessionError {
+    fn from(e: CheckpointError) -> Self {
+        SessionError::Checkpoint(Box::new(e))
+    }
 }
 
 /// Stops a running session: no new task starts; after the grace period,
@@ -228,7 +234,7 @@ impl Session {
         for (name, m) in &workflow.modules {
             let module_err = |source| SessionError::Module { module: name.clone(), source };
             let code = ModuleBytes::read(&m.path, workflow.settings.bounds.max_module_bytes)
-                .map_err(|e| module_err(ModuleLoadError::Read(e)))?;
+                .map_err(|e| module_err(e.into()))?;
             if code.digest() != m.sha256 {
                 return Err(SessionError::ModuleChanged {
                     module: name.clone(),
@@ -286,9 +292,9 @@ impl Session {
         let mut sandbox = Sandbox::for_needs(&EngineNeeds::of(&workflow), opts.cache_dir.clone()).map_err(engine_error)?;
         let store = ModuleStore::of_checkpoints(&root);
         let mut warnings = Vec::new();
-        let names: Vec<String> = workflow.modules.keys().cloned().collect();
-        for name in names {
-            let recorded = workflow.modules[&name].clone();
+        let recorded_modules: Vec<(String, ModuleRef)> =
+            workflow.modules.iter().map(|(k, m)| (k.clone(), m.clone())).collect();
+        for (name, recorded) in recorded_modules {
             let (code, warning) = module_code(&store, &name, &recorded, resume.module_change, &workflow)?;
             let tasks = sandbox
                 .load_module(&name, &code)
@@ -445,7 +451,7 @@ fn module_code(
             return Ok((code, Some(warning)));
         }
         Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(SessionError::Module { module: name.into(), source: ModuleLoadError::Read(e) }),
+        Err(e) => return Err(SessionError::Module { module: name.into(), source: e.into() }),
     }
     match store.get(&recorded.sha256, recorded.size) {
         Ok(code) => Ok((code, None)),
@@ -453,9 +459,9 @@ fn module_code(
             module: name.into(),
             sha256: recorded.sha256,
             original: recorded.path.clone(),
-            source,
+            source: Box::new(source),
         }),
-        Err(e) => Err(SessionError::Checkpoint(CheckpointError::Store(Box::new(e)))),
+        Err(e) => Err(CheckpointError::Store(Box::new(e)).into()),
     }
 }
 

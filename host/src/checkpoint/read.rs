@@ -143,7 +143,12 @@ fn signature_of(meta: &Meta, message: Option<&[u8]>, key: &SigningKey) -> Signat
 
 /// Read a file recorded in the commit record, bounded by its recorded size,
 /// and check its size (and, for the state file, its digest).
-fn read_recorded(base: &Path, meta: &Meta, key: &str, ext: &str) -> Result<(PathBuf, Vec<u8>), CheckpointError> {
+fn read_recorded(
+    base: &Path,
+    meta: &Meta,
+    key: &str,
+    ext: &str,
+) -> Result<(PathBuf, Vec<u8>, ContentDigest), CheckpointError> {
     let path = with_ext(base, ext);
     let Some(recorded) = meta.files.get(key) else {
         return Err(CheckpointError::Json {
@@ -175,7 +180,7 @@ fn read_recorded(base: &Path, meta: &Meta, key: &str, ext: &str) -> Result<(Path
     if key == "state" && recorded.digest != ContentDigest::Sha256(crate::digest::Sha256::of(&bytes)) {
         return Err(torn(format!("{} does not match the digest its commit record gives", path.display())));
     }
-    Ok((path, bytes))
+    Ok((path, bytes, recorded.digest))
 }
 
 /// Load and verify the checkpoint at `path` (its base or any of its files).
@@ -190,7 +195,7 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
         return Err(CheckpointError::Untrusted { path: base, reason: reason.clone() });
     }
     let values = if distrust.is_none() { Values::Trusted } else { Values::Check };
-    let (state_path, state_bytes) = read_recorded(&base, &meta, "state", "state.json")?;
+    let (state_path, state_bytes, _) = read_recorded(&base, &meta, "state", "state.json")?;
     let state_file: StateFile = serde_json::from_slice(&state_bytes)
         .map_err(|e| CheckpointError::Json { path: state_path.clone(), message: e.to_string() })?;
     if state_file.schema_version != meta.schema_version.to_string() {
@@ -204,7 +209,7 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
             ),
         });
     }
-    let (ctx_path, ctx_bytes) = read_recorded(&base, &meta, "ctx", "ctx")?;
+    let (ctx_path, ctx_bytes, ctx_digest) = read_recorded(&base, &meta, "ctx", "ctx")?;
     let ctx_err = |error| CheckpointError::Context { path: ctx_path.clone(), error };
     let (version, _) = format::verify(&ctx_bytes).map_err(ctx_err)?;
     if version != meta.schema_version {
@@ -213,7 +218,7 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
             meta.schema_version
         ))));
     }
-    let context = format::decode(&ctx_bytes, values, &meta.files["ctx"].digest).map_err(|error| match error {
+    let context = format::decode(&ctx_bytes, values, &ctx_digest).map_err(|error| match error {
         format::FormatError::Checksum | format::FormatError::NotRecorded { .. } => CheckpointError::Torn {
             path: base.clone(),
             reason: format!("{} does not match its commit record ({error})", ctx_path.display()),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 pub enum ModuleLoadError {
     /// The file could not be read (missing, not a file, over `max_module_bytes`).
     #[error(transparent)]
-    Read(#[from] crate::files::ReadError),
+    Read(Box<crate::files::ReadError>),
     /// The file is not a WebAssembly component.
     #[error("{0}")]
     NotAComponent(String),
@@ -23,7 +23,7 @@ pub enum ModuleLoadError {
 pub enum LoadError {
     /// The workflow file could not be read.
     #[error(transparent)]
-    Read(#[from] crate::files::ReadError),
+    Read(Box<crate::files::ReadError>),
     /// The file is not valid TOML or does not fit the schema.
     #[error("{path}: {message}")]
     Syntax {
@@ -74,7 +74,7 @@ pub enum LoadError {
         /// The module file.
         file: PathBuf,
         /// The cause (names the module file).
-        source: crate::files::ReadError,
+        source: Box<crate::files::ReadError>,
     },
     /// A module file is not a WebAssembly component.
     #[error("{path}: module '{module}': {file} is not a WebAssembly component: {reason}")]
@@ -128,3 +128,15 @@ pub enum LoadError {
     },
 }
 
+
+impl From<crate::files::ReadError> for ModuleLoadError {
+    fn from(e: crate::files::ReadError) -> Self {
+        ModuleLoadError::Read(Box::new(e))
+    }
+}
+
+impl From<crate::files::ReadError> for LoadError {
+    fn from(e: crate::files::ReadError) -> Self {
+        LoadError::Read(Box::new(e))
+    }
+}
