@@ -7,14 +7,12 @@
 //! `schema/v2.rs`) through serde. The payload is streamed to the file.
 //!
 //! The checksum is XXH3-128 in schema 1 (detects damage, not tampering) and
-//! the first 16 bytes of the payload's SHA-256 from schema 2 on; the commit
-//! record then holds the whole SHA-256 and is signed. The payload is verified
+//! the first 16 bytes of the payload's BLAKE3 hash from schema 2 on; the
+//! commit record then holds the whole BLAKE3 hash and is signed. The payload is verified
 //! before it is decoded. Golden files (`host/tests/golden/`) pin each
 //! version's encoding.
 
 use super::schema::{self, Context, ContentDigest, SchemaVersion, Values, v1, v2};
-use crate::digest::Sha256;
-use sha2::Digest as _;
 use crate::engine::RunState;
 use crate::json::Json;
 use crate::model::Workflow;
@@ -61,7 +59,7 @@ pub enum FormatError {
 /// Passes bytes through to `inner`, hashing and counting them.
 struct Hashing<W> {
     inner: W,
-    hasher: sha2::Sha256,
+    hasher: blake3::Hasher,
     len: u64,
 }
 
@@ -78,19 +76,19 @@ impl<W: Write> Write for Hashing<W> {
 }
 
 /// Stream a schema-2 context into `out` as a `.ctx` file (no copy of the
-/// payload is held in memory); returns the payload's SHA-256.
+/// payload is held in memory); returns the payload's digest (BLAKE3).
 pub fn write<W: Write + Seek>(
     out: &mut W,
     checkpoint_id: &str,
     workflow: &Workflow,
     state: &RunState,
     channel: &BTreeMap<String, Json>,
-) -> std::io::Result<Sha256> {
+) -> std::io::Result<ContentDigest> {
     let ctx = v2::ContextOut::new(checkpoint_id, workflow, state, channel);
     out.write_all(&[0; HEADER])?;
     let mut hashing = Hashing {
         inner: std::io::BufWriter::with_capacity(1 << 20, &mut *out),
-        hasher: sha2::Sha256::new(),
+        hasher: blake3::Hasher::new(),
         len: 0,
     };
     bincode::serde::encode_into_std_write(&ctx, &mut hashing, bincode::config::standard()).map_err(|e| match e {
@@ -99,18 +97,18 @@ pub fn write<W: Write + Seek>(
     })?;
     hashing.flush()?;
     let len = hashing.len;
-    let digest = Sha256::from_bytes(hashing.hasher.clone().finalize().into());
+    let digest: [u8; 32] = hashing.hasher.finalize().into();
     drop(hashing);
     out.seek(SeekFrom::Start(0))?;
     out.write_all(&header(SchemaVersion::V2, short(&digest), len))?;
     out.seek(SeekFrom::End(0))?;
-    Ok(digest)
+    Ok(ContentDigest::Blake3(digest))
 }
 
 /// The header checksum of schema 2: the digest's first 16 bytes.
-fn short(digest: &Sha256) -> u128 {
+fn short(digest: &[u8; 32]) -> u128 {
     let mut b = [0u8; 16];
-    b.copy_from_slice(&digest.as_bytes()[..16]);
+    b.copy_from_slice(&digest[..16]);
     u128::from_le_bytes(b)
 }
 
@@ -155,7 +153,7 @@ pub fn recorded_checksum(bytes: &[u8]) -> Option<u128> {
 }
 
 /// Check a `.ctx` file's header and payload; the schema version and the
-/// payload's digest (XXH3 for schema 1, SHA-256 from schema 2 on).
+/// payload's digest (XXH3 for schema 1, BLAKE3 from schema 2 on).
 pub fn verify(bytes: &[u8]) -> Result<(SchemaVersion, ContentDigest), FormatError> {
     let (number, checksum, len) = read_header(bytes).ok_or(FormatError::BadHeader)?;
     let version = SchemaVersion::from_number(number).ok_or(FormatError::Version { found: number })?;
@@ -165,11 +163,12 @@ pub fn verify(bytes: &[u8]) -> Result<(SchemaVersion, ContentDigest), FormatErro
     }
     let digest = match version {
         SchemaVersion::V1 => ContentDigest::Xxh3(xxh3_128(payload)),
-        SchemaVersion::V2 => ContentDigest::Sha256(Sha256::of(payload)),
+        SchemaVersion::V2 => ContentDigest::Blake3(blake3::hash(payload).into()),
     };
     let matches = match digest {
         ContentDigest::Xxh3(c) => c == checksum,
-        ContentDigest::Sha256(d) => short(&d) == checksum,
+        ContentDigest::Blake3(d) => short(&d) == checksum,
+        ContentDigest::Sha256(_) => false,
     };
     if !matches {
         return Err(FormatError::Checksum);

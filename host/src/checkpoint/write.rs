@@ -158,7 +158,7 @@ impl CheckpointStore {
             workflow: workflow.name.clone(),
             user_metadata: enriched(request),
             files: BTreeMap::from([
-                ("ctx".to_string(), FileDigest { digest: ContentDigest::Sha256(digest), size: ctx_size }),
+                ("ctx".to_string(), FileDigest { digest, size: ctx_size }),
                 (
                     "state".to_string(),
                     FileDigest {
@@ -257,5 +257,21 @@ fn state_file(id: &str, workflow: &Workflow, state: &RunState) -> StateFile {
             .iter()
             .map(|(k, m)| (k.clone(), ModuleFile { path: m.path.clone(), sha256: m.sha256, size: m.size }))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_names_the_file_and_what_was_needed() {
+        let err = written_error(Path::new("/cp/s/x.ctx"), std::io::Error::from_raw_os_error(libc::ENOSPC), 104_857_600);
+        assert_eq!(
+            err.to_string(),
+            "no space left on the device writing /cp/s/x.ctx: the checkpoint needs about 104857600 bytes"
+        );
+        let other = written_error(Path::new("/cp/s/x.ctx"), std::io::Error::from_raw_os_error(libc::EACCES), 1);
+        assert!(matches!(other, CheckpointError::Io { .. }));
     }
 }

@@ -23,7 +23,7 @@ use std::fmt;
 pub enum SchemaVersion {
     /// graflow-host 0.1: unsigned; `.ctx` checked by XXH3-128.
     V1 = 1,
-    /// Signed commit record (HMAC-SHA256); `.ctx` identified by SHA-256;
+    /// Signed commit record (HMAC-SHA256); `.ctx` identified by BLAKE3;
     /// typed origin of each queued execution; room for pending human-input
     /// requests; the queue and checkpoint bounds.
     V2 = 2,
@@ -68,8 +68,10 @@ pub fn readable_versions() -> String {
 /// A digest recorded in a commit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentDigest {
-    /// SHA-256 of the whole file.
+    /// SHA-256 of the whole file (`.state.json`).
     Sha256(Sha256),
+    /// BLAKE3 of a `.ctx` payload (schema 2).
+    Blake3([u8; 32]),
     /// XXH3-128 of a `.ctx` payload, as its header records it (schema 1 only:
     /// detects damage, not tampering).
     Xxh3(u128),
@@ -79,6 +81,7 @@ impl fmt::Display for ContentDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ContentDigest::Sha256(d) => write!(f, "sha256:{d}"),
+            ContentDigest::Blake3(d) => write!(f, "blake3:{}", hex::encode(d)),
             ContentDigest::Xxh3(c) => write!(f, "xxh3:{c:032x}"),
         }
     }
@@ -93,9 +96,18 @@ impl Serialize for ContentDigest {
 impl<'de> Deserialize<'de> for ContentDigest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ContentDigest, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        let bad = || serde::de::Error::custom(format!("'{text}' is not a digest (sha256:<64 hex> or xxh3:<32 hex>)"));
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "'{text}' is not a digest (sha256:<64 hex>, blake3:<64 hex> or xxh3:<32 hex>)"
+            ))
+        };
         match text.split_once(':') {
             Some(("sha256", hex)) => hex.parse().map(ContentDigest::Sha256).map_err(|_| bad()),
+            Some(("blake3", h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(h, &mut out).map_err(|_| bad())?;
+                Ok(ContentDigest::Blake3(out))
+            }
             Some(("xxh3", hex)) if hex.len() == 32 => {
                 u128::from_str_radix(hex, 16).map(ContentDigest::Xxh3).map_err(|_| bad())
             }
