@@ -80,7 +80,8 @@ pub fn read_bounded(path: &Path, limit: u64, bound: &'static str) -> Result<Vec<
     if meta.len() > limit {
         return Err(ReadError::TooLarge { path: path.to_path_buf(), size: meta.len(), limit, bound });
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The size a file claims is not trusted to drive an allocation at once.
+    let mut bytes = Vec::with_capacity(meta.len().min(64 << 20) as usize);
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limit {
         return Err(ReadError::TooLarge { path: path.to_path_buf(), size: bytes.len() as u64, limit, bound });

@@ -58,11 +58,15 @@ pub struct ResumeOptions {
     pub module_change: ModuleChange,
     /// Whether a checkpoint not signed by this machine's key may be resumed.
     pub trust: Trust,
+    /// Called with the checkpoint, its signature status and what it would run
+    /// and grant ([`describe_grants`]) when a checkpoint that is not signed by
+    /// this machine's key is resumed, before any of its code is loaded.
+    pub on_untrusted: Option<fn(&Path, &SignatureStatus, &str)>,
 }
 
 impl Default for ResumeOptions {
     fn default() -> Self {
-        ResumeOptions { module_change: ModuleChange::Refuse, trust: Trust::Signed }
+        ResumeOptions { module_change: ModuleChange::Refuse, trust: Trust::Signed, on_untrusted: None }
     }
 }
 
@@ -230,7 +234,8 @@ impl Session {
     /// are read from their paths and must have the digests it records.
     pub fn from_workflow(workflow: Workflow, input: Json, opts: RunOptions) -> Result<Session, SessionError> {
         check_options(&opts)?;
-        let mut sandbox = Sandbox::for_needs(&EngineNeeds::of(&workflow), opts.cache_dir.clone()).map_err(engine_error)?;
+        let mut sandbox =
+            Sandbox::for_needs(&EngineNeeds::of(&workflow), opts.cache_dir.clone()).map_err(engine_error)?;
         for (name, m) in &workflow.modules {
             let module_err = |source| SessionError::Module { module: name.clone(), source };
             let code = ModuleBytes::read(&m.path, workflow.settings.bounds.max_module_bytes)
@@ -249,6 +254,13 @@ impl Session {
     }
 
     fn new(workflow: Workflow, sandbox: Sandbox, input: Json, opts: RunOptions) -> Result<Session, SessionError> {
+        let max = workflow.settings.bounds.max_value_bytes;
+        if input.len() as u64 > max {
+            return Err(SessionError::Option(format!(
+                "the run input has {} bytes, over the bound max_value_bytes = {max} bytes",
+                input.len()
+            )));
+        }
         let session_id = opts.session_id.clone().unwrap_or_else(new_session_id);
         let state = RunState::new(&workflow, session_id, input);
         let sink: Box<dyn CheckpointSink> = match &opts.checkpoint_dir {
@@ -281,15 +293,27 @@ impl Session {
             Some(k) => k,
             None => SigningKey::load_or_create().map_err(CheckpointError::from)?,
         };
+        // The checkpoint's own folder is `<dir>/<session>`: from it follows
+        // where new checkpoints and module copies go, wherever the user is.
         let base = checkpoint::base_of(path);
-        let root = checkpoint::root_of(&base);
-        let loaded = {
-            let _shared = checkpoint::DirLock::shared(&root)?;
-            checkpoint::load(&base, &key, resume.trust)?
+        let meta_path = checkpoint::with_ext(&base, "meta.json");
+        let base = match std::fs::canonicalize(&meta_path) {
+            Ok(p) => checkpoint::base_of(&p),
+            Err(_) => base,
         };
-        let Loaded { base, meta, signature, context, .. } = loaded;
+        let root = checkpoint::root_of(&base);
+        let shared = checkpoint::DirLock::shared(&root)?;
+        let Loaded { base, meta, signature, context, .. } = checkpoint::load(&base, &key, resume.trust)?;
+        if base.parent().and_then(Path::file_name).is_none_or(|n| n != meta.session_id.as_str()) {
+            return Err(CheckpointError::NotInDirectory { path: base, session: meta.session_id }.into());
+        }
         let mut workflow = context.workflow;
-        let mut sandbox = Sandbox::for_needs(&EngineNeeds::of(&workflow), opts.cache_dir.clone()).map_err(engine_error)?;
+        if let (Some(notify), false) = (resume.on_untrusted, matches!(signature, SignatureStatus::Valid { .. })) {
+            // Before any of its code is compiled or run.
+            notify(&base, &signature, &describe_grants(&workflow));
+        }
+        let mut sandbox =
+            Sandbox::for_needs(&EngineNeeds::of(&workflow), opts.cache_dir.clone()).map_err(engine_error)?;
         let store = ModuleStore::of_checkpoints(&root);
         let mut warnings = Vec::new();
         let recorded_modules: Vec<(String, ModuleRef)> =
@@ -316,6 +340,7 @@ impl Session {
                     .insert(name.clone(), ModuleRef { path: recorded.path, sha256: code.digest(), size: code.len() });
             }
         }
+        drop(shared);
         let sink = CheckpointStore::new(&root, sandbox.module_code(), Some(key));
         Ok(Session {
             workflow: Arc::new(workflow),
@@ -367,30 +392,9 @@ impl Session {
         self.resumed.as_ref()
     }
 
-    /// What the run will execute and grant: modules with their digests,
-    /// granted directories and environment variable names (printed before an
-    /// untrusted checkpoint is resumed).
+    /// What the run will execute and grant (see [`describe_grants`]).
     pub fn describe_grants(&self) -> String {
-        let mut out = String::new();
-        for (name, m) in &self.workflow.modules {
-            out.push_str(&format!("  module {name}: sha256 {} ({} bytes)\n", m.sha256, m.size));
-        }
-        for (name, t) in &self.workflow.tasks {
-            for d in &t.grants.dirs {
-                let mode = if d.writable { "read-write" } else { "read-only" };
-                out.push_str(&format!("  task {name}: directory {} as {} ({mode})\n", d.host.display(), d.guest));
-            }
-            if !t.grants.env.is_empty() {
-                out.push_str(&format!("  task {name}: environment variables {}\n", t.grants.env.join(", ")));
-            }
-            if t.grants.stdio == crate::model::Stdio::Inherit {
-                out.push_str(&format!("  task {name}: writes to this terminal (stdio = inherit)\n"));
-            }
-        }
-        if out.is_empty() {
-            out.push_str("  nothing\n");
-        }
-        out
+        describe_grants(&self.workflow)
     }
 
     /// Make this session a new run of the same workflow with `input` (same
@@ -400,6 +404,7 @@ impl Session {
         self.state = RunState::new(&self.workflow, self.state.session_id.clone(), input);
         self.channel = Arc::new(MemoryChannel::default());
         self.interrupt.store(false, Ordering::SeqCst);
+        self.sandbox.abort_handle().store(false, Ordering::SeqCst);
     }
 
     /// A handle that stops this run (signals, a timeout, another thread).
@@ -417,6 +422,29 @@ impl Session {
             .max_steps(self.max_steps);
         engine.run(&mut self.state, &self.channel, self.sink.as_mut())
     }
+}
+
+/// What a workflow runs and grants: modules with their digests, granted
+/// directories with their modes, environment variable names, inherited stdio;
+/// one line each.
+pub fn describe_grants(workflow: &Workflow) -> String {
+    let mut out = String::new();
+    for (name, m) in &workflow.modules {
+        out.push_str(&format!("  module {name}: sha256 {} ({} bytes)\n", m.sha256, m.size));
+    }
+    for (name, t) in &workflow.tasks {
+        for d in &t.grants.dirs {
+            let mode = if d.writable { "read-write" } else { "read-only" };
+            out.push_str(&format!("  task {name}: directory {} as {} ({mode})\n", d.host.display(), d.guest));
+        }
+        if !t.grants.env.is_empty() {
+            out.push_str(&format!("  task {name}: environment variables {}\n", t.grants.env.join(", ")));
+        }
+        if t.grants.stdio == crate::model::Stdio::Inherit {
+            out.push_str(&format!("  task {name}: writes to this terminal (stdio = inherit)\n"));
+        }
+    }
+    out
 }
 
 /// The code to resume module `name` with: the file at its original path if it
@@ -451,6 +479,9 @@ fn module_code(
             return Ok((code, Some(warning)));
         }
         Err(e) if e.is_not_found() => {}
+        Err(e @ (crate::files::ReadError::NotAFile { .. } | crate::files::ReadError::TooLarge { .. })) => {
+            tracing::warn!("{e}; resuming module '{name}' with the copy the checkpoint recorded");
+        }
         Err(e) => return Err(SessionError::Module { module: name.into(), source: e.into() }),
     }
     match store.get(&recorded.sha256, recorded.size) {

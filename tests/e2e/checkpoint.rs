@@ -274,7 +274,7 @@ fn unknown_schema_version() {
         .unwrap()
         .replace("\"schema_version\": \"2\"", "\"schema_version\": \"7\"");
     std::fs::write(ext(&cp, "meta.json"), meta).unwrap();
-    refused(&wf, &cp, "schema version \"7\", but this graflow-host reads versions 1 to 2");
+    refused(&wf, &cp, "schema version 7, but this graflow-host reads versions 1 to 2");
 }
 
 #[test]
@@ -318,7 +318,6 @@ fn a_checkpoint_directory_moves_to_another_machine() {
     let out = cli(elsewhere.path(), &["resume", cp.to_str().unwrap()]);
     assert_eq!(out.ok().json(), expected);
 }
-
 
 #[test]
 fn single_byte_flips_never_resume_wrongly() {
@@ -389,7 +388,6 @@ fn kill_9_at_any_point_resumes_to_the_same_result() {
     }
     assert!(killed >= 20, "only {killed} of {points} runs were killed before they finished");
 }
-
 
 #[test]
 fn ctrl_c_checkpoints_at_the_boundary_and_prints_the_resume_command() {

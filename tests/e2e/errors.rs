@@ -88,7 +88,10 @@ fn invalid_settings_name_the_field() {
     let err = refused(
         "[workflow]\nflow = \"(noop | echo)\"\n[groups.g]\nmembers = [\"noop\", \"echo\"]\npolicy = \"sometimes\"",
     );
-    assert!(err.contains("line 5") && err.contains("unknown variant `sometimes`") && err.contains("`best_effort`"), "{err}");
+    assert!(
+        err.contains("line 5") && err.contains("unknown variant `sometimes`") && err.contains("`best_effort`"),
+        "{err}"
+    );
     let err = refused("[workflow]\nflow = \"noop >> echo; echo >> noop\"");
     assert!(err.contains("[workflow].start") && err.contains("set `start`"), "{err}");
 }

@@ -77,7 +77,10 @@ fn host_bound(bounds: &str, actions: Value) -> String {
 #[test]
 fn the_channel_is_bounded_at_each_write() {
     let message = host_bound("max_channel_bytes = 1000000", json!([{"op": "fill", "count": 100000, "bytes": 4096}]));
-    assert!(message.contains("writing channel key 'fill2") && message.contains("max_channel_bytes = 1000000"), "{message}");
+    assert!(
+        message.contains("writing channel key 'fill2") && message.contains("max_channel_bytes = 1000000"),
+        "{message}"
+    );
     let message = host_bound("max_written_bytes = 100000", json!([{"op": "fill", "count": 100000, "bytes": 10}]));
     assert!(message.contains("max_written_bytes = 100000"), "keys count as written bytes: {message}");
 }
@@ -145,8 +148,7 @@ fn input_files_are_read_with_a_bound_and_must_be_regular() {
 
 #[test]
 fn an_over_large_value_names_the_bound() {
-    let message =
-        host_bound("max_value_bytes = 1000", json!([{"op": "big_value", "key": "k", "bytes": 3_000_000}]));
+    let message = host_bound("max_value_bytes = 1000", json!([{"op": "big_value", "key": "k", "bytes": 3_000_000}]));
     assert!(message.contains("max_value_bytes = 1000"), "{message}");
     assert!(!message.contains("fuel allocated for hostcalls"), "{message}");
 }
@@ -169,11 +171,8 @@ fn a_tasks_export_that_never_returns_names_the_load_limit() {
 fn a_group_as_wide_as_its_parallelism_completes() {
     let names: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let wf = workflow(&format!(
-        "[workflow]\nflow = \"({})\"\nparallelism = 100\n{}",
-        names.join(" | "),
-        scripted(&refs)
-    ));
+    let wf =
+        workflow(&format!("[workflow]\nflow = \"({})\"\nparallelism = 100\n{}", names.join(" | "), scripted(&refs)));
     let sleeps: serde_json::Map<String, Value> =
         names.iter().map(|n| (n.clone(), json!([{"op": "sleep", "ms": 200}]))).collect();
     let out = wf.run(&scripts(Value::Object(sleeps)), &[]);

@@ -183,9 +183,21 @@ fn json_text() -> impl Strategy<Value = String> {
         (0usize..300).prop_map(|n| format!("{}{}", "[".repeat(n), "]".repeat(n))),
         (0usize..300).prop_map(|n| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n))),
         prop::sample::select(vec![
-            r#""\ud800""#, r#""\udfff x""#, r#"{"\ud800":1}"#, "1e400", "-1e999", "123456789012345678901234567890",
-            "[1,2", "{}", "null", "\"ok\"", r#"{"a":[1,{"b":null}]}"#, "0.1e-400", "[\"\\u0000\"]",
-        ]).prop_map(String::from),
+            r#""\ud800""#,
+            r#""\udfff x""#,
+            r#"{"\ud800":1}"#,
+            "1e400",
+            "-1e999",
+            "123456789012345678901234567890",
+            "[1,2",
+            "{}",
+            "null",
+            "\"ok\"",
+            r#"{"a":[1,{"b":null}]}"#,
+            "0.1e-400",
+            "[\"\\u0000\"]",
+        ])
+        .prop_map(String::from),
     ]
 }
 

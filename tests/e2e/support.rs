@@ -71,7 +71,8 @@ pub fn test_key() -> SigningKey {
 /// Load a checkpoint signed with the test key.
 #[track_caller]
 pub fn load_cp(base: &Path) -> Loaded {
-    graflow_host::checkpoint::load(base, &test_key(), Trust::Signed).unwrap_or_else(|e| panic!("{}: {e:#}", base.display()))
+    graflow_host::checkpoint::load(base, &test_key(), Trust::Signed)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", base.display()))
 }
 
 /// A command for the binary, with the test cache, the test key and quiet logs.

@@ -56,7 +56,10 @@ fn widened_grants_with_recomputed_digests_are_refused() {
     );
     assert!(out.stderr.contains("--trust-unsigned"), "{out:?}");
     let trusted = cli(wf.dir.path(), &["resume", cp.to_str().unwrap(), "--trust-unsigned"]);
-    assert!(trusted.stderr.contains("task b: directory / as /data (read-write)"), "what it grants is printed: {trusted:?}");
+    assert!(
+        trusted.stderr.contains("task b: directory / as /data (read-write)"),
+        "what it grants is printed: {trusted:?}"
+    );
     assert_eq!(trusted.ok().json(), expected);
 }
 
@@ -121,7 +124,10 @@ fn a_shared_key_resumes_in_another_directory_and_another_key_does_not() {
     // This machine's key (the test key) is another key.
     let refused = cli(elsewhere.path(), &["resume", cp.to_str().unwrap()]);
     assert_eq!(refused.code, 2, "{refused:?}");
-    assert!(refused.stderr.contains("was signed with key") && refused.stderr.contains("GRAFLOW_CHECKPOINT_KEY"), "{refused:?}");
+    assert!(
+        refused.stderr.contains("was signed with key") && refused.stderr.contains("GRAFLOW_CHECKPOINT_KEY"),
+        "{refused:?}"
+    );
     // The shared key, from the environment...
     let shared = command(elsewhere.path())
         .args(["resume", cp.to_str().unwrap()])
@@ -162,4 +168,21 @@ fn a_key_is_made_on_first_use_in_the_config_directory() {
     let cp = checkpoint::list(&wf.checkpoints()).unwrap().remove(0).base;
     assert_eq!(run(&["resume", cp.to_str().unwrap()]).status.code(), Some(0), "the same key verifies");
     assert!(checkpoint::load(&cp, &test_key(), Trust::Signed).is_err(), "another key does not");
+}
+
+#[test]
+fn a_checkpoint_outside_its_session_folder_is_refused() {
+    let (wf, cp, _) = one_checkpoint();
+    let loose = wf.dir.path().join("loose");
+    std::fs::create_dir(&loose).unwrap();
+    for e in ["ctx", "state.json", "meta.json"] {
+        std::fs::copy(ext(&cp, e), ext(&loose.join(cp.file_name().unwrap()), e)).unwrap();
+    }
+    let out = cli(wf.dir.path(), &["resume", loose.join(cp.file_name().unwrap()).to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("is not inside a checkpoint directory"), "{out:?}");
+    // From inside the session folder, a relative path works.
+    let session = cp.parent().unwrap();
+    let out = cli(session, &["resume", cp.file_name().unwrap().to_str().unwrap()]);
+    out.ok();
 }

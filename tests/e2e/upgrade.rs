@@ -102,8 +102,7 @@ fn a_schema_1_queue_is_upgraded_with_typed_origins() {
     let key = test_key();
     let first = graflow_host::checkpoint::load(&cps[0], &key, graflow_host::checkpoint::Trust::AllowUnsigned).unwrap();
     use graflow_host::engine::Origin;
-    let origins: Vec<(String, Origin)> =
-        first.context.state.queue.iter().map(|s| (s.id.clone(), s.origin)).collect();
+    let origins: Vec<(String, Origin)> = first.context.state.queue.iter().map(|s| (s.id.clone(), s.origin)).collect();
     assert_eq!(
         origins,
         [

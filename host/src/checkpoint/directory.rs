@@ -8,7 +8,7 @@
 
 use super::layout::{LOCK_FILE, base_of, with_ext};
 use super::read::read_meta;
-use super::schema::{Meta, StateFile};
+use super::schema::Meta;
 use super::{CheckpointError, fsutil, io};
 use crate::files;
 use crate::module_store::ModuleStore;
@@ -22,15 +22,29 @@ pub struct DirLock {
 }
 
 impl DirLock {
-    fn open(root: &Path) -> Result<std::fs::File, CheckpointError> {
-        fsutil::create_dir_durable(root).map_err(io(root))?;
+    fn open(root: &Path, create: bool) -> Result<std::fs::File, CheckpointError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = root.join(LOCK_FILE);
-        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))
+        // Never follow a link or wait on a FIFO planted as the lock file.
+        let file = std::fs::OpenOptions::new()
+            .create(create)
+            .truncate(false)
+            .read(true)
+            .write(create)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path))?;
+        if !file.metadata().map_err(io(&path))?.is_file() {
+            return Err(CheckpointError::NotRegular { path });
+        }
+        Ok(file)
     }
 
     /// Wait for the exclusive lock (to change the directory).
     pub fn exclusive(root: &Path) -> Result<DirLock, CheckpointError> {
-        let file = DirLock::open(root)?;
+        fsutil::create_dir_durable(root).map_err(io(root))?;
+        let file = DirLock::open(root, true)?;
         file.lock().map_err(io(&root.join(LOCK_FILE)))?;
         Ok(DirLock { _file: file })
     }
@@ -38,11 +52,11 @@ impl DirLock {
     /// Wait for the shared lock (to read a checkpoint while nothing removes
     /// it). A directory that does not exist is not created.
     pub fn shared(root: &Path) -> Result<Option<DirLock>, CheckpointError> {
-        if !root.join(LOCK_FILE).exists() {
+        let path = root.join(LOCK_FILE);
+        if std::fs::symlink_metadata(&path).is_err() {
             return Ok(None);
         }
-        let path = root.join(LOCK_FILE);
-        let file = std::fs::OpenOptions::new().read(true).open(&path).map_err(io(&path))?;
+        let file = DirLock::open(root, false)?;
         file.lock_shared().map_err(io(&path))?;
         Ok(Some(DirLock { _file: file }))
     }
@@ -109,6 +123,34 @@ pub struct Pruned {
     pub modules: usize,
     /// Temp files of dead writers removed.
     pub temps: usize,
+    /// Files of uncommitted (torn) checkpoints removed.
+    pub torn: usize,
+}
+
+/// Every file under the session folders of `dir` whose name ends with `ext`.
+fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(sessions) = std::fs::read_dir(dir) else { return out };
+    for session in sessions.flatten() {
+        let path = session.path();
+        if path.file_name().is_some_and(|n| n == "modules") || !session.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&path) else { continue };
+        for e in entries.flatten() {
+            if e.file_name().to_str().is_some_and(|n| n.ends_with(ext) && !n.starts_with(".tmp-")) {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The module digests a state file (of any schema version) lists.
+fn read_modules(state_path: &Path) -> Option<Vec<crate::digest::Sha256>> {
+    let bytes = files::read_bounded(state_path, STATE_LIMIT, "the state file size (1 GiB)").ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("modules")?.as_object()?.values().map(|m| m.get("sha256")?.as_str()?.parse().ok()).collect()
 }
 
 /// Remove all but the `keep` newest checkpoints under `dir`, then module
@@ -123,16 +165,23 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
     let _lock = DirLock::exclusive(dir)?;
     let all = list(dir)?;
     let cut = all.len().saturating_sub(keep);
-    // What the kept checkpoints refer to, read before anything is removed: a
-    // kept checkpoint whose state cannot be read stops the prune.
+    let removed: HashSet<&Path> = all[..cut].iter().map(|s| s.base.as_path()).collect();
+    // What every other state file refers to, read before anything is removed:
+    // also the state of checkpoints `list` skipped (a newer schema, an
+    // unreadable meta). A state file that cannot be read keeps every module.
     let mut referenced = HashSet::new();
-    for s in &all[cut..] {
-        let state_path = with_ext(&s.base, "state.json");
-        let bytes = files::read_bounded(&state_path, STATE_LIMIT, "the state file size (1 GiB)")
-            .map_err(|e| CheckpointError::Read(Box::new(e)))?;
-        let state: StateFile = serde_json::from_slice(&bytes)
-            .map_err(|e| CheckpointError::Json { path: state_path.clone(), message: e.to_string() })?;
-        referenced.extend(state.modules.into_values().map(|m| m.sha256));
+    let mut keep_all_modules = false;
+    for state_path in files_with_ext(dir, ".state.json") {
+        if removed.contains(base_of(&state_path).as_path()) {
+            continue;
+        }
+        match read_modules(&state_path) {
+            Some(digests) => referenced.extend(digests),
+            None => {
+                tracing::warn!("{} cannot be read: no module copy is removed", state_path.display());
+                keep_all_modules = true;
+            }
+        }
     }
     let mut pruned = Pruned::default();
     for s in &all[..cut] {
@@ -147,10 +196,22 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
         pruned.checkpoints.push(s.meta.checkpoint_id.clone());
     }
     let store = ModuleStore::of_checkpoints(dir);
-    for digest in store.list().map_err(io(store.dir()))? {
-        if !referenced.contains(&digest) {
-            store.remove(&digest).map_err(io(&store.path(&digest)))?;
-            pruned.modules += 1;
+    if !keep_all_modules {
+        for digest in store.list().map_err(io(store.dir()))? {
+            if !referenced.contains(&digest) {
+                store.remove(&digest).map_err(io(&store.path(&digest)))?;
+                pruned.modules += 1;
+            }
+        }
+    }
+    // Files of a checkpoint without its commit record: its writer died
+    // before committing (commits hold this lock, so none is in flight).
+    for ext in [".ctx", ".state.json"] {
+        for path in files_with_ext(dir, ext) {
+            let base = base_of(&path);
+            if !with_ext(&base, "meta.json").exists() && std::fs::remove_file(&path).is_ok() {
+                pruned.torn += 1;
+            }
         }
     }
     pruned.temps = remove_stale_temps_under(dir);

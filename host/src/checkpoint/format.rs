@@ -12,7 +12,7 @@
 //! before it is decoded. Golden files (`host/tests/golden/`) pin each
 //! version's encoding.
 
-use super::schema::{self, Context, ContentDigest, SchemaVersion, Values, v1, v2};
+use super::schema::{self, ContentDigest, Context, SchemaVersion, Values, v1, v2};
 use crate::engine::RunState;
 use crate::json::Json;
 use crate::model::Workflow;
@@ -86,11 +86,8 @@ pub fn write<W: Write + Seek>(
 ) -> std::io::Result<ContentDigest> {
     let ctx = v2::ContextOut::new(checkpoint_id, workflow, state, channel);
     out.write_all(&[0; HEADER])?;
-    let mut hashing = Hashing {
-        inner: std::io::BufWriter::with_capacity(1 << 20, &mut *out),
-        hasher: blake3::Hasher::new(),
-        len: 0,
-    };
+    let mut hashing =
+        Hashing { inner: std::io::BufWriter::with_capacity(1 << 20, &mut *out), hasher: blake3::Hasher::new(), len: 0 };
     bincode::serde::encode_into_std_write(&ctx, &mut hashing, bincode::config::standard()).map_err(|e| match e {
         bincode::error::EncodeError::Io { inner, .. } => inner,
         other => std::io::Error::other(other.to_string()),
@@ -251,7 +248,8 @@ mod tests {
             .insert("g".into(), Node::Group(GroupDef { members: vec!["a".into()], policy: GroupPolicy::AtLeast(1) }));
         graph.successors.insert("a".into(), vec!["b".into()]);
         let digest: Sha256 = "ab".repeat(32).parse().unwrap();
-        let modules = BTreeMap::from([("m".to_string(), ModuleRef { path: "/w/m.wasm".into(), sha256: digest, size: 7 })]);
+        let modules =
+            BTreeMap::from([("m".to_string(), ModuleRef { path: "/w/m.wasm".into(), sha256: digest, size: 7 })]);
         let workflow = Workflow {
             name: "w".into(),
             flow: "a >> b".into(),
@@ -364,5 +362,11 @@ mod tests {
         let mut ctx = sample_v2();
         ctx.state.session_id = "../../etc".into();
         assert!(dec(&encode(&ctx), Values::Trusted).unwrap_err().to_string().contains("session id"));
+        let mut ctx = sample_v2();
+        ctx.workflow
+            .graph
+            .nodes
+            .insert("g".into(), Node::Group(GroupDef { members: vec!["g".into()], policy: GroupPolicy::Strict }));
+        assert!(dec(&encode(&ctx), Values::Trusted).unwrap_err().to_string().contains("group 'g' contains itself"));
     }
 }

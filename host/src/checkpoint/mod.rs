@@ -143,6 +143,23 @@ pub enum CheckpointError {
         /// Its digest.
         sha256: Sha256,
     },
+    /// A file or folder of the checkpoint directory that is a link, a FIFO or
+    /// a device, where the host writes or locks.
+    #[error("{path} is not a regular file or folder (a link, FIFO or device); refusing to use it")]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A checkpoint that does not sit in `<dir>/<session>/<id>`.
+    #[error(
+        "checkpoint {path} is not inside a checkpoint directory: expected <dir>/{session}/<id> (resume writes new checkpoints beside it)"
+    )]
+    NotInDirectory {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Its session.
+        session: String,
+    },
     /// An id that is not a plain file name.
     #[error("'{id}' is not a valid session id (1 to 128 of A-Z a-z 0-9 _ . -)")]
     BadId {

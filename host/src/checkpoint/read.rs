@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 /// `max_value_bytes`).
 const META_LIMIT: u64 = 256 << 20;
 
+/// Largest file of a checkpoint whose signature did not verify: its commit
+/// record's sizes are not trusted.
+pub const MAX_UNTRUSTED_FILE_BYTES: u64 = 2 << 30;
+
 /// Whether an unsigned or unverified checkpoint may be loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
@@ -45,12 +49,17 @@ impl SignatureStatus {
     pub fn distrust(&self, key: &SigningKey) -> Option<String> {
         match self {
             SignatureStatus::Valid { .. } => None,
-            SignatureStatus::Unsigned => Some("it is unsigned (schema version 1, written before checkpoints were signed)".into()),
+            SignatureStatus::Unsigned => {
+                Some("it is unsigned (schema version 1, written before checkpoints were signed)".into())
+            }
             SignatureStatus::OtherKey { key_id } => Some(format!(
                 "it was signed with key {key_id}, not this machine's key {} (share the key through GRAFLOW_CHECKPOINT_KEY to resume it here)",
                 key.id()
             )),
-            SignatureStatus::Invalid => Some("its signature does not match its commit record: the checkpoint was changed after it was written".into()),
+            SignatureStatus::Invalid => Some(
+                "its signature does not match its commit record: the checkpoint was changed after it was written"
+                    .into(),
+            ),
         }
     }
 }
@@ -119,7 +128,13 @@ pub fn read_meta(base: &Path) -> Result<(Meta, Option<Vec<u8>>), CheckpointError
             let (meta, message) = v2::read_meta(&bytes).map_err(json)?;
             Ok((meta, Some(message)))
         }
-        None => Err(CheckpointError::Schema { path: meta_path, found: version.schema_version.to_string() }),
+        None => {
+            let found = match &version.schema_version {
+                serde_json::Value::String(s) => s.chars().take(40).collect(),
+                other => other.to_string().chars().take(40).collect(),
+            };
+            Err(CheckpointError::Schema { path: meta_path, found })
+        }
     }
 }
 
@@ -148,6 +163,7 @@ fn read_recorded(
     meta: &Meta,
     key: &str,
     ext: &str,
+    trusted: bool,
 ) -> Result<(PathBuf, Vec<u8>, ContentDigest), CheckpointError> {
     let path = with_ext(base, ext);
     let Some(recorded) = meta.files.get(key) else {
@@ -157,10 +173,15 @@ fn read_recorded(
         });
     };
     let torn = |reason: String| CheckpointError::Torn { path: base.to_path_buf(), reason };
-    let bytes = match files::read_bounded(&path, recorded.size, "the size its commit record gives") {
+    let (limit, bound) = if trusted || recorded.size <= MAX_UNTRUSTED_FILE_BYTES {
+        (recorded.size, "the size its commit record gives")
+    } else {
+        (MAX_UNTRUSTED_FILE_BYTES, "MAX_UNTRUSTED_FILE_BYTES (2 GiB, for a checkpoint whose signature did not verify)")
+    };
+    let bytes = match files::read_bounded(&path, limit, bound) {
         Ok(b) => b,
         Err(e) if e.is_not_found() => return Err(torn(format!("{} is missing", path.display()))),
-        Err(ReadError::TooLarge { size, .. }) => {
+        Err(ReadError::TooLarge { size, .. }) if limit == recorded.size => {
             return Err(torn(format!(
                 "{} does not match its commit record: it has {size} bytes, the record says {} (damaged or from another write)",
                 path.display(),
@@ -195,7 +216,7 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
         return Err(CheckpointError::Untrusted { path: base, reason: reason.clone() });
     }
     let values = if distrust.is_none() { Values::Trusted } else { Values::Check };
-    let (state_path, state_bytes, _) = read_recorded(&base, &meta, "state", "state.json")?;
+    let (state_path, state_bytes, _) = read_recorded(&base, &meta, "state", "state.json", distrust.is_none())?;
     let state_file: StateFile = serde_json::from_slice(&state_bytes)
         .map_err(|e| CheckpointError::Json { path: state_path.clone(), message: e.to_string() })?;
     if state_file.schema_version != meta.schema_version.to_string() {
@@ -209,7 +230,7 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
             ),
         });
     }
-    let (ctx_path, ctx_bytes, ctx_digest) = read_recorded(&base, &meta, "ctx", "ctx")?;
+    let (ctx_path, ctx_bytes, ctx_digest) = read_recorded(&base, &meta, "ctx", "ctx", distrust.is_none())?;
     let ctx_err = |error| CheckpointError::Context { path: ctx_path.clone(), error };
     let (version, _) = format::verify(&ctx_bytes).map_err(ctx_err)?;
     if version != meta.schema_version {

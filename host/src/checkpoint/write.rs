@@ -6,9 +6,7 @@
 
 use super::directory::{DirLock, remove_stale_temps_under};
 use super::layout::with_ext;
-use super::schema::{
-    ContentDigest, FileDigest, ModuleFile, OriginFile, PendingKind, PendingTask, StateFile, v2,
-};
+use super::schema::{ContentDigest, FileDigest, ModuleFile, OriginFile, PendingKind, PendingTask, StateFile, v2};
 use super::signing::SigningKey;
 use super::{CheckpointError, format, fsutil, io};
 use crate::digest::Sha256;
@@ -57,10 +55,19 @@ impl CheckpointStore {
             let Some(code) = self.modules.get(name).filter(|c| c.digest() == m.sha256) else {
                 return Err(CheckpointError::ModuleNotLoaded { module: name.clone(), sha256: m.sha256 });
             };
-            if !store.contains(&m.sha256) {
-                store.put(code).map_err(|e| CheckpointError::Store(Box::new(e)))?;
-                bytes += code.len();
+            let path = store.path(&m.sha256);
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() && meta.len() == code.len() => continue,
+                // A copy of the wrong size is damaged: the run holds the
+                // right bytes, so it is replaced (under the lock).
+                Ok(_) => store.remove(&m.sha256).map_err(io(&path))?,
+                Err(_) => {}
             }
+            store.put(code).map_err(|e| match e {
+                crate::module_store::StoreError::Write { path, source } => written_error(&path, source, code.len()),
+                other => CheckpointError::Store(Box::new(other)),
+            })?;
+            bytes += code.len();
         }
         Ok(bytes)
     }
@@ -102,10 +109,18 @@ impl CheckpointStore {
         }
         let _lock = DirLock::exclusive(&self.root)?;
         remove_stale_temps_under(&self.root);
-        let module_bytes = self.store_modules(workflow)?;
         let dir = self.root.join(&state.session_id);
+        for d in [&dir, &self.root.join("modules")] {
+            if std::fs::symlink_metadata(d).is_ok_and(|m| !m.is_dir()) {
+                return Err(CheckpointError::NotRegular { path: d.to_path_buf() });
+            }
+        }
+        let module_bytes = self.store_modules(workflow)?;
         fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
-        let estimate: u64 = channel.iter().map(|(k, v)| (k.len() + v.len() + 8) as u64).sum();
+        let estimate: u64 = channel.iter().map(|(k, v)| (k.len() + v.len() + 8) as u64).sum::<u64>()
+            + state.queue.input_bytes()
+            + state.last_result.as_ref().map_or(0, |r| r.len() as u64)
+            + (64 << 10);
         // Ids are `<session>_<steps>_<n>`: the first n whose files are all
         // absent. Files are created, never replaced, so a racing writer
         // (without the lock: an older host) makes this pick the next n.
@@ -143,11 +158,16 @@ impl CheckpointStore {
             Ok((digest, file.stream_position()?))
         })
         .map_err(|e| written_error(&ctx_path, e, estimate))?;
-        let encode = |path: &Path, e: serde_json::Error| CheckpointError::Json { path: path.to_path_buf(), message: e.to_string() };
+        let encode = |path: &Path, e: serde_json::Error| CheckpointError::Json {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
         let state_path = with_ext(base, "state.json");
-        let mut state_json = serde_json::to_vec_pretty(&state_file(id, workflow, state)).map_err(|e| encode(&state_path, e))?;
+        let mut state_json =
+            serde_json::to_vec_pretty(&state_file(id, workflow, state)).map_err(|e| encode(&state_path, e))?;
         state_json.push(b'\n');
-        fsutil::write_durable_new(&state_path, &state_json).map_err(|e| written_error(&state_path, e, 0))?;
+        fsutil::write_durable_new(&state_path, &state_json)
+            .map_err(|e| written_error(&state_path, e, state_json.len() as u64))?;
         let record = v2::Record {
             checkpoint_id: id.to_string(),
             session_id: state.session_id.clone(),
@@ -156,6 +176,8 @@ impl CheckpointStore {
             start_node: workflow.start.clone(),
             backend: "local".into(),
             workflow: workflow.name.clone(),
+            mode: request.mode.into(),
+            after: request.task_id.clone(),
             user_metadata: enriched(request),
             files: BTreeMap::from([
                 ("ctx".to_string(), FileDigest { digest, size: ctx_size }),
@@ -171,7 +193,7 @@ impl CheckpointStore {
         let meta_path = with_ext(base, "meta.json");
         let Some(key) = &self.key else { return Err(CheckpointError::Key(super::signing::KeyError::NoHome)) };
         let meta = v2::meta_file(&record, key).map_err(|e| encode(&meta_path, e))?;
-        fsutil::write_durable_new(&meta_path, &meta).map_err(|e| written_error(&meta_path, e, 0))?;
+        fsutil::write_durable_new(&meta_path, &meta).map_err(|e| written_error(&meta_path, e, meta.len() as u64))?;
         Ok(ctx_size + state_json.len() as u64 + meta.len() as u64)
     }
 }

@@ -39,11 +39,12 @@ pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
             let pruned = checkpoint::prune(&dir, keep).map_err(CliError::bad_input)?;
             let removed = &pruned.checkpoints;
             println!(
-                "removed {} checkpoint(s){}; {} unused module copies, {} temp files of dead writers",
+                "removed {} checkpoint(s){}; {} unused module copies, {} temp files of dead writers, {} files of uncommitted checkpoints",
                 removed.len(),
                 if removed.is_empty() { String::new() } else { format!(": {}", removed.join(", ")) },
                 pruned.modules,
-                pruned.temps
+                pruned.temps,
+                pruned.torn
             );
             Ok(ExitStatus::Success)
         }
@@ -57,18 +58,12 @@ fn list(dir: &Path) -> Result<ExitStatus, CliError> {
     }
     for s in all {
         let m = &s.meta;
-        let stage = match m.user_metadata.get("task_id").and_then(|v| v.as_str()) {
+        let stage = match m.after_task() {
             Some(task) => format!("after {task}"),
             None => "before any task".into(),
         };
-        let mode = m.user_metadata.get("mode").and_then(|v| v.as_str()).unwrap_or("-");
-        println!(
-            "{}  {}  steps {:>5}  {stage} ({mode})  {}",
-            m.created_at,
-            m.workflow,
-            m.steps,
-            s.base.display()
-        );
+        let mode = m.mode_name().unwrap_or("-");
+        println!("{}  {}  steps {:>5}  {stage} ({mode})  {}", m.created_at, m.workflow, m.steps, s.base.display());
     }
     Ok(ExitStatus::Success)
 }

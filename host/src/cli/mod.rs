@@ -136,4 +136,3 @@ fn init_logging(verbose: u8, quiet: bool) {
 fn cache_dir(no_cache: bool) -> Option<PathBuf> {
     if no_cache { None } else { graflow_host::sandbox::cache::default_dir() }
 }
-

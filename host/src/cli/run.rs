@@ -133,20 +133,19 @@ pub fn resume(args: ResumeArgs) -> Result<ExitStatus, CliError> {
     let resume = ResumeOptions {
         module_change: if args.allow_module_change { ModuleChange::Allow } else { ModuleChange::Refuse },
         trust: if args.trust_unsigned { Trust::AllowUnsigned } else { Trust::Signed },
+        on_untrusted: Some(|base, signature, grants| {
+            eprintln!(
+                "warning: resuming checkpoint {} whose signature is {signature} (--trust-unsigned); it runs and grants:\n{}",
+                base.display(),
+                if grants.is_empty() { "  nothing beyond its modules\n" } else { grants }.trim_end()
+            );
+        }),
     };
     let session = Session::resume(&base, resume, options(&args.exec, None)).map_err(CliError::bad_input)?;
     for w in session.warnings() {
         tracing::warn!("{w}");
     }
     if let Some(r) = session.resumed() {
-        if !matches!(r.signature, checkpoint::SignatureStatus::Valid { .. }) {
-            eprintln!(
-                "warning: resuming checkpoint {} whose signature is {} (--trust-unsigned); it runs and grants:\n{}",
-                r.base.display(),
-                r.signature,
-                session.describe_grants().trim_end()
-            );
-        }
         tracing::info!(checkpoint = %r.checkpoint_id, steps = session.state().steps, pending = session.state().queue.len(), "resuming");
     }
     execute(session, &args.exec)

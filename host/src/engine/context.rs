@@ -161,8 +161,11 @@ impl TaskContext {
 
     fn check_key(&mut self, key: &str) -> Result<(), HostCallError> {
         if key.len() as u64 > self.bounds.max_key_bytes {
-            let msg =
-                format!("channel key of {} bytes exceeds the bound max_key_bytes = {} bytes", key.len(), self.bounds.max_key_bytes);
+            let msg = format!(
+                "channel key of {} bytes exceeds the bound max_key_bytes = {} bytes",
+                key.len(),
+                self.bounds.max_key_bytes
+            );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
         Ok(())
@@ -226,8 +229,21 @@ impl TaskContext {
     }
 
     /// `channel.delete`.
-    pub fn channel_delete(&mut self, key: &str) -> bool {
-        self.channel.delete(key)
+    pub fn channel_delete(&mut self, key: &str) -> Result<bool, HostCallError> {
+        self.check_key(key)?;
+        self.written += key.len() as u64;
+        if self.written > self.bounds.max_written_bytes {
+            let msg = format!(
+                "the task wrote {} bytes, over the bound max_written_bytes = {} bytes per execution",
+                self.written, self.bounds.max_written_bytes
+            );
+            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
+        }
+        // Deleting a key that is nowhere is a no-op: nothing is recorded.
+        if !self.channel.exists(key) {
+            return Ok(false);
+        }
+        Ok(self.channel.delete(key))
     }
 
     /// `channel.exists`.
@@ -248,9 +264,9 @@ impl TaskContext {
         let item = self.accept(&format!("value for channel key '{key}'"), value, key.len(), true)?;
         let (list, len) = match self.channel.get(key) {
             None => (Json::list_of(&item), 1),
-            Some(current) => current
-                .with_item(&item, front)
-                .ok_or_else(|| HostCallError::Refused(crate::channel::ChannelError::NotAList(key.to_string()).to_string()))?,
+            Some(current) => current.with_item(&item, front).ok_or_else(|| {
+                HostCallError::Refused(crate::channel::ChannelError::NotAList(key.to_string()).to_string())
+            })?,
         };
         if list.len() as u64 > self.bounds.max_value_bytes {
             let msg = format!(
@@ -296,8 +312,10 @@ impl TaskContext {
         let tasks = self.queue_usage.0 + self.effects.next.len() as u64 + 1;
         let bytes = self.queue_usage.1 + queued + input.as_ref().map_or(0, |i| i.len() as u64);
         if tasks > self.bounds.max_queued_tasks {
-            let msg =
-                format!("the queue would hold {tasks} executions, over the bound max_queued_tasks = {}", self.bounds.max_queued_tasks);
+            let msg = format!(
+                "the queue would hold {tasks} executions, over the bound max_queued_tasks = {}",
+                self.bounds.max_queued_tasks
+            );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
         if bytes > self.bounds.max_queued_input_bytes {
@@ -389,12 +407,12 @@ impl TaskContext {
 
     /// `control.terminate-workflow`.
     pub fn terminate(&mut self, message: &str) {
-        self.effects.terminate = Some(message.to_string());
+        self.effects.terminate = Some(self.log_line(message).into_owned());
     }
 
     /// `control.cancel-workflow`.
     pub fn cancel(&mut self, message: &str) {
-        self.effects.cancel = Some(message.to_string());
+        self.effects.cancel = Some(self.log_line(message).into_owned());
     }
 
     /// `control.request-checkpoint`: `metadata` must be a JSON object (or null).

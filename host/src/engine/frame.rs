@@ -53,6 +53,8 @@ pub(crate) struct Frame<'s, 'a> {
     /// Queued executions and their input bytes outside this frame (the
     /// parent's queue, for a branch): counted against the queue bounds.
     queue_base: (u64, u64),
+    /// Parallel groups this frame runs inside (0 at the top level).
+    pub depth: usize,
 }
 
 impl<'s, 'a> Frame<'s, 'a> {
@@ -64,7 +66,7 @@ impl<'s, 'a> Frame<'s, 'a> {
         step_budget: u64,
         queue_base: (u64, u64),
     ) -> Self {
-        Frame { shared, state, channel, prefix, step_budget, pending_checkpoint: None, queue_base }
+        Frame { shared, state, channel, prefix, step_budget, pending_checkpoint: None, queue_base, depth: 0 }
     }
 
     /// Executions queued (here and outside this frame) and their input bytes.
@@ -103,7 +105,9 @@ impl<'s, 'a> Frame<'s, 'a> {
             if self.state.queue.is_empty() {
                 return Ok(FrameEnd::Drained);
             }
-            if self.shared.interrupt.load(Ordering::Relaxed) {
+            // A branch goes on after an interrupt, so a group can finish within
+            // the grace period; the host's stop (abort) still ends its tasks.
+            if self.depth == 0 && self.shared.interrupt.load(Ordering::Relaxed) {
                 return Ok(FrameEnd::Interrupted);
             }
             if self.state.steps >= self.step_budget {
@@ -183,6 +187,7 @@ impl<'s, 'a> Frame<'s, 'a> {
             retry_count: spec.attempt,
             max_retries: def.retry.max_retries,
         };
+        let counters_before = self.state.id_counters.clone();
         let ids = IdAllocator { prefix: self.prefix.clone(), counters: std::mem::take(&mut self.state.id_counters) };
         let bounds: HostBounds = self.shared.workflow.settings.bounds.clone();
         let mut ctx =
@@ -199,7 +204,13 @@ impl<'s, 'a> Frame<'s, 'a> {
         };
         let output = match outcome {
             Ok(output) => output,
-            Err(failure) => return self.fail_or_retry(spec, def, failure),
+            Err(failure) => {
+                if failure.kind == FailureKind::Aborted {
+                    // The attempt runs again on resume: it must make the same ids.
+                    self.state.id_counters = counters_before;
+                }
+                return self.fail_or_retry(spec, def, failure);
+            }
         };
         if let Some(message) = ctx.effects.cancel.take() {
             return Err(RunError::Cancelled { task_id: spec.id, message });
@@ -270,7 +281,7 @@ impl<'s, 'a> Frame<'s, 'a> {
             tracing::warn!(task = %spec.id, attempt = retry, delay_ms = delay as u64, error = %failure, "task failed; retrying");
             let retry_spec = TaskSpec {
                 attempt: retry,
-                not_before_ms: now_ms() + delay as u64,
+                not_before_ms: now_ms().saturating_add(delay as u64),
                 last_error: Some(failure.to_string()),
                 ..spec
             };

@@ -26,6 +26,7 @@ struct Seed<'a> {
     prefix: &'a str,
     budget: u64,
     queue_base: (u64, u64),
+    depth: usize,
 }
 
 /// How one branch ended.
@@ -47,6 +48,13 @@ impl Frame<'_, '_> {
                 )));
             }
         };
+        if self.depth >= crate::model::flow::MAX_DEPTH {
+            return Err(RunError::Bound {
+                bound: "flow::MAX_DEPTH",
+                limit: crate::model::flow::MAX_DEPTH as u64,
+                detail: format!("group '{group}' would run nested {} groups deep", self.depth + 1),
+            });
+        }
         tracing::debug!(group, members = def.members.len(), "group started");
         let seed = Seed {
             session_id: &self.state.session_id,
@@ -55,6 +63,7 @@ impl Frame<'_, '_> {
             prefix: &self.prefix,
             budget: self.step_budget.saturating_sub(self.state.steps + 1),
             queue_base: self.queue_usage(),
+            depth: self.depth,
         };
         let branches = run_branches(self.shared, &seed, &def.members, &self.channel);
         if branches.iter().any(|b| matches!(b.end, Ok(FrameEnd::Interrupted))) {
@@ -133,16 +142,28 @@ fn run_branches(shared: &Shared, seed: &Seed, members: &[String], base: &Arc<dyn
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<Branch>>> = members.iter().map(|_| Mutex::new(None)).collect();
     let workers = shared.workflow.settings.parallelism.clamp(1, members.len().max(1));
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(member) = members.get(i) else { break };
+            let branch = run_branch(shared, seed, member, base.clone());
+            *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(branch);
+        }
+    };
     std::thread::scope(|s| {
+        let mut spawned = 0;
         for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(member) = members.get(i) else { break };
-                    let branch = run_branch(shared, seed, member, base.clone());
-                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(branch);
+            // A thread the OS refuses is not a failure: fewer threads share the work.
+            match std::thread::Builder::new().name("graflow-branch".into()).spawn_scoped(s, work) {
+                Ok(_) => spawned += 1,
+                Err(e) => {
+                    tracing::warn!("cannot start a branch thread ({e}); running the group with {spawned}");
+                    break;
                 }
-            });
+            }
+        }
+        if spawned == 0 {
+            work();
         }
     });
     // A worker that panicked makes `scope` panic, so every slot is filled;
@@ -170,14 +191,9 @@ fn run_branch(shared: &Shared, seed: &Seed, member: &str, base: Arc<dyn Channel>
     let mut checkpoint = None;
     let end = {
         let channel: Arc<dyn Channel> = overlay.clone();
-        let mut frame = Frame::new(
-            shared,
-            &mut state,
-            channel,
-            format!("{}{member}.", seed.prefix),
-            seed.budget,
-            seed.queue_base,
-        );
+        let mut frame =
+            Frame::new(shared, &mut state, channel, format!("{}{member}.", seed.prefix), seed.budget, seed.queue_base);
+        frame.depth = seed.depth + 1;
         frame.run(&mut |f| {
             if let Some(r) = f.pending_checkpoint.take() {
                 checkpoint = Some(r);

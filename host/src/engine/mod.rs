@@ -113,7 +113,13 @@ pub struct NoCheckpoints;
 pub struct NoCheckpointDir;
 
 impl CheckpointSink for NoCheckpoints {
-    fn write(&mut self, _: &Workflow, _: &RunState, _: &BTreeMap<String, Json>, _: &CheckpointRequest) -> Result<Written, SinkError> {
+    fn write(
+        &mut self,
+        _: &Workflow,
+        _: &RunState,
+        _: &BTreeMap<String, Json>,
+        _: &CheckpointRequest,
+    ) -> Result<Written, SinkError> {
         Err(Box::new(NoCheckpointDir))
     }
 }
@@ -284,7 +290,8 @@ impl Shared<'_> {
     /// `max_checkpoints` or `max_checkpoint_bytes` is spent.
     pub fn checkpoint_refusal(&self) -> Option<String> {
         let b = &self.workflow.settings.bounds;
-        let (n, bytes) = (self.checkpoints_written.load(Ordering::Relaxed), self.checkpoint_bytes.load(Ordering::Relaxed));
+        let (n, bytes) =
+            (self.checkpoints_written.load(Ordering::Relaxed), self.checkpoint_bytes.load(Ordering::Relaxed));
         if n >= b.max_checkpoints {
             return Some(format!("this run wrote {n} checkpoints, the bound max_checkpoints = {}", b.max_checkpoints));
         }
@@ -349,9 +356,9 @@ impl<'a> Engine<'a> {
         let base: Arc<dyn Channel> = channel.clone();
         let mut checkpoints = Vec::new();
         let mut write = |state: &RunState, request: &CheckpointRequest| -> Result<Written, RunError> {
-            let written = sink
-                .write(&shared.workflow, state, &channel.snapshot(), request)
-                .map_err(|e| RunError::Checkpoint { task_id: request.task_id.clone(), source: CheckpointFailure(e.into()) })?;
+            let written = sink.write(&shared.workflow, state, &channel.snapshot(), request).map_err(|e| {
+                RunError::Checkpoint { task_id: request.task_id.clone(), source: CheckpointFailure(e.into()) }
+            })?;
             if written.fresh {
                 shared.checkpoints_written.fetch_add(1, Ordering::Relaxed);
                 shared.checkpoint_bytes.fetch_add(written.bytes, Ordering::Relaxed);
@@ -365,7 +372,8 @@ impl<'a> Engine<'a> {
         let mut auto_refused = false;
         let end = frame.run(&mut |f: &mut frame::Frame| -> Result<(), RunError> {
             let auto = every.is_some_and(|n| f.state.steps.is_multiple_of(n));
-            let request = f.pending_checkpoint.take().or_else(|| auto.then(|| f.boundary_request(CheckpointMode::Auto)));
+            let request =
+                f.pending_checkpoint.take().or_else(|| auto.then(|| f.boundary_request(CheckpointMode::Auto)));
             let Some(request) = request else { return Ok(()) };
             if let Some(why) = shared.checkpoint_refusal() {
                 if !auto_refused {

@@ -167,7 +167,10 @@ fn group_is_the_join_and_merges_in_member_order() {
     // branches see the channel as it was when the group started
     assert_eq!(r.channel.get("seen_by_slow"), Some(j("null")));
     assert_eq!(fake.input_of("store"), serde_json::json!({"slow":1,"fast":2}));
-    assert_eq!(r.channel.get("group_1.__result__").unwrap().to_value().unwrap(), serde_json::json!({"slow":1,"fast":2}));
+    assert_eq!(
+        r.channel.get("group_1.__result__").unwrap().to_value().unwrap(),
+        serde_json::json!({"slow":1,"fast":2})
+    );
     assert_eq!(report.steps, 5);
     assert!(r.state.completed.contains(&"slow".to_string()) && r.state.completed.contains(&"group_1".to_string()));
 }
@@ -537,4 +540,63 @@ fn deferred_checkpoint_is_written_after_successors_are_queued() {
     assert_eq!(s.pending_ids(), ["c"]);
     assert_eq!((r.task_id.as_deref(), r.cycle_count, r.mode), (Some("b"), 1, CheckpointMode::Deferred));
     assert_eq!(r.user_metadata, j(r#"{"stage":"mid"}"#));
+}
+
+#[test]
+fn deletes_are_bounded_and_a_missing_key_records_nothing() {
+    let wf = workflow(
+        "[workflow]\nflow = \"a\"\n[workflow.bounds]\nmax_key_bytes = 8\nmax_written_bytes = 20",
+        names(&["a"]),
+    );
+    let fake = Fake::default().on("a", |_, ctx| {
+        assert_eq!(ctx.channel_delete("nothing"), Ok(false));
+        assert_eq!(ctx.channel.written_keys(), 0, "deleting a missing key records no write");
+        assert!(matches!(ctx.channel_delete("a-key-too-long"), Err(HostCallError::Abort(_))));
+        ok(serde_json::json!(null))
+    });
+    let err = run(&wf, &fake, "{}").result.unwrap_err();
+    assert!(err.to_string().contains("max_key_bytes = 8"), "{err}");
+    let wf = workflow("[workflow]\nflow = \"a\"\n[workflow.bounds]\nmax_written_bytes = 20", names(&["a"]));
+    let fake = Fake::default().on("a", |_, ctx| {
+        for i in 0..100 {
+            if ctx.channel_delete(&format!("key{i}")).is_err() {
+                return ok(serde_json::json!(i));
+            }
+        }
+        ok(serde_json::json!("unbounded"))
+    });
+    let err = run(&wf, &fake, "{}").result.unwrap_err();
+    assert!(err.to_string().contains("max_written_bytes = 20"), "{err}");
+}
+
+#[test]
+fn a_group_reentered_through_next_task_is_bounded() {
+    let wf = workflow("[workflow]\nflow = \"(a | b)\"", names(&["a", "b"]));
+    let fake = Fake::default().on("a", |_, ctx| {
+        ctx.next_task("group_1", "null", false).unwrap();
+        ok(serde_json::json!("a"))
+    });
+    match run(&wf, &fake, "{}").result {
+        Err(RunError::Bound { bound, .. }) => assert_eq!(bound, "flow::MAX_DEPTH"),
+        other => panic!("expected the nesting bound, got {other:?}"),
+    }
+}
+
+#[test]
+fn branches_finish_their_chains_after_an_interrupt() {
+    let wf = workflow("[workflow]\nflow = \"(a >> b | c) >> d\"", names(&["a", "b", "c", "d"]));
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f2 = flag.clone();
+    let fake = Fake::default().on("a", move |_, _| {
+        f2.store(true, std::sync::atomic::Ordering::Relaxed);
+        ok(serde_json::json!("a"))
+    });
+    let mut sink = Keep(Vec::new());
+    let mut state = RunState::new(&wf, "s".into(), j("{}"));
+    let channel = Arc::new(MemoryChannel::default());
+    let report = Engine::new(wf.clone(), &fake).with_interrupt(flag).run(&mut state, &channel, &mut sink).unwrap();
+    assert!(matches!(report.status, RunStatus::Interrupted(_)));
+    assert!(fake.log().contains(&"b".to_string()), "the branch's chain went on: {:?}", fake.log());
+    assert_eq!(sink.0[0].0.pending_ids(), ["d"], "the group completed; its successor waits");
+    assert_eq!(sink.0[0].1.task_id.as_deref(), Some("group_1"));
 }

@@ -135,7 +135,6 @@ pub(super) struct GroupSection {
     pub(super) critical: Option<Vec<String>>,
 }
 
-
 /// `mode` of a granted directory.
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]

@@ -224,7 +224,10 @@ impl Parser {
             }
             Some((Tok::Open, open_col)) => {
                 if self.depth >= MAX_DEPTH {
-                    return Err((open_col, format!("parentheses nested deeper than {MAX_DEPTH} levels (flow::MAX_DEPTH)")));
+                    return Err((
+                        open_col,
+                        format!("parentheses nested deeper than {MAX_DEPTH} levels (flow::MAX_DEPTH)"),
+                    ));
                 }
                 self.pos += 1;
                 self.depth += 1;
@@ -258,15 +261,8 @@ pub fn parse(flow: &str) -> Result<FlowGraph, FlowError> {
     if toks.is_empty() {
         return Err(err((1, "the flow is empty; write task names joined by '>>' and '|'".into())));
     }
-    let mut p = Parser {
-        toks,
-        pos: 0,
-        depth: 0,
-        seen: HashSet::new(),
-        end_col,
-        out: FlowGraph::default(),
-        merged: Vec::new(),
-    };
+    let mut p =
+        Parser { toks, pos: 0, depth: 0, seen: HashSet::new(), end_col, out: FlowGraph::default(), merged: Vec::new() };
     loop {
         while matches!(p.peek(), Some((Tok::Sep, _))) {
             p.pos += 1;

@@ -19,6 +19,9 @@ pub struct Limits {
 /// Largest `memory_mb` a task may set: a wasm32 memory holds at most 4 GiB.
 pub const MAX_MEMORY_MB: u64 = 4096;
 
+/// Longest `timeout_ms` and back-off delay a workflow may set: one day.
+pub const MAX_DURATION_MS: u64 = 86_400_000;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits { memory_bytes: 256 << 20, timeout_ms: 60_000, fuel: None }

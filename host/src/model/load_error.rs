@@ -128,7 +128,6 @@ pub enum LoadError {
     },
 }
 
-
 impl From<crate::files::ReadError> for ModuleLoadError {
     fn from(e: crate::files::ReadError) -> Self {
         ModuleLoadError::Read(Box::new(e))

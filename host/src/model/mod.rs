@@ -7,13 +7,13 @@
 //! a [`Workflow`], `load_error.rs` every way that fails, `limits.rs` the
 //! sandbox limits and host bounds, `flow.rs` the flow expression.
 
-pub mod flow;
 mod file_schema;
+pub mod flow;
 mod limits;
 mod load_error;
 mod resolve;
 
-pub use limits::{HostBounds, Limits, MAX_MEMORY_MB, MAX_WORKFLOW_FILE_BYTES};
+pub use limits::{HostBounds, Limits, MAX_DURATION_MS, MAX_MEMORY_MB, MAX_WORKFLOW_FILE_BYTES};
 pub use load_error::{LoadError, ModuleLoadError};
 pub use resolve::{
     DEFAULT_MAX_CYCLES, DEFAULT_MAX_STEPS, EngineNeeds, ModuleExports, ModuleInfo, TaskDecl, WorkflowFile,

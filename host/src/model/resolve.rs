@@ -65,7 +65,11 @@ impl EngineNeeds {
     /// Needs with the memory limit capped at [`MAX_MEMORY_MB`] and at least one
     /// execution at a time.
     pub fn new(fuel: bool, max_memory_bytes: u64, concurrency: usize) -> EngineNeeds {
-        EngineNeeds { fuel, max_memory_bytes: max_memory_bytes.min(MAX_MEMORY_MB << 20), concurrency: concurrency.max(1) }
+        EngineNeeds {
+            fuel,
+            max_memory_bytes: max_memory_bytes.min(MAX_MEMORY_MB << 20),
+            concurrency: concurrency.max(1),
+        }
     }
 
     /// What `workflow` needs.
@@ -88,8 +92,7 @@ pub struct WorkflowFile {
 impl WorkflowFile {
     /// Read and parse the file at `path`.
     pub fn read(path: &Path) -> Result<WorkflowFile, LoadError> {
-        let text = crate::files::read_text_bounded(path, MAX_WORKFLOW_FILE_BYTES, "MAX_WORKFLOW_FILE_BYTES (16 MiB)")
-?;
+        let text = crate::files::read_text_bounded(path, MAX_WORKFLOW_FILE_BYTES, "MAX_WORKFLOW_FILE_BYTES (16 MiB)")?;
         let file: File = toml::from_str(&text).map_err(|e| LoadError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
@@ -114,7 +117,6 @@ impl WorkflowFile {
         });
         EngineNeeds::new(fuel, max_mb.saturating_mul(1 << 20), concurrency)
     }
-
 
     /// Validate the file and load its modules through `modules`.
     pub fn resolve(&self, modules: &mut dyn ModuleExports) -> Result<Workflow, LoadError> {
@@ -371,8 +373,17 @@ impl Resolver<'_> {
             timeout_ms: sl.timeout_ms.or(dl.timeout_ms).unwrap_or(base.timeout_ms),
             fuel: sl.fuel.or(dl.fuel),
         };
-        if limits.timeout_ms == 0 {
-            return Err(self.invalid(format!("{table}.limits.timeout_ms"), "must be at least 1"));
+        if limits.timeout_ms == 0 || limits.timeout_ms > MAX_DURATION_MS {
+            return Err(self.invalid(
+                format!("{table}.limits.timeout_ms"),
+                format!("must be between 1 and {MAX_DURATION_MS} (one day)"),
+            ));
+        }
+        if retry.initial_ms > MAX_DURATION_MS || retry.max_ms > MAX_DURATION_MS {
+            return Err(self.invalid(
+                format!("{table}.backoff"),
+                format!("initial_ms and max_ms must be at most {MAX_DURATION_MS} (one day)"),
+            ));
         }
         Ok(TaskDef {
             name: name.to_string(),
@@ -560,4 +571,3 @@ fn default_name(path: &Path) -> String {
     }
     stem.to_string()
 }
-

@@ -88,7 +88,11 @@ impl graflow::task::channel::Host for HostState {
         refusable(self.task()?.channel_set(&key, &value))
     }
     fn delete(&mut self, key: String) -> wasmtime::Result<bool> {
-        Ok(self.task()?.channel_delete(&key))
+        match self.task()?.channel_delete(&key) {
+            Ok(existed) => Ok(existed),
+            Err(HostCallError::Refused(_)) => Ok(false),
+            Err(HostCallError::Abort(failure)) => Err(wasmtime::format_err!("{}", failure.message)),
+        }
     }
     fn exists(&mut self, key: String) -> wasmtime::Result<bool> {
         Ok(self.task()?.channel_exists(&key))
@@ -166,4 +170,3 @@ impl graflow::task::logging::Host for HostState {
         Ok(())
     }
 }
-

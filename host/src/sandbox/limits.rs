@@ -48,6 +48,7 @@ impl wasmtime::ResourceLimiter for Limiter {
 pub struct InstancePermits {
     free: Mutex<usize>,
     freed: Condvar,
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// One live instance's place in the pool; given back when dropped.
@@ -58,7 +59,7 @@ pub struct Permit {
 impl InstancePermits {
     /// `n` places.
     pub fn new(n: usize) -> Arc<InstancePermits> {
-        Arc::new(InstancePermits { free: Mutex::new(n), freed: Condvar::new() })
+        Arc::new(InstancePermits { free: Mutex::new(n), freed: Condvar::new(), waiting: Default::default() })
     }
 
     /// Take a place if one is free.
@@ -74,14 +75,22 @@ impl InstancePermits {
     /// Wait for a place; `None` if `abort` is set while waiting.
     pub fn acquire(self: &Arc<Self>, abort: &AtomicBool) -> Option<Permit> {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiting.fetch_add(1, Ordering::SeqCst);
         while *free == 0 {
             if abort.load(Ordering::Relaxed) {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
                 return None;
             }
             free = self.freed.wait_timeout(free, Duration::from_millis(20)).unwrap_or_else(|e| e.into_inner()).0;
         }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
         *free -= 1;
         Some(Permit { permits: self.clone() })
+    }
+
+    /// True while some task waits for a place (idle instances then go).
+    pub fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
     }
 }
 

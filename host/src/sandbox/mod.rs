@@ -286,10 +286,22 @@ impl Sandbox {
             store.set_fuel(u64::MAX).map_err(|e| failed(e.to_string()))?;
         }
         store.set_epoch_deadline(1);
-        let instance = module
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| failed(format!("cannot instantiate module '{}': {e:#}", task.module)))?;
+        // The pool also bounds core instances, memories and tables; a
+        // component with many of them can find it full with a place to
+        // spare: then it waits, like for a place.
+        let instance = loop {
+            match module.pre.instantiate(&mut store) {
+                Ok(i) => break i,
+                Err(e) if format!("{e:#}").contains("concurrent limit") => {
+                    if self.abort.load(Ordering::Relaxed) {
+                        return Err(TaskFailure::new(FailureKind::Aborted, Aborted.to_string()));
+                    }
+                    self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(failed(format!("cannot instantiate module '{}': {e:#}", task.module))),
+            }
+        };
         Ok(Pooled {
             store,
             instance,
@@ -310,7 +322,7 @@ impl Sandbox {
     fn give_back(&self, task: &TaskDef, pooled: Pooled) {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let idle = pool.entry(task.module.clone()).or_default();
-        if pooled.runs < MAX_REUSE_RUNS && idle.len() < MAX_IDLE_PER_MODULE {
+        if pooled.runs < MAX_REUSE_RUNS && idle.len() < MAX_IDLE_PER_MODULE && !self.permits.has_waiters() {
             idle.push(pooled);
         }
     }
@@ -329,6 +341,7 @@ impl TaskRunner for Sandbox {
         };
         p.runs += 1;
         let max_value = ctx.bounds().max_value_bytes;
+        let max_log = ctx.bounds().max_log_bytes;
         // What the guest may pass in one host call: our own bound decides
         // (with room for the key and the call's other arguments), so an
         // over-large value is refused with an error naming it.
@@ -347,17 +360,18 @@ impl TaskRunner for Sandbox {
         let result = match outcome {
             Ok(Ok(output)) if output.len() as u64 > max_value => Err(TaskFailure::new(
                 FailureKind::HostBound,
-                format!(
-                    "the task returned {} bytes, over the bound max_value_bytes = {max_value} bytes",
-                    output.len()
-                ),
+                format!("the task returned {} bytes, over the bound max_value_bytes = {max_value} bytes", output.len()),
             )),
             Ok(Ok(output)) => Json::parse(output).map_err(|e| {
                 TaskFailure::new(FailureKind::Failed, format!("the task returned text that is not JSON: {e}"))
             }),
-            Ok(Err(host::graflow::task::types::TaskError::Failed(m))) => Err(TaskFailure::new(FailureKind::Failed, m)),
+            // A guest's message is cut like a log line: it is kept in the
+            // queue (retries), logged and checkpointed.
+            Ok(Err(host::graflow::task::types::TaskError::Failed(m))) => {
+                Err(TaskFailure::new(FailureKind::Failed, cut(&m, max_log)))
+            }
             Ok(Err(host::graflow::task::types::TaskError::Retryable(m))) => {
-                Err(TaskFailure::new(FailureKind::Retryable, m))
+                Err(TaskFailure::new(FailureKind::Retryable, cut(&m, max_log)))
             }
             Err(error) => Err(classify(&error, task, max_value, &p.store.data().stderr)),
         };
@@ -408,6 +422,16 @@ fn classify(error: &wasmtime::Error, task: &TaskDef, max_value: u64, stderr: &Me
         Some(trap) => TaskFailure::new(FailureKind::Trap, format!("{trap}{said}")),
         None => TaskFailure::new(FailureKind::Trap, format!("{error:#}{said}")),
     }
+}
+
+/// `text` cut to `max` bytes, with a marker saying how much was cut.
+fn cut(text: &str, max: u64) -> String {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let at = text.floor_char_boundary(max);
+    format!("{}... [{} more bytes cut]", &text[..at], text.len() - at)
 }
 
 fn last_lines(text: &str, n: usize) -> String {

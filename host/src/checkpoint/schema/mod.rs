@@ -103,7 +103,9 @@ impl<'de> Deserialize<'de> for ContentDigest {
         };
         match text.split_once(':') {
             Some(("sha256", hex)) => hex.parse().map(ContentDigest::Sha256).map_err(|_| bad()),
-            Some(("blake3", h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => {
+            Some(("blake3", h))
+                if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+            {
                 let mut out = [0u8; 32];
                 hex::decode_to_slice(h, &mut out).map_err(|_| bad())?;
                 Ok(ContentDigest::Blake3(out))
@@ -161,8 +163,68 @@ pub struct Meta {
     pub user_metadata: serde_json::Value,
     /// Digests of the `.ctx` (`ctx`) and `.state.json` (`state`) files.
     pub files: BTreeMap<String, FileDigest>,
+    /// Why it was taken (schema 2; schema 1 kept it only in `user_metadata`).
+    pub mode: Option<ModeFile>,
+    /// The execution that asked for it or completed last (schema 2).
+    pub after: Option<String>,
     /// The signature (schema 2); `None` for schema 1.
     pub signature: Option<Signature>,
+}
+
+impl Meta {
+    /// Why it was taken: the typed field, else what the metadata says.
+    pub fn mode_name(&self) -> Option<&str> {
+        match self.mode {
+            Some(m) => Some(m.as_str()),
+            None => self.user_metadata.get("mode").and_then(|v| v.as_str()),
+        }
+    }
+
+    /// The execution it was taken after: the typed field, else the metadata's.
+    pub fn after_task(&self) -> Option<&str> {
+        match self.schema_version {
+            SchemaVersion::V1 => self.user_metadata.get("task_id").and_then(|v| v.as_str()),
+            _ => self.after.as_deref(),
+        }
+    }
+}
+
+/// Why a checkpoint was taken, as the commit record keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeFile {
+    /// A task asked.
+    Deferred,
+    /// `--checkpoint-every`.
+    Auto,
+    /// Ctrl-C / SIGTERM.
+    Interrupt,
+    /// `max_steps` reached.
+    MaxSteps,
+}
+
+impl ModeFile {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModeFile::Deferred => "deferred",
+            ModeFile::Auto => "auto",
+            ModeFile::Interrupt => "interrupt",
+            ModeFile::MaxSteps => "max_steps",
+        }
+    }
+}
+
+impl From<crate::engine::CheckpointMode> for ModeFile {
+    fn from(m: crate::engine::CheckpointMode) -> ModeFile {
+        use crate::engine::CheckpointMode as C;
+        match m {
+            C::Deferred => ModeFile::Deferred,
+            C::Auto => ModeFile::Auto,
+            C::Interrupt => ModeFile::Interrupt,
+            C::MaxSteps => ModeFile::MaxSteps,
+        }
+    }
 }
 
 /// Where a queued execution came from, as the state file shows it.
@@ -302,6 +364,37 @@ pub fn is_valid_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
+/// Refuse groups that contain themselves (directly or through other groups)
+/// or nest deeper than a flow can write.
+fn group_depths(wf: &Workflow) -> Result<(), Invalid> {
+    type Memo = std::collections::HashMap<String, usize>;
+    fn depth(wf: &Workflow, node: &str, stack: &mut Vec<String>, memo: &mut Memo) -> Result<usize, Invalid> {
+        let Some(Node::Group(g)) = wf.graph.nodes.get(node) else { return Ok(0) };
+        if let Some(d) = memo.get(node) {
+            return Ok(*d);
+        }
+        if stack.iter().any(|n| n == node) {
+            return Err(Invalid(format!("group '{node}' contains itself")));
+        }
+        if stack.len() > crate::model::flow::MAX_DEPTH {
+            return Err(Invalid(format!("groups nest deeper than {} levels", crate::model::flow::MAX_DEPTH)));
+        }
+        stack.push(node.to_string());
+        let mut deepest = 0;
+        for m in &g.members {
+            deepest = deepest.max(depth(wf, m, stack, memo)?);
+        }
+        stack.pop();
+        memo.insert(node.to_string(), deepest + 1);
+        Ok(deepest + 1)
+    }
+    let mut memo = Memo::new();
+    for name in wf.graph.nodes.keys() {
+        depth(wf, name, &mut Vec::new(), &mut memo)?;
+    }
+    Ok(())
+}
+
 /// Check what the engine and the sandbox rely on in a decoded context: ids
 /// that stay inside the checkpoint directory, limits the engine can be built
 /// for, a graph whose names resolve, settings that are not zero.
@@ -323,7 +416,13 @@ pub fn validate(ctx: &Context) -> Result<(), Invalid> {
         return bad(format!("the start node '{}' is not in the graph", wf.start));
     }
     for (name, t) in &wf.tasks {
-        if t.limits.memory_bytes == 0 || t.limits.memory_bytes > MAX_MEMORY_MB << 20 || t.limits.timeout_ms == 0 {
+        if t.limits.memory_bytes == 0
+            || t.limits.memory_bytes > MAX_MEMORY_MB << 20
+            || t.limits.timeout_ms == 0
+            || t.limits.timeout_ms > crate::model::MAX_DURATION_MS
+            || t.retry.max_ms > crate::model::MAX_DURATION_MS
+            || t.retry.initial_ms > crate::model::MAX_DURATION_MS
+        {
             return bad(format!("task '{name}' has limits out of range"));
         }
         if !wf.modules.contains_key(&t.module) {
@@ -345,7 +444,13 @@ pub fn validate(ctx: &Context) -> Result<(), Invalid> {
             _ => {}
         }
     }
-    if wf.graph.successors.iter().any(|(a, bs)| !wf.graph.nodes.contains_key(a) || bs.iter().any(|b| !wf.graph.nodes.contains_key(b))) {
+    group_depths(wf)?;
+    if wf
+        .graph
+        .successors
+        .iter()
+        .any(|(a, bs)| !wf.graph.nodes.contains_key(a) || bs.iter().any(|b| !wf.graph.nodes.contains_key(b)))
+    {
         return bad("an edge names a node the graph lacks".into());
     }
     Ok(())

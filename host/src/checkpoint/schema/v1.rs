@@ -37,6 +37,8 @@ impl From<MetaV1> for Meta {
             workflow: m.workflow,
             user_metadata: m.user_metadata,
             files: m.files,
+            mode: None,
+            after: None,
             signature: None,
         }
     }
@@ -282,7 +284,11 @@ impl ContextV1<'_> {
             modules,
             tasks,
             graph: model::Graph { nodes, successors: w.graph.successors },
-            settings: model::RunSettings { max_steps: w.settings.max_steps, parallelism: w.settings.parallelism, bounds },
+            settings: model::RunSettings {
+                max_steps: w.settings.max_steps,
+                parallelism: w.settings.parallelism,
+                bounds,
+            },
         };
         let s = self.state;
         let mut state = RunState::empty(s.session_id, json(&s.input, values, &|| "the run input".into())?);
@@ -313,11 +319,10 @@ impl ContextV1<'_> {
 /// Schema 1 had no origin: it is read off the id as 0.1 made it (`<key>@<n>`
 /// for iterations; no node for `next-task` instances).
 fn upgrade_spec(q: Spec, values: Values) -> Result<TaskSpec, Invalid> {
-    let iteration = q
-        .id
-        .strip_prefix(q.cycle_key.as_str())
-        .and_then(|rest| rest.strip_prefix('@'))
-        .and_then(|n| n.parse::<u32>().ok());
+    let iteration =
+        q.id.strip_prefix(q.cycle_key.as_str())
+            .and_then(|rest| rest.strip_prefix('@'))
+            .and_then(|n| n.parse::<u32>().ok());
     let origin = match (iteration, &q.node) {
         (Some(cycle), _) => Origin::Iteration { cycle },
         (None, None) => Origin::Dynamic,

@@ -45,6 +45,10 @@ pub struct Record {
     pub backend: String,
     /// See [`Meta::workflow`].
     pub workflow: String,
+    /// See [`Meta::mode`].
+    pub mode: super::ModeFile,
+    /// See [`Meta::after`].
+    pub after: Option<String>,
     /// See [`Meta::user_metadata`].
     pub user_metadata: serde_json::Value,
     /// See [`Meta::files`].
@@ -97,6 +101,8 @@ pub fn read_meta(bytes: &[u8]) -> Result<(Meta, Vec<u8>), serde_json::Error> {
         workflow: r.workflow,
         user_metadata: r.user_metadata,
         files: r.files,
+        mode: Some(r.mode),
+        after: r.after,
         signature: envelope.signature,
     };
     Ok((meta, message))
@@ -323,7 +329,9 @@ impl<'a> ContextOut<'a> {
             modules: wf
                 .modules
                 .iter()
-                .map(|(k, m)| (k.clone(), ModuleRef { path: lossy(&m.path), sha256: *m.sha256.as_bytes(), size: m.size }))
+                .map(|(k, m)| {
+                    (k.clone(), ModuleRef { path: lossy(&m.path), sha256: *m.sha256.as_bytes(), size: m.size })
+                })
                 .collect(),
             tasks: wf
                 .tasks
@@ -352,7 +360,11 @@ impl<'a> ContextOut<'a> {
                                 .grants
                                 .dirs
                                 .iter()
-                                .map(|d| DirGrant { host: lossy(&d.host), guest: d.guest.clone(), writable: d.writable })
+                                .map(|d| DirGrant {
+                                    host: lossy(&d.host),
+                                    guest: d.guest.clone(),
+                                    writable: d.writable,
+                                })
                                 .collect(),
                             env: t.grants.env.clone(),
                             stdio: match t.grants.stdio {
@@ -460,8 +472,11 @@ impl ContextIn<'_> {
                 .modules
                 .into_iter()
                 .map(|(k, m)| {
-                    let module =
-                        model::ModuleRef { path: PathBuf::from(m.path), sha256: Sha256::from_bytes(m.sha256), size: m.size };
+                    let module = model::ModuleRef {
+                        path: PathBuf::from(m.path),
+                        sha256: Sha256::from_bytes(m.sha256),
+                        size: m.size,
+                    };
                     (k, module)
                 })
                 .collect(),
@@ -492,7 +507,11 @@ impl ContextIn<'_> {
                                 .grants
                                 .dirs
                                 .into_iter()
-                                .map(|d| model::DirGrant { host: PathBuf::from(d.host), guest: d.guest, writable: d.writable })
+                                .map(|d| model::DirGrant {
+                                    host: PathBuf::from(d.host),
+                                    guest: d.guest,
+                                    writable: d.writable,
+                                })
                                 .collect(),
                             env: t.grants.env,
                             stdio: match t.grants.stdio {
