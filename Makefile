@@ -51,7 +51,7 @@ task:
 	@bash scripts/build-task.sh $(SRC) $(OUT)
 
 host:
-	$(CARGO) build --release --quiet
+	$(CARGO) build --release
 
 test: guests
 	$(CARGO) test --release --workspace

@@ -3,5 +3,13 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    // Like other Unix tools: when the reader of stdout goes away
+    // (`graflow-host checkpoints list | head -1`), end quietly instead of
+    // panicking on a write error.
+    // SAFETY: setting a signal's disposition to the default has no
+    // preconditions; no other thread runs yet.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     cli::main()
 }

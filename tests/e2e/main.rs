@@ -3,6 +3,7 @@
 //! `make guests` (`make test` does it first).
 
 mod checkpoint;
+mod cli;
 mod control;
 mod errors;
 mod examples;

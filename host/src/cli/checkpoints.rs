@@ -11,6 +11,9 @@ pub enum CheckpointsCommand {
         /// The checkpoint directory.
         #[arg(default_value = checkpoint::DEFAULT_DIR)]
         dir: PathBuf,
+        /// Print one JSON array of checkpoints.
+        #[arg(long)]
+        json: bool,
     },
     /// Show one checkpoint: metadata, progress, queue and modules.
     Show {
@@ -33,7 +36,7 @@ pub enum CheckpointsCommand {
 
 pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
     match cmd {
-        CheckpointsCommand::List { dir } => list(&dir),
+        CheckpointsCommand::List { dir, json } => list(&dir, json),
         CheckpointsCommand::Show { checkpoint, json } => show(&checkpoint, json),
         CheckpointsCommand::Prune { keep, dir } => {
             let pruned = checkpoint::prune(&dir, keep).map_err(CliError::bad_input)?;
@@ -51,8 +54,23 @@ pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
     }
 }
 
-fn list(dir: &Path) -> Result<ExitStatus, CliError> {
+fn list(dir: &Path, json: bool) -> Result<ExitStatus, CliError> {
     let all = checkpoint::list(dir).map_err(CliError::bad_input)?;
+    if json {
+        let items: Vec<serde_json::Value> = all
+            .iter()
+            .map(|s| {
+                let m = &s.meta;
+                serde_json::json!({
+                    "id": m.checkpoint_id, "path": s.base, "session": m.session_id, "workflow": m.workflow,
+                    "created_at": m.created_at, "steps": m.steps, "after": m.after_task(), "mode": m.mode_name(),
+                    "schema_version": m.schema_version.number(), "signed": m.signature.is_some(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+        return Ok(ExitStatus::Success);
+    }
     if all.is_empty() {
         println!("no checkpoints in {}", dir.display());
     }

@@ -1,7 +1,9 @@
 //! Command-line parsing and dispatch. Exit codes are documented in
 //! [`ExitStatus`] and in `graflow-host --help`.
 
+mod cache;
 mod checkpoints;
+mod graph;
 mod run;
 mod validate;
 
@@ -38,6 +40,9 @@ pub struct Cli {
     /// Only warnings and errors on stderr.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// How log lines are written on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,7 +63,31 @@ enum Command {
         /// Do not use the compiled-module cache.
         #[arg(long)]
         no_cache: bool,
+        /// Print the resolved workflow as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
+    /// Draw a workflow's graph (Mermaid, Graphviz DOT or plain text).
+    Graph(graph::GraphArgs),
+    /// List or prune the compiled-module cache.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
+    /// Print a shell completion script (e.g. `graflow-host completions bash > /etc/bash_completion.d/graflow-host`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; e.g. `graflow-host man | man -l -`).
+    Man,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines (coloured only on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The process exit status of each outcome.
@@ -84,15 +113,31 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
+impl ExitStatus {
+    /// The status's name in `--json` output.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitStatus::Success => "completed",
+            ExitStatus::Failed => "failed",
+            ExitStatus::BadInput => "bad_input",
+            ExitStatus::MaxSteps => "max_steps",
+            ExitStatus::Canceled => "canceled",
+            ExitStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// An error at the CLI edge, with the exit status it maps to.
 pub struct CliError {
     status: ExitStatus,
     error: anyhow::Error,
+    /// The `--json` object was already printed.
+    printed: bool,
 }
 
 impl CliError {
     fn bad_input(error: impl Into<anyhow::Error>) -> CliError {
-        CliError { status: ExitStatus::BadInput, error: error.into() }
+        CliError { status: ExitStatus::BadInput, error: error.into(), printed: false }
     }
 }
 
@@ -104,32 +149,74 @@ pub fn main() -> ExitCode {
             return if e.use_stderr() { ExitStatus::BadInput.into() } else { ExitStatus::Success.into() };
         }
     };
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(cli.verbose, cli.quiet, cli.log_format);
+    let json = match &cli.command {
+        Command::Run(a) => a.exec.json,
+        Command::Resume(a) => a.exec.json,
+        Command::Validate { json, .. } => *json,
+        Command::Checkpoints(checkpoints::CheckpointsCommand::List { json, .. }) => *json,
+        _ => false,
+    };
     let outcome = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Resume(args) => run::resume(args),
         Command::Checkpoints(cmd) => checkpoints::checkpoints(cmd),
-        Command::Validate { workflow, no_cache } => validate::validate(&workflow, no_cache),
+        Command::Validate { workflow, no_cache, json } => validate::validate(&workflow, no_cache, json),
+        Command::Graph(args) => graph::graph(args),
+        Command::Cache(cmd) => cache::cache(cmd),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "graflow-host",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitStatus::Success)
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            match man.render(&mut std::io::stdout()) {
+                Ok(()) => Ok(ExitStatus::Success),
+                Err(e) => Err(CliError::bad_input(anyhow::Error::new(e))),
+            }
+        }
     };
     match outcome {
         Ok(status) => status.into(),
-        Err(CliError { status, error }) => {
+        Err(CliError { status, error, printed }) => {
             eprintln!("error: {error:#}");
+            if json && !printed {
+                let object = serde_json::json!({
+                    "status": status.name(), "exit_code": status as i32, "error": format!("{error:#}"),
+                });
+                println!("{object}");
+            }
             status.into()
         }
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+/// Our events and the tasks' log lines at the level `-v` asks for; the
+/// engine's dependencies (wasmtime, cranelift) only at `-vvv` or through
+/// `GRAFLOW_LOG`.
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
+    use std::io::IsTerminal;
     let default = match (quiet, verbose) {
         (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
+        (false, 0) => "warn,graflow_host=info,task=info",
+        (false, 1) => "warn,graflow_host=debug,task=debug",
+        (false, 2) => "info,graflow_host=trace,task=trace",
         (false, _) => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRAFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).compact().init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => {
+            builder.with_ansi(std::io::stderr().is_terminal()).with_target(false).compact().init();
+        }
+    }
 }
 
 /// The compiled-module cache directory, unless disabled.

@@ -28,6 +28,10 @@ pub struct ExecOptions {
     /// Do not use the compiled-module cache.
     #[arg(long)]
     no_cache: bool,
+    /// Print one JSON object on stdout instead of the result: status, exit
+    /// code, result, steps, checkpoints, failures (docs/cli.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -43,7 +47,7 @@ pub struct RunArgs {
     #[arg(long, default_value = checkpoint::DEFAULT_DIR, value_name = "DIR")]
     checkpoint_dir: PathBuf,
     #[command(flatten)]
-    exec: ExecOptions,
+    pub exec: ExecOptions,
 }
 
 #[derive(clap::Args)]
@@ -66,7 +70,7 @@ pub struct ResumeArgs {
     #[arg(long)]
     trust_unsigned: bool,
     #[command(flatten)]
-    exec: ExecOptions,
+    pub exec: ExecOptions,
 }
 
 /// Largest `--input` read from a file or standard input.
@@ -156,19 +160,29 @@ fn execute(mut session: Session, opts: &ExecOptions) -> Result<ExitStatus, CliEr
     graflow_host::signals::stop_on_signals(session.stop_handle(), Duration::from_millis(opts.grace_period_ms))
         .map_err(|e| CliError::bad_input(anyhow!("cannot install the signal handlers: {e}")))?;
     let outcome = session.run();
-    report(outcome)
+    let steps = session.state().steps;
+    report(outcome, opts.json, &session.state().session_id, steps)
 }
 
-/// Print the result or the error; the exit status.
-fn report(outcome: Result<RunReport, RunError>) -> Result<ExitStatus, CliError> {
-    match outcome {
+/// Print the result or the error (or, with `--json`, one object on stdout);
+/// the exit status.
+fn report(outcome: Result<RunReport, RunError>, json: bool, session: &str, steps: u64) -> Result<ExitStatus, CliError> {
+    let mut object = serde_json::json!({ "session": session, "steps": steps, "checkpoints": [], "failures": [] });
+    let status = match &outcome {
         Ok(report) => {
-            match report.status {
+            object["steps"] = report.steps.into();
+            object["checkpoints"] = report.checkpoints.clone().into();
+            match &report.status {
                 RunStatus::Completed => {
-                    tracing::info!(steps = report.steps, checkpoints = report.checkpoints.len(), "workflow completed")
+                    tracing::info!(steps = report.steps, checkpoints = report.checkpoints.len(), "workflow completed");
+                    object["result"] = result_value(report.result.as_ref());
+                    ExitStatus::Success
                 }
                 RunStatus::Terminated(message) => {
-                    tracing::info!(steps = report.steps, "workflow terminated: {message}")
+                    tracing::info!(steps = report.steps, "workflow terminated: {message}");
+                    object["result"] = result_value(report.result.as_ref());
+                    object["terminated"] = message.clone().into();
+                    ExitStatus::Success
                 }
                 RunStatus::Interrupted(written) => {
                     let cp = &written.id;
@@ -181,20 +195,24 @@ fn report(outcome: Result<RunReport, RunError>) -> Result<ExitStatus, CliError> 
                         );
                     }
                     eprintln!("  resume with: graflow-host resume {cp}");
-                    return Ok(ExitStatus::Interrupted);
+                    object["checkpoint"] = cp.clone().into();
+                    ExitStatus::Interrupted
                 }
             }
-            println!("{}", report.result.unwrap_or_else(Json::null));
-            Ok(ExitStatus::Success)
         }
         Err(error) => {
-            let status = match error {
-                RunError::MaxSteps { ref checkpoint, .. } => {
+            object["error"] = format!("{:#}", anyhow::Error::new(error.clone())).into();
+            object["failures"] = failures(error);
+            match error {
+                RunError::MaxSteps { checkpoint, .. } => {
                     match checkpoint {
-                        Some(w) => eprintln!(
-                            "the queue is kept in checkpoint {}\n  continue with: graflow-host resume {} (add --max-steps <N> to allow more steps)",
-                            w.id, w.id
-                        ),
+                        Some(w) => {
+                            eprintln!(
+                                "the queue is kept in checkpoint {}\n  continue with: graflow-host resume {} (add --max-steps <N> to allow more steps)",
+                                w.id, w.id
+                            );
+                            object["checkpoint"] = w.id.clone().into();
+                        }
                         None => eprintln!("no checkpoint keeps the queue (this run has no checkpoint directory)"),
                     }
                     ExitStatus::MaxSteps
@@ -202,8 +220,40 @@ fn report(outcome: Result<RunReport, RunError>) -> Result<ExitStatus, CliError> 
                 RunError::Cancelled { .. } => ExitStatus::Canceled,
                 RunError::Inconsistent(_) => ExitStatus::BadInput,
                 _ => ExitStatus::Failed,
-            };
-            Err(CliError { status, error: error.into() })
+            }
         }
+    };
+    object["status"] = status.name().into();
+    object["exit_code"] = (status as i32).into();
+    if json {
+        println!("{object}");
+    } else if let Ok(report) = &outcome
+        && status == ExitStatus::Success
+    {
+        println!("{}", report.result.clone().unwrap_or_else(Json::null));
+    }
+    match outcome {
+        Err(error) => Err(CliError { status, error: error.into(), printed: json }),
+        Ok(_) => Ok(status),
+    }
+}
+
+fn result_value(result: Option<&Json>) -> serde_json::Value {
+    result.and_then(|r| r.to_value().ok()).unwrap_or(serde_json::Value::Null)
+}
+
+/// The failed tasks a run error names: `{task_id, task, module, attempts,
+/// kind, message}` each.
+fn failures(error: &RunError) -> serde_json::Value {
+    match error {
+        RunError::TaskFailed { task_id, task, module, attempts, failure } => serde_json::json!([{
+            "task_id": task_id, "task": task, "module": module, "attempts": attempts,
+            "kind": format!("{:?}", failure.kind), "message": failure.message,
+        }]),
+        RunError::GroupFailed { failed, .. } => {
+            failed.iter().map(|(member, error)| serde_json::json!({"task_id": member, "message": error})).collect()
+        }
+        RunError::Cancelled { task_id, message } => serde_json::json!([{"task_id": task_id, "message": message}]),
+        _ => serde_json::json!([]),
     }
 }

@@ -6,10 +6,45 @@ use graflow_host::model::Node;
 use graflow_host::session::{RunOptions, Session};
 use std::path::Path;
 
-pub fn validate(path: &Path, no_cache: bool) -> Result<ExitStatus, CliError> {
+pub fn validate(path: &Path, no_cache: bool, json: bool) -> Result<ExitStatus, CliError> {
     let opts = RunOptions { cache_dir: super::cache_dir(no_cache), ..RunOptions::default() };
     let session = Session::start(path, Json::null(), opts).map_err(CliError::bad_input)?;
     let wf = session.workflow();
+    if json {
+        let modules: serde_json::Map<String, serde_json::Value> = wf
+            .modules
+            .iter()
+            .map(|(k, m)| (k.clone(), serde_json::json!({"path": m.path, "sha256": m.sha256, "size": m.size})))
+            .collect();
+        let tasks: serde_json::Map<String, serde_json::Value> = wf
+            .tasks
+            .iter()
+            .map(|(k, t)| {
+                let v = serde_json::json!({
+                    "module": t.module, "export": t.export, "inputs": t.inputs, "max_cycles": t.max_cycles,
+                    "max_retries": t.retry.max_retries, "in_flow": wf.graph.nodes.contains_key(k),
+                });
+                (k.clone(), v)
+            })
+            .collect();
+        let groups: serde_json::Map<String, serde_json::Value> = wf
+            .graph
+            .nodes
+            .iter()
+            .filter_map(|(k, n)| match n {
+                Node::Group(g) => {
+                    Some((k.clone(), serde_json::json!({"members": g.members, "policy": g.policy.to_string()})))
+                }
+                Node::Task => None,
+            })
+            .collect();
+        let object = serde_json::json!({
+            "status": "valid", "exit_code": 0, "workflow": wf.name, "flow": wf.flow, "start": wf.start,
+            "modules": modules, "tasks": tasks, "groups": groups,
+        });
+        println!("{object}");
+        return Ok(ExitStatus::Success);
+    }
     println!("workflow '{}' is valid", wf.name);
     println!("  flow:  {}", wf.flow);
     println!("  start: {}", wf.start);

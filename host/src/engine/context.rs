@@ -360,8 +360,9 @@ impl TaskContext {
             known.extend(
                 self.workflow.graph.nodes.keys().map(String::as_str).filter(|n| !self.workflow.tasks.contains_key(*n)),
             );
+            let hint = crate::model::did_you_mean(task, known.iter().copied());
             return Err(HostCallError::Refused(format!(
-                "next-task: no task or flow node named '{task}' (known: {}{})",
+                "next-task: no task or flow node named '{task}' (known: {}{}){hint}",
                 known.iter().take(30).copied().collect::<Vec<_>>().join(", "),
                 if known.len() > 30 { format!(", ... and {} more", known.len() - 30) } else { String::new() }
             )));

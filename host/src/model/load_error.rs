@@ -41,7 +41,7 @@ pub enum LoadError {
         error: FlowError,
     },
     /// The flow or a setting names a task that is not declared.
-    #[error("{path}: unknown task '{task}' ({context}); declared tasks: {declared}")]
+    #[error("{path}: unknown task '{task}' ({context}); declared tasks: {declared}{hint}")]
     UnknownTask {
         /// The file.
         path: PathBuf,
@@ -51,9 +51,11 @@ pub enum LoadError {
         context: String,
         /// The tasks that exist.
         declared: String,
+        /// `; did you mean 'x'?`, or nothing.
+        hint: String,
     },
     /// A task names a module that is not in `[modules]`.
-    #[error("{path}: task '{task}' uses module '{module}', which is not in [modules] (modules: {declared})")]
+    #[error("{path}: task '{task}' uses module '{module}', which is not in [modules] (modules: {declared}){hint}")]
     UnknownModule {
         /// The file.
         path: PathBuf,
@@ -63,6 +65,8 @@ pub enum LoadError {
         module: String,
         /// The modules that exist.
         declared: String,
+        /// `; did you mean 'x'?`, or nothing.
+        hint: String,
     },
     /// A module file is missing or unreadable.
     #[error("{path}: module '{module}'")]
@@ -102,7 +106,7 @@ pub enum LoadError {
     },
     /// A task's export is not provided by its module.
     #[error(
-        "{path}: task '{task}': module '{module}' does not export a task named '{export}' (it exports: {available})"
+        "{path}: task '{task}': module '{module}' does not export a task named '{export}' (it exports: {available}){hint}"
     )]
     NotExported {
         /// The workflow file.
@@ -115,6 +119,8 @@ pub enum LoadError {
         export: String,
         /// What the module exports.
         available: String,
+        /// `; did you mean 'x'?`, or nothing.
+        hint: String,
     },
     /// A setting has a value that cannot work.
     #[error("{path}: {field}: {message}")]

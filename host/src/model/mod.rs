@@ -11,6 +11,7 @@ mod file_schema;
 pub mod flow;
 mod limits;
 mod load_error;
+pub mod picture;
 mod resolve;
 
 pub use limits::{HostBounds, Limits, MAX_DURATION_MS, MAX_MEMORY_MB, MAX_WORKFLOW_FILE_BYTES};
@@ -143,6 +144,21 @@ impl RetryPolicy {
     pub fn base_delay_ms(&self, retry: u32) -> u64 {
         let delay = self.initial_ms as f64 * self.factor.powi(retry.saturating_sub(1) as i32);
         delay.min(self.max_ms as f64) as u64
+    }
+}
+
+/// `; did you mean 'x'?` for the candidate closest to `name`, if one is close
+/// enough to be a typo; else nothing.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let best = candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, c)) => format!("; did you mean '{c}'?"),
+        None => String::new(),
     }
 }
 

@@ -264,8 +264,9 @@ impl Resolver<'_> {
                 return Err(LoadError::UnknownModule {
                     path: self.path.to_path_buf(),
                     task: name,
+                    hint: super::did_you_mean(&module, modules.keys().map(String::as_str)),
                     module,
-                    declared: modules.keys().cloned().collect::<Vec<_>>().join(", "),
+                    declared: listed(modules.keys().map(String::as_str)),
                 });
             };
             let export = export_name;
@@ -275,9 +276,11 @@ impl Resolver<'_> {
                         path: self.path.to_path_buf(),
                         task: name.clone(),
                         context: format!(
-                            "named in the flow, not declared in [tasks], and module '{module}' exports no task of that name"
+                            "named in the flow, not declared in [tasks], and module '{module}' exports no task of that name; it exports: {}",
+                            listed(decls.iter().map(|d| d.name.as_str()))
                         ),
                         declared: self.declared_names(flow),
+                        hint: super::did_you_mean(&name, decls.iter().map(|d| d.name.as_str())),
                     });
                 }
                 let available = listed(decls.iter().map(|d| d.name.as_str()));
@@ -285,6 +288,7 @@ impl Resolver<'_> {
                     path: self.path.to_path_buf(),
                     task: name,
                     module,
+                    hint: super::did_you_mean(&export, decls.iter().map(|d| d.name.as_str())),
                     export,
                     available,
                 });
@@ -315,8 +319,19 @@ impl Resolver<'_> {
             [] => Err(LoadError::UnknownTask {
                 path: self.path.to_path_buf(),
                 task: task.to_string(),
-                context: format!("no module exports a task named '{export}'"),
+                context: format!(
+                    "no module exports a task named '{export}'; the modules export: {}",
+                    modules
+                        .iter()
+                        .map(|(m, (_, d))| format!("{m}: {}", listed(d.iter().map(|d| d.name.as_str()))))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
                 declared: self.declared_names(flow),
+                hint: super::did_you_mean(
+                    export,
+                    modules.values().flat_map(|(_, d)| d.iter().map(|d| d.name.as_str())),
+                ),
             }),
             several => Err(self.invalid(
                 format!("[tasks.{task}].module"),

@@ -50,7 +50,14 @@ impl ModuleCache {
             // `Engine::precompile_component` of an engine with the same
             // compatibility hash (part of the file name).
             match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, true)),
+                Ok(component) => {
+                    // The modification time records the last use, for `cache prune`.
+                    let _ = std::fs::File::options()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                    return Ok((component, true));
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable cached artifact")
                 }
@@ -73,4 +80,55 @@ fn store(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
     std::io::Write::write_all(&mut tmp, artifact)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// One compiled artifact in a cache directory.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The file.
+    pub path: PathBuf,
+    /// The sha256 of the module it was compiled from.
+    pub module: String,
+    /// The compatibility hash of the engine that compiled it.
+    pub engine_hash: String,
+    /// Bytes.
+    pub size: u64,
+    /// When it was last written or loaded.
+    pub last_used: std::time::SystemTime,
+}
+
+/// Every artifact in `dir` (files of other names are ignored), oldest use first.
+pub fn entries(dir: &Path) -> std::io::Result<Vec<Entry>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for e in read.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((module, engine_hash)) = name.strip_suffix(".cwasm").and_then(|s| s.split_once('-')) else { continue };
+        let Ok(meta) = e.metadata() else { continue };
+        out.push(Entry {
+            path: e.path(),
+            module: module.to_string(),
+            engine_hash: engine_hash.to_string(),
+            size: meta.len(),
+            last_used: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+        });
+    }
+    out.sort_by_key(|e| e.last_used);
+    Ok(out)
+}
+
+/// The engine hashes this host's engines have (with and without fuel): an
+/// artifact with another one can never be loaded again.
+pub fn current_engine_hashes() -> wasmtime::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for fuel in [false, true] {
+        let settings = super::config::EngineSettings { fuel, pooling: false, ..Default::default() };
+        let engine = super::config::build_engine(&settings)?;
+        out.push(ModuleCache::new(PathBuf::new(), &engine).engine_hash);
+    }
+    Ok(out)
 }

@@ -42,14 +42,14 @@ pub struct HostState {
 
 impl HostState {
     /// Write what the guest printed since the last call to the host log.
-    pub fn emit_output(&mut self, task: &str) {
+    pub fn emit_output(&mut self, task: &str, module: &str) {
         let out = self.stdout.contents();
         for line in String::from_utf8_lossy(&out[self.emitted.0.min(out.len())..]).lines() {
-            tracing::info!(target: "task", task, "stdout: {line}");
+            tracing::info!(target: "task", task, module, "stdout: {line}");
         }
         let err = self.stderr.contents();
         for line in String::from_utf8_lossy(&err[self.emitted.1.min(err.len())..]).lines() {
-            tracing::warn!(target: "task", task, "stderr: {line}");
+            tracing::warn!(target: "task", task, module, "stderr: {line}");
         }
         self.emitted = (out.len(), err.len());
     }
@@ -159,13 +159,13 @@ impl graflow::task::logging::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         let ctx = self.task()?;
         let line = ctx.log_line(&message);
-        let task = ctx.info.task_id.as_str();
+        let (task, module) = (ctx.info.task_id.as_str(), ctx.info.module.as_str());
         match level {
-            LogLevel::Trace => tracing::trace!(target: "task", task, "{line}"),
-            LogLevel::Debug => tracing::debug!(target: "task", task, "{line}"),
-            LogLevel::Info => tracing::info!(target: "task", task, "{line}"),
-            LogLevel::Warn => tracing::warn!(target: "task", task, "{line}"),
-            LogLevel::Error => tracing::error!(target: "task", task, "{line}"),
+            LogLevel::Trace => tracing::trace!(target: "task", task, module, "{line}"),
+            LogLevel::Debug => tracing::debug!(target: "task", task, module, "{line}"),
+            LogLevel::Info => tracing::info!(target: "task", task, module, "{line}"),
+            LogLevel::Warn => tracing::warn!(target: "task", task, module, "{line}"),
+            LogLevel::Error => tracing::error!(target: "task", task, module, "{line}"),
         }
         Ok(())
     }

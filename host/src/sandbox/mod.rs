@@ -381,7 +381,7 @@ impl TaskRunner for Sandbox {
             unreachable!("the task context stays in the store while the task runs")
         };
         if task.grants.stdio == Stdio::Log {
-            data.emit_output(&ctx.info.task_id);
+            data.emit_output(&ctx.info.task_id, &ctx.info.module);
         }
         // A trapped instance may be in any state: it is never reused.
         if task.reuse_instance && !trapped {
