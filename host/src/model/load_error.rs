@@ -41,7 +41,7 @@ pub enum LoadError {
         error: FlowError,
     },
     /// The flow or a setting names a task that is not declared.
-    #[error("{path}: unknown task '{task}' ({context}); declared tasks: {declared}{hint}")]
+    #[error("{path}: unknown task '{task}' ({context}); declared tasks: {declared}")]
     UnknownTask {
         /// The file.
         path: PathBuf,
@@ -49,13 +49,11 @@ pub enum LoadError {
         task: String,
         /// Where it was named.
         context: String,
-        /// The tasks that exist.
+        /// The tasks that exist (and a "did you mean").
         declared: String,
-        /// `; did you mean 'x'?`, or nothing.
-        hint: String,
     },
     /// A task names a module that is not in `[modules]`.
-    #[error("{path}: task '{task}' uses module '{module}', which is not in [modules] (modules: {declared}){hint}")]
+    #[error("{path}: task '{task}' uses module '{module}', which is not in [modules] (modules: {declared})")]
     UnknownModule {
         /// The file.
         path: PathBuf,
@@ -63,10 +61,8 @@ pub enum LoadError {
         task: String,
         /// The module name.
         module: String,
-        /// The modules that exist.
+        /// The modules that exist (and a "did you mean").
         declared: String,
-        /// `; did you mean 'x'?`, or nothing.
-        hint: String,
     },
     /// A module file is missing or unreadable.
     #[error("{path}: module '{module}'")]
@@ -106,7 +102,7 @@ pub enum LoadError {
     },
     /// A task's export is not provided by its module.
     #[error(
-        "{path}: task '{task}': module '{module}' does not export a task named '{export}' (it exports: {available}){hint}"
+        "{path}: task '{task}': module '{module}' does not export a task named '{export}' (it exports: {available})"
     )]
     NotExported {
         /// The workflow file.
@@ -117,10 +113,8 @@ pub enum LoadError {
         module: String,
         /// The export name looked for.
         export: String,
-        /// What the module exports.
+        /// What the module exports (and a "did you mean").
         available: String,
-        /// `; did you mean 'x'?`, or nothing.
-        hint: String,
     },
     /// A setting has a value that cannot work.
     #[error("{path}: {field}: {message}")]

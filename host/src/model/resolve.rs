@@ -264,9 +264,9 @@ impl Resolver<'_> {
                 return Err(LoadError::UnknownModule {
                     path: self.path.to_path_buf(),
                     task: name,
-                    hint: super::did_you_mean(&module, modules.keys().map(String::as_str)),
+                    declared: listed(modules.keys().map(String::as_str))
+                        + &super::did_you_mean(&module, modules.keys().map(String::as_str)),
                     module,
-                    declared: listed(modules.keys().map(String::as_str)),
                 });
             };
             let export = export_name;
@@ -279,8 +279,8 @@ impl Resolver<'_> {
                             "named in the flow, not declared in [tasks], and module '{module}' exports no task of that name; it exports: {}",
                             listed(decls.iter().map(|d| d.name.as_str()))
                         ),
-                        declared: self.declared_names(flow),
-                        hint: super::did_you_mean(&name, decls.iter().map(|d| d.name.as_str())),
+                        declared: self.declared_names(flow)
+                            + &super::did_you_mean(&name, decls.iter().map(|d| d.name.as_str())),
                     });
                 }
                 let available = listed(decls.iter().map(|d| d.name.as_str()));
@@ -288,9 +288,8 @@ impl Resolver<'_> {
                     path: self.path.to_path_buf(),
                     task: name,
                     module,
-                    hint: super::did_you_mean(&export, decls.iter().map(|d| d.name.as_str())),
+                    available: available + &super::did_you_mean(&export, decls.iter().map(|d| d.name.as_str())),
                     export,
-                    available,
                 });
             };
             let settings = section.map(TaskSection::settings).unwrap_or_default();
@@ -327,11 +326,11 @@ impl Resolver<'_> {
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
-                declared: self.declared_names(flow),
-                hint: super::did_you_mean(
-                    export,
-                    modules.values().flat_map(|(_, d)| d.iter().map(|d| d.name.as_str())),
-                ),
+                declared: self.declared_names(flow)
+                    + &super::did_you_mean(
+                        export,
+                        modules.values().flat_map(|(_, d)| d.iter().map(|d| d.name.as_str())),
+                    ),
             }),
             several => Err(self.invalid(
                 format!("[tasks.{task}].module"),
