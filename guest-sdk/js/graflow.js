@@ -111,8 +111,20 @@ export function run(name, input) {
   try {
     out = t.fn(JSON.parse(input));
   } catch (e) {
-    const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-    throw { tag: e instanceof TaskError ? 'failed' : 'retryable', val: message };
+    throw { tag: e instanceof TaskError ? 'failed' : 'retryable', val: describe(e) };
   }
-  return JSON.stringify(out === undefined ? null : out);
+  try {
+    return JSON.stringify(out === undefined ? null : out);
+  } catch (e) {
+    throw { tag: 'failed', val: `task '${name}' returned a value that is not JSON: ${describe(e)}` };
+  }
+}
+
+/** `Name: message (at file:line:column)`: the error and its innermost frame. */
+function describe(e) {
+  if (!(e instanceof Error)) return String(e);
+  let text = `${e.name}: ${e.message}`;
+  const frame = String(e.stack || '').split('\n').map((l) => l.trim()).find((l) => l.startsWith('at ') || /@.+:\d+/.test(l));
+  if (frame) text += ` (${frame.startsWith('at ') ? frame : 'at ' + frame})`;
+  return text;
 }

@@ -206,5 +206,19 @@ class WitWorld(wit_world.WitWorld):
         except Retryable as e:
             raise Err(_types.TaskError_Retryable(str(e)))
         except Exception as e:
-            raise Err(_types.TaskError_Retryable("".join(traceback.format_exception_only(e)).strip()))
-        return json.dumps(output)
+            raise Err(_types.TaskError_Retryable(_describe(e)))
+        try:
+            return json.dumps(output, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise Err(_types.TaskError_Failed(f"task '{task}' returned a value that is not JSON: {_describe(e)}"))
+
+
+def _describe(e: BaseException) -> str:
+    """`Type: message (at file:line in function)`: the exception and the last
+    frame of its traceback."""
+    text = "".join(traceback.format_exception_only(e)).strip()
+    frames = traceback.extract_tb(e.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" (at {last.filename}:{last.lineno} in {last.name})"
+    return text

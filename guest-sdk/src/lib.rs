@@ -189,31 +189,56 @@ pub mod __rt {
     pub use bindings::Guest;
     pub use bindings::graflow::task::types::{TaskDecl, TaskError as WitTaskError};
 
+    /// A task function: `fn(I) -> Result<O, TaskError>`, or `fn() ->
+    /// Result<O, TaskError>` for a task without input. `M` tells the two apart.
+    pub trait TaskFn<M> {
+        /// The input type.
+        type In: DeserializeOwned;
+        /// The output type.
+        type Out: Serialize;
+        /// Run it.
+        fn invoke(&self, input: Self::In) -> Result<Self::Out, TaskError>;
+    }
+
+    impl<I: DeserializeOwned, O: Serialize, F: Fn(I) -> Result<O, TaskError>> TaskFn<(I,)> for F {
+        type In = I;
+        type Out = O;
+        fn invoke(&self, input: I) -> Result<O, TaskError> {
+            self(input)
+        }
+    }
+
+    impl<O: Serialize, F: Fn() -> Result<O, TaskError>> TaskFn<()> for F {
+        type In = ();
+        type Out = O;
+        fn invoke(&self, _: ()) -> Result<O, TaskError> {
+            self()
+        }
+    }
+
     /// The declaration of a task function: its declared inputs come from its
     /// input type's field names.
-    pub fn decl<I: DeserializeOwned, O: Serialize>(
-        name: &str,
-        description: &str,
-        _task: fn(I) -> Result<O, TaskError>,
-    ) -> TaskDecl {
-        TaskDecl { name: name.to_string(), inputs: introspect::field_names::<I>(), description: description.to_string() }
+    pub fn decl<M, T: TaskFn<M>>(name: &str, description: &str, _task: T) -> TaskDecl {
+        TaskDecl {
+            name: name.to_string(),
+            inputs: introspect::field_names::<T::In>(),
+            description: description.to_string(),
+        }
     }
 
     /// Decode the input, run the task, encode its output.
-    pub fn call<I: DeserializeOwned, O: Serialize>(
-        name: &str,
-        task: fn(I) -> Result<O, TaskError>,
-        input: &str,
-    ) -> Result<String, WitTaskError> {
+    pub fn call<M, T: TaskFn<M>>(name: &str, task: T, input: &str) -> Result<String, WitTaskError> {
         // A task that takes no input (`()`, `Option<T>`) receives `{}` from the
-        // host when it declares nothing: read that as null.
-        let input: I = match serde_json::from_str::<I>(input) {
-            Ok(v) => Ok(v),
-            Err(_) if input.trim() == "{}" => serde_json::from_str::<I>("null"),
-            Err(e) => Err(e),
-        }
-        .map_err(|e| TaskError::failed(format!("invalid input for task '{name}': {e}")).into_wit())?;
-        let output = task(input).map_err(TaskError::into_wit)?;
+        // host when it declares nothing: read that as null. Any other failure
+        // keeps the error of the input as given.
+        let input: T::In = match serde_json::from_str::<T::In>(input) {
+            Ok(v) => v,
+            Err(first) => match serde_json::from_str::<T::In>("null") {
+                Ok(v) if input.trim() == "{}" => v,
+                _ => return Err(TaskError::failed(format!("invalid input for task '{name}': {first}")).into_wit()),
+            },
+        };
+        let output = task.invoke(input).map_err(TaskError::into_wit)?;
         to_json(&output).map_err(TaskError::into_wit)
     }
 
@@ -226,8 +251,9 @@ pub mod __rt {
 /// Export a component's tasks: `export_tasks!(fetch, transform: "Doubles every value", store);`
 ///
 /// Each name is a function `fn(I) -> Result<O, TaskError>` in scope, with
-/// `I: Deserialize` and `O: Serialize`; the string after `:` is an optional
-/// description. Use once per component.
+/// `I: Deserialize` and `O: Serialize`, or `fn() -> Result<O, TaskError>` for
+/// a task without input; the string after `:` is an optional description.
+/// Use once per component.
 #[macro_export]
 macro_rules! export_tasks {
     ($($task:ident $(: $desc:literal)?),+ $(,)?) => {

@@ -262,6 +262,9 @@ impl Session {
             )));
         }
         let session_id = opts.session_id.clone().unwrap_or_else(new_session_id);
+        if input.is_object() {
+            warn_missing_start_inputs(&workflow, &input);
+        }
         let state = RunState::new(&workflow, session_id, input);
         let sink: Box<dyn CheckpointSink> = match &opts.checkpoint_dir {
             Some(dir) => Box::new(CheckpointStore::new(dir, sandbox.module_code(), opts.key.clone())),
@@ -421,6 +424,25 @@ impl Session {
             .checkpoint_every(self.checkpoint_every)
             .max_steps(self.max_steps);
         engine.run(&mut self.state, &self.channel, self.sink.as_mut())
+    }
+}
+
+/// Before anything runs: the start task's declared inputs can only come from
+/// the run input; say which it lacks (the task may treat them as optional).
+fn warn_missing_start_inputs(workflow: &Workflow, input: &Json) {
+    let mut starts = vec![workflow.start.as_str()];
+    if let Some(crate::model::Node::Group(g)) = workflow.graph.nodes.get(&workflow.start) {
+        starts = g.members.iter().map(String::as_str).collect();
+    }
+    let present: BTreeMap<String, serde::de::IgnoredAny> = serde_json::from_str(input.as_str()).unwrap_or_default();
+    for name in starts {
+        let Some(task) = workflow.tasks.get(name) else { continue };
+        for missing in task.inputs.iter().filter(|i| !present.contains_key(*i)) {
+            tracing::warn!(
+                "task '{name}' declares the input '{missing}', which the run input does not have; it runs first, \
+                 so unless it treats '{missing}' as optional it will refuse its input"
+            );
+        }
     }
 }
 

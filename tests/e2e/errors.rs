@@ -137,3 +137,27 @@ fn tasks_resolve_to_the_one_module_that_exports_them() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_missing_declared_input_is_named_with_where_the_host_looked() {
+    let wf = workflow("[workflow]\nflow = \"load\"");
+    let out = wf.run(&serde_json::json!({}), &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("missing field `path`"), "the task's own error, not a null: {out:?}");
+    assert!(
+        out.stderr.contains("declared input 'path' was not found: the host looked for channel key 'path.__result__', channel key 'path' and field 'path' of the run input"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("task 'load' declares the input 'path', which the run input does not have"),
+        "warned before the run: {out:?}"
+    );
+    let ok = wf.run(&serde_json::json!({"path": "/x"}), &[]);
+    assert_eq!(ok.ok().json(), serde_json::json!("/x"));
+}
+
+#[test]
+fn a_task_function_without_an_argument_is_a_task() {
+    let wf = workflow("[workflow]\nflow = \"bare\"");
+    assert_eq!(wf.run(&serde_json::json!({}), &[]).ok().json(), serde_json::json!("no argument at all"));
+}

@@ -133,3 +133,26 @@ fn mixed_languages_in_one_workflow_compile_once() {
     let out = command(dir.path()).env("GRAFLOW_CACHE_DIR", &cache).args(["resume", "--latest", "cp"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected, "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// An exception names its type, message and innermost frame; a result the
+/// language cannot write as JSON fails with the language's own error text.
+#[test]
+fn exceptions_and_unwritable_results_are_named() {
+    for (lang, exception, frame, unwritable) in [
+        ("python", "ZeroDivisionError", "parity.py:", "TypeError: Object of type set is not JSON serializable"),
+        ("javascript", "TypeError", "parity.js:", "TypeError"),
+    ] {
+        let wf = parity(lang, "[workflow]\nflow = \"crash\"");
+        let out = wf.run(&json!({}), &[]);
+        assert_eq!(out.code, 1, "{lang}: {out:?}");
+        assert!(out.stderr.contains(exception) && out.stderr.contains(frame), "{lang}: {out:?}");
+        let wf = parity(lang, "[workflow]\nflow = \"not_json\"");
+        let out = wf.run(&json!({}), &[]);
+        assert_eq!(out.code, 1, "{lang}: {out:?}");
+        assert!(
+            out.stderr.contains("returned a value that is not JSON") && out.stderr.contains(unwritable),
+            "{lang}: {out:?}"
+        );
+        assert!(!out.stderr.contains("unreachable"), "{lang}: no trap: {out:?}");
+    }
+}

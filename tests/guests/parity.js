@@ -37,4 +37,12 @@ task(function lang() {
   return LANG;
 });
 
+task(function crash() {
+  return null.field;
+});
+
+task(function not_json() {
+  return { big: 1n };
+});
+
 export { tasks, run };

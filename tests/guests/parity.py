@@ -45,3 +45,13 @@ def flaky() -> int:
 @task
 def lang() -> str:
     return LANG
+
+
+@task
+def crash() -> int:
+    return 1 // 0
+
+
+@task
+def not_json() -> object:
+    return {"items": {1, 2}}

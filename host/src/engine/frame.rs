@@ -204,7 +204,10 @@ impl<'s, 'a> Frame<'s, 'a> {
         };
         let output = match outcome {
             Ok(output) => output,
-            Err(failure) => {
+            Err(mut failure) => {
+                if failure.kind == FailureKind::Failed && failure.message.starts_with("invalid input for task") {
+                    failure.message.push_str(&input::missing_note(&def.inputs, &input));
+                }
                 if failure.kind == FailureKind::Aborted {
                     // The attempt runs again on resume: it must make the same ids.
                     self.state.id_counters = counters_before;

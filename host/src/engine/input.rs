@@ -53,6 +53,23 @@ pub fn resolve(
     Json::object(fields.iter().map(|(k, v)| (*k, v)))
 }
 
+/// For a task that refused its input: which of its declared inputs the host
+/// did not find, and where it looked (empty if it found them all).
+pub fn missing_note(declared: &[String], input: &Json) -> String {
+    let present: BTreeMap<String, serde::de::IgnoredAny> = serde_json::from_str(input.as_str()).unwrap_or_default();
+    let missing: Vec<&String> = declared.iter().filter(|d| !present.contains_key(*d)).collect();
+    missing
+        .iter()
+        .map(|name| {
+            format!(
+                "; declared input '{name}' was not found: the host looked for channel key '{}', channel key '{name}' \
+                 and field '{name}' of the run input",
+                result_key(name)
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

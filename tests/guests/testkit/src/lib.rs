@@ -160,6 +160,21 @@ fn unit(_: ()) -> Result<&'static str, TaskError> {
     Ok("no input needed")
 }
 
+/// Takes no argument at all.
+fn bare() -> Result<&'static str, TaskError> {
+    Ok("no argument at all")
+}
+
+#[derive(Deserialize)]
+struct Load {
+    path: String,
+}
+
+/// Needs the declared input `path`.
+fn load(input: Load) -> Result<String, TaskError> {
+    Ok(input.path)
+}
+
 fn echo(input: Value) -> Result<Value, TaskError> {
     Ok(input)
 }
@@ -192,6 +207,8 @@ graflow_guest::export_tasks!(
     noop: "Does nothing",
     echo: "Returns its input",
     unit: "Takes `()` as its input",
+    bare: "Takes no argument",
+    load: "Needs the declared input `path`",
     trap: "Executes unreachable",
     panic: "Panics",
     spin: "Loops forever",
