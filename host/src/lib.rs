@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod digest;
 pub mod engine;
 pub mod files;
+pub mod journal;
 pub mod json;
 pub mod model;
 pub mod module_store;

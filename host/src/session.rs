@@ -38,6 +38,9 @@ pub struct RunOptions {
     /// The key that signs and verifies checkpoints (this machine's key,
     /// made on first use, when `None`).
     pub key: Option<SigningKey>,
+    /// Where the run's events go (besides the journal kept beside the
+    /// checkpoints).
+    pub listener: crate::engine::Listener,
 }
 
 /// What a resume does when a module's file changed since the checkpoint.
@@ -186,6 +189,7 @@ pub struct Session {
     max_steps: Option<u64>,
     warnings: Vec<String>,
     resumed: Option<Resumed>,
+    listener: crate::engine::Listener,
 }
 
 /// About the checkpoint a session resumes.
@@ -282,6 +286,7 @@ impl Session {
             max_steps: opts.max_steps,
             warnings: Vec::new(),
             resumed: None,
+            listener: opts.listener,
         })
     }
 
@@ -299,11 +304,16 @@ impl Session {
         // The checkpoint's own folder is `<dir>/<session>`: from it follows
         // where new checkpoints and module copies go, wherever the user is.
         let base = checkpoint::base_of(path);
-        let meta_path = checkpoint::with_ext(&base, "meta.json");
-        let base = match std::fs::canonicalize(&meta_path) {
-            Ok(p) => checkpoint::base_of(&p),
-            Err(_) => base,
-        };
+        let base = std::path::absolute(&base).unwrap_or(base);
+        // Links are not followed: a linked session folder or commit record
+        // would make resume write beside the link's target.
+        for p in
+            [base.parent().map(Path::to_path_buf), Some(checkpoint::with_ext(&base, "meta.json"))].into_iter().flatten()
+        {
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(CheckpointError::NotRegular { path: p }.into());
+            }
+        }
         let root = checkpoint::root_of(&base);
         let shared = checkpoint::DirLock::shared(&root)?;
         let Loaded { base, meta, signature, context, .. } = checkpoint::load(&base, &key, resume.trust)?;
@@ -357,6 +367,7 @@ impl Session {
             max_steps: opts.max_steps,
             warnings,
             resumed: Some(Resumed { base, checkpoint_id: meta.checkpoint_id, signature }),
+            listener: opts.listener,
         })
     }
 
@@ -419,10 +430,23 @@ impl Session {
     /// fails, `max_steps` is reached (checkpointed), or a stop is asked for
     /// (checkpointed at the task boundary).
     pub fn run(&mut self) -> Result<RunReport, RunError> {
+        let mut listeners: Vec<Arc<dyn crate::engine::RunListener>> = self.listener.0.iter().cloned().collect();
+        if let Some(dir) = &self.checkpoint_dir {
+            match crate::journal::Journal::open(dir, &self.state.session_id) {
+                Ok(journal) => listeners.push(Arc::new(journal)),
+                Err(e) => tracing::warn!("no journal of this run's events: {e}"),
+            }
+        }
+        let listener = match listeners.len() {
+            0 => crate::engine::Listener::default(),
+            1 => crate::engine::Listener(listeners.pop()),
+            _ => crate::engine::Listener(Some(Arc::new(crate::engine::Fanout(listeners)))),
+        };
         let engine = Engine::new(self.workflow.clone(), &self.sandbox)
             .with_interrupt(self.interrupt.clone())
             .checkpoint_every(self.checkpoint_every)
-            .max_steps(self.max_steps);
+            .max_steps(self.max_steps)
+            .with_listener(listener);
         engine.run(&mut self.state, &self.channel, self.sink.as_mut())
     }
 }
@@ -452,18 +476,27 @@ fn warn_missing_start_inputs(workflow: &Workflow, input: &Json) {
 pub fn describe_grants(workflow: &Workflow) -> String {
     let mut out = String::new();
     for (name, m) in &workflow.modules {
-        out.push_str(&format!("  module {name}: sha256 {} ({} bytes)\n", m.sha256, m.size));
+        out.push_str(&format!("  module {}: sha256 {} ({} bytes)\n", name.escape_debug(), m.sha256, m.size));
     }
     for (name, t) in &workflow.tasks {
         for d in &t.grants.dirs {
             let mode = if d.writable { "read-write" } else { "read-only" };
-            out.push_str(&format!("  task {name}: directory {} as {} ({mode})\n", d.host.display(), d.guest));
+            out.push_str(&format!(
+                "  task {}: directory {} as {} ({mode})\n",
+                name.escape_debug(),
+                d.host.display().to_string().escape_debug(),
+                d.guest.escape_debug()
+            ));
         }
         if !t.grants.env.is_empty() {
-            out.push_str(&format!("  task {name}: environment variables {}\n", t.grants.env.join(", ")));
+            out.push_str(&format!(
+                "  task {}: environment variables {}\n",
+                name.escape_debug(),
+                t.grants.env.join(", ").escape_debug()
+            ));
         }
         if t.grants.stdio == crate::model::Stdio::Inherit {
-            out.push_str(&format!("  task {name}: writes to this terminal (stdio = inherit)\n"));
+            out.push_str(&format!("  task {}: writes to this terminal (stdio = inherit)\n", name.escape_debug()));
         }
     }
     out
@@ -479,7 +512,8 @@ fn module_code(
     change: ModuleChange,
     workflow: &Workflow,
 ) -> Result<(ModuleBytes, Option<String>), SessionError> {
-    let limit = workflow.settings.bounds.max_module_bytes;
+    // The module bound, never more than its default whatever a checkpoint says.
+    let limit = workflow.settings.bounds.max_module_bytes.min(crate::module_store::DEFAULT_MAX_MODULE_BYTES);
     match ModuleBytes::read(&recorded.path, limit) {
         Ok(code) if code.digest() == recorded.sha256 => return Ok((code, None)),
         Ok(code) => {

@@ -95,7 +95,7 @@ fn a_session_id_that_leaves_the_directory_is_refused_even_when_trusted() {
 fn a_changed_commit_record_is_refused() {
     let (wf, cp, _) = one_checkpoint();
     let text = std::fs::read_to_string(ext(&cp, "meta.json")).unwrap();
-    let edited = text.replacen("\"steps\": 1", "\"steps\": 9", 1);
+    let edited = text.replacen("\"steps\":1", "\"steps\":9", 1);
     assert_ne!(text, edited);
     std::fs::write(ext(&cp, "meta.json"), edited).unwrap();
     let out = cli(wf.dir.path(), &["resume", cp.to_str().unwrap()]);
@@ -185,4 +185,21 @@ fn a_checkpoint_outside_its_session_folder_is_refused() {
     let session = cp.parent().unwrap();
     let out = cli(session, &["resume", cp.file_name().unwrap().to_str().unwrap()]);
     out.ok();
+}
+
+#[test]
+fn linked_session_folders_are_not_followed() {
+    let (wf, cp, _) = one_checkpoint();
+    let other = tempfile::tempdir().unwrap();
+    let session = cp.parent().unwrap();
+    std::os::unix::fs::symlink(session, other.path().join(session.file_name().unwrap())).unwrap();
+    let listed = cli(other.path(), &["checkpoints", "list", "."]);
+    assert!(listed.ok().stdout.contains("no checkpoints"), "{listed:?}");
+    cli(other.path(), &["checkpoints", "prune", "--keep", "0", "."]).ok();
+    assert!(ext(&cp, "meta.json").exists(), "prune did not delete through the link");
+    let linked = other.path().join(session.file_name().unwrap()).join(cp.file_name().unwrap());
+    let out = cli(other.path(), &["resume", linked.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("not a regular file or folder"), "{out:?}");
+    drop(wf);
 }

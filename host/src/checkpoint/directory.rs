@@ -53,10 +53,14 @@ impl DirLock {
     /// it). A directory that does not exist is not created.
     pub fn shared(root: &Path) -> Result<Option<DirLock>, CheckpointError> {
         let path = root.join(LOCK_FILE);
-        if std::fs::symlink_metadata(&path).is_err() {
-            return Ok(None);
-        }
-        let file = DirLock::open(root, false)?;
+        // A directory written by graflow-host 0.1 has no lock file: make one
+        // if the directory can be written, else read without a lock.
+        let create = std::fs::symlink_metadata(&path).is_err();
+        let file = match DirLock::open(root, create) {
+            Ok(f) => f,
+            Err(CheckpointError::Io { .. }) if create => return Ok(None),
+            Err(e) => return Err(e),
+        };
         file.lock_shared().map_err(io(&path))?;
         Ok(Some(DirLock { _file: file }))
     }
@@ -78,7 +82,8 @@ pub fn list(dir: &Path) -> Result<Vec<Summary>, CheckpointError> {
     let sessions = std::fs::read_dir(dir).map_err(io(dir))?;
     for session in sessions.flatten() {
         let path = session.path();
-        if !path.is_dir() || path.file_name().is_some_and(|n| n == "modules") {
+        // A linked folder is not followed (its files are not this directory's).
+        if !session.file_type().is_ok_and(|t| t.is_dir()) || path.file_name().is_some_and(|n| n == "modules") {
             continue;
         }
         let Ok(entries) = std::fs::read_dir(&path) else {
@@ -90,8 +95,8 @@ pub fn list(dir: &Path) -> Result<Vec<Summary>, CheckpointError> {
                 continue;
             }
             let base = base_of(&file);
-            match read_meta(&base) {
-                Ok((meta, _)) => out.push(Summary { base, meta }),
+            match read_meta(&base).and_then(|(meta, _)| sizes_match(&base, &meta).map(|()| meta)) {
+                Ok(meta) => out.push(Summary { base, meta }),
                 Err(e) => tracing::warn!("skipping {}: {}", file.display(), crate::error_chain(&e)),
             }
         }
@@ -104,6 +109,22 @@ pub fn list(dir: &Path) -> Result<Vec<Summary>, CheckpointError> {
         ))
     });
     Ok(out)
+}
+
+/// A cheap check that the files a commit record names are there with their
+/// recorded sizes (`load` checks their digests).
+fn sizes_match(base: &Path, meta: &Meta) -> Result<(), CheckpointError> {
+    for (key, ext) in [("ctx", "ctx"), ("state", "state.json")] {
+        let path = with_ext(base, ext);
+        let size = std::fs::symlink_metadata(&path).ok().filter(|m| m.is_file()).map(|m| m.len());
+        if meta.files.get(key).map(|f| f.size) != size || size.is_none() {
+            return Err(CheckpointError::Torn {
+                path: base.to_path_buf(),
+                reason: format!("{} is missing or not the size its commit record gives", path.display()),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The newest committed checkpoint under `dir`.
@@ -196,6 +217,9 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
         pruned.checkpoints.push(s.meta.checkpoint_id.clone());
     }
     let store = ModuleStore::of_checkpoints(dir);
+    if std::fs::symlink_metadata(store.dir()).is_ok_and(|m| !m.is_dir()) {
+        return Err(CheckpointError::NotRegular { path: store.dir().to_path_buf() });
+    }
     if !keep_all_modules {
         for digest in store.list().map_err(io(store.dir()))? {
             if !referenced.contains(&digest) {

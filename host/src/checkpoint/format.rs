@@ -182,13 +182,23 @@ pub fn decode(bytes: &[u8], values: Values, expected: &ContentDigest) -> Result<
         return Err(FormatError::NotRecorded { expected: *expected, found });
     }
     let payload = &bytes[HEADER..];
-    let config = bincode::config::standard().with_limit::<LIMIT>();
+    let ctx = decode_payload(payload, version, values, bincode::config::standard().with_limit::<LIMIT>())?;
+    schema::validate(&ctx)?;
+    Ok(ctx)
+}
+
+fn decode_payload<C: bincode::config::Config>(
+    payload: &[u8],
+    version: SchemaVersion,
+    values: Values,
+    config: C,
+) -> Result<Context, FormatError> {
     let decode_err = |e: bincode::error::DecodeError| FormatError::Decode(e.to_string());
     let leftover = |used: usize| {
         (used != payload.len())
             .then(|| FormatError::Decode(format!("{} bytes left over after the context", payload.len() - used)))
     };
-    let ctx = match version {
+    Ok(match version {
         SchemaVersion::V1 => {
             let (ctx, used): (v1::ContextV1, usize) =
                 bincode::serde::borrow_decode_from_slice(payload, config).map_err(decode_err)?;
@@ -205,9 +215,7 @@ pub fn decode(bytes: &[u8], values: Values, expected: &ContentDigest) -> Result<
             }
             ctx.into_context(values)?
         }
-    };
-    schema::validate(&ctx)?;
-    Ok(ctx)
+    })
 }
 
 #[cfg(test)]

@@ -25,8 +25,10 @@ pub struct CheckpointStore {
     /// The signing key; this machine's key is loaded (or made) at the first
     /// write when none was given.
     key: Option<SigningKey>,
-    /// The last checkpoint written: session, steps and base path.
-    last: Option<(String, u64, PathBuf)>,
+    /// The last checkpoint written: session, steps, retry state and base path.
+    last: Option<(String, u64, u64, PathBuf)>,
+    /// Module copies whose bytes this process checked.
+    verified: std::collections::HashSet<Sha256>,
 }
 
 impl CheckpointStore {
@@ -38,7 +40,7 @@ impl CheckpointStore {
         modules: BTreeMap<String, ModuleBytes>,
         key: Option<SigningKey>,
     ) -> CheckpointStore {
-        CheckpointStore { root: root.into(), modules, key, last: None }
+        CheckpointStore { root: root.into(), modules, key, last: None, verified: Default::default() }
     }
 
     /// The checkpoint directory.
@@ -48,7 +50,7 @@ impl CheckpointStore {
 
     /// Put the code of every module of `workflow` in the module store: the
     /// bytes the run loaded, which have the digest the workflow records.
-    fn store_modules(&self, workflow: &Workflow) -> Result<u64, CheckpointError> {
+    fn store_modules(&mut self, workflow: &Workflow) -> Result<u64, CheckpointError> {
         let store = ModuleStore::of_checkpoints(&self.root);
         let mut bytes = 0;
         for (name, m) in &workflow.modules {
@@ -56,8 +58,14 @@ impl CheckpointStore {
                 return Err(CheckpointError::ModuleNotLoaded { module: name.clone(), sha256: m.sha256 });
             };
             let path = store.path(&m.sha256);
-            match std::fs::metadata(&path) {
-                Ok(meta) if meta.is_file() && meta.len() == code.len() => continue,
+            match std::fs::symlink_metadata(&path) {
+                // Checked once per process: a copy of the right size with
+                // other bytes would fail every resume that needs it.
+                Ok(meta) if meta.is_file() && meta.len() == code.len() && self.verified.contains(&m.sha256) => continue,
+                Ok(meta) if meta.is_file() && meta.len() == code.len() && store.get(&m.sha256, code.len()).is_ok() => {
+                    self.verified.insert(m.sha256);
+                    continue;
+                }
                 // A copy of the wrong size is damaged: the run holds the
                 // right bytes, so it is replaced (under the lock).
                 Ok(_) => store.remove(&m.sha256).map_err(io(&path))?,
@@ -67,6 +75,7 @@ impl CheckpointStore {
                 crate::module_store::StoreError::Write { path, source } => written_error(&path, source, code.len()),
                 other => CheckpointError::Store(Box::new(other)),
             })?;
+            self.verified.insert(m.sha256);
             bytes += code.len();
         }
         Ok(bytes)
@@ -82,15 +91,18 @@ impl CheckpointStore {
         channel: &BTreeMap<String, Json>,
         request: &CheckpointRequest,
     ) -> Result<Written, CheckpointError> {
+        // Retries change the queue without completing a step: they count.
+        let retries: u64 = state.queue.iter().map(|s| u64::from(s.attempt)).sum();
         if request.mode != CheckpointMode::Deferred
-            && let Some((session, steps, base)) = &self.last
+            && let Some((session, steps, tries, base)) = &self.last
             && session == &state.session_id
             && *steps == state.steps
+            && *tries == retries
         {
             return Ok(Written { id: base.display().to_string(), bytes: 0, fresh: false });
         }
         let (base, bytes) = self.commit(workflow, state, channel, request)?;
-        self.last = Some((state.session_id.clone(), state.steps, base.clone()));
+        self.last = Some((state.session_id.clone(), state.steps, retries, base.clone()));
         Ok(Written { id: base.display().to_string(), bytes, fresh: true })
     }
 
@@ -193,6 +205,16 @@ impl CheckpointStore {
         let meta_path = with_ext(base, "meta.json");
         let Some(key) = &self.key else { return Err(CheckpointError::Key(super::signing::KeyError::NoHome)) };
         let meta = v2::meta_file(&record, key).map_err(|e| encode(&meta_path, e))?;
+        if meta.len() as u64 > super::read::META_LIMIT {
+            return Err(CheckpointError::Json {
+                path: meta_path,
+                message: format!(
+                    "the commit record would have {} bytes, more than a reader accepts ({} bytes): the checkpoint metadata is too large",
+                    meta.len(),
+                    super::read::META_LIMIT
+                ),
+            });
+        }
         fsutil::write_durable_new(&meta_path, &meta).map_err(|e| written_error(&meta_path, e, meta.len() as u64))?;
         Ok(ctx_size + state_json.len() as u64 + meta.len() as u64)
     }
@@ -255,7 +277,10 @@ fn state_file(id: &str, workflow: &Workflow, state: &RunState) -> StateFile {
                     Origin::Dynamic => OriginFile::Dynamic,
                     Origin::Iteration { cycle } => OriginFile::Iteration { cycle },
                 }),
-                input: s.input.as_ref().and_then(|i| i.to_value().ok()),
+                input: s
+                    .input
+                    .as_ref()
+                    .and_then(|i| serde_json::value::RawValue::from_string(i.as_str().to_string()).ok()),
                 retry_count: s.attempt,
                 last_error: s.last_error.clone(),
             }

@@ -85,6 +85,8 @@ pub struct TaskContext {
     /// Why a checkpoint request would be refused (the run's checkpoint
     /// bounds are spent).
     checkpoint_refusal: Option<String>,
+    /// Where the task's log lines go as events.
+    listener: super::Listener,
 }
 
 /// Allocates dynamic instance ids `<task>#<prefix><n>`, deterministic per run.
@@ -99,7 +101,7 @@ pub struct IdAllocator {
 impl IdAllocator {
     fn next(&mut self, task: &str) -> String {
         let n = self.counters.entry(task.to_string()).or_insert(0);
-        *n += 1;
+        *n = n.saturating_add(1);
         format!("{task}#{}{n}", self.prefix)
     }
 }
@@ -125,7 +127,23 @@ impl TaskContext {
             written: 0,
             queue_usage: (0, 0),
             checkpoint_refusal: None,
+            listener: super::Listener::default(),
         }
+    }
+
+    /// Send the task's log lines to `listener` as events.
+    pub fn set_listener(&mut self, listener: super::Listener) {
+        self.listener = listener;
+    }
+
+    /// A line the task logged (or printed), as an event.
+    pub fn log_event(&self, level: &'static str, line: &str) {
+        self.listener.emit(0, || super::EventKind::Log {
+            task_id: self.info.task_id.clone(),
+            module: self.info.module.clone(),
+            level,
+            line: line.to_string(),
+        });
     }
 
     /// Executions already queued in the run, and their input bytes (counted
@@ -330,6 +348,15 @@ impl TaskContext {
 
     /// `control.next-task`.
     pub fn next_task(&mut self, task: &str, input: &str, goto: bool) -> Result<String, HostCallError> {
+        // No name is longer than a key may be: a longer one is refused at
+        // once (and never echoed whole, nor compared for "did you mean").
+        if task.len() as u64 > self.bounds.max_key_bytes {
+            let cut = &task[..task.floor_char_boundary(64)];
+            return Err(HostCallError::Refused(format!(
+                "next-task: no task or flow node named '{cut}...' ({} bytes)",
+                task.len()
+            )));
+        }
         if self.effects.next.len() as u64 >= self.bounds.max_next_tasks {
             let msg = format!(
                 "more than {} next-task calls in one execution (the bound max_next_tasks)",
@@ -391,10 +418,10 @@ impl TaskContext {
             return Err(HostCallError::Refused(msg));
         }
         let input = self.explicit_input(input)?;
-        let id = format!("{}@{}", self.spec.cycle_key, self.info.cycle_count + 1);
+        let id = format!("{}@{}", self.spec.cycle_key, self.info.cycle_count.saturating_add(1));
         let spec = TaskSpec {
             id: id.clone(),
-            origin: Origin::Iteration { cycle: self.info.cycle_count + 1 },
+            origin: Origin::Iteration { cycle: self.info.cycle_count.saturating_add(1) },
             input,
             attempt: 0,
             not_before_ms: 0,

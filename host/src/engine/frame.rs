@@ -3,7 +3,7 @@
 use super::context::{HostBounds, IdAllocator, TaskContext, TaskInfo, result_key};
 use super::runner::{FailureKind, TaskFailure};
 use super::state::{Origin, RunState, Target, TaskSpec};
-use super::{CheckpointMode, CheckpointRequest, RunError, Shared, input, now_ms};
+use super::{CheckpointMode, CheckpointRequest, EventKind, RunError, Shared, input, now_ms};
 use crate::channel::Channel;
 use crate::json::Json;
 use crate::model::TaskDef;
@@ -110,7 +110,9 @@ impl<'s, 'a> Frame<'s, 'a> {
             if self.depth == 0 && self.shared.interrupt.load(Ordering::Relaxed) {
                 return Ok(FrameEnd::Interrupted);
             }
-            if self.state.steps >= self.step_budget {
+            if self.state.steps >= self.step_budget
+                || self.shared.steps_done.load(Ordering::Relaxed) >= self.shared.max_steps
+            {
                 return Err(RunError::MaxSteps {
                     max_steps: self.shared.max_steps,
                     pending: self.state.pending_ids(),
@@ -172,7 +174,7 @@ impl<'s, 'a> Frame<'s, 'a> {
         let cycle_count = {
             let count = self.state.cycle_counts.entry(spec.cycle_key.clone()).or_insert(0);
             if spec.attempt == 0 {
-                *count += 1;
+                *count = count.saturating_add(1);
             }
             (*count).max(1)
         };
@@ -194,8 +196,15 @@ impl<'s, 'a> Frame<'s, 'a> {
             TaskContext::new(info, spec.clone(), self.channel.clone(), self.shared.workflow.clone(), ids, bounds);
         ctx.set_queue_usage(self.queue_usage());
         ctx.set_checkpoint_refusal(self.shared.checkpoint_refusal());
+        ctx.set_listener(self.shared.listener.clone());
         let started = Instant::now();
         tracing::debug!(task = %spec.id, attempt = spec.attempt, "task started");
+        self.shared.listener.emit(self.state.queue.len(), || EventKind::TaskStarted {
+            task_id: spec.id.clone(),
+            task: def.name.clone(),
+            module: def.module.clone(),
+            attempt: spec.attempt,
+        });
         let (mut ctx, outcome) = self.shared.runner.run(def, &input, ctx);
         self.state.id_counters = ctx.take_ids().counters;
         let outcome = match ctx.effects.failure.take() {
@@ -212,7 +221,8 @@ impl<'s, 'a> Frame<'s, 'a> {
                     // The attempt runs again on resume: it must make the same ids.
                     self.state.id_counters = counters_before;
                 }
-                return self.fail_or_retry(spec, def, failure);
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                return self.fail_or_retry(spec, def, failure, ms);
             }
         };
         if let Some(message) = ctx.effects.cancel.take() {
@@ -234,7 +244,7 @@ impl<'s, 'a> Frame<'s, 'a> {
                 task_id: spec.id,
                 task: def.name.clone(),
                 module: def.module.clone(),
-                attempts: spec.attempt + 1,
+                attempts: spec.attempt.saturating_add(1),
                 failure: TaskFailure::new(FailureKind::HostBound, msg),
             });
         }
@@ -252,6 +262,11 @@ impl<'s, 'a> Frame<'s, 'a> {
             user_metadata,
         });
         tracing::debug!(task = %spec.id, "task completed");
+        self.shared.listener.emit(self.state.queue.len(), || EventKind::TaskFinished {
+            task_id: spec.id.clone(),
+            attempt: spec.attempt,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        });
         self.complete(
             &spec,
             Completion {
@@ -264,7 +279,25 @@ impl<'s, 'a> Frame<'s, 'a> {
         )
     }
 
-    fn fail_or_retry(&mut self, spec: TaskSpec, def: &TaskDef, failure: TaskFailure) -> Result<StepEnd, RunError> {
+    fn fail_or_retry(
+        &mut self,
+        spec: TaskSpec,
+        def: &TaskDef,
+        failure: TaskFailure,
+        duration_ms: f64,
+    ) -> Result<StepEnd, RunError> {
+        let retrying = failure.kind.is_retryable() && spec.attempt < def.retry.max_retries;
+        if failure.kind == FailureKind::Aborted {
+            self.shared.listener.emit(self.state.queue.len(), || EventKind::TaskStopped { task_id: spec.id.clone() });
+        } else {
+            self.shared.listener.emit(self.state.queue.len(), || EventKind::TaskFailed {
+                task_id: spec.id.clone(),
+                attempt: spec.attempt,
+                duration_ms,
+                error: failure.to_string(),
+                retrying,
+            });
+        }
         if failure.kind == FailureKind::Aborted {
             // Not a failure: undo this attempt's cycle count and queue it again.
             if spec.attempt == 0
@@ -275,8 +308,8 @@ impl<'s, 'a> Frame<'s, 'a> {
             self.state.queue.push_front(spec);
             return Ok(StepEnd::Interrupted);
         }
-        if failure.kind.is_retryable() && spec.attempt < def.retry.max_retries {
-            let retry = spec.attempt + 1;
+        if retrying {
+            let retry = spec.attempt.saturating_add(1);
             let mut delay = def.retry.base_delay_ms(retry) as f64;
             if def.retry.jitter {
                 delay = (delay * (0.5 + rand::random::<f64>())).min(def.retry.max_ms as f64);
@@ -295,7 +328,7 @@ impl<'s, 'a> Frame<'s, 'a> {
             task_id: spec.id,
             task: def.name.clone(),
             module: def.module.clone(),
-            attempts: spec.attempt + 1,
+            attempts: spec.attempt.saturating_add(1),
             failure,
         })
     }
@@ -303,6 +336,7 @@ impl<'s, 'a> Frame<'s, 'a> {
     /// Apply a completed execution: result, completion, step, queue, checkpoint.
     pub(super) fn complete(&mut self, spec: &TaskSpec, c: Completion) -> Result<StepEnd, RunError> {
         self.state.mark_completed(&spec.id);
+        self.shared.steps_done.fetch_add(1, Ordering::Relaxed);
         self.state.last_cycle = self.state.cycle_counts.get(&spec.cycle_key).copied().unwrap_or(1);
         self.state.steps += 1;
         self.state.last_result = Some(c.result);

@@ -56,6 +56,10 @@ impl Frame<'_, '_> {
             });
         }
         tracing::debug!(group, members = def.members.len(), "group started");
+        self.shared.listener.emit(self.state.queue.len(), || super::EventKind::GroupStarted {
+            group: group.to_string(),
+            members: def.members.clone(),
+        });
         let seed = Seed {
             session_id: &self.state.session_id,
             input: &self.state.input,

@@ -11,6 +11,7 @@
 //! The engine does not know wasmtime: tasks run through a [`TaskRunner`].
 
 mod context;
+mod events;
 mod frame;
 mod group;
 mod input;
@@ -18,6 +19,7 @@ mod runner;
 mod state;
 
 pub use context::{Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, result_key};
+pub use events::{Event, EventKind, Fanout, Listener, RunListener};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
 pub use state::{Origin, Queue, RunState, Target, TaskSpec};
 
@@ -270,6 +272,7 @@ pub struct Engine<'a> {
     interrupt: Arc<AtomicBool>,
     checkpoint_every: Option<u64>,
     max_steps: u64,
+    listener: Listener,
 }
 
 /// What every frame of one run shares (read-only but for the checkpoint
@@ -283,6 +286,11 @@ pub(crate) struct Shared<'a> {
     /// Checkpoints written by this run, and their bytes.
     pub checkpoints_written: AtomicU64,
     pub checkpoint_bytes: AtomicU64,
+    /// Where events go.
+    pub listener: Listener,
+    /// Steps completed in the whole run, branches included (for `max_steps`
+    /// across parallel branches).
+    pub steps_done: AtomicU64,
 }
 
 impl Shared<'_> {
@@ -309,7 +317,20 @@ impl<'a> Engine<'a> {
     /// An engine for `workflow` that runs tasks with `runner`.
     pub fn new(workflow: Arc<Workflow>, runner: &'a dyn TaskRunner) -> Engine<'a> {
         let max_steps = workflow.settings.max_steps;
-        Engine { workflow, runner, interrupt: Arc::new(AtomicBool::new(false)), checkpoint_every: None, max_steps }
+        Engine {
+            workflow,
+            runner,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            checkpoint_every: None,
+            max_steps,
+            listener: Listener::default(),
+        }
+    }
+
+    /// Send the run's events to `listener`.
+    pub fn with_listener(mut self, listener: Listener) -> Self {
+        self.listener = listener;
+        self
     }
 
     /// Stop at the next task boundary once `flag` is set (then checkpoint).
@@ -352,6 +373,8 @@ impl<'a> Engine<'a> {
             max_steps: self.max_steps,
             checkpoints_written: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
+            listener: self.listener.clone(),
+            steps_done: AtomicU64::new(state.steps),
         };
         let base: Arc<dyn Channel> = channel.clone();
         let mut checkpoints = Vec::new();
@@ -363,6 +386,11 @@ impl<'a> Engine<'a> {
                 shared.checkpoints_written.fetch_add(1, Ordering::Relaxed);
                 shared.checkpoint_bytes.fetch_add(written.bytes, Ordering::Relaxed);
                 tracing::info!(checkpoint = %written.id, after = request.task_id.as_deref().unwrap_or("-"), mode = %request.mode, "checkpoint written");
+                shared.listener.emit(state.queue.len(), || EventKind::Checkpoint {
+                    id: written.id.clone(),
+                    mode: request.mode.event_name(),
+                    after: request.task_id.clone(),
+                });
                 checkpoints.push(written.id.clone());
             }
             Ok(written)
@@ -413,7 +441,7 @@ impl<'a> Engine<'a> {
 }
 
 /// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

@@ -600,3 +600,15 @@ fn branches_finish_their_chains_after_an_interrupt() {
     assert_eq!(sink.0[0].0.pending_ids(), ["d"], "the group completed; its successor waits");
     assert_eq!(sink.0[0].1.task_id.as_deref(), Some("group_1"));
 }
+
+#[test]
+fn max_steps_counts_every_branch() {
+    let wf = workflow(
+        "[workflow]\nflow = \"(x | y); x >> x; y >> y\"\nmax_steps = 20\nmax_cycles = 1000",
+        names(&["x", "y"]),
+    );
+    let fake = Fake::default();
+    let r = run(&wf, &fake, "{}");
+    assert!(matches!(r.result, Err(RunError::MaxSteps { .. })), "{:?}", r.result);
+    assert!(fake.log().len() <= 22, "the branches shared one budget: {} executions", fake.log().len());
+}

@@ -194,17 +194,30 @@ fn concurrency<'a>(
     members: &dyn Fn(&str) -> Option<&'a [String]>,
     parallelism: usize,
 ) -> usize {
-    fn width<'a>(node: &str, members: &dyn Fn(&str) -> Option<&'a [String]>, p: usize, depth: usize) -> usize {
-        match members(node) {
+    type Memo = std::collections::HashMap<String, usize>;
+    fn width<'a>(
+        node: &str,
+        members: &dyn Fn(&str) -> Option<&'a [String]>,
+        p: usize,
+        depth: usize,
+        memo: &mut Memo,
+    ) -> usize {
+        if let Some(w) = memo.get(node) {
+            return *w;
+        }
+        let w = match members(node) {
             Some(ms) if depth < flow::MAX_DEPTH => {
-                let mut widths: Vec<usize> = ms.iter().map(|m| width(m, members, p, depth + 1)).collect();
+                let mut widths: Vec<usize> = ms.iter().map(|m| width(m, members, p, depth + 1, memo)).collect();
                 widths.sort_unstable_by(|a, b| b.cmp(a));
                 widths.iter().take(p.max(1)).fold(0usize, |a, w| a.saturating_add(*w))
             }
             _ => 1,
-        }
+        };
+        memo.insert(node.to_string(), w);
+        w
     }
-    nodes.map(|n| width(n, members, parallelism, 0)).max().unwrap_or(1).max(1)
+    let mut memo = Memo::new();
+    nodes.map(|n| width(n, members, parallelism, 0, &mut memo)).max().unwrap_or(1).max(1)
 }
 
 /// The workflow graph: task and group nodes, and successor edges.

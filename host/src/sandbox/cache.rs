@@ -108,6 +108,9 @@ pub fn entries(dir: &Path) -> std::io::Result<Vec<Entry>> {
     for e in read.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some((module, engine_hash)) = name.strip_suffix(".cwasm").and_then(|s| s.split_once('-')) else { continue };
+        if module.parse::<crate::digest::Sha256>().is_err() {
+            continue;
+        }
         let Ok(meta) = e.metadata() else { continue };
         out.push(Entry {
             path: e.path(),

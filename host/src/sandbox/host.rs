@@ -42,14 +42,17 @@ pub struct HostState {
 
 impl HostState {
     /// Write what the guest printed since the last call to the host log.
-    pub fn emit_output(&mut self, task: &str, module: &str) {
+    pub fn emit_output(&mut self, ctx: &TaskContext) {
+        let (task, module) = (ctx.info.task_id.as_str(), ctx.info.module.as_str());
         let out = self.stdout.contents();
         for line in String::from_utf8_lossy(&out[self.emitted.0.min(out.len())..]).lines() {
             tracing::info!(target: "task", task, module, "stdout: {line}");
+            ctx.log_event("info", &format!("stdout: {line}"));
         }
         let err = self.stderr.contents();
         for line in String::from_utf8_lossy(&err[self.emitted.1.min(err.len())..]).lines() {
             tracing::warn!(target: "task", task, module, "stderr: {line}");
+            ctx.log_event("warn", &format!("stderr: {line}"));
         }
         self.emitted = (out.len(), err.len());
     }
@@ -167,6 +170,14 @@ impl graflow::task::logging::Host for HostState {
             LogLevel::Warn => tracing::warn!(target: "task", task, module, "{line}"),
             LogLevel::Error => tracing::error!(target: "task", task, module, "{line}"),
         }
+        let level = match level {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        ctx.log_event(level, &line);
         Ok(())
     }
 }

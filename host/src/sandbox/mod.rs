@@ -350,8 +350,10 @@ impl TaskRunner for Sandbox {
         data.ctx = Some(ctx);
         data.deadline = Instant::now() + Duration::from_millis(task.limits.timeout_ms);
         let outcome = (|| {
-            if let Some(fuel) = task.limits.fuel {
-                p.store.set_fuel(fuel)?;
+            // Every run sets its own budget: a reused instance must not keep
+            // what an earlier task with a budget left.
+            if self.fuel {
+                p.store.set_fuel(task.limits.fuel.unwrap_or(u64::MAX))?;
             }
             p.store.set_epoch_deadline(1);
             p.instance.call_run(&mut p.store, &task.export, &input.as_str().to_owned())
@@ -381,7 +383,7 @@ impl TaskRunner for Sandbox {
             unreachable!("the task context stays in the store while the task runs")
         };
         if task.grants.stdio == Stdio::Log {
-            data.emit_output(&ctx.info.task_id, &ctx.info.module);
+            data.emit_output(&ctx);
         }
         // A trapped instance may be in any state: it is never reused.
         if task.reuse_instance && !trapped {

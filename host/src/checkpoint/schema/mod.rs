@@ -253,7 +253,7 @@ pub enum PendingKind {
 }
 
 /// One queued execution, in `<id>.state.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingTask {
     /// Execution id.
     pub task_id: String,
@@ -264,8 +264,8 @@ pub struct PendingTask {
     /// Where it came from (schema 2; `None` when read from schema 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<OriginFile>,
-    /// Its explicit input.
-    pub input: Option<serde_json::Value>,
+    /// Its explicit input, verbatim.
+    pub input: Option<Box<serde_json::value::RawValue>>,
     /// Retries made so far.
     pub retry_count: u32,
     /// Last error, for a retry.
@@ -284,7 +284,7 @@ pub struct ModuleFile {
 }
 
 /// `<id>.state.json`: a readable summary of the context, whatever version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StateFile {
     /// Schema version, as text.
     pub schema_version: String,
@@ -351,7 +351,7 @@ pub struct Invalid(pub String);
 pub(crate) fn json(text: &str, values: Values, what: &dyn Fn() -> String) -> Result<Json, Invalid> {
     match values {
         Values::Trusted => Ok(Json::trusted(text)),
-        Values::Check => Json::parse(text).map_err(|e| Invalid(format!("{} is not valid JSON: {e}", what()))),
+        Values::Check => Json::parse_stored(text).map_err(|e| Invalid(format!("{} is not valid JSON: {e}", what()))),
     }
 }
 

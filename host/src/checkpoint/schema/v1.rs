@@ -339,7 +339,7 @@ fn upgrade_spec(q: Spec, values: Values) -> Result<TaskSpec, Invalid> {
         cycle_key: q.cycle_key,
         input,
         attempt: q.attempt,
-        not_before_ms: q.not_before_ms,
+        not_before_ms: q.not_before_ms.min(crate::engine::now_ms().saturating_add(crate::model::MAX_DURATION_MS)),
         last_error: q.last_error,
         id: q.id,
     })

@@ -74,7 +74,8 @@ struct EnvelopeIn<'a> {
 
 /// The bytes of `<id>.meta.json` for `record`, signed with `key`.
 pub fn meta_file(record: &Record, key: &SigningKey) -> Result<Vec<u8>, serde_json::Error> {
-    let record = RawValue::from_string(serde_json::to_string_pretty(record)?)?;
+    // Compact: pretty-printing deeply nested metadata would multiply its size.
+    let record = serde_json::value::to_raw_value(record)?;
     let mut message = MAC_CONTEXT.to_vec();
     message.extend_from_slice(record.get().as_bytes());
     let signature = Signature { algorithm: ALGORITHM.into(), key_id: key.id().into(), mac: key.sign(&message) };
@@ -440,7 +441,9 @@ impl<'a> ContextOut<'a> {
                     cycle_key: q.cycle_key.clone(),
                     input: q.input.as_ref().map(text),
                     attempt: q.attempt,
-                    not_before_ms: q.not_before_ms,
+                    not_before_ms: q
+                        .not_before_ms
+                        .min(crate::engine::now_ms().saturating_add(crate::model::MAX_DURATION_MS)),
                     last_error: q.last_error.clone(),
                 })
                 .collect(),
@@ -590,7 +593,9 @@ impl ContextIn<'_> {
                 cycle_key: q.cycle_key,
                 input,
                 attempt: q.attempt,
-                not_before_ms: q.not_before_ms,
+                not_before_ms: q
+                    .not_before_ms
+                    .min(crate::engine::now_ms().saturating_add(crate::model::MAX_DURATION_MS)),
                 last_error: q.last_error,
                 id: q.id,
             });

@@ -1,0 +1,138 @@
+//! The run's events: one stream, from the engine (and the tasks' log lines,
+//! from the sandbox), to whatever listens: the progress display, the journal
+//! kept beside the checkpoints, a report. With no listener, nothing is built.
+
+use super::CheckpointMode;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// An attempt of an execution started.
+    TaskStarted {
+        /// Execution id.
+        task_id: String,
+        /// Declared task.
+        task: String,
+        /// Its module.
+        module: String,
+        /// 0 for the first attempt.
+        attempt: u32,
+    },
+    /// An execution completed.
+    TaskFinished {
+        /// Execution id.
+        task_id: String,
+        /// 0 for the first attempt.
+        attempt: u32,
+        /// Milliseconds the attempt ran.
+        duration_ms: f64,
+    },
+    /// An attempt failed.
+    TaskFailed {
+        /// Execution id.
+        task_id: String,
+        /// 0 for the first attempt.
+        attempt: u32,
+        /// Milliseconds the attempt ran.
+        duration_ms: f64,
+        /// The failure.
+        error: String,
+        /// Whether it is retried.
+        retrying: bool,
+    },
+    /// An attempt was stopped by the host (interrupt grace period) and queued again.
+    TaskStopped {
+        /// Execution id.
+        task_id: String,
+    },
+    /// A parallel group started its branches.
+    GroupStarted {
+        /// The group.
+        group: String,
+        /// Its members.
+        members: Vec<String>,
+    },
+    /// A checkpoint was written.
+    Checkpoint {
+        /// How to name it to `resume`.
+        id: String,
+        /// Why.
+        mode: &'static str,
+        /// The execution it follows.
+        after: Option<String>,
+    },
+    /// A line a task logged (or printed, when its output is captured).
+    Log {
+        /// Execution id.
+        task_id: String,
+        /// Its module.
+        module: String,
+        /// `trace` to `error`.
+        level: &'static str,
+        /// The line (cut to `max_log_bytes`).
+        line: String,
+    },
+}
+
+/// One event and when it happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// Queued executions at that moment (of the queue the event came from).
+    pub queued: usize,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Receives a run's events, from the run's threads.
+pub trait RunListener: Send + Sync {
+    /// One event.
+    fn event(&self, event: &Event);
+}
+
+/// A listener, or none; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Listener(pub Option<Arc<dyn RunListener>>);
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Listener(set)" } else { "Listener(none)" })
+    }
+}
+
+impl Listener {
+    /// Send the event `make` builds, if anyone listens.
+    pub fn emit(&self, queued: usize, make: impl FnOnce() -> EventKind) {
+        if let Some(l) = &self.0 {
+            l.event(&Event { at_ms: super::now_ms(), queued, kind: make() });
+        }
+    }
+
+    /// True if someone listens.
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl CheckpointMode {
+    /// Its name, for events.
+    pub fn event_name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// Sends every event to several listeners.
+pub struct Fanout(pub Vec<Arc<dyn RunListener>>);
+
+impl RunListener for Fanout {
+    fn event(&self, event: &Event) {
+        for l in &self.0 {
+            l.event(event);
+        }
+    }
+}

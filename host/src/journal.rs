@@ -1,0 +1,81 @@
+//! The journal: a run's events kept beside its checkpoints, in
+//! `<checkpoint dir>/<session>/events.jsonl` (one JSON object per line, see
+//! [`crate::engine::Event`]), bounded at [`MAX_JOURNAL_BYTES`] per session.
+//! `graflow-host logs` prints it. A resumed run appends to the same file.
+
+use crate::engine::{Event, RunListener};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The journal's file name in a session folder.
+pub const JOURNAL_FILE: &str = "events.jsonl";
+
+/// Largest journal of one session; past it one last line says so and
+/// nothing more is written.
+pub const MAX_JOURNAL_BYTES: u64 = 16 << 20;
+
+/// Appends a run's events to its journal.
+pub struct Journal {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    file: Option<std::fs::File>,
+    written: u64,
+}
+
+/// The journal of `session` in the checkpoint directory `dir`.
+pub fn path_of(dir: &Path, session: &str) -> PathBuf {
+    dir.join(session).join(JOURNAL_FILE)
+}
+
+impl Journal {
+    /// Open (or create) the journal of `session` in `dir` for appending.
+    pub fn open(dir: &Path, session: &str) -> std::io::Result<Journal> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let folder = dir.join(session);
+        if std::fs::symlink_metadata(&folder).is_ok_and(|m| !m.is_dir()) {
+            return Err(std::io::Error::other(format!("{} is not a folder", folder.display())));
+        }
+        std::fs::create_dir_all(&folder)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .mode(0o600)
+            .open(folder.join(JOURNAL_FILE))?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("the journal is not a regular file"));
+        }
+        Ok(Journal { inner: Mutex::new(Inner { file: Some(file), written: meta.len() }) })
+    }
+}
+
+impl RunListener for Journal {
+    fn event(&self, event: &Event) {
+        let Ok(mut line) = serde_json::to_vec(event) else { return };
+        line.push(b'\n');
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Inner { file, written } = &mut *inner;
+        let Some(f) = file else { return };
+        if *written + line.len() as u64 > MAX_JOURNAL_BYTES {
+            let _ = f.write_all(b"{\"event\":\"journal_full\"}\n");
+            *file = None;
+            return;
+        }
+        if f.write_all(&line).is_err() {
+            *file = None;
+            return;
+        }
+        *written += line.len() as u64;
+    }
+}
+
+/// The events of a journal file, one JSON value each (lines that do not
+/// parse are skipped).
+pub fn read(path: &Path) -> Result<Vec<serde_json::Value>, crate::files::ReadError> {
+    let text = crate::files::read_text_bounded(path, MAX_JOURNAL_BYTES + 1024, "MAX_JOURNAL_BYTES (16 MiB)")?;
+    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
