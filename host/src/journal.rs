@@ -23,6 +23,7 @@ pub struct Journal {
 struct Inner {
     file: Option<std::fs::File>,
     written: u64,
+    limit: u64,
 }
 
 /// The journal of `session` in the checkpoint directory `dir`.
@@ -33,6 +34,11 @@ pub fn path_of(dir: &Path, session: &str) -> PathBuf {
 impl Journal {
     /// Open (or create) the journal of `session` in `dir` for appending.
     pub fn open(dir: &Path, session: &str) -> std::io::Result<Journal> {
+        Journal::open_with_limit(dir, session, MAX_JOURNAL_BYTES)
+    }
+
+    /// [`Journal::open`] with another bound than [`MAX_JOURNAL_BYTES`].
+    pub fn open_with_limit(dir: &Path, session: &str, limit: u64) -> std::io::Result<Journal> {
         use std::os::unix::fs::OpenOptionsExt;
         let folder = dir.join(session);
         if std::fs::symlink_metadata(&folder).is_ok_and(|m| !m.is_dir()) {
@@ -49,7 +55,7 @@ impl Journal {
         if !meta.is_file() {
             return Err(std::io::Error::other("the journal is not a regular file"));
         }
-        Ok(Journal { inner: Mutex::new(Inner { file: Some(file), written: meta.len() }) })
+        Ok(Journal { inner: Mutex::new(Inner { file: Some(file), written: meta.len(), limit }) })
     }
 }
 
@@ -58,9 +64,9 @@ impl RunListener for Journal {
         let Ok(mut line) = serde_json::to_vec(event) else { return };
         line.push(b'\n');
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let Inner { file, written } = &mut *inner;
+        let Inner { file, written, limit } = &mut *inner;
         let Some(f) = file else { return };
-        if *written + line.len() as u64 > MAX_JOURNAL_BYTES {
+        if *written + line.len() as u64 > *limit {
             let _ = f.write_all(b"{\"event\":\"journal_full\"}\n");
             *file = None;
             return;
@@ -78,4 +84,23 @@ impl RunListener for Journal {
 pub fn read(path: &Path) -> Result<Vec<serde_json::Value>, crate::files::ReadError> {
     let text = crate::files::read_text_bounded(path, MAX_JOURNAL_BYTES + 1024, "MAX_JOURNAL_BYTES (16 MiB)")?;
     Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EventKind;
+
+    #[test]
+    fn the_journal_stops_at_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open_with_limit(dir.path(), "s", 1000).unwrap();
+        for i in 0..100 {
+            journal.event(&Event { at_ms: i, queued: 0, kind: EventKind::TaskStopped { task_id: format!("t{i}") } });
+        }
+        let events = read(&path_of(dir.path(), "s")).unwrap();
+        assert!(events.len() < 20, "{}", events.len());
+        assert_eq!(events.last().unwrap()["event"], "journal_full");
+        assert!(std::fs::metadata(path_of(dir.path(), "s")).unwrap().len() < 1100);
+    }
 }

@@ -119,3 +119,65 @@ fn completions_man_page_and_json_logs() {
     assert_eq!((v["fields"]["task"].as_str(), v["fields"]["module"].as_str()), (Some("a"), Some("kit")), "{v}");
     assert!(!stderr.contains('\u{1b}'), "no colour codes when stderr is not a terminal");
 }
+
+#[test]
+fn logs_print_the_events_of_a_run() {
+    let wf = workflow(&format!(
+        "[workflow]\nflow = \"a >> b\"\nmax_retries = 1\nbackoff = {{ initial_ms = 1 }}\n{}",
+        scripted(&["a", "b"])
+    ));
+    let input = scripts(json!({
+        "a": [{"op": "log", "message": "hello from a"}, {"op": "checkpoint"}],
+        "b": [{"op": "retryable", "message": "flaky", "attempt": 0}]
+    }));
+    wf.run(&input, &[]).ok();
+    let cp = graflow_host::checkpoint::list(&wf.checkpoints()).unwrap().remove(0).base;
+    let out = cli(wf.dir.path(), &["logs", cp.to_str().unwrap()]);
+    let text = out.ok().stdout.clone();
+    for needle in [
+        "started   a (a in kit, attempt 1)",
+        "info      a [kit] hello from a",
+        "checkpoint ",
+        "failed    b",
+        "(retrying): ",
+        "finished  b",
+    ] {
+        assert!(text.contains(needle), "{needle:?} in {text}");
+    }
+    let json = cli(wf.dir.path(), &["logs", cp.parent().unwrap().to_str().unwrap(), "--json"]);
+    let events: Vec<Value> = json.ok().stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.iter().any(|e| e["event"] == "task_failed" && e["retrying"] == true), "{events:?}");
+    let none = cli(wf.dir.path(), &["logs", "nowhere"]);
+    assert_eq!(none.code, 2, "{none:?}");
+}
+
+/// The live line and the summary, through a pseudo-terminal (`script`).
+#[test]
+fn a_terminal_gets_a_live_line_and_a_summary() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: `script` (util-linux) is not installed; the pseudo-terminal test needs it");
+        return;
+    }
+    let wf = workflow(&format!("[workflow]\nflow = \"a >> (b | c)\"\n{}", scripted(&["a", "b", "c"])));
+    let input = scripts(json!({"a": [{"op": "checkpoint"}], "b": [{"op": "sleep", "ms": 300}]})).to_string();
+    let bin = env!("CARGO_BIN_EXE_graflow-host");
+    let line = format!("{bin} run workflow.toml --input '{input}'");
+    let out = command(wf.dir.path()).get_program().to_owned();
+    assert_eq!(out, std::ffi::OsString::from(bin));
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .current_dir(wf.dir.path())
+        .env("GRAFLOW_CACHE_DIR", cache_dir())
+        .env("GRAFLOW_CHECKPOINT_KEY", TEST_KEY_HEX)
+        .env("GRAFLOW_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("done, ") && text.contains("running b"), "the live line: {text}");
+    assert!(text.contains("execution") && text.contains("attempts"), "the summary: {text}");
+    assert!(text.contains("checkpoints written: 1"), "{text}");
+    // Not on a terminal: neither.
+    let plain = wf.run(&serde_json::from_str(&input).unwrap(), &[]);
+    assert!(!plain.ok().stderr.contains("done, "), "{plain:?}");
+}

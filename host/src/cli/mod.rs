@@ -4,6 +4,8 @@
 mod cache;
 mod checkpoints;
 mod graph;
+mod logs;
+mod progress;
 mod run;
 mod validate;
 
@@ -69,6 +71,9 @@ enum Command {
     },
     /// Draw a workflow's graph (Mermaid, Graphviz DOT or plain text).
     Graph(graph::GraphArgs),
+    /// Print the events of a run (task starts, ends, failures, retries,
+    /// checkpoints, the tasks' log lines), kept beside its checkpoints.
+    Logs(logs::LogsArgs),
     /// List or prune the compiled-module cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -158,8 +163,9 @@ pub fn main() -> ExitCode {
         _ => false,
     };
     let outcome = match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Resume(args) => run::resume(args),
+        Command::Run(args) => run::run(args, progress::wanted(cli.quiet)),
+        Command::Resume(args) => run::resume(args, progress::wanted(cli.quiet)),
+        Command::Logs(args) => logs::logs(args),
         Command::Checkpoints(cmd) => checkpoints::checkpoints(cmd),
         Command::Validate { workflow, no_cache, json } => validate::validate(&workflow, no_cache, json),
         Command::Graph(args) => graph::graph(args),
@@ -210,7 +216,7 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRAFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| progress::LogWriter);
     match format {
         LogFormat::Json => builder.json().with_current_span(false).init(),
         LogFormat::Text => {

@@ -1,14 +1,17 @@
 //! `graflow-host run` and `graflow-host resume`: flags, output and exit codes
 //! over [`graflow_host::session::Session`].
 
+use super::progress::{Progress, Written};
 use super::{CliError, ExitStatus};
 use anyhow::anyhow;
 use graflow_host::Json;
 use graflow_host::checkpoint::{self, Trust};
+use graflow_host::engine::{Fanout, Listener, RunListener};
 use graflow_host::engine::{RunError, RunReport, RunStatus};
 use graflow_host::session::{ModuleChange, ResumeOptions, RunOptions, Session};
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Options shared by `run` and `resume`.
@@ -105,8 +108,41 @@ pub fn parse_input(arg: &str) -> Result<Json, CliError> {
     Ok(json)
 }
 
-fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>) -> RunOptions {
+/// What watches a run from the command line: the checkpoints it writes (for
+/// `--json`) and, on a terminal, the live display.
+struct Watch {
+    written: Arc<Written>,
+    progress: Option<Arc<Progress>>,
+}
+
+impl Watch {
+    fn new(live: bool) -> Watch {
+        let progress = live.then(|| {
+            let p = Progress::start(None);
+            p.loading("loading the workflow and its modules (a first compile can take a while)");
+            Arc::new(p)
+        });
+        Watch { written: Arc::default(), progress }
+    }
+
+    fn listener(&self) -> Listener {
+        let mut all: Vec<Arc<dyn RunListener>> = vec![self.written.clone()];
+        if let Some(p) = &self.progress {
+            all.push(p.clone());
+        }
+        Listener(Some(Arc::new(Fanout(all))))
+    }
+
+    fn finish(&self) {
+        if let Some(p) = &self.progress {
+            p.finish();
+        }
+    }
+}
+
+fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>, watch: &Watch) -> RunOptions {
     RunOptions {
+        listener: watch.listener(),
         cache_dir: super::cache_dir(exec.no_cache),
         checkpoint_dir,
         checkpoint_every: exec.checkpoint_every,
@@ -115,15 +151,19 @@ fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>) -> RunOptions {
     }
 }
 
-pub fn run(args: RunArgs) -> Result<ExitStatus, CliError> {
+pub fn run(args: RunArgs, live: bool) -> Result<ExitStatus, CliError> {
     let input = parse_input(&args.input)?;
-    let session = Session::start(&args.workflow, input, options(&args.exec, Some(args.checkpoint_dir.clone())))
-        .map_err(CliError::bad_input)?;
+    let watch = Watch::new(live);
+    let session = Session::start(&args.workflow, input, options(&args.exec, Some(args.checkpoint_dir.clone()), &watch))
+        .map_err(|e| {
+            watch.finish();
+            CliError::bad_input(e)
+        })?;
     tracing::info!(workflow = %session.workflow().name, session = %session.state().session_id, "run started");
-    execute(session, &args.exec)
+    execute(session, &args.exec, &watch)
 }
 
-pub fn resume(args: ResumeArgs) -> Result<ExitStatus, CliError> {
+pub fn resume(args: ResumeArgs, live: bool) -> Result<ExitStatus, CliError> {
     let base = match (args.latest, args.checkpoint) {
         (true, dir) => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(checkpoint::DEFAULT_DIR));
@@ -145,29 +185,44 @@ pub fn resume(args: ResumeArgs) -> Result<ExitStatus, CliError> {
             );
         }),
     };
-    let session = Session::resume(&base, resume, options(&args.exec, None)).map_err(CliError::bad_input)?;
+    let watch = Watch::new(live);
+    let session = Session::resume(&base, resume, options(&args.exec, None, &watch)).map_err(|e| {
+        watch.finish();
+        CliError::bad_input(e)
+    })?;
     for w in session.warnings() {
         tracing::warn!("{w}");
     }
     if let Some(r) = session.resumed() {
         tracing::info!(checkpoint = %r.checkpoint_id, steps = session.state().steps, pending = session.state().queue.len(), "resuming");
     }
-    execute(session, &args.exec)
+    execute(session, &args.exec, &watch)
 }
 
 /// Run `session` to its end, with signal handling; print the outcome.
-fn execute(mut session: Session, opts: &ExecOptions) -> Result<ExitStatus, CliError> {
+fn execute(mut session: Session, opts: &ExecOptions, watch: &Watch) -> Result<ExitStatus, CliError> {
     graflow_host::signals::stop_on_signals(session.stop_handle(), Duration::from_millis(opts.grace_period_ms))
         .map_err(|e| CliError::bad_input(anyhow!("cannot install the signal handlers: {e}")))?;
+    if let Some(p) = &watch.progress {
+        p.loading("running");
+    }
     let outcome = session.run();
+    watch.finish();
     let steps = session.state().steps;
-    report(outcome, opts.json, &session.state().session_id, steps)
+    let written = watch.written.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    report(outcome, opts.json, &session.state().session_id, steps, written)
 }
 
 /// Print the result or the error (or, with `--json`, one object on stdout);
 /// the exit status.
-fn report(outcome: Result<RunReport, RunError>, json: bool, session: &str, steps: u64) -> Result<ExitStatus, CliError> {
-    let mut object = serde_json::json!({ "session": session, "steps": steps, "checkpoints": [], "failures": [] });
+fn report(
+    outcome: Result<RunReport, RunError>,
+    json: bool,
+    session: &str,
+    steps: u64,
+    written: Vec<String>,
+) -> Result<ExitStatus, CliError> {
+    let mut object = serde_json::json!({ "session": session, "steps": steps, "checkpoints": written, "failures": [] });
     let status = match &outcome {
         Ok(report) => {
             object["steps"] = report.steps.into();

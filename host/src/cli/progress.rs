@@ -1,0 +1,185 @@
+//! What a person at a terminal sees while a run goes: a live line of counts
+//! and current tasks on stderr, and a one-screen summary at the end. Off when
+//! stderr is not a terminal, or with `--quiet`.
+
+use graflow_host::engine::{Event, EventKind, RunListener};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// The live line, once shown: log lines are written around it.
+static BAR: OnceLock<ProgressBar> = OnceLock::new();
+
+/// stderr for log lines: printed above the live line when it is shown.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match BAR.get() {
+            Some(bar) if !bar.is_finished() => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            _ => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// True if a live display belongs on stderr.
+pub fn wanted(quiet: bool) -> bool {
+    use std::io::IsTerminal;
+    !quiet && std::io::stderr().is_terminal()
+}
+
+#[derive(Default)]
+struct Counts {
+    done: u64,
+    failed: u64,
+    retried: u64,
+    queued: usize,
+    running: BTreeMap<String, ()>,
+    /// Per execution: task name, attempts, total milliseconds, last outcome.
+    executions: BTreeMap<String, (String, u32, f64, &'static str)>,
+    checkpoints: Vec<String>,
+}
+
+/// The live display and the summary, fed by the run's events.
+pub struct Progress {
+    bar: ProgressBar,
+    counts: Mutex<Counts>,
+}
+
+impl Progress {
+    /// Start the live line (replacing a loading spinner, if any).
+    pub fn start(spinner: Option<ProgressBar>) -> Progress {
+        let bar = spinner.unwrap_or_else(ProgressBar::new_spinner);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(100));
+        let _ = BAR.set(bar.clone());
+        Progress { bar, counts: Mutex::new(Counts::default()) }
+    }
+
+    /// Say what happens before the first task.
+    pub fn loading(&self, what: &str) {
+        self.bar.set_message(what.to_string());
+    }
+
+    fn render(&self, c: &Counts) {
+        let current: Vec<&str> = c.running.keys().map(String::as_str).take(4).collect();
+        let more = c.running.len().saturating_sub(current.len());
+        let current = if current.is_empty() {
+            String::new()
+        } else if more > 0 {
+            format!(" | running {} +{more}", current.join(", "))
+        } else {
+            format!(" | running {}", current.join(", "))
+        };
+        self.bar.set_message(format!(
+            "{} done, {} running, {} queued, {} failed, {} retried{current}",
+            c.done,
+            c.running.len(),
+            c.queued,
+            c.failed,
+            c.retried
+        ));
+    }
+
+    /// Clear the live line and print the summary: every task (or the slowest,
+    /// when there are many) with its time and attempts, and the checkpoints.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+        let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if c.executions.is_empty() {
+            return;
+        }
+        let mut rows: Vec<(&String, &(String, u32, f64, &str))> = c.executions.iter().collect();
+        rows.sort_by(|a, b| b.1.2.total_cmp(&a.1.2));
+        let shown = rows.len().min(15);
+        let mut out = String::new();
+        out.push_str(&format!("{:<28} {:<12} {:>8} {:>11}  outcome\n", "execution", "task", "attempts", "time"));
+        for (id, (task, attempts, ms, outcome)) in &rows[..shown] {
+            out.push_str(&format!(
+                "{:<28} {:<12} {:>8} {:>8.1} ms  {outcome}\n",
+                cut(id, 28),
+                cut(task, 12),
+                attempts,
+                ms
+            ));
+        }
+        if rows.len() > shown {
+            let rest: f64 = rows[shown..].iter().map(|r| r.1.2).sum();
+            out.push_str(&format!("... and {} more executions ({rest:.1} ms)\n", rows.len() - shown));
+        }
+        out.push_str(&format!(
+            "{} done, {} failed attempts, {} retried; checkpoints written: {}{}\n",
+            c.done,
+            c.failed,
+            c.retried,
+            c.checkpoints.len(),
+            c.checkpoints.last().map(|l| format!(" (last: {l})")).unwrap_or_default()
+        ));
+        eprint!("{out}");
+    }
+}
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n - 1).collect::<String>()) }
+}
+
+impl RunListener for Progress {
+    fn event(&self, event: &Event) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.queued = event.queued;
+        match &event.kind {
+            EventKind::TaskStarted { task_id, task, .. } => {
+                c.running.insert(task_id.clone(), ());
+                let e = c.executions.entry(task_id.clone()).or_insert_with(|| (task.clone(), 0, 0.0, "running"));
+                e.1 += 1;
+            }
+            EventKind::TaskFinished { task_id, duration_ms, .. } => {
+                c.running.remove(task_id);
+                c.done += 1;
+                if let Some(e) = c.executions.get_mut(task_id) {
+                    (e.2, e.3) = (e.2 + duration_ms, "completed");
+                }
+            }
+            EventKind::TaskFailed { task_id, duration_ms, retrying, .. } => {
+                c.running.remove(task_id);
+                c.failed += 1;
+                if *retrying {
+                    c.retried += 1;
+                }
+                if let Some(e) = c.executions.get_mut(task_id) {
+                    (e.2, e.3) = (e.2 + duration_ms, if *retrying { "retrying" } else { "failed" });
+                }
+            }
+            EventKind::TaskStopped { task_id } => {
+                c.running.remove(task_id);
+                if let Some(e) = c.executions.get_mut(task_id) {
+                    e.3 = "stopped";
+                }
+            }
+            EventKind::Checkpoint { id, .. } => c.checkpoints.push(id.clone()),
+            EventKind::GroupStarted { .. } | EventKind::Log { .. } => return,
+        }
+        self.render(&c);
+    }
+}
+
+/// Collects the checkpoints a run writes (for `--json`, also when it fails).
+#[derive(Default)]
+pub struct Written(pub Mutex<Vec<String>>);
+
+impl RunListener for Written {
+    fn event(&self, event: &Event) {
+        if let EventKind::Checkpoint { id, .. } = &event.kind {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(id.clone());
+        }
+    }
+}
