@@ -34,6 +34,9 @@ pub fn wanted(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
 }
 
+/// Per execution: task name, attempts, total milliseconds, last outcome.
+type ExecutionRow = (String, u32, f64, &'static str);
+
 #[derive(Default)]
 struct Counts {
     done: u64,
@@ -42,7 +45,7 @@ struct Counts {
     queued: usize,
     running: BTreeMap<String, ()>,
     /// Per execution: task name, attempts, total milliseconds, last outcome.
-    executions: BTreeMap<String, (String, u32, f64, &'static str)>,
+    executions: BTreeMap<String, ExecutionRow>,
     checkpoints: Vec<String>,
 }
 
@@ -98,7 +101,7 @@ impl Progress {
         if c.executions.is_empty() {
             return;
         }
-        let mut rows: Vec<(&String, &(String, u32, f64, &str))> = c.executions.iter().collect();
+        let mut rows: Vec<(&String, &ExecutionRow)> = c.executions.iter().collect();
         rows.sort_by(|a, b| b.1.2.total_cmp(&a.1.2));
         let shown = rows.len().min(15);
         let mut out = String::new();
