@@ -20,6 +20,7 @@ pub mod journal;
 pub mod json;
 pub mod model;
 pub mod module_store;
+pub mod report;
 pub mod sandbox;
 pub mod session;
 pub mod signals;

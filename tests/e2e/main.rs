@@ -11,6 +11,7 @@ mod hardening;
 mod hostile;
 mod parity;
 mod properties;
+mod report;
 mod sandbox;
 mod support;
 mod trust;

@@ -35,6 +35,11 @@ pub struct ExecOptions {
     /// code, result, steps, checkpoints, failures (docs/cli.md).
     #[arg(long)]
     pub json: bool,
+    /// Write a self-contained HTML report of the run to FILE: the graph with
+    /// its tasks coloured by status, a timeline of every attempt and the
+    /// checkpoints.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -113,22 +118,27 @@ pub fn parse_input(arg: &str) -> Result<Json, CliError> {
 struct Watch {
     written: Arc<Written>,
     progress: Option<Arc<Progress>>,
+    recorder: Option<Arc<graflow_host::report::Recorder>>,
 }
 
 impl Watch {
-    fn new(live: bool) -> Watch {
+    fn new(live: bool, exec: &ExecOptions) -> Watch {
         let progress = live.then(|| {
             let p = Progress::start(None);
             p.loading("loading the workflow and its modules (a first compile can take a while)");
             Arc::new(p)
         });
-        Watch { written: Arc::default(), progress }
+        let recorder = exec.report.as_ref().map(|_| Arc::default());
+        Watch { written: Arc::default(), progress, recorder }
     }
 
     fn listener(&self) -> Listener {
         let mut all: Vec<Arc<dyn RunListener>> = vec![self.written.clone()];
         if let Some(p) = &self.progress {
             all.push(p.clone());
+        }
+        if let Some(r) = &self.recorder {
+            all.push(r.clone());
         }
         Listener(Some(Arc::new(Fanout(all))))
     }
@@ -153,7 +163,7 @@ fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>, watch: &Watch) -
 
 pub fn run(args: RunArgs, live: bool) -> Result<ExitStatus, CliError> {
     let input = parse_input(&args.input)?;
-    let watch = Watch::new(live);
+    let watch = Watch::new(live, &args.exec);
     let session = Session::start(&args.workflow, input, options(&args.exec, Some(args.checkpoint_dir.clone()), &watch))
         .map_err(|e| {
             watch.finish();
@@ -185,7 +195,7 @@ pub fn resume(args: ResumeArgs, live: bool) -> Result<ExitStatus, CliError> {
             );
         }),
     };
-    let watch = Watch::new(live);
+    let watch = Watch::new(live, &args.exec);
     let session = Session::resume(&base, resume, options(&args.exec, None, &watch)).map_err(|e| {
         watch.finish();
         CliError::bad_input(e)
@@ -208,6 +218,24 @@ fn execute(mut session: Session, opts: &ExecOptions, watch: &Watch) -> Result<Ex
     }
     let outcome = session.run();
     watch.finish();
+    if let (Some(path), Some(recorder)) = (&opts.report, &watch.recorder) {
+        let status = match &outcome {
+            Ok(r) => match r.status {
+                RunStatus::Completed => "completed",
+                RunStatus::Terminated(_) => "terminated",
+                RunStatus::Interrupted(_) => "interrupted",
+            },
+            Err(RunError::MaxSteps { .. }) => "max_steps",
+            Err(RunError::Cancelled { .. }) => "canceled",
+            Err(_) => "failed",
+        };
+        let (events, dropped) = recorder.events();
+        let html = graflow_host::report::html(session.workflow(), session.state(), status, &events, dropped);
+        match std::fs::write(path, html) {
+            Ok(()) => tracing::info!("report written to {}", path.display()),
+            Err(e) => tracing::warn!("cannot write the report {}: {e}", path.display()),
+        }
+    }
     let steps = session.state().steps;
     let written = watch.written.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     report(outcome, opts.json, &session.state().session_id, steps, written)
