@@ -45,10 +45,11 @@ tests/guests/parity_py.wasm: tests/guests/parity.py guest-sdk/python/graflow.py 
 tests/guests/parity_js.wasm: tests/guests/parity.js guest-sdk/js/graflow.js guest-sdk/js/package-lock.json wit/graflow.wit
 	@bash scripts/build-task.sh $< $@
 
-# Build one Python or JavaScript task module: make task SRC=app.py OUT=app.wasm
-task:
-	@test -n "$(SRC)" -a -n "$(OUT)" || { echo "usage: make task SRC=<app.py|app.js> OUT=<out.wasm>"; exit 2; }
-	@bash scripts/build-task.sh $(SRC) $(OUT)
+# Build one task module (a thin wrapper over `graflow-host build`, which works
+# from any folder): make task SRC=app.py OUT=app.wasm
+task: host
+	@test -n "$(SRC)" -a -n "$(OUT)" || { echo "usage: make task SRC=<app.py|app.js|crate/> OUT=<out.wasm>"; exit 2; }
+	@$(BIN) build "$(abspath $(SRC))" -o "$(abspath $(OUT))"
 
 host:
 	$(CARGO) build --release

@@ -11,6 +11,7 @@
 
 #![deny(missing_docs)]
 
+pub mod build;
 pub mod channel;
 pub mod checkpoint;
 pub mod digest;

@@ -181,3 +181,30 @@ fn a_terminal_gets_a_live_line_and_a_summary() {
     let plain = wf.run(&serde_json::from_str(&input).unwrap(), &[]);
     assert!(!plain.ok().stderr.contains("done, "), "{plain:?}");
 }
+
+#[test]
+fn input_from_stdin_and_resume_of_a_directory() {
+    use std::io::Write;
+    let wf = workflow(&format!("[workflow]\nflow = \"a\"\n{}", scripted(&["a"])));
+    let mut child = command(wf.dir.path())
+        .args(["run", "workflow.toml", "--input", "@-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = scripts(json!({"a": [{"op": "result", "value": "from stdin"}]})).to_string();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "\"from stdin\"",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = cli(wf.dir.path(), &["resume", "checkpoints"]);
+    assert_eq!(dir.code, 2);
+    assert!(dir.stderr.contains("pass --latest"), "{dir:?}");
+    let missing = cli(wf.dir.path(), &["run", "nope.toml"]);
+    assert_eq!(missing.stderr.matches("No such file or directory").count(), 1, "the OS error once: {missing:?}");
+}

@@ -2,6 +2,7 @@
 //! through the `graflow-host` binary or the library. Guests are built by
 //! `make guests` (`make test` does it first).
 
+mod authoring;
 mod checkpoint;
 mod cli;
 mod control;

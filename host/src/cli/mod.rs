@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Exit codes are documented in
 //! [`ExitStatus`] and in `graflow-host --help`.
 
+mod build;
 mod cache;
 mod checkpoints;
 mod graph;
@@ -71,6 +72,13 @@ enum Command {
     },
     /// Draw a workflow's graph (Mermaid, Graphviz DOT or plain text).
     Graph(graph::GraphArgs),
+    /// Build a task component from a Python file, a JavaScript file or a Rust
+    /// crate, from any folder (the toolchains are installed on first use into
+    /// the per-user cache).
+    Build(build::BuildArgs),
+    /// Write a starter project (workflow file and one task module) that
+    /// `build` and `run` accept unchanged.
+    New(build::NewArgs),
     /// Print the events of a run (task starts, ends, failures, retries,
     /// checkpoints, the tasks' log lines), kept beside its checkpoints.
     Logs(logs::LogsArgs),
@@ -169,6 +177,8 @@ pub fn main() -> ExitCode {
         Command::Checkpoints(cmd) => checkpoints::checkpoints(cmd),
         Command::Validate { workflow, no_cache, json } => validate::validate(&workflow, no_cache, json),
         Command::Graph(args) => graph::graph(args),
+        Command::Build(args) => build::build(args),
+        Command::New(args) => build::new(args),
         Command::Cache(cmd) => cache::cache(cmd),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -1,0 +1,497 @@
+//! Building task components from any folder (`graflow-host build`) and
+//! starting a project (`graflow-host new`).
+//!
+//! The contract (`wit/graflow.wit`) and the SDKs travel inside the binary. The
+//! pinned toolchains (componentize-py for Python, componentize-js for
+//! JavaScript) are installed on first use into the per-user cache
+//! (`<cache>/toolchains/`), never into the user's project; a build reads only
+//! what it needs: the source file and its sibling modules.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const WIT: &str = include_str!("../../wit/graflow.wit");
+const PY_SDK: &str = include_str!("../../guest-sdk/python/graflow.py");
+const PY_REQUIREMENTS: &str = include_str!("../../guest-sdk/python/requirements.txt");
+const JS_SDK: &str = include_str!("../../guest-sdk/js/graflow.js");
+const JS_PACKAGE: &str = include_str!("../../guest-sdk/js/package.json");
+const JS_LOCK: &str = include_str!("../../guest-sdk/js/package-lock.json");
+const RUST_SDK: [(&str, &str); 4] = [
+    ("Cargo.toml", include_str!("../../guest-sdk/Cargo.toml")),
+    ("src/lib.rs", include_str!("../../guest-sdk/src/lib.rs")),
+    ("src/error.rs", include_str!("../../guest-sdk/src/error.rs")),
+    ("src/introspect.rs", include_str!("../../guest-sdk/src/introspect.rs")),
+];
+
+/// Why a build or a new project failed. Each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Not a `.py`, `.js` or Rust crate.
+    #[error("{}: not a Python file (.py), a JavaScript file (.js) or a Rust crate (a folder with Cargo.toml)", path.display())]
+    UnknownSource {
+        /// The source.
+        path: PathBuf,
+    },
+    /// A file or folder could not be read or written.
+    #[error("{}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A Python task module does not import `WitWorld`.
+    #[error(
+        "{}: import WitWorld from graflow (`from graflow import task, WitWorld`): the component's exports live there",
+        path.display()
+    )]
+    MissingWitWorld {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A JavaScript task module does not export `tasks` and `run`.
+    #[error("{}: end the module with `export {{ tasks, run }};` (both imported from './graflow.js')", path.display())]
+    MissingExport {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The Rust target for components is not installed.
+    #[error("the Rust target wasm32-wasip2 is not installed: run `rustup target add wasm32-wasip2`")]
+    MissingTarget,
+    /// A program the build needs is not there.
+    #[error("`{program}` is needed to {purpose} and was not found on PATH")]
+    MissingProgram {
+        /// The program.
+        program: &'static str,
+        /// What for.
+        purpose: &'static str,
+    },
+    /// A tool failed.
+    #[error("{tool} failed ({status}):\n{output}")]
+    Tool {
+        /// The tool.
+        tool: String,
+        /// Its exit status.
+        status: String,
+        /// The end of what it printed.
+        output: String,
+    },
+    /// `new` into a folder that already holds a project.
+    #[error("{} already exists: choose a new folder", path.display())]
+    Exists {
+        /// The file that exists.
+        path: PathBuf,
+    },
+    /// No cache folder for the toolchains.
+    #[error("no cache folder for the toolchains: set GRAFLOW_CACHE_DIR or HOME")]
+    NoCache,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io { path: path.to_path_buf(), source }
+}
+
+/// The language of a task source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// A Python file.
+    Python,
+    /// A JavaScript file.
+    Js,
+    /// A Rust crate.
+    Rust,
+}
+
+fn hash(parts: &[&str]) -> String {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(&[0]);
+    }
+    h.finalize().to_hex()[..12].to_string()
+}
+
+fn cache_root() -> Result<PathBuf, BuildError> {
+    crate::sandbox::cache::default_dir().ok_or(BuildError::NoCache)
+}
+
+/// Write `files` (relative path, text) under `dir` once; the folder's name
+/// carries their hash, so a changed SDK gets a new folder.
+fn materialize(dir: &Path, files: &[(&str, &str)]) -> Result<(), BuildError> {
+    if dir.join(".complete").exists() {
+        return Ok(());
+    }
+    for (rel, text) in files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::write(&path, text).map_err(io(&path))?;
+    }
+    std::fs::write(dir.join(".complete"), b"").map_err(io(dir))
+}
+
+/// The contract and SDKs, unpacked into the cache.
+fn assets() -> Result<PathBuf, BuildError> {
+    let dir = cache_root()?.join("sdk").join(hash(&[WIT, PY_SDK, JS_SDK]));
+    materialize(&dir, &[("wit/graflow.wit", WIT), ("python/graflow.py", PY_SDK), ("js/graflow.js", JS_SDK)])?;
+    Ok(dir)
+}
+
+fn run(tool: &str, cmd: &mut Command) -> Result<(), BuildError> {
+    let out = cmd.output().map_err(|e| BuildError::Tool {
+        tool: tool.to_string(),
+        status: "did not start".into(),
+        output: e.to_string(),
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+    Err(BuildError::Tool { tool: tool.to_string(), status: out.status.to_string(), output: tail })
+}
+
+fn have(program: &str) -> bool {
+    Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// Install a toolchain into `dir` once (a venv cannot move: it is built in
+/// place). A marker file written last says it is whole; a half-made one is
+/// removed and made again; concurrent builds wait on a lock.
+fn toolchain(dir: &Path, install: impl FnOnce(&Path) -> Result<(), BuildError>) -> Result<(), BuildError> {
+    if dir.join(".complete").exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let lock = std::fs::File::create(parent.join(".lock")).map_err(io(parent))?;
+    lock.lock().map_err(io(parent))?;
+    if dir.join(".complete").exists() {
+        return Ok(());
+    }
+    eprintln!("installing {} (first use; later builds reuse it)", dir.display());
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    if let Err(e) = install(dir) {
+        let _ = std::fs::remove_dir_all(dir);
+        return Err(e);
+    }
+    std::fs::write(dir.join(".complete"), b"").map_err(io(dir))
+}
+
+/// What `build` made.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The component.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// Its language.
+    pub lang: Lang,
+}
+
+/// Build the task source at `src` (a `.py` or `.js` file, or a Rust crate
+/// folder or its `Cargo.toml`) into the component `out` (default: next to
+/// the current folder, named after the source).
+pub fn build(src: &Path, out: Option<&Path>) -> Result<Built, BuildError> {
+    let src = std::path::absolute(src).map_err(io(src))?;
+    let lang = match src.extension().and_then(|e| e.to_str()) {
+        Some("py") => Lang::Python,
+        Some("js") | Some("mjs") => Lang::Js,
+        _ if src.is_dir() && src.join("Cargo.toml").is_file() => Lang::Rust,
+        _ if src.file_name().is_some_and(|n| n == "Cargo.toml") => Lang::Rust,
+        _ => return Err(BuildError::UnknownSource { path: src }),
+    };
+    if lang != Lang::Rust && !src.is_file() {
+        return Err(BuildError::Io {
+            path: src.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        });
+    }
+    let stem = match lang {
+        Lang::Rust => {
+            let dir = if src.is_dir() { src.clone() } else { src.parent().unwrap_or(Path::new(".")).to_path_buf() };
+            dir.file_name().map(|n| n.to_string_lossy().replace('-', "_")).unwrap_or_else(|| "task".into())
+        }
+        _ => src.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into()),
+    };
+    let out = match out {
+        Some(o) => std::path::absolute(o).map_err(io(o))?,
+        None => std::path::absolute(format!("{stem}.wasm")).map_err(io(Path::new(".")))?,
+    };
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    match lang {
+        Lang::Python => build_python(&src, &out)?,
+        Lang::Js => build_js(&src, &out)?,
+        Lang::Rust => build_rust(&src, &out)?,
+    }
+    let bytes = std::fs::metadata(&out).map_err(io(&out))?.len();
+    Ok(Built { path: out, bytes, lang })
+}
+
+fn build_python(src: &Path, out: &Path) -> Result<(), BuildError> {
+    let text = std::fs::read_to_string(src).map_err(io(src))?;
+    if !text.contains("WitWorld") {
+        return Err(BuildError::MissingWitWorld { path: src.to_path_buf() });
+    }
+    if !have("python3") {
+        return Err(BuildError::MissingProgram { program: "python3", purpose: "install componentize-py" });
+    }
+    let assets = assets()?;
+    let tools = cache_root()?.join("toolchains").join(format!("py-{}", hash(&[PY_REQUIREMENTS])));
+    toolchain(&tools, |dir| {
+        run("python3 -m venv", Command::new("python3").args(["-m", "venv"]).arg(dir))?;
+        let req = dir.join("requirements.txt");
+        std::fs::write(&req, PY_REQUIREMENTS).map_err(io(&req))?;
+        run(
+            "pip install componentize-py",
+            Command::new(dir.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(&req),
+        )
+    })?;
+    let module = src.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let folder = src.parent().unwrap_or(Path::new("."));
+    run(
+        "componentize-py",
+        Command::new(tools.join("bin/componentize-py"))
+            .arg("-d")
+            .arg(assets.join("wit"))
+            .args(["-w", "task-module", "componentize", "-p"])
+            .arg(assets.join("python"))
+            .arg("-p")
+            .arg(folder)
+            .arg(&module)
+            .arg("-o")
+            .arg(out),
+    )
+}
+
+fn build_js(src: &Path, out: &Path) -> Result<(), BuildError> {
+    let text = std::fs::read_to_string(src).map_err(io(src))?;
+    let exports = text.lines().any(|l| {
+        let l = l.trim();
+        l.starts_with("export") && l.contains("tasks") && l.contains("run")
+    });
+    if !exports {
+        return Err(BuildError::MissingExport { path: src.to_path_buf() });
+    }
+    if !have("npm") {
+        return Err(BuildError::MissingProgram { program: "npm", purpose: "install componentize-js" });
+    }
+    let assets = assets()?;
+    let tools = cache_root()?.join("toolchains").join(format!("js-{}", hash(&[JS_LOCK])));
+    toolchain(&tools, |dir| {
+        for (name, text) in [("package.json", JS_PACKAGE), ("package-lock.json", JS_LOCK)] {
+            std::fs::write(dir.join(name), text).map_err(io(dir))?;
+        }
+        run("npm ci", Command::new("npm").args(["ci", "--silent", "--no-audit", "--no-fund"]).current_dir(dir))
+    })?;
+    // A scratch folder with the entry, its sibling modules (not their
+    // subfolders: never a neighbouring node_modules or target/) and the SDK.
+    let scratch = tempfile::tempdir().map_err(io(Path::new("/tmp")))?;
+    let folder = src.parent().unwrap_or(Path::new("."));
+    for e in std::fs::read_dir(folder).map_err(io(folder))?.flatten() {
+        let name = e.file_name();
+        let is_module = Path::new(&name).extension().is_some_and(|x| x == "js" || x == "mjs" || x == "json");
+        if is_module && e.file_type().is_ok_and(|t| t.is_file()) && name != "package-lock.json" {
+            std::fs::copy(e.path(), scratch.path().join(&name)).map_err(io(&e.path()))?;
+        }
+    }
+    std::fs::copy(assets.join("js/graflow.js"), scratch.path().join("graflow.js")).map_err(io(&assets))?;
+    let entry = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    run(
+        "componentize-js",
+        Command::new(tools.join("node_modules/.bin/componentize-js"))
+            .arg(&entry)
+            .arg("--wit")
+            .arg(assets.join("wit"))
+            .args(["-n", "task-module", "-d", "http", "fetch-event", "-o"])
+            .arg(out)
+            .current_dir(scratch.path()),
+    )
+}
+
+fn build_rust(src: &Path, out: &Path) -> Result<(), BuildError> {
+    let manifest = if src.is_dir() { src.join("Cargo.toml") } else { src.to_path_buf() };
+    if !have("cargo") {
+        return Err(BuildError::MissingProgram { program: "cargo", purpose: "build a Rust task crate" });
+    }
+    let targets = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    if let Ok(t) = targets
+        && t.status.success()
+        && !String::from_utf8_lossy(&t.stdout).lines().any(|l| l.trim() == "wasm32-wasip2")
+    {
+        return Err(BuildError::MissingTarget);
+    }
+    run(
+        "cargo build",
+        Command::new("cargo")
+            .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(&manifest)
+            .env_remove("CARGO_TARGET_DIR"),
+    )?;
+    let meta = Command::new("cargo")
+        .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
+        .arg(&manifest)
+        .output()
+        .map_err(io(&manifest))?;
+    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).unwrap_or_default();
+    let target_dir = meta["target_directory"].as_str().map(PathBuf::from).unwrap_or_default();
+    let manifest_abs = std::fs::canonicalize(&manifest).unwrap_or(manifest.clone());
+    let name = meta["packages"]
+        .as_array()
+        .and_then(|ps| {
+            ps.iter().find(|p| {
+                p["manifest_path"].as_str().and_then(|m| std::fs::canonicalize(m).ok()).as_deref()
+                    == Some(&manifest_abs)
+            })
+        })
+        .and_then(|p| p["name"].as_str())
+        .unwrap_or_default()
+        .replace('-', "_");
+    let built = target_dir.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    std::fs::copy(&built, out).map_err(io(&built))?;
+    Ok(())
+}
+
+/// Write a starter project into `dir`: a workflow file and one task in
+/// `lang`, which `build` and `run` accept unchanged. Returns the files written.
+pub fn new_project(dir: &Path, lang: Lang) -> Result<Vec<PathBuf>, BuildError> {
+    let workflow = dir.join("workflow.toml");
+    if workflow.exists() {
+        return Err(BuildError::Exists { path: workflow });
+    }
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "starter".into());
+    let (module_file, sources): (&str, Vec<(String, String)>) = match lang {
+        Lang::Python => ("tasks.wasm", vec![("tasks.py".into(), PY_STARTER.into())]),
+        Lang::Js => ("tasks.wasm", vec![("tasks.js".into(), JS_STARTER.into())]),
+        Lang::Rust => {
+            let mut files = vec![
+                ("Cargo.toml".to_string(), RUST_STARTER_TOML.to_string()),
+                ("src/lib.rs".to_string(), RUST_STARTER.to_string()),
+                ("wit/graflow.wit".to_string(), WIT.to_string()),
+            ];
+            for (rel, text) in RUST_SDK {
+                files.push((format!("graflow-guest/{rel}"), text.to_string()));
+            }
+            ("tasks.wasm", files)
+        }
+    };
+    let build_hint = match lang {
+        Lang::Python => "graflow-host build tasks.py -o tasks.wasm",
+        Lang::Js => "graflow-host build tasks.js -o tasks.wasm",
+        Lang::Rust => "graflow-host build . -o tasks.wasm",
+    };
+    let workflow_text = format!(
+        "# {name}: build the task module, then run the workflow:\n#   {build_hint}\n#   graflow-host run workflow.toml --input '{{\"name\": \"world\"}}'\n[workflow]\nname = \"{name}\"\nflow = \"greet >> shout\"\n\n[modules]\ntasks = \"{module_file}\"\n"
+    );
+    let mut written = Vec::new();
+    for (rel, text) in
+        sources.iter().map(|(r, t)| (r.as_str(), t.as_str())).chain([("workflow.toml", workflow_text.as_str())])
+    {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::write(&path, text).map_err(io(&path))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+const PY_STARTER: &str = r#""""Two tasks: `greet` makes a greeting from the run input's `name`; `shout`
+receives greet's result (its parameter is named after the task)."""
+from graflow import task, channel, log, WitWorld  # noqa: F401  (WitWorld is the component's export)
+
+
+@task
+def greet(name: str = "world") -> str:
+    log.info(f"greeting {name}")
+    channel.set("greeted", name)
+    return f"hello {name}"
+
+
+@task
+def shout(greet: str) -> str:
+    return greet.upper() + "!"
+"#;
+
+const JS_STARTER: &str = r#"// Two tasks: `greet` makes a greeting from the run input's `name`; `shout`
+// receives greet's result (its parameter is named after the task).
+import { task, channel, log, tasks, run } from './graflow.js';
+
+task(function greet({ name = 'world' }) {
+  log.info(`greeting ${name}`);
+  channel.set('greeted', name);
+  return `hello ${name}`;
+});
+
+task(function shout({ greet }) {
+  return greet.toUpperCase() + '!';
+});
+
+export { tasks, run };
+"#;
+
+const RUST_STARTER_TOML: &str = r#"[package]
+name = "tasks"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+graflow-guest = { path = "graflow-guest" }
+serde = { version = "1", features = ["derive"] }
+serde_json = "1"
+
+# A project of its own, not part of an enclosing workspace.
+[workspace]
+members = ["."]
+
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+strip = true
+panic = "abort"
+"#;
+
+const RUST_STARTER: &str = r#"//! Two tasks: `greet` makes a greeting from the run input's `name`; `shout`
+//! receives greet's result (its input field is named after the task).
+use graflow_guest::prelude::*;
+
+#[derive(Deserialize)]
+struct Greet {
+    #[serde(default = "world")]
+    name: String,
+}
+
+fn world() -> String {
+    "world".into()
+}
+
+fn greet(input: Greet) -> Result<String, TaskError> {
+    log::info(&format!("greeting {}", input.name));
+    channel::set("greeted", &input.name)?;
+    Ok(format!("hello {}", input.name))
+}
+
+#[derive(Deserialize)]
+struct Shout {
+    greet: String,
+}
+
+fn shout(input: Shout) -> Result<String, TaskError> {
+    Ok(input.greet.to_uppercase() + "!")
+}
+
+graflow_guest::export_tasks!(greet: "Greets the name in the input", shout);
+"#;
