@@ -85,7 +85,7 @@ fn sandbox_for(wf: &Workflow, cache: &Path) -> Session {
 
 /// Run the session's workflow once from the start; wall time of the run (not
 /// of loading).
-fn run_once(_wf: &Arc<Workflow>, session: &mut Session, input: &str) -> Duration {
+fn run_once(session: &mut Session, input: &str) -> Duration {
     session.restart(Json::parse(input).unwrap());
     let started = Instant::now();
     session.run().unwrap();
@@ -104,8 +104,8 @@ fn chains() {
     for (n, runs) in [(1_000usize, 9), (10_000, 5), (100_000, 3)] {
         let wf = Arc::new(chain(&bench_module(), n, "noop"));
         let mut sandbox = sandbox_for(&wf, &cache_dir());
-        run_once(&wf, &mut sandbox, "{}");
-        let us = median((0..runs).map(|_| run_once(&wf, &mut sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        run_once(&mut sandbox, "{}");
+        let us = median((0..runs).map(|_| run_once(&mut sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
         emit(
             &format!("chain_{n}"),
             us,
@@ -123,9 +123,9 @@ fn chain_reuse() {
         }
         let wf = Arc::new(wf);
         let mut sandbox = sandbox_for(&wf, &cache_dir());
-        run_once(&wf, &mut sandbox, "{}");
+        run_once(&mut sandbox, "{}");
         let runs = if n > 10_000 { 3 } else { 9 };
-        let us = median((0..runs).map(|_| run_once(&wf, &mut sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        let us = median((0..runs).map(|_| run_once(&mut sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
         emit(
             &format!("chain_reuse_{n}"),
             us,
@@ -150,8 +150,8 @@ fn fan_out() {
     graph.successors.insert("group".into(), vec!["sink".into()]);
     let wf = Arc::new(workflow(&bench_module(), tasks, graph, "src"));
     let mut sandbox = sandbox_for(&wf, &cache_dir());
-    run_once(&wf, &mut sandbox, "{}");
-    let ms = median((0..15).map(|_| run_once(&wf, &mut sandbox, "{}").as_secs_f64() * 1e3).collect());
+    run_once(&mut sandbox, "{}");
+    let ms = median((0..15).map(|_| run_once(&mut sandbox, "{}").as_secs_f64() * 1e3).collect());
     emit(
         "fan_out_100",
         ms * 1000.0 / 102.0,
@@ -165,9 +165,9 @@ fn iterations() {
     graph.nodes.insert("it".into(), Node::Task);
     let wf = Arc::new(workflow(&bench_module(), vec![task_def("it", "m", "iterate", &["times"])], graph, "it"));
     let mut sandbox = sandbox_for(&wf, &cache_dir());
-    run_once(&wf, &mut sandbox, r#"{"times":1000}"#);
+    run_once(&mut sandbox, r#"{"times":1000}"#);
     let us =
-        median((0..9).map(|_| run_once(&wf, &mut sandbox, r#"{"times":1000}"#).as_secs_f64() * 1e6 / 1000.0).collect());
+        median((0..9).map(|_| run_once(&mut sandbox, r#"{"times":1000}"#).as_secs_f64() * 1e6 / 1000.0).collect());
     emit("next_iteration_1000", us, "us/iteration", "one task, 1,000 runs through next_iteration, median of 9");
 }
 
@@ -262,7 +262,7 @@ fn first_task(label: &str, module: &Path, export: &str) {
             }
             let started = Instant::now();
             let mut sandbox = sandbox_for(&wf, cache.path());
-            run_once(&wf, &mut sandbox, "{}");
+            run_once(&mut sandbox, "{}");
             samples.push(started.elapsed().as_secs_f64() * 1e3);
         }
         let state = if warm { "warm" } else { "cold" };
@@ -288,8 +288,8 @@ fn guest_languages() {
     ] {
         let wf = Arc::new(chain(&repo().join("tests/guests").join(file), n, "lang"));
         let mut sandbox = sandbox_for(&wf, &cache_dir());
-        run_once(&wf, &mut sandbox, "{}");
-        let us = median((0..5).map(|_| run_once(&wf, &mut sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        run_once(&mut sandbox, "{}");
+        let us = median((0..5).map(|_| run_once(&mut sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
         emit(
             &format!("per_task_{label}"),
             us,
@@ -300,9 +300,9 @@ fn guest_languages() {
         for t in reuse.tasks.values_mut() {
             t.reuse_instance = true;
         }
-        let reuse = Arc::new(reuse);
-        run_once(&reuse, &mut sandbox, "{}");
-        let us = median((0..5).map(|_| run_once(&reuse, &mut sandbox, "{}").as_secs_f64() * 1e6 / n as f64).collect());
+        let mut reused = sandbox_for(&reuse, &cache_dir());
+        run_once(&mut reused, "{}");
+        let us = median((0..5).map(|_| run_once(&mut reused, "{}").as_secs_f64() * 1e6 / n as f64).collect());
         emit(
             &format!("per_task_{label}_reuse"),
             us,
@@ -331,8 +331,8 @@ fn parallel_cpu() {
     let ws = Arc::new(workflow(&bench_module(), tasks(), seq, "a"));
     let mut grouped = sandbox_for(&wg, &cache_dir());
     let mut sequence = sandbox_for(&ws, &cache_dir());
-    let par = median((0..5).map(|_| run_once(&wg, &mut grouped, &input).as_secs_f64() * 1e3).collect());
-    let ser = median((0..5).map(|_| run_once(&ws, &mut sequence, &input).as_secs_f64() * 1e3).collect());
+    let par = median((0..5).map(|_| run_once(&mut grouped, &input).as_secs_f64() * 1e3).collect());
+    let ser = median((0..5).map(|_| run_once(&mut sequence, &input).as_secs_f64() * 1e3).collect());
     emit("cpu_pair_parallel", par, "ms", "two CPU-bound tasks in a parallel group, median of 5");
     emit("cpu_pair_sequence", ser, "ms", "the same two tasks in sequence, median of 5");
     emit("cpu_pair_speedup", ser / par, "x", "sequence time / parallel time");
@@ -342,7 +342,7 @@ fn parallel_cpu() {
 fn rss_10k() {
     let wf = Arc::new(chain(&bench_module(), 10_000, "noop"));
     let mut sandbox = sandbox_for(&wf, &cache_dir());
-    run_once(&wf, &mut sandbox, "{}");
+    run_once(&mut sandbox, "{}");
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).unwrap();
     emit(
