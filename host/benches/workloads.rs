@@ -166,8 +166,7 @@ fn iterations() {
     let wf = Arc::new(workflow(&bench_module(), vec![task_def("it", "m", "iterate", &["times"])], graph, "it"));
     let mut sandbox = sandbox_for(&wf, &cache_dir());
     run_once(&mut sandbox, r#"{"times":1000}"#);
-    let us =
-        median((0..9).map(|_| run_once(&mut sandbox, r#"{"times":1000}"#).as_secs_f64() * 1e6 / 1000.0).collect());
+    let us = median((0..9).map(|_| run_once(&mut sandbox, r#"{"times":1000}"#).as_secs_f64() * 1e6 / 1000.0).collect());
     emit("next_iteration_1000", us, "us/iteration", "one task, 1,000 runs through next_iteration, median of 9");
 }
 

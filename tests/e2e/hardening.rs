@@ -365,3 +365,16 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_guest_printing_past_the_capture_keeps_running() {
+    let wf = workflow(&format!("[workflow]\nflow = \"a >> b\"\n{}", scripted(&["a", "b"])));
+    let text = "x".repeat(100_000);
+    let input = scripts(json!({
+        "a": [{"op": "print", "text": text}, {"op": "print", "text": "again"}],
+        "b": [{"op": "result", "value": "done"}]
+    }));
+    let out = wf.run(&input, &[]);
+    assert_eq!(out.ok().json(), json!("done"));
+    assert!(out.stderr.contains("more bytes not kept"), "{}", &out.stderr[out.stderr.len().saturating_sub(400)..]);
+}

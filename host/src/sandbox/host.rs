@@ -3,9 +3,9 @@
 //! breaks a host bound traps the guest, and the recorded failure names the bound.
 
 use super::limits::Limiter;
+use super::output::Captured;
 use crate::engine::{HostCallError, TaskContext};
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 wasmtime::component::bindgen!({
@@ -32,29 +32,29 @@ pub struct HostState {
     /// When the execution's time limit runs out (clock sleeps are cut here).
     pub deadline: std::time::Instant,
     /// What the guest wrote to stdout (when captured).
-    pub stdout: MemoryOutputPipe,
+    pub stdout: Captured,
     /// What the guest wrote to stderr (when captured; panic messages land here).
-    pub stderr: MemoryOutputPipe,
-    /// Bytes of stdout and stderr already written to the log (a reused
-    /// instance keeps its pipes).
-    pub emitted: (usize, usize),
+    pub stderr: Captured,
 }
 
 impl HostState {
     /// Write what the guest printed since the last call to the host log.
     pub fn emit_output(&mut self, ctx: &TaskContext) {
         let (task, module) = (ctx.info.task_id.as_str(), ctx.info.module.as_str());
-        let out = self.stdout.contents();
-        for line in String::from_utf8_lossy(&out[self.emitted.0.min(out.len())..]).lines() {
-            tracing::info!(target: "task", task, module, "stdout: {line}");
-            ctx.log_event("info", &format!("stdout: {line}"));
+        for (stream, captured) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let (kept, dropped) = captured.take();
+            for line in String::from_utf8_lossy(&kept).lines() {
+                if stream == "stdout" {
+                    tracing::info!(target: "task", task, module, "stdout: {line}");
+                } else {
+                    tracing::warn!(target: "task", task, module, "stderr: {line}");
+                }
+                ctx.log_event(if stream == "stdout" { "info" } else { "warn" }, &format!("{stream}: {line}"));
+            }
+            if dropped > 0 {
+                tracing::warn!(target: "task", task, module, "{stream}: {dropped} more bytes not kept (the first {} bytes of each execution are)", super::output::CAPTURE_BYTES);
+            }
         }
-        let err = self.stderr.contents();
-        for line in String::from_utf8_lossy(&err[self.emitted.1.min(err.len())..]).lines() {
-            tracing::warn!(target: "task", task, module, "stderr: {line}");
-            ctx.log_event("warn", &format!("stderr: {line}"));
-        }
-        self.emitted = (out.len(), err.len());
     }
 }
 

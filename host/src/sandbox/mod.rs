@@ -12,6 +12,7 @@ mod clock;
 pub mod config;
 mod host;
 pub mod limits;
+mod output;
 
 use crate::engine::{FailureKind, TaskContext, TaskFailure, TaskRunner};
 use crate::json::Json;
@@ -20,6 +21,7 @@ use crate::module_store::ModuleBytes;
 use config::{EngineSettings, Ticker};
 use host::{HostState, TaskModulePre};
 use limits::{InstancePermits, Limiter, MemoryLimitHit, Permit};
+use output::Captured;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +29,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx};
 
 /// A loaded module: ready to instantiate, with the code it was made from.
@@ -45,8 +46,8 @@ pub const LOAD_MEMORY_LIMIT: u64 = 256 << 20;
 /// A WASI context and the pipes capturing its output.
 struct Wasi {
     ctx: WasiCtx,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    stdout: Captured,
+    stderr: Captured,
 }
 
 /// The wasmtime runner: an engine, a linker and the loaded modules.
@@ -162,8 +163,8 @@ impl Sandbox {
     /// A WASI context granting only what `grants` lists (stdout and stderr
     /// captured unless inherited).
     fn wasi(grants: &Grants) -> Result<Wasi, String> {
-        let stdout = MemoryOutputPipe::new(64 << 10);
-        let stderr = MemoryOutputPipe::new(64 << 10);
+        let stdout = Captured::default();
+        let stderr = Captured::default();
         let mut wasi = WasiCtx::builder();
         match grants.stdio {
             Stdio::Log => wasi.stdout(stdout.clone()).stderr(stderr.clone()),
@@ -193,7 +194,6 @@ impl Sandbox {
             abort: self.abort.clone(),
             stdout: wasi.stdout,
             stderr: wasi.stderr,
-            emitted: (0, 0),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -394,7 +394,7 @@ impl TaskRunner for Sandbox {
 }
 
 /// Turn a wasmtime error (a trap, a limit, a host-call abort) into a typed failure.
-fn classify(error: &wasmtime::Error, task: &TaskDef, max_value: u64, stderr: &MemoryOutputPipe) -> TaskFailure {
+fn classify(error: &wasmtime::Error, task: &TaskDef, max_value: u64, stderr: &Captured) -> TaskFailure {
     if error.downcast_ref::<Aborted>().is_some() {
         return TaskFailure::new(FailureKind::Aborted, Aborted.to_string());
     }
