@@ -366,7 +366,17 @@ pub fn new_project(dir: &Path, lang: Lang) -> Result<Vec<PathBuf>, BuildError> {
     if workflow.exists() {
         return Err(BuildError::Exists { path: workflow });
     }
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "starter".into());
+    // The folder's name, as a TOML-safe workflow name.
+    let name: String = dir
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+                .collect()
+        })
+        .filter(|n: &String| !n.is_empty())
+        .unwrap_or_else(|| "starter".into());
     let (module_file, sources): (&str, Vec<(String, String)>) = match lang {
         Lang::Python => ("tasks.wasm", vec![("tasks.py".into(), PY_STARTER.into())]),
         Lang::Js => ("tasks.wasm", vec![("tasks.js".into(), JS_STARTER.into())]),
