@@ -462,9 +462,9 @@ fn warn_missing_start_inputs(workflow: &Workflow, input: &Json) {
     for name in starts {
         let Some(task) = workflow.tasks.get(name) else { continue };
         for missing in task.inputs.iter().filter(|i| !present.contains_key(*i)) {
-            tracing::warn!(
-                "task '{name}' declares the input '{missing}', which the run input does not have; it runs first, \
-                 so unless it treats '{missing}' as optional it will refuse its input"
+            tracing::info!(
+                "task '{name}' runs first and declares the input '{missing}', which the run input does not give \
+                 (fine if the task treats it as optional)"
             );
         }
     }

@@ -148,9 +148,11 @@ fn a_missing_declared_input_is_named_with_where_the_host_looked() {
         out.stderr.contains("declared input 'path' was not found: the host looked for channel key 'path.__result__', channel key 'path' and field 'path' of the run input"),
         "{out:?}"
     );
+    let noted = command(wf.dir.path()).args(["run", "workflow.toml"]).env("GRAFLOW_LOG", "info").output().unwrap();
+    let noted = String::from_utf8_lossy(&noted.stderr);
     assert!(
-        out.stderr.contains("task 'load' declares the input 'path', which the run input does not have"),
-        "warned before the run: {out:?}"
+        noted.contains("task 'load' runs first and declares the input 'path', which the run input does not give"),
+        "said before the run: {noted}"
     );
     let ok = wf.run(&serde_json::json!({"path": "/x"}), &[]);
     assert_eq!(ok.ok().json(), serde_json::json!("/x"));
