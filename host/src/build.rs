@@ -5,7 +5,8 @@
 //! pinned toolchains (componentize-py for Python, componentize-js for
 //! JavaScript) are installed on first use into the per-user cache
 //! (`<cache>/toolchains/`), never into the user's project; a build reads only
-//! what it needs: the source file and its sibling modules.
+//! what it needs: the source file and its sibling modules (`.py`; `.js`,
+//! `.mjs`, `.json`), not the rest of the folder's tree.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,8 +77,8 @@ pub enum BuildError {
         /// The end of what it printed.
         output: String,
     },
-    /// `new` into a folder that already holds a project.
-    #[error("{} already exists: choose a new folder", path.display())]
+    /// `new` into a folder that already holds one of its files.
+    #[error("{} already exists: `new` replaces nothing; choose a new folder", path.display())]
     Exists {
         /// The file that exists.
         path: PathBuf,
@@ -255,7 +256,17 @@ fn build_python(src: &Path, out: &Path) -> Result<(), BuildError> {
         )
     })?;
     let module = src.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let folder = src.parent().unwrap_or(Path::new("."));
+    // The source and its sibling modules only, in a scratch folder: never the
+    // rest of the folder's tree.
+    let scratch = tempfile::tempdir().map_err(io(Path::new("/tmp")))?;
+    let parent = src.parent().unwrap_or(Path::new("."));
+    for e in std::fs::read_dir(parent).map_err(io(parent))?.flatten() {
+        let name = e.file_name();
+        if Path::new(&name).extension().is_some_and(|x| x == "py") && e.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::copy(e.path(), scratch.path().join(&name)).map_err(io(&e.path()))?;
+        }
+    }
+    let folder = scratch.path();
     run(
         "componentize-py",
         Command::new(tools.join("bin/componentize-py"))
@@ -318,10 +329,12 @@ fn build_js(src: &Path, out: &Path) -> Result<(), BuildError> {
 
 fn build_rust(src: &Path, out: &Path) -> Result<(), BuildError> {
     let manifest = if src.is_dir() { src.join("Cargo.toml") } else { src.to_path_buf() };
+    let crate_dir = manifest.parent().unwrap_or(Path::new(".")).to_path_buf();
     if !have("cargo") {
         return Err(BuildError::MissingProgram { program: "cargo", purpose: "build a Rust task crate" });
     }
-    let targets = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    // Run where the crate is: its rust-toolchain.toml and .cargo/config.toml apply.
+    let targets = Command::new("rustup").args(["target", "list", "--installed"]).current_dir(&crate_dir).output();
     if let Ok(t) = targets
         && t.status.success()
         && !String::from_utf8_lossy(&t.stdout).lines().any(|l| l.trim() == "wasm32-wasip2")
@@ -333,25 +346,27 @@ fn build_rust(src: &Path, out: &Path) -> Result<(), BuildError> {
         Command::new("cargo")
             .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2", "--manifest-path"])
             .arg(&manifest)
-            .env_remove("CARGO_TARGET_DIR"),
+            .current_dir(&crate_dir),
     )?;
     let meta = Command::new("cargo")
         .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
         .arg(&manifest)
+        .current_dir(&crate_dir)
         .output()
         .map_err(io(&manifest))?;
     let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).unwrap_or_default();
     let target_dir = meta["target_directory"].as_str().map(PathBuf::from).unwrap_or_default();
     let manifest_abs = std::fs::canonicalize(&manifest).unwrap_or(manifest.clone());
-    let name = meta["packages"]
-        .as_array()
-        .and_then(|ps| {
-            ps.iter().find(|p| {
-                p["manifest_path"].as_str().and_then(|m| std::fs::canonicalize(m).ok()).as_deref()
-                    == Some(&manifest_abs)
-            })
+    let package = meta["packages"].as_array().and_then(|ps| {
+        ps.iter().find(|p| {
+            p["manifest_path"].as_str().and_then(|m| std::fs::canonicalize(m).ok()).as_deref() == Some(&manifest_abs)
         })
-        .and_then(|p| p["name"].as_str())
+    });
+    // The component is named after the cdylib target (`[lib] name`).
+    let name = package
+        .and_then(|p| p["targets"].as_array())
+        .and_then(|ts| ts.iter().find(|t| t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"))))
+        .and_then(|t| t["name"].as_str())
         .unwrap_or_default()
         .replace('-', "_");
     let built = target_dir.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
@@ -362,10 +377,6 @@ fn build_rust(src: &Path, out: &Path) -> Result<(), BuildError> {
 /// Write a starter project into `dir`: a workflow file and one task in
 /// `lang`, which `build` and `run` accept unchanged. Returns the files written.
 pub fn new_project(dir: &Path, lang: Lang) -> Result<Vec<PathBuf>, BuildError> {
-    let workflow = dir.join("workflow.toml");
-    if workflow.exists() {
-        return Err(BuildError::Exists { path: workflow });
-    }
     // The folder's name, as a TOML-safe workflow name.
     let name: String = dir
         .file_name()
@@ -400,15 +411,24 @@ pub fn new_project(dir: &Path, lang: Lang) -> Result<Vec<PathBuf>, BuildError> {
     let workflow_text = format!(
         "# {name}: build the task module, then run the workflow:\n#   {build_hint}\n#   graflow-host run workflow.toml --input '{{\"name\": \"world\"}}'\n[workflow]\nname = \"{name}\"\nflow = \"greet >> shout\"\n\n[modules]\ntasks = \"{module_file}\"\n"
     );
+    let files: Vec<(&str, &str)> = sources
+        .iter()
+        .map(|(r, t)| (r.as_str(), t.as_str()))
+        .chain([("workflow.toml", workflow_text.as_str())])
+        .collect();
+    // Nothing of an existing project is replaced: every file is checked first,
+    // and each is created only if absent.
+    if let Some((rel, _)) = files.iter().find(|(rel, _)| std::fs::symlink_metadata(dir.join(rel)).is_ok()) {
+        return Err(BuildError::Exists { path: dir.join(rel) });
+    }
     let mut written = Vec::new();
-    for (rel, text) in
-        sources.iter().map(|(r, t)| (r.as_str(), t.as_str())).chain([("workflow.toml", workflow_text.as_str())])
-    {
+    for (rel, text) in files {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        std::fs::write(&path, text).map_err(io(&path))?;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(io(&path))?;
+        std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io(&path))?;
         written.push(path);
     }
     Ok(written)

@@ -55,7 +55,9 @@ impl Journal {
         if !meta.is_file() {
             return Err(std::io::Error::other("the journal is not a regular file"));
         }
-        Ok(Journal { inner: Mutex::new(Inner { file: Some(file), written: meta.len(), limit }) })
+        // A journal already at its bound (and marked so) takes nothing more.
+        let file = (meta.len() < limit).then_some(file);
+        Ok(Journal { inner: Mutex::new(Inner { file, written: meta.len(), limit }) })
     }
 }
 
@@ -80,10 +82,10 @@ impl RunListener for Journal {
 }
 
 /// The events of a journal file, one JSON value each (lines that do not
-/// parse are skipped).
+/// parse, e.g. one torn by a full disk, are skipped).
 pub fn read(path: &Path) -> Result<Vec<serde_json::Value>, crate::files::ReadError> {
-    let text = crate::files::read_text_bounded(path, MAX_JOURNAL_BYTES + 1024, "MAX_JOURNAL_BYTES (16 MiB)")?;
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    let bytes = crate::files::read_bounded(path, MAX_JOURNAL_BYTES + (64 << 10), "MAX_JOURNAL_BYTES (16 MiB)")?;
+    Ok(String::from_utf8_lossy(&bytes).lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 
 #[cfg(test)]

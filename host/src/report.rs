@@ -20,12 +20,22 @@ pub struct Recorder {
 
 impl RunListener for Recorder {
     fn event(&self, event: &Event) {
-        if matches!(event.kind, EventKind::Log { .. }) {
-            return;
-        }
+        // Only what the report draws is kept: no log lines, no error texts,
+        // no member lists (so the store is bounded by count times a small size).
+        let kind = match &event.kind {
+            EventKind::Log { .. } | EventKind::GroupStarted { .. } => return,
+            EventKind::TaskFailed { task_id, attempt, duration_ms, retrying, .. } => EventKind::TaskFailed {
+                task_id: task_id.clone(),
+                attempt: *attempt,
+                duration_ms: *duration_ms,
+                error: String::new(),
+                retrying: *retrying,
+            },
+            other => other.clone(),
+        };
         let mut e = self.events.lock().unwrap_or_else(|e| e.into_inner());
         if e.0.len() < MAX_RECORDED_EVENTS {
-            e.0.push(event.clone());
+            e.0.push(Event { at_ms: event.at_ms, queued: event.queued, kind });
         } else {
             e.1 += 1;
         }
@@ -108,7 +118,7 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
         status = esc(status),
         session = esc(&state.session_id),
         steps = state.steps,
-        ms = t1 - t0,
+        ms = t1.saturating_sub(t0),
         cps = checkpoints.len(),
         dropped_note = if dropped > 0 { format!(" · {dropped} later events not shown") } else { String::new() },
     );
@@ -120,7 +130,7 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
     out.push_str("</section><section id=\"executions\"><h2>Executions</h2><table><thead><tr><th>execution</th><th>task</th><th>attempts</th><th>time</th><th>outcome</th></tr></thead><tbody>");
     for id in &rows {
         let b = &bars[id];
-        let ms: u64 = b.iter().map(|b| b.end.unwrap_or(t1) - b.start).sum();
+        let ms: u64 = b.iter().map(|b| b.end.unwrap_or(t1).saturating_sub(b.start)).sum();
         let outcome = b.last().map_or("", |b| b.outcome);
         let _ = write!(
             out,
@@ -192,24 +202,8 @@ fn graph_svg(wf: &Workflow, status: &dyn Fn(&str) -> &'static str) -> String {
         let x = 20.0 + *c as f64 * (w + 60.0);
         let y = *heights.get(c).unwrap_or(&20.0);
         match wf.graph.nodes.get(*n) {
-            Some(Node::Group(g)) => {
-                let inner = g.members.len() as f64 * (h + gap) + gap + 16.0;
-                let _ = write!(
-                    body,
-                    "<rect class=\"group\" x=\"{}\" y=\"{y}\" width=\"{}\" height=\"{inner}\"/><text x=\"{}\" y=\"{}\">{} ({})</text>",
-                    x - 8.0,
-                    w + 16.0,
-                    x - 4.0,
-                    y + 12.0,
-                    esc(n),
-                    esc(&g.policy.to_string())
-                );
-                for (i, m) in g.members.iter().enumerate() {
-                    let my = y + 18.0 + i as f64 * (h + gap);
-                    node_box(&mut body, m, x, my, w, h, status(m));
-                    pos.insert(m.as_str(), (x, my, h));
-                }
-                pos.insert(n, (x - 8.0, y, inner));
+            Some(Node::Group(_)) => {
+                let inner = draw_group(&mut body, wf, n, x, y, status, &mut pos, 0);
                 heights.insert(*c, y + inner + gap * 2.0);
             }
             _ => {
@@ -249,6 +243,49 @@ fn graph_svg(wf: &Workflow, status: &dyn Fn(&str) -> &'static str) -> String {
     )
 }
 
+/// A group as a dashed box around its members, nested groups drawn inside;
+/// its height.
+#[allow(clippy::too_many_arguments)]
+fn draw_group<'a>(
+    body: &mut String,
+    wf: &'a Workflow,
+    name: &'a str,
+    x: f64,
+    y: f64,
+    status: &dyn Fn(&str) -> &'static str,
+    pos: &mut BTreeMap<&'a str, (f64, f64, f64)>,
+    depth: usize,
+) -> f64 {
+    let (w, h, gap) = (150.0, 28.0, 12.0);
+    let Some(Node::Group(g)) = wf.graph.nodes.get(name) else { return h };
+    let inset = 8.0 * (depth as f64 + 1.0);
+    let mut cursor = y + 18.0;
+    let mut inner_body = String::new();
+    for m in &g.members {
+        if depth < crate::model::flow::MAX_DEPTH && matches!(wf.graph.nodes.get(m), Some(Node::Group(_))) {
+            let mh = draw_group(&mut inner_body, wf, m, x, cursor, status, pos, depth + 1);
+            cursor += mh + gap;
+        } else {
+            node_box(&mut inner_body, m, x, cursor, w, h, status(m));
+            pos.insert(m.as_str(), (x, cursor, h));
+            cursor += h + gap;
+        }
+    }
+    let height = cursor - y;
+    let _ = write!(
+        body,
+        "<rect class=\"group\" x=\"{}\" y=\"{y}\" width=\"{}\" height=\"{height}\"/><text x=\"{}\" y=\"{}\">{} ({})</text>{inner_body}",
+        x - inset,
+        w + 2.0 * inset,
+        x - inset + 4.0,
+        y + 12.0,
+        esc(name),
+        esc(&g.policy.to_string())
+    );
+    pos.insert(name, (x - inset, y, height));
+    height
+}
+
 fn node_box(out: &mut String, name: &str, x: f64, y: f64, w: f64, h: f64, status: &str) {
     let _ = write!(
         out,
@@ -269,7 +306,9 @@ fn timeline_svg(
 ) -> String {
     let (label, width, row) = (180.0, 720.0, 20.0);
     let shown = rows.len().min(500);
-    let x = |t: u64| label + (t - t0) as f64 / (t1 - t0) as f64 * width;
+    // Wall-clock times may step back: clamp into the run's span.
+    let span = t1.saturating_sub(t0).max(1) as f64;
+    let x = |t: u64| label + (t.clamp(t0, t1) - t0) as f64 / span * width;
     let mut body = String::new();
     for (i, id) in rows[..shown].iter().enumerate() {
         let y = 10.0 + i as f64 * row;
@@ -284,7 +323,7 @@ fn timeline_svg(
                 row - 4.0,
                 esc(id),
                 b.attempt + 1,
-                b.end.unwrap_or(t1) - b.start,
+                b.end.unwrap_or(t1).saturating_sub(b.start),
                 b.outcome
             );
         }

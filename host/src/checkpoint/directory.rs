@@ -146,6 +146,8 @@ pub struct Pruned {
     pub temps: usize,
     /// Files of uncommitted (torn) checkpoints removed.
     pub torn: usize,
+    /// Journals of sessions with no checkpoint left, removed.
+    pub journals: usize,
 }
 
 /// Every file under the session folders of `dir` whose name ends with `ext`.
@@ -225,6 +227,21 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
             if !referenced.contains(&digest) {
                 store.remove(&digest).map_err(io(&store.path(&digest)))?;
                 pruned.modules += 1;
+            }
+        }
+    }
+    // The journal of a session none of whose checkpoints remain.
+    if let Ok(sessions) = std::fs::read_dir(dir) {
+        for session in sessions.flatten() {
+            if !session.file_type().is_ok_and(|t| t.is_dir()) || session.file_name() == "modules" {
+                continue;
+            }
+            let journal = session.path().join(crate::journal::JOURNAL_FILE);
+            let committed = std::fs::read_dir(session.path())
+                .map(|es| es.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".meta.json")))
+                .unwrap_or(true);
+            if !committed && std::fs::remove_file(&journal).is_ok() {
+                pruned.journals += 1;
             }
         }
     }

@@ -15,7 +15,7 @@ pub enum CacheCommand {
         /// Also remove those not used for this long (e.g. `30d`, `12h`).
         #[arg(long, value_name = "AGE", default_value = "30d", value_parser = humantime::parse_duration)]
         older_than: Duration,
-        /// Remove everything.
+        /// Remove every compiled component (the toolchains of `build` stay).
         #[arg(long)]
         all: bool,
     },

@@ -42,12 +42,13 @@ pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
             let pruned = checkpoint::prune(&dir, keep).map_err(CliError::bad_input)?;
             let removed = &pruned.checkpoints;
             println!(
-                "removed {} checkpoint(s){}; {} unused module copies, {} temp files of dead writers, {} files of uncommitted checkpoints",
+                "removed {} checkpoint(s){}; {} unused module copies, {} temp files of dead writers, {} files of uncommitted checkpoints, {} journals",
                 removed.len(),
                 if removed.is_empty() { String::new() } else { format!(": {}", removed.join(", ")) },
                 pruned.modules,
                 pruned.temps,
-                pruned.torn
+                pruned.torn,
+                pruned.journals
             );
             Ok(ExitStatus::Success)
         }

@@ -39,17 +39,24 @@ pub fn logs(args: LogsArgs) -> Result<ExitStatus, CliError> {
             println!("{e}");
             continue;
         }
-        let at = e["at_ms"].as_u64().map_or_else(String::new, |ms| {
-            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
-        });
-        let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+        // Years past 9999 cannot be written as RFC 3339: such a time is shown raw.
+        let at = match e["at_ms"].as_u64() {
+            Some(ms) if ms < 253_402_300_800_000 => {
+                humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+                    .to_string()
+            }
+            Some(ms) => ms.to_string(),
+            None => String::new(),
+        };
+        // Guest text never reaches the terminal raw (no control sequences).
+        let s = |k: &str| e[k].as_str().unwrap_or("").chars().flat_map(char::escape_default).collect::<String>();
         let line = match e["event"].as_str().unwrap_or("") {
             "task_started" => format!(
                 "started   {} ({} in {}, attempt {})",
                 s("task_id"),
                 s("task"),
                 s("module"),
-                e["attempt"].as_u64().unwrap_or(0) + 1
+                e["attempt"].as_u64().unwrap_or(0).saturating_add(1)
             ),
             "task_finished" => {
                 format!("finished  {} in {:.1} ms", s("task_id"), e["duration_ms"].as_f64().unwrap_or(0.0))
@@ -68,7 +75,7 @@ pub fn logs(args: LogsArgs) -> Result<ExitStatus, CliError> {
             }
             "log" => format!("{:<9} {} [{}] {}", s("level"), s("task_id"), s("module"), s("line")),
             "journal_full" => format!("(the journal reached its bound of {} bytes)", journal::MAX_JOURNAL_BYTES),
-            other => format!("{other} {e}"),
+            other => format!("{} {e}", other.escape_default()),
         };
         println!("{at}  {line}");
     }

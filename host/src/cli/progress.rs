@@ -138,7 +138,10 @@ fn cut(s: &str, n: usize) -> String {
 impl RunListener for Progress {
     fn event(&self, event: &Event) {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        c.queued = event.queued;
+        // Log lines carry no queue; inside a group it is the branch's own.
+        if !matches!(event.kind, EventKind::Log { .. }) {
+            c.queued = event.queued;
+        }
         match &event.kind {
             EventKind::TaskStarted { task_id, task, .. } => {
                 c.running.insert(task_id.clone(), ());

@@ -226,6 +226,13 @@ impl<'s, 'a> Frame<'s, 'a> {
             }
         };
         if let Some(message) = ctx.effects.cancel.take() {
+            self.shared.listener.emit(self.state.queue.len(), || EventKind::TaskFailed {
+                task_id: spec.id.clone(),
+                attempt: spec.attempt,
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                error: format!("canceled the workflow: {message}"),
+                retrying: false,
+            });
             return Err(RunError::Cancelled { task_id: spec.id, message });
         }
         let effects = std::mem::take(&mut ctx.effects);
@@ -240,6 +247,13 @@ impl<'s, 'a> Frame<'s, 'a> {
                 "with its result the channel would hold {total} bytes, over the bound max_channel_bytes = {} bytes",
                 ctx.bounds().max_channel_bytes
             );
+            self.shared.listener.emit(self.state.queue.len(), || EventKind::TaskFailed {
+                task_id: spec.id.clone(),
+                attempt: spec.attempt,
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                error: msg.clone(),
+                retrying: false,
+            });
             return Err(RunError::TaskFailed {
                 task_id: spec.id,
                 task: def.name.clone(),

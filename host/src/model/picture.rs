@@ -44,8 +44,14 @@ fn parents(wf: &Workflow) -> BTreeMap<&str, &str> {
     out
 }
 
+/// Text inside a quoted label: quotes escaped, control characters dropped.
 fn quote(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    s.chars().filter(|c| !c.is_control()).collect::<String>().replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Text inside a Mermaid label (Mermaid does not read backslash escapes).
+fn mermaid_label(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect::<String>().replace('"', "#quot;")
 }
 
 fn mermaid(wf: &Workflow) -> String {
@@ -57,7 +63,8 @@ fn mermaid(wf: &Workflow) -> String {
         let pad = "  ".repeat(depth);
         match wf.graph.nodes.get(name) {
             Some(Node::Group(g)) => {
-                let _ = writeln!(out, "{pad}subgraph {}[\"{} (parallel, {})\"]", ids[name], quote(name), g.policy);
+                let _ =
+                    writeln!(out, "{pad}subgraph {}[\"{} (parallel, {})\"]", ids[name], mermaid_label(name), g.policy);
                 for m in &g.members {
                     node(out, wf, m, ids, depth + 1);
                 }
@@ -65,7 +72,7 @@ fn mermaid(wf: &Workflow) -> String {
             }
             _ => {
                 let start = if name == wf.start { " (start)" } else { "" };
-                let _ = writeln!(out, "{pad}{}[\"{}{start}\"]", ids[name], quote(name));
+                let _ = writeln!(out, "{pad}{}[\"{}{start}\"]", ids[name], mermaid_label(name));
             }
         }
     }
@@ -81,7 +88,7 @@ fn mermaid(wf: &Workflow) -> String {
     if !dynamic.is_empty() {
         out.push_str("  subgraph dynamic[\"only reachable by next_task\"]\n");
         for t in dynamic {
-            let _ = writeln!(out, "    {}[\"{}\"]", ids[t], quote(t));
+            let _ = writeln!(out, "    {}[\"{}\"]", ids[t], mermaid_label(t));
         }
         out.push_str("  end\n");
     }

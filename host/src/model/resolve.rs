@@ -136,6 +136,20 @@ impl Resolver<'_> {
 
     fn resolve(&self, loader: &mut dyn ModuleExports) -> Result<Workflow, LoadError> {
         let wf = &self.file.workflow;
+        // Task and group names become ids, file contents and picture labels:
+        // the flow's name grammar holds for those declared in tables too.
+        for (table, name) in
+            self.file.tasks.keys().map(|k| ("tasks", k)).chain(self.file.groups.keys().map(|k| ("groups", k)))
+        {
+            let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !ok {
+                return Err(self.invalid(
+                    format!("[{table}.\"{}\"]", name.escape_debug()),
+                    "a name is letters, digits, '_' and '-', starting with a letter or '_' (as in the flow)",
+                ));
+            }
+        }
         let flow = flow::parse(&wf.flow).map_err(|error| LoadError::Flow { path: self.path.to_path_buf(), error })?;
         let modules = self.load_modules(loader)?;
         let tasks = self.tasks(&flow, &modules)?;

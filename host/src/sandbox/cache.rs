@@ -19,10 +19,10 @@ pub struct ModuleCache {
 /// The default cache directory: `$GRAFLOW_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/graflow-host`, else `~/.cache/graflow-host`.
 pub fn default_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("GRAFLOW_CACHE_DIR") {
+    if let Some(dir) = std::env::var_os("GRAFLOW_CACHE_DIR").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
     }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir).join("graflow-host"));
     }
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("graflow-host"))
