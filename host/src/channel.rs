@@ -60,12 +60,18 @@ pub trait Channel: Send + Sync {
     /// length. A missing key starts an empty list. The list is rebuilt once,
     /// as text.
     fn push(&self, key: &str, value: Json, front: bool) -> Result<usize, ChannelError> {
-        let (list, len) = match self.get(key) {
-            None => (Json::list_of(&value), 1),
-            Some(current) => current.with_item(&value, front).ok_or_else(|| ChannelError::NotAList(key.to_string()))?,
-        };
+        let (list, len) = pushed(key, self.get(key), &value, front)?;
         self.set(key, list);
         Ok(len)
+    }
+}
+
+/// The list under `key` (`current`; none starts an empty list) with `item`
+/// added at the end (or the front), and its new length.
+pub fn pushed(key: &str, current: Option<Json>, item: &Json, front: bool) -> Result<(Json, usize), ChannelError> {
+    match current {
+        None => Ok((Json::list_of(item), 1)),
+        Some(list) => list.with_item(item, front).ok_or_else(|| ChannelError::NotAList(key.to_string())),
     }
 }
 

@@ -2,8 +2,11 @@
 //! `<checkpoint dir>/<session>/events.jsonl` (one JSON object per line, see
 //! [`crate::engine::Event`]), bounded at [`MAX_JOURNAL_BYTES`] per session.
 //! `graflow-host logs` prints it. A resumed run appends to the same file.
+//! Lines are buffered (no write per event on the task path) and flushed at
+//! every checkpoint, failure and stop, and when the run ends; a process that
+//! is killed loses at most the unflushed tail.
 
-use crate::engine::{Event, RunListener};
+use crate::engine::{Event, EventKind, RunListener};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,7 +24,7 @@ pub struct Journal {
 }
 
 struct Inner {
-    file: Option<std::fs::File>,
+    file: Option<std::io::BufWriter<std::fs::File>>,
     written: u64,
     limit: u64,
 }
@@ -56,7 +59,7 @@ impl Journal {
             return Err(std::io::Error::other("the journal is not a regular file"));
         }
         // A journal already at its bound (and marked so) takes nothing more.
-        let file = (meta.len() < limit).then_some(file);
+        let file = (meta.len() < limit).then(|| std::io::BufWriter::with_capacity(64 << 10, file));
         Ok(Journal { inner: Mutex::new(Inner { file, written: meta.len(), limit }) })
     }
 }
@@ -69,11 +72,15 @@ impl RunListener for Journal {
         let Inner { file, written, limit } = &mut *inner;
         let Some(f) = file else { return };
         if *written + line.len() as u64 > *limit {
-            let _ = f.write_all(b"{\"event\":\"journal_full\"}\n");
+            let _ = f.write_all(b"{\"event\":\"journal_full\"}\n").and_then(|()| f.flush());
             *file = None;
             return;
         }
-        if f.write_all(&line).is_err() {
+        let flush = matches!(
+            event.kind,
+            EventKind::Checkpoint { .. } | EventKind::TaskFailed { .. } | EventKind::TaskStopped { .. }
+        );
+        if f.write_all(&line).and_then(|()| if flush { f.flush() } else { Ok(()) }).is_err() {
             *file = None;
             return;
         }
@@ -91,7 +98,6 @@ pub fn read(path: &Path) -> Result<Vec<serde_json::Value>, crate::files::ReadErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::EventKind;
 
     #[test]
     fn the_journal_stops_at_its_bound() {
@@ -100,6 +106,7 @@ mod tests {
         for i in 0..100 {
             journal.event(&Event { at_ms: i, queued: 0, kind: EventKind::TaskStopped { task_id: format!("t{i}") } });
         }
+        drop(journal);
         let events = read(&path_of(dir.path(), "s")).unwrap();
         assert!(events.len() < 20, "{}", events.len());
         assert_eq!(events.last().unwrap()["event"], "journal_full");

@@ -34,6 +34,9 @@ pub fn wanted(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
 }
 
+/// Executions the summary keeps rows for; later ones are only counted.
+const MAX_ROWS: usize = 10_000;
+
 /// Per execution: task name, attempts, total milliseconds, last outcome.
 type ExecutionRow = (String, u32, f64, &'static str);
 
@@ -46,6 +49,8 @@ struct Counts {
     running: BTreeMap<String, ()>,
     /// Per execution: task name, attempts, total milliseconds, last outcome.
     executions: BTreeMap<String, ExecutionRow>,
+    /// Executions not kept in `executions` (past [`MAX_ROWS`]).
+    untracked: u64,
     checkpoints: Vec<String>,
 }
 
@@ -119,6 +124,9 @@ impl Progress {
             let rest: f64 = rows[shown..].iter().map(|r| r.1.2).sum();
             out.push_str(&format!("... and {} more executions ({rest:.1} ms)\n", rows.len() - shown));
         }
+        if c.untracked > 0 {
+            out.push_str(&format!("... and {} attempts past the first {MAX_ROWS} executions\n", c.untracked));
+        }
         out.push_str(&format!(
             "{} done, {} failed attempts, {} retried; checkpoints written: {}{}\n",
             c.done,
@@ -145,8 +153,12 @@ impl RunListener for Progress {
         match &event.kind {
             EventKind::TaskStarted { task_id, task, .. } => {
                 c.running.insert(task_id.clone(), ());
-                let e = c.executions.entry(task_id.clone()).or_insert_with(|| (task.clone(), 0, 0.0, "running"));
-                e.1 += 1;
+                if c.executions.len() < MAX_ROWS || c.executions.contains_key(task_id) {
+                    let e = c.executions.entry(task_id.clone()).or_insert_with(|| (task.clone(), 0, 0.0, "running"));
+                    e.1 += 1;
+                } else {
+                    c.untracked += 1;
+                }
             }
             EventKind::TaskFinished { task_id, duration_ms, .. } => {
                 c.running.remove(task_id);

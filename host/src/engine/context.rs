@@ -96,13 +96,35 @@ pub struct IdAllocator {
     pub prefix: String,
     /// Last number used per task.
     pub counters: BTreeMap<String, u32>,
+    /// The value each counter had before this execution first advanced it.
+    undo: BTreeMap<String, Option<u32>>,
 }
 
 impl IdAllocator {
+    /// An allocator over `counters`, with `prefix` inside a branch.
+    pub fn new(prefix: String, counters: BTreeMap<String, u32>) -> IdAllocator {
+        IdAllocator { prefix, counters, undo: BTreeMap::new() }
+    }
+
     fn next(&mut self, task: &str) -> String {
+        if !self.undo.contains_key(task) {
+            self.undo.insert(task.to_string(), self.counters.get(task).copied());
+        }
         let n = self.counters.entry(task.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         format!("{task}#{}{n}", self.prefix)
+    }
+
+    /// The counters as they were before this execution (for an attempt that
+    /// runs again and must make the same ids).
+    pub fn rolled_back(mut self) -> BTreeMap<String, u32> {
+        for (task, before) in std::mem::take(&mut self.undo) {
+            match before {
+                Some(n) => self.counters.insert(task, n),
+                None => self.counters.remove(&task),
+            };
+        }
+        self.counters
     }
 }
 
@@ -201,7 +223,14 @@ impl TaskContext {
             );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
-        self.written += (value.len() + key_bytes) as u64;
+        self.count_written((value.len() + key_bytes) as u64)?;
+        let parsed = if item { Json::parse_item(value) } else { Json::parse(value) };
+        parsed.map_err(|e| HostCallError::Refused(format!("{what} is not valid JSON: {e}")))
+    }
+
+    /// Count `bytes` against what this execution may write to the channel.
+    fn count_written(&mut self, bytes: u64) -> Result<(), HostCallError> {
+        self.written = self.written.saturating_add(bytes);
         if self.written > self.bounds.max_written_bytes {
             let msg = format!(
                 "the task wrote {} bytes, over the bound max_written_bytes = {} bytes per execution",
@@ -209,8 +238,7 @@ impl TaskContext {
             );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
-        let parsed = if item { Json::parse_item(value) } else { Json::parse(value) };
-        parsed.map_err(|e| HostCallError::Refused(format!("{what} is not valid JSON: {e}")))
+        Ok(())
     }
 
     fn accept_value(&mut self, what: &str, value: &str) -> Result<Json, HostCallError> {
@@ -249,14 +277,7 @@ impl TaskContext {
     /// `channel.delete`.
     pub fn channel_delete(&mut self, key: &str) -> Result<bool, HostCallError> {
         self.check_key(key)?;
-        self.written += key.len() as u64;
-        if self.written > self.bounds.max_written_bytes {
-            let msg = format!(
-                "the task wrote {} bytes, over the bound max_written_bytes = {} bytes per execution",
-                self.written, self.bounds.max_written_bytes
-            );
-            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
-        }
+        self.count_written(key.len() as u64)?;
         // Deleting a key that is nowhere is a no-op: nothing is recorded.
         if !self.channel.exists(key) {
             return Ok(false);
@@ -280,12 +301,8 @@ impl TaskContext {
     pub fn channel_push(&mut self, key: &str, value: &str, front: bool) -> Result<u32, HostCallError> {
         self.check_key(key)?;
         let item = self.accept(&format!("value for channel key '{key}'"), value, key.len(), true)?;
-        let (list, len) = match self.channel.get(key) {
-            None => (Json::list_of(&item), 1),
-            Some(current) => current.with_item(&item, front).ok_or_else(|| {
-                HostCallError::Refused(crate::channel::ChannelError::NotAList(key.to_string()).to_string())
-            })?,
-        };
+        let (list, len) = crate::channel::pushed(key, self.channel.get(key), &item, front)
+            .map_err(|e| HostCallError::Refused(e.to_string()))?;
         if list.len() as u64 > self.bounds.max_value_bytes {
             let msg = format!(
                 "the list under channel key '{key}' would grow to {} bytes, over the bound max_value_bytes = {} bytes",
@@ -305,7 +322,7 @@ impl TaskContext {
         if !amount.is_finite() {
             return Err(HostCallError::Refused(format!("atomic-add on '{key}': the amount must be a finite number")));
         }
-        self.written += key.len() as u64 + 24;
+        self.count_written(key.len() as u64 + 24)?;
         self.check_channel_growth(key, 24)?;
         self.channel.add(key, amount).map_err(|e| HostCallError::Refused(e.to_string()))
     }
@@ -470,4 +487,21 @@ impl TaskContext {
 /// The channel key of a task's result.
 pub fn result_key(task: &str) -> String {
     format!("{task}.__result__")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdAllocator;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn rolled_back_counters_are_those_before_the_execution() {
+        let before = BTreeMap::from([("a".to_string(), 2u32)]);
+        let mut ids = IdAllocator::new("b1.".to_string(), before.clone());
+        assert_eq!(ids.next("a"), "a#b1.3");
+        assert_eq!(ids.next("a"), "a#b1.4");
+        assert_eq!(ids.next("c"), "c#b1.1");
+        assert_eq!(ids.counters, BTreeMap::from([("a".to_string(), 4), ("c".to_string(), 1)]));
+        assert_eq!(ids.rolled_back(), before);
+    }
 }

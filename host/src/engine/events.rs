@@ -2,7 +2,6 @@
 //! from the sandbox), to whatever listens: the progress display, the journal
 //! kept beside the checkpoints, a report. With no listener, nothing is built.
 
-use super::CheckpointMode;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -116,13 +115,6 @@ impl Listener {
     /// True if someone listens.
     pub fn is_set(&self) -> bool {
         self.0.is_some()
-    }
-}
-
-impl CheckpointMode {
-    /// Its name, for events.
-    pub fn event_name(self) -> &'static str {
-        self.as_str()
     }
 }
 

@@ -189,8 +189,7 @@ impl<'s, 'a> Frame<'s, 'a> {
             retry_count: spec.attempt,
             max_retries: def.retry.max_retries,
         };
-        let counters_before = self.state.id_counters.clone();
-        let ids = IdAllocator { prefix: self.prefix.clone(), counters: std::mem::take(&mut self.state.id_counters) };
+        let ids = IdAllocator::new(self.prefix.clone(), std::mem::take(&mut self.state.id_counters));
         let bounds: HostBounds = self.shared.workflow.settings.bounds.clone();
         let mut ctx =
             TaskContext::new(info, spec.clone(), self.channel.clone(), self.shared.workflow.clone(), ids, bounds);
@@ -206,20 +205,19 @@ impl<'s, 'a> Frame<'s, 'a> {
             attempt: spec.attempt,
         });
         let (mut ctx, outcome) = self.shared.runner.run(def, &input, ctx);
-        self.state.id_counters = ctx.take_ids().counters;
         let outcome = match ctx.effects.failure.take() {
             Some(failure) => Err(failure),
             None => outcome,
         };
+        // An aborted attempt runs again on resume: it must make the same ids.
+        let ids = ctx.take_ids();
+        let aborted = matches!(&outcome, Err(f) if f.kind == FailureKind::Aborted);
+        self.state.id_counters = if aborted { ids.rolled_back() } else { ids.counters };
         let output = match outcome {
             Ok(output) => output,
             Err(mut failure) => {
                 if failure.kind == FailureKind::Failed && failure.message.starts_with("invalid input for task") {
                     failure.message.push_str(&input::missing_note(&def.inputs, &input));
-                }
-                if failure.kind == FailureKind::Aborted {
-                    // The attempt runs again on resume: it must make the same ids.
-                    self.state.id_counters = counters_before;
                 }
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 return self.fail_or_retry(spec, def, failure, ms);

@@ -388,7 +388,7 @@ impl<'a> Engine<'a> {
                 tracing::info!(checkpoint = %written.id, after = request.task_id.as_deref().unwrap_or("-"), mode = %request.mode, "checkpoint written");
                 shared.listener.emit(state.queue.len(), || EventKind::Checkpoint {
                     id: written.id.clone(),
-                    mode: request.mode.event_name(),
+                    mode: request.mode.as_str(),
                     after: request.task_id.clone(),
                 });
                 checkpoints.push(written.id.clone());

@@ -1,10 +1,10 @@
 //! Schema version 1 (graflow-host 0.1), read-only: the `.ctx` payload was the
 //! bincode of the engine's own types at the time; they are frozen here, field
-//! for field and variant for variant, and upgraded to the engine's types on
-//! load. `host/tests/golden/ctx_v1.ctx` and `host/tests/golden/v1/` pin them.
+//! for field and variant for variant. On load they are upgraded to schema 2
+//! (`v2.rs`), which alone converts to the engine's types.
+//! `host/tests/golden/ctx_v1.ctx` and `host/tests/golden/v1/` pin them.
 
-use super::{Context, FileDigest, Invalid, Meta, SchemaVersion, Values, json};
-use crate::engine::{Origin, Queue, RunState, Target, TaskSpec};
+use super::{Context, FileDigest, Invalid, Meta, SchemaVersion, Values, v2};
 use crate::model;
 use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -196,50 +196,59 @@ enum SpecTarget {
     Group(String),
 }
 
-impl ContextV1<'_> {
-    /// Upgrade to the engine's types. Schema 1 is unsigned, so every stored
-    /// value is checked again whatever `values` says.
+impl<'a> ContextV1<'a> {
+    /// Upgrade to schema 2, then to the engine's types. Schema 1 is unsigned,
+    /// so every stored value is checked again whatever `values` says.
     pub fn upgrade(self, _values: Values) -> Result<Context, Invalid> {
-        let values = Values::Check;
+        self.into_v2()?.into_context(Values::Check)
+    }
+
+    fn into_v2(self) -> Result<v2::ContextIn<'a>, Invalid> {
         let w = self.workflow;
         let mut modules = BTreeMap::new();
         for (name, m) in w.modules {
-            let sha256 = m.sha256.parse().map_err(|e| Invalid(format!("module '{name}': {e}")))?;
-            modules.insert(name, model::ModuleRef { path: m.path, sha256, size: m.size });
+            let sha256: crate::digest::Sha256 =
+                m.sha256.parse().map_err(|e| Invalid(format!("module '{name}': {e}")))?;
+            let path = m.path.to_string_lossy().into_owned();
+            modules.insert(name, v2::ModuleRef { path, sha256: *sha256.as_bytes(), size: m.size });
         }
         let tasks = w
             .tasks
             .into_iter()
             .map(|(k, t)| {
-                let def = model::TaskDef {
+                let def = v2::TaskDef {
                     name: t.name,
                     module: t.module,
                     export: t.export,
                     inputs: t.inputs,
                     max_cycles: t.max_cycles,
-                    retry: model::RetryPolicy {
+                    retry: v2::RetryPolicy {
                         max_retries: t.retry.max_retries,
                         initial_ms: t.retry.initial_ms,
                         factor: t.retry.factor,
                         max_ms: t.retry.max_ms,
                         jitter: t.retry.jitter,
                     },
-                    limits: model::Limits {
+                    limits: v2::Limits {
                         memory_bytes: t.limits.memory_bytes,
                         timeout_ms: t.limits.timeout_ms,
                         fuel: t.limits.fuel,
                     },
-                    grants: model::Grants {
+                    grants: v2::Grants {
                         dirs: t
                             .grants
                             .dirs
                             .into_iter()
-                            .map(|d| model::DirGrant { host: d.host, guest: d.guest, writable: d.writable })
+                            .map(|d| v2::DirGrant {
+                                host: d.host.to_string_lossy().into_owned(),
+                                guest: d.guest,
+                                writable: d.writable,
+                            })
                             .collect(),
                         env: t.grants.env,
                         stdio: match t.grants.stdio {
-                            Stdio::Log => model::Stdio::Log,
-                            Stdio::Inherit => model::Stdio::Inherit,
+                            Stdio::Log => v2::Stdio::Log,
+                            Stdio::Inherit => v2::Stdio::Inherit,
                         },
                     },
                     reuse_instance: t.reuse_instance,
@@ -253,94 +262,94 @@ impl ContextV1<'_> {
             .into_iter()
             .map(|(k, n)| {
                 let node = match n {
-                    Node::Task => model::Node::Task,
-                    Node::Group(g) => model::Node::Group(model::GroupDef {
+                    Node::Task => v2::Node::Task,
+                    Node::Group(g) => v2::Node::Group(v2::GroupDef {
                         members: g.members,
                         policy: match g.policy {
-                            GroupPolicy::Strict => model::GroupPolicy::Strict,
-                            GroupPolicy::BestEffort => model::GroupPolicy::BestEffort,
-                            GroupPolicy::AtLeast(n) => model::GroupPolicy::AtLeast(n),
-                            GroupPolicy::Critical(c) => model::GroupPolicy::Critical(c),
+                            GroupPolicy::Strict => v2::GroupPolicy::Strict,
+                            GroupPolicy::BestEffort => v2::GroupPolicy::BestEffort,
+                            GroupPolicy::AtLeast(n) => v2::GroupPolicy::AtLeast(n),
+                            GroupPolicy::Critical(c) => v2::GroupPolicy::Critical(c),
                         },
                     }),
                 };
                 (k, node)
             })
             .collect();
-        let b = w.settings.bounds;
-        let bounds = model::HostBounds {
-            max_value_bytes: b.max_value_bytes,
-            max_key_bytes: b.max_key_bytes,
-            max_next_tasks: b.max_next_tasks,
-            max_log_bytes: b.max_log_bytes,
-            max_written_bytes: b.max_written_bytes,
-            max_channel_bytes: b.max_channel_bytes,
-            ..model::HostBounds::default()
-        };
-        let workflow = model::Workflow {
+        let (b, d) = (w.settings.bounds, model::HostBounds::default());
+        let workflow = v2::Workflow {
             name: w.name,
             flow: w.flow,
             start: w.start,
             modules,
             tasks,
-            graph: model::Graph { nodes, successors: w.graph.successors },
-            settings: model::RunSettings {
+            graph: v2::Graph { nodes, successors: w.graph.successors },
+            settings: v2::RunSettings {
                 max_steps: w.settings.max_steps,
-                parallelism: w.settings.parallelism,
-                bounds,
+                parallelism: w.settings.parallelism as u64,
+                // Bounds schema 1 did not have take their defaults.
+                bounds: v2::HostBounds {
+                    max_value_bytes: b.max_value_bytes,
+                    max_key_bytes: b.max_key_bytes,
+                    max_next_tasks: b.max_next_tasks,
+                    max_log_bytes: b.max_log_bytes,
+                    max_written_bytes: b.max_written_bytes,
+                    max_channel_bytes: b.max_channel_bytes,
+                    max_queued_tasks: d.max_queued_tasks,
+                    max_queued_input_bytes: d.max_queued_input_bytes,
+                    max_checkpoints: d.max_checkpoints,
+                    max_checkpoint_bytes: d.max_checkpoint_bytes,
+                    max_module_bytes: d.max_module_bytes,
+                },
             },
         };
         let s = self.state;
-        let mut state = RunState::empty(s.session_id, json(&s.input, values, &|| "the run input".into())?);
-        state.queue = s.queue.into_iter().map(|q| upgrade_spec(q, values)).collect::<Result<Queue, Invalid>>()?;
-        for id in &s.completed {
-            state.mark_completed(id);
-        }
         // Schema 1 kept completions once each, in order of first completion:
         // the last of them is the best record of the last completed one.
-        state.last_cycle = state.last_completed.as_ref().and_then(|id| s.cycle_counts.get(id)).copied().unwrap_or(1);
-        state.cycle_counts = s.cycle_counts;
-        state.id_counters = s.id_counters;
-        state.steps = s.steps;
-        state.last_result = s.last_result.map(|r| json(&r, values, &|| "the last result".into())).transpose()?;
-        state.dynamic_tasks = s.dynamic_tasks;
-        let channel = self
-            .channel
-            .into_iter()
-            .map(|(k, v)| {
-                let v = json(v, values, &|| format!("channel key '{k}'"))?;
-                Ok((k, v))
-            })
-            .collect::<Result<_, Invalid>>()?;
-        Ok(Context { checkpoint_id: self.checkpoint_id, workflow, state, channel })
+        let last_completed = s.completed.last().cloned();
+        let last_cycle = last_completed.as_ref().and_then(|id| s.cycle_counts.get(id)).copied().unwrap_or(1);
+        let state = v2::State {
+            session_id: s.session_id,
+            input: s.input,
+            queue: s.queue.into_iter().map(upgrade_spec).collect(),
+            completed: s.completed,
+            last_completed,
+            last_cycle,
+            cycle_counts: s.cycle_counts,
+            id_counters: s.id_counters,
+            steps: s.steps,
+            last_result: s.last_result,
+            dynamic_tasks: s.dynamic_tasks,
+            pending_input: Vec::new(),
+        };
+        Ok(v2::ContextIn { checkpoint_id: self.checkpoint_id, workflow, state, channel: self.channel })
     }
 }
 
 /// Schema 1 had no origin: it is read off the id as 0.1 made it (`<key>@<n>`
 /// for iterations; no node for `next-task` instances).
-fn upgrade_spec(q: Spec, values: Values) -> Result<TaskSpec, Invalid> {
+fn upgrade_spec(q: Spec) -> v2::Spec {
     let iteration =
         q.id.strip_prefix(q.cycle_key.as_str())
             .and_then(|rest| rest.strip_prefix('@'))
             .and_then(|n| n.parse::<u32>().ok());
     let origin = match (iteration, &q.node) {
-        (Some(cycle), _) => Origin::Iteration { cycle },
-        (None, None) => Origin::Dynamic,
-        (None, Some(_)) => Origin::Flow,
+        (Some(cycle), _) => v2::SpecOrigin::Iteration(cycle),
+        (None, None) => v2::SpecOrigin::Dynamic,
+        (None, Some(_)) => v2::SpecOrigin::Flow,
     };
-    let input = q.input.map(|i| json(&i, values, &|| format!("the input of queued '{}'", q.id))).transpose()?;
-    Ok(TaskSpec {
+    v2::Spec {
         target: match q.target {
-            SpecTarget::Task(t) => Target::Task(t),
-            SpecTarget::Group(g) => Target::Group(g),
+            SpecTarget::Task(t) => v2::SpecTarget::Task(t),
+            SpecTarget::Group(g) => v2::SpecTarget::Group(g),
         },
         origin,
         node: q.node,
         cycle_key: q.cycle_key,
-        input,
+        input: q.input,
         attempt: q.attempt,
-        not_before_ms: q.not_before_ms.min(crate::engine::now_ms().saturating_add(crate::model::MAX_DURATION_MS)),
+        not_before_ms: q.not_before_ms,
         last_error: q.last_error,
         id: q.id,
-    })
+    }
 }

@@ -122,122 +122,122 @@ pub struct ContextOut<'a> {
 /// copied once.
 #[derive(Deserialize)]
 pub struct ContextIn<'a> {
-    checkpoint_id: String,
-    workflow: Workflow,
-    state: State,
+    pub(super) checkpoint_id: String,
+    pub(super) workflow: Workflow,
+    pub(super) state: State,
     #[serde(borrow)]
-    channel: BTreeMap<String, &'a str>,
+    pub(super) channel: BTreeMap<String, &'a str>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Workflow {
-    name: String,
-    flow: String,
-    start: String,
-    modules: BTreeMap<String, ModuleRef>,
-    tasks: BTreeMap<String, TaskDef>,
-    graph: Graph,
-    settings: RunSettings,
+pub(super) struct Workflow {
+    pub(super) name: String,
+    pub(super) flow: String,
+    pub(super) start: String,
+    pub(super) modules: BTreeMap<String, ModuleRef>,
+    pub(super) tasks: BTreeMap<String, TaskDef>,
+    pub(super) graph: Graph,
+    pub(super) settings: RunSettings,
 }
 
 #[derive(Serialize, Deserialize)]
-struct ModuleRef {
-    path: String,
-    sha256: [u8; 32],
-    size: u64,
+pub(super) struct ModuleRef {
+    pub(super) path: String,
+    pub(super) sha256: [u8; 32],
+    pub(super) size: u64,
 }
 
 #[derive(Serialize, Deserialize)]
-struct TaskDef {
-    name: String,
-    module: String,
-    export: String,
-    inputs: Vec<String>,
-    max_cycles: u32,
-    retry: RetryPolicy,
-    limits: Limits,
-    grants: Grants,
-    reuse_instance: bool,
+pub(super) struct TaskDef {
+    pub(super) name: String,
+    pub(super) module: String,
+    pub(super) export: String,
+    pub(super) inputs: Vec<String>,
+    pub(super) max_cycles: u32,
+    pub(super) retry: RetryPolicy,
+    pub(super) limits: Limits,
+    pub(super) grants: Grants,
+    pub(super) reuse_instance: bool,
 }
 
 #[derive(Serialize, Deserialize)]
-struct RetryPolicy {
-    max_retries: u32,
-    initial_ms: u64,
-    factor: f64,
-    max_ms: u64,
-    jitter: bool,
+pub(super) struct RetryPolicy {
+    pub(super) max_retries: u32,
+    pub(super) initial_ms: u64,
+    pub(super) factor: f64,
+    pub(super) max_ms: u64,
+    pub(super) jitter: bool,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Limits {
-    memory_bytes: u64,
-    timeout_ms: u64,
-    fuel: Option<u64>,
+pub(super) struct Limits {
+    pub(super) memory_bytes: u64,
+    pub(super) timeout_ms: u64,
+    pub(super) fuel: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Grants {
-    dirs: Vec<DirGrant>,
-    env: Vec<String>,
-    stdio: Stdio,
+pub(super) struct Grants {
+    pub(super) dirs: Vec<DirGrant>,
+    pub(super) env: Vec<String>,
+    pub(super) stdio: Stdio,
 }
 
 #[derive(Serialize, Deserialize)]
-struct DirGrant {
-    host: String,
-    guest: String,
-    writable: bool,
+pub(super) struct DirGrant {
+    pub(super) host: String,
+    pub(super) guest: String,
+    pub(super) writable: bool,
 }
 
 #[derive(Serialize, Deserialize)]
-enum Stdio {
+pub(super) enum Stdio {
     Log,
     Inherit,
 }
 
 #[derive(Serialize, Deserialize)]
-struct RunSettings {
-    max_steps: u64,
-    parallelism: u64,
-    bounds: HostBounds,
+pub(super) struct RunSettings {
+    pub(super) max_steps: u64,
+    pub(super) parallelism: u64,
+    pub(super) bounds: HostBounds,
 }
 
 #[derive(Serialize, Deserialize)]
-struct HostBounds {
-    max_value_bytes: u64,
-    max_key_bytes: u64,
-    max_next_tasks: u64,
-    max_log_bytes: u64,
-    max_written_bytes: u64,
-    max_channel_bytes: u64,
-    max_queued_tasks: u64,
-    max_queued_input_bytes: u64,
-    max_checkpoints: u64,
-    max_checkpoint_bytes: u64,
-    max_module_bytes: u64,
+pub(super) struct HostBounds {
+    pub(super) max_value_bytes: u64,
+    pub(super) max_key_bytes: u64,
+    pub(super) max_next_tasks: u64,
+    pub(super) max_log_bytes: u64,
+    pub(super) max_written_bytes: u64,
+    pub(super) max_channel_bytes: u64,
+    pub(super) max_queued_tasks: u64,
+    pub(super) max_queued_input_bytes: u64,
+    pub(super) max_checkpoints: u64,
+    pub(super) max_checkpoint_bytes: u64,
+    pub(super) max_module_bytes: u64,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Graph {
-    nodes: BTreeMap<String, Node>,
-    successors: BTreeMap<String, Vec<String>>,
+pub(super) struct Graph {
+    pub(super) nodes: BTreeMap<String, Node>,
+    pub(super) successors: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize)]
-enum Node {
+pub(super) enum Node {
     Task,
     Group(GroupDef),
 }
 
 #[derive(Serialize, Deserialize)]
-struct GroupDef {
-    members: Vec<String>,
-    policy: GroupPolicy,
+pub(super) struct GroupDef {
+    pub(super) members: Vec<String>,
+    pub(super) policy: GroupPolicy,
 }
 
 #[derive(Serialize, Deserialize)]
-enum GroupPolicy {
+pub(super) enum GroupPolicy {
     Strict,
     BestEffort,
     AtLeast(u32),
@@ -245,42 +245,42 @@ enum GroupPolicy {
 }
 
 #[derive(Serialize, Deserialize)]
-struct State {
-    session_id: String,
-    input: String,
-    queue: Vec<Spec>,
-    completed: Vec<String>,
-    last_completed: Option<String>,
-    last_cycle: u32,
-    cycle_counts: BTreeMap<String, u32>,
-    id_counters: BTreeMap<String, u32>,
-    steps: u64,
-    last_result: Option<String>,
-    dynamic_tasks: BTreeMap<String, String>,
-    pending_input: Vec<InputRequest>,
+pub(super) struct State {
+    pub(super) session_id: String,
+    pub(super) input: String,
+    pub(super) queue: Vec<Spec>,
+    pub(super) completed: Vec<String>,
+    pub(super) last_completed: Option<String>,
+    pub(super) last_cycle: u32,
+    pub(super) cycle_counts: BTreeMap<String, u32>,
+    pub(super) id_counters: BTreeMap<String, u32>,
+    pub(super) steps: u64,
+    pub(super) last_result: Option<String>,
+    pub(super) dynamic_tasks: BTreeMap<String, String>,
+    pub(super) pending_input: Vec<InputRequest>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Spec {
-    id: String,
-    target: SpecTarget,
-    origin: SpecOrigin,
-    node: Option<String>,
-    cycle_key: String,
-    input: Option<String>,
-    attempt: u32,
-    not_before_ms: u64,
-    last_error: Option<String>,
+pub(super) struct Spec {
+    pub(super) id: String,
+    pub(super) target: SpecTarget,
+    pub(super) origin: SpecOrigin,
+    pub(super) node: Option<String>,
+    pub(super) cycle_key: String,
+    pub(super) input: Option<String>,
+    pub(super) attempt: u32,
+    pub(super) not_before_ms: u64,
+    pub(super) last_error: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
-enum SpecTarget {
+pub(super) enum SpecTarget {
     Task(String),
     Group(String),
 }
 
 #[derive(Serialize, Deserialize)]
-enum SpecOrigin {
+pub(super) enum SpecOrigin {
     Flow,
     Dynamic,
     Iteration(u32),
@@ -290,19 +290,19 @@ enum SpecOrigin {
 /// Reserved in schema 2; this host writes none and refuses a checkpoint that
 /// holds any (it cannot answer them).
 #[derive(Serialize, Deserialize)]
-struct InputRequest {
-    id: String,
-    task_id: String,
-    kind: InputKind,
-    prompt: String,
-    options: Vec<String>,
-    timeout_ms: u64,
-    requested_at_ms: u64,
-    answer: Option<String>,
+pub(super) struct InputRequest {
+    pub(super) id: String,
+    pub(super) task_id: String,
+    pub(super) kind: InputKind,
+    pub(super) prompt: String,
+    pub(super) options: Vec<String>,
+    pub(super) timeout_ms: u64,
+    pub(super) requested_at_ms: u64,
+    pub(super) answer: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
-enum InputKind {
+pub(super) enum InputKind {
     Approval,
     Text,
     Selection,
