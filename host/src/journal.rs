@@ -3,8 +3,9 @@
 //! [`crate::engine::Event`]), bounded at [`MAX_JOURNAL_BYTES`] per session.
 //! `graflow-host logs` prints it. A resumed run appends to the same file.
 //! Lines are buffered (no write per event on the task path) and flushed at
-//! every checkpoint, failure and stop, and when the run ends; a process that
-//! is killed loses at most the unflushed tail.
+//! every checkpoint, failure and stop, on the first event a second after the
+//! last flush, and when the run ends; a process that is killed loses at most
+//! the unflushed tail.
 
 use crate::engine::{Event, EventKind, RunListener};
 use std::io::Write;
@@ -18,6 +19,10 @@ pub const JOURNAL_FILE: &str = "events.jsonl";
 /// nothing more is written.
 pub const MAX_JOURNAL_BYTES: u64 = 16 << 20;
 
+/// Longest a buffered event waits before the journal is flushed (checked
+/// when the next event comes).
+const FLUSH_EVERY_MS: u64 = 1000;
+
 /// Appends a run's events to its journal.
 pub struct Journal {
     inner: Mutex<Inner>,
@@ -27,6 +32,8 @@ struct Inner {
     file: Option<std::io::BufWriter<std::fs::File>>,
     written: u64,
     limit: u64,
+    /// `at_ms` of the event at the last flush.
+    flushed_at_ms: u64,
 }
 
 /// The journal of `session` in the checkpoint directory `dir`.
@@ -60,7 +67,7 @@ impl Journal {
         }
         // A journal already at its bound (and marked so) takes nothing more.
         let file = (meta.len() < limit).then(|| std::io::BufWriter::with_capacity(64 << 10, file));
-        Ok(Journal { inner: Mutex::new(Inner { file, written: meta.len(), limit }) })
+        Ok(Journal { inner: Mutex::new(Inner { file, written: meta.len(), limit, flushed_at_ms: 0 }) })
     }
 }
 
@@ -69,7 +76,7 @@ impl RunListener for Journal {
         let Ok(mut line) = serde_json::to_vec(event) else { return };
         line.push(b'\n');
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let Inner { file, written, limit } = &mut *inner;
+        let Inner { file, written, limit, flushed_at_ms } = &mut *inner;
         let Some(f) = file else { return };
         if *written + line.len() as u64 > *limit {
             let _ = f.write_all(b"{\"event\":\"journal_full\"}\n").and_then(|()| f.flush());
@@ -79,7 +86,10 @@ impl RunListener for Journal {
         let flush = matches!(
             event.kind,
             EventKind::Checkpoint { .. } | EventKind::TaskFailed { .. } | EventKind::TaskStopped { .. }
-        );
+        ) || event.at_ms >= flushed_at_ms.saturating_add(FLUSH_EVERY_MS);
+        if flush {
+            *flushed_at_ms = event.at_ms;
+        }
         if f.write_all(&line).and_then(|()| if flush { f.flush() } else { Ok(()) }).is_err() {
             *file = None;
             return;
@@ -111,5 +121,29 @@ mod tests {
         assert!(events.len() < 20, "{}", events.len());
         assert_eq!(events.last().unwrap()["event"], "journal_full");
         assert!(std::fs::metadata(path_of(dir.path(), "s")).unwrap().len() < 1100);
+    }
+
+    #[test]
+    fn the_journal_flushes_at_stops_and_after_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open_with_limit(dir.path(), "s", MAX_JOURNAL_BYTES).unwrap();
+        let on_disk = || read(&path_of(dir.path(), "s")).unwrap().len();
+        let group = |at_ms| Event {
+            at_ms,
+            queued: 0,
+            kind: EventKind::GroupStarted { group: "g".into(), members: vec!["a".into()] },
+        };
+        journal.event(&group(5000));
+        assert_eq!(on_disk(), 1, "the first event is flushed");
+        journal.event(&group(5100));
+        assert_eq!(on_disk(), 1, "an event within a second of the last flush waits");
+        journal.event(&group(6000));
+        assert_eq!(on_disk(), 3, "a second after the last flush, the buffer is written");
+        journal.event(&group(6001));
+        journal.event(&Event { at_ms: 6002, queued: 0, kind: EventKind::TaskStopped { task_id: "t".into() } });
+        assert_eq!(on_disk(), 5, "a stop is flushed at once");
+        journal.event(&group(6003));
+        drop(journal);
+        assert_eq!(on_disk(), 6, "the rest is flushed when the journal is dropped");
     }
 }
