@@ -17,5 +17,7 @@ cargo bench --quiet --bench workloads -- rss_10k 2>/dev/null | grep '^{' | tee -
 echo "== Graflow 0.2.0 workloads (bench/graflow_bench.py)" >&2
 BENCH_TMP="$ROOT/target" bench/.venv/bin/python bench/graflow_bench.py | tee "$OUT/graflow.jsonl" >&2
 bench/.venv/bin/python bench/graflow_bench.py rss | tee -a "$OUT/graflow.jsonl" >&2
-python3 bench/report.py "$OUT/ours.jsonl" "$OUT/graflow.jsonl" > docs/benchmarks.md
+# Written aside first: the report names the commit and whether the tree is clean.
+python3 bench/report.py "$OUT/ours.jsonl" "$OUT/graflow.jsonl" > "$OUT/benchmarks.md"
+mv "$OUT/benchmarks.md" docs/benchmarks.md
 echo "wrote docs/benchmarks.md" >&2
