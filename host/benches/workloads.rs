@@ -86,7 +86,7 @@ fn sandbox_for(wf: &Workflow, cache: &Path) -> Session {
 /// Run the session's workflow once from the start; wall time of the run (not
 /// of loading).
 fn run_once(session: &mut Session, input: &str) -> Duration {
-    session.restart(Json::parse(input).unwrap());
+    session.restart(Json::parse(input).unwrap()).unwrap();
     let started = Instant::now();
     session.run().unwrap();
     started.elapsed()

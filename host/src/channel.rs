@@ -51,6 +51,14 @@ pub trait Channel: Send + Sync {
     /// Bytes held: [`entry_bytes`] of every entry.
     fn size_bytes(&self) -> u64;
 
+    /// What this channel changes over the root channel it is layered on: key
+    /// to value, or to `None` for a deleted key. Empty for a root channel; an
+    /// [`Overlay`] adds its writes to its base's. (A remote execution sees the
+    /// root channel in Redis plus these.)
+    fn pending_over_root(&self) -> BTreeMap<String, Option<Json>> {
+        BTreeMap::new()
+    }
+
     /// True if `key` holds a value.
     fn exists(&self, key: &str) -> bool {
         self.get(key).is_some()
@@ -244,9 +252,43 @@ impl Overlay {
     pub fn written_keys(&self) -> usize {
         self.lock().map.len()
     }
+
+    /// The pending writes, in key order.
+    pub fn writes(&self) -> Vec<(String, PendingWrite)> {
+        self.lock()
+            .map
+            .iter()
+            .map(|(k, w)| {
+                let w = match w {
+                    Write::Set(v) => PendingWrite::Set(v.clone()),
+                    Write::Delete => PendingWrite::Delete,
+                    Write::Add { delta, .. } => PendingWrite::Add(*delta),
+                };
+                (k.clone(), w)
+            })
+            .collect()
+    }
+}
+
+/// One pending write of an [`Overlay`], as [`Overlay::writes`] lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum PendingWrite {
+    /// The key is set to this value.
+    Set(Json),
+    /// The key is deleted.
+    Delete,
+    /// This amount is added to the number under the key.
+    Add(f64),
 }
 
 impl Channel for Overlay {
+    fn pending_over_root(&self) -> BTreeMap<String, Option<Json>> {
+        let mut pending = self.base.pending_over_root();
+        for (k, w) in &self.lock().map {
+            pending.insert(k.clone(), w.visible().cloned());
+        }
+        pending
+    }
     fn get(&self, key: &str) -> Option<Json> {
         match self.lock().map.get(key) {
             Some(w) => w.visible().cloned(),

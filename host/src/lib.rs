@@ -15,6 +15,7 @@ pub mod build;
 pub mod channel;
 pub mod checkpoint;
 pub mod digest;
+pub mod distributed;
 pub mod engine;
 pub mod files;
 pub mod journal;

@@ -41,6 +41,9 @@ pub struct RunOptions {
     /// Where the run's events go (besides the journal kept beside the
     /// checkpoints).
     pub listener: crate::engine::Listener,
+    /// Run the tasks on workers through Redis (`--redis`); `None`: in this
+    /// process.
+    pub redis: Option<crate::distributed::RedisOptions>,
 }
 
 /// What a resume does when a module's file changed since the checkpoint.
@@ -127,6 +130,9 @@ pub enum SessionError {
         /// What the module store said.
         source: Box<StoreError>,
     },
+    /// Redis could not be used for a distributed run.
+    #[error(transparent)]
+    Redis(#[from] crate::distributed::RedisError),
     /// A module no longer exports a task the checkpoint needs.
     #[error("module '{module}' no longer exports task '{export}' (task '{task}')")]
     NotExported {
@@ -190,6 +196,8 @@ pub struct Session {
     warnings: Vec<String>,
     resumed: Option<Resumed>,
     listener: crate::engine::Listener,
+    redis: Option<crate::distributed::RedisOptions>,
+    coordinator: Option<crate::distributed::Coordinator>,
 }
 
 /// About the checkpoint a session resumes.
@@ -274,7 +282,7 @@ impl Session {
             Some(dir) => Box::new(CheckpointStore::new(dir, sandbox.module_code(), opts.key.clone())),
             None => Box::new(NoCheckpoints),
         };
-        Ok(Session {
+        Session {
             workflow: Arc::new(workflow),
             sandbox,
             state,
@@ -287,7 +295,10 @@ impl Session {
             warnings: Vec::new(),
             resumed: None,
             listener: opts.listener,
-        })
+            redis: opts.redis,
+            coordinator: None,
+        }
+        .connected()
     }
 
     /// Resume the run checkpointed at `path` (its base path or any of its
@@ -355,7 +366,7 @@ impl Session {
         }
         drop(shared);
         let sink = CheckpointStore::new(&root, sandbox.module_code(), Some(key));
-        Ok(Session {
+        Session {
             workflow: Arc::new(workflow),
             sandbox,
             state: context.state,
@@ -368,7 +379,40 @@ impl Session {
             warnings,
             resumed: Some(Resumed { base, checkpoint_id: meta.checkpoint_id, signature }),
             listener: opts.listener,
-        })
+            redis: opts.redis,
+            coordinator: None,
+        }
+        .connected()
+    }
+
+    /// For a distributed run: connect to Redis, upload the modules and the
+    /// workflow, and put the channel in place (a resume restores the
+    /// checkpoint's channel there).
+    fn connected(mut self) -> Result<Session, SessionError> {
+        self.connect_redis()?;
+        Ok(self)
+    }
+
+    fn connect_redis(&mut self) -> Result<(), SessionError> {
+        if let Some(opts) = &self.redis {
+            let coordinator = crate::distributed::Coordinator::connect(
+                opts,
+                &self.workflow,
+                &self.state,
+                &self.sandbox.module_code(),
+                &self.channel.snapshot(),
+                self.interrupt.clone(),
+                self.sandbox.abort_handle(),
+            )?;
+            tracing::info!("tasks run on the workers of {}", coordinator.url());
+            self.coordinator = Some(coordinator);
+        }
+        Ok(())
+    }
+
+    /// The coordinator of a distributed run.
+    pub fn coordinator(&self) -> Option<&crate::distributed::Coordinator> {
+        self.coordinator.as_ref()
     }
 
     /// The workflow being run.
@@ -414,11 +458,16 @@ impl Session {
     /// Make this session a new run of the same workflow with `input` (same
     /// session id, same loaded modules, an empty channel): for running one
     /// workflow many times (benchmarks, tests).
-    pub fn restart(&mut self, input: Json) {
+    pub fn restart(&mut self, input: Json) -> Result<(), SessionError> {
         self.state = RunState::new(&self.workflow, self.state.session_id.clone(), input);
         self.channel = Arc::new(MemoryChannel::default());
         self.interrupt.store(false, Ordering::SeqCst);
         self.sandbox.abort_handle().store(false, Ordering::SeqCst);
+        if let Some(old) = self.coordinator.take() {
+            drop(old);
+            self.connect_redis()?;
+        }
+        Ok(())
     }
 
     /// A handle that stops this run (signals, a timeout, another thread).
@@ -442,12 +491,31 @@ impl Session {
             1 => crate::engine::Listener(listeners.pop()),
             _ => crate::engine::Listener(Some(Arc::new(crate::engine::Fanout(listeners)))),
         };
-        let engine = Engine::new(self.workflow.clone(), &self.sandbox)
+        let runner: &dyn crate::engine::TaskRunner = match &self.coordinator {
+            Some(c) => c,
+            None => &self.sandbox,
+        };
+        let mut engine = Engine::new(self.workflow.clone(), runner)
             .with_interrupt(self.interrupt.clone())
             .checkpoint_every(self.checkpoint_every)
             .max_steps(self.max_steps)
             .with_listener(listener);
-        engine.run(&mut self.state, &self.channel, self.sink.as_mut())
+        if let Some(c) = &self.coordinator {
+            engine = engine.with_root_channel(c.root_channel(self.channel.clone()));
+        }
+        let outcome = engine.run(&mut self.state, &self.channel, self.sink.as_mut());
+        let Some(c) = &self.coordinator else { return outcome };
+        c.finish();
+        match c.stop_reason() {
+            None => outcome,
+            Some(reason) => {
+                let checkpoint = match &outcome {
+                    Ok(RunReport { status: crate::engine::RunStatus::Interrupted(w), .. }) => Some(w.clone()),
+                    _ => None,
+                };
+                Err(RunError::Stopped { reason, checkpoint })
+            }
+        }
     }
 }
 

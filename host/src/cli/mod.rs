@@ -9,6 +9,7 @@ mod logs;
 mod progress;
 mod run;
 mod validate;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ enum Command {
     Run(run::RunArgs),
     /// Resume a run from a checkpoint: completed tasks are not run again.
     Resume(run::ResumeArgs),
+    /// Serve the tasks of distributed runs (`run --redis`) from Redis: any
+    /// workflow, in this machine's sandbox (docs/distributed.md).
+    Worker(worker::WorkerArgs),
     /// List, show and prune checkpoints.
     #[command(subcommand)]
     Checkpoints(checkpoints::CheckpointsCommand),
@@ -174,6 +178,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args, progress::wanted(cli.quiet)),
         Command::Resume(args) => run::resume(args, progress::wanted(cli.quiet)),
         Command::Logs(args) => logs::logs(args),
+        Command::Worker(args) => worker::worker(args),
         Command::Checkpoints(cmd) => checkpoints::checkpoints(cmd),
         Command::Validate { workflow, no_cache, json } => validate::validate(&workflow, no_cache, json),
         Command::Graph(args) => graph::graph(args),

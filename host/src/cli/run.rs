@@ -6,6 +6,7 @@ use super::{CliError, ExitStatus};
 use anyhow::anyhow;
 use graflow_host::Json;
 use graflow_host::checkpoint::{self, Trust};
+use graflow_host::distributed::RedisOptions;
 use graflow_host::engine::{Fanout, Listener, RunListener};
 use graflow_host::engine::{RunError, RunReport, RunStatus};
 use graflow_host::session::{ModuleChange, ResumeOptions, RunOptions, Session};
@@ -35,6 +36,15 @@ pub struct ExecOptions {
     /// code, result, steps, checkpoints, failures (docs/cli.md).
     #[arg(long)]
     pub json: bool,
+    /// Run the tasks on the workers of this Redis server
+    /// (`graflow-host worker --redis URL`); the graph, queue and checkpoints
+    /// stay here (docs/distributed.md).
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// With --redis: how long to wait while no worker is alive before the run
+    /// stops with a checkpoint (seconds).
+    #[arg(long, default_value_t = 60, value_name = "SECS", requires = "redis")]
+    worker_timeout: u64,
     /// Write a self-contained HTML report of the run to FILE: the graph with
     /// its tasks coloured by status, a timeline of every attempt and the
     /// checkpoints.
@@ -157,6 +167,10 @@ fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>, watch: &Watch) -
         checkpoint_dir,
         checkpoint_every: exec.checkpoint_every,
         max_steps: exec.max_steps,
+        redis: exec.redis.as_ref().map(|url| RedisOptions {
+            url: url.clone(),
+            worker_timeout: Duration::from_secs(exec.worker_timeout.max(1)),
+        }),
         ..RunOptions::default()
     }
 }
@@ -238,7 +252,8 @@ fn execute(mut session: Session, opts: &ExecOptions, watch: &Watch) -> Result<Ex
     }
     let steps = session.state().steps;
     let written = watch.written.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    report(outcome, opts.json, &session.state().session_id, steps, written)
+    let redis = opts.redis.as_deref().map(graflow_host::distributed::redacted);
+    report(outcome, opts.json, &session.state().session_id, steps, written, redis.as_deref())
 }
 
 /// Print the result or the error (or, with `--json`, one object on stdout);
@@ -249,7 +264,9 @@ fn report(
     session: &str,
     steps: u64,
     written: Vec<String>,
+    redis: Option<&str>,
 ) -> Result<ExitStatus, CliError> {
+    let redis_flag = redis.map(|u| format!(" --redis {u}")).unwrap_or_default();
     let mut object = serde_json::json!({ "session": session, "steps": steps, "checkpoints": written, "failures": [] });
     let status = match &outcome {
         Ok(report) => {
@@ -277,7 +294,7 @@ fn report(
                             report.steps
                         );
                     }
-                    eprintln!("  resume with: graflow-host resume {cp}");
+                    eprintln!("  resume with: graflow-host resume {cp}{redis_flag}");
                     object["checkpoint"] = cp.clone().into();
                     ExitStatus::Interrupted
                 }
@@ -291,7 +308,7 @@ fn report(
                     match checkpoint {
                         Some(w) => {
                             eprintln!(
-                                "the queue is kept in checkpoint {}\n  continue with: graflow-host resume {} (add --max-steps <N> to allow more steps)",
+                                "the queue is kept in checkpoint {}\n  continue with: graflow-host resume {}{redis_flag} (add --max-steps <N> to allow more steps)",
                                 w.id, w.id
                             );
                             object["checkpoint"] = w.id.clone().into();
@@ -302,6 +319,14 @@ fn report(
                 }
                 RunError::Cancelled { .. } => ExitStatus::Canceled,
                 RunError::Inconsistent(_) => ExitStatus::BadInput,
+                RunError::Stopped { checkpoint: Some(w), .. } => {
+                    eprintln!(
+                        "the run stopped after {steps} completed tasks at checkpoint {}\n  resume with: graflow-host resume {}{redis_flag}",
+                        w.id, w.id
+                    );
+                    object["checkpoint"] = w.id.clone().into();
+                    ExitStatus::Interrupted
+                }
                 _ => ExitStatus::Failed,
             }
         }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// About the running execution.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskInfo {
     /// Execution id.
     pub task_id: String,
@@ -56,6 +56,29 @@ pub struct Effects {
     /// A failure the host decided (cycle limit, host bound); it overrides what
     /// the guest returns.
     pub failure: Option<TaskFailure>,
+    /// The `next-task` and `next-iteration` calls that queued an execution, in
+    /// call order: what a coordinator replays to apply a remote execution's
+    /// effects through the same checks (`distributed`).
+    pub calls: Vec<ControlCall>,
+}
+
+/// A `control` call that queued an execution, with its arguments.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum ControlCall {
+    /// `next-task(task, input)`, or `goto` when `goto` is set.
+    NextTask {
+        /// The task or flow node named.
+        task: String,
+        /// The explicit input (none for `null`).
+        input: Option<Json>,
+        /// Whether the call skips the caller's successors.
+        goto: bool,
+    },
+    /// `next-iteration(input)`.
+    NextIteration {
+        /// The explicit input (none for `null`).
+        input: Option<Json>,
+    },
 }
 
 /// Why a host call did not do what the guest asked.
@@ -192,6 +215,26 @@ impl TaskContext {
     /// The spec this context runs.
     pub fn spec(&self) -> &TaskSpec {
         &self.spec
+    }
+
+    /// The id allocator (its prefix and counters).
+    pub fn ids(&self) -> &IdAllocator {
+        &self.ids
+    }
+
+    /// What [`TaskContext::set_queue_usage`] set.
+    pub fn queue_usage(&self) -> (u64, u64) {
+        self.queue_usage
+    }
+
+    /// What [`TaskContext::set_checkpoint_refusal`] set.
+    pub fn checkpoint_refusal(&self) -> Option<&str> {
+        self.checkpoint_refusal.as_deref()
+    }
+
+    /// The workflow the execution belongs to.
+    pub fn workflow(&self) -> &Arc<Workflow> {
+        &self.workflow
     }
 
     fn abort(&mut self, failure: TaskFailure) -> HostCallError {
@@ -412,6 +455,7 @@ impl TaskContext {
             )));
         };
         let id = spec.id.clone();
+        self.effects.calls.push(ControlCall::NextTask { task: task.to_string(), input: spec.input.clone(), goto });
         self.effects.next.push(spec);
         Ok(id)
     }
@@ -446,6 +490,7 @@ impl TaskContext {
             ..self.spec.clone()
         };
         self.effects.iterating = true;
+        self.effects.calls.push(ControlCall::NextIteration { input: spec.input.clone() });
         self.effects.next.push(spec);
         Ok(id)
     }

@@ -18,7 +18,7 @@ mod input;
 mod runner;
 mod state;
 
-pub use context::{Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, result_key};
+pub use context::{ControlCall, Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, result_key};
 pub use events::{Event, EventKind, Fanout, Listener, RunListener};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
 pub use state::{Origin, Queue, RunState, Target, TaskSpec};
@@ -237,6 +237,15 @@ pub enum RunError {
         /// What grew.
         detail: String,
     },
+    /// What runs the tasks stopped the run (Redis lost, no worker alive); it
+    /// stopped at a task boundary, with a checkpoint when one was written.
+    #[error("{reason}")]
+    Stopped {
+        /// Why.
+        reason: String,
+        /// The checkpoint it stopped at.
+        checkpoint: Option<Written>,
+    },
     /// The run state refers to something the workflow does not have (a corrupt
     /// or mismatched checkpoint).
     #[error("inconsistent run state: {0}")]
@@ -273,6 +282,7 @@ pub struct Engine<'a> {
     checkpoint_every: Option<u64>,
     max_steps: u64,
     listener: Listener,
+    root: Option<Arc<dyn Channel>>,
 }
 
 /// What every frame of one run shares (read-only but for the checkpoint
@@ -324,7 +334,18 @@ impl<'a> Engine<'a> {
             checkpoint_every: None,
             max_steps,
             listener: Listener::default(),
+            root: None,
         }
+    }
+
+    /// Run over `root` instead of the channel given to [`Engine::run`]:
+    /// tasks read it and commits write to it. Invariant: `root` reads and
+    /// writes the entries of that channel (it may also copy every write
+    /// elsewhere, as the Redis channel of a distributed run does), so that
+    /// checkpoints, which snapshot that channel, see what the tasks saw.
+    pub fn with_root_channel(mut self, root: Arc<dyn Channel>) -> Self {
+        self.root = Some(root);
+        self
     }
 
     /// Send the run's events to `listener`.
@@ -376,7 +397,10 @@ impl<'a> Engine<'a> {
             listener: self.listener.clone(),
             steps_done: AtomicU64::new(state.steps),
         };
-        let base: Arc<dyn Channel> = channel.clone();
+        let base: Arc<dyn Channel> = match &self.root {
+            Some(root) => root.clone(),
+            None => channel.clone(),
+        };
         let mut checkpoints = Vec::new();
         let mut write = |state: &RunState, request: &CheckpointRequest| -> Result<Written, RunError> {
             let written = sink.write(&shared.workflow, state, &channel.snapshot(), request).map_err(|e| {

@@ -7,7 +7,7 @@ use crate::model::{Node, Workflow};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 /// What a queued execution runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     /// A declared task.
     Task(String),
@@ -16,7 +16,7 @@ pub enum Target {
 }
 
 /// Where a queued execution came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Origin {
     /// A node of the flow graph: the start node, a successor, or the target of
     /// a jump (`next-task` naming a flow node). Its id is the node's name.
@@ -33,7 +33,7 @@ pub enum Origin {
 
 /// One queued execution: everything needed to run it, so a resumed run needs
 /// nothing else.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskSpec {
     /// The execution id: `<node>`, `<task>#<n>` (dynamic instance), `<key>@<cycle>`
     /// (iteration).

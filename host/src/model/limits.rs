@@ -31,7 +31,7 @@ impl Default for Limits {
 /// Bounds on what a guest can make the host hold or do. Exceeding one fails the
 /// task (or the run) with an error naming the bound; it is checked when the
 /// thing grows, not afterwards.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostBounds {
     /// Largest channel value, result, input or metadata, in bytes.
     pub max_value_bytes: u64,

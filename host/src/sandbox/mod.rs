@@ -139,6 +139,11 @@ impl Sandbox {
         Ok(tasks)
     }
 
+    /// True if module `name` is loaded.
+    pub fn has_module(&self, name: &str) -> bool {
+        self.modules.contains_key(name)
+    }
+
     /// The code of every loaded module, by name: what a checkpoint stores.
     pub fn module_code(&self) -> BTreeMap<String, ModuleBytes> {
         self.modules.iter().map(|(k, m)| (k.clone(), m.code.clone())).collect()

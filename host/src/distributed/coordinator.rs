@@ -1,0 +1,609 @@
+//! The coordinator's side of a distributed run: a [`TaskRunner`] that sends
+//! each execution to the workers through Redis and applies what comes back,
+//! and the root channel that writes every commit through to Redis.
+
+use super::wire::{self, Completion, Dispatch};
+use super::{ALIVE_WINDOW, GROUP, Keys, RedisError, RedisOptions};
+use crate::channel::{Channel, ChannelError, MemoryChannel, PendingWrite};
+use crate::engine::{ControlCall, FailureKind, HostCallError, RunState, TaskContext, TaskFailure, TaskRunner};
+use crate::json::Json;
+use crate::model::{TaskDef, Workflow};
+use crate::module_store::ModuleBytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long module and workflow blobs stay in Redis after their last use.
+const BLOB_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// How long a run's keys outlive their coordinator's last refresh (a
+/// coordinator killed with kill -9 leaves nothing behind for longer).
+const RUN_TTL_SECS: u64 = 600;
+
+/// Timeout of connecting and of one command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fields per `HSET` when a channel is restored.
+const RESTORE_BATCH: usize = 1000;
+
+/// What a waiting execution receives.
+enum Message {
+    Done(Box<Completion>),
+    Stop,
+}
+
+/// One channel change not yet sent to Redis.
+enum Op {
+    Set(String, Json),
+    Delete(String),
+}
+
+/// The connection used for channel writes and dispatches, in that order:
+/// pending channel writes are sent in the same pipeline as, and before, the
+/// next dispatch, so a worker never reads an older channel than the
+/// coordinator committed.
+struct Link {
+    con: redis::Connection,
+    pending: Vec<Op>,
+}
+
+/// State the coordinator, its root channel and its completion reader share.
+struct Shared {
+    shown: String,
+    session: String,
+    epoch: String,
+    link: Mutex<Link>,
+    waiters: Mutex<HashMap<String, mpsc::Sender<Message>>>,
+    /// Why the run must stop (Redis lost, no worker alive), once known.
+    stopped: Mutex<Option<String>>,
+    /// The session's interrupt flag: set when the run must stop.
+    interrupt: Arc<AtomicBool>,
+}
+
+impl Shared {
+    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stop the run: remember why, stop at the next task boundary (where it
+    /// checkpoints), and release every waiting execution (queued again).
+    fn stop(&self, reason: String) {
+        {
+            let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+            if stopped.is_none() {
+                tracing::error!("{reason}");
+                *stopped = Some(reason);
+            }
+        }
+        self.interrupt.store(true, Ordering::SeqCst);
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, tx) in waiters {
+            let _ = tx.send(Message::Stop);
+        }
+    }
+
+    fn stopped(&self) -> Option<String> {
+        self.stopped.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Send the pending channel writes (and `then`, in the same pipeline).
+    fn flush(&self, then: Option<redis::Cmd>) -> Result<(), redis::RedisError> {
+        let mut link = self.link();
+        if link.pending.is_empty() && then.is_none() {
+            return Ok(());
+        }
+        let key = Keys::channel(&self.session);
+        let mut pipe = redis::pipe();
+        for op in link.pending.drain(..) {
+            match op {
+                Op::Set(k, v) => pipe.cmd("HSET").arg(&key).arg(k).arg(v.as_str()).ignore(),
+                Op::Delete(k) => pipe.cmd("HDEL").arg(&key).arg(k).ignore(),
+            };
+        }
+        if let Some(cmd) = then {
+            pipe.add_command(cmd).ignore();
+        }
+        pipe.query::<()>(&mut link.con)
+    }
+}
+
+/// Runs a session's tasks on workers through Redis (see the module docs of
+/// [`crate::distributed`]). Built by the session for `--redis`.
+pub struct Coordinator {
+    shared: Arc<Shared>,
+    workflow_key: String,
+    next: AtomicU64,
+    abort: Arc<AtomicBool>,
+    reader_stop: Arc<AtomicBool>,
+    reader: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Coordinator {
+    /// Connect to Redis, upload the modules and the workflow (once, by
+    /// content), put `channel` in place as the run's channel, and start
+    /// reading completions. `interrupt` and `abort` are the session's stop
+    /// flags.
+    pub fn connect(
+        opts: &RedisOptions,
+        workflow: &Workflow,
+        state: &RunState,
+        modules: &BTreeMap<String, ModuleBytes>,
+        channel: &BTreeMap<String, Json>,
+        interrupt: Arc<AtomicBool>,
+        abort: Arc<AtomicBool>,
+    ) -> Result<Coordinator, RedisError> {
+        let (client, mut con) = super::connect(&opts.url, COMMAND_TIMEOUT)?;
+        let shown = super::redacted(&opts.url);
+        let session = state.session_id.clone();
+        let failed = |what: &str| {
+            let (url, what) = (shown.clone(), what.to_string());
+            move |source| RedisError::Command { url, what, source }
+        };
+        // The consumer group, made once for every run on this Redis.
+        match redis::cmd("XGROUP").arg("CREATE").arg(Keys::tasks()).arg(GROUP).arg("0").arg("MKSTREAM").query::<()>(&mut con)
+        {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(failed("creating the consumer group")(e)),
+        }
+        for (name, code) in modules {
+            let key = Keys::module(&code.digest());
+            let added: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(code.bytes())
+                .arg("NX")
+                .arg("EX")
+                .arg(BLOB_TTL_SECS)
+                .query(&mut con)
+                .map_err(failed(&format!("uploading module '{name}'")))?;
+            if added.is_none() {
+                redis::cmd("EXPIRE").arg(&key).arg(BLOB_TTL_SECS).query::<()>(&mut con).map_err(failed("EXPIRE"))?;
+            }
+        }
+        let blob = workflow_blob(workflow);
+        let workflow_key = match crate::checkpoint::format::verify(&blob) {
+            Ok((_, crate::checkpoint::schema::ContentDigest::Blake3(d))) => hex::encode(d),
+            _ => return Err(RedisError::Content { url: shown, what: "the workflow cannot be encoded".into() }),
+        };
+        redis::cmd("SET")
+            .arg(Keys::workflow(&workflow_key))
+            .arg(&blob)
+            .arg("EX")
+            .arg(BLOB_TTL_SECS)
+            .query::<()>(&mut con)
+            .map_err(failed("uploading the workflow"))?;
+        let epoch = format!("{:016x}", rand::random::<u64>());
+        // The run's keys start from what this coordinator holds: an earlier
+        // coordinator's completions and channel (before a resume) are gone.
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL")
+            .arg(Keys::channel(&session))
+            .arg(Keys::done(&session))
+            .arg(Keys::recorded(&session))
+            .ignore();
+        pipe.cmd("SET").arg(Keys::live(&session)).arg(&epoch).arg("EX").arg(RUN_TTL_SECS).ignore();
+        let entries: Vec<(&String, &Json)> = channel.iter().collect();
+        for batch in entries.chunks(RESTORE_BATCH) {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(Keys::channel(&session));
+            for (k, v) in batch {
+                cmd.arg(k.as_str()).arg(v.as_str());
+            }
+            pipe.add_command(cmd).ignore();
+        }
+        pipe.cmd("EXPIRE").arg(Keys::channel(&session)).arg(RUN_TTL_SECS).ignore();
+        pipe.query::<()>(&mut con).map_err(failed("putting the run's channel in place"))?;
+        let reader_con = super::open(&client, &shown, COMMAND_TIMEOUT)?;
+        let shared = Arc::new(Shared {
+            shown,
+            session,
+            epoch,
+            link: Mutex::new(Link { con, pending: Vec::new() }),
+            waiters: Mutex::new(HashMap::new()),
+            stopped: Mutex::new(None),
+            interrupt,
+        });
+        let reader_stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (shared, stop, timeout) = (shared.clone(), reader_stop.clone(), opts.worker_timeout);
+            std::thread::Builder::new()
+                .name("graflow-completions".into())
+                .spawn(move || read_completions(&shared, reader_con, &stop, timeout))
+                .map_err(|e| RedisError::Content {
+                    url: super::redacted(&opts.url),
+                    what: format!("cannot start the completion reader thread: {e}"),
+                })?
+        };
+        Ok(Coordinator {
+            shared,
+            workflow_key,
+            next: AtomicU64::new(0),
+            abort,
+            reader_stop,
+            reader: Mutex::new(Some(reader)),
+        })
+    }
+
+    /// The run's root channel: `mirror` (which checkpoints snapshot), with
+    /// every write also sent to Redis.
+    pub fn root_channel(&self, mirror: Arc<MemoryChannel>) -> Arc<dyn Channel> {
+        Arc::new(RedisChannel { mirror, shared: self.shared.clone() })
+    }
+
+    /// Why the run had to stop (Redis lost, no worker alive), if it had to.
+    pub fn stop_reason(&self) -> Option<String> {
+        self.shared.stopped()
+    }
+
+    /// The Redis URL, without its password.
+    pub fn url(&self) -> &str {
+        &self.shared.shown
+    }
+
+    /// Empty the run's channel in Redis (a restarted session).
+    pub fn clear_channel(&self) -> Result<(), RedisError> {
+        let mut link = self.shared.link();
+        link.pending.clear();
+        redis::cmd("DEL").arg(Keys::channel(&self.shared.session)).query::<()>(&mut link.con).map_err(|source| {
+            RedisError::Command { url: self.shared.shown.clone(), what: "clearing the channel".into(), source }
+        })
+    }
+
+    /// Stop reading completions and delete the run's keys (unless Redis was
+    /// lost). Called when the run ends; idempotent.
+    pub fn finish(&self) {
+        self.reader_stop.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = reader.join();
+        }
+        if self.shared.stopped().is_some_and(|r| r.contains("lost")) {
+            return;
+        }
+        let s = &self.shared.session;
+        let mut link = self.shared.link();
+        link.pending.clear();
+        let deleted = redis::cmd("DEL")
+            .arg(Keys::channel(s))
+            .arg(Keys::done(s))
+            .arg(Keys::recorded(s))
+            .arg(Keys::live(s))
+            .query::<()>(&mut link.con);
+        if let Err(e) = deleted {
+            tracing::warn!("cannot delete the run's keys in Redis at {}: {e}", self.shared.shown);
+        }
+    }
+
+    fn dispatch(&self, id: &str, task: &TaskDef, input: &Json, ctx: &TaskContext) -> Dispatch {
+        Dispatch {
+            v: wire::WIRE_VERSION,
+            session: self.shared.session.clone(),
+            epoch: self.shared.epoch.clone(),
+            dispatch: id.to_string(),
+            workflow: self.workflow_key.clone(),
+            task: task.name.clone(),
+            input: input.clone(),
+            info: ctx.info.clone(),
+            spec: ctx.spec().clone(),
+            id_prefix: ctx.ids().prefix.clone(),
+            id_counters: ctx.ids().counters.clone(),
+            bounds: ctx.bounds().clone(),
+            queue_usage: ctx.queue_usage(),
+            checkpoint_refusal: ctx.checkpoint_refusal().map(str::to_string),
+            view: ctx.channel.pending_over_root(),
+            view_bytes: ctx.channel.size_bytes(),
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        self.shared.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.reader_stop.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// The error an execution gets when the run stops under it: it is queued
+/// again, not failed.
+fn stopped(why: &str) -> TaskFailure {
+    TaskFailure::new(FailureKind::Aborted, why.to_string())
+}
+
+impl TaskRunner for Coordinator {
+    fn run(&self, task: &TaskDef, input: &Json, ctx: TaskContext) -> (TaskContext, Result<Json, TaskFailure>) {
+        if let Some(why) = self.shared.stopped() {
+            return (ctx, Err(stopped(&why)));
+        }
+        let id = format!("{}-{}", self.shared.epoch, self.next.fetch_add(1, Ordering::Relaxed));
+        let payload = wire::encode(&self.dispatch(&id, task, input, &ctx));
+        let (tx, rx) = mpsc::channel();
+        self.shared.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(Keys::tasks()).arg("*").arg("s").arg(&self.shared.session).arg("d").arg(payload);
+        if let Err(e) = self.shared.flush(Some(xadd)) {
+            self.forget(&id);
+            self.shared.stop(format!("lost the connection to Redis at {}: {e}", self.shared.shown));
+            return (ctx, Err(stopped("Redis was lost")));
+        }
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Message::Done(c)) => return apply(ctx, *c),
+                Ok(Message::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let why = self.shared.stopped().unwrap_or_else(|| "the run stopped".into());
+                    return (ctx, Err(stopped(&why)));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if self.abort.load(Ordering::Relaxed) {
+                        // The grace period ran out: the execution is queued
+                        // again; its completion, if one comes, is ignored.
+                        self.forget(&id);
+                        return (ctx, Err(stopped("stopped by the host after the interrupt grace period")));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The level names a completion may carry.
+fn level(name: &str) -> &'static str {
+    match name {
+        "trace" => "trace",
+        "debug" => "debug",
+        "warn" => "warn",
+        "error" => "error",
+        _ => "info",
+    }
+}
+
+/// Apply a completion to the execution's context by replaying its effects
+/// through the same checks a local execution's host calls go through: the
+/// same channel view, the same id allocator and the same bounds give the same
+/// outcome as on the worker, and a worker cannot make the engine hold more
+/// than a local task could.
+pub fn apply(mut ctx: TaskContext, c: Completion) -> (TaskContext, Result<Json, TaskFailure>) {
+    let (task, module) = (ctx.info.task_id.clone(), ctx.info.module.clone());
+    for (lvl, line) in &c.logs {
+        let line = ctx.log_line(line);
+        match level(lvl) {
+            "error" => tracing::error!(target: "task", task, module, worker = %c.worker, "{line}"),
+            "warn" => tracing::warn!(target: "task", task, module, worker = %c.worker, "{line}"),
+            "debug" => tracing::debug!(target: "task", task, module, worker = %c.worker, "{line}"),
+            "trace" => tracing::trace!(target: "task", task, module, worker = %c.worker, "{line}"),
+            _ => tracing::info!(target: "task", task, module, worker = %c.worker, "{line}"),
+        }
+        ctx.log_event(level(lvl), &line);
+    }
+    tracing::debug!(task, worker = %c.worker, "completion received");
+    let replayed = (|| -> Result<(), HostCallError> {
+        for (key, write) in &c.writes {
+            match write {
+                PendingWrite::Set(v) => ctx.channel_set(key, v.as_str())?,
+                PendingWrite::Delete => {
+                    ctx.channel_delete(key)?;
+                }
+                PendingWrite::Add(delta) => {
+                    ctx.channel_add(key, *delta)?;
+                }
+            }
+        }
+        for call in &c.calls {
+            let text = |i: &Option<Json>| i.as_ref().map_or("null", Json::as_str).to_string();
+            match call {
+                ControlCall::NextTask { task, input, goto } => {
+                    ctx.next_task(task, &text(input), *goto)?;
+                }
+                ControlCall::NextIteration { input } => {
+                    ctx.next_iteration(&text(input))?;
+                }
+            }
+        }
+        if let Some(r) = &c.result {
+            ctx.set_result(r.as_str())?;
+        }
+        if let Some(m) = &c.checkpoint {
+            ctx.request_checkpoint(m.as_str())?;
+        }
+        if let Some(m) = &c.terminate {
+            ctx.terminate(m);
+        }
+        if let Some(m) = &c.cancel {
+            ctx.cancel(m);
+        }
+        Ok(())
+    })();
+    if let Some(f) = c.failure {
+        ctx.effects.failure.get_or_insert(f);
+    }
+    match replayed {
+        Ok(()) => (ctx, c.outcome),
+        Err(HostCallError::Abort(f)) => (ctx, Err(f)),
+        Err(HostCallError::Refused(m)) => {
+            let why = format!("the effects worker '{}' reported do not apply on the coordinator: {m}", c.worker);
+            (ctx, Err(TaskFailure::new(FailureKind::Failed, why)))
+        }
+    }
+}
+
+/// The completion reader: routes completions to the waiting executions,
+/// keeps the run's keys alive, and stops the run when Redis is lost or no
+/// worker has been alive for `worker_timeout` while executions wait.
+fn read_completions(
+    shared: &Shared,
+    mut con: redis::Connection,
+    stop: &AtomicBool,
+    worker_timeout: Duration,
+) {
+    let s = shared.session.clone();
+    let (done, live) = (Keys::done(&s), Keys::live(&s));
+    let mut last = "0-0".to_string();
+    let mut refreshed = Instant::now();
+    let mut idle_since: Option<Instant> = None;
+    let mut warned = false;
+    while !stop.load(Ordering::SeqCst) {
+        let read: Result<redis::streams::StreamReadReply, _> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(256)
+            .arg("BLOCK")
+            .arg(200)
+            .arg("STREAMS")
+            .arg(&done)
+            .arg(&last)
+            .query(&mut con);
+        let reply = match read {
+            Ok(r) => r,
+            Err(e) => {
+                if !stop.load(Ordering::SeqCst) {
+                    shared.stop(format!("lost the connection to Redis at {}: {e}", shared.shown));
+                }
+                return;
+            }
+        };
+        let mut seen = Vec::new();
+        for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+            last = entry.id.clone();
+            seen.push(entry.id.clone());
+            let field = |name: &str| match entry.map.get(name) {
+                Some(redis::Value::BulkString(b)) => Some(b.clone()),
+                _ => None,
+            };
+            let id = field("id").and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
+            let completion = match field("c").map(|b| wire::decode_completion(&b)) {
+                Some(Ok(c)) if c.dispatch == id => c,
+                Some(Ok(c)) => {
+                    tracing::warn!("ignored a completion naming dispatch {} under entry id {id}", c.dispatch);
+                    continue;
+                }
+                other => {
+                    let why = match other {
+                        Some(Err(e)) => e.to_string(),
+                        _ => "a completion without its payload".to_string(),
+                    };
+                    Completion::failed(&id, "?", TaskFailure::new(FailureKind::Failed, format!("a worker sent {why}")))
+                }
+            };
+            let waiter = shared.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&completion.dispatch);
+            match waiter {
+                Some(tx) => {
+                    let _ = tx.send(Message::Done(Box::new(completion)));
+                }
+                None => tracing::debug!("completion of dispatch {} after its execution stopped waiting", id),
+            }
+        }
+        if !seen.is_empty() {
+            let deleted = redis::cmd("XDEL").arg(&done).arg(&seen).query::<()>(&mut con);
+            if let Err(e) = deleted {
+                shared.stop(format!("lost the connection to Redis at {}: {e}", shared.shown));
+                return;
+            }
+        }
+        if refreshed.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        refreshed = Instant::now();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&live).arg(&shared.epoch).arg("EX").arg(RUN_TTL_SECS).ignore();
+        for key in [Keys::channel(&s), Keys::recorded(&s), done.clone()] {
+            pipe.cmd("EXPIRE").arg(key).arg(RUN_TTL_SECS).ignore();
+        }
+        let since = super::now_ms().saturating_sub(ALIVE_WINDOW.as_millis() as u64);
+        pipe.cmd("ZCOUNT").arg(Keys::workers()).arg(since).arg("+inf");
+        let alive: Result<(u64,), _> = pipe.query(&mut con);
+        let alive = match alive {
+            Ok((n,)) => n,
+            Err(e) => {
+                shared.stop(format!("lost the connection to Redis at {}: {e}", shared.shown));
+                return;
+            }
+        };
+        let waiting = !shared.waiters.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        if alive > 0 || !waiting {
+            if warned && alive > 0 {
+                tracing::info!("{alive} worker(s) alive again on {}", shared.shown);
+            }
+            idle_since = None;
+            warned = false;
+            continue;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        if !warned && since.elapsed() >= Duration::from_secs(2) {
+            warned = true;
+            tracing::warn!(
+                "no graflow-host worker is alive on {url}: tasks wait (start one with `graflow-host worker --redis {url}`); \
+                 the run stops with a checkpoint after {} s without one",
+                worker_timeout.as_secs(),
+                url = shared.shown
+            );
+        }
+        if since.elapsed() >= worker_timeout {
+            shared.stop(format!(
+                "no graflow-host worker was alive on {} for {} s (start one with `graflow-host worker --redis {}`)",
+                shared.shown,
+                worker_timeout.as_secs(),
+                shared.shown
+            ));
+            return;
+        }
+    }
+}
+
+/// The root channel of a distributed run: reads from the mirror, writes to
+/// the mirror and (at the next dispatch, in order) to Redis.
+struct RedisChannel {
+    mirror: Arc<MemoryChannel>,
+    shared: Arc<Shared>,
+}
+
+impl RedisChannel {
+    fn push(&self, op: Op) {
+        self.shared.link().pending.push(op);
+    }
+}
+
+impl Channel for RedisChannel {
+    fn get(&self, key: &str) -> Option<Json> {
+        self.mirror.get(key)
+    }
+    fn set(&self, key: &str, value: Json) {
+        self.mirror.set(key, value.clone());
+        self.push(Op::Set(key.to_string(), value));
+    }
+    fn delete(&self, key: &str) -> bool {
+        let existed = self.mirror.delete(key);
+        self.push(Op::Delete(key.to_string()));
+        existed
+    }
+    fn keys(&self) -> Vec<String> {
+        self.mirror.keys()
+    }
+    fn add(&self, key: &str, amount: f64) -> Result<f64, ChannelError> {
+        let sum = self.mirror.add(key, amount)?;
+        if let Some(v) = self.mirror.get(key) {
+            self.push(Op::Set(key.to_string(), v));
+        }
+        Ok(sum)
+    }
+    fn size_bytes(&self) -> u64 {
+        self.mirror.size_bytes()
+    }
+}
+
+/// The workflow as workers fetch it: a schema-2 context (the checkpoint
+/// payload format, with its validation on decode) holding the workflow and an
+/// empty run.
+fn workflow_blob(workflow: &Workflow) -> Vec<u8> {
+    let ctx = crate::checkpoint::Context {
+        checkpoint_id: "workflow".to_string(),
+        workflow: workflow.clone(),
+        state: RunState::new(workflow, "workflow".to_string(), Json::null()),
+        channel: BTreeMap::new(),
+    };
+    crate::checkpoint::format::encode(&ctx)
+}
