@@ -6,6 +6,7 @@ mod authoring;
 mod checkpoint;
 mod cli;
 mod control;
+mod distributed;
 mod errors;
 mod examples;
 mod hardening;

@@ -149,18 +149,21 @@ impl Coordinator {
             Err(e) => return Err(failed("creating the consumer group")(e)),
         }
         for (name, code) in modules {
+            // Uploaded once: a blob of the right size is kept (and its expiry
+            // extended); anything else under the key is replaced. Workers
+            // verify the digest whatever is there.
             let key = Keys::module(&code.digest());
-            let added: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(code.bytes())
-                .arg("NX")
-                .arg("EX")
-                .arg(BLOB_TTL_SECS)
-                .query(&mut con)
-                .map_err(failed(&format!("uploading module '{name}'")))?;
-            if added.is_none() {
-                redis::cmd("EXPIRE").arg(&key).arg(BLOB_TTL_SECS).query::<()>(&mut con).map_err(failed("EXPIRE"))?;
-            }
+            let len: u64 = redis::cmd("STRLEN").arg(&key).query(&mut con).map_err(failed("STRLEN"))?;
+            let cmd = if len == code.len() {
+                let mut c = redis::cmd("EXPIRE");
+                c.arg(&key).arg(BLOB_TTL_SECS);
+                c
+            } else {
+                let mut c = redis::cmd("SET");
+                c.arg(&key).arg(code.bytes()).arg("EX").arg(BLOB_TTL_SECS);
+                c
+            };
+            cmd.query::<()>(&mut con).map_err(failed(&format!("uploading module '{name}'")))?;
         }
         let blob = workflow_blob(workflow);
         let workflow_key = match crate::checkpoint::format::verify(&blob) {

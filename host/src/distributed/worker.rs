@@ -480,7 +480,7 @@ impl Worker {
                 Ok(())
             }
             Outcome::HandBack => {
-                tracing::info!("handing task {} of run {} back (this worker is stopping)", d.info.task_id, d.session);
+                tracing::warn!("handing task {} of run {} back (this worker is stopping)", d.info.task_id, d.session);
                 redis::cmd("EVAL")
                     .arg(HAND_BACK)
                     .arg(1)
