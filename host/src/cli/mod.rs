@@ -22,7 +22,8 @@ Exit codes:
   2  bad usage or bad input: arguments, workflow file, modules, --input, checkpoint
   3  max_steps was reached with tasks still queued
   4  a task canceled the workflow
-  5  interrupted (Ctrl-C / SIGTERM): a checkpoint was written, resume it
+  5  interrupted (Ctrl-C / SIGTERM), or a --redis run lost Redis or its workers: a checkpoint
+     was written, resume it
   130 a second Ctrl-C / SIGTERM: quit at once, without a checkpoint
 
 Environment:
