@@ -51,6 +51,11 @@ TARGETS = [
     ("cpu_pair_sequence", "the same two, in sequence", "", None),
     ("cpu_pair_speedup", "parallel speed-up", ">= 1.7x", lambda o, g, a: o >= 1.7),
     ("rss_chain_10000", "peak RSS, 10,000-task chain", "< 100 MiB", lambda o, g, a: o < 100),
+    ("redis_noop_1w", "through Redis: 2,000-task fan-out of no-ops, 1 worker", "<= 1/4 of Graflow", lambda o, g, a: g is not None and o <= g / 4),
+    ("redis_noop_2w", "through Redis: the same, 2 workers", "<= 1/4 of Graflow", lambda o, g, a: g is not None and o <= g / 4),
+    ("redis_cpu_1w", "through Redis: 16 CPU-bound tasks, 1 worker", "", None),
+    ("redis_cpu_2w", "through Redis: the same, 2 workers", "", None),
+    ("redis_cpu_speedup", "through Redis: 2 workers / 1 worker, CPU-bound", ">= 1.7x", lambda o, g, a: o >= 1.7),
 ]
 
 
@@ -77,7 +82,7 @@ def main():
         o = ours.get(name, {}).get("value")
         g = theirs.get(name, {}).get("value")
         unit = (ours.get(name) or theirs.get(name) or {}).get("unit", "")
-        same_work = not name.startswith("cpu_pair")
+        same_work = not name.startswith(("cpu_pair", "redis_cpu"))
         ratio = f"{g / o:.1f}x" if o and g and unit != "x" and same_work else "-"
         if name == "chain_reuse_1000":
             met = "yes" if o is not None and "chain_1000" in theirs and o <= theirs["chain_1000"]["value"] / 20 else "no"
@@ -86,6 +91,9 @@ def main():
         else:
             met = "yes" if test(o, g, ours) else "**no**"
         out.append(f"| {label} | {fmt(o)} | {fmt(g)} | {ratio} | {unit} | {target} | {met} |")
+    out.append("\nThe Redis rows run on one redis-server started by bench/run.sh on loopback, ours through")
+    out.append("`graflow-host worker` processes, Graflow's through its own `python -m graflow.worker.main` workers and")
+    out.append("`backend=REDIS` groups, each with its defaults but the concurrency named in the details.")
     out.append("\nThe CPU-bound pair runs different work in each system (a loop in a wasm guest, a loop in Python):")
     out.append("compare their speed-ups, not their times.")
     out.append("\nDetails of each measurement (what is timed, how many runs):\n")

@@ -9,7 +9,21 @@ mkdir -p "$OUT"
 if [ ! -x bench/.venv/bin/python ] || ! bench/.venv/bin/python -c 'import graflow' 2>/dev/null; then
   echo "installing graflow==0.2.0 into bench/.venv" >&2
   python3 -m venv bench/.venv
-  bench/.venv/bin/pip install --quiet --disable-pip-version-check graflow==0.2.0
+  bench/.venv/bin/pip install --quiet --disable-pip-version-check graflow==0.2.0 "redis==5.2.1"
+fi
+# One redis-server on a free loopback port for the distributed rows of both.
+if ! bench/.venv/bin/python -c 'import redis' 2>/dev/null; then
+  bench/.venv/bin/pip install --quiet --disable-pip-version-check "redis==5.2.1"
+fi
+REDIS_PID=
+if command -v redis-server >/dev/null; then
+  export BENCH_REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis-server --port "$BENCH_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+  REDIS_PID=$!
+  trap 'kill $REDIS_PID 2>/dev/null || true' EXIT
+  sleep 0.5
+else
+  echo "redis-server is not installed: the distributed rows are skipped (apt-get install redis-server)" >&2
 fi
 echo "== graflow-host workloads (cargo bench --bench workloads)" >&2
 cargo bench --quiet --bench workloads 2>/dev/null | grep '^{' | tee "$OUT/ours.jsonl" >&2
@@ -17,6 +31,10 @@ cargo bench --quiet --bench workloads -- rss_10k 2>/dev/null | grep '^{' | tee -
 echo "== Graflow 0.2.0 workloads (bench/graflow_bench.py)" >&2
 BENCH_TMP="$ROOT/target" bench/.venv/bin/python bench/graflow_bench.py | tee "$OUT/graflow.jsonl" >&2
 bench/.venv/bin/python bench/graflow_bench.py rss | tee -a "$OUT/graflow.jsonl" >&2
+if [ -n "$REDIS_PID" ]; then
+  echo "== Graflow 0.2.0 Redis workers (bench/graflow_redis_bench.py)" >&2
+  bench/.venv/bin/python bench/graflow_redis_bench.py "$BENCH_REDIS_PORT" | tee -a "$OUT/graflow.jsonl" >&2
+fi
 # Written aside first: the report names the commit and whether the tree is clean.
 python3 bench/report.py "$OUT/ours.jsonl" "$OUT/graflow.jsonl" > "$OUT/benchmarks.md"
 mv "$OUT/benchmarks.md" docs/benchmarks.md

@@ -337,6 +337,105 @@ fn parallel_cpu() {
     emit("cpu_pair_speedup", ser / par, "x", "sequence time / parallel time");
 }
 
+/// `graflow-host worker` processes on the bench Redis, killed when dropped.
+struct Workers(Vec<std::process::Child>);
+
+impl Workers {
+    fn start(url: &str, n: usize, concurrency: usize) -> Workers {
+        let bin = repo().join("target/release/graflow-host");
+        let procs = (0..n)
+            .map(|_| {
+                std::process::Command::new(&bin)
+                    .args(["worker", "--redis", url, "--concurrency", &concurrency.to_string(), "-q"])
+                    .env("GRAFLOW_CACHE_DIR", cache_dir())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("{}: {e} (run `make host`)", bin.display()))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        Workers(procs)
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for p in &mut self.0 {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+/// `src >> (n members running `export`) >> sink` with `parallelism`.
+fn fan(n: usize, export: &str, inputs: &[&str], parallelism: usize) -> Workflow {
+    let mut graph = Graph::default();
+    let mut tasks = vec![task_def("src", "m", "noop", &[]), task_def("sink", "m", "noop", &[])];
+    let members: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+    for m in &members {
+        graph.nodes.insert(m.clone(), Node::Task);
+        tasks.push(task_def(m, "m", export, inputs));
+    }
+    graph.nodes.insert("src".into(), Node::Task);
+    graph.nodes.insert("sink".into(), Node::Task);
+    graph.nodes.insert("group".into(), Node::Group(GroupDef { members, policy: GroupPolicy::Strict }));
+    graph.successors.insert("src".into(), vec!["group".into()]);
+    graph.successors.insert("group".into(), vec!["sink".into()]);
+    let mut wf = workflow(&bench_module(), tasks, graph, "src");
+    wf.settings.parallelism = parallelism;
+    wf
+}
+
+/// Distributed runs through the Redis of `BENCH_REDIS_PORT` (bench/run.sh
+/// starts one and runs Graflow's Redis workers on it too).
+fn distributed() {
+    let Ok(port) = std::env::var("BENCH_REDIS_PORT") else {
+        eprintln!("distributed: BENCH_REDIS_PORT is not set (bench/run.sh starts a redis-server); skipped");
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let redis_opts = || RunOptions {
+        redis: Some(graflow_host::distributed::RedisOptions::new(url.clone())),
+        ..options(&cache_dir())
+    };
+    let noop = Arc::new(fan(2000, "noop", &[], 16));
+    for n_workers in [1usize, 2] {
+        let _workers = Workers::start(&url, n_workers, 4);
+        let mut session = Session::from_workflow((*noop).clone(), Json::null(), redis_opts()).unwrap();
+        run_once(&mut session, "{}");
+        let secs = median((0..3).map(|_| run_once(&mut session, "{}").as_secs_f64()).collect());
+        emit(
+            &format!("redis_noop_{n_workers}w"),
+            secs * 1e6 / 2002.0,
+            "us/task",
+            &format!(
+                "src >> (2000 no-op members, parallelism 16) >> sink on {n_workers} graflow-host worker \
+                 (--concurrency 4): {secs:.2} s, median of 3"
+            ),
+        );
+    }
+    let rounds = 100_000_000u64;
+    let input = format!(r#"{{"rounds":{rounds}}}"#);
+    let cpu = Arc::new(fan(16, "cpu", &["rounds"], 16));
+    let mut times = Vec::new();
+    for n_workers in [1usize, 2] {
+        let _workers = Workers::start(&url, n_workers, 1);
+        let mut session = Session::from_workflow((*cpu).clone(), Json::null(), redis_opts()).unwrap();
+        run_once(&mut session, &input);
+        let ms = median((0..3).map(|_| run_once(&mut session, &input).as_secs_f64() * 1e3).collect());
+        times.push(ms);
+        emit(
+            &format!("redis_cpu_{n_workers}w"),
+            ms,
+            "ms",
+            &format!(
+                "src >> (16 CPU-bound members, {rounds} rounds each) >> sink on {n_workers} workers \
+                 (--concurrency 1), median of 3"
+            ),
+        );
+    }
+    emit("redis_cpu_speedup", times[0] / times[1], "x", "1 worker time / 2 workers time");
+}
+
 /// Peak RSS of this process after a 10,000-task chain (run this alone).
 fn rss_10k() {
     let wf = Arc::new(chain(&bench_module(), 10_000, "noop"));
@@ -362,6 +461,7 @@ fn main() {
         ("first_tasks", first_tasks),
         ("guest_languages", guest_languages),
         ("parallel_cpu", parallel_cpu),
+        ("distributed", distributed),
         ("rss_10k", rss_10k),
     ];
     let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();

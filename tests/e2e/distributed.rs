@@ -46,7 +46,9 @@ impl Redis {
             if std::env::var("GRAFLOW_REQUIRE_REDIS").as_deref() == Ok("1") {
                 panic!("redis-server is not installed and GRAFLOW_REQUIRE_REDIS=1");
             }
-            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server); distributed test not run");
+            eprintln!(
+                "SKIPPED: redis-server is not installed (apt-get install redis-server); distributed test not run"
+            );
             return None;
         }
         Some(Redis::on_port(free_port()))
@@ -304,7 +306,10 @@ fn two_runs_on_one_redis_do_not_collide() {
             std::thread::spawn(move || {
                 let mut s = Session::start(&path, Json::from(input), opts).unwrap();
                 let report = s.run().unwrap();
-                (report.result.map(|r| r.to_value().unwrap()), s.channel().get("left_tag").map(|v| v.to_value().unwrap()))
+                (
+                    report.result.map(|r| r.to_value().unwrap()),
+                    s.channel().get("left_tag").map(|v| v.to_value().unwrap()),
+                )
             })
         })
         .collect();
@@ -367,6 +372,22 @@ fn redis_stopped_mid_run_stops_with_a_checkpoint_that_resumes() {
     let v = resumed.json();
     assert_eq!(v["status"], "completed", "{}", resumed.stderr);
     assert_eq!(v["result"], json!(30));
+}
+
+#[test]
+fn no_worker_alive_stops_the_run_with_a_checkpoint() {
+    let Some(redis) = Redis::start() else { return };
+    let wf = workflow(&format!("[workflow]\nflow = \"a >> b\"\n{}", scripted(&["a", "b"])));
+    let out = wf.run(&json!({}), &["--redis", &redis.url(), "--worker-timeout", "3", "--json"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("no graflow-host worker is alive"), "the wait is announced: {}", out.stderr);
+    assert!(out.stderr.contains("no graflow-host worker was alive"), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("graflow-host worker --redis {}", redis.url())), "{}", out.stderr);
+    assert_eq!(out.json()["status"], "interrupted");
+    // A worker, then the resume: the run completes.
+    let _w = WorkerProc::start(&redis, 1);
+    let resumed = cli(wf.dir.path(), &["resume", "--latest", "--redis", &redis.url(), "--json"]);
+    assert_eq!(resumed.json()["status"], "completed", "{}", resumed.stderr);
 }
 
 #[test]

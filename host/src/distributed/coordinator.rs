@@ -49,6 +49,23 @@ struct Link {
     pending: Vec<Op>,
 }
 
+/// Why a distributed run had to stop.
+#[derive(Debug, Clone)]
+enum Stop {
+    /// Redis stopped answering (the message says how).
+    RedisLost(String),
+    /// No worker was alive for the worker timeout.
+    NoWorker(String),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::RedisLost(m) | Stop::NoWorker(m) => f.write_str(m),
+        }
+    }
+}
+
 /// State the coordinator, its root channel and its completion reader share.
 struct Shared {
     shown: String,
@@ -56,8 +73,8 @@ struct Shared {
     epoch: String,
     link: Mutex<Link>,
     waiters: Mutex<HashMap<String, mpsc::Sender<Message>>>,
-    /// Why the run must stop (Redis lost, no worker alive), once known.
-    stopped: Mutex<Option<String>>,
+    /// Why the run must stop, once known.
+    stopped: Mutex<Option<Stop>>,
     /// The session's interrupt flag: set when the run must stop.
     interrupt: Arc<AtomicBool>,
 }
@@ -69,7 +86,7 @@ impl Shared {
 
     /// Stop the run: remember why, stop at the next task boundary (where it
     /// checkpoints), and release every waiting execution (queued again).
-    fn stop(&self, reason: String) {
+    fn stop(&self, reason: Stop) {
         {
             let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
             if stopped.is_none() {
@@ -84,8 +101,13 @@ impl Shared {
         }
     }
 
-    fn stopped(&self) -> Option<String> {
+    fn stopped(&self) -> Option<Stop> {
         self.stopped.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Redis stopped answering: the run stops.
+    fn lost(&self, e: &redis::RedisError) {
+        self.stop(Stop::RedisLost(format!("lost the connection to Redis at {}: {e}", self.shown)));
     }
 
     /// Send the pending channel writes (and `then`, in the same pipeline).
@@ -142,7 +164,13 @@ impl Coordinator {
             move |source| RedisError::Command { url, what, source }
         };
         // The consumer group, made once for every run on this Redis.
-        match redis::cmd("XGROUP").arg("CREATE").arg(Keys::tasks()).arg(GROUP).arg("0").arg("MKSTREAM").query::<()>(&mut con)
+        match redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(Keys::tasks())
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query::<()>(&mut con)
         {
             Ok(()) => {}
             Err(e) if e.code() == Some("BUSYGROUP") => {}
@@ -181,11 +209,7 @@ impl Coordinator {
         // The run's keys start from what this coordinator holds: an earlier
         // coordinator's completions and channel (before a resume) are gone.
         let mut pipe = redis::pipe();
-        pipe.cmd("DEL")
-            .arg(Keys::channel(&session))
-            .arg(Keys::done(&session))
-            .arg(Keys::recorded(&session))
-            .ignore();
+        pipe.cmd("DEL").arg(Keys::channel(&session)).arg(Keys::done(&session)).arg(Keys::recorded(&session)).ignore();
         pipe.cmd("SET").arg(Keys::live(&session)).arg(&epoch).arg("EX").arg(RUN_TTL_SECS).ignore();
         let entries: Vec<(&String, &Json)> = channel.iter().collect();
         for batch in entries.chunks(RESTORE_BATCH) {
@@ -237,7 +261,7 @@ impl Coordinator {
 
     /// Why the run had to stop (Redis lost, no worker alive), if it had to.
     pub fn stop_reason(&self) -> Option<String> {
-        self.shared.stopped()
+        self.shared.stopped().map(|s| s.to_string())
     }
 
     /// The Redis URL, without its password.
@@ -261,7 +285,7 @@ impl Coordinator {
         if let Some(reader) = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = reader.join();
         }
-        if self.shared.stopped().is_some_and(|r| r.contains("lost")) {
+        if matches!(self.shared.stopped(), Some(Stop::RedisLost(_))) {
             return;
         }
         let s = &self.shared.session;
@@ -322,7 +346,7 @@ fn stopped(why: &str) -> TaskFailure {
 impl TaskRunner for Coordinator {
     fn run(&self, task: &TaskDef, input: &Json, ctx: TaskContext) -> (TaskContext, Result<Json, TaskFailure>) {
         if let Some(why) = self.shared.stopped() {
-            return (ctx, Err(stopped(&why)));
+            return (ctx, Err(stopped(&why.to_string())));
         }
         let id = format!("{}-{}", self.shared.epoch, self.next.fetch_add(1, Ordering::Relaxed));
         let payload = wire::encode(&self.dispatch(&id, task, input, &ctx));
@@ -332,14 +356,14 @@ impl TaskRunner for Coordinator {
         xadd.arg(Keys::tasks()).arg("*").arg("s").arg(&self.shared.session).arg("d").arg(payload);
         if let Err(e) = self.shared.flush(Some(xadd)) {
             self.forget(&id);
-            self.shared.stop(format!("lost the connection to Redis at {}: {e}", self.shared.shown));
+            self.shared.lost(&e);
             return (ctx, Err(stopped("Redis was lost")));
         }
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(Message::Done(c)) => return apply(ctx, *c),
                 Ok(Message::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let why = self.shared.stopped().unwrap_or_else(|| "the run stopped".into());
+                    let why = self.shared.stopped().map_or_else(|| "the run stopped".into(), |s| s.to_string());
                     return (ctx, Err(stopped(&why)));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -438,12 +462,7 @@ pub fn apply(mut ctx: TaskContext, c: Completion) -> (TaskContext, Result<Json, 
 /// The completion reader: routes completions to the waiting executions,
 /// keeps the run's keys alive, and stops the run when Redis is lost or no
 /// worker has been alive for `worker_timeout` while executions wait.
-fn read_completions(
-    shared: &Shared,
-    mut con: redis::Connection,
-    stop: &AtomicBool,
-    worker_timeout: Duration,
-) {
+fn read_completions(shared: &Shared, mut con: redis::Connection, stop: &AtomicBool, worker_timeout: Duration) {
     let s = shared.session.clone();
     let (done, live) = (Keys::done(&s), Keys::live(&s));
     let mut last = "0-0".to_string();
@@ -464,7 +483,7 @@ fn read_completions(
             Ok(r) => r,
             Err(e) => {
                 if !stop.load(Ordering::SeqCst) {
-                    shared.stop(format!("lost the connection to Redis at {}: {e}", shared.shown));
+                    shared.lost(&e);
                 }
                 return;
             }
@@ -503,7 +522,7 @@ fn read_completions(
         if !seen.is_empty() {
             let deleted = redis::cmd("XDEL").arg(&done).arg(&seen).query::<()>(&mut con);
             if let Err(e) = deleted {
-                shared.stop(format!("lost the connection to Redis at {}: {e}", shared.shown));
+                shared.lost(&e);
                 return;
             }
         }
@@ -522,7 +541,7 @@ fn read_completions(
         let alive = match alive {
             Ok((n,)) => n,
             Err(e) => {
-                shared.stop(format!("lost the connection to Redis at {}: {e}", shared.shown));
+                shared.lost(&e);
                 return;
             }
         };
@@ -546,12 +565,12 @@ fn read_completions(
             );
         }
         if since.elapsed() >= worker_timeout {
-            shared.stop(format!(
+            shared.stop(Stop::NoWorker(format!(
                 "no graflow-host worker was alive on {} for {} s (start one with `graflow-host worker --redis {}`)",
                 shared.shown,
                 worker_timeout.as_secs(),
                 shared.shown
-            ));
+            )));
             return;
         }
     }

@@ -160,11 +160,15 @@ impl Worker {
     pub fn connect(opts: WorkerOptions) -> Result<Worker, RedisError> {
         let (client, mut con) = super::connect(&opts.url, Duration::from_secs(10))?;
         let shown = super::redacted(&opts.url);
-        ensure_group(&mut con)
-            .map_err(|source| RedisError::Command { url: shown.clone(), what: "creating the consumer group".into(), source })?;
-        let id = opts.id.clone().unwrap_or_else(|| {
-            format!("{}-{}-{:04x}", host_name(), std::process::id(), rand::random::<u16>())
-        });
+        ensure_group(&mut con).map_err(|source| RedisError::Command {
+            url: shown.clone(),
+            what: "creating the consumer group".into(),
+            source,
+        })?;
+        let id = opts
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-{:04x}", host_name(), std::process::id(), rand::random::<u16>()));
         Ok(Worker {
             opts,
             id,
@@ -258,16 +262,15 @@ impl Worker {
     fn leave(&self) {
         let Ok(mut con) = self.open() else { return };
         let _ = redis::cmd("ZREM").arg(Keys::workers()).arg(&self.id).query::<()>(&mut con);
-        let pending: Result<Vec<redis::Value>, _> = redis::cmd("XPENDING")
-            .arg(Keys::tasks())
-            .arg(GROUP)
-            .arg("-")
-            .arg("+")
-            .arg(1)
-            .arg(&self.id)
-            .query(&mut con);
+        let pending: Result<Vec<redis::Value>, _> =
+            redis::cmd("XPENDING").arg(Keys::tasks()).arg(GROUP).arg("-").arg("+").arg(1).arg(&self.id).query(&mut con);
         if pending.is_ok_and(|p| p.is_empty()) {
-            let _ = redis::cmd("XGROUP").arg("DELCONSUMER").arg(Keys::tasks()).arg(GROUP).arg(&self.id).query::<()>(&mut con);
+            let _ = redis::cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(Keys::tasks())
+                .arg(GROUP)
+                .arg(&self.id)
+                .query::<()>(&mut con);
         }
     }
 
@@ -281,12 +284,24 @@ impl Worker {
             }
             if let Some(c) = con.as_mut() {
                 let now = super::now_ms();
-                let held: Vec<String> = self.inflight.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+                let held: Vec<String> =
+                    self.inflight.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
                 let mut pipe = redis::pipe();
                 pipe.cmd("ZADD").arg(Keys::workers()).arg(now).arg(&self.id).ignore();
-                pipe.cmd("ZREMRANGEBYSCORE").arg(Keys::workers()).arg("-inf").arg(now.saturating_sub(3_600_000)).ignore();
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(Keys::workers())
+                    .arg("-inf")
+                    .arg(now.saturating_sub(3_600_000))
+                    .ignore();
                 if !held.is_empty() {
-                    pipe.cmd("XCLAIM").arg(Keys::tasks()).arg(GROUP).arg(&self.id).arg(0).arg(&held).arg("JUSTID").ignore();
+                    pipe.cmd("XCLAIM")
+                        .arg(Keys::tasks())
+                        .arg(GROUP)
+                        .arg(&self.id)
+                        .arg(0)
+                        .arg(&held)
+                        .arg("JUSTID")
+                        .ignore();
                 }
                 if let Err(e) = pipe.query::<()>(c) {
                     tracing::warn!("heartbeat to Redis at {} failed: {e}", self.shown);
@@ -626,7 +641,13 @@ impl Worker {
 
     /// Make sure module `digest` is loaded in the sandbox for `fuel`: fetched
     /// from Redis, verified, compiled (or taken from the local cache).
-    fn ensure_module(&self, con: &mut redis::Connection, fuel: bool, name: &str, digest: &Sha256) -> Result<(), Refusal> {
+    fn ensure_module(
+        &self,
+        con: &mut redis::Connection,
+        fuel: bool,
+        name: &str,
+        digest: &Sha256,
+    ) -> Result<(), Refusal> {
         let key = digest.to_hex();
         let slot = &self.sandboxes[usize::from(fuel)];
         if slot.read().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.has_module(&key)) {
@@ -727,9 +748,10 @@ impl Channel for RemoteView {
         let mut con = self.con.lock().unwrap_or_else(|e| e.into_inner());
         match redis::cmd("HGET").arg(&self.key).arg(key).query::<Option<Vec<u8>>>(&mut *con) {
             Ok(None) => None,
-            Ok(Some(bytes)) => match String::from_utf8(bytes).map_err(|e| e.to_string()).and_then(|t| {
-                Json::parse(t).map_err(|e| e.to_string())
-            }) {
+            Ok(Some(bytes)) => match String::from_utf8(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|t| Json::parse(t).map_err(|e| e.to_string()))
+            {
                 Ok(v) => Some(v),
                 Err(e) => {
                     tracing::warn!("channel key '{key}' in Redis does not hold JSON ({e}); read as missing");
@@ -772,17 +794,25 @@ impl Channel for RemoteView {
 /// [`MAX_FORWARDED_LOG_BYTES`]; then one line says how many were dropped).
 #[derive(Default)]
 struct LogCollector {
-    lines: Mutex<(Vec<(String, String)>, usize, u64)>,
+    lines: Mutex<Collected>,
+}
+
+/// Lines kept (level, line), their bytes, and how many were dropped.
+#[derive(Default)]
+struct Collected {
+    kept: Vec<(String, String)>,
+    bytes: usize,
+    dropped: u64,
 }
 
 impl LogCollector {
     fn take(&self) -> Vec<(String, String)> {
         let mut l = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut lines, _, dropped) = std::mem::take(&mut *l);
+        let Collected { mut kept, dropped, .. } = std::mem::take(&mut *l);
         if dropped > 0 {
-            lines.push(("warn".into(), format!("{dropped} more log lines were not forwarded from the worker")));
+            kept.push(("warn".into(), format!("{dropped} more log lines were not forwarded from the worker")));
         }
-        lines
+        kept
     }
 }
 
@@ -790,12 +820,12 @@ impl RunListener for LogCollector {
     fn event(&self, event: &Event) {
         if let EventKind::Log { level, line, .. } = &event.kind {
             let mut l = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-            if l.1 + line.len() > MAX_FORWARDED_LOG_BYTES {
-                l.2 += 1;
+            if l.bytes + line.len() > MAX_FORWARDED_LOG_BYTES {
+                l.dropped += 1;
                 return;
             }
-            l.1 += line.len();
-            l.0.push((level.to_string(), line.clone()));
+            l.bytes += line.len();
+            l.kept.push((level.to_string(), line.clone()));
         }
     }
 }
