@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod digest;
 pub mod distributed;
 pub mod engine;
+pub mod feedback;
 pub mod files;
 pub mod journal;
 pub mod json;

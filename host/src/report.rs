@@ -93,7 +93,7 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
             }
             EventKind::TaskStopped { task_id } => close(&mut bars, task_id, e.at_ms, "stopped"),
             EventKind::Checkpoint { id, mode, .. } => checkpoints.push((e.at_ms, id.clone(), mode.to_string())),
-            EventKind::GroupStarted { .. } | EventKind::Log { .. } => {}
+            EventKind::GroupStarted { .. } | EventKind::Log { .. } | EventKind::WaitingForInput { .. } => {}
         }
     }
     let completed: BTreeSet<&str> = state.completed.iter().map(String::as_str).collect();

@@ -198,6 +198,16 @@ pub struct Session {
     listener: crate::engine::Listener,
     redis: Option<crate::distributed::RedisOptions>,
     coordinator: Option<crate::distributed::Coordinator>,
+    feedback: Arc<dyn crate::feedback::FeedbackDesk>,
+}
+
+/// Where a run keeps feedback requests: files beside its checkpoints, or
+/// nowhere (requests are refused) without a checkpoint directory.
+fn default_desk(dir: Option<&Path>) -> Arc<dyn crate::feedback::FeedbackDesk> {
+    match dir {
+        Some(d) => Arc::new(crate::feedback::FileDesk::new(d)),
+        None => Arc::new(crate::feedback::NoDesk),
+    }
 }
 
 /// About the checkpoint a session resumes.
@@ -246,8 +256,7 @@ impl Session {
     /// are read from their paths and must have the digests it records.
     pub fn from_workflow(workflow: Workflow, input: Json, opts: RunOptions) -> Result<Session, SessionError> {
         check_options(&opts)?;
-        let mut sandbox =
-            Sandbox::for_needs(&EngineNeeds::of(&workflow), opts.cache_dir.clone()).map_err(engine_error)?;
+        let sandbox = Sandbox::for_needs(&EngineNeeds::of(&workflow), opts.cache_dir.clone()).map_err(engine_error)?;
         for (name, m) in &workflow.modules {
             let module_err = |source| SessionError::Module { module: name.clone(), source };
             let code = ModuleBytes::read(&m.path, workflow.settings.bounds.max_module_bytes)
@@ -288,6 +297,7 @@ impl Session {
             state,
             channel: Arc::new(MemoryChannel::default()),
             sink,
+            feedback: default_desk(opts.checkpoint_dir.as_deref()),
             checkpoint_dir: opts.checkpoint_dir,
             interrupt: Arc::new(AtomicBool::new(false)),
             checkpoint_every: opts.checkpoint_every,
@@ -336,8 +346,7 @@ impl Session {
             // Before any of its code is compiled or run.
             notify(&base, &signature, &describe_grants(&workflow));
         }
-        let mut sandbox =
-            Sandbox::for_needs(&EngineNeeds::of(&workflow), opts.cache_dir.clone()).map_err(engine_error)?;
+        let sandbox = Sandbox::for_needs(&EngineNeeds::of(&workflow), opts.cache_dir.clone()).map_err(engine_error)?;
         let store = ModuleStore::of_checkpoints(&root);
         let mut warnings = Vec::new();
         let recorded_modules: Vec<(String, ModuleRef)> =
@@ -372,6 +381,7 @@ impl Session {
             state: context.state,
             channel: Arc::new(MemoryChannel::from_map(context.channel)),
             sink: Box::new(sink),
+            feedback: default_desk(Some(&root)),
             checkpoint_dir: Some(root),
             interrupt: Arc::new(AtomicBool::new(false)),
             checkpoint_every: opts.checkpoint_every,
@@ -408,6 +418,17 @@ impl Session {
             self.coordinator = Some(coordinator);
         }
         Ok(())
+    }
+
+    /// Keep the tasks' feedback requests and answers at `desk` instead of
+    /// beside the checkpoints (a terminal prompt, Redis).
+    pub fn set_feedback_desk(&mut self, desk: Arc<dyn crate::feedback::FeedbackDesk>) {
+        self.feedback = desk;
+    }
+
+    /// Where the tasks' feedback requests and answers are kept.
+    pub fn feedback_desk(&self) -> Arc<dyn crate::feedback::FeedbackDesk> {
+        self.feedback.clone()
     }
 
     /// The coordinator of a distributed run.
@@ -463,11 +484,8 @@ impl Session {
         self.channel = Arc::new(MemoryChannel::default());
         self.interrupt.store(false, Ordering::SeqCst);
         self.sandbox.abort_handle().store(false, Ordering::SeqCst);
-        if let Some(old) = self.coordinator.take() {
-            drop(old);
-            self.connect_redis()?;
-        }
-        Ok(())
+        self.coordinator = None;
+        self.connect_redis()
     }
 
     /// A handle that stops this run (signals, a timeout, another thread).
@@ -479,6 +497,12 @@ impl Session {
     /// fails, `max_steps` is reached (checkpointed), or a stop is asked for
     /// (checkpointed at the task boundary).
     pub fn run(&mut self) -> Result<RunReport, RunError> {
+        if self.redis.is_some()
+            && self.coordinator.is_none()
+            && let Err(e) = self.connect_redis()
+        {
+            return Err(RunError::Stopped { reason: crate::error_chain(&e), checkpoint: None });
+        }
         let mut listeners: Vec<Arc<dyn crate::engine::RunListener>> = self.listener.0.iter().cloned().collect();
         if let Some(dir) = &self.checkpoint_dir {
             match crate::journal::Journal::open(dir, &self.state.session_id) {
@@ -499,22 +523,24 @@ impl Session {
             .with_interrupt(self.interrupt.clone())
             .checkpoint_every(self.checkpoint_every)
             .max_steps(self.max_steps)
-            .with_listener(listener);
+            .with_listener(listener)
+            .with_feedback(self.feedback.clone());
         if let Some(c) = &self.coordinator {
             engine = engine.with_root_channel(c.root_channel(self.channel.clone()));
         }
         let outcome = engine.run(&mut self.state, &self.channel, self.sink.as_mut());
-        let Some(c) = &self.coordinator else { return outcome };
+        drop(engine);
+        // A coordinator serves one run: the next `run` connects anew.
+        let Some(c) = self.coordinator.take() else { return outcome };
         c.finish();
-        match c.stop_reason() {
-            None => outcome,
-            Some(reason) => {
-                let checkpoint = match &outcome {
-                    Ok(RunReport { status: crate::engine::RunStatus::Interrupted(w), .. }) => Some(w.clone()),
-                    _ => None,
-                };
-                Err(RunError::Stopped { reason, checkpoint })
+        match (c.stop_reason(), outcome) {
+            // The backend's stop is why the run was interrupted; any other
+            // outcome (completed, failed) stands.
+            (Some(reason), Ok(RunReport { status: crate::engine::RunStatus::Interrupted(w), .. })) => {
+                Err(RunError::Stopped { reason, checkpoint: Some(w) })
             }
+            (Some(reason), Err(RunError::Checkpoint { .. })) => Err(RunError::Stopped { reason, checkpoint: None }),
+            (_, outcome) => outcome,
         }
     }
 }

@@ -296,7 +296,11 @@ fn state_file(id: &str, workflow: &Workflow, state: &RunState) -> StateFile {
         last_completed: state.last_completed.clone(),
         cycle_counts: state.cycle_counts.clone(),
         pending_tasks,
-        pending_input: Vec::new(),
+        pending_input: state
+            .pending_input
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or(serde_json::Value::Null))
+            .collect(),
         resuming_task_id: None,
         backend: BTreeMap::from([("channel".to_string(), "memory".to_string())]),
         modules: workflow

@@ -4,6 +4,7 @@
 mod build;
 mod cache;
 mod checkpoints;
+mod feedback;
 mod graph;
 mod logs;
 mod progress;
@@ -24,6 +25,8 @@ Exit codes:
   4  a task canceled the workflow
   5  interrupted (Ctrl-C / SIGTERM), or a --redis run lost Redis or its workers: a checkpoint
      was written, resume it
+  6  waiting for input: a task asked a person and nobody answered in time; a checkpoint was
+     written; answer with `graflow-host feedback answer`, then resume
   130 a second Ctrl-C / SIGTERM: quit at once, without a checkpoint
 
 Environment:
@@ -61,6 +64,9 @@ enum Command {
     /// Serve the tasks of distributed runs (`run --redis`) from Redis: any
     /// workflow, in this machine's sandbox (docs/distributed.md).
     Worker(worker::WorkerArgs),
+    /// The requests tasks made for human input: list, show, answer.
+    #[command(subcommand)]
+    Feedback(feedback::FeedbackCommand),
     /// List, show and prune checkpoints.
     #[command(subcommand)]
     Checkpoints(checkpoints::CheckpointsCommand),
@@ -123,6 +129,9 @@ pub enum ExitStatus {
     Canceled = 4,
     /// Interrupted; resumable.
     Interrupted = 5,
+    /// Paused on feedback requests nobody answered in time; resumable once
+    /// they are answered.
+    WaitingForInput = 6,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -141,6 +150,7 @@ impl ExitStatus {
             ExitStatus::MaxSteps => "max_steps",
             ExitStatus::Canceled => "canceled",
             ExitStatus::Interrupted => "interrupted",
+            ExitStatus::WaitingForInput => "waiting_for_input",
         }
     }
 }
@@ -173,6 +183,8 @@ pub fn main() -> ExitCode {
         Command::Resume(a) => a.exec.json,
         Command::Validate { json, .. } => *json,
         Command::Checkpoints(checkpoints::CheckpointsCommand::List { json, .. }) => *json,
+        Command::Feedback(feedback::FeedbackCommand::List { json, .. }) => *json,
+        Command::Feedback(feedback::FeedbackCommand::Show { json, .. }) => *json,
         _ => false,
     };
     let outcome = match cli.command {
@@ -180,6 +192,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => run::resume(args, progress::wanted(cli.quiet)),
         Command::Logs(args) => logs::logs(args),
         Command::Worker(args) => worker::worker(args),
+        Command::Feedback(cmd) => feedback::feedback(cmd),
         Command::Checkpoints(cmd) => checkpoints::checkpoints(cmd),
         Command::Validate { workflow, no_cache, json } => validate::validate(&workflow, no_cache, json),
         Command::Graph(args) => graph::graph(args),

@@ -184,6 +184,11 @@ impl RunListener for Progress {
                 }
             }
             EventKind::Checkpoint { id, .. } => c.checkpoints.push(id.clone()),
+            EventKind::WaitingForInput { task_id, .. } => {
+                if let Some(e) = c.executions.get_mut(task_id) {
+                    e.3 = "waiting for input";
+                }
+            }
             EventKind::GroupStarted { .. } | EventKind::Log { .. } => return,
         }
         self.render(&c);
@@ -199,5 +204,14 @@ impl RunListener for Written {
         if let EventKind::Checkpoint { id, .. } = &event.kind {
             self.0.lock().unwrap_or_else(|e| e.into_inner()).push(id.clone());
         }
+    }
+}
+
+/// Run `f` with the live line (if any) cleared and held still: for a question
+/// on the terminal.
+pub fn suspended(f: &mut dyn FnMut()) {
+    match BAR.get() {
+        Some(bar) if !bar.is_finished() => bar.suspend(f),
+        _ => f(),
     }
 }

@@ -45,6 +45,11 @@ pub struct ExecOptions {
     /// stops with a checkpoint (seconds).
     #[arg(long, default_value_t = 60, value_name = "SECS", requires = "redis")]
     worker_timeout: u64,
+    /// Never ask on the terminal: a task's feedback request waits for an answer
+    /// from `graflow-host feedback answer` (or the web page), then the run
+    /// pauses. (On a terminal, the default is to ask right there.)
+    #[arg(long)]
+    no_prompt: bool,
     /// Write a self-contained HTML report of the run to FILE: the graph with
     /// its tasks coloured by status, a timeline of every attempt and the
     /// checkpoints.
@@ -225,6 +230,13 @@ pub fn resume(args: ResumeArgs, live: bool) -> Result<ExitStatus, CliError> {
 
 /// Run `session` to its end, with signal handling; print the outcome.
 fn execute(mut session: Session, opts: &ExecOptions, watch: &Watch) -> Result<ExitStatus, CliError> {
+    use std::io::IsTerminal;
+    if !opts.no_prompt && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let mut desk =
+            graflow_host::feedback::PromptDesk::new(session.feedback_desk(), session.checkpoint_dir().map(Into::into));
+        desk.around = Box::new(super::progress::suspended);
+        session.set_feedback_desk(Arc::new(desk));
+    }
     graflow_host::signals::stop_on_signals(session.stop_handle(), Duration::from_millis(opts.grace_period_ms))
         .map_err(|e| CliError::bad_input(anyhow!("cannot install the signal handlers: {e}")))?;
     if let Some(p) = &watch.progress {
@@ -238,6 +250,7 @@ fn execute(mut session: Session, opts: &ExecOptions, watch: &Watch) -> Result<Ex
                 RunStatus::Completed => "completed",
                 RunStatus::Terminated(_) => "terminated",
                 RunStatus::Interrupted(_) => "interrupted",
+                RunStatus::Paused { .. } => "waiting for input",
             },
             Err(RunError::MaxSteps { .. }) => "max_steps",
             Err(RunError::Cancelled { .. }) => "canceled",
@@ -297,6 +310,29 @@ fn report(
                     eprintln!("  resume with: graflow-host resume {cp}{redis_flag}");
                     object["checkpoint"] = cp.clone().into();
                     ExitStatus::Interrupted
+                }
+                RunStatus::Paused { checkpoint, requests } => {
+                    let cp = &checkpoint.id;
+                    let root = graflow_host::checkpoint::root_of(std::path::Path::new(cp));
+                    let dir = root.display().to_string();
+                    eprintln!("waiting for input after {} completed tasks; checkpoint written: {cp}", report.steps);
+                    for r in requests {
+                        eprintln!("  request {}", r.summary());
+                        eprintln!(
+                            "    answer with: graflow-host feedback answer {} {} --dir {dir}{redis_flag}",
+                            r.id,
+                            r.kind.how_to_answer()
+                        );
+                    }
+                    eprintln!("  then resume with: graflow-host resume --latest {dir}{redis_flag}");
+                    object["checkpoint"] = cp.clone().into();
+                    object["requests"] = requests
+                        .iter()
+                        .map(|r| {
+                            serde_json::json!({"id": r.id, "kind": r.kind, "task_id": r.task_id, "prompt": r.prompt, "options": r.options})
+                        })
+                        .collect();
+                    ExitStatus::WaitingForInput
                 }
             }
         }

@@ -15,6 +15,33 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Deletes a run's keys if KEYS[1] (live) holds ARGV[1] (this epoch).
+const FINISH: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+  return 1
+end
+return 0
+";
+
+/// Keeps KEYS[1] (live) at ARGV[1] (this epoch) for ARGV[2] seconds, unless
+/// another epoch holds it; then 0.
+const REFRESH: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Counts workers that heartbeated within ARGV[1] ms, by Redis's clock.
+const ALIVE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')
+";
+
 /// How long module and workflow blobs stay in Redis after their last use.
 const BLOB_TTL_SECS: u64 = 7 * 24 * 3600;
 
@@ -56,12 +83,14 @@ enum Stop {
     RedisLost(String),
     /// No worker was alive for the worker timeout.
     NoWorker(String),
+    /// Another coordinator of the same run took over (a second resume).
+    Superseded(String),
 }
 
 impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Stop::RedisLost(m) | Stop::NoWorker(m) => f.write_str(m),
+            Stop::RedisLost(m) | Stop::NoWorker(m) | Stop::Superseded(m) => f.write_str(m),
         }
     }
 }
@@ -69,6 +98,9 @@ impl std::fmt::Display for Stop {
 /// State the coordinator, its root channel and its completion reader share.
 struct Shared {
     shown: String,
+    client: redis::Client,
+    /// Module and workflow keys, whose expiry the run keeps extending.
+    blobs: Vec<String>,
     session: String,
     epoch: String,
     link: Mutex<Link>,
@@ -127,7 +159,16 @@ impl Shared {
         if let Some(cmd) = then {
             pipe.add_command(cmd).ignore();
         }
-        pipe.query::<()>(&mut link.con)
+        match pipe.query::<()>(&mut link.con) {
+            // Idle through a long task, the connection may have been closed
+            // by the server or the network: once more on a fresh one (a
+            // dispatch sent twice runs twice and is committed once).
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                link.con = super::open(&self.client, &self.shown, COMMAND_TIMEOUT).map_err(|_| e)?;
+                pipe.query::<()>(&mut link.con)
+            }
+            other => other,
+        }
     }
 }
 
@@ -176,6 +217,7 @@ impl Coordinator {
             Err(e) if e.code() == Some("BUSYGROUP") => {}
             Err(e) => return Err(failed("creating the consumer group")(e)),
         }
+        let mut blobs = Vec::new();
         for (name, code) in modules {
             // Uploaded once: a blob of the right size is kept (and its expiry
             // extended); anything else under the key is replaced. Workers
@@ -192,12 +234,14 @@ impl Coordinator {
                 c
             };
             cmd.query::<()>(&mut con).map_err(failed(&format!("uploading module '{name}'")))?;
+            blobs.push(key);
         }
         let blob = workflow_blob(workflow);
         let workflow_key = match crate::checkpoint::format::verify(&blob) {
             Ok((_, crate::checkpoint::schema::ContentDigest::Blake3(d))) => hex::encode(d),
             _ => return Err(RedisError::Content { url: shown, what: "the workflow cannot be encoded".into() }),
         };
+        blobs.push(Keys::workflow(&workflow_key));
         redis::cmd("SET")
             .arg(Keys::workflow(&workflow_key))
             .arg(&blob)
@@ -225,6 +269,8 @@ impl Coordinator {
         let reader_con = super::open(&client, &shown, COMMAND_TIMEOUT)?;
         let shared = Arc::new(Shared {
             shown,
+            client: client.clone(),
+            blobs,
             session,
             epoch,
             link: Mutex::new(Link { con, pending: Vec::new() }),
@@ -291,11 +337,16 @@ impl Coordinator {
         let s = &self.shared.session;
         let mut link = self.shared.link();
         link.pending.clear();
-        let deleted = redis::cmd("DEL")
+        // Only while this coordinator is the run's: a later one (a second
+        // resume) keeps its keys.
+        let deleted = redis::cmd("EVAL")
+            .arg(FINISH)
+            .arg(4)
+            .arg(Keys::live(s))
             .arg(Keys::channel(s))
             .arg(Keys::done(s))
             .arg(Keys::recorded(s))
-            .arg(Keys::live(s))
+            .arg(&self.shared.epoch)
             .query::<()>(&mut link.con);
         if let Err(e) = deleted {
             tracing::warn!("cannot delete the run's keys in Redis at {}: {e}", self.shared.shown);
@@ -350,8 +401,22 @@ impl TaskRunner for Coordinator {
         }
         let id = format!("{}-{}", self.shared.epoch, self.next.fetch_add(1, Ordering::Relaxed));
         let payload = wire::encode(&self.dispatch(&id, task, input, &ctx));
+        if payload.len() as u64 > wire::MAX_MESSAGE_BYTES {
+            let why = format!(
+                "the task's input and channel view make a message of {} bytes, over the bound of {} bytes for a \
+                 message through Redis",
+                payload.len(),
+                wire::MAX_MESSAGE_BYTES
+            );
+            return (ctx, Err(TaskFailure::new(FailureKind::HostBound, why)));
+        }
         let (tx, rx) = mpsc::channel();
         self.shared.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
+        // A stop that came before the waiter was in place released nobody.
+        if let Some(why) = self.shared.stopped() {
+            self.forget(&id);
+            return (ctx, Err(stopped(&why.to_string())));
+        }
         let mut xadd = redis::cmd("XADD");
         xadd.arg(Keys::tasks()).arg("*").arg("s").arg(&self.shared.session).arg("d").arg(payload);
         if let Err(e) = self.shared.flush(Some(xadd)) {
@@ -367,6 +432,10 @@ impl TaskRunner for Coordinator {
                     return (ctx, Err(stopped(&why)));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(why) = self.shared.stopped() {
+                        self.forget(&id);
+                        return (ctx, Err(stopped(&why.to_string())));
+                    }
                     if self.abort.load(Ordering::Relaxed) {
                         // The grace period ran out: the execution is queued
                         // again; its completion, if one comes, is ignored.
@@ -378,6 +447,10 @@ impl TaskRunner for Coordinator {
         }
     }
 }
+
+/// Log bytes of one completion that are applied (the worker sends at most
+/// 4 MiB).
+const MAX_APPLIED_LOG_BYTES: usize = 4 << 20;
 
 /// The level names a completion may carry.
 fn level(name: &str) -> &'static str {
@@ -395,9 +468,35 @@ fn level(name: &str) -> &'static str {
 /// same channel view, the same id allocator and the same bounds give the same
 /// outcome as on the worker, and a worker cannot make the engine hold more
 /// than a local task could.
-pub fn apply(mut ctx: TaskContext, c: Completion) -> (TaskContext, Result<Json, TaskFailure>) {
+pub fn apply(mut ctx: TaskContext, mut c: Completion) -> (TaskContext, Result<Json, TaskFailure>) {
     let (task, module) = (ctx.info.task_id.clone(), ctx.info.module.clone());
-    for (lvl, line) in &c.logs {
+    let bounds = ctx.bounds().clone();
+    // What a worker says is checked as a local execution's would be.
+    let cut = |m: &str| ctx.log_line(m).into_owned();
+    let fix = |f: TaskFailure| match f.kind {
+        // A worker hands a stopped task back instead of reporting it.
+        FailureKind::Aborted => TaskFailure::new(FailureKind::Failed, format!("worker said: {}", cut(&f.message))),
+        _ => TaskFailure::new(f.kind, cut(&f.message)),
+    };
+    c.outcome = match c.outcome {
+        Ok(out) if out.len() as u64 > bounds.max_value_bytes => Err(TaskFailure::new(
+            FailureKind::HostBound,
+            format!(
+                "the task returned {} bytes, over the bound max_value_bytes = {} bytes",
+                out.len(),
+                bounds.max_value_bytes
+            ),
+        )),
+        Ok(out) => Ok(out),
+        Err(f) => Err(fix(f)),
+    };
+    c.failure = c.failure.map(fix);
+    let mut log_bytes = 0usize;
+    let kept = c.logs.iter().take_while(|(_, l)| {
+        log_bytes += l.len();
+        log_bytes <= MAX_APPLIED_LOG_BYTES
+    });
+    for (lvl, line) in kept {
         let line = ctx.log_line(line);
         match level(lvl) {
             "error" => tracing::error!(target: "task", task, module, worker = %c.worker, "{line}"),
@@ -410,12 +509,17 @@ pub fn apply(mut ctx: TaskContext, c: Completion) -> (TaskContext, Result<Json, 
     }
     tracing::debug!(task, worker = %c.worker, "completion received");
     let replayed = (|| -> Result<(), HostCallError> {
+        // Deletes first, so the channel bound sees the task's final size
+        // whatever order its writes came in.
+        for (key, write) in &c.writes {
+            if matches!(write, PendingWrite::Delete) {
+                ctx.channel_delete(key)?;
+            }
+        }
         for (key, write) in &c.writes {
             match write {
-                PendingWrite::Set(v) => ctx.channel_set(key, v.as_str())?,
-                PendingWrite::Delete => {
-                    ctx.channel_delete(key)?;
-                }
+                PendingWrite::Set(v) => ctx.replay_set(key, v)?,
+                PendingWrite::Delete => {}
                 PendingWrite::Add(delta) => {
                     ctx.channel_add(key, *delta)?;
                 }
@@ -467,6 +571,7 @@ fn read_completions(shared: &Shared, mut con: redis::Connection, stop: &AtomicBo
     let (done, live) = (Keys::done(&s), Keys::live(&s));
     let mut last = "0-0".to_string();
     let mut refreshed = Instant::now();
+    let mut blobs_refreshed = Instant::now();
     let mut idle_since: Option<Instant> = None;
     let mut warned = false;
     while !stop.load(Ordering::SeqCst) {
@@ -489,6 +594,7 @@ fn read_completions(shared: &Shared, mut con: redis::Connection, stop: &AtomicBo
             }
         };
         let mut seen = Vec::new();
+        let mut routed = Vec::new();
         for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
             last = entry.id.clone();
             seen.push(entry.id.clone());
@@ -511,6 +617,7 @@ fn read_completions(shared: &Shared, mut con: redis::Connection, stop: &AtomicBo
                     Completion::failed(&id, "?", TaskFailure::new(FailureKind::Failed, format!("a worker sent {why}")))
                 }
             };
+            routed.push(completion.dispatch.clone());
             let waiter = shared.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&completion.dispatch);
             match waiter {
                 Some(tx) => {
@@ -520,7 +627,12 @@ fn read_completions(shared: &Shared, mut con: redis::Connection, stop: &AtomicBo
             }
         }
         if !seen.is_empty() {
-            let deleted = redis::cmd("XDEL").arg(&done).arg(&seen).query::<()>(&mut con);
+            // A completion applied once needs no record any more: a late
+            // duplicate finds no waiter and is dropped.
+            let mut pipe = redis::pipe();
+            pipe.cmd("XDEL").arg(&done).arg(&seen).ignore();
+            pipe.cmd("HDEL").arg(Keys::recorded(&s)).arg(&routed).ignore();
+            let deleted = pipe.query::<()>(&mut con);
             if let Err(e) = deleted {
                 shared.lost(&e);
                 return;
@@ -531,15 +643,27 @@ fn read_completions(shared: &Shared, mut con: redis::Connection, stop: &AtomicBo
         }
         refreshed = Instant::now();
         let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(&live).arg(&shared.epoch).arg("EX").arg(RUN_TTL_SECS).ignore();
+        pipe.cmd("EVAL").arg(REFRESH).arg(1).arg(&live).arg(&shared.epoch).arg(RUN_TTL_SECS);
         for key in [Keys::channel(&s), Keys::recorded(&s), done.clone()] {
             pipe.cmd("EXPIRE").arg(key).arg(RUN_TTL_SECS).ignore();
         }
-        let since = super::now_ms().saturating_sub(ALIVE_WINDOW.as_millis() as u64);
-        pipe.cmd("ZCOUNT").arg(Keys::workers()).arg(since).arg("+inf");
-        let alive: Result<(u64,), _> = pipe.query(&mut con);
-        let alive = match alive {
-            Ok((n,)) => n,
+        if blobs_refreshed.elapsed() >= Duration::from_secs(60) {
+            blobs_refreshed = Instant::now();
+            for key in &shared.blobs {
+                pipe.cmd("EXPIRE").arg(key).arg(BLOB_TTL_SECS).ignore();
+            }
+        }
+        pipe.cmd("EVAL").arg(ALIVE).arg(1).arg(Keys::workers()).arg(ALIVE_WINDOW.as_millis() as u64);
+        let answer: Result<(u64, u64), _> = pipe.query(&mut con);
+        let alive = match answer {
+            Ok((1, n)) => n,
+            Ok(_) => {
+                shared.stop(Stop::Superseded(format!(
+                    "another coordinator took over run {s} on {} (was it resumed a second time?); this one stops",
+                    shared.shown
+                )));
+                return;
+            }
             Err(e) => {
                 shared.lost(&e);
                 return;

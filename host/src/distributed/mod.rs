@@ -179,11 +179,6 @@ pub fn open(client: &redis::Client, shown: &str, timeout: Duration) -> Result<re
     Ok(con)
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    crate::engine::now_ms()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

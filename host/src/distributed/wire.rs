@@ -136,9 +136,11 @@ pub enum WireError {
     },
 }
 
-/// The largest message read: a value may be `max_value_bytes` (128 MiB by
-/// default) and a dispatch carries an input and a view.
-pub const MAX_MESSAGE_BYTES: u64 = 1 << 30;
+/// The largest message sent or read: Redis's own bound on one string
+/// (`proto-max-bulk-len`, 512 MiB by default), less room for the rest of the
+/// command. A task whose dispatch or completion would be larger fails with an
+/// error naming this bound.
+pub const MAX_MESSAGE_BYTES: u64 = (512 << 20) - (64 << 10);
 
 /// Encode a message.
 pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {

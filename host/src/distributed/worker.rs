@@ -16,7 +16,7 @@ use crate::sandbox::Sandbox;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How a worker runs.
@@ -83,6 +83,16 @@ redis.call('XDEL', KEYS[3], ARGV[4])
 return recorded
 ";
 
+/// Records a heartbeat at Redis's time and forgets workers silent for an
+/// hour. KEYS: workers. ARGV: worker id.
+const HEARTBEAT_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
+return now
+";
+
 /// Puts a task back on the stream as a new entry and removes the old one.
 /// KEYS: tasks. ARGV: group, entry id, session, payload.
 const HAND_BACK: &str = r"
@@ -110,7 +120,7 @@ pub struct Worker {
     shown: String,
     client: redis::Client,
     /// Without and with fuel metering, made on first use.
-    sandboxes: [RwLock<Option<Sandbox>>; 2],
+    sandboxes: [Mutex<Option<Arc<Sandbox>>>; 2],
     workflows: Mutex<HashMap<String, Arc<Workflow>>>,
     inflight: Mutex<HashSet<String>>,
     stopping: Arc<AtomicBool>,
@@ -174,7 +184,7 @@ impl Worker {
             id,
             shown,
             client,
-            sandboxes: [RwLock::new(None), RwLock::new(None)],
+            sandboxes: [Mutex::new(None), Mutex::new(None)],
             workflows: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashSet::new()),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -235,7 +245,7 @@ impl Worker {
             std::thread::sleep(Duration::from_millis(20));
         }
         for sandbox in &self.sandboxes {
-            if let Some(s) = sandbox.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if let Some(s) = sandbox.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 s.abort_handle().store(true, Ordering::SeqCst);
             }
         }
@@ -283,16 +293,11 @@ impl Worker {
                 con = self.open().map_err(|e| tracing::warn!("heartbeat: {e:#}")).ok();
             }
             if let Some(c) = con.as_mut() {
-                let now = super::now_ms();
                 let held: Vec<String> =
                     self.inflight.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
                 let mut pipe = redis::pipe();
-                pipe.cmd("ZADD").arg(Keys::workers()).arg(now).arg(&self.id).ignore();
-                pipe.cmd("ZREMRANGEBYSCORE")
-                    .arg(Keys::workers())
-                    .arg("-inf")
-                    .arg(now.saturating_sub(3_600_000))
-                    .ignore();
+                // Scored with Redis's clock: machines' clocks need not agree.
+                pipe.cmd("EVAL").arg(HEARTBEAT_SCRIPT).arg(1).arg(Keys::workers()).arg(&self.id).ignore();
                 if !held.is_empty() {
                     pipe.cmd("XCLAIM")
                         .arg(Keys::tasks())
@@ -320,6 +325,7 @@ impl Worker {
     fn serve(&self) {
         let mut cons: Option<(redis::Connection, Arc<Mutex<redis::Connection>>)> = None;
         let mut last_claim = Instant::now() - self.opts.visibility_timeout;
+        let mut cursor = "0-0".to_string();
         let mut complained: Option<Instant> = None;
         while !self.stopping.load(Ordering::SeqCst) {
             if cons.is_none() {
@@ -345,7 +351,7 @@ impl Worker {
             let step = (|| -> Result<bool, redis::RedisError> {
                 if claim_due {
                     last_claim = Instant::now();
-                    if let Some(entry) = self.claim(con)? {
+                    if let Some(entry) = self.claim(con, &mut cursor)? {
                         self.handle(con, view_con, entry)?;
                         return Ok(true);
                     }
@@ -394,16 +400,24 @@ impl Worker {
 
     /// A task whose worker stopped heartbeating for the visibility timeout,
     /// now held by this worker. One delivered too often fails instead.
-    fn claim(&self, con: &mut redis::Connection) -> Result<Option<redis::streams::StreamId>, redis::RedisError> {
+    fn claim(
+        &self,
+        con: &mut redis::Connection,
+        cursor: &mut String,
+    ) -> Result<Option<redis::streams::StreamId>, redis::RedisError> {
+        // The scan goes on where the last one stopped (Redis examines at most
+        // ten pending entries per call here), so every entry is looked at in
+        // turn.
         let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(Keys::tasks())
             .arg(GROUP)
             .arg(&self.id)
             .arg(self.opts.visibility_timeout.as_millis() as u64)
-            .arg("0-0")
+            .arg(cursor.as_str())
             .arg("COUNT")
             .arg(1)
             .query(con)?;
+        *cursor = reply.next_stream_id;
         let Some(entry) = reply.claimed.into_iter().next() else { return Ok(None) };
         let pending: Vec<(String, String, u64, u64)> =
             redis::cmd("XPENDING").arg(Keys::tasks()).arg(GROUP).arg(&entry.id).arg(&entry.id).arg(1).query(con)?;
@@ -437,10 +451,27 @@ impl Worker {
         view_con: &Arc<Mutex<redis::Connection>>,
         entry: redis::streams::StreamId,
     ) -> Result<(), redis::RedisError> {
+        /// Takes the entry out of the held set however handling ends (a
+        /// panic included): the heartbeat stops extending it, so another
+        /// worker takes it after the visibility timeout.
+        struct Held<'a>(&'a Mutex<HashSet<String>>, &'a str);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(self.1);
+            }
+        }
         self.inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(entry.id.clone());
-        let result = self.handle_held(con, view_con, &entry);
-        self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&entry.id);
-        result
+        let _held = Held(&self.inflight, &entry.id);
+        let handled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle_held(con, view_con, &entry)));
+        handled.unwrap_or_else(|_| {
+            tracing::error!(
+                "worker {}: handling task entry {} panicked; it is delivered again later",
+                self.id,
+                entry.id
+            );
+            Ok(())
+        })
     }
 
     fn handle_held(
@@ -519,19 +550,43 @@ impl Worker {
         epoch: &str,
         c: &Completion,
     ) -> Result<(), redis::RedisError> {
-        let recorded: i64 = redis::cmd("EVAL")
-            .arg(RECORD)
-            .arg(4)
-            .arg(Keys::recorded(session))
-            .arg(Keys::done(session))
-            .arg(Keys::tasks())
-            .arg(Keys::live(session))
-            .arg(&c.dispatch)
-            .arg(wire::encode(c))
-            .arg(GROUP)
-            .arg(entry)
-            .arg(epoch)
-            .query(con)?;
+        let mut payload = wire::encode(c);
+        if payload.len() as u64 > wire::MAX_MESSAGE_BYTES {
+            let why = format!(
+                "the task's completion has {} bytes, over the bound of {} bytes for a message through Redis",
+                payload.len(),
+                wire::MAX_MESSAGE_BYTES
+            );
+            let failed = Completion::failed(&c.dispatch, &self.id, TaskFailure::new(FailureKind::HostBound, why));
+            payload = wire::encode(&failed);
+        }
+        let script = || {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(RECORD)
+                .arg(4)
+                .arg(Keys::recorded(session))
+                .arg(Keys::done(session))
+                .arg(Keys::tasks())
+                .arg(Keys::live(session))
+                .arg(&c.dispatch)
+                .arg(&payload)
+                .arg(GROUP)
+                .arg(entry)
+                .arg(epoch);
+            cmd
+        };
+        // A connection idle for the whole task may have been closed by the
+        // server or the network: the script is idempotent, so it is sent once
+        // more on a fresh connection.
+        let recorded: i64 = match script().query(con) {
+            Ok(r) => r,
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                tracing::debug!("recording over a fresh connection ({e})");
+                *con = self.open().map_err(|_| e)?;
+                script().query(con)?
+            }
+            Err(e) => return Err(e),
+        };
         if recorded == 0 {
             tracing::debug!("dispatch {} already had its completion recorded (the task ran twice)", c.dispatch);
         }
@@ -561,8 +616,9 @@ impl Worker {
         }
         let fuel = def.limits.fuel.is_some();
         let key = module.sha256.to_hex();
-        self.ensure_module(con, fuel, &def.module, &module.sha256)?;
+        let sandbox = self.ensure_module(con, fuel, &def.module, &module.sha256)?;
         let view = Arc::new(RemoteView {
+            client: self.client.clone(),
             con: view_con.clone(),
             key: Keys::channel(&d.session),
             delta: d.view.clone(),
@@ -583,13 +639,9 @@ impl Worker {
         ctx.set_listener(Listener(Some(logs.clone())));
         let mut local = def.clone();
         local.module = key;
-        let (mut ctx, outcome) = {
-            let sandboxes = self.sandboxes[usize::from(fuel)].read().unwrap_or_else(|e| e.into_inner());
-            let Some(sandbox) = sandboxes.as_ref() else {
-                return Err(Refusal::Fail("the sandbox is not ready".into()));
-            };
-            sandbox.run(&local, &d.input, ctx)
-        };
+        // An instance is never reused across runs (tenants) on a worker.
+        local.reuse_instance = false;
+        let (mut ctx, outcome) = sandbox.run(&local, &d.input, ctx);
         if let Some(e) = view.failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Err(Refusal::Redis(e));
         }
@@ -647,11 +699,28 @@ impl Worker {
         fuel: bool,
         name: &str,
         digest: &Sha256,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Arc<Sandbox>, Refusal> {
         let key = digest.to_hex();
-        let slot = &self.sandboxes[usize::from(fuel)];
-        if slot.read().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.has_module(&key)) {
-            return Ok(());
+        let sandbox = {
+            let mut slot = self.sandboxes[usize::from(fuel)].lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_ref() {
+                Some(s) => s.clone(),
+                None => {
+                    let needs = EngineNeeds::new(fuel, MAX_MEMORY_MB << 20, self.opts.concurrency);
+                    let sandbox = Sandbox::for_needs(&needs, self.opts.cache_dir.clone()).map_err(|e| {
+                        Refusal::Fail(format!("worker {} cannot start its wasm engine: {e:#}", self.id))
+                    })?;
+                    if self.stopping.load(Ordering::SeqCst) {
+                        sandbox.abort_handle().store(true, Ordering::SeqCst);
+                    }
+                    let sandbox = Arc::new(sandbox);
+                    *slot = Some(sandbox.clone());
+                    sandbox
+                }
+            }
+        };
+        if sandbox.has_module(&key) {
+            return Ok(sandbox);
         }
         let len: u64 = redis::cmd("STRLEN").arg(Keys::module(digest)).query(con)?;
         if len > DEFAULT_MAX_MODULE_BYTES {
@@ -674,24 +743,11 @@ impl Worker {
                 code.digest()
             )));
         }
-        let mut slot = slot.write().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            let needs = EngineNeeds::new(fuel, MAX_MEMORY_MB << 20, self.opts.concurrency);
-            let sandbox = Sandbox::for_needs(&needs, self.opts.cache_dir.clone())
-                .map_err(|e| Refusal::Fail(format!("worker {} cannot start its wasm engine: {e:#}", self.id)))?;
-            if self.stopping.load(Ordering::SeqCst) {
-                sandbox.abort_handle().store(true, Ordering::SeqCst);
-            }
-            *slot = Some(sandbox);
-        }
-        let Some(sandbox) = slot.as_mut() else { return Err(Refusal::Fail("the sandbox is not ready".into())) };
-        if !sandbox.has_module(&key) {
-            sandbox.load_module(&key, &code).map_err(|e| {
-                Refusal::Fail(format!("worker {} cannot load module '{name}' (sha256 {digest}): {e}", self.id))
-            })?;
-            tracing::info!("worker {}: module '{name}' (sha256 {digest}) loaded", self.id);
-        }
-        Ok(())
+        sandbox.load_module(&key, &code).map_err(|e| {
+            Refusal::Fail(format!("worker {} cannot load module '{name}' (sha256 {digest}): {e}", self.id))
+        })?;
+        tracing::info!("worker {}: module '{name}' (sha256 {digest}) loaded", self.id);
+        Ok(sandbox)
     }
 }
 
@@ -726,6 +782,7 @@ fn head(payload: &[u8]) -> Option<Head> {
 /// dispatch's view on top. It is the base of the execution's overlay, which
 /// never writes to its base: the write methods are never called.
 struct RemoteView {
+    client: redis::Client,
     con: Arc<Mutex<redis::Connection>>,
     key: String,
     delta: BTreeMap<String, Option<Json>>,
@@ -738,6 +795,20 @@ impl RemoteView {
     fn fail(&self, e: redis::RedisError) {
         self.failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
     }
+
+    /// Run `cmd`; if the connection was closed while idle, once more on a
+    /// fresh one.
+    fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, redis::RedisError> {
+        let mut con = self.con.lock().unwrap_or_else(|e| e.into_inner());
+        match cmd.query(&mut *con) {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                *con = self.client.get_connection_with_timeout(Duration::from_secs(10)).map_err(|_| e)?;
+                let _ = con.set_read_timeout(Some(Duration::from_secs(10)));
+                cmd.query(&mut *con)
+            }
+            other => other,
+        }
+    }
 }
 
 impl Channel for RemoteView {
@@ -745,8 +816,7 @@ impl Channel for RemoteView {
         if let Some(v) = self.delta.get(key) {
             return v.clone();
         }
-        let mut con = self.con.lock().unwrap_or_else(|e| e.into_inner());
-        match redis::cmd("HGET").arg(&self.key).arg(key).query::<Option<Vec<u8>>>(&mut *con) {
+        match self.query::<Option<Vec<u8>>>(redis::cmd("HGET").arg(&self.key).arg(key)) {
             Ok(None) => None,
             Ok(Some(bytes)) => match String::from_utf8(bytes)
                 .map_err(|e| e.to_string())
@@ -769,8 +839,7 @@ impl Channel for RemoteView {
         false
     }
     fn keys(&self) -> Vec<String> {
-        let mut con = self.con.lock().unwrap_or_else(|e| e.into_inner());
-        let stored: Vec<String> = match redis::cmd("HKEYS").arg(&self.key).query(&mut *con) {
+        let stored: Vec<String> = match self.query(redis::cmd("HKEYS").arg(&self.key)) {
             Ok(k) => k,
             Err(e) => {
                 self.fail(e);

@@ -56,6 +56,8 @@ pub struct Effects {
     /// A failure the host decided (cycle limit, host bound); it overrides what
     /// the guest returns.
     pub failure: Option<TaskFailure>,
+    /// The feedback request nobody answered in time: the run pauses on it.
+    pub paused: Option<crate::feedback::FeedbackRequest>,
     /// The `next-task` and `next-iteration` calls that queued an execution, in
     /// call order: what a coordinator replays to apply a remote execution's
     /// effects through the same checks (`distributed`).
@@ -110,6 +112,10 @@ pub struct TaskContext {
     checkpoint_refusal: Option<String>,
     /// Where the task's log lines go as events.
     listener: super::Listener,
+    /// Where feedback requests and answers are kept.
+    feedback: Arc<dyn crate::feedback::FeedbackDesk>,
+    /// Feedback requests made so far by this execution.
+    feedback_asked: u32,
 }
 
 /// Allocates dynamic instance ids `<task>#<prefix><n>`, deterministic per run.
@@ -173,7 +179,67 @@ impl TaskContext {
             queue_usage: (0, 0),
             checkpoint_refusal: None,
             listener: super::Listener::default(),
+            feedback: Arc::new(crate::feedback::NoDesk),
+            feedback_asked: 0,
         }
+    }
+
+    /// Keep feedback requests and answers at `desk`.
+    pub fn set_feedback(&mut self, desk: Arc<dyn crate::feedback::FeedbackDesk>) {
+        self.feedback = desk;
+    }
+
+    /// Where feedback requests and answers are kept.
+    pub fn feedback_desk(&self) -> Arc<dyn crate::feedback::FeedbackDesk> {
+        self.feedback.clone()
+    }
+
+    /// `feedback.request`: the request, checked against its bounds, with its
+    /// id (see [`crate::feedback::FeedbackRequest::id_for`]).
+    pub fn feedback_request(
+        &mut self,
+        kind: crate::feedback::FeedbackKind,
+        prompt: String,
+        options: Vec<String>,
+        metadata: &str,
+        timeout_secs: u32,
+    ) -> Result<crate::feedback::FeedbackRequest, HostCallError> {
+        use crate::feedback::{FeedbackRequest, MAX_REQUESTS_PER_EXECUTION};
+        if self.feedback_asked >= MAX_REQUESTS_PER_EXECUTION {
+            let msg = format!(
+                "more than {MAX_REQUESTS_PER_EXECUTION} feedback requests in one execution (the bound feedback::MAX_REQUESTS_PER_EXECUTION)"
+            );
+            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
+        }
+        let metadata = self.accept_value("feedback metadata", metadata)?;
+        let timeout_ms = (u64::from(timeout_secs) * 1000).min(crate::model::MAX_DURATION_MS);
+        let request = FeedbackRequest {
+            id: FeedbackRequest::id_for(
+                &self.info.session_id,
+                &self.info.task_id,
+                self.info.cycle_count,
+                self.feedback_asked,
+            ),
+            session_id: self.info.session_id.clone(),
+            task_id: self.info.task_id.clone(),
+            kind,
+            prompt,
+            options,
+            metadata: (!metadata.is_null()).then_some(metadata),
+            timeout_ms,
+            requested_at_ms: super::now_ms(),
+        };
+        request.validate().map_err(HostCallError::Refused)?;
+        self.feedback_asked += 1;
+        Ok(request)
+    }
+
+    /// Nobody answered `request` in time: the execution stops and the run
+    /// pauses on it.
+    pub fn pause_for(&mut self, request: crate::feedback::FeedbackRequest) -> HostCallError {
+        let msg = format!("waits for input: feedback request {}", request.id);
+        self.effects.paused = Some(request);
+        self.abort(TaskFailure::new(FailureKind::Paused, msg))
     }
 
     /// Send the task's log lines to `listener` as events.
@@ -314,6 +380,24 @@ impl TaskContext {
         let value = self.accept(&format!("value for channel key '{key}'"), value, key.len(), false)?;
         self.check_channel_growth(key, value.len())?;
         self.channel.set(key, value);
+        Ok(())
+    }
+
+    /// A remote execution's final value of `key` (a distributed run): checked
+    /// against the key, value and channel bounds; the bytes the execution
+    /// wrote were counted where it ran.
+    pub fn replay_set(&mut self, key: &str, value: &Json) -> Result<(), HostCallError> {
+        self.check_key(key)?;
+        if value.len() as u64 > self.bounds.max_value_bytes {
+            let msg = format!(
+                "value for channel key '{key}' of {} bytes exceeds the bound max_value_bytes = {} bytes",
+                value.len(),
+                self.bounds.max_value_bytes
+            );
+            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
+        }
+        self.check_channel_growth(key, value.len())?;
+        self.channel.set(key, value.clone());
         Ok(())
     }
 

@@ -47,6 +47,17 @@ pub enum EventKind {
         /// Execution id.
         task_id: String,
     },
+    /// A task asked a person and nobody answered in time: the run pauses.
+    WaitingForInput {
+        /// Execution id.
+        task_id: String,
+        /// The feedback request.
+        request: String,
+        /// Its kind.
+        kind: String,
+        /// Its prompt.
+        prompt: String,
+    },
     /// A parallel group started its branches.
     GroupStarted {
         /// The group.

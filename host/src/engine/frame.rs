@@ -196,6 +196,7 @@ impl<'s, 'a> Frame<'s, 'a> {
         ctx.set_queue_usage(self.queue_usage());
         ctx.set_checkpoint_refusal(self.shared.checkpoint_refusal());
         ctx.set_listener(self.shared.listener.clone());
+        ctx.set_feedback(self.shared.feedback.clone());
         let started = Instant::now();
         tracing::debug!(task = %spec.id, attempt = spec.attempt, "task started");
         self.shared.listener.emit(self.state.queue.len(), || EventKind::TaskStarted {
@@ -205,13 +206,25 @@ impl<'s, 'a> Frame<'s, 'a> {
             attempt: spec.attempt,
         });
         let (mut ctx, outcome) = self.shared.runner.run(def, &input, ctx);
+        if let Some(request) = ctx.effects.paused.take() {
+            // Nobody answered in time: the run stops at the next boundary
+            // and checkpoints, waiting for this request.
+            self.shared.listener.emit(self.state.queue.len(), || EventKind::WaitingForInput {
+                task_id: spec.id.clone(),
+                request: request.id.clone(),
+                kind: request.kind.to_string(),
+                prompt: request.prompt.clone(),
+            });
+            self.shared.paused.lock().unwrap_or_else(|e| e.into_inner()).push(request);
+            self.shared.interrupt.store(true, Ordering::SeqCst);
+        }
         let outcome = match ctx.effects.failure.take() {
             Some(failure) => Err(failure),
             None => outcome,
         };
         // An aborted attempt runs again on resume: it must make the same ids.
         let ids = ctx.take_ids();
-        let aborted = matches!(&outcome, Err(f) if f.kind == FailureKind::Aborted);
+        let aborted = matches!(&outcome, Err(f) if matches!(f.kind, FailureKind::Aborted | FailureKind::Paused));
         self.state.id_counters = if aborted { ids.rolled_back() } else { ids.counters };
         let output = match outcome {
             Ok(output) => output,
@@ -299,7 +312,8 @@ impl<'s, 'a> Frame<'s, 'a> {
         duration_ms: f64,
     ) -> Result<StepEnd, RunError> {
         let retrying = failure.kind.is_retryable() && spec.attempt < def.retry.max_retries;
-        if failure.kind == FailureKind::Aborted {
+        let stopped = matches!(failure.kind, FailureKind::Aborted | FailureKind::Paused);
+        if stopped {
             self.shared.listener.emit(self.state.queue.len(), || EventKind::TaskStopped { task_id: spec.id.clone() });
         } else {
             self.shared.listener.emit(self.state.queue.len(), || EventKind::TaskFailed {
@@ -310,7 +324,7 @@ impl<'s, 'a> Frame<'s, 'a> {
                 retrying,
             });
         }
-        if failure.kind == FailureKind::Aborted {
+        if stopped {
             // Not a failure: undo this attempt's cycle count and queue it again.
             if spec.attempt == 0
                 && let Some(count) = self.state.cycle_counts.get_mut(&spec.cycle_key)

@@ -157,6 +157,14 @@ pub enum RunStatus {
     Terminated(String),
     /// The run was interrupted (Ctrl-C) at a task boundary and checkpointed.
     Interrupted(Written),
+    /// Tasks asked people and nobody answered in time: the run stopped at a
+    /// task boundary and checkpointed; resume it once they are answered.
+    Paused {
+        /// The checkpoint.
+        checkpoint: Written,
+        /// The requests it waits for.
+        requests: Vec<crate::feedback::FeedbackRequest>,
+    },
 }
 
 /// The end of a run.
@@ -283,6 +291,7 @@ pub struct Engine<'a> {
     max_steps: u64,
     listener: Listener,
     root: Option<Arc<dyn Channel>>,
+    feedback: Arc<dyn crate::feedback::FeedbackDesk>,
 }
 
 /// What every frame of one run shares (read-only but for the checkpoint
@@ -301,6 +310,10 @@ pub(crate) struct Shared<'a> {
     /// Steps completed in the whole run, branches included (for `max_steps`
     /// across parallel branches).
     pub steps_done: AtomicU64,
+    /// Where feedback requests and answers are kept.
+    pub feedback: Arc<dyn crate::feedback::FeedbackDesk>,
+    /// Requests nobody answered in time: the run pauses on them.
+    pub paused: std::sync::Mutex<Vec<crate::feedback::FeedbackRequest>>,
 }
 
 impl Shared<'_> {
@@ -335,7 +348,14 @@ impl<'a> Engine<'a> {
             max_steps,
             listener: Listener::default(),
             root: None,
+            feedback: Arc::new(crate::feedback::NoDesk),
         }
+    }
+
+    /// Keep the tasks' feedback requests and answers at `desk`.
+    pub fn with_feedback(mut self, desk: Arc<dyn crate::feedback::FeedbackDesk>) -> Self {
+        self.feedback = desk;
+        self
     }
 
     /// Run over `root` instead of the channel given to [`Engine::run`]:
@@ -396,7 +416,11 @@ impl<'a> Engine<'a> {
             checkpoint_bytes: AtomicU64::new(0),
             listener: self.listener.clone(),
             steps_done: AtomicU64::new(state.steps),
+            feedback: self.feedback.clone(),
+            paused: Default::default(),
         };
+        // A resumed run no longer waits: its tasks ask again.
+        state.pending_input.clear();
         let base: Arc<dyn Channel> = match &self.root {
             Some(root) => root.clone(),
             None => channel.clone(),
@@ -456,8 +480,15 @@ impl<'a> Engine<'a> {
             frame::FrameEnd::Drained => RunStatus::Completed,
             frame::FrameEnd::Terminated(message) => RunStatus::Terminated(message),
             frame::FrameEnd::Interrupted => {
+                let paused = std::mem::take(&mut *shared.paused.lock().unwrap_or_else(|e| e.into_inner()));
+                frame.state.pending_input = paused.clone();
                 let request = frame.boundary_request(CheckpointMode::Interrupt);
-                RunStatus::Interrupted(write(frame.state, &request)?)
+                let written = write(frame.state, &request)?;
+                if paused.is_empty() {
+                    RunStatus::Interrupted(written)
+                } else {
+                    RunStatus::Paused { checkpoint: written, requests: paused }
+                }
             }
         };
         Ok(RunReport { status, result: state.last_result.clone(), steps: state.steps, checkpoints })

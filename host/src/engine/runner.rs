@@ -37,6 +37,9 @@ pub enum FailureKind {
     /// The host stopped the task (the grace period after an interrupt ran
     /// out); the task is queued again, not failed.
     Aborted,
+    /// Nobody answered the task's feedback request in time: the run pauses;
+    /// the task is queued again, not failed.
+    Paused,
 }
 
 impl FailureKind {
@@ -81,6 +84,7 @@ impl fmt::Display for TaskFailure {
             FailureKind::CycleLimit => "hit the cycle limit",
             FailureKind::HostBound => "exceeded a host bound",
             FailureKind::Aborted => "was stopped by the host",
+            FailureKind::Paused => "waits for input",
         };
         write!(f, "{kind}: {}", self.message)
     }

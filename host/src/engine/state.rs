@@ -174,6 +174,8 @@ pub struct RunState {
     pub last_result: Option<Json>,
     /// Dynamic instances created so far (id → task), the run-time part of the graph.
     pub dynamic_tasks: BTreeMap<String, String>,
+    /// Requests for human input the run paused on (empty while it runs).
+    pub pending_input: Vec<crate::feedback::FeedbackRequest>,
     completed_set: CompletedIndex,
 }
 
@@ -215,6 +217,7 @@ impl RunState {
             steps: 0,
             last_result: None,
             dynamic_tasks: BTreeMap::new(),
+            pending_input: Vec::new(),
             completed_set: CompletedIndex::default(),
         }
     }

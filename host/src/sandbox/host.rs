@@ -181,3 +181,48 @@ impl graflow::task::logging::Host for HostState {
         Ok(())
     }
 }
+
+impl graflow::task::feedback::Host for HostState {
+    fn request(&mut self, req: graflow::task::feedback::FeedbackRequest) -> wasmtime::Result<Result<String, String>> {
+        use crate::feedback::FeedbackKind;
+        use graflow::task::feedback::FeedbackKind as Wit;
+        let kind = match req.kind {
+            Wit::Approval => FeedbackKind::Approval,
+            Wit::Text => FeedbackKind::Text,
+            Wit::Selection => FeedbackKind::Selection,
+            Wit::MultiSelection => FeedbackKind::MultiSelection,
+            Wit::Custom => FeedbackKind::Custom,
+        };
+        let ctx = self.task()?;
+        let request = match ctx.feedback_request(kind, req.prompt, req.options, &req.metadata, req.timeout_secs) {
+            Ok(r) => r,
+            Err(e) => return refusable(Err(e)),
+        };
+        let desk = ctx.feedback_desk();
+        match desk.answer(&request) {
+            Ok(Some(answer)) => return Ok(Ok(answer.as_str().to_string())),
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+        if let Err(e) = desk.post(&request) {
+            return Ok(Err(e.to_string()));
+        }
+        let line =
+            format!("waiting up to {} s for input: feedback request {}", request.timeout_ms / 1000, request.summary());
+        tracing::info!(target: "task", task = %request.task_id, "{line}");
+        ctx.log_event("info", &line);
+        let started = std::time::Instant::now();
+        let deadline = started + std::time::Duration::from_millis(request.timeout_ms);
+        let waited = desk.wait(&request, deadline, &self.abort);
+        // The time waited does not count against the task's time limit.
+        self.deadline += started.elapsed();
+        match waited {
+            Ok(Some(answer)) => Ok(Ok(answer.as_str().to_string())),
+            Ok(None) if self.abort.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(wasmtime::Error::new(super::Aborted))
+            }
+            Ok(None) => refusable::<String>(Err(self.task()?.pause_for(request))),
+            Err(e) => Ok(Err(e.to_string())),
+        }
+    }
+}

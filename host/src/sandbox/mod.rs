@@ -54,7 +54,9 @@ struct Wasi {
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<HostState>,
-    modules: HashMap<String, LoadedModule>,
+    /// Loaded modules; looked up (and the entry cloned) per execution, so a
+    /// load never waits for running tasks.
+    modules: std::sync::RwLock<HashMap<String, Arc<LoadedModule>>>,
     cache: Option<cache::ModuleCache>,
     fuel: bool,
     abort: Arc<AtomicBool>,
@@ -91,7 +93,7 @@ impl Sandbox {
             permits: InstancePermits::new(settings.task_instances()),
             engine,
             linker,
-            modules: HashMap::new(),
+            modules: Default::default(),
             cache,
             fuel: settings.fuel,
             abort: Arc::new(AtomicBool::new(false)),
@@ -113,7 +115,7 @@ impl Sandbox {
     }
 
     /// Load module `name` from its code.
-    pub fn load_module(&mut self, name: &str, code: &ModuleBytes) -> Result<Vec<TaskDecl>, ModuleLoadError> {
+    pub fn load_module(&self, name: &str, code: &ModuleBytes) -> Result<Vec<TaskDecl>, ModuleLoadError> {
         let bytes = code.bytes();
         check_header(bytes)?;
         let component = self
@@ -135,21 +137,29 @@ impl Sandbox {
             };
             ModuleLoadError::Incompatible(why)
         })?;
-        self.modules.insert(name.to_string(), LoadedModule { pre, code: code.clone() });
+        self.modules_mut().insert(name.to_string(), Arc::new(LoadedModule { pre, code: code.clone() }));
         Ok(tasks)
     }
 
     /// True if module `name` is loaded.
     pub fn has_module(&self, name: &str) -> bool {
-        self.modules.contains_key(name)
+        self.modules_ref().contains_key(name)
     }
 
     /// The code of every loaded module, by name: what a checkpoint stores.
     pub fn module_code(&self) -> BTreeMap<String, ModuleBytes> {
-        self.modules.iter().map(|(k, m)| (k.clone(), m.code.clone())).collect()
+        self.modules_ref().iter().map(|(k, m)| (k.clone(), m.code.clone())).collect()
     }
 
-    fn compile(&mut self, name: &str, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+    fn modules_ref(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<LoadedModule>>> {
+        self.modules.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn modules_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<LoadedModule>>> {
+        self.modules.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn compile(&self, name: &str, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
         let started = Instant::now();
         let (component, hit) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, sha256, bytes)?,
@@ -335,12 +345,13 @@ impl Sandbox {
 
 impl TaskRunner for Sandbox {
     fn run(&self, task: &TaskDef, input: &Json, ctx: TaskContext) -> (TaskContext, Result<Json, TaskFailure>) {
-        let Some(module) = self.modules.get(&task.module) else {
+        let module = self.modules_ref().get(&task.module).cloned();
+        let Some(module) = module else {
             let failure = TaskFailure::new(FailureKind::Failed, format!("module '{}' is not loaded", task.module));
             return (ctx, Err(failure));
         };
         let pooled = if task.reuse_instance { self.take_pooled(task) } else { None };
-        let mut p = match pooled.map_or_else(|| self.fresh(module, task), Ok) {
+        let mut p = match pooled.map_or_else(|| self.fresh(&module, task), Ok) {
             Ok(p) => p,
             Err(failure) => return (ctx, Err(failure)),
         };

@@ -305,8 +305,7 @@ pub struct StateFile {
     pub cycle_counts: BTreeMap<String, u32>,
     /// The queue, in order.
     pub pending_tasks: Vec<PendingTask>,
-    /// Human-input requests waiting for an answer (schema 2; always empty
-    /// until a task can ask for input).
+    /// Human-input requests a paused run waits for (schema 2).
     #[serde(default)]
     pub pending_input: Vec<serde_json::Value>,
     /// The task resumed first: always null (checkpoints are taken at task

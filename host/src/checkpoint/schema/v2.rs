@@ -13,6 +13,7 @@ use super::{Context, FileDigest, Invalid, Meta, SchemaVersion, Signature, Values
 use crate::checkpoint::signing::SigningKey;
 use crate::digest::Sha256;
 use crate::engine::{Origin, Queue, RunState, Target, TaskSpec};
+use crate::feedback::{FeedbackKind, FeedbackRequest};
 use crate::json::Json;
 use crate::model;
 use serde::{Deserialize, Serialize};
@@ -286,9 +287,8 @@ pub(super) enum SpecOrigin {
     Iteration(u32),
 }
 
-/// A task's request for human input, kept while it waits for an answer.
-/// Reserved in schema 2; this host writes none and refuses a checkpoint that
-/// holds any (it cannot answer them).
+/// A task's request for human input that a paused run waits for. (Written
+/// from graflow-host 0.3 on; `metadata` was added before any was written.)
 #[derive(Serialize, Deserialize)]
 pub(super) struct InputRequest {
     pub(super) id: String,
@@ -298,7 +298,9 @@ pub(super) struct InputRequest {
     pub(super) options: Vec<String>,
     pub(super) timeout_ms: u64,
     pub(super) requested_at_ms: u64,
+    /// Not written: answers are kept beside the checkpoints.
     pub(super) answer: Option<String>,
+    pub(super) metadata: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -455,7 +457,27 @@ impl<'a> ContextOut<'a> {
             steps: s.steps,
             last_result: s.last_result.as_ref().map(text),
             dynamic_tasks: s.dynamic_tasks.clone(),
-            pending_input: Vec::new(),
+            pending_input: s
+                .pending_input
+                .iter()
+                .map(|r| InputRequest {
+                    id: r.id.clone(),
+                    task_id: r.task_id.clone(),
+                    kind: match r.kind {
+                        FeedbackKind::Approval => InputKind::Approval,
+                        FeedbackKind::Text => InputKind::Text,
+                        FeedbackKind::Selection => InputKind::Selection,
+                        FeedbackKind::MultiSelection => InputKind::MultiSelection,
+                        FeedbackKind::Custom => InputKind::Custom,
+                    },
+                    prompt: r.prompt.clone(),
+                    options: r.options.clone(),
+                    timeout_ms: r.timeout_ms,
+                    requested_at_ms: r.requested_at_ms,
+                    answer: None,
+                    metadata: r.metadata.as_ref().map(text),
+                })
+                .collect(),
         };
         ContextOut { checkpoint_id, workflow, state, channel }
     }
@@ -569,13 +591,32 @@ impl ContextIn<'_> {
             },
         };
         let s = self.state;
-        if !s.pending_input.is_empty() {
-            return Err(Invalid(format!(
-                "the run waits for {} human-input request(s), which this graflow-host cannot answer",
-                s.pending_input.len()
-            )));
-        }
         let mut state = RunState::empty(s.session_id, json(&s.input, values, &|| "the run input".into())?);
+        for r in s.pending_input {
+            let metadata = r
+                .metadata
+                .map(|m| json(&m, values, &|| format!("the metadata of feedback request '{}'", r.id)))
+                .transpose()?;
+            let request = FeedbackRequest {
+                id: r.id,
+                session_id: state.session_id.clone(),
+                task_id: r.task_id,
+                kind: match r.kind {
+                    InputKind::Approval => FeedbackKind::Approval,
+                    InputKind::Text => FeedbackKind::Text,
+                    InputKind::Selection => FeedbackKind::Selection,
+                    InputKind::MultiSelection => FeedbackKind::MultiSelection,
+                    InputKind::Custom => FeedbackKind::Custom,
+                },
+                prompt: r.prompt,
+                options: r.options,
+                metadata,
+                timeout_ms: r.timeout_ms,
+                requested_at_ms: r.requested_at_ms,
+            };
+            request.validate().map_err(|e| Invalid(format!("feedback request '{}': {e}", request.id)))?;
+            state.pending_input.push(request);
+        }
         let mut queue = Queue::default();
         for q in s.queue {
             let input = q.input.map(|i| json(&i, values, &|| format!("the input of queued '{}'", q.id))).transpose()?;

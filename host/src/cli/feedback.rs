@@ -1,0 +1,161 @@
+//! `graflow-host feedback`: the requests tasks made for human input, and
+//! answering them (docs/human-in-the-loop.md).
+
+use super::{CliError, ExitStatus};
+use anyhow::anyhow;
+use graflow_host::Json;
+use graflow_host::checkpoint;
+use graflow_host::feedback::{Entry, FeedbackKind, FileDesk};
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand)]
+pub enum FeedbackCommand {
+    /// The requests waiting for an answer (with --all, answered ones too).
+    List {
+        /// The checkpoint directory.
+        #[arg(default_value = checkpoint::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Also list answered requests.
+        #[arg(long)]
+        all: bool,
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One request: its prompt, options, metadata and answer.
+    Show {
+        /// The request id (16 hex digits).
+        id: String,
+        /// The checkpoint directory.
+        #[arg(long, default_value = checkpoint::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a request (once); then `resume --latest DIR` continues the run.
+    Answer(AnswerArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("answer").required(true).args(["approve", "reject", "text", "select", "json"])))]
+pub struct AnswerArgs {
+    /// The request id (16 hex digits).
+    id: String,
+    /// The checkpoint directory.
+    #[arg(long, default_value = checkpoint::DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Approve (an approval request).
+    #[arg(long)]
+    approve: bool,
+    /// Reject (an approval request).
+    #[arg(long)]
+    reject: bool,
+    /// Why (with --approve or --reject).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+    /// The answer to a text request.
+    #[arg(long, value_name = "TEXT")]
+    text: Option<String>,
+    /// The chosen option (selection); repeat it for a multi-selection.
+    #[arg(long, value_name = "OPTION")]
+    select: Vec<String>,
+    /// The answer to a custom request: any JSON value.
+    #[arg(long, value_name = "JSON")]
+    json: Option<String>,
+    /// Who answers (kept with the answer).
+    #[arg(long, default_value = "cli")]
+    by: String,
+}
+
+fn entry_json(e: &Entry) -> serde_json::Value {
+    let r = &e.request;
+    serde_json::json!({
+        "id": r.id, "session": r.session_id, "task_id": r.task_id, "kind": r.kind, "prompt": r.prompt,
+        "options": r.options, "metadata": r.metadata.as_ref().and_then(|m| m.to_value().ok()),
+        "timeout_ms": r.timeout_ms, "requested_at_ms": r.requested_at_ms,
+        "answer": e.answer.as_ref().and_then(|a| a.answer.to_value().ok()),
+        "answered_by": e.answer.as_ref().map(|a| a.by.clone()),
+        "answered_at_ms": e.answer.as_ref().map(|a| a.answered_at_ms),
+    })
+}
+
+pub fn feedback(cmd: FeedbackCommand) -> Result<ExitStatus, CliError> {
+    match cmd {
+        FeedbackCommand::List { dir, all, json } => {
+            let entries = FileDesk::new(&dir).list().map_err(CliError::bad_input)?;
+            let shown: Vec<&Entry> = entries.iter().filter(|e| all || e.answer.is_none()).collect();
+            if json {
+                println!("{}", serde_json::Value::Array(shown.iter().map(|e| entry_json(e)).collect()));
+            } else if shown.is_empty() {
+                eprintln!("no {}feedback requests in {}", if all { "" } else { "pending " }, dir.display());
+            } else {
+                for e in shown {
+                    let state = match &e.answer {
+                        Some(a) => format!("answered by {}: {}", a.by, a.answer.as_str()),
+                        None => "pending".into(),
+                    };
+                    println!("{}  [{state}]", e.request.summary());
+                }
+            }
+            Ok(ExitStatus::Success)
+        }
+        FeedbackCommand::Show { id, dir, json } => {
+            let e = FileDesk::new(&dir).find(&id).map_err(CliError::bad_input)?;
+            if json {
+                println!("{}", entry_json(&e));
+                return Ok(ExitStatus::Success);
+            }
+            let r = &e.request;
+            println!("request   {}\nkind      {}\nrun       {}\ntask      {}", r.id, r.kind, r.session_id, r.task_id);
+            println!("prompt    {}", r.prompt);
+            if !r.options.is_empty() {
+                println!("options   {}", r.options.join(" | "));
+            }
+            if let Some(m) = &r.metadata {
+                println!("metadata  {}", m.as_str());
+            }
+            match &e.answer {
+                Some(a) => println!("answer    {} (by {})", a.answer.as_str(), a.by),
+                None => println!(
+                    "answer    none yet: graflow-host feedback answer {} {} --dir {}",
+                    r.id,
+                    r.kind.how_to_answer(),
+                    dir.display()
+                ),
+            }
+            Ok(ExitStatus::Success)
+        }
+        FeedbackCommand::Answer(a) => answer(a),
+    }
+}
+
+fn answer(a: AnswerArgs) -> Result<ExitStatus, CliError> {
+    let desk = FileDesk::new(&a.dir);
+    let value = if a.approve || a.reject {
+        serde_json::json!({"approved": a.approve, "reason": a.reason})
+    } else if let Some(t) = a.text {
+        serde_json::json!({ "text": t })
+    } else if !a.select.is_empty() {
+        let kind = desk.find(&a.id).map_err(CliError::bad_input)?.request.kind;
+        match (kind, a.select.as_slice()) {
+            (FeedbackKind::MultiSelection, all) => serde_json::json!({ "selected": all }),
+            (_, [one]) => serde_json::json!({ "selected": one }),
+            _ => return Err(CliError::bad_input(anyhow!("request '{}' takes one --select", a.id))),
+        }
+    } else if let Some(j) = a.json {
+        let v: serde_json::Value =
+            serde_json::from_str(&j).map_err(|e| CliError::bad_input(anyhow!("--json is not valid JSON: {e}")))?;
+        serde_json::json!({ "value": v })
+    } else {
+        return Err(CliError::bad_input(anyhow!("give the answer: --approve, --reject, --text, --select or --json")));
+    };
+    let request = desk.answer_request(&a.id, &Json::encode(&value), &a.by).map_err(CliError::bad_input)?;
+    eprintln!(
+        "answered request {} of task '{}'; continue the run with: graflow-host resume --latest {}",
+        request.id,
+        request.task_id,
+        a.dir.display()
+    );
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,587 @@
+//! Human in the loop: a task asks a person, the run waits or pauses durably,
+//! and resumes with the answer.
+//!
+//! A task calls `feedback.request` (wit/graflow.wit). The request gets an id
+//! that depends only on the run, the execution and how many questions that
+//! execution asked before ([`FeedbackRequest::id_for`]): when the task runs
+//! again after a pause, it asks the same question under the same id, and the
+//! answer given meanwhile comes back at once. Requests and answers are kept by
+//! a [`FeedbackDesk`]: files beside the checkpoints ([`FileDesk`],
+//! `<dir>/<session>/feedback/<id>.request.json` and `<id>.answer.json`), Redis
+//! for a distributed run (`distributed::RedisDesk`), or the terminal
+//! ([`PromptDesk`], which asks right there and records the answer like any
+//! other). An answer file is written once, atomically; a second answer is
+//! refused.
+
+use crate::json::Json;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Longest prompt, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 64 << 10;
+/// Most options of a selection.
+pub const MAX_OPTIONS: usize = 1000;
+/// Longest option, in bytes.
+pub const MAX_OPTION_BYTES: usize = 4096;
+/// Most requests one execution may make.
+pub const MAX_REQUESTS_PER_EXECUTION: u32 = 100;
+/// Largest request or answer file read.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// How often a waiting request looks for its answer.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// What kind of answer a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeedbackKind {
+    /// `{"approved": bool, "reason": string | null}`.
+    Approval,
+    /// `{"text": string}`.
+    Text,
+    /// `{"selected": string}`, one of the options.
+    Selection,
+    /// `{"selected": [string]}`, options.
+    MultiSelection,
+    /// `{"value": any}`.
+    Custom,
+}
+
+impl std::fmt::Display for FeedbackKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FeedbackKind::Approval => "approval",
+            FeedbackKind::Text => "text",
+            FeedbackKind::Selection => "selection",
+            FeedbackKind::MultiSelection => "multi-selection",
+            FeedbackKind::Custom => "custom",
+        })
+    }
+}
+
+impl FeedbackKind {
+    /// How to answer this kind with `graflow-host feedback answer`.
+    pub fn how_to_answer(self) -> &'static str {
+        match self {
+            FeedbackKind::Approval => "--approve or --reject [--reason TEXT]",
+            FeedbackKind::Text => "--text TEXT",
+            FeedbackKind::Selection => "--select OPTION",
+            FeedbackKind::MultiSelection => "--select OPTION (repeat it for several)",
+            FeedbackKind::Custom => "--json VALUE",
+        }
+    }
+}
+
+/// A question a task asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackRequest {
+    /// 16 hex digits (see [`FeedbackRequest::id_for`]).
+    pub id: String,
+    /// The run.
+    pub session_id: String,
+    /// The execution that asked.
+    pub task_id: String,
+    /// The kind of answer.
+    pub kind: FeedbackKind,
+    /// The question.
+    pub prompt: String,
+    /// The choices (selections).
+    pub options: Vec<String>,
+    /// Shown with the request.
+    pub metadata: Option<Json>,
+    /// How long the task waits before the run pauses.
+    pub timeout_ms: u64,
+    /// When it was asked (Unix milliseconds).
+    pub requested_at_ms: u64,
+}
+
+/// An answer, as kept beside the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerRecord {
+    /// The request it answers.
+    pub id: String,
+    /// The answer (checked against the request's kind).
+    pub answer: Json,
+    /// When (Unix milliseconds).
+    pub answered_at_ms: u64,
+    /// Who or what answered (`cli`, `terminal`, `web`, ...).
+    pub by: String,
+}
+
+impl FeedbackRequest {
+    /// The id of the `seq`-th request (0-based) of execution `task_id` in its
+    /// `cycle` of run `session`: the same when the execution runs again, so
+    /// an answer given while the run was paused is found.
+    pub fn id_for(session: &str, task_id: &str, cycle: u32, seq: u32) -> String {
+        let digest = crate::digest::Sha256::of(format!("{session}\0{task_id}\0{cycle}\0{seq}").as_bytes());
+        digest.to_hex()[..16].to_string()
+    }
+
+    /// Check the request a guest made; the reason names the bound or field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.prompt.len() > MAX_PROMPT_BYTES {
+            return Err(format!(
+                "feedback prompt of {} bytes exceeds the bound feedback::MAX_PROMPT_BYTES = {MAX_PROMPT_BYTES}",
+                self.prompt.len()
+            ));
+        }
+        if self.options.len() > MAX_OPTIONS {
+            return Err(format!(
+                "{} feedback options exceed the bound feedback::MAX_OPTIONS = {MAX_OPTIONS}",
+                self.options.len()
+            ));
+        }
+        if let Some(o) = self.options.iter().find(|o| o.len() > MAX_OPTION_BYTES) {
+            return Err(format!(
+                "a feedback option of {} bytes exceeds the bound feedback::MAX_OPTION_BYTES = {MAX_OPTION_BYTES}",
+                o.len()
+            ));
+        }
+        let selecting = matches!(self.kind, FeedbackKind::Selection | FeedbackKind::MultiSelection);
+        if selecting && self.options.is_empty() {
+            return Err(format!("a {} request needs at least one option", self.kind));
+        }
+        if let Some(m) = &self.metadata
+            && !m.is_object()
+            && !m.is_null()
+        {
+            return Err("feedback metadata must be a JSON object (or null)".into());
+        }
+        Ok(())
+    }
+
+    /// `answer` if it has the shape this request's kind asks for (the
+    /// options of a selection included), normalised; else why not.
+    pub fn check_answer(&self, answer: &Json) -> Result<Json, String> {
+        let value = answer.to_value().map_err(|e| e.to_string())?;
+        let want =
+            || format!("request '{}' asks for {}: answer with {}", self.id, self.kind, self.kind.how_to_answer());
+        let field = |k: &str| value.as_object().and_then(|o| o.get(k));
+        let known = |s: &str| {
+            if self.options.iter().any(|o| o == s) {
+                Ok(())
+            } else {
+                Err(format!("'{s}' is not an option of request '{}' (options: {})", self.id, self.options.join(", ")))
+            }
+        };
+        let normal = match self.kind {
+            FeedbackKind::Approval => {
+                let approved = field("approved").and_then(|v| v.as_bool()).ok_or_else(want)?;
+                let reason = field("reason").and_then(|v| v.as_str()).map(str::to_string);
+                serde_json::json!({"approved": approved, "reason": reason})
+            }
+            FeedbackKind::Text => {
+                let text = field("text").and_then(|v| v.as_str()).ok_or_else(want)?;
+                serde_json::json!({ "text": text })
+            }
+            FeedbackKind::Selection => {
+                let s = field("selected").and_then(|v| v.as_str()).ok_or_else(want)?;
+                known(s)?;
+                serde_json::json!({ "selected": s })
+            }
+            FeedbackKind::MultiSelection => {
+                let list = field("selected").and_then(|v| v.as_array()).ok_or_else(want)?;
+                let mut chosen = Vec::new();
+                for item in list {
+                    let s = item.as_str().ok_or_else(want)?;
+                    known(s)?;
+                    chosen.push(s.to_string());
+                }
+                serde_json::json!({ "selected": chosen })
+            }
+            FeedbackKind::Custom => {
+                let v = field("value").ok_or_else(want)?;
+                serde_json::json!({ "value": v })
+            }
+        };
+        Ok(Json::encode(&normal))
+    }
+
+    /// One line: id, kind, task and prompt (cut to 200 bytes).
+    pub fn summary(&self) -> String {
+        let p = &self.prompt[..self.prompt.floor_char_boundary(200)];
+        let more = if p.len() < self.prompt.len() { "..." } else { "" };
+        format!("{} ({}) from task '{}': {p}{more}", self.id, self.kind, self.task_id)
+    }
+}
+
+/// Why a request or answer could not be kept or found.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedbackError {
+    /// No such request.
+    #[error("no feedback request '{id}' in {}", dir.display())]
+    Unknown {
+        /// The id asked for.
+        id: String,
+        /// Where it was looked for.
+        dir: PathBuf,
+    },
+    /// The request has an answer already.
+    #[error("feedback request '{id}' was already answered (by {by}): {answer}")]
+    AlreadyAnswered {
+        /// The request.
+        id: String,
+        /// Who answered.
+        by: String,
+        /// The answer.
+        answer: String,
+    },
+    /// The answer does not fit the request.
+    #[error("{0}")]
+    WrongAnswer(String),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file does not hold what it should.
+    #[error("{}: {why}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// This run cannot keep requests.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Where a run's requests and answers are kept.
+pub trait FeedbackDesk: Send + Sync {
+    /// The answer given to `request`, if any.
+    fn answer(&self, request: &FeedbackRequest) -> Result<Option<Json>, FeedbackError>;
+    /// Record `request` as waiting for an answer.
+    fn post(&self, request: &FeedbackRequest) -> Result<(), FeedbackError>;
+    /// Wait for an answer until `deadline` (`None`: none came, or `stop` was
+    /// set).
+    fn wait(
+        &self,
+        request: &FeedbackRequest,
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> Result<Option<Json>, FeedbackError> {
+        loop {
+            if let Some(a) = self.answer(request)? {
+                return Ok(Some(a));
+            }
+            let now = Instant::now();
+            if now >= deadline || stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            std::thread::sleep(POLL.min(deadline - now));
+        }
+    }
+}
+
+/// For runs that cannot keep requests (no checkpoint directory).
+pub struct NoDesk;
+
+impl FeedbackDesk for NoDesk {
+    fn answer(&self, _: &FeedbackRequest) -> Result<Option<Json>, FeedbackError> {
+        Ok(None)
+    }
+    fn post(&self, _: &FeedbackRequest) -> Result<(), FeedbackError> {
+        Err(FeedbackError::Unavailable(
+            "this run has no checkpoint directory, so it cannot keep feedback requests".into(),
+        ))
+    }
+}
+
+/// Requests and answers as files beside a run's checkpoints:
+/// `<dir>/<session>/feedback/<id>.request.json` and `<id>.answer.json`.
+pub struct FileDesk {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FeedbackError + '_ {
+    move |source| FeedbackError::Io { path: path.to_path_buf(), source }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, FeedbackError> {
+    match crate::files::read_bounded(path, MAX_FILE_BYTES, "feedback::MAX_FILE_BYTES") {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| FeedbackError::Corrupt { path: path.to_path_buf(), why: e.to_string() }),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(FeedbackError::Corrupt { path: path.to_path_buf(), why: e.to_string() }),
+    }
+}
+
+/// One request found in a directory, with its answer if it has one.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The request.
+    pub request: FeedbackRequest,
+    /// Its answer.
+    pub answer: Option<AnswerRecord>,
+}
+
+impl FileDesk {
+    /// The desk of the checkpoint directory `root`.
+    pub fn new(root: impl Into<PathBuf>) -> FileDesk {
+        FileDesk { root: root.into() }
+    }
+
+    fn dir(&self, session: &str) -> PathBuf {
+        self.root.join(session).join("feedback")
+    }
+
+    fn valid(id: &str) -> bool {
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
+    /// Every request under the directory, oldest first.
+    pub fn list(&self) -> Result<Vec<Entry>, FeedbackError> {
+        let mut out = Vec::new();
+        let Ok(sessions) = std::fs::read_dir(&self.root) else { return Ok(out) };
+        for session in sessions.flatten() {
+            let dir = session.path().join("feedback");
+            let Ok(files) = std::fs::read_dir(&dir) else { continue };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                let Some(id) = name.strip_suffix(".request.json") else { continue };
+                if !Self::valid(id) {
+                    continue;
+                }
+                let Some(request) = read_json::<FeedbackRequest>(&f.path())? else { continue };
+                let answer = read_json::<AnswerRecord>(&dir.join(format!("{id}.answer.json")))?;
+                out.push(Entry { request, answer });
+            }
+        }
+        out.sort_by_key(|e| (e.request.requested_at_ms, e.request.id.clone()));
+        Ok(out)
+    }
+
+    /// The request `id`.
+    pub fn find(&self, id: &str) -> Result<Entry, FeedbackError> {
+        let unknown = || FeedbackError::Unknown { id: id.to_string(), dir: self.root.clone() };
+        if !Self::valid(id) {
+            return Err(unknown());
+        }
+        self.list()?.into_iter().find(|e| e.request.id == id).ok_or_else(unknown)
+    }
+
+    /// Answer request `id` with `answer` (checked against its kind), once.
+    pub fn answer_request(&self, id: &str, answer: &Json, by: &str) -> Result<FeedbackRequest, FeedbackError> {
+        let entry = self.find(id)?;
+        if let Some(a) = entry.answer {
+            return Err(FeedbackError::AlreadyAnswered { id: id.into(), by: a.by, answer: a.answer.as_str().into() });
+        }
+        let request = entry.request;
+        let answer = request.check_answer(answer).map_err(FeedbackError::WrongAnswer)?;
+        self.record(&request, answer, by)?;
+        Ok(request)
+    }
+
+    /// Write the answer file of `request` (refused if it exists).
+    pub fn record(&self, request: &FeedbackRequest, answer: Json, by: &str) -> Result<(), FeedbackError> {
+        let dir = self.dir(&request.session_id);
+        crate::checkpoint::fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
+        let path = dir.join(format!("{}.answer.json", request.id));
+        let record =
+            AnswerRecord { id: request.id.clone(), answer, answered_at_ms: crate::engine::now_ms(), by: by.into() };
+        let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        match crate::checkpoint::fsutil::write_durable_new(&path, &bytes) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let by = read_json::<AnswerRecord>(&path)?.map_or_else(|| "?".into(), |a| a.by);
+                Err(FeedbackError::AlreadyAnswered { id: request.id.clone(), by, answer: "(see the file)".into() })
+            }
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+}
+
+impl FeedbackDesk for FileDesk {
+    fn answer(&self, request: &FeedbackRequest) -> Result<Option<Json>, FeedbackError> {
+        let path = self.dir(&request.session_id).join(format!("{}.answer.json", request.id));
+        Ok(read_json::<AnswerRecord>(&path)?.map(|a| a.answer))
+    }
+
+    fn post(&self, request: &FeedbackRequest) -> Result<(), FeedbackError> {
+        let dir = self.dir(&request.session_id);
+        crate::checkpoint::fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
+        let path = dir.join(format!("{}.request.json", request.id));
+        let bytes = serde_json::to_vec_pretty(request).unwrap_or_default();
+        match crate::checkpoint::fsutil::write_durable_new(&path, &bytes) {
+            // Asked again (the task runs again after a pause): the first
+            // request stays.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other.map_err(io(&path)),
+        }
+    }
+}
+
+/// Asks on the terminal instead of waiting (`run`/`resume` on a terminal,
+/// without `--no-prompt`); the answer is recorded by the inner desk like any
+/// other. One question at a time.
+pub struct PromptDesk {
+    inner: std::sync::Arc<dyn FeedbackDesk>,
+    file: Option<FileDesk>,
+    turn: std::sync::Mutex<()>,
+    /// Called around a question, to pause a live display.
+    pub around: Box<dyn Fn(&mut dyn FnMut()) + Send + Sync>,
+}
+
+impl PromptDesk {
+    /// Ask on the terminal; record answers in `root` (the checkpoint directory).
+    pub fn new(inner: std::sync::Arc<dyn FeedbackDesk>, root: Option<PathBuf>) -> PromptDesk {
+        PromptDesk { inner, file: root.map(FileDesk::new), turn: Default::default(), around: Box::new(|f| f()) }
+    }
+
+    fn ask(&self, request: &FeedbackRequest) -> std::io::Result<Json> {
+        use std::io::{BufRead, Write};
+        let stdin = std::io::stdin();
+        let mut err = std::io::stderr();
+        let read = |prompt: &str| -> std::io::Result<String> {
+            let mut err = std::io::stderr();
+            let mut line = String::new();
+            write!(err, "{prompt}")?;
+            err.flush()?;
+            if stdin.lock().read_line(&mut line)? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "standard input closed"));
+            }
+            Ok(line.trim_end_matches(['\n', '\r']).to_string())
+        };
+        writeln!(err, "\n[input needed] task '{}' asks ({}, request {}):", request.task_id, request.kind, request.id)?;
+        writeln!(err, "  {}", request.prompt)?;
+        if let Some(m) = request.metadata.as_ref().filter(|m| !m.is_null()) {
+            writeln!(err, "  details: {}", m.as_str())?;
+        }
+        loop {
+            let value = match request.kind {
+                FeedbackKind::Approval => {
+                    let yes = read("  approve? [y/n] ")?;
+                    let approved = match yes.trim().to_ascii_lowercase().as_str() {
+                        "y" | "yes" => true,
+                        "n" | "no" => false,
+                        _ => continue,
+                    };
+                    let reason = read("  reason (optional): ")?;
+                    serde_json::json!({"approved": approved, "reason": (!reason.is_empty()).then_some(reason)})
+                }
+                FeedbackKind::Text => serde_json::json!({"text": read("  > ")?}),
+                FeedbackKind::Selection | FeedbackKind::MultiSelection => {
+                    for (i, o) in request.options.iter().enumerate() {
+                        writeln!(err, "  {}. {o}", i + 1)?;
+                    }
+                    let multi = request.kind == FeedbackKind::MultiSelection;
+                    let text = read(if multi { "  numbers, separated by spaces: " } else { "  number: " })?;
+                    let picked: Option<Vec<String>> = text
+                        .split([' ', ','])
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.parse::<usize>().ok().and_then(|n| request.options.get(n.wrapping_sub(1)).cloned()))
+                        .collect();
+                    match picked {
+                        Some(p) if multi => serde_json::json!({ "selected": p }),
+                        Some(p) if p.len() == 1 => serde_json::json!({ "selected": p[0] }),
+                        _ => continue,
+                    }
+                }
+                FeedbackKind::Custom => {
+                    let text = read("  JSON value: ")?;
+                    match serde_json::from_str::<serde_json::Value>(&text) {
+                        Ok(v) => serde_json::json!({ "value": v }),
+                        Err(e) => {
+                            writeln!(err, "  not JSON: {e}")?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            match request.check_answer(&Json::encode(&value)) {
+                Ok(answer) => return Ok(answer),
+                Err(why) => writeln!(err, "  {why}")?,
+            }
+        }
+    }
+}
+
+impl FeedbackDesk for PromptDesk {
+    fn answer(&self, request: &FeedbackRequest) -> Result<Option<Json>, FeedbackError> {
+        self.inner.answer(request)
+    }
+    fn post(&self, request: &FeedbackRequest) -> Result<(), FeedbackError> {
+        self.inner.post(request)
+    }
+    fn wait(&self, request: &FeedbackRequest, _: Instant, _: &AtomicBool) -> Result<Option<Json>, FeedbackError> {
+        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        // Answered meanwhile (another terminal, the web page)?
+        if let Some(a) = self.inner.answer(request)? {
+            return Ok(Some(a));
+        }
+        let mut asked = None;
+        (self.around)(&mut || asked = Some(self.ask(request)));
+        let answer = match asked {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => return Err(FeedbackError::Unavailable(format!("cannot ask on the terminal: {e}"))),
+            None => return Ok(None),
+        };
+        if let Some(file) = &self.file {
+            match file.record(request, answer.clone(), "terminal") {
+                Ok(()) | Err(FeedbackError::AlreadyAnswered { .. }) => {}
+                Err(e) => tracing::warn!("the answer to request {} is not recorded: {e}", request.id),
+            }
+        }
+        Ok(Some(answer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(kind: FeedbackKind, options: &[&str]) -> FeedbackRequest {
+        FeedbackRequest {
+            id: FeedbackRequest::id_for("s", "t", 1, 0),
+            session_id: "s".into(),
+            task_id: "t".into(),
+            kind,
+            prompt: "?".into(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+            metadata: None,
+            timeout_ms: 0,
+            requested_at_ms: 0,
+        }
+    }
+
+    fn j(s: &str) -> Json {
+        Json::parse(s).unwrap()
+    }
+
+    #[test]
+    fn answers_are_checked_against_the_kind() {
+        let a = request(FeedbackKind::Approval, &[]);
+        assert_eq!(a.check_answer(&j(r#"{"approved":true}"#)).unwrap().as_str(), r#"{"approved":true,"reason":null}"#);
+        assert!(a.check_answer(&j(r#"{"text":"x"}"#)).unwrap_err().contains("--approve or --reject"));
+        let s = request(FeedbackKind::Selection, &["a", "b"]);
+        assert!(s.check_answer(&j(r#"{"selected":"b"}"#)).is_ok());
+        assert!(s.check_answer(&j(r#"{"selected":"c"}"#)).unwrap_err().contains("not an option"));
+        let m = request(FeedbackKind::MultiSelection, &["a", "b"]);
+        assert!(m.check_answer(&j(r#"{"selected":["a","b"]}"#)).is_ok());
+        assert!(m.check_answer(&j(r#"{"selected":"a"}"#)).is_err());
+        assert!(request(FeedbackKind::Selection, &[]).validate().is_err());
+        assert_eq!(FeedbackRequest::id_for("s", "t", 1, 0), FeedbackRequest::id_for("s", "t", 1, 0));
+        assert_ne!(FeedbackRequest::id_for("s", "t", 1, 0), FeedbackRequest::id_for("s", "t", 2, 0));
+    }
+
+    #[test]
+    fn an_answer_is_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let desk = FileDesk::new(dir.path());
+        let r = request(FeedbackKind::Text, &[]);
+        desk.post(&r).unwrap();
+        desk.post(&r).unwrap();
+        assert_eq!(desk.answer(&r).unwrap(), None);
+        desk.answer_request(&r.id, &j(r#"{"text":"hi"}"#), "cli").unwrap();
+        assert_eq!(desk.answer(&r).unwrap().unwrap().as_str(), r#"{"text":"hi"}"#);
+        let again = desk.answer_request(&r.id, &j(r#"{"text":"no"}"#), "cli").unwrap_err();
+        assert!(matches!(again, FeedbackError::AlreadyAnswered { .. }), "{again}");
+        assert!(matches!(desk.find("0123456789abcdef"), Err(FeedbackError::Unknown { .. })));
+    }
+}
