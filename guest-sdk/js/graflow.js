@@ -1,6 +1,6 @@
 // graflow-host task SDK for JavaScript (componentize-js), over wit/graflow.wit.
 //
-//   import { task, channel, control, log, TaskError, Retryable, tasks, run } from './graflow.js';
+//   import { task, channel, control, feedback, log, TaskError, Retryable, tasks, run } from './graflow.js';
 //   task(function total({ fetch }) { channel.set('n', fetch.length); return fetch.reduce((a, b) => a + b, 0); });
 //   export { tasks, run };
 //
@@ -9,10 +9,11 @@
 // Returning a value sets the task's result (JSON). Throwing `TaskError` fails
 // the task permanently; `Retryable` (or any other exception) is retried while
 // the task's max_retries allows.
-import * as witChannel from 'graflow:task/channel@0.1.0';
-import * as witResults from 'graflow:task/results@0.1.0';
-import * as witControl from 'graflow:task/control@0.1.0';
-import * as witLogging from 'graflow:task/logging@0.1.0';
+import * as witChannel from 'graflow:task/channel@0.1.1';
+import * as witResults from 'graflow:task/results@0.1.1';
+import * as witControl from 'graflow:task/control@0.1.1';
+import * as witLogging from 'graflow:task/logging@0.1.1';
+import * as witFeedback from 'graflow:task/feedback@0.1.1';
 
 const registry = new Map();
 
@@ -88,6 +89,35 @@ export const control = {
   cancelWorkflow: (message = '') => witControl.cancelWorkflow(message),
   checkpoint: (metadata = {}) => unwrap(() => witControl.requestCheckpoint(JSON.stringify(metadata))),
   info: () => witControl.info(),
+};
+
+const DEFAULT_TIMEOUT = 180;
+
+function ask(kind, prompt, { options = [], metadata = null, timeout = DEFAULT_TIMEOUT } = {}) {
+  const req = {
+    kind,
+    prompt: String(prompt),
+    options: options.map(String),
+    metadata: JSON.stringify(metadata),
+    timeoutSecs: Math.max(0, Math.min(Math.floor(timeout), 4294967295)),
+  };
+  return JSON.parse(unwrap(() => witFeedback.request(req)));
+}
+
+/**
+ * Asking a person (human in the loop). Each helper waits up to `timeout`
+ * seconds (default 180) for an answer; when nobody answers in time the run
+ * pauses durably (the call does not return), and after the answer the run
+ * resumes: the task runs again from its start and the same question gets the
+ * answer at once. See docs/human-in-the-loop.md.
+ */
+export const feedback = {
+  ask,
+  approval: (prompt, opts) => Boolean(ask('approval', prompt, opts).approved),
+  text: (prompt, opts) => String(ask('text', prompt, opts).text),
+  select: (prompt, options, opts = {}) => String(ask('selection', prompt, { ...opts, options }).selected),
+  selectMany: (prompt, options, opts = {}) => ask('multi-selection', prompt, { ...opts, options }).selected,
+  custom: (prompt, opts) => ask('custom', prompt, opts).value,
 };
 
 /** Task logs, collected by the host. */

@@ -24,6 +24,7 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports import channel as _channel
 from wit_world.imports import control as _control
+from wit_world.imports import feedback as _feedback
 from wit_world.imports import logging as _logging
 from wit_world.imports import results as _results
 from wit_world.imports import types as _types
@@ -167,6 +168,63 @@ class control:
     @staticmethod
     def info() -> _types.TaskInfo:
         return _control.info()
+
+
+class feedback:
+    """Asking a person (human in the loop).
+
+    Each helper waits up to ``timeout`` seconds for an answer; when nobody
+    answers in time the run pauses durably (the call does not return), and
+    after the answer the run resumes: the task runs again from its start and
+    the same question gets the answer at once. See docs/human-in-the-loop.md.
+    """
+
+    DEFAULT_TIMEOUT = 180
+
+    @staticmethod
+    def ask(kind: str, prompt: str, options: Optional[List[str]] = None, metadata: Optional[dict] = None,
+            timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """The raw answer object of a request of ``kind`` (approval, text,
+        selection, multi-selection, custom)."""
+        kinds = {
+            "approval": _feedback.FeedbackKind.APPROVAL,
+            "text": _feedback.FeedbackKind.TEXT,
+            "selection": _feedback.FeedbackKind.SELECTION,
+            "multi-selection": _feedback.FeedbackKind.MULTI_SELECTION,
+            "custom": _feedback.FeedbackKind.CUSTOM,
+        }
+        if kind not in kinds:
+            raise TaskError(f"unknown feedback kind {kind!r} (one of {', '.join(kinds)})")
+        req = _feedback.FeedbackRequest(
+            kind=kinds[kind],
+            prompt=str(prompt),
+            options=[str(o) for o in (options or [])],
+            metadata=json.dumps(metadata),
+            timeout_secs=max(0, min(int(timeout), 2**32 - 1)),
+        )
+        return json.loads(_unwrap(lambda: _feedback.request(req)))
+
+    @staticmethod
+    def approval(prompt: str, timeout: float = DEFAULT_TIMEOUT, metadata: Optional[dict] = None) -> bool:
+        return bool(feedback.ask("approval", prompt, None, metadata, timeout)["approved"])
+
+    @staticmethod
+    def text(prompt: str, timeout: float = DEFAULT_TIMEOUT, metadata: Optional[dict] = None) -> str:
+        return str(feedback.ask("text", prompt, None, metadata, timeout)["text"])
+
+    @staticmethod
+    def select(prompt: str, options: List[str], timeout: float = DEFAULT_TIMEOUT,
+               metadata: Optional[dict] = None) -> str:
+        return str(feedback.ask("selection", prompt, options, metadata, timeout)["selected"])
+
+    @staticmethod
+    def select_many(prompt: str, options: List[str], timeout: float = DEFAULT_TIMEOUT,
+                    metadata: Optional[dict] = None) -> List[str]:
+        return list(feedback.ask("multi-selection", prompt, options, metadata, timeout)["selected"])
+
+    @staticmethod
+    def custom(prompt: str, timeout: float = DEFAULT_TIMEOUT, metadata: Optional[dict] = None) -> Any:
+        return feedback.ask("custom", prompt, None, metadata, timeout)["value"]
 
 
 class log:

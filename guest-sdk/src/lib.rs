@@ -47,7 +47,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 /// Everything a task module usually imports.
 pub mod prelude {
-    pub use crate::{TaskError, TaskInfo, channel, control, log, results};
+    pub use crate::{TaskError, TaskInfo, channel, control, feedback, log, results};
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::{Value, json};
 }
@@ -157,6 +157,117 @@ pub mod control {
     /// About the running task: id, name, session, cycle and retry counts.
     pub fn info() -> TaskInfo {
         wit::control::info()
+    }
+}
+
+/// Asking a person (human in the loop). Each helper waits up to `timeout`
+/// for an answer; when nobody answers in time the run pauses durably (the
+/// call does not return), and after the answer the run resumes: this task
+/// runs again from its start and the same question gets the answer at once.
+/// Docs: docs/human-in-the-loop.md.
+pub mod feedback {
+    use super::*;
+    use std::time::Duration;
+    use wit::feedback::{FeedbackKind, FeedbackRequest};
+
+    /// A question with every option: the kind, the choices (selections), a
+    /// JSON object shown with it, and how long to wait before the run pauses.
+    pub struct Ask<'a> {
+        /// The question.
+        pub prompt: &'a str,
+        /// The choices of a selection.
+        pub options: &'a [&'a str],
+        /// Shown with the request (a JSON object), or `Value::Null`.
+        pub metadata: serde_json::Value,
+        /// How long to wait for an answer before the run pauses.
+        pub timeout: Duration,
+    }
+
+    /// The default wait: 3 minutes, like Graflow's.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+
+    impl<'a> Ask<'a> {
+        /// A question with no options, no metadata and the default timeout.
+        pub fn new(prompt: &'a str) -> Ask<'a> {
+            Ask { prompt, options: &[], metadata: serde_json::Value::Null, timeout: DEFAULT_TIMEOUT }
+        }
+        /// With this timeout.
+        pub fn timeout(mut self, timeout: Duration) -> Self {
+            self.timeout = timeout;
+            self
+        }
+        /// With these options.
+        pub fn options(mut self, options: &'a [&'a str]) -> Self {
+            self.options = options;
+            self
+        }
+        /// With this metadata (a JSON object).
+        pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+            self.metadata = metadata;
+            self
+        }
+    }
+
+    fn ask(kind: FeedbackKind, q: &Ask) -> Result<serde_json::Value, TaskError> {
+        let req = FeedbackRequest {
+            kind,
+            prompt: q.prompt.to_string(),
+            options: q.options.iter().map(|s| s.to_string()).collect(),
+            metadata: to_json(&q.metadata)?,
+            timeout_secs: u32::try_from(q.timeout.as_secs()).unwrap_or(u32::MAX),
+        };
+        let answer = wit::feedback::request(&req).map_err(TaskError::failed)?;
+        from_json("the feedback answer", &answer)
+    }
+
+    fn field<'v>(v: &'v serde_json::Value, key: &str) -> Result<&'v serde_json::Value, TaskError> {
+        v.get(key).ok_or_else(|| TaskError::failed(format!("the feedback answer has no '{key}': {v}")))
+    }
+
+    /// Yes or no, with the default timeout.
+    pub fn approval(prompt: &str) -> Result<bool, TaskError> {
+        approval_with(&Ask::new(prompt)).map(|(approved, _)| approved)
+    }
+    /// Yes or no, and the reason the person gave.
+    pub fn approval_with(q: &Ask) -> Result<(bool, Option<String>), TaskError> {
+        let v = ask(FeedbackKind::Approval, q)?;
+        let approved = field(&v, "approved")?.as_bool().unwrap_or(false);
+        Ok((approved, v.get("reason").and_then(|r| r.as_str()).map(str::to_string)))
+    }
+    /// A line of text.
+    pub fn text(prompt: &str) -> Result<String, TaskError> {
+        text_with(&Ask::new(prompt))
+    }
+    /// A line of text, with options.
+    pub fn text_with(q: &Ask) -> Result<String, TaskError> {
+        let v = ask(FeedbackKind::Text, q)?;
+        Ok(field(&v, "text")?.as_str().unwrap_or_default().to_string())
+    }
+    /// One of `options`.
+    pub fn select(prompt: &str, options: &[&str]) -> Result<String, TaskError> {
+        let v = ask(FeedbackKind::Selection, &Ask::new(prompt).options(options))?;
+        Ok(field(&v, "selected")?.as_str().unwrap_or_default().to_string())
+    }
+    /// One of the question's options.
+    pub fn select_with(q: &Ask) -> Result<String, TaskError> {
+        let v = ask(FeedbackKind::Selection, q)?;
+        Ok(field(&v, "selected")?.as_str().unwrap_or_default().to_string())
+    }
+    /// Any number of `options`.
+    pub fn select_many(prompt: &str, options: &[&str]) -> Result<Vec<String>, TaskError> {
+        select_many_with(&Ask::new(prompt).options(options))
+    }
+    /// Any number of the question's options.
+    pub fn select_many_with(q: &Ask) -> Result<Vec<String>, TaskError> {
+        let v = ask(FeedbackKind::MultiSelection, q)?;
+        serde_json::from_value(field(&v, "selected")?.clone())
+            .map_err(|e| TaskError::failed(format!("the feedback answer: {e}")))
+    }
+    /// Any JSON value, decoded as `T`.
+    pub fn custom<T: DeserializeOwned>(q: &Ask) -> Result<T, TaskError> {
+        let v = ask(FeedbackKind::Custom, q)?;
+        serde_json::from_value(field(&v, "value")?.clone())
+            .map_err(|e| TaskError::failed(format!("the feedback answer: {e}")))
     }
 }
 

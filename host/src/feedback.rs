@@ -64,10 +64,10 @@ impl FeedbackKind {
     /// How to answer this kind with `graflow-host feedback answer`.
     pub fn how_to_answer(self) -> &'static str {
         match self {
-            FeedbackKind::Approval => "--approve or --reject [--reason TEXT]",
+            FeedbackKind::Approval => "--approve | --reject [--reason TEXT]",
             FeedbackKind::Text => "--text TEXT",
             FeedbackKind::Selection => "--select OPTION",
-            FeedbackKind::MultiSelection => "--select OPTION (repeat it for several)",
+            FeedbackKind::MultiSelection => "--select OPTION [--select OPTION ...]",
             FeedbackKind::Custom => "--json VALUE",
         }
     }
@@ -558,7 +558,7 @@ mod tests {
     fn answers_are_checked_against_the_kind() {
         let a = request(FeedbackKind::Approval, &[]);
         assert_eq!(a.check_answer(&j(r#"{"approved":true}"#)).unwrap().as_str(), r#"{"approved":true,"reason":null}"#);
-        assert!(a.check_answer(&j(r#"{"text":"x"}"#)).unwrap_err().contains("--approve or --reject"));
+        assert!(a.check_answer(&j(r#"{"text":"x"}"#)).unwrap_err().contains("--approve | --reject"));
         let s = request(FeedbackKind::Selection, &["a", "b"]);
         assert!(s.check_answer(&j(r#"{"selected":"b"}"#)).is_ok());
         assert!(s.check_answer(&j(r#"{"selected":"c"}"#)).unwrap_err().contains("not an option"));

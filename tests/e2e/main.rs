@@ -9,6 +9,7 @@ mod control;
 mod distributed;
 mod errors;
 mod examples;
+mod feedback;
 mod hardening;
 mod hostile;
 mod parity;

@@ -5,11 +5,11 @@ use crate::support::*;
 use graflow_host::engine::{FailureKind, RunError};
 use serde_json::json;
 
-const LANGS: [(&str, &str); 3] =
+pub const LANGS: [(&str, &str); 3] =
     [("rust", "parity_rust.wasm"), ("python", "parity_py.wasm"), ("javascript", "parity_js.wasm")];
 
 /// A workflow over the parity component of `lang`.
-fn parity(lang: &str, body: &str) -> Wf {
+pub fn parity(lang: &str, body: &str) -> Wf {
     let file = LANGS.iter().find(|(l, _)| *l == lang).unwrap().1;
     let module = repo().join("tests/guests").join(file);
     assert!(module.exists(), "{} is missing: run `make guests` first", module.display());

@@ -1,5 +1,5 @@
 // The parity tasks in JavaScript; parity/src/lib.rs and parity.py implement the same ones.
-import { task, channel, results, control, Retryable, tasks, run } from './graflow.js';
+import { task, channel, results, control, feedback, Retryable, tasks, run } from './graflow.js';
 
 const LANG = 'javascript';
 
@@ -43,6 +43,17 @@ task(function crash() {
 
 task(function not_json() {
   return { big: 1n };
+});
+
+task(function ask({ kind, timeout = 0 }) {
+  const colors = ['red', 'green', 'blue'];
+  let answer;
+  if (kind === 'approval') answer = feedback.approval('ship it?', { timeout });
+  else if (kind === 'text') answer = feedback.text('name?', { timeout });
+  else if (kind === 'selection') answer = feedback.select('pick', colors, { timeout });
+  else if (kind === 'multi-selection') answer = feedback.selectMany('pick', colors, { timeout });
+  else answer = feedback.custom('any JSON?', { timeout });
+  return { lang: LANG, answer };
 });
 
 export { tasks, run };

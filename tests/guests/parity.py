@@ -1,5 +1,5 @@
 """The parity tasks in Python; parity/src/lib.rs and parity.js implement the same ones."""
-from graflow import task, channel, results, control, Retryable, WitWorld  # noqa: F401
+from graflow import task, channel, results, control, feedback, Retryable, WitWorld  # noqa: F401
 
 LANG = "python"
 
@@ -55,3 +55,19 @@ def crash() -> int:
 @task
 def not_json() -> object:
     return {"items": {1, 2}}
+
+
+@task
+def ask(kind: str, timeout: int = 0) -> dict:
+    colors = ["red", "green", "blue"]
+    if kind == "approval":
+        answer = feedback.approval("ship it?", timeout=timeout)
+    elif kind == "text":
+        answer = feedback.text("name?", timeout=timeout)
+    elif kind == "selection":
+        answer = feedback.select("pick", colors, timeout=timeout)
+    elif kind == "multi-selection":
+        answer = feedback.select_many("pick", colors, timeout=timeout)
+    else:
+        answer = feedback.custom("any JSON?", timeout=timeout)
+    return {"lang": LANG, "answer": answer}

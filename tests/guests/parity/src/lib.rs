@@ -59,4 +59,26 @@ fn lang(_: Value) -> Result<&'static str, TaskError> {
     Ok(LANG)
 }
 
-graflow_guest::export_tasks!(produce, consume, checkpointer, looper, forever, flaky, lang);
+#[derive(Deserialize)]
+struct AskInput {
+    kind: String,
+    #[serde(default)]
+    timeout: u64,
+}
+
+/// Asks one question of `kind` through the SDK helper of that kind.
+fn ask(input: AskInput) -> Result<Value, TaskError> {
+    let t = std::time::Duration::from_secs(input.timeout);
+    let colors: &[&str] = &["red", "green", "blue"];
+    let q = feedback::Ask::new("pick").timeout(t).options(colors);
+    let answer = match input.kind.as_str() {
+        "approval" => json!(feedback::approval_with(&feedback::Ask::new("ship it?").timeout(t))?.0),
+        "text" => json!(feedback::text_with(&feedback::Ask::new("name?").timeout(t))?),
+        "selection" => json!(feedback::select_with(&q)?),
+        "multi-selection" => json!(feedback::select_many_with(&q)?),
+        _ => feedback::custom::<Value>(&feedback::Ask::new("any JSON?").timeout(t))?,
+    };
+    Ok(json!({"lang": LANG, "answer": answer}))
+}
+
+graflow_guest::export_tasks!(produce, consume, checkpointer, looper, forever, flaky, lang, ask);

@@ -124,6 +124,25 @@ fn script(input: ScriptInput) -> Result<Value, TaskError> {
             "recurse" => output = json!(recurse(arg("depth").as_u64().unwrap_or(1 << 30))),
             "log_big" => log::info(&"y".repeat(arg("bytes").as_u64().unwrap_or(1 << 20) as usize)),
             "return" => output = channel::get::<Value>(str_of(action, "key"))?.unwrap_or(Value::Null),
+            "ask" => {
+                // {"op":"ask","kind":"approval|text|select|multi|custom","prompt":..,"options":[..],"timeout":secs,"key":..}
+                let opts: Vec<&str> =
+                    arg("options").as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                let q = feedback::Ask::new(str_of(action, "prompt"))
+                    .options(&opts)
+                    .metadata(arg("metadata").clone())
+                    .timeout(std::time::Duration::from_secs(arg("timeout").as_u64().unwrap_or(180)));
+                let answer = match str_of(action, "kind") {
+                    "approval" => json!(feedback::approval_with(&q)?),
+                    "text" => json!(feedback::text_with(&q)?),
+                    "select" => json!(feedback::select_with(&q)?),
+                    "multi" => json!(feedback::select_many_with(&q)?),
+                    _ => feedback::custom::<Value>(&q)?,
+                };
+                let key = str_of(action, "key");
+                channel::set(if key.is_empty() { "answer" } else { key }, &answer)?;
+                output = answer;
+            }
             "work" => {
                 let rounds = arg("rounds").as_u64().unwrap_or(1_000_000);
                 let mut h: u64 = 1469598103934665603;
