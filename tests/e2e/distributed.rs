@@ -446,3 +446,39 @@ fn a_stopped_worker_hands_its_task_back() {
     assert!(first.stderr().contains("handing task slow"), "the first worker handed its task back");
     drop(second);
 }
+
+#[test]
+fn a_question_asked_on_a_worker_is_answered_through_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let _w = WorkerProc::start(&redis, 2);
+    let wf = workflow(&format!("[workflow]\nflow = \"deploy\"\n{}", scripted(&["deploy"])));
+    // Answered while the task waits on the worker: the run goes on.
+    let input = scripts(json!({"deploy": [{"op": "ask", "kind": "approval", "prompt": "ship?", "timeout": 60}]}));
+    let url = redis.url();
+    let answerer = std::thread::spawn(move || {
+        let desk = graflow_host::distributed::RedisDesk::connect(&url).unwrap();
+        loop {
+            if let Some(r) = desk.pending().unwrap().into_iter().next() {
+                desk.answer_request(&r.id, &Json::from(json!({"approved": true, "reason": "ok"})), "test").unwrap();
+                return r.prompt;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let mut s = Session::start(&wf.path, Json::from(input), redis_options(&redis)).unwrap();
+    let report = s.run().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(answerer.join().unwrap(), "ship?");
+    assert_eq!(report.result.unwrap().to_value().unwrap(), json!([true, "ok"]));
+
+    // Nobody answers in time: the run pauses; answered through Redis, it resumes.
+    let input = scripts(json!({"deploy": [{"op": "ask", "kind": "text", "prompt": "name?", "timeout": 0}]}));
+    let paused = wf.run(&input, &["--redis", &redis.url(), "--json", "--no-prompt"]);
+    assert_eq!(paused.code, 6, "{}", paused.stderr);
+    let id = paused.json()["requests"][0]["id"].as_str().unwrap().to_string();
+    assert!(paused.stderr.contains(&format!("--redis {}", redis.url())), "{}", paused.stderr);
+    let listed = cli(wf.dir.path(), &["feedback", "list", "--redis", &redis.url(), "--json"]);
+    assert_eq!(listed.ok().json()[0]["id"], json!(id));
+    cli(wf.dir.path(), &["feedback", "answer", &id, "--text", "ada", "--redis", &redis.url()]).ok();
+    let resumed = cli(wf.dir.path(), &["resume", "--latest", "--redis", &redis.url(), "--no-prompt"]);
+    assert_eq!(resumed.ok().json(), json!("ada"));
+}

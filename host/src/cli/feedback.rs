@@ -15,9 +15,12 @@ pub enum FeedbackCommand {
         /// The checkpoint directory.
         #[arg(default_value = checkpoint::DEFAULT_DIR)]
         dir: PathBuf,
-        /// Also list answered requests.
+        /// Also list answered requests (not with --redis).
         #[arg(long)]
         all: bool,
+        /// The requests of distributed runs, in this Redis.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
         /// One JSON array on stdout.
         #[arg(long)]
         json: bool,
@@ -29,6 +32,9 @@ pub enum FeedbackCommand {
         /// The checkpoint directory.
         #[arg(long, default_value = checkpoint::DEFAULT_DIR)]
         dir: PathBuf,
+        /// A request of a distributed run, in this Redis.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
         /// One JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -66,6 +72,69 @@ pub struct AnswerArgs {
     /// Who answers (kept with the answer).
     #[arg(long, default_value = "cli")]
     by: String,
+    /// A request of a distributed run, in this Redis: the waiting task
+    /// continues at once.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+}
+
+/// Where requests are looked up.
+enum Desk {
+    Files(FileDesk, PathBuf),
+    Redis(graflow_host::distributed::RedisDesk),
+}
+
+impl Desk {
+    fn open(dir: &std::path::Path, redis: Option<&str>) -> Result<Desk, CliError> {
+        match redis {
+            Some(url) => graflow_host::distributed::RedisDesk::connect(url).map(Desk::Redis).map_err(CliError::bad_input),
+            None => Ok(Desk::Files(FileDesk::new(dir), dir.to_path_buf())),
+        }
+    }
+
+    fn list(&self, all: bool) -> Result<Vec<Entry>, CliError> {
+        match self {
+            Desk::Files(d, _) => Ok(d.list().map_err(CliError::bad_input)?.into_iter().filter(|e| all || e.answer.is_none()).collect()),
+            Desk::Redis(d) => Ok(d
+                .pending()
+                .map_err(CliError::bad_input)?
+                .into_iter()
+                .map(|request| Entry { request, answer: None })
+                .collect()),
+        }
+    }
+
+    fn find(&self, id: &str) -> Result<Entry, CliError> {
+        match self {
+            Desk::Files(d, _) => d.find(id).map_err(CliError::bad_input),
+            Desk::Redis(d) => d.find(id).map(|(request, answer)| Entry { request, answer }).map_err(CliError::bad_input),
+        }
+    }
+
+    fn answer(&self, id: &str, answer: &Json, by: &str) -> Result<graflow_host::feedback::FeedbackRequest, CliError> {
+        match self {
+            Desk::Files(d, _) => d.answer_request(id, answer, by),
+            Desk::Redis(d) => d.answer_request(id, answer, by),
+        }
+        .map_err(CliError::bad_input)
+    }
+
+    /// Where the requests are, for messages.
+    fn place(&self) -> String {
+        match self {
+            Desk::Files(_, dir) => dir.display().to_string(),
+            Desk::Redis(_) => "Redis".to_string(),
+        }
+    }
+
+    /// The flags that name this place again.
+    fn flags(&self, redis: Option<&str>) -> String {
+        match (self, redis) {
+            (Desk::Redis(_), Some(url)) => format!("--redis {}", graflow_host::distributed::redacted(url)),
+            (Desk::Files(_, dir), _) => format!("--dir {}", dir.display()),
+            _ => String::new(),
+        }
+    }
 }
 
 fn entry_json(e: &Entry) -> serde_json::Value {
@@ -82,13 +151,14 @@ fn entry_json(e: &Entry) -> serde_json::Value {
 
 pub fn feedback(cmd: FeedbackCommand) -> Result<ExitStatus, CliError> {
     match cmd {
-        FeedbackCommand::List { dir, all, json } => {
-            let entries = FileDesk::new(&dir).list().map_err(CliError::bad_input)?;
-            let shown: Vec<&Entry> = entries.iter().filter(|e| all || e.answer.is_none()).collect();
+        FeedbackCommand::List { dir, all, json, redis } => {
+            let desk = Desk::open(&dir, redis.as_deref())?;
+            let entries = desk.list(all)?;
+            let shown: Vec<&Entry> = entries.iter().collect();
             if json {
                 println!("{}", serde_json::Value::Array(shown.iter().map(|e| entry_json(e)).collect()));
             } else if shown.is_empty() {
-                eprintln!("no {}feedback requests in {}", if all { "" } else { "pending " }, dir.display());
+                eprintln!("no {}feedback requests in {}", if all { "" } else { "pending " }, desk.place());
             } else {
                 for e in shown {
                     let state = match &e.answer {
@@ -100,8 +170,9 @@ pub fn feedback(cmd: FeedbackCommand) -> Result<ExitStatus, CliError> {
             }
             Ok(ExitStatus::Success)
         }
-        FeedbackCommand::Show { id, dir, json } => {
-            let e = FileDesk::new(&dir).find(&id).map_err(CliError::bad_input)?;
+        FeedbackCommand::Show { id, dir, json, redis } => {
+            let desk = Desk::open(&dir, redis.as_deref())?;
+            let e = desk.find(&id)?;
             if json {
                 println!("{}", entry_json(&e));
                 return Ok(ExitStatus::Success);
@@ -118,10 +189,10 @@ pub fn feedback(cmd: FeedbackCommand) -> Result<ExitStatus, CliError> {
             match &e.answer {
                 Some(a) => println!("answer    {} (by {})", a.answer.as_str(), a.by),
                 None => println!(
-                    "answer    none yet: graflow-host feedback answer {} {} --dir {}",
+                    "answer    none yet: graflow-host feedback answer {} {} {}",
                     r.id,
                     r.kind.how_to_answer(),
-                    dir.display()
+                    desk.flags(redis.as_deref())
                 ),
             }
             Ok(ExitStatus::Success)
@@ -131,13 +202,13 @@ pub fn feedback(cmd: FeedbackCommand) -> Result<ExitStatus, CliError> {
 }
 
 fn answer(a: AnswerArgs) -> Result<ExitStatus, CliError> {
-    let desk = FileDesk::new(&a.dir);
+    let desk = Desk::open(&a.dir, a.redis.as_deref())?;
     let value = if a.approve || a.reject {
         serde_json::json!({"approved": a.approve, "reason": a.reason})
     } else if let Some(t) = a.text {
         serde_json::json!({ "text": t })
     } else if !a.select.is_empty() {
-        let kind = desk.find(&a.id).map_err(CliError::bad_input)?.request.kind;
+        let kind = desk.find(&a.id)?.request.kind;
         match (kind, a.select.as_slice()) {
             (FeedbackKind::MultiSelection, all) => serde_json::json!({ "selected": all }),
             (_, [one]) => serde_json::json!({ "selected": one }),
@@ -150,12 +221,19 @@ fn answer(a: AnswerArgs) -> Result<ExitStatus, CliError> {
     } else {
         return Err(CliError::bad_input(anyhow!("give the answer: --approve, --reject, --text, --select or --json")));
     };
-    let request = desk.answer_request(&a.id, &Json::encode(&value), &a.by).map_err(CliError::bad_input)?;
-    eprintln!(
-        "answered request {} of task '{}'; continue the run with: graflow-host resume --latest {}",
-        request.id,
-        request.task_id,
-        a.dir.display()
-    );
+    let request = desk.answer(&a.id, &Json::encode(&value), &a.by)?;
+    match &desk {
+        Desk::Files(..) => eprintln!(
+            "answered request {} of task '{}'; continue the run with: graflow-host resume --latest {}",
+            request.id,
+            request.task_id,
+            a.dir.display()
+        ),
+        Desk::Redis(_) => eprintln!(
+            "answered request {} of task '{}': a task waiting for it continues now; a paused run continues with \
+             graflow-host resume --latest DIR --redis URL",
+            request.id, request.task_id
+        ),
+    }
     Ok(ExitStatus::Success)
 }

@@ -319,9 +319,10 @@ fn report(
                     for r in requests {
                         eprintln!("  request {}", r.summary());
                         eprintln!(
-                            "    answer with: graflow-host feedback answer {} {} --dir {dir}{redis_flag}",
+                            "    answer with: graflow-host feedback answer {} {} {}",
                             r.id,
-                            r.kind.how_to_answer()
+                            r.kind.how_to_answer(),
+                            if redis_flag.is_empty() { format!("--dir {dir}") } else { redis_flag.trim().to_string() }
                         );
                     }
                     eprintln!("  then resume with: graflow-host resume --latest {dir}{redis_flag}");

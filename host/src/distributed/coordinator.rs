@@ -550,8 +550,23 @@ pub fn apply(mut ctx: TaskContext, mut c: Completion) -> (TaskContext, Result<Js
         }
         Ok(())
     })();
+    let pausing = [c.failure.as_ref(), c.outcome.as_ref().err()].into_iter().flatten().any(|f| f.kind == FailureKind::Paused);
     if let Some(f) = c.failure {
         ctx.effects.failure.get_or_insert(f);
+    }
+    // A question nobody answered in time on the worker: the run pauses on it
+    // (the request must be this execution's).
+    if let Some(r) = c.paused {
+        let ours = r.session_id == ctx.info.session_id && r.task_id == ctx.info.task_id && r.validate().is_ok();
+        if ours && pausing {
+            ctx.effects.paused = Some(r);
+        } else {
+            let why = format!("worker '{}' reported a feedback request that is not this execution's", c.worker);
+            return (ctx, Err(TaskFailure::new(FailureKind::Failed, why)));
+        }
+    } else if pausing {
+        let why = format!("worker '{}' reported a pause without its feedback request", c.worker);
+        return (ctx, Err(TaskFailure::new(FailureKind::Failed, why)));
     }
     match replayed {
         Ok(()) => (ctx, c.outcome),

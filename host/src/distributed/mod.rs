@@ -29,10 +29,12 @@
 //! when its coordinator ends.
 
 pub mod coordinator;
+pub mod desk;
 pub mod wire;
 pub mod worker;
 
 pub use coordinator::Coordinator;
+pub use desk::RedisDesk;
 pub use worker::{Worker, WorkerOptions};
 
 use std::time::Duration;

@@ -83,6 +83,9 @@ pub struct Completion {
     pub failure: Option<TaskFailure>,
     /// Log lines (level, line), in order.
     pub logs: Vec<(String, String)>,
+    /// The feedback request nobody answered in time: the run pauses on it.
+    #[serde(default)]
+    pub paused: Option<crate::feedback::FeedbackRequest>,
 }
 
 impl Completion {
@@ -101,6 +104,7 @@ impl Completion {
             checkpoint: None,
             failure: None,
             logs: Vec::new(),
+            paused: None,
         }
     }
 }

@@ -637,6 +637,9 @@ impl Worker {
         ctx.set_checkpoint_refusal(d.checkpoint_refusal.clone());
         let logs = Arc::new(LogCollector::default());
         ctx.set_listener(Listener(Some(logs.clone())));
+        // A question waits here, on the worker; an answer given in Redis
+        // (`feedback answer --redis`) wakes it.
+        ctx.set_feedback(Arc::new(super::RedisDesk::new(self.client.clone(), self.shown.clone(), view_con.clone())));
         let mut local = def.clone();
         local.module = key;
         // An instance is never reused across runs (tenants) on a worker.
@@ -662,6 +665,7 @@ impl Worker {
             checkpoint: effects.checkpoint,
             failure: effects.failure,
             logs: logs.take(),
+            paused: effects.paused,
         })))
     }
 
