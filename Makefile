@@ -7,7 +7,7 @@ CARGO        ?= cargo
 GUEST_TARGET := $(CURDIR)/target/guests
 WASM_OUT     := $(GUEST_TARGET)/wasm32-wasip2/release
 BIN          := target/release/graflow-host
-EXAMPLES     := hello etl shared-state agent-loop optimizer router flaky best-effort order
+EXAMPLES     := hello etl shared-state agent-loop optimizer router flaky best-effort order approval
 
 .PHONY: all setup guests rust-guests py-js-guests task host test demo bench clean-checkpoints
 

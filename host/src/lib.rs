@@ -25,6 +25,7 @@ pub mod model;
 pub mod module_store;
 pub mod report;
 pub mod sandbox;
+pub mod serve;
 pub mod session;
 pub mod signals;
 

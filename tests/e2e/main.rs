@@ -15,6 +15,7 @@ mod hostile;
 mod parity;
 mod properties;
 mod report;
+mod serve;
 mod sandbox;
 mod support;
 mod trust;

@@ -9,6 +9,7 @@ mod graph;
 mod logs;
 mod progress;
 mod run;
+mod serve;
 mod validate;
 mod worker;
 
@@ -67,6 +68,9 @@ enum Command {
     /// The requests tasks made for human input: list, show, answer.
     #[command(subcommand)]
     Feedback(feedback::FeedbackCommand),
+    /// A web page (and JSON API) over a checkpoint directory: its runs and
+    /// checkpoints, and the feedback requests, answered with a form.
+    Serve(serve::ServeArgs),
     /// List, show and prune checkpoints.
     #[command(subcommand)]
     Checkpoints(checkpoints::CheckpointsCommand),
@@ -193,6 +197,7 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => logs::logs(args),
         Command::Worker(args) => worker::worker(args),
         Command::Feedback(cmd) => feedback::feedback(cmd),
+        Command::Serve(args) => serve::serve(args),
         Command::Checkpoints(cmd) => checkpoints::checkpoints(cmd),
         Command::Validate { workflow, no_cache, json } => validate::validate(&workflow, no_cache, json),
         Command::Graph(args) => graph::graph(args),
