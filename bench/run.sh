@@ -29,11 +29,15 @@ echo "== graflow-host workloads (cargo bench --bench workloads)" >&2
 cargo bench --quiet --bench workloads 2>/dev/null | grep '^{' | tee "$OUT/ours.jsonl" >&2
 cargo bench --quiet --bench workloads -- rss_10k 2>/dev/null | grep '^{' | tee -a "$OUT/ours.jsonl" >&2
 echo "== Graflow 0.2.0 workloads (bench/graflow_bench.py)" >&2
-BENCH_TMP="$ROOT/target" bench/.venv/bin/python bench/graflow_bench.py | tee "$OUT/graflow.jsonl" >&2
-bench/.venv/bin/python bench/graflow_bench.py rss | tee -a "$OUT/graflow.jsonl" >&2
+# Graflow makes a feedback_data/ folder in the working directory of every run:
+# its runs work in target/bench-graflow.
+mkdir -p target/bench-graflow
+PY="$ROOT/bench/.venv/bin/python"
+(cd target/bench-graflow && BENCH_TMP="$ROOT/target" "$PY" "$ROOT/bench/graflow_bench.py") | tee "$OUT/graflow.jsonl" >&2
+(cd target/bench-graflow && "$PY" "$ROOT/bench/graflow_bench.py" rss) | tee -a "$OUT/graflow.jsonl" >&2
 if [ -n "$REDIS_PID" ]; then
   echo "== Graflow 0.2.0 Redis workers (bench/graflow_redis_bench.py)" >&2
-  bench/.venv/bin/python bench/graflow_redis_bench.py "$BENCH_REDIS_PORT" | tee -a "$OUT/graflow.jsonl" >&2
+  (cd target/bench-graflow && "$PY" "$ROOT/bench/graflow_redis_bench.py" "$BENCH_REDIS_PORT") | tee -a "$OUT/graflow.jsonl" >&2
 fi
 # Written aside first: the report names the commit and whether the tree is clean.
 python3 bench/report.py "$OUT/ours.jsonl" "$OUT/graflow.jsonl" > "$OUT/benchmarks.md"

@@ -29,6 +29,33 @@ show "flaky: a retryable error, retried with back-off, succeeds on the third att
 show "best-effort: a parallel group with one failing member" \
   "$BIN run examples/best-effort/workflow.toml --checkpoint-dir $DEMO/cp"
 
+HITL=$DEMO/approval
+show "approval: unattended, the deploy pipeline pauses for a person (exit code 6)" \
+  "$BIN run examples/approval/workflow.toml --input '{\"version\":\"2.1.0\",\"wait_secs\":0}' --checkpoint-dir $HITL --no-prompt || true"
+show "approval: the request waiting" "$BIN feedback list $HITL"
+ID=$("$BIN" feedback list "$HITL" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+show "approval: answered" "$BIN feedback answer $ID --approve --reason 'tests are green' --dir $HITL"
+show "approval: resumed, it deploys" "$BIN resume --latest $HITL --no-prompt"
+WEB=$DEMO/approval-web
+show "approval through the web page: paused again" \
+  "$BIN run examples/approval/workflow.toml --input '{\"version\":\"2.2.0\",\"wait_secs\":0}' --checkpoint-dir $WEB --no-prompt || true"
+step "approval: graflow-host serve, and the page's form posted (as a browser does)" "$BIN serve $WEB --listen 127.0.0.1:<free port> &"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$BIN" serve "$WEB" --listen "127.0.0.1:$PORT" &
+SERVE=$!
+sleep 0.5
+python3 - "$PORT" <<'PY'
+import json, sys, urllib.parse, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+req = json.load(urllib.request.urlopen(base + "/api/requests"))[0]
+print(f"page shows: {req['prompt']} (request {req['id']})")
+form = urllib.parse.urlencode({"decision": "approve", "reason": "via the page"}).encode()
+urllib.request.urlopen(base + "/answer/" + req["id"], data=form)
+print("form posted: approved")
+PY
+kill $SERVE
+show "approval: resumed after the web answer" "$BIN resume --latest $WEB --no-prompt"
+
 MIX=$DEMO/mixed
 show "mixed: Rust >> (Python | JavaScript) >> Rust, stopped after the Rust task (a checkpoint)" \
   "$BIN run examples/mixed/workflow.toml --input '{\"readings\":[21.5,-1,23.25,22]}' --checkpoint-dir $MIX --max-steps 1 || true"

@@ -417,6 +417,9 @@ impl FeedbackDesk for FileDesk {
     }
 }
 
+/// Runs a question (the closure) with a live display paused.
+pub type Around = Box<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
+
 /// Asks on the terminal instead of waiting (`run`/`resume` on a terminal,
 /// without `--no-prompt`); the answer is recorded by the inner desk like any
 /// other. One question at a time.
@@ -425,7 +428,7 @@ pub struct PromptDesk {
     file: Option<FileDesk>,
     turn: std::sync::Mutex<()>,
     /// Called around a question, to pause a live display.
-    pub around: Box<dyn Fn(&mut dyn FnMut()) + Send + Sync>,
+    pub around: Around,
 }
 
 impl PromptDesk {

@@ -86,10 +86,8 @@ fn esc(s: &str) -> String {
 
 fn authorized(state: &ServeState, given: Option<&str>, headers: &HeaderMap) -> bool {
     let Some(token) = &state.token else { return true };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let bearer =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     [given, bearer].into_iter().flatten().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
 }
 
@@ -346,7 +344,9 @@ async fn page(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>,
         out.push_str("</div>");
     }
     if !answered.is_empty() {
-        out.push_str("<h2>Answered</h2><table><tr><th>request</th><th>task</th><th>prompt</th><th>answer</th><th>by</th></tr>");
+        out.push_str(
+            "<h2>Answered</h2><table><tr><th>request</th><th>task</th><th>prompt</th><th>answer</th><th>by</th></tr>",
+        );
         for e in answered.iter().rev().take(50) {
             let a = e.answer.as_ref().map_or(("", ""), |a| (a.answer.as_str(), a.by.as_str()));
             let _ = write!(

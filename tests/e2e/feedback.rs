@@ -74,8 +74,10 @@ fn every_kind_answered_while_the_task_waits_in_every_language() {
             lang,
             "[workflow]\nflow = \"start\"\n[tasks.start]\nexport = \"script\"\nmodule = \"kit\"\n[tasks.ask]\nexport = \"ask\"\nmodule = \"p\"\n",
         );
-        let asks: Vec<Value> =
-            KINDS.iter().map(|k| json!({"op": "next_task", "task": "ask", "input": {"kind": k, "timeout": 60}})).collect();
+        let asks: Vec<Value> = KINDS
+            .iter()
+            .map(|k| json!({"op": "next_task", "task": "ask", "input": {"kind": k, "timeout": 60}}))
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let helper = answerer(&wf.checkpoints(), stop.clone());
         let mut s = Session::start(&wf.path, Json::from(scripts(json!({"start": asks}))), options(&wf)).unwrap();
@@ -227,7 +229,11 @@ fn on_a_terminal_the_question_is_asked_right_there() {
     let mut out = String::new();
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(child.wait().unwrap().success());
-    assert_eq!(serde_json::from_str::<Value>(out.trim()).unwrap(), json!([true, "ship it"]), "approved, with the reason typed");
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).unwrap(),
+        json!([true, "ship it"]),
+        "approved, with the reason typed"
+    );
     let answered = FileDesk::new(wf.checkpoints()).list().unwrap();
     assert_eq!(answered[0].answer.as_ref().unwrap().by, "terminal", "the answer is recorded");
 }
@@ -238,9 +244,7 @@ fn pty() -> (std::fs::File, std::fs::File) {
     use std::os::fd::FromRawFd;
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty writes two new file descriptors into the two integers.
-    let r = unsafe {
-        libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
-    };
+    let r = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
     assert_eq!(r, 0, "openpty failed");
     // SAFETY: both descriptors were just opened and are owned here.
     unsafe { (std::fs::File::from_raw_fd(master), std::fs::File::from_raw_fd(slave)) }

@@ -88,7 +88,7 @@ fn the_page_lists_the_request_and_its_form_answers_it() {
             // clicks Approve, and sees it answered.
             let profile = tempfile::tempdir().unwrap();
             let mut b = Cdp::launch(browser, profile.path());
-            let session = b.open(&format!("{url}"));
+            let session = b.open(&url);
             b.wait_for_text(&session, "Deploy 2.1.0 to production?");
             b.eval(
                 &session,
@@ -227,9 +227,8 @@ impl Cdp {
     /// A new tab at `url`, attached; its session id.
     fn open(&mut self, url: &str) -> String {
         let target = self.call(None, "Target.createTarget", json!({"url": url})).unwrap();
-        let attached = self
-            .call(None, "Target.attachToTarget", json!({"targetId": target["targetId"], "flatten": true}))
-            .unwrap();
+        let attached =
+            self.call(None, "Target.attachToTarget", json!({"targetId": target["targetId"], "flatten": true})).unwrap();
         attached["sessionId"].as_str().unwrap().to_string()
     }
 

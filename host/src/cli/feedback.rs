@@ -87,14 +87,18 @@ enum Desk {
 impl Desk {
     fn open(dir: &std::path::Path, redis: Option<&str>) -> Result<Desk, CliError> {
         match redis {
-            Some(url) => graflow_host::distributed::RedisDesk::connect(url).map(Desk::Redis).map_err(CliError::bad_input),
+            Some(url) => {
+                graflow_host::distributed::RedisDesk::connect(url).map(Desk::Redis).map_err(CliError::bad_input)
+            }
             None => Ok(Desk::Files(FileDesk::new(dir), dir.to_path_buf())),
         }
     }
 
     fn list(&self, all: bool) -> Result<Vec<Entry>, CliError> {
         match self {
-            Desk::Files(d, _) => Ok(d.list().map_err(CliError::bad_input)?.into_iter().filter(|e| all || e.answer.is_none()).collect()),
+            Desk::Files(d, _) => {
+                Ok(d.list().map_err(CliError::bad_input)?.into_iter().filter(|e| all || e.answer.is_none()).collect())
+            }
             Desk::Redis(d) => Ok(d
                 .pending()
                 .map_err(CliError::bad_input)?
@@ -107,7 +111,9 @@ impl Desk {
     fn find(&self, id: &str) -> Result<Entry, CliError> {
         match self {
             Desk::Files(d, _) => d.find(id).map_err(CliError::bad_input),
-            Desk::Redis(d) => d.find(id).map(|(request, answer)| Entry { request, answer }).map_err(CliError::bad_input),
+            Desk::Redis(d) => {
+                d.find(id).map(|(request, answer)| Entry { request, answer }).map_err(CliError::bad_input)
+            }
         }
     }
 

@@ -550,7 +550,8 @@ pub fn apply(mut ctx: TaskContext, mut c: Completion) -> (TaskContext, Result<Js
         }
         Ok(())
     })();
-    let pausing = [c.failure.as_ref(), c.outcome.as_ref().err()].into_iter().flatten().any(|f| f.kind == FailureKind::Paused);
+    let pausing =
+        [c.failure.as_ref(), c.outcome.as_ref().err()].into_iter().flatten().any(|f| f.kind == FailureKind::Paused);
     if let Some(f) = c.failure {
         ctx.effects.failure.get_or_insert(f);
     }

@@ -75,10 +75,9 @@ impl RedisDesk {
 
     fn get_json<T: for<'de> serde::Deserialize<'de>>(&self, k: &str) -> Result<Option<T>, FeedbackError> {
         let bytes: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(k))?;
-        bytes
-            .map(|b| serde_json::from_slice(&b))
-            .transpose()
-            .map_err(|e| FeedbackError::Unavailable(format!("Redis at {}: {k} does not hold a feedback record: {e}", self.shown)))
+        bytes.map(|b| serde_json::from_slice(&b)).transpose().map_err(|e| {
+            FeedbackError::Unavailable(format!("Redis at {}: {k} does not hold a feedback record: {e}", self.shown))
+        })
     }
 
     /// The requests waiting for an answer, oldest first.
@@ -129,7 +128,11 @@ impl RedisDesk {
         )?;
         match stored {
             1 => Ok(request),
-            0 => Err(FeedbackError::AlreadyAnswered { id: id.into(), by: "?".into(), answer: "(given meanwhile)".into() }),
+            0 => Err(FeedbackError::AlreadyAnswered {
+                id: id.into(),
+                by: "?".into(),
+                answer: "(given meanwhile)".into(),
+            }),
             _ => Err(FeedbackError::Unknown { id: id.into(), dir: format!("Redis at {}", self.shown).into() }),
         }
     }
@@ -154,7 +157,12 @@ impl FeedbackDesk for RedisDesk {
         pipe.query::<()>(&mut *con).map_err(|e| failed(&self.shown, e))
     }
 
-    fn wait(&self, request: &FeedbackRequest, deadline: Instant, stop: &AtomicBool) -> Result<Option<Json>, FeedbackError> {
+    fn wait(
+        &self,
+        request: &FeedbackRequest,
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> Result<Option<Json>, FeedbackError> {
         loop {
             if let Some(a) = self.answer(request)? {
                 return Ok(Some(a));
