@@ -111,6 +111,59 @@ def checkpoints():
         emit(f"checkpoint_resume_finish_{mb}mb", statistics.median(finishes) * 1e3, "ms", "resume plus running the remaining tasks, median of 7")
 
 
+def scaling():
+    for mb in (1, 100):
+        samples = []
+        for _ in range(5):
+            ctx = ExecutionContext.create(chain_graph(1000), "t0", max_steps=1010)
+            ctx.channel.set("blob", "x" * (mb << 20))
+            started = time.perf_counter()
+            WorkflowEngine().execute(ctx)
+            samples.append(time.perf_counter() - started)
+        emit(f"chain_1000_channel_{mb}mb", statistics.median(samples) * 1e6 / 1000, "us/task",
+             f"1,000 no-op tasks over a channel holding a {mb} MB value, median of 5")
+    samples = []
+    for r in range(5):
+        with workflow(f"group1000_{r}") as wf:
+            src = TaskWrapper("src", noop)
+            members = [TaskWrapper(f"p{i}", noop) for i in range(1000)]
+            sink = TaskWrapper("sink", noop)
+            src >> ParallelGroup(members) >> sink
+            started = time.perf_counter()
+            wf.execute("src", max_steps=5000)
+            samples.append(time.perf_counter() - started)
+    ms = statistics.median(samples) * 1e3
+    emit("group_1000", ms * 1000 / 1002, "us/task", f"src >> (1,000 parallel no-ops, THREADING) >> sink: {ms:.1} ms per run, median of 5")
+
+    def loop10k(ctx, data=None):
+        n = data or 0
+        if n + 1 < 10000:
+            ctx.next_iteration(n + 1)
+        return n
+
+    samples = []
+    for _ in range(3):
+        g = TaskGraph()
+        g.add_node(TaskWrapper("loop", loop10k, inject_context=True, register_to_context=False), "loop")
+        ctx = ExecutionContext.create(g, "loop", max_steps=50000, default_max_cycles=20000)
+        started = time.perf_counter()
+        WorkflowEngine().execute(ctx)
+        samples.append(time.perf_counter() - started)
+    emit("next_iteration_10000", statistics.median(samples) * 1e6 / 10000, "us/iteration", "one task, 10,000 runs through next_iteration, median of 3")
+    samples = []
+    for r in range(5):
+        started = time.perf_counter()
+        with workflow(f"flow10k_{r}"):
+            tasks = [TaskWrapper(f"t{i}", noop) for i in range(10000)]
+            prev = tasks[0]
+            for t in tasks[1:]:
+                prev >> t
+                prev = t
+        samples.append(time.perf_counter() - started)
+    emit("flow_file_10000", statistics.median(samples) * 1e3, "ms",
+         "building a 10,000-task chain with >> in Python (Graflow's flow is code, not a file), median of 5")
+
+
 def cpu(rounds=3_000_000):
     h = 0xCBF29CE484222325
     for i in range(rounds):
@@ -149,5 +202,5 @@ if __name__ == "__main__":
     if what == "rss":
         rss()
     else:
-        for f in (chains, fan_out, iterations, checkpoints, parallel_cpu):
+        for f in (chains, fan_out, iterations, checkpoints, parallel_cpu, scaling):
             f()

@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The same allocator as the binary (host/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -337,6 +341,78 @@ fn parallel_cpu() {
     emit("cpu_pair_speedup", ser / par, "x", "sequence time / parallel time");
 }
 
+/// Scaling rows: the per-task cost of a chain with a 1 MB and a 100 MB
+/// channel, a group of 1,000 members, a 10,000-iteration loop, and loading a
+/// 10,000-task flow file.
+fn scaling() {
+    let wf = Arc::new(chain(&bench_module(), 1000, "noop"));
+    let mut session = sandbox_for(&wf, &cache_dir());
+    for mb in [1usize, 100] {
+        let blob = Json::encode(&"x".repeat(mb << 20));
+        let mut once = || {
+            session.restart(Json::parse("{}").unwrap()).unwrap();
+            graflow_host::channel::Channel::set(session.channel().as_ref(), "blob", blob.clone());
+            let started = Instant::now();
+            session.run().unwrap();
+            started.elapsed().as_secs_f64() * 1e6 / 1000.0
+        };
+        once();
+        let us = median((0..5).map(|_| once()).collect());
+        emit(
+            &format!("chain_1000_channel_{mb}mb"),
+            us,
+            "us/task",
+            &format!("1,000 no-op tasks over a channel holding a {mb} MB value, median of 5"),
+        );
+    }
+    let group = Arc::new(fan(1000, "noop", &[], 4));
+    let mut session = sandbox_for(&group, &cache_dir());
+    run_once(&mut session, "{}");
+    let ms = median((0..5).map(|_| run_once(&mut session, "{}").as_secs_f64() * 1e3).collect());
+    emit(
+        "group_1000",
+        ms * 1000.0 / 1002.0,
+        "us/task",
+        &format!("src >> (1,000 parallel no-ops, parallelism 4) >> sink: {ms:.1} ms per run, median of 5"),
+    );
+    let mut graph = Graph::default();
+    graph.nodes.insert("it".into(), Node::Task);
+    let mut def = task_def("it", "m", "iterate", &["times"]);
+    def.max_cycles = 20_000;
+    let wf = Arc::new(workflow(&bench_module(), vec![def], graph, "it"));
+    let mut session = sandbox_for(&wf, &cache_dir());
+    let input = r#"{"times":10000}"#;
+    run_once(&mut session, input);
+    let us = median((0..3).map(|_| run_once(&mut session, input).as_secs_f64() * 1e6 / 10_000.0).collect());
+    emit("next_iteration_10000", us, "us/iteration", "one task, 10,000 runs through next_iteration, median of 3");
+    // A 10,000-task chain as a workflow file: read, parse, validate, build
+    // the graph, load the (cached) module.
+    let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    std::fs::copy(bench_module(), dir.path().join("bench.wasm")).unwrap();
+    let names: Vec<String> = (0..10_000).map(|i| format!("t{i}")).collect();
+    let mut text = format!("[workflow]\nflow = \"{}\"\nmax_steps = 100000\n\n[modules]\nm = \"bench.wasm\"\n\n", names.join(" >> "));
+    for n in &names {
+        text.push_str(&format!("[tasks.{n}]\nexport = \"noop\"\n"));
+    }
+    let path = dir.path().join("workflow.toml");
+    std::fs::write(&path, text).unwrap();
+    let load = || {
+        let started = Instant::now();
+        let s = Session::start(&path, Json::null(), options(&cache_dir())).unwrap();
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        drop(s);
+        ms
+    };
+    load();
+    let ms = median((0..5).map(|_| load()).collect());
+    emit(
+        "flow_file_10000",
+        ms,
+        "ms",
+        "Session::start of a 10,000-task chain workflow file (read, parse, validate, graph, cached module), median of 5",
+    );
+}
+
 /// `graflow-host worker` processes on the bench Redis, killed when dropped.
 struct Workers(Vec<std::process::Child>);
 
@@ -461,6 +537,7 @@ fn main() {
         ("first_tasks", first_tasks),
         ("guest_languages", guest_languages),
         ("parallel_cpu", parallel_cpu),
+        ("scaling", scaling),
         ("distributed", distributed),
         ("rss_10k", rss_10k),
     ];
