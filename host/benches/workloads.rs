@@ -390,7 +390,10 @@ fn scaling() {
     let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
     std::fs::copy(bench_module(), dir.path().join("bench.wasm")).unwrap();
     let names: Vec<String> = (0..10_000).map(|i| format!("t{i}")).collect();
-    let mut text = format!("[workflow]\nflow = \"{}\"\nmax_steps = 100000\n\n[modules]\nm = \"bench.wasm\"\n\n", names.join(" >> "));
+    let mut text = format!(
+        "[workflow]\nflow = \"{}\"\nmax_steps = 100000\n\n[modules]\nm = \"bench.wasm\"\n\n",
+        names.join(" >> ")
+    );
     for n in &names {
         text.push_str(&format!("[tasks.{n}]\nexport = \"noop\"\n"));
     }

@@ -16,7 +16,6 @@
 use crate::json::Json;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest prompt, in bytes.
@@ -28,7 +27,11 @@ pub const MAX_OPTION_BYTES: usize = 4096;
 /// Most requests one execution may make.
 pub const MAX_REQUESTS_PER_EXECUTION: u32 = 100;
 /// Largest request or answer file read.
-pub const MAX_FILE_BYTES: u64 = 256 << 20;
+pub const MAX_FILE_BYTES: u64 = 32 << 20;
+/// Largest metadata of a request, in bytes of JSON.
+pub const MAX_METADATA_BYTES: usize = 64 << 10;
+/// Largest answer, in bytes of JSON.
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
 /// How often a waiting request looks for its answer.
 pub const POLL: Duration = Duration::from_millis(100);
 
@@ -142,11 +145,16 @@ impl FeedbackRequest {
         if selecting && self.options.is_empty() {
             return Err(format!("a {} request needs at least one option", self.kind));
         }
-        if let Some(m) = &self.metadata
-            && !m.is_object()
-            && !m.is_null()
-        {
-            return Err("feedback metadata must be a JSON object (or null)".into());
+        if let Some(m) = &self.metadata {
+            if !m.is_object() && !m.is_null() {
+                return Err("feedback metadata must be a JSON object (or null)".into());
+            }
+            if m.len() > MAX_METADATA_BYTES {
+                return Err(format!(
+                    "feedback metadata of {} bytes exceeds the bound feedback::MAX_METADATA_BYTES = {MAX_METADATA_BYTES}",
+                    m.len()
+                ));
+            }
         }
         Ok(())
     }
@@ -154,6 +162,12 @@ impl FeedbackRequest {
     /// `answer` if it has the shape this request's kind asks for (the
     /// options of a selection included), normalised; else why not.
     pub fn check_answer(&self, answer: &Json) -> Result<Json, String> {
+        if answer.len() > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "an answer of {} bytes exceeds the bound feedback::MAX_ANSWER_BYTES = {MAX_ANSWER_BYTES}",
+                answer.len()
+            ));
+        }
         let value = answer.to_value().map_err(|e| e.to_string())?;
         let want =
             || format!("request '{}' asks for {}: answer with {}", self.id, self.kind, self.kind.how_to_answer());
@@ -257,20 +271,20 @@ pub trait FeedbackDesk: Send + Sync {
     fn answer(&self, request: &FeedbackRequest) -> Result<Option<Json>, FeedbackError>;
     /// Record `request` as waiting for an answer.
     fn post(&self, request: &FeedbackRequest) -> Result<(), FeedbackError>;
-    /// Wait for an answer until `deadline` (`None`: none came, or `stop` was
-    /// set).
+    /// Wait for an answer until `deadline` (`None`: none came, or `stop`
+    /// said to stop waiting: the run pauses or stops).
     fn wait(
         &self,
         request: &FeedbackRequest,
         deadline: Instant,
-        stop: &AtomicBool,
+        stop: &dyn Fn() -> bool,
     ) -> Result<Option<Json>, FeedbackError> {
         loop {
             if let Some(a) = self.answer(request)? {
                 return Ok(Some(a));
             }
             let now = Instant::now();
-            if now >= deadline || stop.load(Ordering::Relaxed) {
+            if now >= deadline || stop() {
                 return Ok(None);
             }
             std::thread::sleep(POLL.min(deadline - now));
@@ -312,6 +326,11 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Fee
     }
 }
 
+/// The newest checkpoint of run `session` under `dir`: what resumes it.
+pub fn latest_of(dir: &Path, session: &str) -> Option<PathBuf> {
+    crate::checkpoint::list(dir).ok()?.into_iter().filter(|c| c.meta.session_id == session).next_back().map(|c| c.base)
+}
+
 /// One request found in a directory, with its answer if it has one.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -335,22 +354,47 @@ impl FileDesk {
         id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())
     }
 
-    /// Every request under the directory, oldest first.
+    /// The request file at `path` (of session folder `session`) and its
+    /// answer; a file whose contents do not match its name and folder is
+    /// refused.
+    fn entry(&self, session: &str, id: &str) -> Result<Option<Entry>, FeedbackError> {
+        let dir = self.dir(session);
+        let path = dir.join(format!("{id}.request.json"));
+        let Some(request) = read_json::<FeedbackRequest>(&path)? else { return Ok(None) };
+        if request.id != id || request.session_id != session {
+            return Err(FeedbackError::Corrupt {
+                path,
+                why: format!("it holds request '{}' of run '{}'", request.id, request.session_id),
+            });
+        }
+        let answer = read_json::<AnswerRecord>(&dir.join(format!("{id}.answer.json")))?;
+        Ok(Some(Entry { request, answer }))
+    }
+
+    fn sessions(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|s| crate::checkpoint::schema::is_valid_id(s) && s != "modules")
+            .collect()
+    }
+
+    /// Every request under the directory, oldest first. A file that cannot be
+    /// read is skipped with a warning naming it.
     pub fn list(&self) -> Result<Vec<Entry>, FeedbackError> {
         let mut out = Vec::new();
-        let Ok(sessions) = std::fs::read_dir(&self.root) else { return Ok(out) };
-        for session in sessions.flatten() {
-            let dir = session.path().join("feedback");
-            let Ok(files) = std::fs::read_dir(&dir) else { continue };
+        for session in self.sessions() {
+            let Ok(files) = std::fs::read_dir(self.dir(&session)) else { continue };
             for f in files.flatten() {
                 let name = f.file_name().to_string_lossy().into_owned();
-                let Some(id) = name.strip_suffix(".request.json") else { continue };
-                if !Self::valid(id) {
-                    continue;
+                let Some(id) = name.strip_suffix(".request.json").filter(|id| Self::valid(id)) else { continue };
+                match self.entry(&session, id) {
+                    Ok(Some(e)) => out.push(e),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("skipped a feedback request: {e}"),
                 }
-                let Some(request) = read_json::<FeedbackRequest>(&f.path())? else { continue };
-                let answer = read_json::<AnswerRecord>(&dir.join(format!("{id}.answer.json")))?;
-                out.push(Entry { request, answer });
             }
         }
         out.sort_by_key(|e| (e.request.requested_at_ms, e.request.id.clone()));
@@ -363,7 +407,12 @@ impl FileDesk {
         if !Self::valid(id) {
             return Err(unknown());
         }
-        self.list()?.into_iter().find(|e| e.request.id == id).ok_or_else(unknown)
+        for session in self.sessions() {
+            if let Some(e) = self.entry(&session, id)? {
+                return Ok(e);
+            }
+        }
+        Err(unknown())
     }
 
     /// Answer request `id` with `answer` (checked against its kind), once.
@@ -417,64 +466,118 @@ impl FeedbackDesk for FileDesk {
     }
 }
 
-/// Runs a question (the closure) with a live display paused.
-pub type Around = Box<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
+/// Hides (`true`) or shows again (`false`) a live display while a question
+/// is on the terminal.
+pub type Display = Box<dyn Fn(bool) + Send + Sync>;
 
 /// Asks on the terminal instead of waiting (`run`/`resume` on a terminal,
-/// without `--no-prompt`); the answer is recorded by the inner desk like any
-/// other. One question at a time.
+/// without `--no-prompt`); the answer is recorded by the file desk like any
+/// other. One question at a time. While a question is open, an answer given
+/// elsewhere (`feedback answer`, the web page) is taken at once, and a stop
+/// (Ctrl-C, another task's pause) or the end of standard input pauses the
+/// run instead.
 pub struct PromptDesk {
     inner: std::sync::Arc<dyn FeedbackDesk>,
     file: Option<FileDesk>,
     turn: std::sync::Mutex<()>,
-    /// Called around a question, to pause a live display.
-    pub around: Around,
+    /// Hides and shows a live display around a question.
+    pub display: Display,
+}
+
+/// What came of a question on the terminal.
+enum Asked {
+    Typed(Json),
+    Elsewhere(Json),
+    Nothing,
+}
+
+/// Lines typed on standard input, read by one thread for every question
+/// (`None`: the input ended).
+fn typed_lines() -> &'static std::sync::Mutex<std::sync::mpsc::Receiver<Option<String>>> {
+    static LINES: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Receiver<Option<String>>>> =
+        std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new().name("graflow-stdin".into()).spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::stdin().lock().lines() {
+                let Ok(l) = line else { break };
+                if tx.send(Some(l)).is_err() {
+                    break;
+                }
+            }
+            let _ = tx.send(None);
+        });
+        if spawned.is_err() {
+            tracing::warn!("cannot read the terminal: no thread for it");
+        }
+        std::sync::Mutex::new(rx)
+    })
 }
 
 impl PromptDesk {
     /// Ask on the terminal; record answers in `root` (the checkpoint directory).
     pub fn new(inner: std::sync::Arc<dyn FeedbackDesk>, root: Option<PathBuf>) -> PromptDesk {
-        PromptDesk { inner, file: root.map(FileDesk::new), turn: Default::default(), around: Box::new(|f| f()) }
+        PromptDesk { inner, file: root.map(FileDesk::new), turn: Default::default(), display: Box::new(|_| {}) }
     }
 
-    fn ask(&self, request: &FeedbackRequest) -> std::io::Result<Json> {
-        use std::io::{BufRead, Write};
-        let stdin = std::io::stdin();
+    /// Show `prompt`; the line typed, or why there is none.
+    fn read(&self, prompt: &str, request: &FeedbackRequest, stop: &dyn Fn() -> bool) -> Result<String, Asked> {
+        use std::io::Write;
         let mut err = std::io::stderr();
-        let read = |prompt: &str| -> std::io::Result<String> {
-            let mut err = std::io::stderr();
-            let mut line = String::new();
-            write!(err, "{prompt}")?;
-            err.flush()?;
-            if stdin.lock().read_line(&mut line)? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "standard input closed"));
+        let _ = write!(err, "{prompt}");
+        let _ = err.flush();
+        let lines = typed_lines().lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match lines.recv_timeout(POLL) {
+                Ok(Some(line)) => return Ok(line.trim_end_matches('\r').to_string()),
+                Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(Asked::Nothing),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if stop() {
+                        return Err(Asked::Nothing);
+                    }
+                    if let Ok(Some(a)) = self.inner.answer(request) {
+                        return Err(Asked::Elsewhere(a));
+                    }
+                }
             }
-            Ok(line.trim_end_matches(['\n', '\r']).to_string())
-        };
-        writeln!(err, "\n[input needed] task '{}' asks ({}, request {}):", request.task_id, request.kind, request.id)?;
-        writeln!(err, "  {}", request.prompt)?;
+        }
+    }
+
+    fn ask(&self, request: &FeedbackRequest, stop: &dyn Fn() -> bool) -> Asked {
+        let say = |line: String| eprintln!("{line}");
+        say(format!("\n[input needed] task '{}' asks ({}, request {}):", request.task_id, request.kind, request.id));
+        say(format!("  {}", request.prompt));
         if let Some(m) = request.metadata.as_ref().filter(|m| !m.is_null()) {
-            writeln!(err, "  details: {}", m.as_str())?;
+            say(format!("  details: {}", m.as_str()));
+        }
+        macro_rules! read {
+            ($p:expr) => {
+                match self.read($p, request, stop) {
+                    Ok(line) => line,
+                    Err(asked) => return asked,
+                }
+            };
         }
         loop {
             let value = match request.kind {
                 FeedbackKind::Approval => {
-                    let yes = read("  approve? [y/n] ")?;
+                    let yes = read!("  approve? [y/n] ");
                     let approved = match yes.trim().to_ascii_lowercase().as_str() {
                         "y" | "yes" => true,
                         "n" | "no" => false,
                         _ => continue,
                     };
-                    let reason = read("  reason (optional): ")?;
+                    let reason = read!("  reason (optional): ");
                     serde_json::json!({"approved": approved, "reason": (!reason.is_empty()).then_some(reason)})
                 }
-                FeedbackKind::Text => serde_json::json!({"text": read("  > ")?}),
+                FeedbackKind::Text => serde_json::json!({"text": read!("  > ")}),
                 FeedbackKind::Selection | FeedbackKind::MultiSelection => {
                     for (i, o) in request.options.iter().enumerate() {
-                        writeln!(err, "  {}. {o}", i + 1)?;
+                        say(format!("  {}. {o}", i + 1));
                     }
                     let multi = request.kind == FeedbackKind::MultiSelection;
-                    let text = read(if multi { "  numbers, separated by spaces: " } else { "  number: " })?;
+                    let text = read!(if multi { "  numbers, separated by spaces: " } else { "  number: " });
                     let picked: Option<Vec<String>> = text
                         .split([' ', ','])
                         .filter(|s| !s.is_empty())
@@ -487,19 +590,19 @@ impl PromptDesk {
                     }
                 }
                 FeedbackKind::Custom => {
-                    let text = read("  JSON value: ")?;
+                    let text = read!("  JSON value: ");
                     match serde_json::from_str::<serde_json::Value>(&text) {
                         Ok(v) => serde_json::json!({ "value": v }),
                         Err(e) => {
-                            writeln!(err, "  not JSON: {e}")?;
+                            say(format!("  not JSON: {e}"));
                             continue;
                         }
                     }
                 }
             };
             match request.check_answer(&Json::encode(&value)) {
-                Ok(answer) => return Ok(answer),
-                Err(why) => writeln!(err, "  {why}")?,
+                Ok(answer) => return Asked::Typed(answer),
+                Err(why) => say(format!("  {why}")),
             }
         }
     }
@@ -512,26 +615,39 @@ impl FeedbackDesk for PromptDesk {
     fn post(&self, request: &FeedbackRequest) -> Result<(), FeedbackError> {
         self.inner.post(request)
     }
-    fn wait(&self, request: &FeedbackRequest, _: Instant, _: &AtomicBool) -> Result<Option<Json>, FeedbackError> {
+    fn wait(
+        &self,
+        request: &FeedbackRequest,
+        _: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Json>, FeedbackError> {
         let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
-        // Answered meanwhile (another terminal, the web page)?
         if let Some(a) = self.inner.answer(request)? {
             return Ok(Some(a));
         }
-        let mut asked = None;
-        (self.around)(&mut || asked = Some(self.ask(request)));
-        let answer = match asked {
-            Some(Ok(a)) => a,
-            Some(Err(e)) => return Err(FeedbackError::Unavailable(format!("cannot ask on the terminal: {e}"))),
-            None => return Ok(None),
-        };
-        if let Some(file) = &self.file {
-            match file.record(request, answer.clone(), "terminal") {
-                Ok(()) | Err(FeedbackError::AlreadyAnswered { .. }) => {}
-                Err(e) => tracing::warn!("the answer to request {} is not recorded: {e}", request.id),
+        (self.display)(true);
+        let asked = self.ask(request, stop);
+        (self.display)(false);
+        match asked {
+            Asked::Typed(answer) => {
+                let Some(file) = &self.file else { return Ok(Some(answer)) };
+                match file.record(request, answer.clone(), "terminal") {
+                    Ok(()) => Ok(Some(answer)),
+                    // Answered elsewhere at the same moment: the recorded
+                    // answer is the one every later run of the task gets.
+                    Err(FeedbackError::AlreadyAnswered { .. }) => self.inner.answer(request),
+                    Err(e) => {
+                        tracing::warn!("the answer to request {} is not recorded: {e}", request.id);
+                        Ok(Some(answer))
+                    }
+                }
             }
+            Asked::Elsewhere(answer) => {
+                eprintln!("  answered elsewhere: {}", answer.as_str());
+                Ok(Some(answer))
+            }
+            Asked::Nothing => Ok(None),
         }
-        Ok(Some(answer))
     }
 }
 

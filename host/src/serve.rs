@@ -84,8 +84,34 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
+/// Percent-encoding for a query value.
+fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A request another site could have made: a `Host` that is not this
+/// server's loopback name (DNS rebinding), or a form or API post whose
+/// `Origin` is another site's.
+fn foreign(headers: &HeaderMap, post: bool) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+    let loopback = matches!(name, "127.0.0.1" | "localhost" | "[::1]");
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    let cross = post && origin.is_some_and(|o| o != format!("http://{host}") && o != "null");
+    !loopback || cross
+}
+
 fn authorized(state: &ServeState, given: Option<&str>, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.token else { return true };
+    let Some(token) = &state.token else {
+        // Without a token the server listens on loopback only; requests must
+        // come from this machine's browser, for this server.
+        return true;
+    };
     let bearer =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     [given, bearer].into_iter().flatten().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
@@ -97,6 +123,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 fn forbidden() -> Response {
     (StatusCode::UNAUTHORIZED, "a token is required: add ?token=... (or Authorization: Bearer ...)").into_response()
+}
+
+fn foreign_refused() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "without a token this server answers only this machine's browser, for http://127.0.0.1 or http://localhost \
+         (another site or host name cannot use it)",
+    )
+        .into_response()
 }
 
 fn json_error(status: StatusCode, message: String) -> Response {
@@ -131,6 +166,9 @@ async fn api_requests(
     if !authorized(&s, q.get("token").map(String::as_str), &headers) {
         return forbidden();
     }
+    if s.token.is_none() && foreign(&headers, false) {
+        return foreign_refused();
+    }
     match FileDesk::new(&s.dir).list() {
         Ok(list) => axum::Json(list.iter().map(entry_json).collect::<Vec<_>>()).into_response(),
         Err(e) => json_error(status_of(&e), e.to_string()),
@@ -145,6 +183,9 @@ async fn api_request(
 ) -> Response {
     if !authorized(&s, q.get("token").map(String::as_str), &headers) {
         return forbidden();
+    }
+    if s.token.is_none() && foreign(&headers, false) {
+        return foreign_refused();
     }
     match FileDesk::new(&s.dir).find(&id) {
         Ok(e) => axum::Json(entry_json(&e)).into_response(),
@@ -161,6 +202,21 @@ async fn api_answer(
 ) -> Response {
     if !authorized(&s, q.get("token").map(String::as_str), &headers) {
         return forbidden();
+    }
+    if s.token.is_none() && foreign(&headers, true) {
+        return foreign_refused();
+    }
+    // A JSON content type: another site cannot send one without the browser
+    // asking this server first (which it does not allow).
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the answer as Content-Type: application/json".into(),
+        );
     }
     let answer = match std::str::from_utf8(&body).ok().map(Json::parse) {
         Some(Ok(a)) => a,
@@ -179,6 +235,9 @@ async fn api_checkpoints(
 ) -> Response {
     if !authorized(&s, q.get("token").map(String::as_str), &headers) {
         return forbidden();
+    }
+    if s.token.is_none() && foreign(&headers, false) {
+        return foreign_refused();
     }
     let list = crate::checkpoint::list(&s.dir).unwrap_or_default();
     let rows: Vec<serde_json::Value> = list
@@ -234,16 +293,19 @@ async fn answer_form(
     if !authorized(&s, token, &headers) {
         return forbidden();
     }
+    if s.token.is_none() && foreign(&headers, true) {
+        return foreign_refused();
+    }
     let desk = FileDesk::new(&s.dir);
     let outcome = desk.find(&id).and_then(|e| {
         let answer = form_answer(e.request.kind, &fields).map_err(FeedbackError::WrongAnswer)?;
         desk.answer_request(&id, &answer, "web")
     });
-    let suffix = s.token.as_ref().map(|t| format!("&token={}", esc(t))).unwrap_or_default();
+    let suffix = s.token.as_ref().map(|t| format!("&token={}", query_value(t))).unwrap_or_default();
     match outcome {
         Ok(r) => Redirect::to(&format!("/?answered={}{suffix}", r.id)).into_response(),
         Err(e) => {
-            let back = s.token.as_ref().map(|t| format!("/?token={}", esc(t))).unwrap_or_else(|| "/".into());
+            let back = s.token.as_ref().map(|t| format!("/?token={}", query_value(t))).unwrap_or_else(|| "/".into());
             let body = format!(
                 "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>not answered</title><style>{CSS}</style></head>\
                  <body><h1>Not answered</h1><p class=\"error\">{}</p><p><a href=\"{back}\">back</a></p></body></html>",
@@ -297,6 +359,9 @@ async fn page(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>,
     if !authorized(&s, token, &headers) {
         return forbidden();
     }
+    if s.token.is_none() && foreign(&headers, false) {
+        return foreign_refused();
+    }
     let token = s.token.as_deref();
     let mut out = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>graflow-host: {dir}</title><style>{CSS}</style></head><body>\
@@ -304,12 +369,21 @@ async fn page(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>,
         dir = esc(&s.dir.display().to_string())
     );
     if let Some(id) = q.get("answered") {
+        let resume = FileDesk::new(&s.dir)
+            .find(id)
+            .ok()
+            .and_then(|e| crate::feedback::latest_of(&s.dir, &e.request.session_id))
+            .map(|cp| {
+                format!(
+                    " If the run paused, continue it with <code>graflow-host resume {}</code>.",
+                    esc(&cp.display().to_string())
+                )
+            })
+            .unwrap_or_default();
         let _ = write!(
             out,
-            "<p class=\"ok\" id=\"answered\">Answered request <code>{}</code>. Continue the run with \
-             <code>graflow-host resume --latest {}</code> (a task still waiting for it continues by itself).</p>",
+            "<p class=\"ok\" id=\"answered\">Answered request <code>{}</code>; a task still waiting for it continues by itself.{resume}</p>",
             esc(id),
-            esc(&s.dir.display().to_string())
         );
     }
     let entries = FileDesk::new(&s.dir).list();

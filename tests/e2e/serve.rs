@@ -49,6 +49,16 @@ fn serve(dir: &Path, extra: &[&str]) -> (Child, String) {
     (child, url)
 }
 
+/// A GET with another `Host` header (as after DNS rebinding); the status.
+fn http_host(url: &str, host_header: &str, path: &str) -> (u16, String) {
+    let host = url.trim_start_matches("http://").split('/').next().unwrap();
+    let mut s = std::net::TcpStream::connect(host.replace("localhost", "127.0.0.1")).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    (out.split_whitespace().nth(1).unwrap().parse().unwrap(), out)
+}
+
 /// One HTTP/1.1 request; the status and body.
 fn http(url: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
     let host = url.trim_start_matches("http://").split('/').next().unwrap();
@@ -77,10 +87,19 @@ fn the_page_lists_the_request_and_its_form_answers_it() {
     let (status, api) = http(&url, "GET", "/api/requests", "", "");
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_str::<Value>(&api).unwrap()[0]["id"], json!(id));
-    let (status, _) = http(&url, "POST", "/api/requests/0123456789abcdef/answer", "", r#"{"approved":true}"#);
+    const JSON: &str = "Content-Type: application/json\r\n";
+    let (status, _) = http(&url, "POST", "/api/requests/0123456789abcdef/answer", JSON, r#"{"approved":true}"#);
     assert_eq!(status, 404);
-    let (status, body) = http(&url, "POST", &format!("/api/requests/{id}/answer"), "", r#"{"text":"x"}"#);
+    let (status, body) = http(&url, "POST", &format!("/api/requests/{id}/answer"), JSON, r#"{"text":"x"}"#);
     assert_eq!(status, 400, "{body}");
+    // What another site could send: refused.
+    let (status, _) = http(&url, "POST", &format!("/api/requests/{id}/answer"), "", r#"{"approved":true}"#);
+    assert_eq!(status, 415, "a post without a JSON content type");
+    let evil = "Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://evil.example\r\n";
+    assert_eq!(http(&url, "POST", &format!("/answer/{id}"), evil, "decision=approve").0, 403, "a cross-site form");
+    let rebound = url.replace("127.0.0.1", "localhost");
+    let (status, _) = http_host(&rebound, "evil.example", "/api/requests");
+    assert_eq!(status, 403, "a rebound host name");
 
     let reason = match chromium() {
         Some(browser) => {
@@ -113,7 +132,7 @@ fn the_page_lists_the_request_and_its_form_answers_it() {
     };
     let (_, page) = http(&url, "GET", "/", "", "");
     assert!(page.contains("No request is waiting"), "{page}");
-    let (status, again) = http(&url, "POST", &format!("/api/requests/{id}/answer"), "", r#"{"approved":false}"#);
+    let (status, again) = http(&url, "POST", &format!("/api/requests/{id}/answer"), JSON, r#"{"approved":false}"#);
     assert_eq!(status, 409, "{again}");
     server.kill().unwrap();
     let shown = cli(dir.path(), &["feedback", "show", &id, "--json"]).ok().json();

@@ -229,12 +229,15 @@ fn answer(a: AnswerArgs) -> Result<ExitStatus, CliError> {
     };
     let request = desk.answer(&a.id, &Json::encode(&value), &a.by)?;
     match &desk {
-        Desk::Files(..) => eprintln!(
-            "answered request {} of task '{}'; continue the run with: graflow-host resume --latest {}",
-            request.id,
-            request.task_id,
-            a.dir.display()
-        ),
+        Desk::Files(..) => match graflow_host::feedback::latest_of(&a.dir, &request.session_id) {
+            Some(cp) => eprintln!(
+                "answered request {} of task '{}'; if the run paused, continue it with: graflow-host resume {}",
+                request.id,
+                request.task_id,
+                cp.display()
+            ),
+            None => eprintln!("answered request {} of task '{}'", request.id, request.task_id),
+        },
         Desk::Redis(_) => eprintln!(
             "answered request {} of task '{}': a task waiting for it continues now; a paused run continues with \
              graflow-host resume --latest DIR --redis URL",

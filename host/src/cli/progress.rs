@@ -207,11 +207,12 @@ impl RunListener for Written {
     }
 }
 
-/// Run `f` with the live line (if any) cleared and held still: for a question
-/// on the terminal.
-pub fn suspended(f: &mut dyn FnMut()) {
-    match BAR.get() {
-        Some(bar) if !bar.is_finished() => bar.suspend(f),
-        _ => f(),
+/// Hide the live line (`true`) while a question is on the terminal, or show
+/// it again (`false`). Log lines still print meanwhile.
+pub fn hidden(hide: bool) {
+    if let Some(bar) = BAR.get().filter(|b| !b.is_finished()) {
+        let target =
+            if hide { indicatif::ProgressDrawTarget::hidden() } else { indicatif::ProgressDrawTarget::stderr() };
+        bar.set_draw_target(target);
     }
 }

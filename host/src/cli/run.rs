@@ -234,7 +234,7 @@ fn execute(mut session: Session, opts: &ExecOptions, watch: &Watch) -> Result<Ex
     if !opts.no_prompt && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         let mut desk =
             graflow_host::feedback::PromptDesk::new(session.feedback_desk(), session.checkpoint_dir().map(Into::into));
-        desk.around = Box::new(super::progress::suspended);
+        desk.display = Box::new(super::progress::hidden);
         session.set_feedback_desk(Arc::new(desk));
     }
     graflow_host::signals::stop_on_signals(session.stop_handle(), Duration::from_millis(opts.grace_period_ms))
@@ -325,7 +325,7 @@ fn report(
                             if redis_flag.is_empty() { format!("--dir {dir}") } else { redis_flag.trim().to_string() }
                         );
                     }
-                    eprintln!("  then resume with: graflow-host resume --latest {dir}{redis_flag}");
+                    eprintln!("  then resume with: graflow-host resume {cp}{redis_flag}");
                     object["checkpoint"] = cp.clone().into();
                     object["requests"] = requests
                         .iter()

@@ -26,7 +26,21 @@ pub fn serve(args: ServeArgs) -> Result<ExitStatus, CliError> {
     let state = ServeState { dir: args.dir.clone(), token: token.clone() };
     run(state, args.listen, |addr| {
         let scope = if addr.ip().is_loopback() { " (loopback only: other machines cannot reach it)" } else { "" };
-        let query = token.as_ref().map(|t| format!("?token={t}")).unwrap_or_default();
+        let query = token
+            .as_ref()
+            .map(|t| {
+                format!(
+                    "?token={}",
+                    t.bytes()
+                        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        })
+                        .collect::<String>()
+                )
+            })
+            .unwrap_or_default();
         eprintln!("serving {} at http://{addr}/{query}{scope}; Ctrl-C stops", args.dir.display());
     })
     .map_err(CliError::bad_input)?;

@@ -9,7 +9,6 @@
 use super::{PREFIX, RedisError};
 use crate::feedback::{AnswerRecord, FeedbackDesk, FeedbackError, FeedbackRequest};
 use crate::json::Json;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -161,14 +160,14 @@ impl FeedbackDesk for RedisDesk {
         &self,
         request: &FeedbackRequest,
         deadline: Instant,
-        stop: &AtomicBool,
+        stop: &dyn Fn() -> bool,
     ) -> Result<Option<Json>, FeedbackError> {
         loop {
             if let Some(a) = self.answer(request)? {
                 return Ok(Some(a));
             }
             let now = Instant::now();
-            if now >= deadline || stop.load(Ordering::Relaxed) {
+            if now >= deadline || stop() {
                 return Ok(None);
             }
             // Woken at once by an answer; at least once a second to see a stop.

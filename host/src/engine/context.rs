@@ -116,6 +116,9 @@ pub struct TaskContext {
     feedback: Arc<dyn crate::feedback::FeedbackDesk>,
     /// Feedback requests made so far by this execution.
     feedback_asked: u32,
+    /// Flags that end a feedback wait early (the run pauses or is
+    /// interrupted): the request then pauses the run at once.
+    wait_stops: Vec<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Allocates dynamic instance ids `<task>#<prefix><n>`, deterministic per run.
@@ -181,7 +184,18 @@ impl TaskContext {
             listener: super::Listener::default(),
             feedback: Arc::new(crate::feedback::NoDesk),
             feedback_asked: 0,
+            wait_stops: Vec::new(),
         }
+    }
+
+    /// End feedback waits early once any of `flags` is set.
+    pub fn set_wait_stops(&mut self, flags: Vec<Arc<std::sync::atomic::AtomicBool>>) {
+        self.wait_stops = flags;
+    }
+
+    /// The flags that end a feedback wait early.
+    pub fn wait_stops(&self) -> Vec<Arc<std::sync::atomic::AtomicBool>> {
+        self.wait_stops.clone()
     }
 
     /// Keep feedback requests and answers at `desk`.

@@ -110,6 +110,11 @@ impl<'s, 'a> Frame<'s, 'a> {
             if self.depth == 0 && self.shared.interrupt.load(Ordering::Relaxed) {
                 return Ok(FrameEnd::Interrupted);
             }
+            // A pause stops every branch at its boundary: what they would do
+            // is thrown away when the group runs again after the answer.
+            if self.shared.pausing.load(Ordering::Relaxed) {
+                return Ok(FrameEnd::Interrupted);
+            }
             if self.state.steps >= self.step_budget
                 || self.shared.steps_done.load(Ordering::Relaxed) >= self.shared.max_steps
             {
@@ -197,6 +202,7 @@ impl<'s, 'a> Frame<'s, 'a> {
         ctx.set_checkpoint_refusal(self.shared.checkpoint_refusal());
         ctx.set_listener(self.shared.listener.clone());
         ctx.set_feedback(self.shared.feedback.clone());
+        ctx.set_wait_stops(vec![self.shared.pausing.clone(), self.shared.interrupt_flag.clone()]);
         let started = Instant::now();
         tracing::debug!(task = %spec.id, attempt = spec.attempt, "task started");
         self.shared.listener.emit(self.state.queue.len(), || EventKind::TaskStarted {
@@ -216,7 +222,7 @@ impl<'s, 'a> Frame<'s, 'a> {
                 prompt: request.prompt.clone(),
             });
             self.shared.paused.lock().unwrap_or_else(|e| e.into_inner()).push(request);
-            self.shared.interrupt.store(true, Ordering::SeqCst);
+            self.shared.pausing.store(true, Ordering::SeqCst);
         }
         let outcome = match ctx.effects.failure.take() {
             Some(failure) => Err(failure),

@@ -314,6 +314,11 @@ pub(crate) struct Shared<'a> {
     pub feedback: Arc<dyn crate::feedback::FeedbackDesk>,
     /// Requests nobody answered in time: the run pauses on them.
     pub paused: std::sync::Mutex<Vec<crate::feedback::FeedbackRequest>>,
+    /// Set when a task paused the run: every frame, branches included, stops
+    /// at its next boundary, and waiting requests stop waiting.
+    pub pausing: Arc<AtomicBool>,
+    /// The run's interrupt flag (Ctrl-C), shared with waiting requests.
+    pub interrupt_flag: Arc<AtomicBool>,
 }
 
 impl Shared<'_> {
@@ -418,6 +423,8 @@ impl<'a> Engine<'a> {
             steps_done: AtomicU64::new(state.steps),
             feedback: self.feedback.clone(),
             paused: Default::default(),
+            pausing: Arc::new(AtomicBool::new(false)),
+            interrupt_flag: self.interrupt.clone(),
         };
         // A resumed run no longer waits: its tasks ask again.
         state.pending_input.clear();

@@ -200,7 +200,16 @@ impl graflow::task::feedback::Host for HostState {
         };
         let desk = ctx.feedback_desk();
         match desk.answer(&request) {
-            Ok(Some(answer)) => return Ok(Ok(answer.as_str().to_string())),
+            // The answer must still fit the question (a changed module may
+            // ask something else under the same id).
+            Ok(Some(answer)) => {
+                return Ok(request.check_answer(&answer).map(|a| a.as_str().to_string()).map_err(|why| {
+                    format!(
+                        "the answer recorded for feedback request {} does not fit the question asked now: {why}",
+                        request.id
+                    )
+                }));
+            }
             Ok(None) => {}
             Err(e) => return Ok(Err(e.to_string())),
         }
@@ -213,7 +222,13 @@ impl graflow::task::feedback::Host for HostState {
         ctx.log_event("info", &line);
         let started = std::time::Instant::now();
         let deadline = started + std::time::Duration::from_millis(request.timeout_ms);
-        let waited = desk.wait(&request, deadline, &self.abort);
+        let stops = ctx.wait_stops();
+        let abort = self.abort.clone();
+        let stop = move || {
+            abort.load(std::sync::atomic::Ordering::Relaxed)
+                || stops.iter().any(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        let waited = desk.wait(&request, deadline, &stop);
         // The time waited does not count against the task's time limit.
         self.deadline += started.elapsed();
         match waited {
