@@ -328,7 +328,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Fee
 
 /// The newest checkpoint of run `session` under `dir`: what resumes it.
 pub fn latest_of(dir: &Path, session: &str) -> Option<PathBuf> {
-    crate::checkpoint::list(dir).ok()?.into_iter().filter(|c| c.meta.session_id == session).next_back().map(|c| c.base)
+    crate::checkpoint::list(dir).ok()?.into_iter().rfind(|c| c.meta.session_id == session).map(|c| c.base)
 }
 
 /// One request found in a directory, with its answer if it has one.
