@@ -80,8 +80,10 @@ pub fn read_bounded(path: &Path, limit: u64, bound: &'static str) -> Result<Vec<
     if meta.len() > limit {
         return Err(ReadError::TooLarge { path: path.to_path_buf(), size: meta.len(), limit, bound });
     }
-    // The size a file claims is not trusted to drive an allocation at once.
-    let mut bytes = Vec::with_capacity(meta.len().min(64 << 20) as usize);
+    // Room for the whole file at once (its size is at most `limit`, checked
+    // above): a large file is not copied again as the buffer grows. One byte
+    // more lets `read_to_end` see the end without growing.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len().saturating_add(1)).unwrap_or(usize::MAX));
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limit {
         return Err(ReadError::TooLarge { path: path.to_path_buf(), size: bytes.len() as u64, limit, bound });

@@ -20,8 +20,38 @@ pub const MAX_DEPTH: usize = 64;
 
 /// Valid JSON text (checked once, when it enters the host), shared by reference
 /// count: cloning never copies the text.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Json(Arc<str>);
+#[derive(Clone)]
+pub struct Json(Repr);
+
+/// Where the text lives.
+#[derive(Clone)]
+enum Repr {
+    /// Its own allocation.
+    Owned(Arc<str>),
+    /// A slice of a larger buffer it shares (a checkpoint payload read once):
+    /// invariant, valid UTF-8, because it is only ever made from a `&str`.
+    Shared(bytes::Bytes),
+}
+
+impl From<Arc<str>> for Repr {
+    fn from(text: Arc<str>) -> Repr {
+        Repr::Owned(text)
+    }
+}
+
+impl PartialEq for Json {
+    fn eq(&self, other: &Json) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Json {}
+
+impl std::hash::Hash for Json {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
 
 /// Why text was refused as JSON.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +133,12 @@ impl<'de> Visitor<'de> for Check {
     }
 }
 
+/// True if `text` lies inside `owner`'s bytes.
+fn within(owner: &bytes::Bytes, text: &str) -> bool {
+    let (o, t) = (owner.as_ptr() as usize, text.as_ptr() as usize);
+    t >= o && t + text.len() <= o + owner.len()
+}
+
 fn check(text: &str, max: usize) -> Result<(), JsonError> {
     let mut de = serde_json::Deserializer::from_str(text);
     Check { depth: 0, max }.deserialize(&mut de).map_err(JsonError)?;
@@ -115,7 +151,7 @@ impl Json {
     pub fn parse(text: impl Into<Arc<str>>) -> Result<Json, JsonError> {
         let text = text.into();
         check(&text, MAX_DEPTH)?;
-        Ok(Json(text))
+        Ok(Json(Repr::Owned(text)))
     }
 
     /// [`Json::parse`] for an item going into a list: one level less, so the
@@ -123,7 +159,7 @@ impl Json {
     pub fn parse_item(text: impl Into<Arc<str>>) -> Result<Json, JsonError> {
         let text = text.into();
         check(&text, MAX_DEPTH - 1)?;
-        Ok(Json(text))
+        Ok(Json(Repr::Owned(text)))
     }
 
     /// [`Json::parse`] for a value read back from a checkpoint that is not
@@ -132,19 +168,39 @@ impl Json {
     pub fn parse_stored(text: impl Into<Arc<str>>) -> Result<Json, JsonError> {
         let text = text.into();
         check(&text, MAX_DEPTH + crate::model::flow::MAX_DEPTH + 1)?;
-        Ok(Json(text))
+        Ok(Json(Repr::Owned(text)))
     }
 
     /// Wrap text read back from a checkpoint whose signature verified: it was
     /// checked by [`Json::parse`] when it entered the host that signed it.
     pub(crate) fn trusted(text: &str) -> Json {
-        Json(text.into())
+        Json(Repr::Owned(text.into()))
+    }
+
+    /// [`Json::trusted`] for `text` inside `owner` (the payload it was read
+    /// from): the value shares the buffer instead of copying it.
+    pub(crate) fn trusted_in(owner: Option<&bytes::Bytes>, text: &str) -> Json {
+        match owner.filter(|o| within(o, text)) {
+            Some(o) => Json(Repr::Shared(o.slice_ref(text.as_bytes()))),
+            None => Json::trusted(text),
+        }
+    }
+
+    /// [`Json::parse_stored`] for `text` inside `owner`, sharing it.
+    pub(crate) fn parse_stored_in(owner: Option<&bytes::Bytes>, text: &str) -> Result<Json, JsonError> {
+        match owner.filter(|o| within(o, text)) {
+            Some(o) => {
+                check(text, MAX_DEPTH + crate::model::flow::MAX_DEPTH + 1)?;
+                Ok(Json(Repr::Shared(o.slice_ref(text.as_bytes()))))
+            }
+            None => Json::parse_stored(text),
+        }
     }
 
     /// Encode a serde value built by the host.
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Json {
         match serde_json::to_string(value) {
-            Ok(text) => Json(text.into()),
+            Ok(text) => Json(Repr::Owned(text.into())),
             // Serializing fails only for maps with non-string keys or a
             // failing Serialize impl; the host builds neither.
             Err(e) => {
@@ -166,59 +222,64 @@ impl Json {
             text.push_str(v.as_str());
         }
         text.push('}');
-        Json(text.into())
+        Json(Repr::Owned(text.into()))
     }
 
     /// The list `[item]`.
     pub fn list_of(item: &Json) -> Json {
-        Json(format!("[{item}]").into())
+        Json(Repr::Owned(format!("[{item}]").into()))
     }
 
     /// JSON `null`.
     pub fn null() -> Json {
-        Json(Arc::from("null"))
+        Json(Repr::Owned(Arc::from("null")))
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Owned(t) => t,
+            // SAFETY: a shared slice is only ever made from a `&str` (see
+            // `Repr::Shared`), so its bytes are valid UTF-8.
+            Repr::Shared(b) => unsafe { std::str::from_utf8_unchecked(b) },
+        }
     }
 
     /// Decode into a [`serde_json::Value`]. Every `Json` decodes (see the
     /// module docs); the error is kept for the type's sake.
     pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::from_str(&self.0)
+        serde_json::from_str(self.as_str())
     }
 
     /// True for JSON `null`.
     pub fn is_null(&self) -> bool {
-        self.0.trim() == "null"
+        self.as_str().trim() == "null"
     }
 
     /// True if the text is a JSON object.
     pub fn is_object(&self) -> bool {
-        self.0.trim_start().starts_with('{')
+        self.as_str().trim_start().starts_with('{')
     }
 
     /// True if the text is a JSON array.
     pub fn is_array(&self) -> bool {
-        self.0.trim_start().starts_with('[')
+        self.as_str().trim_start().starts_with('[')
     }
 
     /// Size of the text in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_str().len()
     }
 
     /// True for empty text (never the case for valid JSON).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_str().is_empty()
     }
 
     /// If this is an array: the array with `item` added at the end (or the
     /// front), and its new length. One copy of the text, no decoding.
     pub fn with_item(&self, item: &Json, front: bool) -> Option<(Json, usize)> {
-        let text = self.0.trim();
+        let text = self.as_str().trim();
         let inner = text.strip_prefix('[')?.strip_suffix(']')?;
         let len = array_len(inner);
         let inner = if len == 0 { "" } else { inner };
@@ -238,7 +299,7 @@ impl Json {
             out.push_str(item.as_str());
         }
         out.push(']');
-        Some((Json(out.into()), len + 1))
+        Some((Json(Repr::Owned(out.into())), len + 1))
     }
 }
 
@@ -296,16 +357,17 @@ impl From<serde_json::Value> for Json {
 
 impl fmt::Display for Json {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for Json {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.len() > 200 {
-            write!(f, "Json({}... {} bytes)", &self.0[..self.0.floor_char_boundary(200)], self.0.len())
+        let text = self.as_str();
+        if text.len() > 200 {
+            write!(f, "Json({}... {} bytes)", &text[..text.floor_char_boundary(200)], text.len())
         } else {
-            write!(f, "Json({})", self.0)
+            write!(f, "Json({text})")
         }
     }
 }
@@ -313,7 +375,7 @@ impl fmt::Debug for Json {
 /// Stored as its text, so binary encodings keep it verbatim.
 impl Serialize for Json {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -160,7 +160,7 @@ pub fn verify(bytes: &[u8]) -> Result<(SchemaVersion, ContentDigest), FormatErro
     }
     let digest = match version {
         SchemaVersion::V1 => ContentDigest::Xxh3(xxh3_128(payload)),
-        SchemaVersion::V2 => ContentDigest::Blake3(blake3::hash(payload).into()),
+        SchemaVersion::V2 => ContentDigest::Blake3(hash(payload)),
     };
     let matches = match digest {
         ContentDigest::Xxh3(c) => c == checksum,
@@ -173,22 +173,52 @@ pub fn verify(bytes: &[u8]) -> Result<(SchemaVersion, ContentDigest), FormatErro
     Ok((version, digest))
 }
 
+/// BLAKE3 of `payload`, on every core for a large one.
+fn hash(payload: &[u8]) -> [u8; 32] {
+    if payload.len() >= 1 << 20 {
+        blake3::Hasher::new().update_rayon(payload).finalize().into()
+    } else {
+        blake3::hash(payload).into()
+    }
+}
+
 /// Verify and decode a `.ctx` file whose commit record names `expected` into
 /// the engine's types; stored JSON is checked unless `values` trusts it
 /// (only ever for a payload that matched a signed record).
 pub fn decode(bytes: &[u8], values: Values, expected: &ContentDigest) -> Result<Context, FormatError> {
+    decode_in(bytes, None, values, expected).map(|(_, ctx)| ctx)
+}
+
+/// [`decode`] of a file read into `bytes`, also giving its schema version
+/// (the payload is hashed once). Channel values of a schema-2 payload share
+/// `bytes` instead of being copied out of it.
+pub fn decode_shared(
+    bytes: &bytes::Bytes,
+    values: Values,
+    expected: &ContentDigest,
+) -> Result<(SchemaVersion, Context), FormatError> {
+    decode_in(bytes, Some(bytes), values, expected)
+}
+
+fn decode_in(
+    bytes: &[u8],
+    owner: Option<&bytes::Bytes>,
+    values: Values,
+    expected: &ContentDigest,
+) -> Result<(SchemaVersion, Context), FormatError> {
     let (version, found) = verify(bytes)?;
     if &found != expected {
         return Err(FormatError::NotRecorded { expected: *expected, found });
     }
     let payload = &bytes[HEADER..];
-    let ctx = decode_payload(payload, version, values, bincode::config::standard().with_limit::<LIMIT>())?;
+    let ctx = decode_payload(payload, owner, version, values, bincode::config::standard().with_limit::<LIMIT>())?;
     schema::validate(&ctx)?;
-    Ok(ctx)
+    Ok((version, ctx))
 }
 
 fn decode_payload<C: bincode::config::Config>(
     payload: &[u8],
+    owner: Option<&bytes::Bytes>,
     version: SchemaVersion,
     values: Values,
     config: C,
@@ -213,7 +243,7 @@ fn decode_payload<C: bincode::config::Config>(
             if let Some(e) = leftover(used) {
                 return Err(e);
             }
-            ctx.into_context(values)?
+            ctx.into_context(values, owner)?
         }
     })
 }

@@ -236,20 +236,22 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
     }
     let (ctx_path, ctx_bytes, ctx_digest) = read_recorded(&base, &meta, "ctx", "ctx", distrust.is_none())?;
     let ctx_err = |error| CheckpointError::Context { path: ctx_path.clone(), error };
-    let (version, _) = format::verify(&ctx_bytes).map_err(ctx_err)?;
-    if version != meta.schema_version {
-        return Err(ctx_err(format::FormatError::Decode(format!(
-            "schema version {version}, but its commit record says {}",
-            meta.schema_version
-        ))));
-    }
-    let context = format::decode(&ctx_bytes, values, &ctx_digest).map_err(|error| match error {
+    // One pass over the payload: verified against the record, then decoded;
+    // channel values refer into the bytes read instead of copies.
+    let ctx_bytes = bytes::Bytes::from(ctx_bytes);
+    let (version, context) = format::decode_shared(&ctx_bytes, values, &ctx_digest).map_err(|error| match error {
         format::FormatError::Checksum | format::FormatError::NotRecorded { .. } => CheckpointError::Torn {
             path: base.clone(),
             reason: format!("{} does not match its commit record ({error})", ctx_path.display()),
         },
         error => ctx_err(error),
     })?;
+    if version != meta.schema_version {
+        return Err(ctx_err(format::FormatError::Decode(format!(
+            "schema version {version}, but its commit record says {}",
+            meta.schema_version
+        ))));
+    }
     for (path, found) in [(&state_path, &state_file.checkpoint_id), (&ctx_path, &context.checkpoint_id)] {
         if found != &meta.checkpoint_id {
             return Err(CheckpointError::Mismatch {

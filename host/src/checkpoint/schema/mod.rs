@@ -347,6 +347,21 @@ pub enum Values {
 pub struct Invalid(pub String);
 
 /// A stored JSON value, checked unless trusted.
+pub(crate) fn json_in(
+    owner: Option<&bytes::Bytes>,
+    text: &str,
+    values: Values,
+    what: &dyn Fn() -> String,
+) -> Result<Json, Invalid> {
+    match values {
+        Values::Trusted => Ok(Json::trusted_in(owner, text)),
+        Values::Check => {
+            Json::parse_stored_in(owner, text).map_err(|e| Invalid(format!("{} is not valid JSON: {e}", what())))
+        }
+    }
+}
+
+/// A stored JSON value, checked unless trusted.
 pub(crate) fn json(text: &str, values: Values, what: &dyn Fn() -> String) -> Result<Json, Invalid> {
     match values {
         Values::Trusted => Ok(Json::trusted(text)),

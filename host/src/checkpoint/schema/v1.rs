@@ -200,7 +200,7 @@ impl<'a> ContextV1<'a> {
     /// Upgrade to schema 2, then to the engine's types. Schema 1 is unsigned,
     /// so every stored value is checked again whatever `values` says.
     pub fn upgrade(self, _values: Values) -> Result<Context, Invalid> {
-        self.into_v2()?.into_context(Values::Check)
+        self.into_v2()?.into_context(Values::Check, None)
     }
 
     fn into_v2(self) -> Result<v2::ContextIn<'a>, Invalid> {

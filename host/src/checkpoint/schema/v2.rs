@@ -486,7 +486,7 @@ impl<'a> ContextOut<'a> {
 impl ContextIn<'_> {
     /// Convert to the engine's types, checking stored JSON unless `values`
     /// trusts it.
-    pub fn into_context(self, values: Values) -> Result<Context, Invalid> {
+    pub fn into_context(self, values: Values, owner: Option<&bytes::Bytes>) -> Result<Context, Invalid> {
         let w = self.workflow;
         let b = w.settings.bounds;
         let workflow = model::Workflow {
@@ -655,7 +655,7 @@ impl ContextIn<'_> {
         let channel = self
             .channel
             .into_iter()
-            .map(|(k, v)| Ok((k.clone(), json(v, values, &|| format!("channel key '{k}'"))?)))
+            .map(|(k, v)| Ok((k.clone(), super::json_in(owner, v, values, &|| format!("channel key '{k}'"))?)))
             .collect::<Result<_, Invalid>>()?;
         Ok(Context { checkpoint_id: self.checkpoint_id, workflow, state, channel })
     }
