@@ -340,6 +340,22 @@ pub struct Entry {
     pub answer: Option<AnswerRecord>,
 }
 
+impl Entry {
+    /// The request and its answer as one JSON object (`feedback list --json`,
+    /// the web API).
+    pub fn to_json(&self) -> serde_json::Value {
+        let r = &self.request;
+        serde_json::json!({
+            "id": r.id, "session": r.session_id, "task_id": r.task_id, "kind": r.kind, "prompt": r.prompt,
+            "options": r.options, "metadata": r.metadata.as_ref().and_then(|m| m.to_value().ok()),
+            "timeout_ms": r.timeout_ms, "requested_at_ms": r.requested_at_ms,
+            "answer": self.answer.as_ref().and_then(|a| a.answer.to_value().ok()),
+            "answered_by": self.answer.as_ref().map(|a| a.by.clone()),
+            "answered_at_ms": self.answer.as_ref().map(|a| a.answered_at_ms),
+        })
+    }
+}
+
 impl FileDesk {
     /// The desk of the checkpoint directory `root`.
     pub fn new(root: impl Into<PathBuf>) -> FileDesk {

@@ -121,6 +121,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Refuse a request that lacks the token, or (without a token) comes from
+/// another site; `None` lets it through.
+fn guard(s: &ServeState, given: Option<&str>, headers: &HeaderMap, post: bool) -> Option<Response> {
+    if !authorized(s, given, headers) {
+        return Some(forbidden());
+    }
+    if s.token.is_none() && foreign(headers, post) {
+        return Some(foreign_refused());
+    }
+    None
+}
+
 fn forbidden() -> Response {
     (StatusCode::UNAUTHORIZED, "a token is required: add ?token=... (or Authorization: Bearer ...)").into_response()
 }
@@ -147,30 +159,16 @@ fn status_of(e: &FeedbackError) -> StatusCode {
     }
 }
 
-fn entry_json(e: &Entry) -> serde_json::Value {
-    let r = &e.request;
-    serde_json::json!({
-        "id": r.id, "session": r.session_id, "task_id": r.task_id, "kind": r.kind, "prompt": r.prompt,
-        "options": r.options, "metadata": r.metadata.as_ref().and_then(|m| m.to_value().ok()),
-        "timeout_ms": r.timeout_ms, "requested_at_ms": r.requested_at_ms,
-        "answer": e.answer.as_ref().and_then(|a| a.answer.to_value().ok()),
-        "answered_by": e.answer.as_ref().map(|a| a.by.clone()),
-    })
-}
-
 async fn api_requests(
     State(s): State<Shared>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&s, q.get("token").map(String::as_str), &headers) {
-        return forbidden();
-    }
-    if s.token.is_none() && foreign(&headers, false) {
-        return foreign_refused();
+    if let Some(refused) = guard(&s, q.get("token").map(String::as_str), &headers, false) {
+        return refused;
     }
     match FileDesk::new(&s.dir).list() {
-        Ok(list) => axum::Json(list.iter().map(entry_json).collect::<Vec<_>>()).into_response(),
+        Ok(list) => axum::Json(list.iter().map(Entry::to_json).collect::<Vec<_>>()).into_response(),
         Err(e) => json_error(status_of(&e), e.to_string()),
     }
 }
@@ -181,14 +179,11 @@ async fn api_request(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&s, q.get("token").map(String::as_str), &headers) {
-        return forbidden();
-    }
-    if s.token.is_none() && foreign(&headers, false) {
-        return foreign_refused();
+    if let Some(refused) = guard(&s, q.get("token").map(String::as_str), &headers, false) {
+        return refused;
     }
     match FileDesk::new(&s.dir).find(&id) {
-        Ok(e) => axum::Json(entry_json(&e)).into_response(),
+        Ok(e) => axum::Json(e.to_json()).into_response(),
         Err(e) => json_error(status_of(&e), e.to_string()),
     }
 }
@@ -200,11 +195,8 @@ async fn api_answer(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !authorized(&s, q.get("token").map(String::as_str), &headers) {
-        return forbidden();
-    }
-    if s.token.is_none() && foreign(&headers, true) {
-        return foreign_refused();
+    if let Some(refused) = guard(&s, q.get("token").map(String::as_str), &headers, true) {
+        return refused;
     }
     // A JSON content type: another site cannot send one without the browser
     // asking this server first (which it does not allow).
@@ -233,11 +225,8 @@ async fn api_checkpoints(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&s, q.get("token").map(String::as_str), &headers) {
-        return forbidden();
-    }
-    if s.token.is_none() && foreign(&headers, false) {
-        return foreign_refused();
+    if let Some(refused) = guard(&s, q.get("token").map(String::as_str), &headers, false) {
+        return refused;
     }
     let list = crate::checkpoint::list(&s.dir).unwrap_or_default();
     let rows: Vec<serde_json::Value> = list
@@ -290,11 +279,8 @@ async fn answer_form(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
     let token = fields.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
-    if !authorized(&s, token, &headers) {
-        return forbidden();
-    }
-    if s.token.is_none() && foreign(&headers, true) {
-        return foreign_refused();
+    if let Some(refused) = guard(&s, token, &headers, true) {
+        return refused;
     }
     let desk = FileDesk::new(&s.dir);
     let outcome = desk.find(&id).and_then(|e| {
@@ -356,11 +342,8 @@ fn form(e: &Entry, token: Option<&str>) -> String {
 
 async fn page(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
     let token = q.get("token").map(String::as_str);
-    if !authorized(&s, token, &headers) {
-        return forbidden();
-    }
-    if s.token.is_none() && foreign(&headers, false) {
-        return foreign_refused();
+    if let Some(refused) = guard(&s, token, &headers, false) {
+        return refused;
     }
     let token = s.token.as_deref();
     let mut out = format!(

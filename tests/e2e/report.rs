@@ -4,22 +4,6 @@ use crate::support::*;
 use serde_json::json;
 use std::path::Path;
 
-/// Debian's Chromium, or none (the test then says it is skipped, unless
-/// `GRAFLOW_REQUIRE_CHROMIUM=1`, as in CI, makes that a failure).
-fn chromium() -> Option<&'static str> {
-    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("GRAFLOW_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
-            "chromium is required (GRAFLOW_REQUIRE_CHROMIUM=1) but not installed"
-        );
-        eprintln!(
-            "SKIPPED in Chromium: chromium is not installed (apt-get install chromium); the HTML checks still ran"
-        );
-    }
-    found
-}
-
 fn headless(browser: &str, profile: &Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
@@ -57,7 +41,7 @@ fn the_report_shows_the_graph_and_the_timeline() {
         assert!(html.contains(needle), "{needle:?} missing from the report");
     }
     assert!(!html.contains("http://") || !html.contains("<script"), "no network, no script");
-    let Some(browser) = chromium() else { return };
+    let Some(browser) = chromium("the HTML checks still ran") else { return };
     let profile = tempfile::tempdir().unwrap();
     let url = format!("file://{}", wf.dir.path().join("run.html").display());
     let dom = headless(browser, profile.path(), &["--dump-dom", &url]);

@@ -185,3 +185,18 @@ pub fn sigint(child: &std::process::Child) {
     let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
+
+/// Debian's Chromium, or none: the test then says it skipped the browser part
+/// (and what it did instead), unless `GRAFLOW_REQUIRE_CHROMIUM=1`, as in CI,
+/// makes that a failure.
+pub fn chromium(instead: &str) -> Option<&'static str> {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("GRAFLOW_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
+            "chromium is required (GRAFLOW_REQUIRE_CHROMIUM=1) but not installed"
+        );
+        eprintln!("SKIPPED in Chromium: chromium is not installed (apt-get install chromium); {instead}");
+    }
+    found
+}

@@ -143,18 +143,6 @@ impl Desk {
     }
 }
 
-fn entry_json(e: &Entry) -> serde_json::Value {
-    let r = &e.request;
-    serde_json::json!({
-        "id": r.id, "session": r.session_id, "task_id": r.task_id, "kind": r.kind, "prompt": r.prompt,
-        "options": r.options, "metadata": r.metadata.as_ref().and_then(|m| m.to_value().ok()),
-        "timeout_ms": r.timeout_ms, "requested_at_ms": r.requested_at_ms,
-        "answer": e.answer.as_ref().and_then(|a| a.answer.to_value().ok()),
-        "answered_by": e.answer.as_ref().map(|a| a.by.clone()),
-        "answered_at_ms": e.answer.as_ref().map(|a| a.answered_at_ms),
-    })
-}
-
 pub fn feedback(cmd: FeedbackCommand) -> Result<ExitStatus, CliError> {
     match cmd {
         FeedbackCommand::List { dir, all, json, redis } => {
@@ -162,7 +150,7 @@ pub fn feedback(cmd: FeedbackCommand) -> Result<ExitStatus, CliError> {
             let entries = desk.list(all)?;
             let shown: Vec<&Entry> = entries.iter().collect();
             if json {
-                println!("{}", serde_json::Value::Array(shown.iter().map(|e| entry_json(e)).collect()));
+                println!("{}", serde_json::Value::Array(shown.iter().map(|e| e.to_json()).collect()));
             } else if shown.is_empty() {
                 eprintln!("no {}feedback requests in {}", if all { "" } else { "pending " }, desk.place());
             } else {
@@ -180,7 +168,7 @@ pub fn feedback(cmd: FeedbackCommand) -> Result<ExitStatus, CliError> {
             let desk = Desk::open(&dir, redis.as_deref())?;
             let e = desk.find(&id)?;
             if json {
-                println!("{}", entry_json(&e));
+                println!("{}", e.to_json());
                 return Ok(ExitStatus::Success);
             }
             let r = &e.request;
