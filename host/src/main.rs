@@ -2,6 +2,11 @@
 
 mod cli;
 
+/// mimalloc: a fresh sandbox per task makes many small allocations; it cut
+/// the per-task cost measured in docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // Like other Unix tools: when the reader of stdout goes away
     // (`graflow-host checkpoints list | head -1`), end quietly instead of
