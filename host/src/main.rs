@@ -2,8 +2,8 @@
 
 mod cli;
 
-/// mimalloc: a fresh sandbox per task makes many small allocations; it cut
-/// the per-task cost measured in docs/benchmarks.md.
+/// mimalloc: measured faster than the system allocator for fresh sandboxes
+/// and large checkpoints (see host/Cargo.toml and bench/notes.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
