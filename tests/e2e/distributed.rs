@@ -482,3 +482,45 @@ fn a_question_asked_on_a_worker_is_answered_through_redis() {
     let resumed = cli(wf.dir.path(), &["resume", "--latest", "--redis", &redis.url(), "--no-prompt"]);
     assert_eq!(resumed.ok().json(), json!("ada"));
 }
+
+/// `SET key value` over a raw connection to the Redis on `port`.
+fn redis_set_port(port: u16, key: &str, value: &str) {
+    let mut con = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let cmd = format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n", key.len(), value.len());
+    con.write_all(cmd.as_bytes()).unwrap();
+    let mut ok = [0u8; 5];
+    con.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+}
+
+#[test]
+fn another_coordinator_taking_over_stops_this_one_and_frees_the_waiting_worker() {
+    let Some(redis) = Redis::start() else { return };
+    let _w = WorkerProc::start(&redis, 1);
+    let wf = workflow(&format!("[workflow]\nflow = \"deploy\"\n{}", scripted(&["deploy"])));
+    let input = scripts(json!({"deploy": [{"op": "ask", "kind": "approval", "prompt": "ship?", "timeout": 600}]}));
+    let opts = RunOptions {
+        session_id: Some("fenced".into()),
+        checkpoint_dir: Some(wf.checkpoints()),
+        ..redis_options(&redis)
+    };
+    let mut s = Session::start(&wf.path, Json::from(input), opts).unwrap();
+    let url = redis.url();
+    let port = redis.port;
+    let usurper = std::thread::spawn(move || {
+        let desk = graflow_host::distributed::RedisDesk::connect(&url).unwrap();
+        while desk.pending().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // What a second `resume` of the same run does first.
+        redis_set_port(port, "graflow-host:run:fenced:live", "another-epoch");
+    });
+    let started = Instant::now();
+    let err = s.run().unwrap_err().to_string();
+    assert!(err.contains("another coordinator took over run fenced"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60), "stopped long before the question's timeout");
+    usurper.join().unwrap();
+    // The worker's single slot is free again: another run completes.
+    let hello = example_run("hello", r#"{"name":"next"}"#, Some(&redis.url()));
+    assert_eq!(hello.code, 0, "{}", hello.stderr);
+}

@@ -119,6 +119,9 @@ fn show(path: &Path, json: bool) -> Result<ExitStatus, CliError> {
     );
     let pending: Vec<&str> = s.pending_tasks.iter().map(|p| p.task_id.as_str()).collect();
     println!("  pending:    {}", if pending.is_empty() { "-".to_string() } else { pending.join(", ") });
+    for r in &loaded.context.state.pending_input {
+        println!("  waits for:  feedback request {}", r.summary());
+    }
     println!("  channel:    {} keys", loaded.context.channel.len());
     for (name, module) in &s.modules {
         println!("  module {name}: sha256 {} ({} bytes, from {})", module.sha256, module.size, module.path.display());

@@ -42,6 +42,9 @@ pub struct RedisDesk {
     client: redis::Client,
     shown: String,
     con: Arc<Mutex<redis::Connection>>,
+    /// On a worker: the run's `live` key and the epoch of the coordinator
+    /// that sent the task; a wait ends when another (or none) holds it.
+    fence: Option<(String, String)>,
 }
 
 fn failed(shown: &str, e: redis::RedisError) -> FeedbackError {
@@ -51,7 +54,14 @@ fn failed(shown: &str, e: redis::RedisError) -> FeedbackError {
 impl RedisDesk {
     /// A desk over `con` (a connection of `client`).
     pub fn new(client: redis::Client, shown: String, con: Arc<Mutex<redis::Connection>>) -> RedisDesk {
-        RedisDesk { client, shown, con }
+        RedisDesk { client, shown, con, fence: None }
+    }
+
+    /// End waits once run `session` is no longer coordinated by `epoch` (its
+    /// coordinator died or was replaced): the task's answer would reach no one.
+    pub fn fenced(mut self, session: &str, epoch: &str) -> RedisDesk {
+        self.fence = Some((super::Keys::live(session), epoch.to_string()));
+        self
     }
 
     /// Connect to `url`.
@@ -174,6 +184,12 @@ impl FeedbackDesk for RedisDesk {
             let secs = (deadline - now).min(Duration::from_secs(1)).as_secs_f64().max(0.01);
             let _: Option<(String, String)> =
                 self.query(redis::cmd("BLPOP").arg(key(&request.id, "notify")).arg(format!("{secs:.3}")))?;
+            if let Some((live, epoch)) = &self.fence {
+                let holder: Option<String> = self.query(redis::cmd("GET").arg(live))?;
+                if holder.as_deref() != Some(epoch.as_str()) {
+                    return Ok(None);
+                }
+            }
         }
     }
 }

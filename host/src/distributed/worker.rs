@@ -639,7 +639,10 @@ impl Worker {
         ctx.set_listener(Listener(Some(logs.clone())));
         // A question waits here, on the worker; an answer given in Redis
         // (`feedback answer --redis`) wakes it.
-        ctx.set_feedback(Arc::new(super::RedisDesk::new(self.client.clone(), self.shown.clone(), view_con.clone())));
+        ctx.set_feedback(Arc::new(
+            super::RedisDesk::new(self.client.clone(), self.shown.clone(), view_con.clone())
+                .fenced(&d.session, &d.epoch),
+        ));
         let mut local = def.clone();
         local.module = key;
         // An instance is never reused across runs (tenants) on a worker.
