@@ -10,7 +10,7 @@ use super::{PREFIX, RedisError};
 use crate::feedback::{AnswerRecord, FeedbackDesk, FeedbackError, FeedbackRequest};
 use crate::json::Json;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long requests and answers stay in Redis.
 const TTL_SECS: u64 = 7 * 24 * 3600;
@@ -166,30 +166,16 @@ impl FeedbackDesk for RedisDesk {
         pipe.query::<()>(&mut *con).map_err(|e| failed(&self.shown, e))
     }
 
-    fn wait(
-        &self,
-        request: &FeedbackRequest,
-        deadline: Instant,
-        stop: &dyn Fn() -> bool,
-    ) -> Result<Option<Json>, FeedbackError> {
-        loop {
-            if let Some(a) = self.answer(request)? {
-                return Ok(Some(a));
-            }
-            let now = Instant::now();
-            if now >= deadline || stop() {
-                return Ok(None);
-            }
-            // Woken at once by an answer; at least once a second to see a stop.
-            let secs = (deadline - now).min(Duration::from_secs(1)).as_secs_f64().max(0.01);
-            let _: Option<(String, String)> =
-                self.query(redis::cmd("BLPOP").arg(key(&request.id, "notify")).arg(format!("{secs:.3}")))?;
-            if let Some((live, epoch)) = &self.fence {
-                let holder: Option<String> = self.query(redis::cmd("GET").arg(live))?;
-                if holder.as_deref() != Some(epoch.as_str()) {
-                    return Ok(None);
-                }
-            }
+    /// Woken at once by an answer (`BLPOP` on its notify list); on a worker,
+    /// stops the wait once the run has another coordinator, or none.
+    fn nap(&self, request: &FeedbackRequest, max: Duration) -> Result<bool, FeedbackError> {
+        let secs = max.max(Duration::from_millis(10)).as_secs_f64();
+        let _: Option<(String, String)> =
+            self.query(redis::cmd("BLPOP").arg(key(&request.id, "notify")).arg(format!("{secs:.3}")))?;
+        if let Some((live, epoch)) = &self.fence {
+            let holder: Option<String> = self.query(redis::cmd("GET").arg(live))?;
+            return Ok(holder.as_deref() == Some(epoch.as_str()));
         }
+        Ok(true)
     }
 }

@@ -36,6 +36,10 @@ pub struct TaskInfo {
     pub max_retries: u32,
 }
 
+/// Flags that end a feedback wait early, shared by every execution of a run
+/// (made once per run, cloned per execution by reference count).
+pub type WaitStops = Arc<[Arc<std::sync::atomic::AtomicBool>]>;
+
 /// The effects a task asked for, applied by the engine after it returns.
 #[derive(Debug, Default)]
 pub struct Effects {
@@ -113,12 +117,14 @@ pub struct TaskContext {
     /// Where the task's log lines go as events.
     listener: super::Listener,
     /// Where feedback requests and answers are kept.
-    feedback: Arc<dyn crate::feedback::FeedbackDesk>,
+    /// `None`: requests are refused ([`crate::feedback::NoDesk`]); nothing is
+    /// allocated per execution for it.
+    feedback: Option<Arc<dyn crate::feedback::FeedbackDesk>>,
     /// Feedback requests made so far by this execution.
     feedback_asked: u32,
     /// Flags that end a feedback wait early (the run pauses or is
     /// interrupted): the request then pauses the run at once.
-    wait_stops: Vec<Arc<std::sync::atomic::AtomicBool>>,
+    wait_stops: WaitStops,
 }
 
 /// Allocates dynamic instance ids `<task>#<prefix><n>`, deterministic per run.
@@ -182,30 +188,30 @@ impl TaskContext {
             queue_usage: (0, 0),
             checkpoint_refusal: None,
             listener: super::Listener::default(),
-            feedback: Arc::new(crate::feedback::NoDesk),
+            feedback: None,
             feedback_asked: 0,
-            wait_stops: Vec::new(),
+            wait_stops: WaitStops::default(),
         }
     }
 
     /// End feedback waits early once any of `flags` is set.
-    pub fn set_wait_stops(&mut self, flags: Vec<Arc<std::sync::atomic::AtomicBool>>) {
+    pub fn set_wait_stops(&mut self, flags: WaitStops) {
         self.wait_stops = flags;
     }
 
     /// The flags that end a feedback wait early.
-    pub fn wait_stops(&self) -> Vec<Arc<std::sync::atomic::AtomicBool>> {
+    pub fn wait_stops(&self) -> WaitStops {
         self.wait_stops.clone()
     }
 
     /// Keep feedback requests and answers at `desk`.
     pub fn set_feedback(&mut self, desk: Arc<dyn crate::feedback::FeedbackDesk>) {
-        self.feedback = desk;
+        self.feedback = Some(desk);
     }
 
     /// Where feedback requests and answers are kept.
     pub fn feedback_desk(&self) -> Arc<dyn crate::feedback::FeedbackDesk> {
-        self.feedback.clone()
+        self.feedback.clone().unwrap_or_else(|| Arc::new(crate::feedback::NoDesk))
     }
 
     /// `feedback.request`: the request, checked against its bounds, with its

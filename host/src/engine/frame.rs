@@ -202,7 +202,7 @@ impl<'s, 'a> Frame<'s, 'a> {
         ctx.set_checkpoint_refusal(self.shared.checkpoint_refusal());
         ctx.set_listener(self.shared.listener.clone());
         ctx.set_feedback(self.shared.feedback.clone());
-        ctx.set_wait_stops(vec![self.shared.pausing.clone(), self.shared.interrupt_flag.clone()]);
+        ctx.set_wait_stops(self.shared.wait_stops.clone());
         let started = Instant::now();
         tracing::debug!(task = %spec.id, attempt = spec.attempt, "task started");
         self.shared.listener.emit(self.state.queue.len(), || EventKind::TaskStarted {

@@ -18,7 +18,9 @@ mod input;
 mod runner;
 mod state;
 
-pub use context::{ControlCall, Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, result_key};
+pub use context::{
+    ControlCall, Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, WaitStops, result_key,
+};
 pub use events::{Event, EventKind, Fanout, Listener, RunListener};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
 pub use state::{Origin, Queue, RunState, Target, TaskSpec};
@@ -317,8 +319,9 @@ pub(crate) struct Shared<'a> {
     /// Set when a task paused the run: every frame, branches included, stops
     /// at its next boundary, and waiting requests stop waiting.
     pub pausing: Arc<AtomicBool>,
-    /// The run's interrupt flag (Ctrl-C), shared with waiting requests.
-    pub interrupt_flag: Arc<AtomicBool>,
+    /// `pausing` and the run's interrupt flag (Ctrl-C): what ends a waiting
+    /// feedback request early.
+    pub wait_stops: context::WaitStops,
 }
 
 impl Shared<'_> {
@@ -411,6 +414,7 @@ impl<'a> Engine<'a> {
         channel: &Arc<MemoryChannel>,
         sink: &mut dyn CheckpointSink,
     ) -> Result<RunReport, RunError> {
+        let pausing = Arc::new(AtomicBool::new(false));
         let shared = Shared {
             workflow: self.workflow.clone(),
             runner: self.runner,
@@ -423,8 +427,8 @@ impl<'a> Engine<'a> {
             steps_done: AtomicU64::new(state.steps),
             feedback: self.feedback.clone(),
             paused: Default::default(),
-            pausing: Arc::new(AtomicBool::new(false)),
-            interrupt_flag: self.interrupt.clone(),
+            wait_stops: Arc::from([pausing.clone(), self.interrupt.clone()]),
+            pausing,
         };
         // A resumed run no longer waits: its tasks ask again.
         state.pending_input.clear();
