@@ -40,8 +40,11 @@ impl From<Arc<str>> for Repr {
 }
 
 impl PartialEq for Json {
+    /// Equal text. A value compared with a clone of itself (the same
+    /// allocation) is not read: checkpoints compare whole channels this way.
     fn eq(&self, other: &Json) -> bool {
-        self.as_str() == other.as_str()
+        let (a, b) = (self.as_str(), other.as_str());
+        (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
     }
 }
 

@@ -337,7 +337,7 @@ impl Session {
         }
         let root = checkpoint::root_of(&base);
         let shared = checkpoint::DirLock::shared(&root)?;
-        let Loaded { base, meta, signature, context, .. } = checkpoint::load(&base, &key, resume.trust)?;
+        let Loaded { base, meta, signature, context, chain_base, .. } = checkpoint::load(&base, &key, resume.trust)?;
         if base.parent().and_then(Path::file_name).is_none_or(|n| n != meta.session_id.as_str()) {
             return Err(CheckpointError::NotInDirectory { path: base, session: meta.session_id }.into());
         }
@@ -374,7 +374,9 @@ impl Session {
             }
         }
         drop(shared);
-        let sink = CheckpointStore::new(&root, sandbox.module_code(), Some(key));
+        // Later checkpoints are increments over the full checkpoint this one
+        // is (or is written over), while they qualify.
+        let sink = CheckpointStore::new(&root, sandbox.module_code(), Some(key)).continuing(chain_base);
         Session {
             workflow: Arc::new(workflow),
             sandbox,

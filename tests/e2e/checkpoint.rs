@@ -209,8 +209,8 @@ fn checkpoint_every_n_tasks_and_prune() {
     assert_eq!(all.iter().map(|s| s.meta.steps).collect::<Vec<_>>(), [2, 4]);
     assert_eq!(all[0].meta.user_metadata["mode"], "auto");
     let out = cli(wf.dir.path(), &["checkpoints", "prune", "--keep", "1"]);
-    out.ok();
-    assert_eq!(checkpoints(&wf.checkpoints()).len(), 1);
+    assert!(out.ok().stdout.contains("kept 1 older full checkpoint(s)"), "{out:?}");
+    assert_eq!(checkpoints(&wf.checkpoints()).len(), 2, "the newest, an increment, and the full one under it");
     assert_eq!(
         std::fs::read_dir(wf.checkpoints().join("modules")).unwrap().count(),
         1,
@@ -274,7 +274,7 @@ fn unknown_schema_version() {
         .unwrap()
         .replace("\"schema_version\": \"2\"", "\"schema_version\": \"7\"");
     std::fs::write(ext(&cp, "meta.json"), meta).unwrap();
-    refused(&wf, &cp, "schema version 7, but this graflow-host reads versions 1 to 2");
+    refused(&wf, &cp, "schema version 7, but this graflow-host reads versions 1 to 3");
 }
 
 #[test]
@@ -365,6 +365,11 @@ fn kill_9_at_any_point_resumes_to_the_same_result() {
         .ok()
         .json();
     let duration = started.elapsed();
+    let reference = graflow_host::checkpoint::list(&wf.dir.path().join("reference")).unwrap();
+    assert!(
+        reference.iter().filter(|s| s.meta.base.is_some()).count() >= 9,
+        "checkpoints after the first are increments, so the kills below hit them"
+    );
     let points = 30u32;
     let mut killed = 0;
     for point in 0..points {
@@ -442,4 +447,132 @@ fn a_task_still_running_after_the_grace_period_is_stopped_and_queued_again() {
     assert_eq!(loaded.state_file.completed_tasks, ["noop"]);
     assert_eq!(loaded.state_file.pending_tasks[0].task_id, "spin", "the stopped task is queued again");
     assert_eq!(loaded.state_file.cycle_counts.get("spin"), Some(&0), "the stopped run is not counted");
+}
+
+/// A chain whose first task writes a 300 KB value and whose last returns the
+/// order, checkpointed after every task: one full checkpoint, then
+/// increments over it.
+fn incremental_run() -> (Wf, Value, Vec<graflow_host::checkpoint::Summary>) {
+    let names: Vec<String> = (1..=6).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let wf = chain(&refs, "");
+    let input = scripts(json!({
+        "t1": [{"op": "big_value", "key": "blob", "bytes": 300_000}],
+        "t3": [{"op": "set", "key": "note", "value": {"at": "t3"}}],
+        "t6": [{"op": "return", "key": "order"}],
+    }));
+    let expected = wf.run(&input, &["--checkpoint-every", "1"]).ok().json();
+    let all = graflow_host::checkpoint::list(&wf.checkpoints()).unwrap();
+    (wf, expected, all)
+}
+
+fn ctx_size(base: &Path) -> u64 {
+    std::fs::metadata(ext(base, "ctx")).unwrap().len()
+}
+
+#[test]
+fn checkpoints_after_the_first_are_increments_that_resume_alike() {
+    use graflow_host::checkpoint::schema::SchemaVersion;
+    let (wf, expected, all) = incremental_run();
+    assert_eq!(all.iter().map(|s| s.meta.steps).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    let full = &all[0];
+    assert_eq!(full.meta.schema_version, SchemaVersion::V2);
+    assert!(full.meta.base.is_none());
+    assert!(ctx_size(&full.base) > 300_000);
+    for s in &all[1..] {
+        assert_eq!(s.meta.schema_version, SchemaVersion::V3, "{}", s.meta.checkpoint_id);
+        assert_eq!(s.meta.base.as_ref().unwrap().checkpoint_id, full.meta.checkpoint_id);
+        assert!(ctx_size(&s.base) < 4_000, "an increment holds what changed, not the 300 KB value");
+    }
+    for s in &all {
+        assert_eq!(resume(&wf, &s.base, &[]).ok().json(), expected, "resuming {}", s.meta.checkpoint_id);
+    }
+    let shown = cli(wf.dir.path(), &["checkpoints", "show", all[2].base.to_str().unwrap()]).ok().stdout.clone();
+    assert!(shown.contains(&format!("increment over {}", full.meta.checkpoint_id)), "{shown}");
+    assert_eq!(show(&wf, &all[2].base)["meta"]["base"]["checkpoint_id"], json!(full.meta.checkpoint_id));
+
+    // A resumed run writes increments over the same base.
+    let resumed_dir = wf.checkpoints();
+    let before: Vec<_> = checkpoints(&resumed_dir);
+    resume(&wf, &all[1].base, &["--checkpoint-every", "1"]).ok();
+    let after = graflow_host::checkpoint::list(&resumed_dir).unwrap();
+    let new: Vec<_> = after.iter().filter(|s| !before.contains(&s.base)).collect();
+    assert!(!new.is_empty());
+    assert!(
+        new.iter().all(|s| s.meta.base.as_ref().is_some_and(|b| b.checkpoint_id == full.meta.checkpoint_id)),
+        "{new:?}"
+    );
+
+    // The directory copied elsewhere resumes its increments.
+    let elsewhere = tempfile::tempdir().unwrap();
+    copy_dir(&wf.checkpoints(), &elsewhere.path().join("moved"));
+    let moved = checkpoints(&elsewhere.path().join("moved"));
+    let out = cli(elsewhere.path(), &["resume", moved[3].to_str().unwrap()]);
+    assert_eq!(out.ok().json(), expected);
+
+    // Prune keeps the base of the increment it keeps.
+    let out = cli(wf.dir.path(), &["checkpoints", "prune", "--keep", "1"]).ok().stdout.clone();
+    assert!(
+        out.contains(&format!(
+            "kept 1 older full checkpoint(s) that kept increments are written over: {}",
+            full.meta.checkpoint_id
+        )),
+        "{out}"
+    );
+    let left = checkpoints(&wf.checkpoints());
+    assert_eq!(left.len(), 2);
+    assert_eq!(resume(&wf, left.last().unwrap(), &[]).ok().json(), expected);
+}
+
+#[test]
+fn an_increment_without_its_base_is_refused_naming_it() {
+    let (wf, _, all) = incremental_run();
+    let full = &all[0];
+    std::fs::remove_file(ext(&full.base, "ctx")).unwrap();
+    let out = resume(&wf, &all[3].base, &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("it is an increment over checkpoint {}", full.meta.checkpoint_id))
+            && out.stderr.contains("is missing"),
+        "{out:?}"
+    );
+    let listed = checkpoints(&wf.checkpoints());
+    assert!(listed.is_empty(), "increments without their base are not listed: {listed:?}");
+    let latest = cli(wf.dir.path(), &["resume", "--latest", "checkpoints"]);
+    assert_eq!(latest.code, 2, "{latest:?}");
+}
+
+#[test]
+fn single_byte_flips_of_an_increment_or_its_base_never_resume_wrongly() {
+    let (wf, expected, all) = incremental_run();
+    let (full, inc) = (&all[0], &all[2]);
+    let targets = [
+        ext(&inc.base, "meta.json"),
+        ext(&inc.base, "state.json"),
+        ext(&inc.base, "ctx"),
+        ext(&full.base, "ctx"),
+        ext(&full.base, "meta.json"),
+    ];
+    let mut refused = 0;
+    for path in &targets {
+        let original = std::fs::read(path).unwrap();
+        let step = (original.len() / 24).max(1);
+        for i in (0..original.len()).step_by(step) {
+            let mut damaged = original.clone();
+            damaged[i] ^= 0x20;
+            std::fs::write(path, &damaged).unwrap();
+            let out = resume(&wf, &inc.base, &["--checkpoint-every", "0"]);
+            let at = format!("{}:{i}", path.display());
+            assert!(out.code == 0 || out.code == 2, "flip at {at} gave {out:?}");
+            if out.code == 0 {
+                assert_eq!(out.json(), expected, "flip at {at} resumed to another result");
+            } else {
+                assert!(out.stderr.starts_with("error: "), "flip at {at}: {out:?}");
+                refused += 1;
+            }
+        }
+        std::fs::write(path, &original).unwrap();
+    }
+    assert!(refused >= 60, "only {refused} flips were refused");
+    assert_eq!(resume(&wf, &inc.base, &[]).ok().json(), expected);
 }

@@ -112,15 +112,32 @@ pub fn list(dir: &Path) -> Result<Vec<Summary>, CheckpointError> {
 }
 
 /// A cheap check that the files a commit record names are there with their
-/// recorded sizes (`load` checks their digests).
+/// recorded sizes, and for an increment its base's `.ctx` and commit record
+/// (`load` checks their digests).
 fn sizes_match(base: &Path, meta: &Meta) -> Result<(), CheckpointError> {
+    let size_of = |path: &Path| std::fs::symlink_metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
     for (key, ext) in [("ctx", "ctx"), ("state", "state.json")] {
         let path = with_ext(base, ext);
-        let size = std::fs::symlink_metadata(&path).ok().filter(|m| m.is_file()).map(|m| m.len());
+        let size = size_of(&path);
         if meta.files.get(key).map(|f| f.size) != size || size.is_none() {
             return Err(CheckpointError::Torn {
                 path: base.to_path_buf(),
                 reason: format!("{} is missing or not the size its commit record gives", path.display()),
+            });
+        }
+    }
+    if let Some(base_ref) = &meta.base {
+        let ctx = super::read::base_ctx_path(base, base_ref);
+        let intact = ctx.as_ref().is_some_and(|ctx| {
+            size_of(ctx) == Some(base_ref.ctx.size) && size_of(&with_ext(&base_of(ctx), "meta.json")).is_some()
+        });
+        if !intact {
+            return Err(CheckpointError::Torn {
+                path: base.to_path_buf(),
+                reason: format!(
+                    "it is an increment over checkpoint {}, which is missing or not the size its commit record gives",
+                    base_ref.checkpoint_id
+                ),
             });
         }
     }
@@ -148,6 +165,9 @@ pub struct Pruned {
     pub torn: usize,
     /// Journals of sessions with no checkpoint left, removed.
     pub journals: usize,
+    /// Ids of older full checkpoints kept because a kept increment is
+    /// written over them.
+    pub bases_kept: Vec<String>,
 }
 
 /// Every file under the session folders of `dir` whose name ends with `ext`.
@@ -176,8 +196,10 @@ fn read_modules(state_path: &Path) -> Option<Vec<crate::digest::Sha256>> {
     value.get("modules")?.as_object()?.values().map(|m| m.get("sha256")?.as_str()?.parse().ok()).collect()
 }
 
-/// Remove all but the `keep` newest checkpoints under `dir`, then module
-/// copies no remaining checkpoint refers to, and temp files of dead writers.
+/// Remove all but the `keep` newest checkpoints under `dir` (and the full
+/// checkpoints those of them that are increments are written over), then
+/// module copies no remaining checkpoint refers to, and temp files of dead
+/// writers.
 /// Holds the directory's lock throughout. The commit record of a checkpoint
 /// goes first, so an interrupted prune leaves torn checkpoints (skipped),
 /// never dangling ones.
@@ -188,7 +210,15 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
     let _lock = DirLock::exclusive(dir)?;
     let all = list(dir)?;
     let cut = all.len().saturating_sub(keep);
-    let removed: HashSet<&Path> = all[..cut].iter().map(|s| s.base.as_path()).collect();
+    // The bases of the increments kept stay (an increment never depends on
+    // another increment, only on its base, so nothing else needs folding).
+    let needed: HashSet<PathBuf> = all[cut..]
+        .iter()
+        .filter_map(|s| s.meta.base.as_ref().and_then(|b| super::read::base_ctx_path(&s.base, b)))
+        .map(|ctx| base_of(&ctx))
+        .collect();
+    let (gone, kept_bases): (Vec<&Summary>, Vec<&Summary>) = all[..cut].iter().partition(|s| !needed.contains(&s.base));
+    let removed: HashSet<&Path> = gone.iter().map(|s| s.base.as_path()).collect();
     // What every other state file refers to, read before anything is removed:
     // also the state of checkpoints `list` skipped (a newer schema, an
     // unreadable meta). A state file that cannot be read keeps every module.
@@ -206,8 +236,9 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
             }
         }
     }
-    let mut pruned = Pruned::default();
-    for s in &all[..cut] {
+    let mut pruned =
+        Pruned { bases_kept: kept_bases.iter().map(|s| s.meta.checkpoint_id.clone()).collect(), ..Pruned::default() };
+    for s in &gone {
         for ext in ["meta.json", "state.json", "ctx"] {
             let path = with_ext(&s.base, ext);
             match std::fs::remove_file(&path) {

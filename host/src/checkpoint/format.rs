@@ -4,7 +4,8 @@
 //! version (u32 little endian), a 16-byte checksum of the payload, the payload
 //! length (u64 little endian), then the payload: bincode 2 (standard
 //! configuration) of the version's context type (`schema/v1.rs`,
-//! `schema/v2.rs`) through serde. The payload is streamed to the file.
+//! `schema/v2.rs`; `schema/v3.rs` for an increment) through serde. The
+//! payload is streamed to the file.
 //!
 //! The checksum is XXH3-128 in schema 1 (detects damage, not tampering) and
 //! the first 16 bytes of the payload's BLAKE3 hash from schema 2 on; the
@@ -12,7 +13,7 @@
 //! before it is decoded. Golden files (`host/tests/golden/`) pin each
 //! version's encoding.
 
-use super::schema::{self, ContentDigest, Context, SchemaVersion, Values, v1, v2};
+use super::schema::{self, ContentDigest, Context, SchemaVersion, Values, v1, v2, v3};
 use crate::engine::RunState;
 use crate::json::Json;
 use crate::model::Workflow;
@@ -75,8 +76,9 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Stream a schema-2 context into `out` as a `.ctx` file (no copy of the
-/// payload is held in memory); returns the payload's digest (BLAKE3).
+/// Stream a schema-2 context (a full checkpoint) into `out` as a `.ctx` file
+/// (no copy of the payload is held in memory); returns the payload's digest
+/// (BLAKE3).
 pub fn write<W: Write + Seek>(
     out: &mut W,
     checkpoint_id: &str,
@@ -85,10 +87,33 @@ pub fn write<W: Write + Seek>(
     channel: &BTreeMap<String, Json>,
 ) -> std::io::Result<ContentDigest> {
     let ctx = v2::ContextOut::new(checkpoint_id, workflow, state, channel);
+    write_payload(out, SchemaVersion::V2, &ctx)
+}
+
+/// Stream a schema-3 increment into `out` as a `.ctx` file: the run state
+/// whole and the channel keys `set` and `deleted` since its base (both
+/// sorted by key); returns the payload's digest (BLAKE3).
+pub fn write_increment<W: Write + Seek>(
+    out: &mut W,
+    checkpoint_id: &str,
+    workflow: &Workflow,
+    state: &RunState,
+    set: &[(&str, &Json)],
+    deleted: &[&str],
+) -> std::io::Result<ContentDigest> {
+    let delta = v3::DeltaOut::new(checkpoint_id, workflow, state, set, deleted);
+    write_payload(out, SchemaVersion::V3, &delta)
+}
+
+fn write_payload<W: Write + Seek, T: serde::Serialize>(
+    out: &mut W,
+    version: SchemaVersion,
+    payload: &T,
+) -> std::io::Result<ContentDigest> {
     out.write_all(&[0; HEADER])?;
     let mut hashing =
         Hashing { inner: std::io::BufWriter::with_capacity(1 << 20, &mut *out), hasher: blake3::Hasher::new(), len: 0 };
-    bincode::serde::encode_into_std_write(&ctx, &mut hashing, bincode::config::standard()).map_err(|e| match e {
+    bincode::serde::encode_into_std_write(payload, &mut hashing, bincode::config::standard()).map_err(|e| match e {
         bincode::error::EncodeError::Io { inner, .. } => inner,
         other => std::io::Error::other(other.to_string()),
     })?;
@@ -97,7 +122,7 @@ pub fn write<W: Write + Seek>(
     let digest: [u8; 32] = hashing.hasher.finalize().into();
     drop(hashing);
     out.seek(SeekFrom::Start(0))?;
-    out.write_all(&header(SchemaVersion::V2, short(&digest), len))?;
+    out.write_all(&header(version, short(&digest), len))?;
     out.seek(SeekFrom::End(0))?;
     Ok(ContentDigest::Blake3(digest))
 }
@@ -160,7 +185,7 @@ pub fn verify(bytes: &[u8]) -> Result<(SchemaVersion, ContentDigest), FormatErro
     }
     let digest = match version {
         SchemaVersion::V1 => ContentDigest::Xxh3(xxh3_128(payload)),
-        SchemaVersion::V2 => ContentDigest::Blake3(hash(payload)),
+        SchemaVersion::V2 | SchemaVersion::V3 => ContentDigest::Blake3(hash(payload)),
     };
     let matches = match digest {
         ContentDigest::Xxh3(c) => c == checksum,
@@ -182,21 +207,38 @@ fn hash(payload: &[u8]) -> [u8; 32] {
     }
 }
 
-/// Verify and decode a `.ctx` file whose commit record names `expected` into
-/// the engine's types; stored JSON is checked unless `values` trusts it
-/// (only ever for a payload that matched a signed record).
+/// What a `.ctx` payload holds.
+#[derive(Debug)]
+pub enum Decoded {
+    /// A whole context (schema 1 and 2).
+    Full(Context),
+    /// An increment (schema 3), to be applied to its base's channel.
+    Increment(v3::Delta),
+}
+
+/// Verify and decode a full `.ctx` file whose commit record names `expected`
+/// into the engine's types; stored JSON is checked unless `values` trusts it
+/// (only ever for a payload that matched a signed record). An increment is
+/// refused: it needs its base (see [`decode_shared`]).
 pub fn decode(bytes: &[u8], values: Values, expected: &ContentDigest) -> Result<Context, FormatError> {
-    decode_in(bytes, None, values, expected).map(|(_, ctx)| ctx)
+    match decode_in(bytes, None, values, expected)? {
+        (_, Decoded::Full(ctx)) => Ok(ctx),
+        (_, Decoded::Increment(_)) => {
+            Err(FormatError::Decode("an increment (schema 3) cannot be read without its base".into()))
+        }
+    }
 }
 
 /// [`decode`] of a file read into `bytes`, also giving its schema version
-/// (the payload is hashed once). Channel values of a schema-2 payload share
-/// `bytes` instead of being copied out of it.
+/// (the payload is hashed once); an increment is given as it is. Channel
+/// values of a schema-2 or schema-3 payload share `bytes` instead of being
+/// copied out of it. A full context is validated; an increment is, when
+/// applied.
 pub fn decode_shared(
     bytes: &bytes::Bytes,
     values: Values,
     expected: &ContentDigest,
-) -> Result<(SchemaVersion, Context), FormatError> {
+) -> Result<(SchemaVersion, Decoded), FormatError> {
     decode_in(bytes, Some(bytes), values, expected)
 }
 
@@ -205,15 +247,17 @@ fn decode_in(
     owner: Option<&bytes::Bytes>,
     values: Values,
     expected: &ContentDigest,
-) -> Result<(SchemaVersion, Context), FormatError> {
+) -> Result<(SchemaVersion, Decoded), FormatError> {
     let (version, found) = verify(bytes)?;
     if &found != expected {
         return Err(FormatError::NotRecorded { expected: *expected, found });
     }
     let payload = &bytes[HEADER..];
-    let ctx = decode_payload(payload, owner, version, values, bincode::config::standard().with_limit::<LIMIT>())?;
-    schema::validate(&ctx)?;
-    Ok((version, ctx))
+    let decoded = decode_payload(payload, owner, version, values, bincode::config::standard().with_limit::<LIMIT>())?;
+    if let Decoded::Full(ctx) = &decoded {
+        schema::validate(ctx)?;
+    }
+    Ok((version, decoded))
 }
 
 fn decode_payload<C: bincode::config::Config>(
@@ -222,7 +266,7 @@ fn decode_payload<C: bincode::config::Config>(
     version: SchemaVersion,
     values: Values,
     config: C,
-) -> Result<Context, FormatError> {
+) -> Result<Decoded, FormatError> {
     let decode_err = |e: bincode::error::DecodeError| FormatError::Decode(e.to_string());
     let leftover = |used: usize| {
         (used != payload.len())
@@ -235,7 +279,7 @@ fn decode_payload<C: bincode::config::Config>(
             if let Some(e) = leftover(used) {
                 return Err(e);
             }
-            ctx.upgrade(values)?
+            Decoded::Full(ctx.upgrade(values)?)
         }
         SchemaVersion::V2 => {
             let (ctx, used): (v2::ContextIn, usize) =
@@ -243,7 +287,15 @@ fn decode_payload<C: bincode::config::Config>(
             if let Some(e) = leftover(used) {
                 return Err(e);
             }
-            ctx.into_context(values, owner)?
+            Decoded::Full(ctx.into_context(values, owner)?)
+        }
+        SchemaVersion::V3 => {
+            let (delta, used): (v3::DeltaIn, usize) =
+                bincode::serde::borrow_decode_from_slice(payload, config).map_err(decode_err)?;
+            if let Some(e) = leftover(used) {
+                return Err(e);
+            }
+            Decoded::Increment(delta.into_delta(values, owner)?)
         }
     })
 }
@@ -382,13 +434,86 @@ mod tests {
         }
     }
 
+    /// An increment over `base` turning its channel into `now`'s, encoded.
+    fn increment(now: &Context, base: &Context) -> Vec<u8> {
+        let (set, deleted) = v3::changes(&base.channel, &now.channel);
+        let mut out = std::io::Cursor::new(Vec::new());
+        write_increment(&mut out, &now.checkpoint_id, &now.workflow, &now.state, &set, &deleted).unwrap();
+        out.into_inner()
+    }
+
+    /// [`sample_v2`] one step later: a key changed, one added, one deleted.
+    fn later(base: &Context) -> Context {
+        let mut now = base.clone();
+        now.checkpoint_id = "s1_2_1".into();
+        now.state.steps = 2;
+        now.state.mark_completed("b");
+        now.channel.remove("a.__result__");
+        now.channel.insert("b.__result__".into(), Json::parse(r#"{"k":"v"}"#).unwrap());
+        now.channel.insert("n".into(), Json::parse("3").unwrap());
+        now
+    }
+
+    fn dec_increment(bytes: &[u8], base: &Context, values: Values) -> Result<Context, FormatError> {
+        let (_, digest) = verify(bytes)?;
+        let owned = bytes::Bytes::copy_from_slice(bytes);
+        match decode_shared(&owned, values, &digest)? {
+            (SchemaVersion::V3, Decoded::Increment(delta)) => Ok(delta.apply(base.channel.clone())?),
+            (version, _) => panic!("an increment decoded as a full context of version {version}"),
+        }
+    }
+
+    #[test]
+    fn an_increment_applied_to_its_base_is_the_whole_context() {
+        let base = sample_v2();
+        let now = later(&base);
+        let bytes = increment(&now, &base);
+        assert_eq!(dec_increment(&bytes, &base, Values::Check).unwrap(), now);
+        assert_eq!(dec_increment(&bytes, &base, Values::Trusted).unwrap(), now);
+        let err = dec(&bytes, Values::Check).unwrap_err();
+        assert!(err.to_string().contains("cannot be read without its base"), "{err}");
+        // Over another base, a deleted key it lacks is refused.
+        let mut other = base.clone();
+        other.channel.clear();
+        let err = dec_increment(&bytes, &other, Values::Check).unwrap_err();
+        assert!(err.to_string().contains("deletes channel key 'a.__result__', which its base lacks"), "{err}");
+    }
+
+    #[test]
+    fn every_single_byte_flip_of_an_increment_is_detected() {
+        let base = sample_v2();
+        let now = later(&base);
+        let bytes = increment(&now, &base);
+        let (_, digest) = verify(&bytes).unwrap();
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x55;
+            let owned = bytes::Bytes::from(damaged);
+            assert!(decode_shared(&owned, Values::Check, &digest).is_err(), "flip at byte {i} went unnoticed");
+        }
+    }
+
+    /// The encoding of an increment (schema 3) must never change either.
+    #[test]
+    fn golden_increment_pins_the_format() {
+        let path = golden("ctx_v3.ctx");
+        let base = sample_v2();
+        let bytes = increment(&later(&base), &base);
+        if std::env::var_os("GRAFLOW_BLESS").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let golden = std::fs::read(&path).expect("the golden file exists (bless it once with GRAFLOW_BLESS=1)");
+        assert_eq!(dec_increment(&golden, &base, Values::Check).unwrap(), later(&base));
+        assert_eq!(bytes, golden, "the encoding of schema version 3 changed");
+    }
+
     #[test]
     fn other_versions_are_refused_naming_both() {
         let mut bytes = encode(&sample_v2());
         bytes[12] = 9;
         let err = dec(&bytes, Values::Check).unwrap_err();
         assert_eq!(err, FormatError::Version { found: 9 });
-        assert_eq!(err.to_string(), "schema version 9, but this graflow-host reads versions 1 to 2");
+        assert_eq!(err.to_string(), "schema version 9, but this graflow-host reads versions 1 to 3");
     }
 
     #[test]

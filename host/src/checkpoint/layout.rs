@@ -3,7 +3,9 @@
 //! ```text
 //! <dir>/.lock                            locked while a run, a resume or a prune changes the directory
 //! <dir>/modules/<sha256>.wasm            every module any checkpoint refers to, stored once
-//! <dir>/<session>/<id>.ctx               the whole host context (see format.rs)
+//! <dir>/<session>/<id>.ctx               the whole host context, or for an increment the run
+//!                                        state and the channel changes since its base, a full
+//!                                        checkpoint in the same folder (see format.rs)
 //! <dir>/<session>/<id>.state.json        readable summary: queue, counters, module table
 //! <dir>/<session>/<id>.meta.json         the commit record, written last, signed
 //! ```

@@ -10,6 +10,11 @@
 //! - `format.rs`: the `.ctx` container, the only place that knows bincode;
 //! - `fsutil.rs`: durable, no-clobber file writes.
 //!
+//! A checkpoint is full (schema 2) or an increment (schema 3): the run state
+//! and the channel keys changed since a full checkpoint of the same run, its
+//! base, which the increment's signed record names by digest (see
+//! `schema/v3.rs`; [`CheckpointStore`] decides which to write).
+//!
 //! Every file is written durably (temp file, fsync, link that never replaces,
 //! fsync of the directory) and carries the checkpoint id. The commit record
 //! (`.meta.json`) is written last, records the size and SHA-256 of the other
@@ -28,7 +33,7 @@ pub mod write;
 
 pub use directory::{DirLock, Pruned, Summary, latest, list, prune};
 pub use layout::{DEFAULT_DIR, base_of, root_of, with_ext};
-pub use read::{Loaded, SignatureStatus, Trust, load, read_meta};
+pub use read::{Base, Loaded, SignatureStatus, Trust, load, read_meta};
 pub use schema::{Context, Meta, StateFile};
 pub use signing::SigningKey;
 pub use write::CheckpointStore;

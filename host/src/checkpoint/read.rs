@@ -1,8 +1,12 @@
 //! Reading a checkpoint back: the commit record, its signature, then each file
-//! it records, checked against its size and digest before it is decoded.
+//! it records, checked against its size and digest before it is decoded. An
+//! increment (schema 3) is read over its base, whose `.ctx` its signed record
+//! names by size and digest.
 
 use super::layout::{base_of, with_ext};
-use super::schema::{self, ContentDigest, Context, Meta, SchemaVersion, StateFile, Values, v1, v2};
+use super::schema::{
+    self, BaseRef, ContentDigest, Context, FileDigest, Meta, SchemaVersion, StateFile, Values, v1, v2,
+};
 use super::signing::SigningKey;
 use super::{CheckpointError, format};
 use crate::files::{self, ReadError};
@@ -87,8 +91,26 @@ pub struct Loaded {
     pub signature: SignatureStatus,
     /// The readable state.
     pub state_file: StateFile,
-    /// The context, in the engine's types.
+    /// The context, in the engine's types (an increment applied to its base).
     pub context: Context,
+    /// The full checkpoint later increments of this run can be written over:
+    /// this one if it is full (schema 2), its base if it is an increment;
+    /// `None` for schema 1.
+    pub chain_base: Option<Base>,
+}
+
+/// A full checkpoint as increments are written over it: its id, its `.ctx`'s
+/// digest and size, and its channel.
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// Its checkpoint id (its files are `<id>.*` in its session folder).
+    pub checkpoint_id: String,
+    /// Its run.
+    pub session_id: String,
+    /// The digest and size of its `.ctx`.
+    pub ctx: FileDigest,
+    /// Its channel.
+    pub channel: std::collections::BTreeMap<String, crate::json::Json>,
 }
 
 #[derive(serde::Deserialize)]
@@ -125,8 +147,8 @@ pub fn read_meta(base: &Path) -> Result<(Meta, Option<Vec<u8>>), CheckpointError
             let meta: v1::MetaV1 = serde_json::from_slice(&bytes).map_err(json)?;
             Ok((meta.into(), None))
         }
-        Some(SchemaVersion::V2) => {
-            let (meta, message) = v2::read_meta(&bytes).map_err(json)?;
+        Some(version @ (SchemaVersion::V2 | SchemaVersion::V3)) => {
+            let (meta, message) = v2::read_meta(&bytes, version).map_err(json)?;
             Ok((meta, Some(message)))
         }
         None => {
@@ -173,6 +195,21 @@ fn read_recorded(
             message: format!("`files` has no entry `{key}`"),
         });
     };
+    let bytes = read_sized(base, &path, recorded, trusted)?;
+    if key == "state" && recorded.digest != ContentDigest::Sha256(crate::digest::Sha256::of(&bytes)) {
+        return Err(CheckpointError::Torn {
+            path: base.to_path_buf(),
+            reason: format!("{} does not match the digest its commit record gives", path.display()),
+        });
+    }
+    Ok((path, bytes, recorded.digest))
+}
+
+/// Read `path`, a file of the checkpoint at `base` that its commit record
+/// gives `recorded` for, bounded by the recorded size (by
+/// [`MAX_UNTRUSTED_FILE_BYTES`] when the record is not trusted), and check
+/// its size.
+fn read_sized(base: &Path, path: &Path, recorded: &FileDigest, trusted: bool) -> Result<Vec<u8>, CheckpointError> {
     let torn = |reason: String| CheckpointError::Torn { path: base.to_path_buf(), reason };
     let (limit, bound) = if trusted || recorded.size <= MAX_UNTRUSTED_FILE_BYTES {
         (recorded.size, "the size its commit record gives")
@@ -182,7 +219,7 @@ fn read_recorded(
             "MAX_UNTRUSTED_FILE_BYTES (512 MiB, for a checkpoint whose signature did not verify)",
         )
     };
-    let bytes = match files::read_bounded(&path, limit, bound) {
+    let bytes = match files::read_bounded(path, limit, bound) {
         Ok(b) => b,
         Err(e) if e.is_not_found() => return Err(torn(format!("{} is missing", path.display()))),
         Err(ReadError::TooLarge { size, .. }) if limit == recorded.size => {
@@ -202,10 +239,68 @@ fn read_recorded(
             recorded.size
         )));
     }
-    if key == "state" && recorded.digest != ContentDigest::Sha256(crate::digest::Sha256::of(&bytes)) {
-        return Err(torn(format!("{} does not match the digest its commit record gives", path.display())));
+    Ok(bytes)
+}
+
+/// The `.ctx` of the base an increment at `base` names: beside it, in the
+/// same session folder. `None` if the id could leave that folder.
+pub fn base_ctx_path(base: &Path, base_ref: &BaseRef) -> Option<PathBuf> {
+    schema::is_valid_id(&base_ref.checkpoint_id).then(|| base.with_file_name(format!("{}.ctx", base_ref.checkpoint_id)))
+}
+
+/// Read, verify and decode the base of the increment at `base` (session
+/// `session_id`): a full schema-2 context with the id, size and digest the
+/// increment's record gives.
+fn load_base(
+    base: &Path,
+    base_ref: &BaseRef,
+    session_id: &str,
+    values: Values,
+    trusted: bool,
+) -> Result<Context, CheckpointError> {
+    let Some(path) = base_ctx_path(base, base_ref) else {
+        return Err(CheckpointError::Json {
+            path: with_ext(base, "meta.json"),
+            message: format!(
+                "the base it names, '{}', is not a checkpoint id (1 to 128 of A-Z a-z 0-9 _ . -)",
+                base_ref.checkpoint_id.escape_debug().take(200).collect::<String>()
+            ),
+        });
+    };
+    let torn = |reason: String| CheckpointError::Torn { path: base.to_path_buf(), reason };
+    let bytes = match read_sized(base, &path, &base_ref.ctx, trusted) {
+        Err(CheckpointError::Torn { reason, .. }) => {
+            return Err(torn(format!(
+                "it is an increment over checkpoint {}, and {reason} (copy a session folder whole: an increment needs the full checkpoint it was written over)",
+                base_ref.checkpoint_id
+            )));
+        }
+        other => bytes::Bytes::from(other?),
+    };
+    let ctx_err = |error| CheckpointError::Context { path: path.clone(), error };
+    match format::decode_shared(&bytes, values, &base_ref.ctx.digest) {
+        Ok((SchemaVersion::V2, format::Decoded::Full(ctx))) => {
+            for (what, found, expected) in [
+                ("checkpoint", &ctx.checkpoint_id, &base_ref.checkpoint_id),
+                ("session", &ctx.state.session_id, &session_id.to_string()),
+            ] {
+                if found != expected {
+                    return Err(ctx_err(format::FormatError::Decode(format!(
+                        "the base of an increment must be {what} '{expected}', this is '{found}'"
+                    ))));
+                }
+            }
+            Ok(ctx)
+        }
+        Ok((version, _)) => Err(ctx_err(format::FormatError::Decode(format!(
+            "the base of an increment must be a full checkpoint of schema version 2, this is version {version}"
+        )))),
+        Err(error @ (format::FormatError::Checksum | format::FormatError::NotRecorded { .. })) => Err(torn(format!(
+            "the .ctx of its base {} does not match the increment's commit record ({error})",
+            path.display()
+        ))),
+        Err(error) => Err(ctx_err(error)),
     }
-    Ok((path, bytes, recorded.digest))
 }
 
 /// Load and verify the checkpoint at `path` (its base or any of its files).
@@ -239,7 +334,7 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
     // One pass over the payload: verified against the record, then decoded;
     // channel values refer into the bytes read instead of copies.
     let ctx_bytes = bytes::Bytes::from(ctx_bytes);
-    let (version, context) = format::decode_shared(&ctx_bytes, values, &ctx_digest).map_err(|error| match error {
+    let (version, decoded) = format::decode_shared(&ctx_bytes, values, &ctx_digest).map_err(|error| match error {
         format::FormatError::Checksum | format::FormatError::NotRecorded { .. } => CheckpointError::Torn {
             path: base.clone(),
             reason: format!("{} does not match its commit record ({error})", ctx_path.display()),
@@ -252,6 +347,35 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
             meta.schema_version
         ))));
     }
+    let (context, chain_base) = match (decoded, &meta.base) {
+        (format::Decoded::Full(context), None) => {
+            let chain_base = (version == SchemaVersion::V2).then(|| Base {
+                checkpoint_id: meta.checkpoint_id.clone(),
+                session_id: meta.session_id.clone(),
+                ctx: FileDigest { digest: ctx_digest, size: ctx_bytes.len() as u64 },
+                channel: context.channel.clone(),
+            });
+            (context, chain_base)
+        }
+        (format::Decoded::Increment(delta), Some(base_ref)) => {
+            let base_ctx = load_base(&base, base_ref, &meta.session_id, values, distrust.is_none())?;
+            let context = delta.apply(base_ctx.channel.clone()).map_err(|e| ctx_err(e.into()))?;
+            let chain_base = Base {
+                checkpoint_id: base_ref.checkpoint_id.clone(),
+                session_id: meta.session_id.clone(),
+                ctx: base_ref.ctx,
+                channel: base_ctx.channel,
+            };
+            (context, Some(chain_base))
+        }
+        // The record's version and the payload's agree (checked above), and
+        // a record names a base exactly when it is of schema 3.
+        _ => {
+            return Err(ctx_err(format::FormatError::Decode(
+                "the payload and its commit record disagree on whether it is an increment".into(),
+            )));
+        }
+    };
     for (path, found) in [(&state_path, &state_file.checkpoint_id), (&ctx_path, &context.checkpoint_id)] {
         if found != &meta.checkpoint_id {
             return Err(CheckpointError::Mismatch {
@@ -268,5 +392,5 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
             found: context.state.session_id.clone(),
         });
     }
-    Ok(Loaded { base, meta, signature, state_file, context })
+    Ok(Loaded { base, meta, signature, state_file, context, chain_base })
 }

@@ -3,10 +3,17 @@
 //! A commit holds the directory's exclusive lock. It stores the code of every
 //! module in the module store, then writes `.ctx`, `.state.json` and last the
 //! signed `.meta.json`, each durably and never over an existing file.
+//!
+//! The `.ctx` is full (schema 2) or an increment (schema 3) over the last full
+//! checkpoint this store wrote (or the run was resumed from), its base: see
+//! [`CheckpointStore::write_checkpoint`] for when each is written.
 
 use super::directory::{DirLock, remove_stale_temps_under};
 use super::layout::with_ext;
-use super::schema::{ContentDigest, FileDigest, ModuleFile, OriginFile, PendingKind, PendingTask, StateFile, v2};
+use super::read::Base;
+use super::schema::{
+    BaseRef, ContentDigest, FileDigest, ModuleFile, OriginFile, PendingKind, PendingTask, StateFile, v2, v3,
+};
 use super::signing::SigningKey;
 use super::{CheckpointError, format, fsutil, io};
 use crate::digest::Sha256;
@@ -17,6 +24,45 @@ use crate::module_store::{ModuleBytes, ModuleStore};
 use std::collections::BTreeMap;
 use std::io::Seek;
 use std::path::{Path, PathBuf};
+
+/// Increments written over one base before the next checkpoint is full.
+pub const MAX_INCREMENTS: u32 = 1_000;
+
+/// Changed bytes an increment may always hold, however small its base.
+pub const MIN_INCREMENT_BYTES: u64 = 64 << 10;
+
+/// An increment may hold the changed bytes of up to this fraction (1/n) of
+/// its base's channel; more, and the checkpoint is written in full.
+pub const INCREMENT_FRACTION: u64 = 4;
+
+/// The full checkpoint increments are written over, and how many were.
+struct Chain {
+    base: Base,
+    /// Keys plus values of the base's channel, in bytes.
+    channel_bytes: u64,
+    increments: u32,
+}
+
+/// How the next checkpoint is written.
+enum Plan<'c, 'b> {
+    Full,
+    /// Over `base`: the keys set (with their values) and deleted since it.
+    Increment {
+        base: BaseRef,
+        set: Vec<(&'c str, &'c Json)>,
+        deleted: Vec<&'b str>,
+        bytes: u64,
+    },
+}
+
+impl Plan<'_, '_> {
+    fn version(&self) -> super::schema::SchemaVersion {
+        match self {
+            Plan::Full => super::schema::CURRENT,
+            Plan::Increment { .. } => super::schema::SchemaVersion::V3,
+        }
+    }
+}
 
 /// Writes the checkpoints of one run into a checkpoint directory.
 pub struct CheckpointStore {
@@ -29,6 +75,10 @@ pub struct CheckpointStore {
     last: Option<(String, u64, u64, PathBuf)>,
     /// Module copies whose bytes this process checked.
     verified: std::collections::HashSet<Sha256>,
+    /// The base of the next increment. Invariant: its channel is the channel
+    /// of the checkpoint it names, so holding it costs only the values
+    /// changed since (they are shared with the run's channel otherwise).
+    chain: Option<Chain>,
 }
 
 impl CheckpointStore {
@@ -40,7 +90,15 @@ impl CheckpointStore {
         modules: BTreeMap<String, ModuleBytes>,
         key: Option<SigningKey>,
     ) -> CheckpointStore {
-        CheckpointStore { root: root.into(), modules, key, last: None, verified: Default::default() }
+        CheckpointStore { root: root.into(), modules, key, last: None, verified: Default::default(), chain: None }
+    }
+
+    /// Write the next checkpoints as increments over `base` (a full
+    /// checkpoint in this directory, of the run being resumed: what
+    /// [`super::Loaded::chain_base`] gives) while they qualify.
+    pub fn continuing(mut self, base: Option<Base>) -> CheckpointStore {
+        self.chain = base.map(Chain::new);
+        self
     }
 
     /// The checkpoint directory.
@@ -84,6 +142,13 @@ impl CheckpointStore {
     /// Write a checkpoint. One not asked for by a task (automatic, interrupt,
     /// max-steps) at the boundary where the last one was written is that same
     /// checkpoint: nothing changed in between, so it is not written twice.
+    ///
+    /// It is written as an increment over the base (the last full checkpoint
+    /// of this run that this store wrote or continues) unless: there is no
+    /// base, the base's files are gone, [`MAX_INCREMENTS`] were written over
+    /// it, or the channel bytes changed since it exceed 1/[`INCREMENT_FRACTION`]
+    /// of its channel (and [`MIN_INCREMENT_BYTES`]). A full checkpoint becomes
+    /// the next base.
     pub fn write_checkpoint(
         &mut self,
         workflow: &Workflow,
@@ -104,6 +169,32 @@ impl CheckpointStore {
         let (base, bytes) = self.commit(workflow, state, channel, request)?;
         self.last = Some((state.session_id.clone(), state.steps, retries, base.clone()));
         Ok(Written { id: base.display().to_string(), bytes, fresh: true })
+    }
+
+    /// How the next checkpoint of `session`, whose folder is `dir`, is
+    /// written (see [`CheckpointStore::write_checkpoint`]). Called under the
+    /// directory's lock, so the base found here stays until the commit ends.
+    fn plan<'c>(&self, session: &str, channel: &'c BTreeMap<String, Json>, dir: &Path) -> Plan<'c, '_> {
+        let Some(chain) = self.chain.as_ref().filter(|c| c.base.session_id == session && c.increments < MAX_INCREMENTS)
+        else {
+            return Plan::Full;
+        };
+        let base = dir.join(&chain.base.checkpoint_id);
+        let present = |ext: &str, size: Option<u64>| {
+            std::fs::symlink_metadata(with_ext(&base, ext))
+                .is_ok_and(|m| m.is_file() && size.is_none_or(|s| s == m.len()))
+        };
+        if !present("ctx", Some(chain.base.ctx.size)) || !present("meta.json", None) {
+            return Plan::Full;
+        }
+        let (set, deleted) = v3::changes(&chain.base.channel, channel);
+        let bytes = set.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>()
+            + deleted.iter().map(|k| k.len() as u64).sum::<u64>();
+        if bytes > (chain.channel_bytes / INCREMENT_FRACTION).max(MIN_INCREMENT_BYTES) {
+            return Plan::Full;
+        }
+        let base = BaseRef { checkpoint_id: chain.base.checkpoint_id.clone(), ctx: chain.base.ctx };
+        Plan::Increment { base, set, deleted, bytes }
     }
 
     fn commit(
@@ -129,28 +220,48 @@ impl CheckpointStore {
         }
         let module_bytes = self.store_modules(workflow)?;
         fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
-        let estimate: u64 = channel.iter().map(|(k, v)| (k.len() + v.len() + 8) as u64).sum::<u64>()
-            + state.queue.input_bytes()
-            + state.last_result.as_ref().map_or(0, |r| r.len() as u64)
-            + (64 << 10);
+        let plan = self.plan(&state.session_id, channel, &dir);
+        let values = match &plan {
+            Plan::Full => channel.iter().map(|(k, v)| (k.len() + v.len() + 8) as u64).sum::<u64>(),
+            Plan::Increment { bytes, set, deleted, .. } => bytes + 8 * (set.len() + deleted.len()) as u64,
+        };
+        let estimate =
+            values + state.queue.input_bytes() + state.last_result.as_ref().map_or(0, |r| r.len() as u64) + (64 << 10);
         // Ids are `<session>_<steps>_<n>`: the first n whose files are all
         // absent. Files are created, never replaced, so a racing writer
         // (without the lock: an older host) makes this pick the next n.
+        let mut written = None;
         for n in 1u32.. {
             let id = format!("{}_{}_{n}", state.session_id, state.steps);
             let base = dir.join(&id);
             if ["ctx", "state.json", "meta.json"].iter().any(|e| with_ext(&base, e).exists()) {
                 continue;
             }
-            match self.write_files(&base, &id, workflow, state, channel, request, estimate) {
+            match self.write_files(&base, &id, workflow, state, channel, request, estimate, &plan) {
                 Err(CheckpointError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
                     continue;
                 }
                 Err(e) => return Err(e),
-                Ok(bytes) => return Ok((base, bytes + module_bytes)),
+                Ok((bytes, ctx)) => {
+                    written = Some((id, base, bytes, ctx));
+                    break;
+                }
             }
         }
-        Err(CheckpointError::BadId { id: state.session_id.clone() })
+        let full = matches!(plan, Plan::Full);
+        drop(plan);
+        let Some((id, base, bytes, ctx)) = written else {
+            return Err(CheckpointError::BadId { id: state.session_id.clone() });
+        };
+        match &mut self.chain {
+            Some(chain) if !full => chain.increments += 1,
+            _ => {
+                let base =
+                    Base { checkpoint_id: id, session_id: state.session_id.clone(), ctx, channel: channel.clone() };
+                self.chain = Some(Chain::new(base));
+            }
+        }
+        Ok((base, bytes + module_bytes))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -163,10 +274,17 @@ impl CheckpointStore {
         channel: &BTreeMap<String, Json>,
         request: &CheckpointRequest,
         estimate: u64,
-    ) -> Result<u64, CheckpointError> {
+        plan: &Plan,
+    ) -> Result<(u64, FileDigest), CheckpointError> {
         let ctx_path = with_ext(base, "ctx");
         let (digest, ctx_size) = fsutil::write_durable_new_with(&ctx_path, |file| {
-            let digest = format::write(&mut fsutil::EagerWriteback::new(file), id, workflow, state, channel)?;
+            let mut out = fsutil::EagerWriteback::new(file);
+            let digest = match plan {
+                Plan::Full => format::write(&mut out, id, workflow, state, channel)?,
+                Plan::Increment { set, deleted, .. } => {
+                    format::write_increment(&mut out, id, workflow, state, set, deleted)?
+                }
+            };
             Ok((digest, file.stream_position()?))
         })
         .map_err(|e| written_error(&ctx_path, e, estimate))?;
@@ -175,8 +293,8 @@ impl CheckpointStore {
             message: e.to_string(),
         };
         let state_path = with_ext(base, "state.json");
-        let mut state_json =
-            serde_json::to_vec_pretty(&state_file(id, workflow, state)).map_err(|e| encode(&state_path, e))?;
+        let mut state_json = serde_json::to_vec_pretty(&state_file(id, plan.version(), workflow, state))
+            .map_err(|e| encode(&state_path, e))?;
         state_json.push(b'\n');
         fsutil::write_durable_new(&state_path, &state_json)
             .map_err(|e| written_error(&state_path, e, state_json.len() as u64))?;
@@ -201,6 +319,10 @@ impl CheckpointStore {
                     },
                 ),
             ]),
+            base: match plan {
+                Plan::Full => None,
+                Plan::Increment { base, .. } => Some(base.clone()),
+            },
         };
         let meta_path = with_ext(base, "meta.json");
         let Some(key) = &self.key else { return Err(CheckpointError::Key(super::signing::KeyError::NoHome)) };
@@ -216,7 +338,14 @@ impl CheckpointStore {
             });
         }
         fsutil::write_durable_new(&meta_path, &meta).map_err(|e| written_error(&meta_path, e, meta.len() as u64))?;
-        Ok(ctx_size + state_json.len() as u64 + meta.len() as u64)
+        Ok((ctx_size + state_json.len() as u64 + meta.len() as u64, FileDigest { digest, size: ctx_size }))
+    }
+}
+
+impl Chain {
+    fn new(base: Base) -> Chain {
+        let channel_bytes = base.channel.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        Chain { base, channel_bytes, increments: 0 }
     }
 }
 
@@ -259,7 +388,7 @@ fn enriched(r: &CheckpointRequest) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
-fn state_file(id: &str, workflow: &Workflow, state: &RunState) -> StateFile {
+fn state_file(id: &str, version: super::schema::SchemaVersion, workflow: &Workflow, state: &RunState) -> StateFile {
     let pending_tasks = state
         .queue
         .iter()
@@ -287,7 +416,7 @@ fn state_file(id: &str, workflow: &Workflow, state: &RunState) -> StateFile {
         })
         .collect();
     StateFile {
-        schema_version: super::schema::CURRENT.to_string(),
+        schema_version: version.to_string(),
         checkpoint_id: id.to_string(),
         session_id: state.session_id.clone(),
         start_node: workflow.start.clone(),

@@ -24,6 +24,9 @@ pub enum CheckpointsCommand {
         json: bool,
     },
     /// Remove all but the newest checkpoints, and module copies no longer used.
+    ///
+    /// The full checkpoint a kept increment is written over is kept too (it
+    /// is listed as such), so a kept checkpoint always resumes.
     Prune {
         /// How many of the newest checkpoints to keep.
         #[arg(long)]
@@ -50,6 +53,13 @@ pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
                 pruned.torn,
                 pruned.journals
             );
+            if !pruned.bases_kept.is_empty() {
+                println!(
+                    "kept {} older full checkpoint(s) that kept increments are written over: {}",
+                    pruned.bases_kept.len(),
+                    pruned.bases_kept.join(", ")
+                );
+            }
             Ok(ExitStatus::Success)
         }
     }
@@ -66,6 +76,7 @@ fn list(dir: &Path, json: bool) -> Result<ExitStatus, CliError> {
                     "id": m.checkpoint_id, "path": s.base, "session": m.session_id, "workflow": m.workflow,
                     "created_at": m.created_at, "steps": m.steps, "after": m.after_task(), "mode": m.mode_name(),
                     "schema_version": m.schema_version.number(), "signed": m.signature.is_some(),
+                    "base": m.base.as_ref().map(|b| &b.checkpoint_id),
                 })
             })
             .collect();
@@ -110,6 +121,12 @@ fn show(path: &Path, json: bool) -> Result<ExitStatus, CliError> {
     println!("  session:    {}", m.session_id);
     println!("  created at: {}", m.created_at);
     println!("  schema:     version {}", m.schema_version);
+    match &m.base {
+        Some(b) => {
+            println!("  stored as:  increment over {} (its channel changes only; resuming reads both)", b.checkpoint_id)
+        }
+        None => println!("  stored as:  full"),
+    }
     println!("  signature:  {}", loaded.signature);
     println!("  steps:      {}", m.steps);
     println!("  metadata:   {}", m.user_metadata);

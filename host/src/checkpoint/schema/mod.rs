@@ -4,11 +4,13 @@
 //! The engine's types ([`crate::model::Workflow`], [`crate::engine::RunState`])
 //! may change freely; what is on disk changes only with a new version here.
 //! Every version ever written can be read: [`v1`] (graflow-host 0.1: unsigned,
-//! XXH3 context checksum) is read and upgraded; [`v2`] is read and written.
-//! Golden files (`host/tests/golden/`) pin each version's bytes.
+//! XXH3 context checksum) is read and upgraded; [`v2`] (a full checkpoint)
+//! and [`v3`] (an increment over a full one) are read and written. Golden
+//! files (`host/tests/golden/`) pin each version's bytes.
 
 pub mod v1;
 pub mod v2;
+pub mod v3;
 
 use crate::digest::Sha256;
 use crate::engine::RunState;
@@ -25,12 +27,21 @@ pub enum SchemaVersion {
     V1 = 1,
     /// Signed commit record (HMAC-SHA256); `.ctx` identified by BLAKE3;
     /// typed origin of each queued execution; room for pending human-input
-    /// requests; the queue and checkpoint bounds.
+    /// requests; the queue and checkpoint bounds. Still what a full
+    /// checkpoint is written as.
     V2 = 2,
+    /// An increment: the run state and the channel keys set or deleted since
+    /// a full (schema 2) checkpoint of the same run, its base, which the
+    /// signed commit record names by id, size and BLAKE3 digest.
+    V3 = 3,
 }
 
-/// The version this host writes.
+/// The version a full checkpoint is written as (an increment is
+/// [`SchemaVersion::V3`]).
 pub const CURRENT: SchemaVersion = SchemaVersion::V2;
+
+/// The newest version this host reads.
+pub const NEWEST: SchemaVersion = SchemaVersion::V3;
 
 impl SchemaVersion {
     /// The version numbered `n`.
@@ -38,6 +49,7 @@ impl SchemaVersion {
         match n {
             1 => Some(SchemaVersion::V1),
             2 => Some(SchemaVersion::V2),
+            3 => Some(SchemaVersion::V3),
             _ => None,
         }
     }
@@ -60,9 +72,9 @@ impl Serialize for SchemaVersion {
     }
 }
 
-/// The versions this host reads, for messages: "1 to 2".
+/// The versions this host reads, for messages: "1 to 3".
 pub fn readable_versions() -> String {
-    format!("{} to {}", SchemaVersion::V1, CURRENT)
+    format!("{} to {}", SchemaVersion::V1, NEWEST)
 }
 
 /// A digest recorded in a commit record.
@@ -127,6 +139,18 @@ pub struct FileDigest {
     pub size: u64,
 }
 
+/// The full checkpoint an increment (schema 3) is written over, as its
+/// commit record names it: the base's `.ctx` lies beside the increment, in
+/// the same session folder, and must have this size and payload digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseRef {
+    /// The base checkpoint's id (its files are `<id>.*` in the same folder).
+    pub checkpoint_id: String,
+    /// The digest (BLAKE3 of the payload) and size of the base's `.ctx`.
+    pub ctx: FileDigest,
+}
+
 /// The signature of a commit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +193,9 @@ pub struct Meta {
     pub after: Option<String>,
     /// The signature (schema 2); `None` for schema 1.
     pub signature: Option<Signature>,
+    /// The full checkpoint this one is an increment over (schema 3 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRef>,
 }
 
 impl Meta {

@@ -40,6 +40,7 @@ impl From<MetaV1> for Meta {
             mode: None,
             after: None,
             signature: None,
+            base: None,
         }
     }
 }

@@ -8,8 +8,11 @@
 //!   {...}}`; the signature is HMAC-SHA256 over [`MAC_CONTEXT`] followed by the
 //!   exact bytes of `record`, which records the SHA-256 and size of the other
 //!   two files.
+//!
+//! The commit record of an increment (schema 3, `v3.rs`) is this record with
+//! `base` set, under `"schema_version": "3"` and [`MAC_CONTEXT_V3`].
 
-use super::{Context, FileDigest, Invalid, Meta, SchemaVersion, Signature, Values, json};
+use super::{BaseRef, Context, FileDigest, Invalid, Meta, SchemaVersion, Signature, Values, json};
 use crate::checkpoint::signing::SigningKey;
 use crate::digest::Sha256;
 use crate::engine::{Origin, Queue, RunState, Target, TaskSpec};
@@ -24,6 +27,14 @@ use std::path::PathBuf;
 /// What the MAC of a schema-2 commit record is computed over, before the
 /// record's bytes (so a MAC of anything else never verifies as one).
 pub const MAC_CONTEXT: &[u8] = b"graflow-checkpoint-meta-v2\n";
+
+/// What the MAC of a schema-3 (increment) commit record is computed over,
+/// before the record's bytes.
+pub const MAC_CONTEXT_V3: &[u8] = b"graflow-checkpoint-meta-v3\n";
+
+fn mac_context(base: bool) -> &'static [u8] {
+    if base { MAC_CONTEXT_V3 } else { MAC_CONTEXT }
+}
 
 /// The MAC algorithm's name in the meta file.
 pub const ALGORITHM: &str = "hmac-sha256";
@@ -54,6 +65,9 @@ pub struct Record {
     pub user_metadata: serde_json::Value,
     /// See [`Meta::files`].
     pub files: BTreeMap<String, FileDigest>,
+    /// See [`Meta::base`]: set in (and only in) a schema-3 record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRef>,
 }
 
 #[derive(Serialize)]
@@ -73,27 +87,38 @@ struct EnvelopeIn<'a> {
     signature: Option<Signature>,
 }
 
-/// The bytes of `<id>.meta.json` for `record`, signed with `key`.
+/// The bytes of `<id>.meta.json` for `record`, signed with `key`: schema 2,
+/// or schema 3 when the record names a base.
 pub fn meta_file(record: &Record, key: &SigningKey) -> Result<Vec<u8>, serde_json::Error> {
+    let has_base = record.base.is_some();
     // Compact: pretty-printing deeply nested metadata would multiply its size.
     let record = serde_json::value::to_raw_value(record)?;
-    let mut message = MAC_CONTEXT.to_vec();
+    let mut message = mac_context(has_base).to_vec();
     message.extend_from_slice(record.get().as_bytes());
     let signature = Signature { algorithm: ALGORITHM.into(), key_id: key.id().into(), mac: key.sign(&message) };
-    let mut out =
-        serde_json::to_vec_pretty(&EnvelopeOut { schema_version: "2", record: &record, signature: &signature })?;
+    let schema_version = if has_base { "3" } else { "2" };
+    let mut out = serde_json::to_vec_pretty(&EnvelopeOut { schema_version, record: &record, signature: &signature })?;
     out.push(b'\n');
     Ok(out)
 }
 
-/// A schema-2 meta file: the record as [`Meta`], and the message its MAC covers.
-pub fn read_meta(bytes: &[u8]) -> Result<(Meta, Vec<u8>), serde_json::Error> {
+/// A schema-2 or schema-3 meta file (`version`): the record as [`Meta`], and
+/// the message its MAC covers. A schema-3 record names its base; a schema-2
+/// record does not.
+pub fn read_meta(bytes: &[u8], version: SchemaVersion) -> Result<(Meta, Vec<u8>), serde_json::Error> {
+    use serde::de::Error;
     let envelope: EnvelopeIn = serde_json::from_slice(bytes)?;
-    let mut message = MAC_CONTEXT.to_vec();
+    let increment = version == SchemaVersion::V3;
+    let mut message = mac_context(increment).to_vec();
     message.extend_from_slice(envelope.record.get().as_bytes());
     let r: Record = serde_json::from_str(envelope.record.get())?;
+    match (&r.base, increment) {
+        (None, true) => return Err(serde_json::Error::custom("a schema-3 record must name its base")),
+        (Some(_), false) => return Err(serde_json::Error::custom("a schema-2 record cannot name a base")),
+        _ => {}
+    }
     let meta = Meta {
-        schema_version: SchemaVersion::V2,
+        schema_version: version,
         checkpoint_id: r.checkpoint_id,
         session_id: r.session_id,
         created_at: r.created_at,
@@ -106,6 +131,7 @@ pub fn read_meta(bytes: &[u8]) -> Result<(Meta, Vec<u8>), serde_json::Error> {
         mode: Some(r.mode),
         after: r.after,
         signature: envelope.signature,
+        base: r.base,
     };
     Ok((meta, message))
 }
@@ -324,8 +350,15 @@ impl<'a> ContextOut<'a> {
         s: &RunState,
         channel: &'a BTreeMap<String, Json>,
     ) -> ContextOut<'a> {
+        ContextOut { checkpoint_id, workflow: Workflow::of(wf), state: State::of(s), channel }
+    }
+}
+
+impl Workflow {
+    /// The stored form of `wf`.
+    pub(super) fn of(wf: &model::Workflow) -> Workflow {
         let b = &wf.settings.bounds;
-        let workflow = Workflow {
+        Workflow {
             name: wf.name.clone(),
             flow: wf.flow.clone(),
             start: wf.start.clone(),
@@ -420,9 +453,15 @@ impl<'a> ContextOut<'a> {
                     max_module_bytes: b.max_module_bytes,
                 },
             },
-        };
+        }
+    }
+}
+
+impl State {
+    /// The stored form of `s`.
+    pub(super) fn of(s: &RunState) -> State {
         let text = |j: &Json| j.as_str().to_string();
-        let state = State {
+        State {
             session_id: s.session_id.clone(),
             input: text(&s.input),
             queue: s
@@ -478,8 +517,7 @@ impl<'a> ContextOut<'a> {
                     metadata: r.metadata.as_ref().map(text),
                 })
                 .collect(),
-        };
-        ContextOut { checkpoint_id, workflow, state, channel }
+        }
     }
 }
 
@@ -487,9 +525,23 @@ impl ContextIn<'_> {
     /// Convert to the engine's types, checking stored JSON unless `values`
     /// trusts it.
     pub fn into_context(self, values: Values, owner: Option<&bytes::Bytes>) -> Result<Context, Invalid> {
-        let w = self.workflow;
+        let workflow = self.workflow.into_model();
+        let state = self.state.into_run_state(values)?;
+        let channel = self
+            .channel
+            .into_iter()
+            .map(|(k, v)| Ok((k.clone(), super::json_in(owner, v, values, &|| format!("channel key '{k}'"))?)))
+            .collect::<Result<_, Invalid>>()?;
+        Ok(Context { checkpoint_id: self.checkpoint_id, workflow, state, channel })
+    }
+}
+
+impl Workflow {
+    /// The engine's form.
+    pub(super) fn into_model(self) -> model::Workflow {
+        let w = self;
         let b = w.settings.bounds;
-        let workflow = model::Workflow {
+        model::Workflow {
             name: w.name,
             flow: w.flow,
             start: w.start,
@@ -589,8 +641,14 @@ impl ContextIn<'_> {
                     max_module_bytes: b.max_module_bytes,
                 },
             },
-        };
-        let s = self.state;
+        }
+    }
+}
+
+impl State {
+    /// The engine's form, checking stored JSON unless `values` trusts it.
+    pub(super) fn into_run_state(self, values: Values) -> Result<RunState, Invalid> {
+        let s = self;
         let mut state = RunState::empty(s.session_id, json(&s.input, values, &|| "the run input".into())?);
         for r in s.pending_input {
             let metadata = r
@@ -652,11 +710,6 @@ impl ContextIn<'_> {
         state.steps = s.steps;
         state.last_result = s.last_result.map(|r| json(&r, values, &|| "the last result".into())).transpose()?;
         state.dynamic_tasks = s.dynamic_tasks;
-        let channel = self
-            .channel
-            .into_iter()
-            .map(|(k, v)| Ok((k.clone(), super::json_in(owner, v, values, &|| format!("channel key '{k}'"))?)))
-            .collect::<Result<_, Invalid>>()?;
-        Ok(Context { checkpoint_id: self.checkpoint_id, workflow, state, channel })
+        Ok(state)
     }
 }
