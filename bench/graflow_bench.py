@@ -109,6 +109,20 @@ def checkpoints():
         emit(f"checkpoint_create_{mb}mb", statistics.median(creates) * 1e3, "ms", "create_checkpoint (pickle, no fsync), median of 7")
         emit(f"checkpoint_resume_{mb}mb", statistics.median(resumes) * 1e3, "ms", "resume_from_checkpoint, median of 7")
         emit(f"checkpoint_resume_finish_{mb}mb", statistics.median(finishes) * 1e3, "ms", "resume plus running the remaining tasks, median of 7")
+    # The same checkpoint after a task that wrote 1 KB: Graflow writes the whole context again.
+    tmp = tempfile.mkdtemp(dir=os.environ.get("BENCH_TMP"))
+    ctx = ExecutionContext.create(chain_graph(2), "t0", max_steps=100)
+    ctx.channel.set("blob", b"x" * (100 << 20))
+    CheckpointManager.create_checkpoint(ctx, path=os.path.join(tmp, "base.pkl"))
+    samples = []
+    for i in range(7):
+        ctx.channel.set(f"k{i}", b"y" * 1024)
+        path = os.path.join(tmp, f"after{i}.pkl")
+        started = time.perf_counter()
+        CheckpointManager.create_checkpoint(ctx, path=path)
+        samples.append(time.perf_counter() - started)
+        os.remove(path)
+    emit("checkpoint_after_1kb_100mb", statistics.median(samples) * 1e3, "ms", "create_checkpoint after a 1 KB write over a 100 MB channel (the whole context again, no fsync), median of 7")
 
 
 def scaling():

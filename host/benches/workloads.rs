@@ -249,6 +249,192 @@ fn checkpoints() {
     }
 }
 
+/// Incremental checkpoints over a 100 MB channel: one checkpoint after a task
+/// that wrote 1 KB, and a 1,000-task chain checkpointed after every task.
+fn incremental() {
+    let wf = Arc::new(chain(&bench_module(), 2, "noop"));
+    let sandbox = sandbox_for(&wf, &cache_dir());
+    let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let mut channel = BTreeMap::from([("blob".to_string(), Json::encode(&"x".repeat(100 << 20)))]);
+    let mut state = RunState::new(&wf, "inc".into(), Json::parse("{}").unwrap());
+    let request = CheckpointRequest {
+        task_id: Some("t0".into()),
+        cycle_count: 1,
+        elapsed_time: 0.0,
+        mode: CheckpointMode::Auto,
+        user_metadata: Json::null(),
+    };
+    let mut store = CheckpointStore::new(dir.path(), sandbox.sandbox().module_code(), Some(key()));
+    store.write_checkpoint(&wf, &state, &channel, &request).unwrap();
+    let mut samples = Vec::new();
+    let mut size = 0;
+    for i in 0..7 {
+        channel.insert(format!("k{i}"), Json::encode(&"y".repeat(1022)));
+        state.steps += 1;
+        let started = Instant::now();
+        let written = store.write_checkpoint(&wf, &state, &channel, &request).unwrap();
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+        size = std::fs::metadata(checkpoint::with_ext(Path::new(&written.id), "ctx")).unwrap().len();
+    }
+    emit(
+        "checkpoint_after_1kb_100mb",
+        median(samples),
+        "ms",
+        &format!(
+            "durable (fsync'd) checkpoint after a 1 KB write over a 100 MB channel: an increment, .ctx {:.1} KB (all three files fsync'd), median of 7",
+            size as f64 / 1e3
+        ),
+    );
+
+    // A 1,000-task chain, each task writing 1 KB, over a 100 MB channel:
+    // without checkpoints, then checkpointed after every task (the first
+    // checkpoint is the full 100 MB, the rest increments), waiting for each
+    // or writing behind.
+    let mut wf = chain(&bench_module(), 1000, "fill");
+    for t in wf.tasks.values_mut() {
+        t.inputs = vec!["bytes".into()];
+    }
+    let blob = Json::encode(&"x".repeat(100 << 20));
+    let once = |every: Option<u64>, behind: bool| {
+        let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+        let opts = RunOptions {
+            checkpoint_dir: every.map(|_| dir.path().to_path_buf()),
+            checkpoint_every: every,
+            write_behind: behind,
+            ..options(&cache_dir())
+        };
+        let mut session = Session::from_workflow(wf.clone(), Json::parse(r#"{"bytes":1022}"#).unwrap(), opts).unwrap();
+        graflow_host::channel::Channel::set(session.channel().as_ref(), "data", blob.clone());
+        let started = Instant::now();
+        let report = session.run().unwrap();
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        (ms, report.checkpoints.len())
+    };
+    once(None, false);
+    let none = median((0..3).map(|_| once(None, false).0).collect());
+    let mut sync_written = 0;
+    let sync = median(
+        (0..3)
+            .map(|_| {
+                let (ms, n) = once(Some(1), false);
+                sync_written = n;
+                ms
+            })
+            .collect(),
+    );
+    let mut behind_written = 0;
+    let behind = median(
+        (0..3)
+            .map(|_| {
+                let (ms, n) = once(Some(1), true);
+                behind_written = n;
+                ms
+            })
+            .collect(),
+    );
+    emit(
+        "chain_1000_100mb_no_checkpoints",
+        none,
+        "ms",
+        "1,000 tasks each writing 1 KB over a 100 MB channel, no checkpoints, median of 3",
+    );
+    emit(
+        "chain_1000_100mb_every_1",
+        sync,
+        "ms",
+        &format!(
+            "the same with --checkpoint-every 1: {sync_written} durable checkpoints (1 full, then increments), median of 3"
+        ),
+    );
+    emit("chain_1000_100mb_every_1_ratio", sync / none, "x", "--checkpoint-every 1 over no checkpoints");
+    emit(
+        "chain_1000_100mb_write_behind",
+        behind,
+        "ms",
+        &format!(
+            "the same with --checkpoint-every 1 --write-behind: {behind_written} durable checkpoints (boundaries skipped while the writer commits), median of 3"
+        ),
+    );
+    emit(
+        "chain_1000_100mb_write_behind_ratio",
+        behind / none,
+        "x",
+        "--checkpoint-every 1 --write-behind over no checkpoints",
+    );
+
+    // The same chain resumed from a checkpoint that already holds the 100 MB
+    // (so later checkpoints are increments over it from the first).
+    let wf = Arc::new(wf);
+    let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let sandbox = sandbox_for(&wf, &cache_dir());
+    let state = RunState::new(&wf, "resumed".into(), Json::parse(r#"{"bytes":1022}"#).unwrap());
+    let channel = BTreeMap::from([("data".to_string(), blob.clone())]);
+    let request = CheckpointRequest { task_id: None, mode: CheckpointMode::Deferred, ..request.clone() };
+    let mut store = CheckpointStore::new(dir.path(), sandbox.sandbox().module_code(), Some(key()));
+    let base = PathBuf::from(store.write_checkpoint(&wf, &state, &channel, &request).unwrap().id);
+    drop(sandbox);
+    let resumed = |every: Option<u64>, behind: bool| {
+        let opts = RunOptions { checkpoint_every: every, write_behind: behind, ..options(&cache_dir()) };
+        let mut session = Session::resume(&base, ResumeOptions::default(), opts).unwrap();
+        let started = Instant::now();
+        let report = session.run().unwrap();
+        (started.elapsed().as_secs_f64() * 1e3, report.checkpoints.len())
+    };
+    resumed(None, false);
+    let none = median((0..3).map(|_| resumed(None, false).0).collect());
+    let (mut sync_written, mut behind_written) = (0, 0);
+    let sync = median(
+        (0..3)
+            .map(|_| {
+                let (ms, n) = resumed(Some(1), false);
+                sync_written = n;
+                ms
+            })
+            .collect(),
+    );
+    let behind = median(
+        (0..3)
+            .map(|_| {
+                let (ms, n) = resumed(Some(1), true);
+                behind_written = n;
+                ms
+            })
+            .collect(),
+    );
+    emit(
+        "chain_1000_100mb_resumed_no_checkpoints",
+        none,
+        "ms",
+        "the 1,000-task chain resumed from a checkpoint holding the 100 MB, no further checkpoints (run only, not the load), median of 3",
+    );
+    emit(
+        "chain_1000_100mb_resumed_every_1",
+        sync,
+        "ms",
+        &format!("the same resumed with --checkpoint-every 1: {sync_written} durable increments, median of 3"),
+    );
+    emit(
+        "chain_1000_100mb_resumed_every_1_ratio",
+        sync / none,
+        "x",
+        "resumed, --checkpoint-every 1 over no checkpoints",
+    );
+    emit(
+        "chain_1000_100mb_resumed_write_behind",
+        behind,
+        "ms",
+        &format!(
+            "the same resumed with --checkpoint-every 1 --write-behind: {behind_written} durable increments, median of 3"
+        ),
+    );
+    emit(
+        "chain_1000_100mb_resumed_write_behind_ratio",
+        behind / none,
+        "x",
+        "resumed, --checkpoint-every 1 --write-behind over no checkpoints",
+    );
+}
+
 /// First task start: load the module (cold: empty compiled-module cache; warm:
 /// cached artifact) and run one task.
 fn first_task(label: &str, module: &Path, export: &str) {
@@ -537,6 +723,7 @@ fn main() {
         ("fan_out", fan_out),
         ("iterations", iterations),
         ("checkpoints", checkpoints),
+        ("incremental", incremental),
         ("first_tasks", first_tasks),
         ("guest_languages", guest_languages),
         ("parallel_cpu", parallel_cpu),

@@ -30,6 +30,9 @@ pub struct RunOptions {
     pub checkpoint_dir: Option<PathBuf>,
     /// Also checkpoint after every N completed tasks.
     pub checkpoint_every: Option<u64>,
+    /// Write those automatic checkpoints behind the run instead of waiting
+    /// for each (see [`crate::engine::Engine::write_behind`]).
+    pub write_behind: bool,
     /// Stop (and checkpoint) once this many tasks completed in the whole run,
     /// instead of the workflow's `max_steps`.
     pub max_steps: Option<u64>,
@@ -192,6 +195,7 @@ pub struct Session {
     checkpoint_dir: Option<PathBuf>,
     interrupt: Arc<AtomicBool>,
     checkpoint_every: Option<u64>,
+    write_behind: bool,
     max_steps: Option<u64>,
     warnings: Vec<String>,
     resumed: Option<Resumed>,
@@ -301,6 +305,7 @@ impl Session {
             checkpoint_dir: opts.checkpoint_dir,
             interrupt: Arc::new(AtomicBool::new(false)),
             checkpoint_every: opts.checkpoint_every,
+            write_behind: opts.write_behind,
             max_steps: opts.max_steps,
             warnings: Vec::new(),
             resumed: None,
@@ -387,6 +392,7 @@ impl Session {
             checkpoint_dir: Some(root),
             interrupt: Arc::new(AtomicBool::new(false)),
             checkpoint_every: opts.checkpoint_every,
+            write_behind: opts.write_behind,
             max_steps: opts.max_steps,
             warnings,
             resumed: Some(Resumed { base, checkpoint_id: meta.checkpoint_id, signature }),
@@ -524,6 +530,7 @@ impl Session {
         let mut engine = Engine::new(self.workflow.clone(), runner)
             .with_interrupt(self.interrupt.clone())
             .checkpoint_every(self.checkpoint_every)
+            .write_behind(self.write_behind)
             .max_steps(self.max_steps)
             .with_listener(listener)
             .with_feedback(self.feedback.clone());

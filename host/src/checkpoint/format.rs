@@ -92,16 +92,16 @@ pub fn write<W: Write + Seek>(
 
 /// Stream a schema-3 increment into `out` as a `.ctx` file: the run state
 /// whole and the channel keys `set` and `deleted` since its base (both
-/// sorted by key); returns the payload's digest (BLAKE3).
+/// sorted by key; the workflow is the base's); returns the payload's digest
+/// (BLAKE3).
 pub fn write_increment<W: Write + Seek>(
     out: &mut W,
     checkpoint_id: &str,
-    workflow: &Workflow,
     state: &RunState,
     set: &[(&str, &Json)],
     deleted: &[&str],
 ) -> std::io::Result<ContentDigest> {
-    let delta = v3::DeltaOut::new(checkpoint_id, workflow, state, set, deleted);
+    let delta = v3::DeltaOut::new(checkpoint_id, state, set, deleted);
     write_payload(out, SchemaVersion::V3, &delta)
 }
 
@@ -211,7 +211,7 @@ fn hash(payload: &[u8]) -> [u8; 32] {
 #[derive(Debug)]
 pub enum Decoded {
     /// A whole context (schema 1 and 2).
-    Full(Context),
+    Full(Box<Context>),
     /// An increment (schema 3), to be applied to its base's channel.
     Increment(v3::Delta),
 }
@@ -222,7 +222,7 @@ pub enum Decoded {
 /// refused: it needs its base (see [`decode_shared`]).
 pub fn decode(bytes: &[u8], values: Values, expected: &ContentDigest) -> Result<Context, FormatError> {
     match decode_in(bytes, None, values, expected)? {
-        (_, Decoded::Full(ctx)) => Ok(ctx),
+        (_, Decoded::Full(ctx)) => Ok(*ctx),
         (_, Decoded::Increment(_)) => {
             Err(FormatError::Decode("an increment (schema 3) cannot be read without its base".into()))
         }
@@ -279,7 +279,7 @@ fn decode_payload<C: bincode::config::Config>(
             if let Some(e) = leftover(used) {
                 return Err(e);
             }
-            Decoded::Full(ctx.upgrade(values)?)
+            Decoded::Full(Box::new(ctx.upgrade(values)?))
         }
         SchemaVersion::V2 => {
             let (ctx, used): (v2::ContextIn, usize) =
@@ -287,7 +287,7 @@ fn decode_payload<C: bincode::config::Config>(
             if let Some(e) = leftover(used) {
                 return Err(e);
             }
-            Decoded::Full(ctx.into_context(values, owner)?)
+            Decoded::Full(Box::new(ctx.into_context(values, owner)?))
         }
         SchemaVersion::V3 => {
             let (delta, used): (v3::DeltaIn, usize) =
@@ -438,7 +438,7 @@ mod tests {
     fn increment(now: &Context, base: &Context) -> Vec<u8> {
         let (set, deleted) = v3::changes(&base.channel, &now.channel);
         let mut out = std::io::Cursor::new(Vec::new());
-        write_increment(&mut out, &now.checkpoint_id, &now.workflow, &now.state, &set, &deleted).unwrap();
+        write_increment(&mut out, &now.checkpoint_id, &now.state, &set, &deleted).unwrap();
         out.into_inner()
     }
 
@@ -458,7 +458,9 @@ mod tests {
         let (_, digest) = verify(bytes)?;
         let owned = bytes::Bytes::copy_from_slice(bytes);
         match decode_shared(&owned, values, &digest)? {
-            (SchemaVersion::V3, Decoded::Increment(delta)) => Ok(delta.apply(base.channel.clone())?),
+            (SchemaVersion::V3, Decoded::Increment(delta)) => {
+                Ok(delta.apply(base.workflow.clone(), base.channel.clone())?)
+            }
             (version, _) => panic!("an increment decoded as a full context of version {version}"),
         }
     }

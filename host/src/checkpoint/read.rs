@@ -100,7 +100,7 @@ pub struct Loaded {
 }
 
 /// A full checkpoint as increments are written over it: its id, its `.ctx`'s
-/// digest and size, and its channel.
+/// digest and size, its workflow and its channel.
 #[derive(Debug, Clone)]
 pub struct Base {
     /// Its checkpoint id (its files are `<id>.*` in its session folder).
@@ -109,6 +109,8 @@ pub struct Base {
     pub session_id: String,
     /// The digest and size of its `.ctx`.
     pub ctx: FileDigest,
+    /// Its workflow (an increment's too).
+    pub workflow: crate::model::Workflow,
     /// Its channel.
     pub channel: std::collections::BTreeMap<String, crate::json::Json>,
 }
@@ -280,6 +282,7 @@ fn load_base(
     let ctx_err = |error| CheckpointError::Context { path: path.clone(), error };
     match format::decode_shared(&bytes, values, &base_ref.ctx.digest) {
         Ok((SchemaVersion::V2, format::Decoded::Full(ctx))) => {
+            let ctx = *ctx;
             for (what, found, expected) in [
                 ("checkpoint", &ctx.checkpoint_id, &base_ref.checkpoint_id),
                 ("session", &ctx.state.session_id, &session_id.to_string()),
@@ -349,21 +352,25 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
     }
     let (context, chain_base) = match (decoded, &meta.base) {
         (format::Decoded::Full(context), None) => {
+            let context = *context;
             let chain_base = (version == SchemaVersion::V2).then(|| Base {
                 checkpoint_id: meta.checkpoint_id.clone(),
                 session_id: meta.session_id.clone(),
                 ctx: FileDigest { digest: ctx_digest, size: ctx_bytes.len() as u64 },
+                workflow: context.workflow.clone(),
                 channel: context.channel.clone(),
             });
             (context, chain_base)
         }
         (format::Decoded::Increment(delta), Some(base_ref)) => {
             let base_ctx = load_base(&base, base_ref, &meta.session_id, values, distrust.is_none())?;
-            let context = delta.apply(base_ctx.channel.clone()).map_err(|e| ctx_err(e.into()))?;
+            let context =
+                delta.apply(base_ctx.workflow.clone(), base_ctx.channel.clone()).map_err(|e| ctx_err(e.into()))?;
             let chain_base = Base {
                 checkpoint_id: base_ref.checkpoint_id.clone(),
                 session_id: meta.session_id.clone(),
                 ctx: base_ref.ctx,
+                workflow: base_ctx.workflow,
                 channel: base_ctx.channel,
             };
             (context, Some(chain_base))

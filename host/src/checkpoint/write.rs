@@ -41,6 +41,10 @@ struct Chain {
     /// Keys plus values of the base's channel, in bytes.
     channel_bytes: u64,
     increments: u32,
+    /// The address of the workflow last found equal to the base's (the
+    /// engine passes the same one at every checkpoint of a run), so the deep
+    /// comparison is made once per run.
+    same_workflow_at: std::cell::Cell<usize>,
 }
 
 /// How the next checkpoint is written.
@@ -75,6 +79,9 @@ pub struct CheckpointStore {
     last: Option<(String, u64, u64, PathBuf)>,
     /// Module copies whose bytes this process checked.
     verified: std::collections::HashSet<Sha256>,
+    /// Temp files of dead writers were removed (once per store: a writer
+    /// that dies later leaves its files to the next store or `prune`).
+    swept: bool,
     /// The base of the next increment. Invariant: its channel is the channel
     /// of the checkpoint it names, so holding it costs only the values
     /// changed since (they are shared with the run's channel otherwise).
@@ -90,7 +97,15 @@ impl CheckpointStore {
         modules: BTreeMap<String, ModuleBytes>,
         key: Option<SigningKey>,
     ) -> CheckpointStore {
-        CheckpointStore { root: root.into(), modules, key, last: None, verified: Default::default(), chain: None }
+        CheckpointStore {
+            root: root.into(),
+            modules,
+            key,
+            last: None,
+            verified: Default::default(),
+            swept: false,
+            chain: None,
+        }
     }
 
     /// Write the next checkpoints as increments over `base` (a full
@@ -174,8 +189,17 @@ impl CheckpointStore {
     /// How the next checkpoint of `session`, whose folder is `dir`, is
     /// written (see [`CheckpointStore::write_checkpoint`]). Called under the
     /// directory's lock, so the base found here stays until the commit ends.
-    fn plan<'c>(&self, session: &str, channel: &'c BTreeMap<String, Json>, dir: &Path) -> Plan<'c, '_> {
-        let Some(chain) = self.chain.as_ref().filter(|c| c.base.session_id == session && c.increments < MAX_INCREMENTS)
+    fn plan<'c>(
+        &self,
+        session: &str,
+        workflow: &Workflow,
+        channel: &'c BTreeMap<String, Json>,
+        dir: &Path,
+    ) -> Plan<'c, '_> {
+        let Some(chain) = self
+            .chain
+            .as_ref()
+            .filter(|c| c.base.session_id == session && c.increments < MAX_INCREMENTS && c.same_workflow(workflow))
         else {
             return Plan::Full;
         };
@@ -211,7 +235,10 @@ impl CheckpointStore {
             self.key = Some(SigningKey::load_or_create()?);
         }
         let _lock = DirLock::exclusive(&self.root)?;
-        remove_stale_temps_under(&self.root);
+        if !self.swept {
+            remove_stale_temps_under(&self.root);
+            self.swept = true;
+        }
         let dir = self.root.join(&state.session_id);
         for d in [&dir, &self.root.join("modules")] {
             if std::fs::symlink_metadata(d).is_ok_and(|m| !m.is_dir()) {
@@ -220,7 +247,7 @@ impl CheckpointStore {
         }
         let module_bytes = self.store_modules(workflow)?;
         fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
-        let plan = self.plan(&state.session_id, channel, &dir);
+        let plan = self.plan(&state.session_id, workflow, channel, &dir);
         let values = match &plan {
             Plan::Full => channel.iter().map(|(k, v)| (k.len() + v.len() + 8) as u64).sum::<u64>(),
             Plan::Increment { bytes, set, deleted, .. } => bytes + 8 * (set.len() + deleted.len()) as u64,
@@ -256,8 +283,13 @@ impl CheckpointStore {
         match &mut self.chain {
             Some(chain) if !full => chain.increments += 1,
             _ => {
-                let base =
-                    Base { checkpoint_id: id, session_id: state.session_id.clone(), ctx, channel: channel.clone() };
+                let base = Base {
+                    checkpoint_id: id,
+                    session_id: state.session_id.clone(),
+                    ctx,
+                    workflow: workflow.clone(),
+                    channel: channel.clone(),
+                };
                 self.chain = Some(Chain::new(base));
             }
         }
@@ -281,9 +313,7 @@ impl CheckpointStore {
             let mut out = fsutil::EagerWriteback::new(file);
             let digest = match plan {
                 Plan::Full => format::write(&mut out, id, workflow, state, channel)?,
-                Plan::Increment { set, deleted, .. } => {
-                    format::write_increment(&mut out, id, workflow, state, set, deleted)?
-                }
+                Plan::Increment { set, deleted, .. } => format::write_increment(&mut out, id, state, set, deleted)?,
             };
             Ok((digest, file.stream_position()?))
         })
@@ -345,7 +375,20 @@ impl CheckpointStore {
 impl Chain {
     fn new(base: Base) -> Chain {
         let channel_bytes = base.channel.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
-        Chain { base, channel_bytes, increments: 0 }
+        Chain { base, channel_bytes, increments: 0, same_workflow_at: std::cell::Cell::new(0) }
+    }
+
+    /// True if `workflow` is the base's (an increment does not repeat it).
+    fn same_workflow(&self, workflow: &Workflow) -> bool {
+        let at = workflow as *const Workflow as usize;
+        if self.same_workflow_at.get() == at {
+            return true;
+        }
+        let same = *workflow == self.base.workflow;
+        if same {
+            self.same_workflow_at.set(at);
+        }
+        same
     }
 }
 

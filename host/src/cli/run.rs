@@ -25,6 +25,13 @@ pub struct ExecOptions {
     /// Also write a checkpoint after every N completed tasks.
     #[arg(long, value_name = "N")]
     checkpoint_every: Option<u64>,
+    /// With --checkpoint-every: write those checkpoints in the background
+    /// instead of waiting for each to reach the disk. When tasks complete
+    /// faster than checkpoints commit, the boundaries in between are skipped
+    /// (the newest is written); a crash loses at most the tasks since the
+    /// newest committed one. The last is written before the run ends.
+    #[arg(long, requires = "checkpoint_every")]
+    write_behind: bool,
     /// After Ctrl-C, how long running tasks may take to finish before they are
     /// stopped and queued again (milliseconds).
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
@@ -171,6 +178,7 @@ fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>, watch: &Watch) -
         cache_dir: super::cache_dir(exec.no_cache),
         checkpoint_dir,
         checkpoint_every: exec.checkpoint_every,
+        write_behind: exec.write_behind,
         max_steps: exec.max_steps,
         redis: exec.redis.as_ref().map(|url| RedisOptions {
             url: url.clone(),

@@ -17,6 +17,7 @@ mod group;
 mod input;
 mod runner;
 mod state;
+mod writer;
 
 pub use context::{
     ControlCall, Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, WaitStops, result_key,
@@ -96,8 +97,10 @@ pub struct Written {
 pub type SinkError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Where checkpoints go. Called at whole-workflow task boundaries only: the
-/// state it sees is consistent (no execution in flight).
-pub trait CheckpointSink {
+/// state it sees is consistent (no execution in flight). With write-behind
+/// ([`Engine::write_behind`]) it is called from the run's writer thread, one
+/// call at a time.
+pub trait CheckpointSink: Send {
     /// Persist a checkpoint of `state` and `channel`.
     fn write(
         &mut self,
@@ -294,6 +297,7 @@ pub struct Engine<'a> {
     listener: Listener,
     root: Option<Arc<dyn Channel>>,
     feedback: Arc<dyn crate::feedback::FeedbackDesk>,
+    write_behind: bool,
 }
 
 /// What every frame of one run shares (read-only but for the checkpoint
@@ -357,6 +361,7 @@ impl<'a> Engine<'a> {
             listener: Listener::default(),
             root: None,
             feedback: Arc::new(crate::feedback::NoDesk),
+            write_behind: false,
         }
     }
 
@@ -404,6 +409,14 @@ impl<'a> Engine<'a> {
         self
     }
 
+    /// Write automatic checkpoints behind the run (see `writer.rs`): the run
+    /// does not wait for the disk, and when tasks complete faster than
+    /// checkpoints commit, the boundaries in between are not written.
+    pub fn write_behind(mut self, on: bool) -> Self {
+        self.write_behind = on;
+        self
+    }
+
     /// Run from `state` until the queue drains, a task terminates or cancels,
     /// a task fails, `max_steps` is reached (the queue is then checkpointed),
     /// or the interrupt flag is set (then checkpointed at the task boundary).
@@ -432,33 +445,37 @@ impl<'a> Engine<'a> {
         };
         // A resumed run no longer waits: its tasks ask again.
         state.pending_input.clear();
+        let writer = writer::Checkpointer::new(&shared, sink, self.write_behind && self.checkpoint_every.is_some());
+        let outcome = std::thread::scope(|scope| {
+            if writer.is_behind() {
+                scope.spawn(|| writer.serve());
+            }
+            let outcome = self.run_top(&shared, &writer, state, channel);
+            writer.close();
+            outcome
+        });
+        let (status, result, steps) = outcome?;
+        Ok(RunReport { status, result, steps, checkpoints: writer.into_written() })
+    }
+
+    /// [`Engine::run`] once its checkpoint writer is set up: the top frame,
+    /// its checkpoints, and how the run ended.
+    fn run_top(
+        &self,
+        shared: &Shared,
+        writer: &writer::Checkpointer,
+        state: &mut RunState,
+        channel: &Arc<MemoryChannel>,
+    ) -> Result<(RunStatus, Option<Json>, u64), RunError> {
         let base: Arc<dyn Channel> = match &self.root {
             Some(root) => root.clone(),
             None => channel.clone(),
         };
-        let mut checkpoints = Vec::new();
-        let mut write = |state: &RunState, request: &CheckpointRequest| -> Result<Written, RunError> {
-            let written = sink.write(&shared.workflow, state, &channel.snapshot(), request).map_err(|e| {
-                RunError::Checkpoint { task_id: request.task_id.clone(), source: CheckpointFailure(e.into()) }
-            })?;
-            if written.fresh {
-                shared.checkpoints_written.fetch_add(1, Ordering::Relaxed);
-                shared.checkpoint_bytes.fetch_add(written.bytes, Ordering::Relaxed);
-                tracing::info!(checkpoint = %written.id, after = request.task_id.as_deref().unwrap_or("-"), mode = %request.mode, "checkpoint written");
-                shared.listener.emit(state.queue.len(), || EventKind::Checkpoint {
-                    id: written.id.clone(),
-                    mode: request.mode.as_str(),
-                    after: request.task_id.clone(),
-                });
-                checkpoints.push(written.id.clone());
-            }
-            Ok(written)
-        };
-        let mut frame = frame::Frame::new(&shared, state, base, String::new(), self.max_steps, (0, 0));
+        let mut frame = frame::Frame::new(shared, state, base, String::new(), self.max_steps, (0, 0));
         let every = self.checkpoint_every;
         let mut auto_refused = false;
         let end = frame.run(&mut |f: &mut frame::Frame| -> Result<(), RunError> {
-            let auto = every.is_some_and(|n| f.state.steps.is_multiple_of(n));
+            let auto = every.is_some_and(|n| f.state.steps.is_multiple_of(n)) || writer.owed_and_free();
             let request =
                 f.pending_checkpoint.take().or_else(|| auto.then(|| f.boundary_request(CheckpointMode::Auto)));
             let Some(request) = request else { return Ok(()) };
@@ -469,12 +486,18 @@ impl<'a> Engine<'a> {
                 }
                 return Ok(());
             }
-            write(f.state, &request).map(drop)
+            match request.mode {
+                CheckpointMode::Auto => writer.auto(f.state, channel, &request),
+                _ => writer.write(f.state, channel, &request).map(drop),
+            }
         });
+        // With write-behind, the newest boundary owed is written now (if the
+        // state is still at it), and the writer's failure stops the run.
+        let flushed = writer.finish(frame.state, channel, || frame.boundary_request(CheckpointMode::Auto));
         let end = match end {
             Err(RunError::MaxSteps { max_steps, pending, .. }) => {
                 let request = frame.boundary_request(CheckpointMode::MaxSteps);
-                let checkpoint = match write(frame.state, &request) {
+                let checkpoint = match writer.write(frame.state, channel, &request) {
                     Ok(w) => Some(w),
                     Err(e) => {
                         if !matches!(&e, RunError::Checkpoint { source, .. } if source.0.is::<NoCheckpointDir>()) {
@@ -485,7 +508,16 @@ impl<'a> Engine<'a> {
                 };
                 return Err(RunError::MaxSteps { max_steps, pending, checkpoint });
             }
-            other => other?,
+            Err(e) => {
+                if let Err(lost) = flushed {
+                    tracing::error!("the last automatic checkpoint was not written: {}", crate::error_chain(&lost));
+                }
+                return Err(e);
+            }
+            Ok(end) => {
+                flushed?;
+                end
+            }
         };
         let status = match end {
             frame::FrameEnd::Drained => RunStatus::Completed,
@@ -494,7 +526,7 @@ impl<'a> Engine<'a> {
                 let paused = std::mem::take(&mut *shared.paused.lock().unwrap_or_else(|e| e.into_inner()));
                 frame.state.pending_input = paused.clone();
                 let request = frame.boundary_request(CheckpointMode::Interrupt);
-                let written = write(frame.state, &request)?;
+                let written = writer.write(frame.state, channel, &request)?;
                 if paused.is_empty() {
                     RunStatus::Interrupted(written)
                 } else {
@@ -502,7 +534,7 @@ impl<'a> Engine<'a> {
                 }
             }
         };
-        Ok(RunReport { status, result: state.last_result.clone(), steps: state.steps, checkpoints })
+        Ok((status, frame.state.last_result.clone(), frame.state.steps))
     }
 }
 

@@ -612,3 +612,87 @@ fn max_steps_counts_every_branch() {
     assert!(matches!(r.result, Err(RunError::MaxSteps { .. })), "{:?}", r.result);
     assert!(fake.log().len() <= 22, "the branches shared one budget: {} executions", fake.log().len());
 }
+
+/// A sink that takes `delay` per checkpoint (a slow disk), failing from the
+/// `fail_from`-th write on.
+struct Slow {
+    kept: Vec<(RunState, CheckpointRequest)>,
+    delay: std::time::Duration,
+    fail_from: usize,
+}
+
+impl CheckpointSink for Slow {
+    fn write(
+        &mut self,
+        _: &Workflow,
+        s: &RunState,
+        _: &BTreeMap<String, Json>,
+        r: &CheckpointRequest,
+    ) -> Result<Written, SinkError> {
+        std::thread::sleep(self.delay);
+        if self.kept.len() + 1 >= self.fail_from {
+            return Err("the disk is gone".into());
+        }
+        self.kept.push((s.clone(), r.clone()));
+        Ok(Written { id: format!("cp{}", self.kept.len()), bytes: 1, fresh: true })
+    }
+}
+
+fn chain_of(n: usize) -> Arc<Workflow> {
+    let names_: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = names_.iter().map(String::as_str).collect();
+    workflow(&format!("[workflow]\nflow = \"{}\"", refs.join(" >> ")), names(&refs))
+}
+
+#[test]
+fn write_behind_skips_boundaries_while_the_writer_is_busy_and_writes_the_last() {
+    let wf = chain_of(40);
+    let fake = Fake::default();
+    for (behind, delay_ms) in [(false, 0), (true, 15)] {
+        let mut sink =
+            Slow { kept: Vec::new(), delay: std::time::Duration::from_millis(delay_ms), fail_from: usize::MAX };
+        let mut state = RunState::new(&wf, "s".into(), j("{}"));
+        let channel = Arc::new(MemoryChannel::default());
+        let report = Engine::new(wf.clone(), &fake)
+            .checkpoint_every(Some(1))
+            .write_behind(behind)
+            .run(&mut state, &channel, &mut sink)
+            .unwrap();
+        let steps: Vec<u64> = sink.kept.iter().map(|(s, _)| s.steps).collect();
+        assert_eq!(report.checkpoints.len(), steps.len());
+        assert_eq!(steps.last(), Some(&40), "the last boundary is always written");
+        assert!(steps.windows(2).all(|w| w[0] < w[1]), "in order: {steps:?}");
+        assert!(sink.kept.iter().all(|(_, r)| r.mode == CheckpointMode::Auto));
+        if behind {
+            assert!(steps.len() < 40, "boundaries are skipped while the writer is busy: {steps:?}");
+            assert_eq!(steps[0], 1, "the first boundary goes to the idle writer");
+        } else {
+            assert_eq!(steps, (1..=40).collect::<Vec<_>>());
+        }
+    }
+}
+
+#[test]
+fn write_behind_reports_a_failed_checkpoint_and_writes_deferred_ones_in_turn() {
+    let wf = chain_of(30);
+    let fake = Fake::default().on("t5", |_, ctx| {
+        ctx.request_checkpoint("null").unwrap();
+        ok(serde_json::json!(null))
+    });
+    let mut sink = Slow { kept: Vec::new(), delay: std::time::Duration::from_millis(50), fail_from: 3 };
+    let mut state = RunState::new(&wf, "s".into(), j("{}"));
+    let channel = Arc::new(MemoryChannel::default());
+    let err = Engine::new(wf.clone(), &fake)
+        .checkpoint_every(Some(1))
+        .write_behind(true)
+        .run(&mut state, &channel, &mut sink)
+        .unwrap_err();
+    assert!(matches!(&err, RunError::Checkpoint { .. }), "{err:?}");
+    assert!(crate::error_chain(&err).contains("the disk is gone"), "{}", crate::error_chain(&err));
+    let kept: Vec<(u64, CheckpointMode)> = sink.kept.iter().map(|(s, r)| (s.steps, r.mode)).collect();
+    assert_eq!(
+        kept,
+        [(1, CheckpointMode::Auto), (6, CheckpointMode::Deferred)],
+        "the deferred one waited for the writer"
+    );
+}

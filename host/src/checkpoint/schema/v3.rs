@@ -2,10 +2,12 @@
 //! of the same run, its base.
 //!
 //! - `<id>.ctx`: the container of `format.rs` (header version 3) around the
-//!   bincode of [`DeltaOut`] / [`DeltaIn`]: the checkpoint id, the workflow
-//!   and the run state whole (the same types as schema 2), then the channel
-//!   keys set since the base with their values and the keys deleted since the
-//!   base, each list sorted and without repeats.
+//!   bincode of [`DeltaOut`] / [`DeltaIn`]: the checkpoint id, the run state
+//!   whole (the same type as schema 2), then the channel keys set since the
+//!   base with their values and the keys deleted since the base, each list
+//!   sorted and without repeats. The workflow (graph, tasks, limits, grants,
+//!   module digests) is the base's: an increment is only written over a base
+//!   of the same workflow.
 //! - `<id>.state.json`: [`super::StateFile`], as in schema 2.
 //! - `<id>.meta.json`: the schema-2 record with `base` set, under
 //!   `"schema_version": "3"` (see `v2.rs`); `base` names the base's id and the
@@ -27,23 +29,22 @@ use std::collections::BTreeMap;
 #[derive(Serialize)]
 pub struct DeltaOut<'a> {
     checkpoint_id: &'a str,
-    workflow: v2::Workflow,
     state: v2::State,
     set: &'a [(&'a str, &'a Json)],
     deleted: &'a [&'a str],
 }
 
 impl<'a> DeltaOut<'a> {
-    /// The schema-3 form of a run at a task boundary whose channel is its
-    /// base's with `set` set and `deleted` deleted (both sorted by key).
+    /// The schema-3 form of a run at a task boundary whose workflow is its
+    /// base's and whose channel is its base's with `set` set and `deleted`
+    /// deleted (both sorted by key).
     pub fn new(
         checkpoint_id: &'a str,
-        wf: &model::Workflow,
         s: &RunState,
         set: &'a [(&'a str, &'a Json)],
         deleted: &'a [&'a str],
     ) -> DeltaOut<'a> {
-        DeltaOut { checkpoint_id, workflow: v2::Workflow::of(wf), state: v2::State::of(s), set, deleted }
+        DeltaOut { checkpoint_id, state: v2::State::of(s), set, deleted }
     }
 }
 
@@ -51,7 +52,6 @@ impl<'a> DeltaOut<'a> {
 #[derive(Deserialize)]
 pub struct DeltaIn<'a> {
     checkpoint_id: String,
-    workflow: v2::Workflow,
     state: v2::State,
     #[serde(borrow)]
     set: Vec<(&'a str, &'a str)>,
@@ -64,8 +64,6 @@ pub struct DeltaIn<'a> {
 pub struct Delta {
     /// The checkpoint it belongs to.
     pub checkpoint_id: String,
-    /// The workflow, whole.
-    pub workflow: model::Workflow,
     /// The run state, whole.
     pub state: RunState,
     /// Keys set since the base, sorted, with their values.
@@ -93,7 +91,6 @@ impl DeltaIn<'_> {
         if !strictly_sorted(self.set.iter().map(|(k, _)| *k)) || !strictly_sorted(self.deleted.iter().copied()) {
             return Err(Invalid("the keys of the increment are not sorted, or repeat".into()));
         }
-        let workflow = self.workflow.into_model();
         let state = self.state.into_run_state(values)?;
         let set = self
             .set
@@ -101,15 +98,16 @@ impl DeltaIn<'_> {
             .map(|(k, v)| Ok((k.to_string(), super::json_in(owner, v, values, &|| format!("channel key '{k}'"))?)))
             .collect::<Result<_, Invalid>>()?;
         let deleted = self.deleted.into_iter().map(str::to_string).collect();
-        Ok(Delta { checkpoint_id: self.checkpoint_id, workflow, state, set, deleted })
+        Ok(Delta { checkpoint_id: self.checkpoint_id, state, set, deleted })
     }
 }
 
 impl Delta {
-    /// The whole context: `base` (its base's channel) with the changes made.
-    /// Refuses changes that do not fit the base: a deleted key the base lacks,
-    /// a key both set and deleted. The result is validated like a full one.
-    pub fn apply(self, mut base: BTreeMap<String, Json>) -> Result<Context, Invalid> {
+    /// The whole context: its base's `workflow`, and its base's channel
+    /// (`base`) with the changes made. Refuses changes that do not fit the
+    /// base: a deleted key the base lacks, a key both set and deleted. The
+    /// result is validated like a full one.
+    pub fn apply(self, workflow: model::Workflow, mut base: BTreeMap<String, Json>) -> Result<Context, Invalid> {
         for key in &self.deleted {
             if base.remove(key).is_none() {
                 return Err(Invalid(format!("the increment deletes channel key '{key}', which its base lacks")));
@@ -121,8 +119,7 @@ impl Delta {
             }
             base.insert(key, value);
         }
-        let ctx =
-            Context { checkpoint_id: self.checkpoint_id, workflow: self.workflow, state: self.state, channel: base };
+        let ctx = Context { checkpoint_id: self.checkpoint_id, workflow, state: self.state, channel: base };
         super::validate(&ctx)?;
         Ok(ctx)
     }

@@ -1,0 +1,225 @@
+//! Where a run's checkpoints go: straight to the sink (the default), or, for
+//! automatic checkpoints with write-behind, through one background writer.
+//!
+//! Write-behind: an automatic checkpoint is handed to the writer if it is
+//! idle; if it is still committing an earlier one, the checkpoint is *owed*
+//! and the first boundary after the writer frees up hands over the state of
+//! that boundary instead (a newer one: the boundaries in between are not
+//! written). So at most one checkpoint is in flight, the run never waits for
+//! the disk, and state is copied only as often as the disk commits. Every other
+//! checkpoint (a task's request, an interrupt, max-steps, a pause) first waits
+//! for the writer, then is written before the run goes on. When the run ends,
+//! the newest owed boundary is written before [`super::Engine::run`] returns.
+
+use super::{CheckpointRequest, CheckpointSink, EventKind, RunError, RunState, Shared, Written};
+use crate::channel::MemoryChannel;
+use crate::json::Json;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// Writes the checkpoints of one run.
+pub(super) struct Checkpointer<'r, 's> {
+    shared: &'r Shared<'s>,
+    sink: Mutex<&'r mut dyn CheckpointSink>,
+    /// Ids of the checkpoints written, in order.
+    written: Mutex<Vec<String>>,
+    /// The background writer's mailbox (write-behind only).
+    behind: Option<Mailbox>,
+}
+
+#[derive(Default)]
+struct Mailbox {
+    slot: Mutex<Slot>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// Handed over, not yet taken by the writer.
+    job: Option<Job>,
+    /// The writer is committing a job.
+    busy: bool,
+    /// The writer's last failure, for the run to stop on.
+    failed: Option<RunError>,
+    /// Steps of the newest automatic checkpoint not handed over yet.
+    owed: Option<u64>,
+    /// The run ended: the writer stops once idle.
+    closed: bool,
+}
+
+/// A checkpoint for the writer: the run at one boundary.
+struct Job {
+    state: RunState,
+    channel: BTreeMap<String, Json>,
+    request: CheckpointRequest,
+}
+
+impl<'r, 's> Checkpointer<'r, 's> {
+    pub fn new(shared: &'r Shared<'s>, sink: &'r mut dyn CheckpointSink, behind: bool) -> Self {
+        Checkpointer {
+            shared,
+            sink: Mutex::new(sink),
+            written: Mutex::default(),
+            behind: behind.then(Mailbox::default),
+        }
+    }
+
+    /// True if checkpoints go through a background writer.
+    pub fn is_behind(&self) -> bool {
+        self.behind.is_some()
+    }
+
+    /// Write a checkpoint of `state` now (after the writer's, if one is in
+    /// flight).
+    pub fn write(
+        &self,
+        state: &RunState,
+        channel: &MemoryChannel,
+        request: &CheckpointRequest,
+    ) -> Result<Written, RunError> {
+        if let Some(mailbox) = &self.behind {
+            let mut slot = mailbox.settled();
+            slot.owed = None;
+            if let Some(e) = slot.failed.take() {
+                return Err(e);
+            }
+        }
+        self.commit(state, &channel.snapshot(), request)
+    }
+
+    /// An automatic checkpoint at this boundary: written now, or with
+    /// write-behind handed to the writer if it is idle, else owed.
+    pub fn auto(&self, state: &RunState, channel: &MemoryChannel, request: &CheckpointRequest) -> Result<(), RunError> {
+        let Some(mailbox) = &self.behind else { return self.write(state, channel, request).map(drop) };
+        let mut slot = mailbox.lock();
+        if let Some(e) = slot.failed.take() {
+            return Err(e);
+        }
+        if slot.busy || slot.job.is_some() {
+            slot.owed = Some(state.steps);
+            return Ok(());
+        }
+        slot.owed = None;
+        slot.job = Some(Job { state: state.clone(), channel: channel.snapshot(), request: request.clone() });
+        mailbox.changed.notify_all();
+        Ok(())
+    }
+
+    /// True if an automatic checkpoint is owed and the writer is free to take
+    /// one: the caller then passes this boundary to [`Checkpointer::auto`].
+    pub fn owed_and_free(&self) -> bool {
+        self.behind.as_ref().is_some_and(|m| {
+            let slot = m.lock();
+            slot.owed.is_some() && !slot.busy && slot.job.is_none()
+        })
+    }
+
+    /// The end of the run: wait for the writer, then write the owed
+    /// checkpoint if `state` is still at the boundary it was owed for
+    /// (`request` builds its request). The writer's failure, if any.
+    pub fn finish(
+        &self,
+        state: &RunState,
+        channel: &MemoryChannel,
+        request: impl FnOnce() -> CheckpointRequest,
+    ) -> Result<(), RunError> {
+        let Some(mailbox) = &self.behind else { return Ok(()) };
+        let (owed, failed) = {
+            let mut slot = mailbox.settled();
+            (slot.owed.take(), slot.failed.take())
+        };
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if owed == Some(state.steps) && self.shared.checkpoint_refusal().is_none() {
+            self.commit(state, &channel.snapshot(), &request())?;
+        }
+        Ok(())
+    }
+
+    /// Stop the writer once it is idle.
+    pub fn close(&self) {
+        if let Some(mailbox) = &self.behind {
+            mailbox.lock().closed = true;
+            mailbox.changed.notify_all();
+        }
+    }
+
+    /// The writer thread: commit each job handed over until closed.
+    pub fn serve(&self) {
+        let Some(mailbox) = &self.behind else { return };
+        loop {
+            let job = {
+                let mut slot = mailbox.lock();
+                loop {
+                    if let Some(job) = slot.job.take() {
+                        slot.busy = true;
+                        break job;
+                    }
+                    if slot.closed {
+                        return;
+                    }
+                    slot = mailbox.changed.wait(slot).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let outcome = self.commit(&job.state, &job.channel, &job.request);
+            drop(job);
+            let mut slot = mailbox.lock();
+            slot.busy = false;
+            if let Err(e) = outcome {
+                slot.failed.get_or_insert(e);
+            }
+            mailbox.changed.notify_all();
+        }
+    }
+
+    /// The ids written, in order.
+    pub fn into_written(self) -> Vec<String> {
+        self.written.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn commit(
+        &self,
+        state: &RunState,
+        channel: &BTreeMap<String, Json>,
+        request: &CheckpointRequest,
+    ) -> Result<Written, RunError> {
+        let shared = self.shared;
+        let written = {
+            let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+            sink.write(&shared.workflow, state, channel, request).map_err(|e| RunError::Checkpoint {
+                task_id: request.task_id.clone(),
+                source: super::CheckpointFailure(e.into()),
+            })?
+        };
+        if written.fresh {
+            shared.checkpoints_written.fetch_add(1, Ordering::Relaxed);
+            shared.checkpoint_bytes.fetch_add(written.bytes, Ordering::Relaxed);
+            tracing::info!(checkpoint = %written.id, after = request.task_id.as_deref().unwrap_or("-"), mode = %request.mode, "checkpoint written");
+            shared.listener.emit(state.queue.len(), || EventKind::Checkpoint {
+                id: written.id.clone(),
+                mode: request.mode.as_str(),
+                after: request.task_id.clone(),
+            });
+            self.written.lock().unwrap_or_else(|e| e.into_inner()).push(written.id.clone());
+        }
+        Ok(written)
+    }
+}
+
+impl Mailbox {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        // No code panics while holding this lock with the slot half-changed.
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The slot once the writer is idle and nothing waits for it.
+    fn settled(&self) -> MutexGuard<'_, Slot> {
+        let mut slot = self.lock();
+        while slot.busy || slot.job.is_some() {
+            slot = self.changed.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+        slot
+    }
+}
