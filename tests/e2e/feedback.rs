@@ -258,3 +258,23 @@ fn pty() -> (std::fs::File, std::fs::File) {
     // SAFETY: both descriptors were just opened and are owned here.
     unsafe { (std::fs::File::from_raw_fd(master), std::fs::File::from_raw_fd(slave)) }
 }
+
+/// With a checkpoint after every task (and written behind the run), the
+/// checkpoint a pause leaves still records the request: it is not taken for
+/// the automatic one of the same boundary.
+#[test]
+fn a_pause_after_an_automatic_checkpoint_records_its_request() {
+    for extra in [&["--checkpoint-every", "1"][..], &["--checkpoint-every", "1", "--write-behind"]] {
+        let wf = workflow(&format!("[workflow]\nflow = \"prep >> deploy\"\n{}", scripted(&["prep", "deploy"])));
+        let input = scripts(json!({
+            "deploy": [{"op": "ask", "kind": "approval", "prompt": "Ship it?", "timeout": 0}],
+        }));
+        let mut args = vec!["--json", "--no-prompt"];
+        args.extend_from_slice(extra);
+        let paused = wf.run(&input, &args);
+        assert_eq!(paused.code, 6, "{}", paused.stderr);
+        let checkpoint = paused.json()["checkpoint"].as_str().unwrap().to_string();
+        let shown = cli(wf.dir.path(), &["checkpoints", "show", &checkpoint]);
+        assert!(shown.ok().stdout.contains("waits for:  feedback request"), "{extra:?}: {}", shown.stdout);
+    }
+}

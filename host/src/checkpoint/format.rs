@@ -213,7 +213,7 @@ pub enum Decoded {
     /// A whole context (schema 1 and 2).
     Full(Box<Context>),
     /// An increment (schema 3), to be applied to its base's channel.
-    Increment(v3::Delta),
+    Increment(Box<v3::Delta>),
 }
 
 /// Verify and decode a full `.ctx` file whose commit record names `expected`
@@ -295,7 +295,7 @@ fn decode_payload<C: bincode::config::Config>(
             if let Some(e) = leftover(used) {
                 return Err(e);
             }
-            Decoded::Increment(delta.into_delta(values, owner)?)
+            Decoded::Increment(Box::new(delta.into_delta(values, owner)?))
         }
     })
 }

@@ -156,7 +156,9 @@ impl CheckpointStore {
 
     /// Write a checkpoint. One not asked for by a task (automatic, interrupt,
     /// max-steps) at the boundary where the last one was written is that same
-    /// checkpoint: nothing changed in between, so it is not written twice.
+    /// checkpoint: nothing changed in between, so it is not written twice
+    /// (unless it records requests a paused run waits for, which the earlier
+    /// one lacks).
     ///
     /// It is written as an increment over the base (the last full checkpoint
     /// of this run that this store wrote or continues) unless: there is no
@@ -174,6 +176,7 @@ impl CheckpointStore {
         // Retries change the queue without completing a step: they count.
         let retries: u64 = state.queue.iter().map(|s| u64::from(s.attempt)).sum();
         if request.mode != CheckpointMode::Deferred
+            && state.pending_input.is_empty()
             && let Some((session, steps, tries, base)) = &self.last
             && session == &state.session_id
             && *steps == state.steps

@@ -163,7 +163,17 @@ impl<'r, 's> Checkpointer<'r, 's> {
                     slot = mailbox.changed.wait(slot).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            let outcome = self.commit(&job.state, &job.channel, &job.request);
+            // A sink that panics must not leave the run waiting for a writer
+            // that is gone: the panic becomes the checkpoint's failure.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.commit(&job.state, &job.channel, &job.request)
+            }))
+            .unwrap_or_else(|_| {
+                Err(RunError::Checkpoint {
+                    task_id: job.request.task_id.clone(),
+                    source: super::CheckpointFailure(std::sync::Arc::new(WriterPanicked)),
+                })
+            });
             drop(job);
             let mut slot = mailbox.lock();
             slot.busy = false;
@@ -223,3 +233,8 @@ impl Mailbox {
         slot
     }
 }
+
+/// The background writer's sink panicked.
+#[derive(Debug, thiserror::Error)]
+#[error("the checkpoint writer panicked (see the log)")]
+struct WriterPanicked;
