@@ -126,20 +126,16 @@ fn sizes_match(base: &Path, meta: &Meta) -> Result<(), CheckpointError> {
             });
         }
     }
-    if let Some(base_ref) = &meta.base {
-        let ctx = super::read::base_ctx_path(base, base_ref);
-        let intact = ctx.as_ref().is_some_and(|ctx| {
-            size_of(ctx) == Some(base_ref.ctx.size) && size_of(&with_ext(&base_of(ctx), "meta.json")).is_some()
+    if let Some(base_ref) = &meta.base
+        && super::read::base_present(base, base_ref).is_none()
+    {
+        return Err(CheckpointError::Torn {
+            path: base.to_path_buf(),
+            reason: format!(
+                "it is an increment over checkpoint {}, which is missing or not the size its commit record gives",
+                base_ref.checkpoint_id
+            ),
         });
-        if !intact {
-            return Err(CheckpointError::Torn {
-                path: base.to_path_buf(),
-                reason: format!(
-                    "it is an increment over checkpoint {}, which is missing or not the size its commit record gives",
-                    base_ref.checkpoint_id
-                ),
-            });
-        }
     }
     Ok(())
 }
@@ -238,7 +234,9 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
     }
     let mut pruned =
         Pruned { bases_kept: kept_bases.iter().map(|s| s.meta.checkpoint_id.clone()).collect(), ..Pruned::default() };
-    for s in &gone {
+    // Newest first: an increment goes before the base it is written over, so
+    // an interrupted prune never leaves an increment whose base is gone.
+    for s in gone.iter().rev() {
         for ext in ["meta.json", "state.json", "ctx"] {
             let path = with_ext(&s.base, ext);
             match std::fs::remove_file(&path) {

@@ -250,6 +250,18 @@ pub fn base_ctx_path(base: &Path, base_ref: &BaseRef) -> Option<PathBuf> {
     schema::is_valid_id(&base_ref.checkpoint_id).then(|| base.with_file_name(format!("{}.ctx", base_ref.checkpoint_id)))
 }
 
+/// The `.ctx` of the base an increment at `base` names, if it is there as
+/// the increment's record gives it: a regular file of the recorded size, of a
+/// checkpoint that has its commit record (its digest is checked when it is
+/// loaded). Shared by `list` and the writer, so that what one writes the other
+/// lists.
+pub fn base_present(base: &Path, base_ref: &BaseRef) -> Option<std::fs::Metadata> {
+    let ctx = base_ctx_path(base, base_ref)?;
+    let meta = std::fs::symlink_metadata(&ctx).ok().filter(|m| m.is_file() && m.len() == base_ref.ctx.size)?;
+    std::fs::symlink_metadata(with_ext(&base_of(&ctx), "meta.json")).ok().filter(|m| m.is_file())?;
+    Some(meta)
+}
+
 /// Read, verify and decode the base of the increment at `base` (session
 /// `session_id`): a full schema-2 context with the id, size and digest the
 /// increment's record gives.

@@ -450,9 +450,10 @@ impl<'a> Engine<'a> {
             if writer.is_behind() {
                 scope.spawn(|| writer.serve());
             }
-            let outcome = self.run_top(&shared, &writer, state, channel);
-            writer.close();
-            outcome
+            // Closed however `run_top` ends, a panic included: the scope
+            // joins the writer before it lets the panic go on.
+            let _close = writer.closer();
+            self.run_top(&shared, &writer, state, channel)
         });
         let (status, result, steps) = outcome?;
         Ok(RunReport { status, result, steps, checkpoints: writer.into_written() })
@@ -479,6 +480,10 @@ impl<'a> Engine<'a> {
             let request =
                 f.pending_checkpoint.take().or_else(|| auto.then(|| f.boundary_request(CheckpointMode::Auto)));
             let Some(request) = request else { return Ok(()) };
+            if request.mode != CheckpointMode::Auto {
+                // The budget below counts what the writer has in flight.
+                writer.settle()?;
+            }
             if let Some(why) = shared.checkpoint_refusal() {
                 if !auto_refused {
                     tracing::warn!("no further checkpoints are written by this run: {why}");
@@ -491,11 +496,21 @@ impl<'a> Engine<'a> {
                 _ => writer.write(f.state, channel, &request).map(drop),
             }
         });
-        // With write-behind, the newest boundary owed is written now (if the
-        // state is still at it), and the writer's failure stops the run.
-        let flushed = writer.finish(frame.state, channel, || frame.boundary_request(CheckpointMode::Auto));
+        // With write-behind: the writer's failure stops the run, and if a
+        // checkpoint fell due while the writer was busy, the state now (the
+        // newest boundary) is written, when the run ended at a boundary. A
+        // task that failed or cancelled left the frame between boundaries
+        // (its spec is out of the queue): nothing more is written then.
         let end = match end {
+            Ok(end) => {
+                writer.finish(frame.state, channel, || frame.boundary_request(CheckpointMode::Auto))?;
+                end
+            }
             Err(RunError::MaxSteps { max_steps, pending, .. }) => {
+                if let Err(lost) = writer.finish(frame.state, channel, || frame.boundary_request(CheckpointMode::Auto))
+                {
+                    tracing::error!("an automatic checkpoint was not written: {}", crate::error_chain(&lost));
+                }
                 let request = frame.boundary_request(CheckpointMode::MaxSteps);
                 let checkpoint = match writer.write(frame.state, channel, &request) {
                     Ok(w) => Some(w),
@@ -509,14 +524,10 @@ impl<'a> Engine<'a> {
                 return Err(RunError::MaxSteps { max_steps, pending, checkpoint });
             }
             Err(e) => {
-                if let Err(lost) = flushed {
-                    tracing::error!("the last automatic checkpoint was not written: {}", crate::error_chain(&lost));
+                if let Err(lost) = writer.settle() {
+                    tracing::error!("an automatic checkpoint was not written: {}", crate::error_chain(&lost));
                 }
                 return Err(e);
-            }
-            Ok(end) => {
-                flushed?;
-                end
             }
         };
         let status = match end {

@@ -696,3 +696,22 @@ fn write_behind_reports_a_failed_checkpoint_and_writes_deferred_ones_in_turn() {
         "the deferred one waited for the writer"
     );
 }
+
+#[test]
+fn write_behind_never_writes_the_state_of_a_failed_task() {
+    let wf = chain_of(12);
+    let fake = Fake::default().on("t6", |_, _| Err(TaskFailure::new(FailureKind::Failed, "no")));
+    let mut sink = Slow { kept: Vec::new(), delay: std::time::Duration::from_millis(30), fail_from: usize::MAX };
+    let mut state = RunState::new(&wf, "s".into(), j("{}"));
+    let channel = Arc::new(MemoryChannel::default());
+    let err = Engine::new(wf.clone(), &fake)
+        .checkpoint_every(Some(1))
+        .write_behind(true)
+        .run(&mut state, &channel, &mut sink)
+        .unwrap_err();
+    assert!(matches!(err, RunError::TaskFailed { .. }), "{err:?}");
+    assert!(!sink.kept.is_empty());
+    for (s, _) in &sink.kept {
+        assert_eq!(s.pending_ids(), [format!("t{}", s.steps)], "every checkpoint is a boundary of the chain");
+    }
+}

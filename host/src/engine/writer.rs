@@ -8,8 +8,10 @@
 //! written). So at most one checkpoint is in flight, the run never waits for
 //! the disk, and state is copied only as often as the disk commits. Every other
 //! checkpoint (a task's request, an interrupt, max-steps, a pause) first waits
-//! for the writer, then is written before the run goes on. When the run ends,
-//! the newest owed boundary is written before [`super::Engine::run`] returns.
+//! for the writer, then is written before the run goes on. When the run ends
+//! at a boundary with a checkpoint owed, that boundary (the newest) is written
+//! before [`super::Engine::run`] returns. A failed background write stops the
+//! run at its next boundary.
 
 use super::{CheckpointRequest, CheckpointSink, EventKind, RunError, RunState, Shared, Written};
 use crate::channel::MemoryChannel;
@@ -106,18 +108,38 @@ impl<'r, 's> Checkpointer<'r, 's> {
         Ok(())
     }
 
-    /// True if an automatic checkpoint is owed and the writer is free to take
-    /// one: the caller then passes this boundary to [`Checkpointer::auto`].
+    /// True if the caller should pass this boundary to [`Checkpointer::auto`]:
+    /// an automatic checkpoint is owed and the writer is free to take one, or
+    /// the writer failed (`auto` then gives its failure).
     pub fn owed_and_free(&self) -> bool {
         self.behind.as_ref().is_some_and(|m| {
             let slot = m.lock();
-            slot.owed.is_some() && !slot.busy && slot.job.is_none()
+            slot.failed.is_some() || (slot.owed.is_some() && !slot.busy && slot.job.is_none())
         })
     }
 
-    /// The end of the run: wait for the writer, then write the owed
-    /// checkpoint if `state` is still at the boundary it was owed for
-    /// (`request` builds its request). The writer's failure, if any.
+    /// Wait for the writer to be idle; its failure, if any.
+    pub fn settle(&self) -> Result<(), RunError> {
+        match &self.behind {
+            Some(mailbox) => mailbox.settled().failed.take().map_or(Ok(()), Err),
+            None => Ok(()),
+        }
+    }
+
+    /// Something that closes the writer when dropped.
+    pub fn closer(&self) -> impl Drop + '_ {
+        struct Closer<'c, 'r, 's>(&'c Checkpointer<'r, 's>);
+        impl Drop for Closer<'_, '_, '_> {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        Closer(self)
+    }
+
+    /// The end of a run that ended at a boundary: wait for the writer, then,
+    /// if an automatic checkpoint was owed, write `state` (the newest
+    /// boundary; `request` builds its request). The writer's failure, if any.
     pub fn finish(
         &self,
         state: &RunState,
@@ -132,7 +154,7 @@ impl<'r, 's> Checkpointer<'r, 's> {
         if let Some(e) = failed {
             return Err(e);
         }
-        if owed == Some(state.steps) && self.shared.checkpoint_refusal().is_none() {
+        if owed.is_some() && self.shared.checkpoint_refusal().is_none() {
             self.commit(state, &channel.snapshot(), &request())?;
         }
         Ok(())
