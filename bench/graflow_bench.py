@@ -91,6 +91,7 @@ def iterations():
 
 
 def checkpoints():
+    os.sync()  # as ours: earlier writes are not written back during the measurement
     for mb in (1, 100):
         tmp = tempfile.mkdtemp(dir=os.environ.get("BENCH_TMP"))
         creates, resumes, finishes = [], [], []
@@ -110,6 +111,7 @@ def checkpoints():
         emit(f"checkpoint_resume_{mb}mb", statistics.median(resumes) * 1e3, "ms", "resume_from_checkpoint, median of 7")
         emit(f"checkpoint_resume_finish_{mb}mb", statistics.median(finishes) * 1e3, "ms", "resume plus running the remaining tasks, median of 7")
     # The same checkpoint after a task that wrote 1 KB: Graflow writes the whole context again.
+    os.sync()
     tmp = tempfile.mkdtemp(dir=os.environ.get("BENCH_TMP"))
     ctx = ExecutionContext.create(chain_graph(2), "t0", max_steps=100)
     ctx.channel.set("blob", b"x" * (100 << 20))

@@ -27,6 +27,29 @@ fn emit(name: &str, value: f64, unit: &str, detail: &str) {
     println!("{}", serde_json::json!({"name": name, "value": value, "unit": unit, "detail": detail}));
 }
 
+/// Flush what earlier workloads left to write back, so that a durable write
+/// measures its own cost (the kernel's write-back of gigabytes written just
+/// before slows an fsync several times over).
+fn quiet_disk() {
+    let _ = std::process::Command::new("sync").status();
+}
+
+/// The median of three runs of `f` (each giving milliseconds and a count) and
+/// the count of the last.
+fn median_of_3(mut f: impl FnMut() -> (f64, usize)) -> (f64, usize) {
+    let mut count = 0;
+    let ms = median(
+        (0..3)
+            .map(|_| {
+                let (ms, n) = f();
+                count = n;
+                ms
+            })
+            .collect(),
+    );
+    (ms, count)
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     xs[xs.len() / 2]
@@ -175,6 +198,7 @@ fn iterations() {
 }
 
 fn checkpoints() {
+    quiet_disk();
     for mb in [1usize, 100] {
         let mut graph = Graph::default();
         graph.nodes.insert("a".into(), Node::Task);
@@ -252,6 +276,7 @@ fn checkpoints() {
 /// Incremental checkpoints over a 100 MB channel: one checkpoint after a task
 /// that wrote 1 KB, and a 1,000-task chain checkpointed after every task.
 fn incremental() {
+    quiet_disk();
     let wf = Arc::new(chain(&bench_module(), 2, "noop"));
     let sandbox = sandbox_for(&wf, &cache_dir());
     let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
@@ -311,27 +336,11 @@ fn incremental() {
         (ms, report.checkpoints.len())
     };
     once(None, false);
-    let none = median((0..3).map(|_| once(None, false).0).collect());
-    let mut sync_written = 0;
-    let sync = median(
-        (0..3)
-            .map(|_| {
-                let (ms, n) = once(Some(1), false);
-                sync_written = n;
-                ms
-            })
-            .collect(),
-    );
-    let mut behind_written = 0;
-    let behind = median(
-        (0..3)
-            .map(|_| {
-                let (ms, n) = once(Some(1), true);
-                behind_written = n;
-                ms
-            })
-            .collect(),
-    );
+    let (none, _) = median_of_3(|| once(None, false));
+    quiet_disk();
+    let (sync, sync_written) = median_of_3(|| once(Some(1), false));
+    quiet_disk();
+    let (behind, behind_written) = median_of_3(|| once(Some(1), true));
     emit(
         "chain_1000_100mb_no_checkpoints",
         none,
@@ -381,26 +390,11 @@ fn incremental() {
         (started.elapsed().as_secs_f64() * 1e3, report.checkpoints.len())
     };
     resumed(None, false);
-    let none = median((0..3).map(|_| resumed(None, false).0).collect());
-    let (mut sync_written, mut behind_written) = (0, 0);
-    let sync = median(
-        (0..3)
-            .map(|_| {
-                let (ms, n) = resumed(Some(1), false);
-                sync_written = n;
-                ms
-            })
-            .collect(),
-    );
-    let behind = median(
-        (0..3)
-            .map(|_| {
-                let (ms, n) = resumed(Some(1), true);
-                behind_written = n;
-                ms
-            })
-            .collect(),
-    );
+    let (none, _) = median_of_3(|| resumed(None, false));
+    quiet_disk();
+    let (sync, sync_written) = median_of_3(|| resumed(Some(1), false));
+    quiet_disk();
+    let (behind, behind_written) = median_of_3(|| resumed(Some(1), true));
     emit(
         "chain_1000_100mb_resumed_no_checkpoints",
         none,

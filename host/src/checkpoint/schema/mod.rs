@@ -388,6 +388,19 @@ pub(crate) fn json_in(
     }
 }
 
+/// Stored channel entries (key, JSON text) as the engine's values, checked
+/// unless trusted, sharing `owner` when given.
+pub(crate) fn channel_in<'k, C: FromIterator<(String, Json)>>(
+    entries: impl IntoIterator<Item = (&'k str, &'k str)>,
+    owner: Option<&bytes::Bytes>,
+    values: Values,
+) -> Result<C, Invalid> {
+    entries
+        .into_iter()
+        .map(|(k, v)| Ok((k.to_string(), json_in(owner, v, values, &|| format!("channel key '{k}'"))?)))
+        .collect()
+}
+
 /// A stored JSON value, checked unless trusted.
 pub(crate) fn json(text: &str, values: Values, what: &dyn Fn() -> String) -> Result<Json, Invalid> {
     match values {

@@ -527,11 +527,7 @@ impl ContextIn<'_> {
     pub fn into_context(self, values: Values, owner: Option<&bytes::Bytes>) -> Result<Context, Invalid> {
         let workflow = self.workflow.into_model();
         let state = self.state.into_run_state(values)?;
-        let channel = self
-            .channel
-            .into_iter()
-            .map(|(k, v)| Ok((k.clone(), super::json_in(owner, v, values, &|| format!("channel key '{k}'"))?)))
-            .collect::<Result<_, Invalid>>()?;
+        let channel = super::channel_in(self.channel.iter().map(|(k, v)| (k.as_str(), *v)), owner, values)?;
         Ok(Context { checkpoint_id: self.checkpoint_id, workflow, state, channel })
     }
 }

@@ -92,11 +92,7 @@ impl DeltaIn<'_> {
             return Err(Invalid("the keys of the increment are not sorted, or repeat".into()));
         }
         let state = self.state.into_run_state(values)?;
-        let set = self
-            .set
-            .into_iter()
-            .map(|(k, v)| Ok((k.to_string(), super::json_in(owner, v, values, &|| format!("channel key '{k}'"))?)))
-            .collect::<Result<_, Invalid>>()?;
+        let set = super::channel_in(self.set, owner, values)?;
         let deleted = self.deleted.into_iter().map(str::to_string).collect();
         Ok(Delta { checkpoint_id: self.checkpoint_id, state, set, deleted })
     }
