@@ -89,8 +89,15 @@ def main():
     out.append("host/benches/workloads.rs, through the library and the real sandbox) and Graflow 0.2.0's own engine on the")
     out.append("same shapes (bench/graflow_bench.py, graflow==0.2.0 from PyPI in bench/.venv), in the same run.\n")
     out.append(f"- machine: {machine()}")
-    out.append(f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
-    out.append(f"- commit: {git('rev-parse', '--short', 'HEAD')}{' (with uncommitted changes)' if git('status', '--porcelain') else ''}")
+    # The commit and time measured (bench/run.sh records them before the run).
+    measured = {}
+    record = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), "measured.txt")
+    if os.path.exists(record):
+        measured = dict(line.split("=", 1) for line in open(record).read().splitlines() if "=" in line)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    head = f"{git('rev-parse', '--short', 'HEAD')}{' (with uncommitted changes)' if git('status', '--porcelain') else ''}"
+    out.append(f"- date: {measured.get('date', now)}")
+    out.append(f"- commit: {measured.get('commit', head)}")
     out.append("- command: `make bench`\n")
     out.append("| workload | graflow-host | Graflow 0.2.0 | Graflow / ours | unit | target | met |")
     out.append("|---|---|---|---|---|---|---|")

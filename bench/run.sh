@@ -25,6 +25,12 @@ if command -v redis-server >/dev/null; then
 else
   echo "redis-server is not installed: the distributed rows are skipped (apt-get install redis-server)" >&2
 fi
+# What is measured: the report names this commit and time, not the ones it is
+# written at (notes may be added to bench/notes.md after the run).
+{
+  echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "commit=$(git rev-parse --short HEAD)$([ -n "$(git status --porcelain)" ] && echo ' (with uncommitted changes)')"
+} > "$OUT/measured.txt"
 echo "== graflow-host workloads (cargo bench --bench workloads)" >&2
 cargo bench --quiet --bench workloads 2>/dev/null | grep '^{' | tee "$OUT/ours.jsonl" >&2
 cargo bench --quiet --bench workloads -- rss_10k 2>/dev/null | grep '^{' | tee -a "$OUT/ours.jsonl" >&2
