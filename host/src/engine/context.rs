@@ -344,17 +344,22 @@ impl TaskContext {
     /// against the bytes this execution may write), then parse it as JSON
     /// (`item`: one nesting level less, for a list item).
     fn accept(&mut self, what: &str, value: &str, key_bytes: usize, item: bool) -> Result<Json, HostCallError> {
-        if value.len() as u64 > self.bounds.max_value_bytes {
+        self.check_value_len(what, value.len())?;
+        self.count_written((value.len() + key_bytes) as u64)?;
+        let parsed = if item { Json::parse_item(value) } else { Json::parse(value) };
+        parsed.map_err(|e| HostCallError::Refused(format!("{what} is not valid JSON: {e}")))
+    }
+
+    /// Refuse `what`, of `len` bytes, if it is over `max_value_bytes`.
+    fn check_value_len(&mut self, what: &str, len: usize) -> Result<(), HostCallError> {
+        if len as u64 > self.bounds.max_value_bytes {
             let msg = format!(
-                "{what} of {} bytes exceeds the bound max_value_bytes = {} bytes",
-                value.len(),
+                "{what} of {len} bytes exceeds the bound max_value_bytes = {} bytes",
                 self.bounds.max_value_bytes
             );
             return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
         }
-        self.count_written((value.len() + key_bytes) as u64)?;
-        let parsed = if item { Json::parse_item(value) } else { Json::parse(value) };
-        parsed.map_err(|e| HostCallError::Refused(format!("{what} is not valid JSON: {e}")))
+        Ok(())
     }
 
     /// Count `bytes` against what this execution may write to the channel.
@@ -408,14 +413,7 @@ impl TaskContext {
     /// wrote were counted where it ran.
     pub fn replay_set(&mut self, key: &str, value: &Json) -> Result<(), HostCallError> {
         self.check_key(key)?;
-        if value.len() as u64 > self.bounds.max_value_bytes {
-            let msg = format!(
-                "value for channel key '{key}' of {} bytes exceeds the bound max_value_bytes = {} bytes",
-                value.len(),
-                self.bounds.max_value_bytes
-            );
-            return Err(self.abort(TaskFailure::new(FailureKind::HostBound, msg)));
-        }
+        self.check_value_len(&format!("value for channel key '{key}'"), value.len())?;
         self.check_channel_growth(key, value.len())?;
         self.channel.set(key, value.clone());
         Ok(())
