@@ -359,21 +359,34 @@ fn kill_9_at_any_point_resumes_to_the_same_result() {
     }
     script.insert("t12".into(), json!([{"op": "add", "key": "total", "amount": 1}, {"op": "return", "key": "order"}]));
     let input = scripts(Value::Object(script)).to_string();
-    let started = std::time::Instant::now();
     let expected = wf
         .run(&serde_json::from_str(&input).unwrap(), &["--checkpoint-every", "1", "--checkpoint-dir", "reference"])
         .ok()
         .json();
-    let duration = started.elapsed();
     let reference = graflow_host::checkpoint::list(&wf.dir.path().join("reference")).unwrap();
     assert!(
         reference.iter().filter(|s| s.meta.base.is_some()).count() >= 9,
         "checkpoints after the first are increments, so the kills below hit them"
     );
+    // A kill point is a place in the run, not a time: wait until the run has
+    // committed `k` checkpoints, then a fraction of one task's time more, so the
+    // kills land before, inside and after the writes of every checkpoint
+    // whatever the machine's speed or load.
+    let commits = |dir: &std::path::Path| -> usize {
+        let Ok(sessions) = std::fs::read_dir(dir) else { return 0 };
+        sessions
+            .flatten()
+            .filter_map(|s| std::fs::read_dir(s.path()).ok())
+            .flatten()
+            .flatten()
+            .filter(|f| f.file_name().to_string_lossy().ends_with(".meta.json"))
+            .count()
+    };
     let points = 30u32;
     let mut killed = 0;
     for point in 0..points {
         let dir = format!("crash{point}");
+        let (k, fraction) = (point as usize % 11, point / 11);
         // Every other run writes its checkpoints behind the tasks.
         let behind: &[&str] = if point % 2 == 1 { &["--write-behind"] } else { &[] };
         let mut child = command(wf.dir.path())
@@ -382,19 +395,34 @@ fn kill_9_at_any_point_resumes_to_the_same_result() {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(duration * (2 * point + 1) / (2 * points));
+        let cp = wf.dir.path().join(&dir);
+        let mut last_commit = std::time::Instant::now();
+        let mut seen = 0;
+        let mut task_time = std::time::Duration::from_millis(20);
+        while seen < k && child.try_wait().unwrap().is_none() {
+            let now = commits(&cp);
+            if now > seen {
+                if seen > 0 {
+                    task_time = last_commit.elapsed() / (now - seen) as u32;
+                }
+                seen = now;
+                last_commit = std::time::Instant::now();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(task_time * fraction / 3);
         let _ = child.kill();
         if child.wait().unwrap().success() {
             continue;
         }
         killed += 1;
-        let out = match graflow_host::checkpoint::latest(&wf.dir.path().join(&dir)) {
+        let out = match graflow_host::checkpoint::latest(&cp) {
             Ok(latest) => resume(&wf, &latest.base, &[]),
             Err(_) => wf.run(&serde_json::from_str(&input).unwrap(), &["--checkpoint-dir", &dir]),
         };
         assert_eq!(out.ok().json(), expected, "after a kill at point {point}");
     }
-    assert!(killed >= 20, "only {killed} of {points} runs were killed before they finished");
+    assert!(killed >= 27, "only {killed} of {points} runs were killed before they finished");
 }
 
 #[test]
@@ -435,16 +463,25 @@ fn ctrl_c_checkpoints_at_the_boundary_and_prints_the_resume_command() {
 #[test]
 fn a_task_still_running_after_the_grace_period_is_stopped_and_queued_again() {
     let wf = workflow("[workflow]\nflow = \"noop >> spin\"\n[tasks.spin]\nlimits = { timeout_ms = 60000 }");
-    let child = command(wf.dir.path())
+    let mut child = command(wf.dir.path())
         .args(["run", "workflow.toml", "--grace-period-ms", "100"])
+        .env("GRAFLOW_LOG", "graflow_host=debug")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(400));
+    // Signal once `spin` has started, however slow the machine.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains("task started task=spin") {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "the run ended early: {log}");
+        log.push_str(&line);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
     sigint(&child);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(5), "{log}");
     let latest = graflow_host::checkpoint::latest(&wf.checkpoints()).unwrap();
     let loaded = load_cp(&latest.base);
     assert_eq!(loaded.state_file.completed_tasks, ["noop"]);
