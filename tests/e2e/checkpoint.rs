@@ -580,6 +580,40 @@ fn an_increment_without_its_base_is_refused_naming_it() {
     assert!(listed.is_empty(), "increments without their base are not listed: {listed:?}");
     let latest = cli(wf.dir.path(), &["resume", "--latest", "checkpoints"]);
     assert_eq!(latest.code, 2, "{latest:?}");
+    // Prune removes the increments nothing can resume.
+    let out = cli(wf.dir.path(), &["checkpoints", "prune", "--keep", "10"]).ok().stdout.clone();
+    assert!(out.contains("removed 5 increment(s) whose base is gone"), "{out}");
+    for s in &all[1..] {
+        for e in ["meta.json", "state.json", "ctx"] {
+            assert!(!ext(&s.base, e).exists(), "{} {e} is left", s.meta.checkpoint_id);
+        }
+    }
+}
+
+#[test]
+fn an_increment_whose_base_lost_its_commit_record_is_refused_like_list_refuses_it() {
+    let (wf, expected, all) = incremental_run();
+    let full = &all[0];
+    let record = ext(&full.base, "meta.json");
+    let saved = std::fs::read(&record).unwrap();
+    std::fs::remove_file(&record).unwrap();
+    let out = resume(&wf, &all[3].base, &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("it is an increment over checkpoint {}, whose commit record", full.meta.checkpoint_id)),
+        "{out:?}"
+    );
+    assert!(checkpoints(&wf.checkpoints()).is_empty());
+    // The record put back, the increments resume again.
+    std::fs::write(&record, &saved).unwrap();
+    assert_eq!(resume(&wf, &all[3].base, &[]).ok().json(), expected);
+    // Gone again, prune removes the increments and the base's uncommitted
+    // files together.
+    std::fs::remove_file(&record).unwrap();
+    let out = cli(wf.dir.path(), &["checkpoints", "prune", "--keep", "10"]).ok().stdout.clone();
+    assert!(out.contains("removed 5 increment(s) whose base is gone"), "{out}");
+    assert!(out.contains("2 files of uncommitted checkpoints"), "{out}");
 }
 
 #[test]

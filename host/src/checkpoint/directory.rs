@@ -164,6 +164,9 @@ pub struct Pruned {
     /// Ids of older full checkpoints kept because a kept increment is
     /// written over them.
     pub bases_kept: Vec<String>,
+    /// Ids of increments removed because their base is gone (or is not the
+    /// file they were written over): they could not be resumed.
+    pub orphans: Vec<String>,
 }
 
 /// Every file under the session folders of `dir` whose name ends with `ext`.
@@ -214,7 +217,21 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
         .map(|ctx| base_of(&ctx))
         .collect();
     let (gone, kept_bases): (Vec<&Summary>, Vec<&Summary>) = all[..cut].iter().partition(|s| !needed.contains(&s.base));
-    let removed: HashSet<&Path> = gone.iter().map(|s| s.base.as_path()).collect();
+    // Increments `list` skipped because their base is missing, lacks its
+    // commit record or is not the size they name: nothing can resume them.
+    let listed: HashSet<&Path> = all.iter().map(|s| s.base.as_path()).collect();
+    let orphans: Vec<(PathBuf, String)> = files_with_ext(dir, ".meta.json")
+        .iter()
+        .map(|m| base_of(m))
+        .filter(|b| !listed.contains(b.as_path()))
+        .filter_map(|b| {
+            let meta = read_meta(&b).ok()?.0;
+            let base_ref = meta.base.as_ref()?;
+            super::read::base_present(&b, base_ref).is_none().then_some((b, meta.checkpoint_id))
+        })
+        .collect();
+    let mut removed: HashSet<&Path> = gone.iter().map(|s| s.base.as_path()).collect();
+    removed.extend(orphans.iter().map(|(b, _)| b.as_path()));
     // What every other state file refers to, read before anything is removed:
     // also the state of checkpoints `list` skipped (a newer schema, an
     // unreadable meta). A state file that cannot be read keeps every module.
@@ -234,17 +251,25 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
     }
     let mut pruned =
         Pruned { bases_kept: kept_bases.iter().map(|s| s.meta.checkpoint_id.clone()).collect(), ..Pruned::default() };
-    // Newest first: an increment goes before the base it is written over, so
-    // an interrupted prune never leaves an increment whose base is gone.
-    for s in gone.iter().rev() {
+    let remove = |base: &Path| -> Result<(), CheckpointError> {
         for ext in ["meta.json", "state.json", "ctx"] {
-            let path = with_ext(&s.base, ext);
+            let path = with_ext(base, ext);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io(&path)(e)),
             }
         }
+        Ok(())
+    };
+    for (base, id) in &orphans {
+        remove(base)?;
+        pruned.orphans.push(id.clone());
+    }
+    // Newest first: an increment goes before the base it is written over, so
+    // an interrupted prune never leaves an increment whose base is gone.
+    for s in gone.iter().rev() {
+        remove(&s.base)?;
         pruned.checkpoints.push(s.meta.checkpoint_id.clone());
     }
     let store = ModuleStore::of_checkpoints(dir);

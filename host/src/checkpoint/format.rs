@@ -23,8 +23,6 @@ use xxhash_rust::xxh3::xxh3_128;
 
 const MAGIC: &[u8; 12] = b"GRAFLOW-CTX\n";
 const HEADER: usize = 12 + 4 + 16 + 8;
-/// Largest payload decoded (guards allocations driven by a hostile file).
-const LIMIT: usize = 1 << 34;
 
 /// Why a `.ctx` file could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -253,11 +251,39 @@ fn decode_in(
         return Err(FormatError::NotRecorded { expected: *expected, found });
     }
     let payload = &bytes[HEADER..];
-    let decoded = decode_payload(payload, owner, version, values, bincode::config::standard().with_limit::<LIMIT>())?;
+    let decoded = decode_bounded(payload, owner, version, values)?;
     if let Decoded::Full(ctx) = &decoded {
         schema::validate(ctx)?;
     }
     Ok((version, decoded))
+}
+
+/// [`decode_payload`] with bincode's allocation limit set from the payload's
+/// size: the smallest of 64 KiB, 1 MiB, 16 MiB, ... 64 GiB that is at least
+/// the payload's length.
+///
+/// Invariant: through serde, bincode claims against the limit only the bytes
+/// of owned strings and byte buffers, *before* it allocates them and before it
+/// checks that the payload holds them. A valid payload claims at most its own
+/// length, so it always decodes; a length prefix in a crafted one (a 65-byte
+/// file saying "a string of 16 GiB follows") is refused with `LimitExceeded`
+/// instead of allocating more than 16 times the file (at least 64 KiB).
+fn decode_bounded(
+    payload: &[u8],
+    owner: Option<&bytes::Bytes>,
+    version: SchemaVersion,
+    values: Values,
+) -> Result<Decoded, FormatError> {
+    let config = bincode::config::standard();
+    macro_rules! tiers {
+        ($($bits:literal)*) => {$(
+            if payload.len() <= 1usize << $bits {
+                return decode_payload(payload, owner, version, values, config.with_limit::<{ 1usize << $bits }>());
+            }
+        )*};
+    }
+    tiers!(16 20 24 28 32);
+    decode_payload(payload, owner, version, values, config.with_limit::<{ 1usize << 36 }>())
 }
 
 fn decode_payload<C: bincode::config::Config>(
@@ -267,7 +293,13 @@ fn decode_payload<C: bincode::config::Config>(
     values: Values,
     config: C,
 ) -> Result<Decoded, FormatError> {
-    let decode_err = |e: bincode::error::DecodeError| FormatError::Decode(e.to_string());
+    let decode_err = |e: bincode::error::DecodeError| match e {
+        bincode::error::DecodeError::LimitExceeded => FormatError::Decode(format!(
+            "a length in it claims more than the payload's {} bytes hold (the decoder's allocation limit)",
+            payload.len()
+        )),
+        e => FormatError::Decode(e.to_string()),
+    };
     let leftover = |used: usize| {
         (used != payload.len())
             .then(|| FormatError::Decode(format!("{} bytes left over after the context", payload.len() - used)))
@@ -533,5 +565,25 @@ mod tests {
             .nodes
             .insert("g".into(), Node::Group(GroupDef { members: vec!["g".into()], policy: GroupPolicy::Strict }));
         assert!(dec(&encode(&ctx), Values::Trusted).unwrap_err().to_string().contains("group 'g' contains itself"));
+    }
+
+    /// A length prefix claiming far more than the file holds is refused by
+    /// the allocation limit before anything is allocated, in every schema.
+    #[test]
+    fn a_length_prefix_past_the_file_is_refused_before_allocating() {
+        for version in [SchemaVersion::V1, SchemaVersion::V2, SchemaVersion::V3] {
+            let mut payload = vec![0xFD];
+            payload.extend_from_slice(&((1u64 << 34) - 8).to_le_bytes());
+            payload.extend_from_slice(&[b'x'; 16]);
+            let checksum = match version {
+                SchemaVersion::V1 => xxh3_128(&payload),
+                _ => short(&hash(&payload)),
+            };
+            let mut bytes = header(version, checksum, payload.len() as u64).to_vec();
+            bytes.extend_from_slice(&payload);
+            let (_, digest) = verify(&bytes).unwrap();
+            let err = decode_shared(&bytes::Bytes::from(bytes), Values::Check, &digest).unwrap_err();
+            assert!(err.to_string().contains("claims more than the payload's 25 bytes hold"), "{version:?}: {err}");
+        }
     }
 }

@@ -282,6 +282,16 @@ fn load_base(
         });
     };
     let torn = |reason: String| CheckpointError::Torn { path: base.to_path_buf(), reason };
+    // A base without its commit record is uncommitted, as `list` and prune
+    // see it (prune removes its files).
+    let record = with_ext(&base_of(&path), "meta.json");
+    if !std::fs::symlink_metadata(&record).is_ok_and(|m| m.is_file()) {
+        return Err(torn(format!(
+            "it is an increment over checkpoint {}, whose commit record {} is missing (copy a session folder whole: an increment needs the full checkpoint it was written over)",
+            base_ref.checkpoint_id,
+            record.display()
+        )));
+    }
     let bytes = match read_sized(base, &path, &base_ref.ctx, trusted) {
         Err(CheckpointError::Torn { reason, .. }) => {
             return Err(torn(format!(

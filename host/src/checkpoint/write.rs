@@ -41,11 +41,12 @@ struct Chain {
     /// Keys plus values of the base's channel, in bytes.
     channel_bytes: u64,
     increments: u32,
-    /// The device and inode of the base's `.ctx` when this store wrote it or
-    /// started from it: a file of the same name and size made since (the
-    /// base pruned, and another resume writing that id again) is not taken
-    /// for it.
-    file: Option<(u64, u64)>,
+    /// The base's `.ctx` as this store wrote it or started from it, held open
+    /// (so its inode cannot be reused while the chain lives), and its device
+    /// and inode: a file of the same name and size made since (the base
+    /// pruned, and another resume writing that id again) is not taken for it.
+    /// `None` when it could not be opened: the next checkpoint is full.
+    file: Option<((u64, u64), std::fs::File)>,
 }
 
 /// How the next checkpoint is written.
@@ -214,7 +215,7 @@ impl CheckpointStore {
         };
         let base = BaseRef { checkpoint_id: chain.base.checkpoint_id.clone(), ctx: chain.base.ctx };
         let here = super::read::base_present(&dir.join(&base.checkpoint_id), &base);
-        if here.is_none_or(|m| chain.file.is_some_and(|f| f != file_id(&m))) {
+        if here.is_none_or(|m| chain.file.as_ref().is_none_or(|(id, _)| *id != file_id(&m))) {
             return Plan::Full;
         }
         let (set, deleted) = v3::changes(&chain.base.channel, channel);
@@ -382,7 +383,14 @@ impl Chain {
     /// be found).
     fn new(base: Base, ctx: &Path) -> Chain {
         let channel_bytes = base.channel.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
-        let file = std::fs::symlink_metadata(ctx).ok().map(|m| file_id(&m));
+        use std::os::unix::fs::OpenOptionsExt;
+        // Not through a link, and never blocking on a FIFO put in its place.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(ctx)
+            .ok()
+            .and_then(|f| f.metadata().ok().filter(|m| m.is_file()).map(|m| (file_id(&m), f)));
         Chain { base, channel_bytes, increments: 0, file }
     }
 }

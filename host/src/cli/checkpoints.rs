@@ -53,6 +53,13 @@ pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
                 pruned.torn,
                 pruned.journals
             );
+            if !pruned.orphans.is_empty() {
+                println!(
+                    "removed {} increment(s) whose base is gone (they could not be resumed): {}",
+                    pruned.orphans.len(),
+                    pruned.orphans.join(", ")
+                );
+            }
             if !pruned.bases_kept.is_empty() {
                 println!(
                     "kept {} older full checkpoint(s) that kept increments are written over: {}",
