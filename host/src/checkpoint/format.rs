@@ -586,4 +586,54 @@ mod tests {
             assert!(err.to_string().contains("claims more than the payload's 25 bytes hold"), "{version:?}: {err}");
         }
     }
+
+    /// `payload` framed as a `.ctx` file of `version` whose header checksum
+    /// matches it: what a forger without the signing key can make.
+    fn framed(version: SchemaVersion, payload: &[u8]) -> bytes::Bytes {
+        let mut bytes = header(version, short(&hash(payload)), payload.len() as u64).to_vec();
+        bytes.extend_from_slice(payload);
+        bytes::Bytes::from(bytes)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// A full context or an increment whose payload is changed and whose
+        /// header is made to match decodes (and applies) or is refused,
+        /// never panics: what an unsigned, forged checkpoint can reach.
+        #[test]
+        fn forged_payloads_decode_or_fail_without_panicking(
+            increment_file in proptest::bool::ANY,
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            patch in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..6),
+            cut in proptest::option::of(proptest::prelude::any::<proptest::sample::Index>()),
+        ) {
+            let base = sample_v2();
+            let (version, file) = if increment_file {
+                (SchemaVersion::V3, increment(&later(&base), &base))
+            } else {
+                (SchemaVersion::V2, encode(&base))
+            };
+            let mut payload = file[HEADER..].to_vec();
+            let i = at.index(payload.len());
+            for (k, b) in patch.iter().enumerate() {
+                if let Some(slot) = payload.get_mut(i + k) {
+                    *slot = *b;
+                }
+            }
+            if let Some(cut) = cut {
+                payload.truncate(cut.index(payload.len()));
+            }
+            let bytes = framed(version, &payload);
+            let (_, digest) = verify(&bytes).unwrap();
+            for values in [Values::Check, Values::Trusted] {
+                match decode_shared(&bytes, values, &digest) {
+                    Ok((_, Decoded::Increment(delta))) => {
+                        let _ = delta.apply(base.workflow.clone(), base.channel.clone());
+                    }
+                    Ok((_, Decoded::Full(_))) | Err(_) => {}
+                }
+            }
+        }
+    }
 }
