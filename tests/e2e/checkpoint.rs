@@ -650,3 +650,45 @@ fn single_byte_flips_of_an_increment_or_its_base_never_resume_wrongly() {
     assert!(refused >= 60, "only {refused} flips were refused");
     assert_eq!(resume(&wf, &inc.base, &[]).ok().json(), expected);
 }
+
+#[test]
+fn with_write_behind_a_request_the_task_was_told_is_accepted_is_written() {
+    let wf = chain(&["t0", "t1", "t2", "t3"], "[workflow.bounds]\nmax_checkpoints = 2");
+    let input = scripts(json!({
+        "t1": [{"op": "sleep", "ms": 40}],
+        "t2": [{"op": "raw", "call": "checkpoint", "text": "{\"why\": \"t2 asked\"}"}],
+        "t3": [{"op": "return", "key": "refused"}],
+    }));
+    for i in 0..4 {
+        let dir = format!("cp{i}");
+        let refused =
+            wf.run(&input, &["--checkpoint-every", "1", "--write-behind", "--checkpoint-dir", &dir]).ok().json();
+        let all = graflow_host::checkpoint::list(&wf.dir.path().join(&dir)).unwrap();
+        let deferred = all.iter().any(|s| s.meta.user_metadata["mode"] == "deferred");
+        // Refused (the checkpoint in flight counted), or accepted and written.
+        if refused.is_null() {
+            assert!(deferred, "run {i}: t2 was told its request is accepted, but it was not written: {all:?}");
+        } else {
+            assert!(refused.to_string().contains("max_checkpoints = 2"), "run {i}: {refused}");
+            assert!(!deferred, "run {i}");
+            assert_eq!(all.len(), 2, "run {i}: {all:?}");
+        }
+    }
+}
+
+#[test]
+fn with_write_behind_the_max_steps_checkpoint_keeps_its_mode() {
+    let names: Vec<String> = (1..=8).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let wf = chain(&refs, "");
+    // A 20 MB value makes the first checkpoint slow, so boundaries are skipped
+    // and one is owed when max-steps stops the run.
+    let input = scripts(json!({"t1": [{"op": "big_value", "key": "blob", "bytes": 20_000_000}]}));
+    let out = wf.run(&input, &["--checkpoint-every", "1", "--write-behind", "--max-steps", "6", "--json"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    let all = graflow_host::checkpoint::list(&wf.checkpoints()).unwrap();
+    let last = all.last().unwrap();
+    assert_eq!(last.meta.steps, 6);
+    assert_eq!(last.meta.user_metadata["mode"], "max_steps", "{all:?}");
+    assert!(all.iter().filter(|s| s.meta.steps == 6).count() == 1, "one checkpoint of the last boundary: {all:?}");
+}

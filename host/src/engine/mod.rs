@@ -311,6 +311,10 @@ pub(crate) struct Shared<'a> {
     /// Checkpoints written by this run, and their bytes.
     pub checkpoints_written: AtomicU64,
     pub checkpoint_bytes: AtomicU64,
+    /// Automatic checkpoints handed to the write-behind writer and not
+    /// committed yet: counted against `max_checkpoints` like written ones, so
+    /// a task told its request is accepted is never refused at its boundary.
+    pub checkpoints_in_flight: AtomicU64,
     /// Where events go.
     pub listener: Listener,
     /// Steps completed in the whole run, branches included (for `max_steps`
@@ -333,10 +337,17 @@ impl Shared<'_> {
     /// `max_checkpoints` or `max_checkpoint_bytes` is spent.
     pub fn checkpoint_refusal(&self) -> Option<String> {
         let b = &self.workflow.settings.bounds;
+        // In flight first: the writer adds to `written` before it takes
+        // from `in_flight`, so the sum never dips.
+        let in_flight = self.checkpoints_in_flight.load(Ordering::SeqCst);
         let (n, bytes) =
-            (self.checkpoints_written.load(Ordering::Relaxed), self.checkpoint_bytes.load(Ordering::Relaxed));
-        if n >= b.max_checkpoints {
-            return Some(format!("this run wrote {n} checkpoints, the bound max_checkpoints = {}", b.max_checkpoints));
+            (self.checkpoints_written.load(Ordering::SeqCst), self.checkpoint_bytes.load(Ordering::SeqCst));
+        if n + in_flight >= b.max_checkpoints {
+            let writing = if in_flight > 0 { format!(" (and is writing {in_flight} more)") } else { String::new() };
+            return Some(format!(
+                "this run wrote {n} checkpoints{writing}, the bound max_checkpoints = {}",
+                b.max_checkpoints
+            ));
         }
         if bytes >= b.max_checkpoint_bytes {
             return Some(format!(
@@ -435,6 +446,7 @@ impl<'a> Engine<'a> {
             run_input: input::run_input_fields(&state.input),
             max_steps: self.max_steps,
             checkpoints_written: AtomicU64::new(0),
+            checkpoints_in_flight: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
             listener: self.listener.clone(),
             steps_done: AtomicU64::new(state.steps),
@@ -481,8 +493,10 @@ impl<'a> Engine<'a> {
                 f.pending_checkpoint.take().or_else(|| auto.then(|| f.boundary_request(CheckpointMode::Auto)));
             let Some(request) = request else { return Ok(()) };
             if request.mode != CheckpointMode::Auto {
-                // The budget below counts what the writer has in flight.
-                writer.settle()?;
+                // A task's request was checked against the bounds when the
+                // task ran (counting what the writer had in flight) and the
+                // task was told it is accepted: it is written.
+                return writer.write(f.state, channel, &request).map(drop);
             }
             if let Some(why) = shared.checkpoint_refusal() {
                 if !auto_refused {
@@ -491,24 +505,29 @@ impl<'a> Engine<'a> {
                 }
                 return Ok(());
             }
-            match request.mode {
-                CheckpointMode::Auto => writer.auto(f.state, channel, &request),
-                _ => writer.write(f.state, channel, &request).map(drop),
-            }
+            writer.auto(f.state, channel, &request)
         });
         // With write-behind: the writer's failure stops the run, and if a
         // checkpoint fell due while the writer was busy, the state now (the
         // newest boundary) is written, when the run ended at a boundary. A
         // task that failed or cancelled left the frame between boundaries
         // (its spec is out of the queue): nothing more is written then.
+        // An interrupt or max-steps checkpoint is of the newest boundary: an
+        // owed automatic one is not written as well (it would take its place,
+        // labelled `auto`).
         let end = match end {
+            Ok(frame::FrameEnd::Interrupted) => {
+                if let Err(lost) = writer.settle() {
+                    tracing::error!("an automatic checkpoint was not written: {}", crate::error_chain(&lost));
+                }
+                frame::FrameEnd::Interrupted
+            }
             Ok(end) => {
                 writer.finish(frame.state, channel, || frame.boundary_request(CheckpointMode::Auto))?;
                 end
             }
             Err(RunError::MaxSteps { max_steps, pending, .. }) => {
-                if let Err(lost) = writer.finish(frame.state, channel, || frame.boundary_request(CheckpointMode::Auto))
-                {
+                if let Err(lost) = writer.settle() {
                     tracing::error!("an automatic checkpoint was not written: {}", crate::error_chain(&lost));
                 }
                 let request = frame.boundary_request(CheckpointMode::MaxSteps);

@@ -104,6 +104,7 @@ impl<'r, 's> Checkpointer<'r, 's> {
         }
         slot.owed = None;
         slot.job = Some(Job { state: state.clone(), channel: channel.snapshot(), request: request.clone() });
+        self.shared.checkpoints_in_flight.fetch_add(1, Ordering::SeqCst);
         mailbox.changed.notify_all();
         Ok(())
     }
@@ -197,6 +198,8 @@ impl<'r, 's> Checkpointer<'r, 's> {
                 })
             });
             drop(job);
+            // After `commit` counted it as written (see `checkpoint_refusal`).
+            self.shared.checkpoints_in_flight.fetch_sub(1, Ordering::SeqCst);
             let mut slot = mailbox.lock();
             slot.busy = false;
             if let Err(e) = outcome {
@@ -226,8 +229,8 @@ impl<'r, 's> Checkpointer<'r, 's> {
             })?
         };
         if written.fresh {
-            shared.checkpoints_written.fetch_add(1, Ordering::Relaxed);
-            shared.checkpoint_bytes.fetch_add(written.bytes, Ordering::Relaxed);
+            shared.checkpoint_bytes.fetch_add(written.bytes, Ordering::SeqCst);
+            shared.checkpoints_written.fetch_add(1, Ordering::SeqCst);
             tracing::info!(checkpoint = %written.id, after = request.task_id.as_deref().unwrap_or("-"), mode = %request.mode, "checkpoint written");
             shared.listener.emit(state.queue.len(), || EventKind::Checkpoint {
                 id: written.id.clone(),
