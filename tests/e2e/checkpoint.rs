@@ -692,3 +692,27 @@ fn with_write_behind_the_max_steps_checkpoint_keeps_its_mode() {
     assert_eq!(last.meta.user_metadata["mode"], "max_steps", "{all:?}");
     assert!(all.iter().filter(|s| s.meta.steps == 6).count() == 1, "one checkpoint of the last boundary: {all:?}");
 }
+
+#[test]
+fn with_write_behind_a_task_that_fails_leaves_the_boundary_before_it() {
+    let names: Vec<String> = (1..=8).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let wf = chain(&refs, "");
+    // A 20 MB value makes the first checkpoint slow, so boundaries are skipped
+    // while t2 to t7 run.
+    let input = scripts(json!({
+        "t1": [{"op": "big_value", "key": "blob", "bytes": 20_000_000}],
+        "t8": [{"op": "fail", "message": "boom"}],
+    }));
+    let out = wf.run(&input, &["--checkpoint-every", "1", "--write-behind"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let latest = graflow_host::checkpoint::latest(&wf.checkpoints()).unwrap();
+    assert_eq!(latest.meta.steps, 7, "the boundary before t8");
+    let loaded = load_cp(&latest.base);
+    assert_eq!(loaded.state_file.pending_tasks[0].task_id, "t8");
+    assert_eq!(loaded.state_file.completed_tasks.len(), 7);
+    let again = resume(&wf, &latest.base, &["--json"]);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert_eq!(again.json()["steps"], 7, "{again:?}");
+    assert!(again.stderr.contains("boom") || again.stdout.contains("boom"), "{again:?}");
+}

@@ -156,13 +156,24 @@ impl IdAllocator {
     /// The counters as they were before this execution (for an attempt that
     /// runs again and must make the same ids).
     pub fn rolled_back(mut self) -> BTreeMap<String, u32> {
+        self.undo_into()
+    }
+
+    /// [`IdAllocator::rolled_back`] without giving up this allocator.
+    pub fn counters_before(&self) -> BTreeMap<String, u32> {
+        let mut before =
+            IdAllocator { prefix: String::new(), counters: self.counters.clone(), undo: self.undo.clone() };
+        before.undo_into()
+    }
+
+    fn undo_into(&mut self) -> BTreeMap<String, u32> {
         for (task, before) in std::mem::take(&mut self.undo) {
             match before {
                 Some(n) => self.counters.insert(task, n),
                 None => self.counters.remove(&task),
             };
         }
-        self.counters
+        std::mem::take(&mut self.counters)
     }
 }
 
@@ -649,6 +660,7 @@ mod tests {
         assert_eq!(ids.next("a"), "a#b1.4");
         assert_eq!(ids.next("c"), "c#b1.1");
         assert_eq!(ids.counters, BTreeMap::from([("a".to_string(), 4), ("c".to_string(), 1)]));
+        assert_eq!(ids.counters_before(), before);
         assert_eq!(ids.rolled_back(), before);
     }
 }

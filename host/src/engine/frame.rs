@@ -7,6 +7,7 @@ use super::{CheckpointMode, CheckpointRequest, EventKind, RunError, Shared, inpu
 use crate::channel::Channel;
 use crate::json::Json;
 use crate::model::TaskDef;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -55,6 +56,10 @@ pub(crate) struct Frame<'s, 'a> {
     queue_base: (u64, u64),
     /// Parallel groups this frame runs inside (0 at the top level).
     pub depth: usize,
+    /// At the top level, after a task failed for good: the state at the
+    /// boundary before its last attempt (the task queued again, its cycle
+    /// count and ids as before it), for a checkpoint owed by write-behind.
+    pub before_failure: Option<Box<RunState>>,
 }
 
 impl<'s, 'a> Frame<'s, 'a> {
@@ -66,7 +71,17 @@ impl<'s, 'a> Frame<'s, 'a> {
         step_budget: u64,
         queue_base: (u64, u64),
     ) -> Self {
-        Frame { shared, state, channel, prefix, step_budget, pending_checkpoint: None, queue_base, depth: 0 }
+        Frame {
+            shared,
+            state,
+            channel,
+            prefix,
+            step_budget,
+            pending_checkpoint: None,
+            queue_base,
+            depth: 0,
+            before_failure: None,
+        }
     }
 
     /// Executions queued (here and outside this frame) and their input bytes.
@@ -167,6 +182,21 @@ impl<'s, 'a> Frame<'s, 'a> {
         CheckpointRequest { task_id, cycle_count, elapsed_time: 0.0, mode, user_metadata: Json::null() }
     }
 
+    /// The state at the boundary before `spec` ran (it is out of the queue,
+    /// its cycle counted and its ids made): `spec` queued first again, the
+    /// count undone, the id counters `ids`.
+    fn boundary_before(&self, spec: TaskSpec, ids: BTreeMap<String, u32>) -> RunState {
+        let mut state = self.state.clone();
+        if spec.attempt == 0
+            && let Some(count) = state.cycle_counts.get_mut(&spec.cycle_key)
+        {
+            *count = count.saturating_sub(1);
+        }
+        state.queue.push_front(spec);
+        state.id_counters = ids;
+        state
+    }
+
     fn task_def(&self, task: &str) -> Result<&'s TaskDef, RunError> {
         let shared: &'s Shared<'a> = self.shared;
         shared.workflow.tasks.get(task).ok_or_else(|| {
@@ -231,6 +261,8 @@ impl<'s, 'a> Frame<'s, 'a> {
         // An aborted attempt runs again on resume: it must make the same ids.
         let ids = ctx.take_ids();
         let aborted = matches!(&outcome, Err(f) if matches!(f.kind, FailureKind::Aborted | FailureKind::Paused));
+        let top_failure =
+            (self.depth == 0 && outcome.is_err() && !aborted).then(|| (spec.clone(), ids.counters_before()));
         self.state.id_counters = if aborted { ids.rolled_back() } else { ids.counters };
         let output = match outcome {
             Ok(output) => output,
@@ -239,7 +271,11 @@ impl<'s, 'a> Frame<'s, 'a> {
                     failure.message.push_str(&input::missing_note(&def.inputs, &input));
                 }
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
-                return self.fail_or_retry(spec, def, failure, ms);
+                let end = self.fail_or_retry(spec, def, failure, ms);
+                if let (Err(RunError::TaskFailed { .. }), Some((spec, ids))) = (&end, top_failure) {
+                    self.before_failure = Some(Box::new(self.boundary_before(spec, ids)));
+                }
+                return end;
             }
         };
         if let Some(message) = ctx.effects.cancel.take() {

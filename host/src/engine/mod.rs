@@ -543,7 +543,14 @@ impl<'a> Engine<'a> {
                 return Err(RunError::MaxSteps { max_steps, pending, checkpoint });
             }
             Err(e) => {
-                if let Err(lost) = writer.settle() {
+                // A task that failed for good at the top level: a checkpoint
+                // owed is written at the boundary before it, so a resume runs
+                // only that task again (as without write-behind).
+                let lost = match frame.before_failure.take() {
+                    Some(before) => writer.finish(&before, channel, || frame.boundary_request(CheckpointMode::Auto)),
+                    None => writer.settle(),
+                };
+                if let Err(lost) = lost {
                     tracing::error!("an automatic checkpoint was not written: {}", crate::error_chain(&lost));
                 }
                 return Err(e);
