@@ -258,16 +258,19 @@ fn decode_in(
     Ok((version, decoded))
 }
 
-/// [`decode_payload`] with bincode's allocation limit set from the payload's
-/// size: the smallest of 64 KiB, 1 MiB, 16 MiB, ... 64 GiB that is at least
-/// the payload's length.
+/// [`decode_payload`] with bincode's limit set from the payload's size: the
+/// smallest of 64 KiB, 256 KiB, 1 MiB, ... 64 GiB that is at least
+/// [`CLAIM_PER_BYTE`] times the payload's length.
 ///
-/// Invariant: through serde, bincode claims against the limit only the bytes
-/// of owned strings and byte buffers, *before* it allocates them and before it
-/// checks that the payload holds them. A valid payload claims at most its own
-/// length, so it always decodes; a length prefix in a crafted one (a 65-byte
-/// file saying "a string of 16 GiB follows") is refused with `LimitExceeded`
-/// instead of allocating more than 16 times the file (at least 64 KiB).
+/// Invariant: bincode counts against the limit, before reading them, the
+/// width of every integer it decodes (a 1-byte varint counts 8 as a u64, 16 as
+/// a u128) and the length of every string and byte buffer; through serde it
+/// never gives a count back. So a valid payload counts at most
+/// `CLAIM_PER_BYTE` per byte and always decodes, while a length prefix in a
+/// crafted one (a 65-byte file saying "a string of 16 GiB follows") is refused
+/// with `LimitExceeded` before an owned string of that length is allocated:
+/// what a crafted file can make the decoder allocate up front is less than 64
+/// times its size (4 times `CLAIM_PER_BYTE`, the tiers' step; at least 64 KiB).
 fn decode_bounded(
     payload: &[u8],
     owner: Option<&bytes::Bytes>,
@@ -275,16 +278,21 @@ fn decode_bounded(
     values: Values,
 ) -> Result<Decoded, FormatError> {
     let config = bincode::config::standard();
+    let claim = payload.len().saturating_mul(CLAIM_PER_BYTE);
     macro_rules! tiers {
         ($($bits:literal)*) => {$(
-            if payload.len() <= 1usize << $bits {
+            if claim <= 1usize << $bits {
                 return decode_payload(payload, owner, version, values, config.with_limit::<{ 1usize << $bits }>());
             }
         )*};
     }
-    tiers!(16 20 24 28 32);
+    tiers!(16 18 20 22 24 26 28 30 32 34);
     decode_payload(payload, owner, version, values, config.with_limit::<{ 1usize << 36 }>())
 }
+
+/// The most bincode counts against its limit per byte of a payload (a u128
+/// varint of one byte); see [`decode_bounded`].
+const CLAIM_PER_BYTE: usize = 16;
 
 fn decode_payload<C: bincode::config::Config>(
     payload: &[u8],
@@ -295,7 +303,7 @@ fn decode_payload<C: bincode::config::Config>(
 ) -> Result<Decoded, FormatError> {
     let decode_err = |e: bincode::error::DecodeError| match e {
         bincode::error::DecodeError::LimitExceeded => FormatError::Decode(format!(
-            "a length in it claims more than the payload's {} bytes hold (the decoder's allocation limit)",
+            "a length in it claims more than the payload's {} bytes can hold (the decoder's allocation limit)",
             payload.len()
         )),
         e => FormatError::Decode(e.to_string()),
@@ -583,7 +591,7 @@ mod tests {
             bytes.extend_from_slice(&payload);
             let (_, digest) = verify(&bytes).unwrap();
             let err = decode_shared(&bytes::Bytes::from(bytes), Values::Check, &digest).unwrap_err();
-            assert!(err.to_string().contains("claims more than the payload's 25 bytes hold"), "{version:?}: {err}");
+            assert!(err.to_string().contains("claims more than the payload's 25 bytes can hold"), "{version:?}: {err}");
         }
     }
 
@@ -634,6 +642,25 @@ mod tests {
                     Ok((_, Decoded::Full(_))) | Err(_) => {}
                 }
             }
+        }
+    }
+
+    /// Valid contexts and increments of many tiny entries, the most the
+    /// decoder counts per byte, decode at every size, tier edges included.
+    #[test]
+    fn dense_valid_payloads_decode_under_the_limit() {
+        for n in [100, 2_000, 5_000, 6_000, 20_000, 80_000] {
+            let mut base = sample_v2();
+            for i in 0..n {
+                base.channel.insert(format!("k{i}"), Json::parse("1").unwrap());
+            }
+            let bytes = encode(&base);
+            assert_eq!(dec(&bytes, Values::Check).unwrap(), base, "{n} entries, {} bytes", bytes.len());
+            let mut now = base.clone();
+            now.channel.retain(|k, _| !k.starts_with('k'));
+            now.checkpoint_id = "s1_2_1".into();
+            let inc = increment(&now, &base);
+            assert_eq!(dec_increment(&inc, &base, Values::Check).unwrap(), now, "{n} deletions, {} bytes", inc.len());
         }
     }
 }

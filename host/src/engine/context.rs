@@ -155,25 +155,32 @@ impl IdAllocator {
 
     /// The counters as they were before this execution (for an attempt that
     /// runs again and must make the same ids).
-    pub fn rolled_back(mut self) -> BTreeMap<String, u32> {
-        self.undo_into()
+    pub fn rolled_back(self) -> BTreeMap<String, u32> {
+        let (counters, undo) = self.split();
+        undo.apply(counters)
     }
 
-    /// [`IdAllocator::rolled_back`] without giving up this allocator.
-    pub fn counters_before(&self) -> BTreeMap<String, u32> {
-        let mut before =
-            IdAllocator { prefix: String::new(), counters: self.counters.clone(), undo: self.undo.clone() };
-        before.undo_into()
+    /// The counters now, and what undoes this execution's changes to them.
+    pub fn split(self) -> (BTreeMap<String, u32>, IdUndo) {
+        (self.counters, IdUndo(self.undo))
     }
+}
 
-    fn undo_into(&mut self) -> BTreeMap<String, u32> {
-        for (task, before) in std::mem::take(&mut self.undo) {
+/// What one execution changed in the id counters (each counter's value
+/// before it), to undo them.
+#[derive(Debug, Default)]
+pub struct IdUndo(BTreeMap<String, Option<u32>>);
+
+impl IdUndo {
+    /// `counters` with this execution's changes undone.
+    pub fn apply(&self, mut counters: BTreeMap<String, u32>) -> BTreeMap<String, u32> {
+        for (task, before) in &self.0 {
             match before {
-                Some(n) => self.counters.insert(task, n),
-                None => self.counters.remove(&task),
+                Some(n) => counters.insert(task.clone(), *n),
+                None => counters.remove(task),
             };
         }
-        std::mem::take(&mut self.counters)
+        counters
     }
 }
 
@@ -660,7 +667,9 @@ mod tests {
         assert_eq!(ids.next("a"), "a#b1.4");
         assert_eq!(ids.next("c"), "c#b1.1");
         assert_eq!(ids.counters, BTreeMap::from([("a".to_string(), 4), ("c".to_string(), 1)]));
-        assert_eq!(ids.counters_before(), before);
+        let (counters, undo) =
+            IdAllocator { counters: ids.counters.clone(), undo: ids.undo.clone(), ..IdAllocator::default() }.split();
+        assert_eq!(undo.apply(counters), before);
         assert_eq!(ids.rolled_back(), before);
     }
 }

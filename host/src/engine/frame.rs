@@ -1,13 +1,12 @@
 //! The loop of one queue: the whole run, or one branch of a parallel group.
 
-use super::context::{HostBounds, IdAllocator, TaskContext, TaskInfo, result_key};
+use super::context::{HostBounds, IdAllocator, IdUndo, TaskContext, TaskInfo, result_key};
 use super::runner::{FailureKind, TaskFailure};
 use super::state::{Origin, RunState, Target, TaskSpec};
 use super::{CheckpointMode, CheckpointRequest, EventKind, RunError, Shared, input, now_ms};
 use crate::channel::Channel;
 use crate::json::Json;
 use crate::model::TaskDef;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -60,6 +59,8 @@ pub(crate) struct Frame<'s, 'a> {
     /// boundary before its last attempt (the task queued again, its cycle
     /// count and ids as before it), for a checkpoint owed by write-behind.
     pub before_failure: Option<Box<RunState>>,
+    /// Where in the queue the execution running now was taken from.
+    popped_at: usize,
 }
 
 impl<'s, 'a> Frame<'s, 'a> {
@@ -81,6 +82,7 @@ impl<'s, 'a> Frame<'s, 'a> {
             queue_base,
             depth: 0,
             before_failure: None,
+            popped_at: 0,
         }
     }
 
@@ -164,6 +166,7 @@ impl<'s, 'a> Frame<'s, 'a> {
         loop {
             let now = now_ms();
             if let Some(i) = self.state.queue.iter().position(|s| s.not_before_ms <= now) {
+                self.popped_at = i;
                 return self.state.queue.remove(i);
             }
             let wake = self.state.queue.iter().map(|s| s.not_before_ms).min().unwrap_or(now);
@@ -183,17 +186,20 @@ impl<'s, 'a> Frame<'s, 'a> {
     }
 
     /// The state at the boundary before `spec` ran (it is out of the queue,
-    /// its cycle counted and its ids made): `spec` queued first again, the
-    /// count undone, the id counters `ids`.
-    fn boundary_before(&self, spec: TaskSpec, ids: BTreeMap<String, u32>) -> RunState {
+    /// its cycle counted when `spec.attempt` is 0 (`new_count`: the count was
+    /// created then), its ids made): `spec` back where it was taken from, the
+    /// count and the ids undone.
+    fn boundary_before(&self, spec: TaskSpec, undo: &IdUndo, new_count: bool) -> RunState {
         let mut state = self.state.clone();
-        if spec.attempt == 0
-            && let Some(count) = state.cycle_counts.get_mut(&spec.cycle_key)
-        {
-            *count = count.saturating_sub(1);
+        if spec.attempt == 0 {
+            if new_count {
+                state.cycle_counts.remove(&spec.cycle_key);
+            } else if let Some(count) = state.cycle_counts.get_mut(&spec.cycle_key) {
+                *count = count.saturating_sub(1);
+            }
         }
-        state.queue.push_front(spec);
-        state.id_counters = ids;
+        state.queue.insert(self.popped_at, spec);
+        state.id_counters = undo.apply(std::mem::take(&mut state.id_counters));
         state
     }
 
@@ -206,12 +212,16 @@ impl<'s, 'a> Frame<'s, 'a> {
 
     fn run_task(&mut self, spec: TaskSpec, task: &str) -> Result<StepEnd, RunError> {
         let def = self.task_def(task)?;
-        let cycle_count = {
-            let count = self.state.cycle_counts.entry(spec.cycle_key.clone()).or_insert(0);
+        let (cycle_count, new_count) = {
+            use std::collections::btree_map::Entry;
+            let (count, new_count) = match self.state.cycle_counts.entry(spec.cycle_key.clone()) {
+                Entry::Occupied(e) => (e.into_mut(), false),
+                Entry::Vacant(e) => (e.insert(0), true),
+            };
             if spec.attempt == 0 {
                 *count = count.saturating_add(1);
             }
-            (*count).max(1)
+            ((*count).max(1), new_count)
         };
         let input = input::resolve(&def.inputs, spec.input.as_ref(), self.channel.as_ref(), &self.shared.run_input);
         let info = TaskInfo {
@@ -259,11 +269,9 @@ impl<'s, 'a> Frame<'s, 'a> {
             None => outcome,
         };
         // An aborted attempt runs again on resume: it must make the same ids.
-        let ids = ctx.take_ids();
+        let (counters, undo) = ctx.take_ids().split();
         let aborted = matches!(&outcome, Err(f) if matches!(f.kind, FailureKind::Aborted | FailureKind::Paused));
-        let top_failure =
-            (self.depth == 0 && outcome.is_err() && !aborted).then(|| (spec.clone(), ids.counters_before()));
-        self.state.id_counters = if aborted { ids.rolled_back() } else { ids.counters };
+        self.state.id_counters = if aborted { undo.apply(counters) } else { counters };
         let output = match outcome {
             Ok(output) => output,
             Err(mut failure) => {
@@ -271,9 +279,10 @@ impl<'s, 'a> Frame<'s, 'a> {
                     failure.message.push_str(&input::missing_note(&def.inputs, &input));
                 }
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
+                let again = (self.depth == 0 && !aborted).then(|| spec.clone());
                 let end = self.fail_or_retry(spec, def, failure, ms);
-                if let (Err(RunError::TaskFailed { .. }), Some((spec, ids))) = (&end, top_failure) {
-                    self.before_failure = Some(Box::new(self.boundary_before(spec, ids)));
+                if let (Err(RunError::TaskFailed { .. }), Some(spec)) = (&end, again) {
+                    self.before_failure = Some(Box::new(self.boundary_before(spec, &undo, new_count)));
                 }
                 return end;
             }
@@ -307,6 +316,9 @@ impl<'s, 'a> Frame<'s, 'a> {
                 error: msg.clone(),
                 retrying: false,
             });
+            if self.depth == 0 {
+                self.before_failure = Some(Box::new(self.boundary_before(spec.clone(), &undo, new_count)));
+            }
             return Err(RunError::TaskFailed {
                 task_id: spec.id,
                 task: def.name.clone(),

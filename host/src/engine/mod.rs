@@ -308,13 +308,12 @@ pub(crate) struct Shared<'a> {
     pub interrupt: &'a AtomicBool,
     pub run_input: BTreeMap<String, Json>,
     pub max_steps: u64,
-    /// Checkpoints written by this run, and their bytes.
+    /// Checkpoints written by this run, counting one handed to the
+    /// write-behind writer from the moment it is handed over (taken back if
+    /// it is not written), so a task told its request is accepted is never
+    /// refused at its boundary. And their bytes (once written).
     pub checkpoints_written: AtomicU64,
     pub checkpoint_bytes: AtomicU64,
-    /// Automatic checkpoints handed to the write-behind writer and not
-    /// committed yet: counted against `max_checkpoints` like written ones, so
-    /// a task told its request is accepted is never refused at its boundary.
-    pub checkpoints_in_flight: AtomicU64,
     /// Where events go.
     pub listener: Listener,
     /// Steps completed in the whole run, branches included (for `max_steps`
@@ -337,17 +336,10 @@ impl Shared<'_> {
     /// `max_checkpoints` or `max_checkpoint_bytes` is spent.
     pub fn checkpoint_refusal(&self) -> Option<String> {
         let b = &self.workflow.settings.bounds;
-        // In flight first: the writer adds to `written` before it takes
-        // from `in_flight`, so the sum never dips.
-        let in_flight = self.checkpoints_in_flight.load(Ordering::SeqCst);
         let (n, bytes) =
             (self.checkpoints_written.load(Ordering::SeqCst), self.checkpoint_bytes.load(Ordering::SeqCst));
-        if n + in_flight >= b.max_checkpoints {
-            let writing = if in_flight > 0 { format!(" (and is writing {in_flight} more)") } else { String::new() };
-            return Some(format!(
-                "this run wrote {n} checkpoints{writing}, the bound max_checkpoints = {}",
-                b.max_checkpoints
-            ));
+        if n >= b.max_checkpoints {
+            return Some(format!("this run wrote {n} checkpoints, the bound max_checkpoints = {}", b.max_checkpoints));
         }
         if bytes >= b.max_checkpoint_bytes {
             return Some(format!(
@@ -446,7 +438,6 @@ impl<'a> Engine<'a> {
             run_input: input::run_input_fields(&state.input),
             max_steps: self.max_steps,
             checkpoints_written: AtomicU64::new(0),
-            checkpoints_in_flight: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
             listener: self.listener.clone(),
             steps_done: AtomicU64::new(state.steps),

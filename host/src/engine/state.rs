@@ -105,6 +105,12 @@ impl Queue {
         self.items.push_front(spec);
     }
 
+    /// Put `spec` at `index` (at the back if past it).
+    pub fn insert(&mut self, index: usize, spec: TaskSpec) {
+        self.input_bytes += spec.input_bytes();
+        self.items.insert(index.min(self.items.len()), spec);
+    }
+
     /// Remove the execution at `index`.
     pub fn remove(&mut self, index: usize) -> Option<TaskSpec> {
         let spec = self.items.remove(index)?;

@@ -87,7 +87,7 @@ impl<'r, 's> Checkpointer<'r, 's> {
                 return Err(e);
             }
         }
-        self.commit(state, &channel.snapshot(), request)
+        self.commit(state, &channel.snapshot(), request, false)
     }
 
     /// An automatic checkpoint at this boundary: written now, or with
@@ -104,7 +104,8 @@ impl<'r, 's> Checkpointer<'r, 's> {
         }
         slot.owed = None;
         slot.job = Some(Job { state: state.clone(), channel: channel.snapshot(), request: request.clone() });
-        self.shared.checkpoints_in_flight.fetch_add(1, Ordering::SeqCst);
+        // Counted now (see `Shared::checkpoints_written`).
+        self.shared.checkpoints_written.fetch_add(1, Ordering::SeqCst);
         mailbox.changed.notify_all();
         Ok(())
     }
@@ -156,7 +157,7 @@ impl<'r, 's> Checkpointer<'r, 's> {
             return Err(e);
         }
         if owed.is_some() && self.shared.checkpoint_refusal().is_none() {
-            self.commit(state, &channel.snapshot(), &request())?;
+            self.commit(state, &channel.snapshot(), &request(), false)?;
         }
         Ok(())
     }
@@ -189,7 +190,7 @@ impl<'r, 's> Checkpointer<'r, 's> {
             // A sink that panics must not leave the run waiting for a writer
             // that is gone: the panic becomes the checkpoint's failure.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.commit(&job.state, &job.channel, &job.request)
+                self.commit(&job.state, &job.channel, &job.request, true)
             }))
             .unwrap_or_else(|_| {
                 Err(RunError::Checkpoint {
@@ -198,8 +199,10 @@ impl<'r, 's> Checkpointer<'r, 's> {
                 })
             });
             drop(job);
-            // After `commit` counted it as written (see `checkpoint_refusal`).
-            self.shared.checkpoints_in_flight.fetch_sub(1, Ordering::SeqCst);
+            if !outcome.as_ref().is_ok_and(|w| w.fresh) {
+                // Counted when handed over, and not written.
+                self.shared.checkpoints_written.fetch_sub(1, Ordering::SeqCst);
+            }
             let mut slot = mailbox.lock();
             slot.busy = false;
             if let Err(e) = outcome {
@@ -214,11 +217,14 @@ impl<'r, 's> Checkpointer<'r, 's> {
         self.written.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Write one checkpoint through the sink and count it; `counted`: it was
+    /// counted in `checkpoints_written` when handed to the writer.
     fn commit(
         &self,
         state: &RunState,
         channel: &BTreeMap<String, Json>,
         request: &CheckpointRequest,
+        counted: bool,
     ) -> Result<Written, RunError> {
         let shared = self.shared;
         let written = {
@@ -230,7 +236,9 @@ impl<'r, 's> Checkpointer<'r, 's> {
         };
         if written.fresh {
             shared.checkpoint_bytes.fetch_add(written.bytes, Ordering::SeqCst);
-            shared.checkpoints_written.fetch_add(1, Ordering::SeqCst);
+            if !counted {
+                shared.checkpoints_written.fetch_add(1, Ordering::SeqCst);
+            }
             tracing::info!(checkpoint = %written.id, after = request.task_id.as_deref().unwrap_or("-"), mode = %request.mode, "checkpoint written");
             shared.listener.emit(state.queue.len(), || EventKind::Checkpoint {
                 id: written.id.clone(),
