@@ -65,18 +65,54 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// Connections served at once; one past it is closed as soon as it is
+/// accepted.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// How long a client may take to send a request's headers (a connection
+/// that sends nothing is closed after it).
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serve `state` on `addr` until the process ends; `ready` is called once
-/// listening, with the bound address.
+/// listening, with the bound address. At most [`MAX_CONNECTIONS`] at once,
+/// each closed if its headers take longer than [`HEADER_READ_TIMEOUT`]; a
+/// failed accept (out of file descriptors, say) is logged and retried.
 pub fn run(state: ServeState, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     if !addr.ip().is_loopback() && state.token.is_none() {
         return Err(ServeError::NeedsToken(addr));
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
         ready(listener.local_addr()?);
-        axum::serve(listener, router(Arc::new(state))).await?;
-        Ok(())
+        let app = router(Arc::new(state));
+        let live = Arc::new(AtomicUsize::new(0));
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if live.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                live.fetch_sub(1, Ordering::SeqCst);
+                tracing::warn!("refused a connection: {MAX_CONNECTIONS} are open (serve::MAX_CONNECTIONS)");
+                continue;
+            }
+            let (live, service) = (live.clone(), hyper_util::service::TowerToHyperService::new(app.clone()));
+            tokio::spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                // A connection's failure is its client's (closed, too slow).
+                let _ = connection.await;
+                live.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
     })
 }
 
@@ -99,10 +135,15 @@ fn query_value(s: &str) -> String {
 /// `Origin` is another site's.
 fn foreign(headers: &HeaderMap, post: bool) -> bool {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
-    let loopback = matches!(name, "127.0.0.1" | "localhost" | "[::1]");
+    // `name:port`, `[v6]:port` or a bare name.
+    let name = match host.rsplit_once(':') {
+        Some((n, port)) if !port.contains(']') => n,
+        _ => host,
+    };
+    let loopback = ["127.0.0.1", "localhost", "[::1]"].iter().any(|l| name.eq_ignore_ascii_case(l));
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-    let cross = post && origin.is_some_and(|o| o != format!("http://{host}") && o != "null");
+    // `null` (a sandboxed frame, a data: page) is another site too.
+    let cross = post && origin.is_some_and(|o| !o.eq_ignore_ascii_case(&format!("http://{host}")));
     !loopback || cross
 }
 

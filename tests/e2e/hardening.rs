@@ -378,3 +378,100 @@ fn a_guest_printing_past_the_capture_keeps_running() {
     assert_eq!(out.ok().json(), json!("done"));
     assert!(out.stderr.contains("more bytes not kept"), "{}", &out.stderr[out.stderr.len().saturating_sub(400)..]);
 }
+
+#[test]
+fn a_group_that_re_enters_itself_from_its_branches_stops_at_the_nesting_bound() {
+    let wf = workflow(&format!("[workflow]\nflow = \"(a | b)\"\n{}", scripted(&["a", "b"])));
+    let again = json!([{"op": "next_task", "task": "group_1", "input": null}]);
+    let out = wf.run(&scripts(json!({"a": again, "b": again})), &["--json"]);
+    // Threads for branches are a run-wide budget: past it a group runs its
+    // members on its own thread, so the nesting bound is reached, not the
+    // machine's thread limit.
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.json()["error"].as_str().unwrap().contains("flow::MAX_DEPTH = 32"), "{out:?}");
+}
+
+#[test]
+fn a_groups_result_is_bounded_like_any_value() {
+    let members = ["a", "b", "c"];
+    let body = |bounds: &str| {
+        format!(
+            "[workflow]\nflow = \"(a | b | c) >> d\"\n[workflow.bounds]\n{bounds}\n{}",
+            scripted(&["a", "b", "c", "d"])
+        )
+    };
+    let mut s = serde_json::Map::new();
+    for m in members {
+        let key = format!("k{m}");
+        s.insert(m.into(), json!([{"op": "big_value", "key": key, "bytes": 1_000_000}, {"op": "return", "key": key}]));
+    }
+    let input = scripts(Value::Object(s));
+    let out = workflow(&body("max_value_bytes = 2000000")).run(&input, &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("the result of group 'group_1'") && out.stderr.contains("max_value_bytes"), "{out:?}");
+    let out = workflow(&body("max_channel_bytes = 7000000")).run(&input, &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("the branches of group 'group_1' and its result")
+            && out.stderr.contains("max_channel_bytes"),
+        "the group is named, not its successor: {out:?}"
+    );
+}
+
+#[test]
+fn ids_made_in_a_group_that_runs_again_are_new() {
+    let wf =
+        workflow(&format!("[workflow]\nflow = \"(a | b) >> c\"\nmax_steps = 14\n{}", scripted(&["a", "b", "c", "d"])));
+    let input = scripts(json!({
+        "a": [{"op": "next_task", "task": "d", "input": null}],
+        "c": [{"op": "next_task", "task": "group_1", "input": null}],
+    }));
+    let run = run_lib(&wf, input);
+    assert!(matches!(run.result, Err(RunError::MaxSteps { .. })), "{:?}", run.result.as_ref().err());
+    let spawned: Vec<String> = serde_json::from_value(run.get("spawned").unwrap()).unwrap();
+    let ds: Vec<&String> = spawned.iter().filter(|id| id.starts_with("d#")).collect();
+    assert!(ds.len() >= 2, "the group ran at least twice: {spawned:?}");
+    let unique: std::collections::BTreeSet<&&String> = ds.iter().collect();
+    assert_eq!(unique.len(), ds.len(), "an id made twice: {spawned:?}");
+}
+
+#[test]
+fn generated_group_names_skip_tasks_declared_outside_the_flow() {
+    let wf =
+        workflow(&format!("[workflow]\nflow = \"a >> (b | c) >> d\"\n{}", scripted(&["a", "b", "c", "d", "group_1"])));
+    let valid = cli(wf.dir.path(), &["validate", "workflow.toml", "--json"]).ok().json();
+    assert_eq!(valid["groups"]["group_2"]["members"], json!(["b", "c"]), "{valid}");
+    assert!(valid["groups"].get("group_1").is_none(), "{valid}");
+    assert_eq!(valid["tasks"]["group_1"]["in_flow"], json!(false), "{valid}");
+}
+
+#[test]
+fn guest_log_lines_are_one_line_each_and_bounded_per_execution() {
+    let wf = workflow(&format!("[workflow]\nflow = \"t\"\n{}", scripted(&["t"])));
+    let input = scripts(json!({"t": [
+        {"op": "log", "message": "first\nFORGED host line\rover\u{1b}[31mred"},
+        {"op": "print", "text": "out\rback"},
+    ]}));
+    let out = command(wf.dir.path())
+        .env("GRAFLOW_LOG", "task=info")
+        .args(["run", "workflow.toml", "--input", &input.to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("first\\nFORGED host line\\rover\\u{1b}[31mred"), "{stderr}");
+    assert!(!stderr.lines().any(|l| l.starts_with("FORGED")), "{stderr}");
+    assert!(stderr.contains("out\\rback") && !stderr.contains('\r'), "{stderr}");
+    // 80 lines of 60,000 bytes: past MAX_LOG_BYTES_PER_EXECUTION (4 MiB) the
+    // rest are dropped, said once.
+    let input = scripts(json!({"t": vec![json!({"op": "log_big", "bytes": 60_000}); 80]}));
+    let out = command(wf.dir.path())
+        .env("GRAFLOW_LOG", "task=info")
+        .args(["run", "workflow.toml", "--input", &input.to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert_eq!(stderr.matches("MAX_LOG_BYTES_PER_EXECUTION").count(), 1);
+    assert!(stderr.len() < (4 << 20) + 200_000, "{} bytes of log", stderr.len());
+}

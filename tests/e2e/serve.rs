@@ -97,6 +97,10 @@ fn the_page_lists_the_request_and_its_form_answers_it() {
     assert_eq!(status, 415, "a post without a JSON content type");
     let evil = "Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://evil.example\r\n";
     assert_eq!(http(&url, "POST", &format!("/answer/{id}"), evil, "decision=approve").0, 403, "a cross-site form");
+    let sandboxed = "Content-Type: application/x-www-form-urlencoded\r\nOrigin: null\r\n";
+    assert_eq!(http(&url, "POST", &format!("/answer/{id}"), sandboxed, "decision=approve").0, 403, "a sandboxed frame");
+    let (status, _) = http_host(&url, "[::1]", "/api/requests");
+    assert_eq!(status, 200, "a bare IPv6 loopback host");
     let rebound = url.replace("127.0.0.1", "localhost");
     let (status, _) = http_host(&rebound, "evil.example", "/api/requests");
     assert_eq!(status, 403, "a rebound host name");
@@ -262,4 +266,45 @@ impl Drop for Cdp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn idle_connections_are_capped_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    paused_approval(dir.path());
+    let (mut child, url) = serve(dir.path(), &[]);
+    let host = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    // Connections that never finish their headers: more than serve keeps.
+    let idle: Vec<std::net::TcpStream> = (0..graflow_host::serve::MAX_CONNECTIONS + 50)
+        .filter_map(|_| {
+            let mut s = std::net::TcpStream::connect(&host).ok()?;
+            let _ = write!(s, "GET / HTTP/1.1\r\nHost: {host}\r\n");
+            Some(s)
+        })
+        .collect();
+    assert!(idle.len() > graflow_host::serve::MAX_CONNECTIONS, "{} connected", idle.len());
+    // One past the cap is closed without an answer.
+    let mut extra = std::net::TcpStream::connect(&host).unwrap();
+    let _ = write!(extra, "GET /api/requests HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = extra.read_to_string(&mut out);
+    assert!(out.is_empty(), "answered past the cap: {out}");
+    assert!(child.try_wait().unwrap().is_none(), "the server is still running");
+    drop(idle);
+    // Once they are gone, a request is answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answered = std::net::TcpStream::connect(&host).ok().and_then(|mut s| {
+            write!(s, "GET /api/requests HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).ok()?;
+            Some(out.starts_with("HTTP/1.1 200"))
+        });
+        if answered == Some(true) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no answer after the idle connections closed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
 }

@@ -195,9 +195,15 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args, progress::wanted(cli.quiet)),
         Command::Resume(args) => run::resume(args, progress::wanted(cli.quiet)),
         Command::Logs(args) => logs::logs(args),
-        Command::Worker(args) => worker::worker(args),
+        Command::Worker(args) => {
+            keep_running_without_a_log_reader();
+            worker::worker(args)
+        }
         Command::Feedback(cmd) => feedback::feedback(cmd),
-        Command::Serve(args) => serve::serve(args),
+        Command::Serve(args) => {
+            keep_running_without_a_log_reader();
+            serve::serve(args)
+        }
         Command::Checkpoints(cmd) => checkpoints::checkpoints(cmd),
         Command::Validate { workflow, no_cache, json } => validate::validate(&workflow, no_cache, json),
         Command::Graph(args) => graph::graph(args),
@@ -262,4 +268,14 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
 /// The compiled-module cache directory, unless disabled.
 fn cache_dir(no_cache: bool) -> Option<PathBuf> {
     if no_cache { None } else { graflow_host::sandbox::cache::default_dir() }
+}
+
+/// A server or worker must not end because the reader of its log (a pipe on
+/// stderr) went away: `main` lets SIGPIPE end the other commands quietly,
+/// these ignore it (a log line that cannot be written is dropped).
+fn keep_running_without_a_log_reader() {
+    // SAFETY: setting a signal's disposition has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }

@@ -16,15 +16,19 @@ static BAR: OnceLock<ProgressBar> = OnceLock::new();
 pub struct LogWriter;
 
 impl Write for LogWriter {
+    /// A line that cannot be written (nobody reads stderr any more) is
+    /// dropped: an error here would make the log subscriber report it on
+    /// stderr, which panics when stderr is gone.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match BAR.get() {
-            Some(bar) if !bar.is_finished() => bar.suspend(|| std::io::stderr().write_all(buf))?,
-            _ => std::io::stderr().write_all(buf)?,
-        }
+        let _ = match BAR.get() {
+            Some(bar) if !bar.is_finished() => bar.suspend(|| std::io::stderr().write_all(buf)),
+            _ => std::io::stderr().write_all(buf),
+        };
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 

@@ -5,7 +5,10 @@
 use super::wire::{self, Completion, Dispatch};
 use super::{ALIVE_WINDOW, GROUP, Keys, RedisError, RedisOptions};
 use crate::channel::{Channel, ChannelError, MemoryChannel, PendingWrite};
-use crate::engine::{ControlCall, FailureKind, HostCallError, RunState, TaskContext, TaskFailure, TaskRunner};
+use crate::engine::{
+    Admit, ControlCall, FailureKind, HostCallError, MAX_LOG_BYTES_PER_EXECUTION, RunState, TaskContext, TaskFailure,
+    TaskRunner,
+};
 use crate::json::Json;
 use crate::model::{TaskDef, Workflow};
 use crate::module_store::ModuleBytes;
@@ -448,9 +451,16 @@ impl TaskRunner for Coordinator {
     }
 }
 
-/// Log bytes of one completion that are applied (the worker sends at most
-/// 4 MiB).
-const MAX_APPLIED_LOG_BYTES: usize = 4 << 20;
+/// Longest worker name kept from a completion (longer ones are cut).
+const MAX_WORKER_NAME_BYTES: usize = 128;
+
+/// A worker's name as a completion gives it, made one line and cut to
+/// [`MAX_WORKER_NAME_BYTES`].
+fn worker_name(name: &str) -> String {
+    let name = crate::engine::one_line(name);
+    let cut = name.floor_char_boundary(MAX_WORKER_NAME_BYTES);
+    if cut < name.len() { format!("{}...", &name[..cut]) } else { name.into_owned() }
+}
 
 /// The level names a completion may carry.
 fn level(name: &str) -> &'static str {
@@ -471,6 +481,8 @@ fn level(name: &str) -> &'static str {
 pub fn apply(mut ctx: TaskContext, mut c: Completion) -> (TaskContext, Result<Json, TaskFailure>) {
     let (task, module) = (ctx.info.task_id.clone(), ctx.info.module.clone());
     let bounds = ctx.bounds().clone();
+    // The worker's name goes into log lines and messages: one short line.
+    c.worker = worker_name(&c.worker);
     // What a worker says is checked as a local execution's would be.
     let cut = |m: &str| ctx.log_line(m).into_owned();
     let fix = |f: TaskFailure| match f.kind {
@@ -491,13 +503,17 @@ pub fn apply(mut ctx: TaskContext, mut c: Completion) -> (TaskContext, Result<Js
         Err(f) => Err(fix(f)),
     };
     c.failure = c.failure.map(fix);
-    let mut log_bytes = 0usize;
-    let kept = c.logs.iter().take_while(|(_, l)| {
-        log_bytes += l.len();
-        log_bytes <= MAX_APPLIED_LOG_BYTES
-    });
-    for (lvl, line) in kept {
+    for (lvl, line) in &c.logs {
         let line = ctx.log_line(line);
+        // The budget of a local execution's log lines.
+        match ctx.admit_log(line.len()) {
+            Admit::Yes => {}
+            Admit::Last => {
+                tracing::warn!(target: "task", task, module, worker = %c.worker, "further log lines of this execution are dropped: it logged more than {MAX_LOG_BYTES_PER_EXECUTION} bytes (MAX_LOG_BYTES_PER_EXECUTION)");
+                break;
+            }
+            Admit::No => break,
+        }
         match level(lvl) {
             "error" => tracing::error!(target: "task", task, module, worker = %c.worker, "{line}"),
             "warn" => tracing::warn!(target: "task", task, module, worker = %c.worker, "{line}"),
@@ -768,4 +784,15 @@ fn workflow_blob(workflow: &Workflow) -> Vec<u8> {
         channel: BTreeMap::new(),
     };
     crate::checkpoint::format::encode(&ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_worker_name_is_one_short_line() {
+        assert_eq!(super::worker_name("w-1"), "w-1");
+        let long = super::worker_name(&"W".repeat(100_000));
+        assert_eq!(long.len(), super::MAX_WORKER_NAME_BYTES + 3);
+        assert_eq!(super::worker_name("a\nfake line"), "a\\nfake line");
+    }
 }

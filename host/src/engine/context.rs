@@ -125,6 +125,8 @@ pub struct TaskContext {
     /// Flags that end a feedback wait early (the run pauses or is
     /// interrupted): the request then pauses the run at once.
     wait_stops: WaitStops,
+    /// Log bytes written so far (see [`MAX_LOG_BYTES_PER_EXECUTION`]).
+    logged: u64,
 }
 
 /// Allocates dynamic instance ids `<task>#<prefix><n>`, deterministic per run.
@@ -209,6 +211,7 @@ impl TaskContext {
             feedback: None,
             feedback_asked: 0,
             wait_stops: WaitStops::default(),
+            logged: 0,
         }
     }
 
@@ -638,15 +641,73 @@ impl TaskContext {
         Ok(())
     }
 
-    /// `logging.log`: cut to the log bound.
+    /// A line of text from the guest for the host's log (`logging.log`, its
+    /// output, its messages): made one line ([`one_line`]), then cut to
+    /// `max_log_bytes`.
     pub fn log_line<'a>(&self, message: &'a str) -> std::borrow::Cow<'a, str> {
         let max = usize::try_from(self.bounds.max_log_bytes).unwrap_or(usize::MAX);
-        if message.len() <= max {
-            return message.into();
+        let line = one_line(message);
+        if line.len() <= max {
+            return line;
         }
-        let cut = message.floor_char_boundary(max);
-        format!("{}... [{} more bytes cut]", &message[..cut], message.len() - cut).into()
+        let cut = line.floor_char_boundary(max);
+        format!("{}... [{} more bytes cut]", &line[..cut], line.len() - cut).into()
     }
+
+    /// Count `bytes` of log lines against [`MAX_LOG_BYTES_PER_EXECUTION`]:
+    /// `Admit::Yes` while within it, `Admit::Last` for the first line past it
+    /// (the caller says so once), `Admit::No` after.
+    pub fn admit_log(&mut self, bytes: usize) -> Admit {
+        let before = self.logged;
+        // A line costs its text and [`LOG_LINE_OVERHEAD`]: empty lines are
+        // not free.
+        self.logged = self.logged.saturating_add(bytes as u64 + LOG_LINE_OVERHEAD);
+        match (before <= MAX_LOG_BYTES_PER_EXECUTION, self.logged <= MAX_LOG_BYTES_PER_EXECUTION) {
+            (_, true) => Admit::Yes,
+            (true, false) => Admit::Last,
+            (false, false) => Admit::No,
+        }
+    }
+}
+
+/// Log bytes one execution may write to the host's log (`logging.log`);
+/// past it its lines are dropped, with one warning saying so. The same as a
+/// worker forwards per execution.
+pub const MAX_LOG_BYTES_PER_EXECUTION: u64 = 4 << 20;
+
+/// What a log line costs against [`MAX_LOG_BYTES_PER_EXECUTION`] beside its
+/// text (its timestamp, level and names in the host's log).
+pub const LOG_LINE_OVERHEAD: u64 = 64;
+
+/// Whether a log line is within [`MAX_LOG_BYTES_PER_EXECUTION`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Within it.
+    Yes,
+    /// The first line past it.
+    Last,
+    /// Past it.
+    No,
+}
+
+/// `text` with its control characters (line breaks included, tab excepted)
+/// written as escapes (`\n`, `\r`, `\u{1b}`): a guest's text is one line of
+/// the host's log and cannot forge another, nor drive the terminal.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 /// The channel key of a task's result.
@@ -658,6 +719,12 @@ pub fn result_key(task: &str) -> String {
 mod tests {
     use super::IdAllocator;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_guest_line_is_one_line() {
+        assert_eq!(super::one_line("plain\ttext"), "plain\ttext");
+        assert_eq!(super::one_line("a\nb\rc\u{1b}[31m\u{85}"), "a\\nb\\rc\\u{1b}[31m\\u{85}");
+    }
 
     #[test]
     fn rolled_back_counters_are_those_before_the_execution() {

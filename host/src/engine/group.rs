@@ -23,6 +23,9 @@ struct Seed<'a> {
     session_id: &'a str,
     input: &'a Json,
     cycle_counts: &'a BTreeMap<String, u32>,
+    /// The parent's id counters: a branch goes on from them, so an id made in
+    /// a group that runs again is never one made before.
+    id_counters: &'a BTreeMap<String, u32>,
     prefix: &'a str,
     budget: u64,
     queue_base: (u64, u64),
@@ -64,6 +67,7 @@ impl Frame<'_, '_> {
             session_id: &self.state.session_id,
             input: &self.state.input,
             cycle_counts: &self.state.cycle_counts,
+            id_counters: &self.state.id_counters,
             prefix: &self.prefix,
             budget: self.step_budget.saturating_sub(self.state.steps + 1),
             queue_base: self.queue_usage(),
@@ -116,6 +120,10 @@ impl Frame<'_, '_> {
                 *self.state.cycle_counts.entry(key.clone()).or_insert(0) += delta;
             }
             self.state.dynamic_tasks.extend(b.state.dynamic_tasks);
+            for (task, n) in b.state.id_counters {
+                let counter = self.state.id_counters.entry(task).or_insert(0);
+                *counter = (*counter).max(n);
+            }
             if let Ok(FrameEnd::Terminated(message)) = b.end {
                 terminate = Some(message);
             }
@@ -126,26 +134,85 @@ impl Frame<'_, '_> {
             results.push((b.member, value));
         }
         results.sort_by(|a, b| a.0.cmp(&b.0));
-        let (total, max) = (self.channel.size_bytes(), self.shared.workflow.settings.bounds.max_channel_bytes);
-        if total > max {
+        let bounds = &self.shared.workflow.settings.bounds;
+        let result = Json::object(results.iter().map(|(k, v)| (k.as_str(), v)));
+        if result.len() as u64 > bounds.max_value_bytes {
             return Err(RunError::Bound {
-                bound: "max_channel_bytes",
-                limit: max,
-                detail: format!("the branches of group '{}' together make the channel {total} bytes", spec.id),
+                bound: "max_value_bytes",
+                limit: bounds.max_value_bytes,
+                detail: format!("the result of group '{}' (its members' results) is {} bytes", spec.id, result.len()),
             });
         }
-        let result = Json::object(results.iter().map(|(k, v)| (k.as_str(), v)));
-        self.channel.set(&result_key(&spec.id), result.clone());
+        // The group's result is a value of its own in the channel, beside the
+        // members' results it copies.
+        let key = result_key(&spec.id);
+        let replaced = self.channel.get(&key).map_or(0, |old| crate::channel::entry_bytes(&key, old.len()));
+        let total =
+            (self.channel.size_bytes() + crate::channel::entry_bytes(&key, result.len())).saturating_sub(replaced);
+        if total > bounds.max_channel_bytes {
+            return Err(RunError::Bound {
+                bound: "max_channel_bytes",
+                limit: bounds.max_channel_bytes,
+                detail: format!(
+                    "the branches of group '{}' and its result together make the channel {total} bytes",
+                    spec.id
+                ),
+            });
+        }
+        self.channel.set(&key, result.clone());
         let skip_successors = terminate.is_some();
         self.complete(spec, Completion { result, next: Vec::new(), skip_successors, terminate, checkpoint })
     }
 }
 
-/// Run every member's branch, at most `parallelism` at a time; outcomes in member order.
+/// Most threads running branches at once in a run, whatever the workflow.
+pub const MAX_BRANCH_THREADS: usize = 1024;
+
+/// Stack of a branch thread: a branch may run a nested group's members on
+/// its own thread (when the run has no thread to spare), down to
+/// `flow::MAX_DEPTH` levels, the deepest one running a task.
+const BRANCH_STACK_BYTES: usize = 8 << 20;
+
+/// The threads a run may use for branches: twice what its static shape can
+/// run at once ([`crate::model::Workflow::max_concurrency`]: members running
+/// tasks plus members waiting for their nested groups), at most
+/// [`MAX_BRANCH_THREADS`]. A group that finds none to spare runs its members
+/// on its own thread, one after another, so a group that re-enters itself
+/// (`next_task` to the enclosing group) cannot multiply threads.
+pub struct BranchThreads {
+    live: AtomicUsize,
+    cap: usize,
+}
+
+impl BranchThreads {
+    /// The budget for `workflow`.
+    pub fn for_workflow(workflow: &crate::model::Workflow) -> BranchThreads {
+        let cap = workflow.max_concurrency().saturating_mul(2).clamp(1, MAX_BRANCH_THREADS);
+        BranchThreads { live: AtomicUsize::new(0), cap }
+    }
+
+    /// Take up to `wanted` threads; how many were taken.
+    fn take(&self, wanted: usize) -> usize {
+        let mut taken = 0;
+        let _ = self.live.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |live| {
+            taken = wanted.min(self.cap.saturating_sub(live));
+            Some(live + taken)
+        });
+        taken
+    }
+
+    fn give_back(&self, n: usize) {
+        self.live.fetch_sub(n, Ordering::SeqCst);
+    }
+}
+
+/// Run every member's branch, at most `parallelism` at a time (fewer when the
+/// run's [`BranchThreads`] are spent); outcomes in member order.
 fn run_branches(shared: &Shared, seed: &Seed, members: &[String], base: &Arc<dyn Channel>) -> Vec<Branch> {
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<Branch>>> = members.iter().map(|_| Mutex::new(None)).collect();
-    let workers = shared.workflow.settings.parallelism.clamp(1, members.len().max(1));
+    let wanted = shared.workflow.settings.parallelism.clamp(1, members.len().max(1));
+    let workers = shared.branch_threads.take(wanted);
     let work = || {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -154,11 +221,12 @@ fn run_branches(shared: &Shared, seed: &Seed, members: &[String], base: &Arc<dyn
             *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(branch);
         }
     };
-    std::thread::scope(|s| {
+    let spawned = std::thread::scope(|s| {
         let mut spawned = 0;
         for _ in 0..workers {
             // A thread the OS refuses is not a failure: fewer threads share the work.
-            match std::thread::Builder::new().name("graflow-branch".into()).spawn_scoped(s, work) {
+            let thread = std::thread::Builder::new().name("graflow-branch".into()).stack_size(BRANCH_STACK_BYTES);
+            match thread.spawn_scoped(s, work) {
                 Ok(_) => spawned += 1,
                 Err(e) => {
                     tracing::warn!("cannot start a branch thread ({e}); running the group with {spawned}");
@@ -166,10 +234,14 @@ fn run_branches(shared: &Shared, seed: &Seed, members: &[String], base: &Arc<dyn
                 }
             }
         }
+        shared.branch_threads.give_back(workers - spawned);
         if spawned == 0 {
             work();
         }
+        spawned
     });
+    // The scope joined them.
+    shared.branch_threads.give_back(spawned);
     // A worker that panicked makes `scope` panic, so every slot is filled;
     // an empty one would still be reported, not unwrapped.
     slots
@@ -191,6 +263,7 @@ fn run_branch(shared: &Shared, seed: &Seed, member: &str, base: Arc<dyn Channel>
     let overlay = Arc::new(Overlay::new(base));
     let mut state = RunState::empty(seed.session_id.to_string(), seed.input.clone());
     state.cycle_counts = seed.cycle_counts.clone();
+    state.id_counters = seed.id_counters.clone();
     state.queue.push_back(TaskSpec::for_node(&shared.workflow, member, None));
     let mut checkpoint = None;
     let end = {

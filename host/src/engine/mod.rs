@@ -20,7 +20,8 @@ mod state;
 mod writer;
 
 pub use context::{
-    ControlCall, Effects, HostBounds, HostCallError, IdAllocator, TaskContext, TaskInfo, WaitStops, result_key,
+    Admit, ControlCall, Effects, HostBounds, HostCallError, IdAllocator, MAX_LOG_BYTES_PER_EXECUTION, TaskContext,
+    TaskInfo, WaitStops, one_line, result_key,
 };
 pub use events::{Event, EventKind, Fanout, Listener, RunListener};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
@@ -314,6 +315,8 @@ pub(crate) struct Shared<'a> {
     /// refused at its boundary. And their bytes (once written).
     pub checkpoints_written: AtomicU64,
     pub checkpoint_bytes: AtomicU64,
+    /// Threads running branches of parallel groups, in the whole run.
+    pub branch_threads: group::BranchThreads,
     /// Where events go.
     pub listener: Listener,
     /// Steps completed in the whole run, branches included (for `max_steps`
@@ -439,6 +442,7 @@ impl<'a> Engine<'a> {
             max_steps: self.max_steps,
             checkpoints_written: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
+            branch_threads: group::BranchThreads::for_workflow(&self.workflow),
             listener: self.listener.clone(),
             steps_done: AtomicU64::new(state.steps),
             feedback: self.feedback.clone(),

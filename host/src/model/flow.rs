@@ -250,6 +250,12 @@ impl Parser {
 
 /// Parse a flow expression into its graph.
 pub fn parse(flow: &str) -> Result<FlowGraph, FlowError> {
+    parse_reserving(flow, &|_| false)
+}
+
+/// [`parse`], the generated group names also skipping the names `reserved`
+/// holds (tasks declared outside the flow).
+pub fn parse_reserving(flow: &str, reserved: &dyn Fn(&str) -> bool) -> Result<FlowGraph, FlowError> {
     let err = |(offset, message): (usize, String)| {
         let before: Vec<char> = flow.chars().take(offset.saturating_sub(1)).collect();
         let line = 1 + before.iter().filter(|c| **c == '\n').count();
@@ -285,12 +291,12 @@ pub fn parse(flow: &str) -> Result<FlowGraph, FlowError> {
         };
         return Err(err((tok.1, msg)));
     }
-    Ok(name_groups(p.out, &p.merged, &p.seen))
+    Ok(name_groups(p.out, &p.merged, &|name| p.seen.contains(name) || reserved(name)))
 }
 
 /// Give groups their generated names (`group_1`, ... in closing order, skipping
 /// names used by tasks) and drop groups merged into an enclosing one.
-fn name_groups(mut g: FlowGraph, merged: &[usize], tasks: &HashSet<String>) -> FlowGraph {
+fn name_groups(mut g: FlowGraph, merged: &[usize], taken: &dyn Fn(&str) -> bool) -> FlowGraph {
     let merged: HashSet<usize> = merged.iter().copied().collect();
     let mut names = Vec::with_capacity(g.groups.len());
     let mut n = 0;
@@ -302,7 +308,7 @@ fn name_groups(mut g: FlowGraph, merged: &[usize], tasks: &HashSet<String>) -> F
         let name = loop {
             n += 1;
             let candidate = format!("group_{n}");
-            if !tasks.contains(&candidate) {
+            if !taken(&candidate) {
                 break candidate;
             }
         };

@@ -109,7 +109,8 @@ impl WorkflowFile {
         let max_mb = limits.filter_map(|l| l.memory_mb).chain([default_mb]).max().unwrap_or(default_mb);
         // A flow that does not parse is reported by `resolve`; one instance
         // at a time is enough to get there.
-        let concurrency = flow::parse(&wf.flow).map_or(1, |f| {
+        let declared = |name: &str| self.file.tasks.contains_key(name);
+        let concurrency = flow::parse_reserving(&wf.flow, &declared).map_or(1, |f| {
             let groups: std::collections::HashMap<&str, &[String]> =
                 f.groups.iter().map(|(g, m)| (g.as_str(), m.as_slice())).collect();
             let members = |n: &str| groups.get(n).copied();
@@ -150,7 +151,10 @@ impl Resolver<'_> {
                 ));
             }
         }
-        let flow = flow::parse(&wf.flow).map_err(|error| LoadError::Flow { path: self.path.to_path_buf(), error })?;
+        // Generated group names skip the tasks declared outside the flow too.
+        let declared = |name: &str| self.file.tasks.contains_key(name);
+        let flow = flow::parse_reserving(&wf.flow, &declared)
+            .map_err(|error| LoadError::Flow { path: self.path.to_path_buf(), error })?;
         let modules = self.load_modules(loader)?;
         let tasks = self.tasks(&flow, &modules)?;
         let graph = self.graph(&flow)?;

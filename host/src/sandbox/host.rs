@@ -4,7 +4,7 @@
 
 use super::limits::Limiter;
 use super::output::Captured;
-use crate::engine::{HostCallError, TaskContext};
+use crate::engine::{Admit, HostCallError, MAX_LOG_BYTES_PER_EXECUTION, TaskContext};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -44,6 +44,7 @@ impl HostState {
         for (stream, captured) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let (kept, dropped) = captured.take();
             for line in String::from_utf8_lossy(&kept).lines() {
+                let line = ctx.log_line(line);
                 if stream == "stdout" {
                     tracing::info!(target: "task", task, module, "stdout: {line}");
                 } else {
@@ -161,7 +162,21 @@ impl graflow::task::control::Host for HostState {
 impl graflow::task::logging::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         let ctx = self.task()?;
-        let line = ctx.log_line(&message);
+        let line = ctx.log_line(&message).into_owned();
+        match ctx.admit_log(line.len()) {
+            Admit::Yes => {}
+            Admit::Last => {
+                let (task, module) = (ctx.info.task_id.as_str(), ctx.info.module.as_str());
+                let note = format!(
+                    "further log lines of this execution are dropped: it logged more than {} bytes (MAX_LOG_BYTES_PER_EXECUTION)",
+                    MAX_LOG_BYTES_PER_EXECUTION
+                );
+                tracing::warn!(target: "task", task, module, "{note}");
+                ctx.log_event("warn", &note);
+                return Ok(());
+            }
+            Admit::No => return Ok(()),
+        }
         let (task, module) = (ctx.info.task_id.as_str(), ctx.info.module.as_str());
         match level {
             LogLevel::Trace => tracing::trace!(target: "task", task, module, "{line}"),
@@ -216,8 +231,13 @@ impl graflow::task::feedback::Host for HostState {
         if let Err(e) = desk.post(&request) {
             return Ok(Err(e.to_string()));
         }
-        let line =
-            format!("waiting up to {} s for input: feedback request {}", request.timeout_ms / 1000, request.summary());
+        let line = ctx
+            .log_line(&format!(
+                "waiting up to {} s for input: feedback request {}",
+                request.timeout_ms / 1000,
+                request.summary()
+            ))
+            .into_owned();
         tracing::info!(target: "task", task = %request.task_id, "{line}");
         ctx.log_event("info", &line);
         let started = std::time::Instant::now();
@@ -232,7 +252,11 @@ impl graflow::task::feedback::Host for HostState {
         // The time waited does not count against the task's time limit.
         self.deadline += started.elapsed();
         match waited {
-            Ok(Some(answer)) => Ok(Ok(answer.as_str().to_string())),
+            // Checked like one found at once: the answer file may have been
+            // written by anyone who can write the checkpoint directory.
+            Ok(Some(answer)) => Ok(request.check_answer(&answer).map(|a| a.as_str().to_string()).map_err(|why| {
+                format!("the answer recorded for feedback request {} does not fit the question: {why}", request.id)
+            })),
             Ok(None) if self.abort.load(std::sync::atomic::Ordering::Relaxed) => {
                 Err(wasmtime::Error::new(super::Aborted))
             }
