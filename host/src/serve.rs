@@ -73,6 +73,10 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// that sends nothing is closed after it).
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long one connection may stay open, whatever it does (a body sent a
+/// byte at a time, a page never read): a browser opens another.
+pub const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Serve `state` on `addr` until the process ends; `ready` is called once
 /// listening, with the bound address. At most [`MAX_CONNECTIONS`] at once,
 /// each closed if its headers take longer than [`HEADER_READ_TIMEOUT`]; a
@@ -88,6 +92,14 @@ pub fn run(state: ServeState, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) 
         ready(listener.local_addr()?);
         let app = router(Arc::new(state));
         let live = Arc::new(AtomicUsize::new(0));
+        let refused = AtomicUsize::new(0);
+        /// Gives its connection's slot back however the connection ends.
+        struct Slot(Arc<AtomicUsize>);
+        impl Drop for Slot {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -97,20 +109,27 @@ pub fn run(state: ServeState, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) 
                     continue;
                 }
             };
+            let slot = Slot(live.clone());
             if live.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                live.fetch_sub(1, Ordering::SeqCst);
-                tracing::warn!("refused a connection: {MAX_CONNECTIONS} are open (serve::MAX_CONNECTIONS)");
+                drop(slot);
+                // Said at the 1st, 2nd, 4th, 8th... refusal, not at each.
+                let n = refused.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        "refused {n} connection(s) so far: {MAX_CONNECTIONS} are open (serve::MAX_CONNECTIONS)"
+                    );
+                }
                 continue;
             }
-            let (live, service) = (live.clone(), hyper_util::service::TowerToHyperService::new(app.clone()));
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
             tokio::spawn(async move {
+                let _slot = slot;
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                 // A connection's failure is its client's (closed, too slow).
-                let _ = connection.await;
-                live.fetch_sub(1, Ordering::SeqCst);
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
             });
         }
     })

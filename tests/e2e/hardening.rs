@@ -462,6 +462,12 @@ fn guest_log_lines_are_one_line_each_and_bounded_per_execution() {
     assert!(stderr.contains("first\\nFORGED host line\\rover\\u{1b}[31mred"), "{stderr}");
     assert!(!stderr.lines().any(|l| l.starts_with("FORGED")), "{stderr}");
     assert!(stderr.contains("out\\rback") && !stderr.contains('\r'), "{stderr}");
+    // Its error message too.
+    let failing = scripts(json!({"t": [{"op": "fail", "message": "boom\nFORGED host line"}]}));
+    let out = wf.run(&failing, &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("boom\\nFORGED host line"), "{out:?}");
+    assert!(!out.stderr.lines().any(|l| l.starts_with("FORGED")), "{out:?}");
     // 80 lines of 60,000 bytes: past MAX_LOG_BYTES_PER_EXECUTION (4 MiB) the
     // rest are dropped, said once.
     let input = scripts(json!({"t": vec![json!({"op": "log_big", "bytes": 60_000}); 80]}));

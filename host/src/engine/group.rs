@@ -108,6 +108,14 @@ impl Frame<'_, '_> {
         let mut results: Vec<(String, Json)> = Vec::new();
         let mut terminate = None;
         let mut checkpoint = None;
+        // Ids made by every branch, a failed one's too (they were seen, in
+        // events and logs): never made again.
+        for b in &branches {
+            for (task, n) in &b.state.id_counters {
+                let counter = self.state.id_counters.entry(task.clone()).or_insert(0);
+                *counter = (*counter).max(*n);
+            }
+        }
         for b in branches.into_iter().filter(|b| b.end.is_ok()) {
             b.overlay.commit_into(self.channel.as_ref());
             self.state.steps += b.state.steps;
@@ -120,10 +128,6 @@ impl Frame<'_, '_> {
                 *self.state.cycle_counts.entry(key.clone()).or_insert(0) += delta;
             }
             self.state.dynamic_tasks.extend(b.state.dynamic_tasks);
-            for (task, n) in b.state.id_counters {
-                let counter = self.state.id_counters.entry(task).or_insert(0);
-                *counter = (*counter).max(n);
-            }
             if let Ok(FrameEnd::Terminated(message)) = b.end {
                 terminate = Some(message);
             }
@@ -173,12 +177,13 @@ pub const MAX_BRANCH_THREADS: usize = 1024;
 /// `flow::MAX_DEPTH` levels, the deepest one running a task.
 const BRANCH_STACK_BYTES: usize = 8 << 20;
 
-/// The threads a run may use for branches: twice what its static shape can
-/// run at once ([`crate::model::Workflow::max_concurrency`]: members running
-/// tasks plus members waiting for their nested groups), at most
-/// [`MAX_BRANCH_THREADS`]. A group that finds none to spare runs its members
-/// on its own thread, one after another, so a group that re-enters itself
-/// (`next_task` to the enclosing group) cannot multiply threads.
+/// The threads a run may use for branches: what every group of the
+/// workflow running at once would take (each `parallelism` threads, or one
+/// per member if fewer), at most [`MAX_BRANCH_THREADS`]. A group that finds
+/// none to spare runs its members on its own thread, one after another (same
+/// results), so only a group running more than once at a time (one that
+/// re-enters itself through `next_task`) is held back, and it cannot multiply
+/// threads.
 pub struct BranchThreads {
     live: AtomicUsize,
     cap: usize,
@@ -187,7 +192,17 @@ pub struct BranchThreads {
 impl BranchThreads {
     /// The budget for `workflow`.
     pub fn for_workflow(workflow: &crate::model::Workflow) -> BranchThreads {
-        let cap = workflow.max_concurrency().saturating_mul(2).clamp(1, MAX_BRANCH_THREADS);
+        let p = workflow.settings.parallelism.max(1);
+        let cap = workflow
+            .graph
+            .nodes
+            .values()
+            .filter_map(|n| match n {
+                Node::Group(g) => Some(g.members.len().min(p)),
+                Node::Task => None,
+            })
+            .fold(0usize, usize::saturating_add)
+            .clamp(1, MAX_BRANCH_THREADS);
         BranchThreads { live: AtomicUsize::new(0), cap }
     }
 

@@ -427,7 +427,7 @@ fn classify(error: &wasmtime::Error, task: &TaskDef, max_value: u64, stderr: &Ca
     let said = if guest_said.is_empty() {
         String::new()
     } else {
-        format!("; the guest wrote: {}", last_lines(&guest_said, 5))
+        format!("; the guest wrote: {}", crate::engine::one_line(&last_lines(&guest_said, 5)))
     };
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => {
@@ -442,11 +442,13 @@ fn classify(error: &wasmtime::Error, task: &TaskDef, max_value: u64, stderr: &Ca
     }
 }
 
-/// `text` cut to `max` bytes, with a marker saying how much was cut.
+/// A guest's message made one line ([`crate::engine::one_line`]) and cut to
+/// `max` bytes, with a marker saying how much was cut.
 fn cut(text: &str, max: u64) -> String {
     let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let text = crate::engine::one_line(text);
     if text.len() <= max {
-        return text.to_string();
+        return text.into_owned();
     }
     let at = text.floor_char_boundary(max);
     format!("{}... [{} more bytes cut]", &text[..at], text.len() - at)
