@@ -27,6 +27,12 @@ fn chain(tasks: &[&str], extra: &str) -> Wf {
     workflow(&format!("[workflow]\nflow = \"{}\"\n{extra}\n{}", tasks.join(" >> "), scripted(tasks)))
 }
 
+/// [`chain`] of `t1 >> ... >> t<n>`.
+fn chain_of(n: usize, extra: &str) -> Wf {
+    let names: Vec<String> = (1..=n).map(|i| format!("t{i}")).collect();
+    chain(&names.iter().map(String::as_str).collect::<Vec<_>>(), extra)
+}
+
 #[test]
 fn deferred_checkpoint_resumes_with_successors() {
     let wf = chain(&["step_1", "step_2", "step_3"], "");
@@ -678,9 +684,7 @@ fn with_write_behind_a_request_the_task_was_told_is_accepted_is_written() {
 
 #[test]
 fn with_write_behind_the_max_steps_checkpoint_keeps_its_mode() {
-    let names: Vec<String> = (1..=8).map(|i| format!("t{i}")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let wf = chain(&refs, "");
+    let wf = chain_of(8, "");
     // A 20 MB value makes the first checkpoint slow, so boundaries are skipped
     // and one is owed when max-steps stops the run.
     let input = scripts(json!({"t1": [{"op": "big_value", "key": "blob", "bytes": 20_000_000}]}));
@@ -695,9 +699,7 @@ fn with_write_behind_the_max_steps_checkpoint_keeps_its_mode() {
 
 #[test]
 fn with_write_behind_a_task_that_fails_leaves_the_boundary_before_it() {
-    let names: Vec<String> = (1..=8).map(|i| format!("t{i}")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let wf = chain(&refs, "");
+    let wf = chain_of(8, "");
     // A 20 MB value makes the first checkpoint slow, so boundaries are skipped
     // while t2 to t7 run.
     let input = scripts(json!({
@@ -720,9 +722,7 @@ fn with_write_behind_a_task_that_fails_leaves_the_boundary_before_it() {
 
 #[test]
 fn with_write_behind_a_task_over_the_channel_bound_leaves_the_boundary_before_it() {
-    let names: Vec<String> = (1..=8).map(|i| format!("t{i}")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let wf = chain(&refs, "[workflow.bounds]\nmax_channel_bytes = 30000000");
+    let wf = chain_of(8, "[workflow.bounds]\nmax_channel_bytes = 30000000");
     let input = scripts(json!({
         "t1": [{"op": "big_value", "key": "blob", "bytes": 20_000_000}],
         "t8": [{"op": "big_value", "key": "more", "bytes": 15_000_000}],

@@ -445,6 +445,16 @@ fn generated_group_names_skip_tasks_declared_outside_the_flow() {
     assert_eq!(valid["tasks"]["group_1"]["in_flow"], json!(false), "{valid}");
 }
 
+/// Run `wf` with the guests' log lines on stderr: success, and stderr.
+fn run_logging(wf: &Wf, input: &Value) -> (bool, String) {
+    let out = command(wf.dir.path())
+        .env("GRAFLOW_LOG", "task=info")
+        .args(["run", "workflow.toml", "--input", &input.to_string()])
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 #[test]
 fn guest_log_lines_are_one_line_each_and_bounded_per_execution() {
     let wf = workflow(&format!("[workflow]\nflow = \"t\"\n{}", scripted(&["t"])));
@@ -452,13 +462,8 @@ fn guest_log_lines_are_one_line_each_and_bounded_per_execution() {
         {"op": "log", "message": "first\nFORGED host line\rover\u{1b}[31mred"},
         {"op": "print", "text": "out\rback"},
     ]}));
-    let out = command(wf.dir.path())
-        .env("GRAFLOW_LOG", "task=info")
-        .args(["run", "workflow.toml", "--input", &input.to_string()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (ok, stderr) = run_logging(&wf, &input);
+    assert!(ok, "{stderr}");
     assert!(stderr.contains("first\\nFORGED host line\\rover\\u{1b}[31mred"), "{stderr}");
     assert!(!stderr.lines().any(|l| l.starts_with("FORGED")), "{stderr}");
     assert!(stderr.contains("out\\rback") && !stderr.contains('\r'), "{stderr}");
@@ -471,13 +476,8 @@ fn guest_log_lines_are_one_line_each_and_bounded_per_execution() {
     // 80 lines of 60,000 bytes: past MAX_LOG_BYTES_PER_EXECUTION (4 MiB) the
     // rest are dropped, said once.
     let input = scripts(json!({"t": vec![json!({"op": "log_big", "bytes": 60_000}); 80]}));
-    let out = command(wf.dir.path())
-        .env("GRAFLOW_LOG", "task=info")
-        .args(["run", "workflow.toml", "--input", &input.to_string()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success());
+    let (ok, stderr) = run_logging(&wf, &input);
+    assert!(ok, "{stderr}");
     assert_eq!(stderr.matches("MAX_LOG_BYTES_PER_EXECUTION").count(), 1);
     assert!(stderr.len() < (4 << 20) + 200_000, "{} bytes of log", stderr.len());
 }
