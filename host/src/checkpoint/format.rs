@@ -301,43 +301,33 @@ fn decode_payload<C: bincode::config::Config>(
     values: Values,
     config: C,
 ) -> Result<Decoded, FormatError> {
-    let decode_err = |e: bincode::error::DecodeError| match e {
+    Ok(match version {
+        SchemaVersion::V1 => Decoded::Full(Box::new(whole::<v1::ContextV1, C>(payload, config)?.upgrade(values)?)),
+        SchemaVersion::V2 => {
+            Decoded::Full(Box::new(whole::<v2::ContextIn, C>(payload, config)?.into_context(values, owner)?))
+        }
+        SchemaVersion::V3 => {
+            Decoded::Increment(Box::new(whole::<v3::DeltaIn, C>(payload, config)?.into_delta(values, owner)?))
+        }
+    })
+}
+
+/// `payload` decoded as one `T` that uses all of it.
+fn whole<'p, T: serde::Deserialize<'p>, C: bincode::config::Config>(
+    payload: &'p [u8],
+    config: C,
+) -> Result<T, FormatError> {
+    let (value, used): (T, usize) = bincode::serde::borrow_decode_from_slice(payload, config).map_err(|e| match e {
         bincode::error::DecodeError::LimitExceeded => FormatError::Decode(format!(
             "a length in it claims more than the payload's {} bytes can hold (the decoder's allocation limit)",
             payload.len()
         )),
         e => FormatError::Decode(e.to_string()),
-    };
-    let leftover = |used: usize| {
-        (used != payload.len())
-            .then(|| FormatError::Decode(format!("{} bytes left over after the context", payload.len() - used)))
-    };
-    Ok(match version {
-        SchemaVersion::V1 => {
-            let (ctx, used): (v1::ContextV1, usize) =
-                bincode::serde::borrow_decode_from_slice(payload, config).map_err(decode_err)?;
-            if let Some(e) = leftover(used) {
-                return Err(e);
-            }
-            Decoded::Full(Box::new(ctx.upgrade(values)?))
-        }
-        SchemaVersion::V2 => {
-            let (ctx, used): (v2::ContextIn, usize) =
-                bincode::serde::borrow_decode_from_slice(payload, config).map_err(decode_err)?;
-            if let Some(e) = leftover(used) {
-                return Err(e);
-            }
-            Decoded::Full(Box::new(ctx.into_context(values, owner)?))
-        }
-        SchemaVersion::V3 => {
-            let (delta, used): (v3::DeltaIn, usize) =
-                bincode::serde::borrow_decode_from_slice(payload, config).map_err(decode_err)?;
-            if let Some(e) = leftover(used) {
-                return Err(e);
-            }
-            Decoded::Increment(Box::new(delta.into_delta(values, owner)?))
-        }
-    })
+    })?;
+    if used != payload.len() {
+        return Err(FormatError::Decode(format!("{} bytes left over after the context", payload.len() - used)));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]

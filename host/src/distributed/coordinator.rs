@@ -5,10 +5,7 @@
 use super::wire::{self, Completion, Dispatch};
 use super::{ALIVE_WINDOW, GROUP, Keys, RedisError, RedisOptions};
 use crate::channel::{Channel, ChannelError, MemoryChannel, PendingWrite};
-use crate::engine::{
-    Admit, ControlCall, FailureKind, HostCallError, MAX_LOG_BYTES_PER_EXECUTION, RunState, TaskContext, TaskFailure,
-    TaskRunner,
-};
+use crate::engine::{ControlCall, FailureKind, HostCallError, RunState, TaskContext, TaskFailure, TaskRunner};
 use crate::json::Json;
 use crate::model::{TaskDef, Workflow};
 use crate::module_store::ModuleBytes;
@@ -506,13 +503,8 @@ pub fn apply(mut ctx: TaskContext, mut c: Completion) -> (TaskContext, Result<Js
     for (lvl, line) in &c.logs {
         let line = ctx.log_line(line);
         // The budget of a local execution's log lines.
-        match ctx.admit_log(line.len()) {
-            Admit::Yes => {}
-            Admit::Last => {
-                tracing::warn!(target: "task", task, module, worker = %c.worker, "further log lines of this execution are dropped: it logged more than {MAX_LOG_BYTES_PER_EXECUTION} bytes (MAX_LOG_BYTES_PER_EXECUTION)");
-                break;
-            }
-            Admit::No => break,
+        if !ctx.admit_log(line.len()) {
+            break;
         }
         match level(lvl) {
             "error" => tracing::error!(target: "task", task, module, worker = %c.worker, "{line}"),

@@ -654,19 +654,26 @@ impl TaskContext {
         format!("{}... [{} more bytes cut]", &line[..cut], line.len() - cut).into()
     }
 
-    /// Count `bytes` of log lines against [`MAX_LOG_BYTES_PER_EXECUTION`]:
-    /// `Admit::Yes` while within it, `Admit::Last` for the first line past it
-    /// (the caller says so once), `Admit::No` after.
-    pub fn admit_log(&mut self, bytes: usize) -> Admit {
+    /// Count a log line of `bytes` against [`MAX_LOG_BYTES_PER_EXECUTION`]:
+    /// true while within it. The first line past it is dropped with a
+    /// warning saying so (in the host's log and as an event), the later ones
+    /// silently.
+    pub fn admit_log(&mut self, bytes: usize) -> bool {
         let before = self.logged;
         // A line costs its text and [`LOG_LINE_OVERHEAD`]: empty lines are
         // not free.
         self.logged = self.logged.saturating_add(bytes as u64 + LOG_LINE_OVERHEAD);
-        match (before <= MAX_LOG_BYTES_PER_EXECUTION, self.logged <= MAX_LOG_BYTES_PER_EXECUTION) {
-            (_, true) => Admit::Yes,
-            (true, false) => Admit::Last,
-            (false, false) => Admit::No,
+        if self.logged <= MAX_LOG_BYTES_PER_EXECUTION {
+            return true;
         }
+        if before <= MAX_LOG_BYTES_PER_EXECUTION {
+            let note = format!(
+                "further log lines of this execution are dropped: it logged more than {MAX_LOG_BYTES_PER_EXECUTION} bytes (MAX_LOG_BYTES_PER_EXECUTION)"
+            );
+            tracing::warn!(target: "task", task = %self.info.task_id, module = %self.info.module, "{note}");
+            self.log_event("warn", &note);
+        }
+        false
     }
 }
 
@@ -678,17 +685,6 @@ pub const MAX_LOG_BYTES_PER_EXECUTION: u64 = 4 << 20;
 /// What a log line costs against [`MAX_LOG_BYTES_PER_EXECUTION`] beside its
 /// text (its timestamp, level and names in the host's log).
 pub const LOG_LINE_OVERHEAD: u64 = 64;
-
-/// Whether a log line is within [`MAX_LOG_BYTES_PER_EXECUTION`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
-    /// Within it.
-    Yes,
-    /// The first line past it.
-    Last,
-    /// Past it.
-    No,
-}
 
 /// `text` with its control characters (line breaks included, tab excepted)
 /// written as escapes (`\n`, `\r`, `\u{1b}`): a guest's text is one line of

@@ -20,8 +20,8 @@ mod state;
 mod writer;
 
 pub use context::{
-    Admit, ControlCall, Effects, HostBounds, HostCallError, IdAllocator, MAX_LOG_BYTES_PER_EXECUTION, TaskContext,
-    TaskInfo, WaitStops, one_line, result_key,
+    ControlCall, Effects, HostBounds, HostCallError, IdAllocator, MAX_LOG_BYTES_PER_EXECUTION, TaskContext, TaskInfo,
+    WaitStops, one_line, result_key,
 };
 pub use events::{Event, EventKind, Fanout, Listener, RunListener};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};

@@ -488,20 +488,9 @@ fn terminate_inside_a_branch_ends_the_workflow_after_the_group() {
     assert!(!fake.log().contains(&"after".to_string()));
 }
 
-/// Keeps every checkpoint the engine asks for; ids are `cp1`, `cp2`, ...
-struct Keep(Vec<(RunState, CheckpointRequest)>);
-
-impl CheckpointSink for Keep {
-    fn write(
-        &mut self,
-        _: &Workflow,
-        s: &RunState,
-        _: &BTreeMap<String, Json>,
-        r: &CheckpointRequest,
-    ) -> Result<Written, SinkError> {
-        self.0.push((s.clone(), r.clone()));
-        Ok(Written { id: format!("cp{}", self.0.len()), bytes: 1, fresh: true })
-    }
+/// Keeps every checkpoint the engine asks for at once; ids are `cp1`, `cp2`, ...
+fn keep() -> Slow {
+    Slow::new(0, usize::MAX)
 }
 
 #[test]
@@ -513,15 +502,15 @@ fn interrupt_stops_at_a_task_boundary_with_the_queue_intact() {
         f2.store(true, std::sync::atomic::Ordering::Relaxed);
         ok(serde_json::json!("b"))
     });
-    let mut sink = Keep(Vec::new());
+    let mut sink = keep();
     let mut state = RunState::new(&wf, "s".into(), j("{}"));
     let channel = Arc::new(MemoryChannel::default());
     let report = Engine::new(wf.clone(), &fake).with_interrupt(flag).run(&mut state, &channel, &mut sink).unwrap();
     assert_eq!(report.status, RunStatus::Interrupted(Written { id: "cp1".into(), bytes: 1, fresh: true }));
     assert_eq!(fake.log(), ["a", "b"]);
-    assert_eq!(sink.0[0].0.pending_ids(), ["c"]);
-    assert_eq!(sink.0[0].1.mode, CheckpointMode::Interrupt);
-    assert_eq!(sink.0[0].1.task_id.as_deref(), Some("b"), "the interrupt checkpoint names the last completed task");
+    assert_eq!(sink.kept[0].0.pending_ids(), ["c"]);
+    assert_eq!(sink.kept[0].1.mode, CheckpointMode::Interrupt);
+    assert_eq!(sink.kept[0].1.task_id.as_deref(), Some("b"), "the interrupt checkpoint names the last completed task");
 }
 
 #[test]
@@ -531,11 +520,11 @@ fn deferred_checkpoint_is_written_after_successors_are_queued() {
         ctx.request_checkpoint(r#"{"stage":"mid"}"#).unwrap();
         ok(serde_json::json!("b"))
     });
-    let mut sink = Keep(Vec::new());
+    let mut sink = keep();
     let mut state = RunState::new(&wf, "s".into(), j("{}"));
     let channel = Arc::new(MemoryChannel::default());
     Engine::new(wf.clone(), &fake).run(&mut state, &channel, &mut sink).unwrap();
-    let (s, r) = &sink.0[0];
+    let (s, r) = &sink.kept[0];
     assert_eq!(s.completed, ["a", "b"]);
     assert_eq!(s.pending_ids(), ["c"]);
     assert_eq!((r.task_id.as_deref(), r.cycle_count, r.mode), (Some("b"), 1, CheckpointMode::Deferred));
@@ -591,14 +580,14 @@ fn branches_finish_their_chains_after_an_interrupt() {
         f2.store(true, std::sync::atomic::Ordering::Relaxed);
         ok(serde_json::json!("a"))
     });
-    let mut sink = Keep(Vec::new());
+    let mut sink = keep();
     let mut state = RunState::new(&wf, "s".into(), j("{}"));
     let channel = Arc::new(MemoryChannel::default());
     let report = Engine::new(wf.clone(), &fake).with_interrupt(flag).run(&mut state, &channel, &mut sink).unwrap();
     assert!(matches!(report.status, RunStatus::Interrupted(_)));
     assert!(fake.log().contains(&"b".to_string()), "the branch's chain went on: {:?}", fake.log());
-    assert_eq!(sink.0[0].0.pending_ids(), ["d"], "the group completed; its successor waits");
-    assert_eq!(sink.0[0].1.task_id.as_deref(), Some("group_1"));
+    assert_eq!(sink.kept[0].0.pending_ids(), ["d"], "the group completed; its successor waits");
+    assert_eq!(sink.kept[0].1.task_id.as_deref(), Some("group_1"));
 }
 
 #[test]
@@ -613,12 +602,26 @@ fn max_steps_counts_every_branch() {
     assert!(fake.log().len() <= 22, "the branches shared one budget: {} executions", fake.log().len());
 }
 
-/// A sink that takes `delay` per checkpoint (a slow disk), failing from the
-/// `fail_from`-th write on.
+/// A sink that keeps every checkpoint, taking `delay` for each (a slow disk),
+/// failing from the `fail_from`-th write on.
 struct Slow {
     kept: Vec<(RunState, CheckpointRequest)>,
     delay: std::time::Duration,
     fail_from: usize,
+}
+
+impl Slow {
+    fn new(delay_ms: u64, fail_from: usize) -> Slow {
+        Slow { kept: Vec::new(), delay: std::time::Duration::from_millis(delay_ms), fail_from }
+    }
+}
+
+/// Run `wf` from the start with `--checkpoint-every 1`, written behind if
+/// `behind`, into `sink`.
+fn every_1(wf: &Arc<Workflow>, fake: &Fake, behind: bool, sink: &mut Slow) -> Result<RunReport, RunError> {
+    let mut state = RunState::new(wf, "s".into(), j("{}"));
+    let channel = Arc::new(MemoryChannel::default());
+    Engine::new(wf.clone(), fake).checkpoint_every(Some(1)).write_behind(behind).run(&mut state, &channel, sink)
 }
 
 impl CheckpointSink for Slow {
@@ -649,15 +652,8 @@ fn write_behind_skips_boundaries_while_the_writer_is_busy_and_writes_the_last() 
     let wf = chain_of(40);
     let fake = Fake::default();
     for (behind, delay_ms) in [(false, 0), (true, 15)] {
-        let mut sink =
-            Slow { kept: Vec::new(), delay: std::time::Duration::from_millis(delay_ms), fail_from: usize::MAX };
-        let mut state = RunState::new(&wf, "s".into(), j("{}"));
-        let channel = Arc::new(MemoryChannel::default());
-        let report = Engine::new(wf.clone(), &fake)
-            .checkpoint_every(Some(1))
-            .write_behind(behind)
-            .run(&mut state, &channel, &mut sink)
-            .unwrap();
+        let mut sink = Slow::new(delay_ms, usize::MAX);
+        let report = every_1(&wf, &fake, behind, &mut sink).unwrap();
         let steps: Vec<u64> = sink.kept.iter().map(|(s, _)| s.steps).collect();
         assert_eq!(report.checkpoints.len(), steps.len());
         assert_eq!(steps.last(), Some(&40), "the last boundary is always written");
@@ -679,14 +675,8 @@ fn write_behind_reports_a_failed_checkpoint_and_writes_deferred_ones_in_turn() {
         ctx.request_checkpoint("null").unwrap();
         ok(serde_json::json!(null))
     });
-    let mut sink = Slow { kept: Vec::new(), delay: std::time::Duration::from_millis(50), fail_from: 3 };
-    let mut state = RunState::new(&wf, "s".into(), j("{}"));
-    let channel = Arc::new(MemoryChannel::default());
-    let err = Engine::new(wf.clone(), &fake)
-        .checkpoint_every(Some(1))
-        .write_behind(true)
-        .run(&mut state, &channel, &mut sink)
-        .unwrap_err();
+    let mut sink = Slow::new(50, 3);
+    let err = every_1(&wf, &fake, true, &mut sink).unwrap_err();
     assert!(matches!(&err, RunError::Checkpoint { .. }), "{err:?}");
     assert!(crate::error_chain(&err).contains("the disk is gone"), "{}", crate::error_chain(&err));
     let kept: Vec<(u64, CheckpointMode)> = sink.kept.iter().map(|(s, r)| (s.steps, r.mode)).collect();
@@ -701,14 +691,8 @@ fn write_behind_reports_a_failed_checkpoint_and_writes_deferred_ones_in_turn() {
 fn write_behind_never_writes_the_state_of_a_failed_task() {
     let wf = chain_of(12);
     let fake = Fake::default().on("t6", |_, _| Err(TaskFailure::new(FailureKind::Failed, "no")));
-    let mut sink = Slow { kept: Vec::new(), delay: std::time::Duration::from_millis(30), fail_from: usize::MAX };
-    let mut state = RunState::new(&wf, "s".into(), j("{}"));
-    let channel = Arc::new(MemoryChannel::default());
-    let err = Engine::new(wf.clone(), &fake)
-        .checkpoint_every(Some(1))
-        .write_behind(true)
-        .run(&mut state, &channel, &mut sink)
-        .unwrap_err();
+    let mut sink = Slow::new(30, usize::MAX);
+    let err = every_1(&wf, &fake, true, &mut sink).unwrap_err();
     assert!(matches!(err, RunError::TaskFailed { .. }), "{err:?}");
     assert!(!sink.kept.is_empty());
     for (s, _) in &sink.kept {

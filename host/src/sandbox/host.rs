@@ -4,7 +4,7 @@
 
 use super::limits::Limiter;
 use super::output::Captured;
-use crate::engine::{Admit, HostCallError, MAX_LOG_BYTES_PER_EXECUTION, TaskContext};
+use crate::engine::{HostCallError, TaskContext};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -163,19 +163,8 @@ impl graflow::task::logging::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         let ctx = self.task()?;
         let line = ctx.log_line(&message).into_owned();
-        match ctx.admit_log(line.len()) {
-            Admit::Yes => {}
-            Admit::Last => {
-                let (task, module) = (ctx.info.task_id.as_str(), ctx.info.module.as_str());
-                let note = format!(
-                    "further log lines of this execution are dropped: it logged more than {} bytes (MAX_LOG_BYTES_PER_EXECUTION)",
-                    MAX_LOG_BYTES_PER_EXECUTION
-                );
-                tracing::warn!(target: "task", task, module, "{note}");
-                ctx.log_event("warn", &note);
-                return Ok(());
-            }
-            Admit::No => return Ok(()),
+        if !ctx.admit_log(line.len()) {
+            return Ok(());
         }
         let (task, module) = (ctx.info.task_id.as_str(), ctx.info.module.as_str());
         match level {
