@@ -54,8 +54,17 @@ task: host
 host:
 	$(CARGO) build --release
 
+# libtest hides the stderr of passing tests, so a test that skips (a missing
+# redis-server, chromium or `script`) also appends a line to SKIP_LOG
+# (tests/e2e/support.rs, `skipped`): printed after the run. The exit status is
+# cargo test's.
+SKIP_LOG := $(CURDIR)/target/skipped-tests.txt
 test: guests
-	$(CARGO) test --release --workspace
+	@mkdir -p target && rm -f "$(SKIP_LOG)"
+	@echo "$(CARGO) test --release --workspace"
+	@status=0; GRAFLOW_SKIP_LOG="$(SKIP_LOG)" $(CARGO) test --release --workspace || status=$$?; \
+	if [ -s "$(SKIP_LOG)" ]; then cat "$(SKIP_LOG)"; else echo "no test skipped"; fi; \
+	exit $$status
 
 demo: guests host
 	@bash scripts/demo.sh $(BIN)

@@ -149,7 +149,7 @@ def scaling():
             wf.execute("src", max_steps=5000)
             samples.append(time.perf_counter() - started)
     ms = statistics.median(samples) * 1e3
-    emit("group_1000", ms * 1000 / 1002, "us/task", f"src >> (1,000 parallel no-ops, THREADING) >> sink: {ms:.1} ms per run, median of 5")
+    emit("group_1000", ms * 1000 / 1002, "us/task", f"src >> (1,000 parallel no-ops, THREADING) >> sink: {ms:.1f} ms per run, median of 5")
 
     def loop10k(ctx, data=None):
         n = data or 0

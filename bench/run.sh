@@ -31,19 +31,35 @@ fi
   echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "commit=$(git rev-parse --short HEAD)$([ -n "$(git status --porcelain)" ] && echo ' (with uncommitted changes)')"
 } > "$OUT/measured.txt"
+# A measurement that could not be made is a row of unit "error": the report
+# lists it under "Failures" instead of leaving a silent gap.
+failed() { # file name detail
+  python3 -c 'import json, sys; print(json.dumps({"name": sys.argv[1], "value": 0, "unit": "error", "detail": sys.argv[2]}))' \
+    "$2" "$3" | tee -a "$1" >&2
+}
 echo "== graflow-host workloads (cargo bench --bench workloads)" >&2
 cargo bench --quiet --bench workloads 2>/dev/null | grep '^{' | tee "$OUT/ours.jsonl" >&2
 cargo bench --quiet --bench workloads -- rss_10k 2>/dev/null | grep '^{' | tee -a "$OUT/ours.jsonl" >&2
+if [ -z "$REDIS_PID" ]; then
+  failed "$OUT/ours.jsonl" distributed_not_run "redis-server is not installed: no Redis row was measured, ours or Graflow's (apt-get install redis-server)"
+fi
 echo "== Graflow 0.2.0 workloads (bench/graflow_bench.py)" >&2
 # Graflow makes a feedback_data/ folder in the working directory of every run:
 # its runs work in target/bench-graflow.
 mkdir -p target/bench-graflow
 PY="$ROOT/bench/.venv/bin/python"
-(cd target/bench-graflow && BENCH_TMP="$ROOT/target" "$PY" "$ROOT/bench/graflow_bench.py") | tee "$OUT/graflow.jsonl" >&2
-(cd target/bench-graflow && "$PY" "$ROOT/bench/graflow_bench.py" rss) | tee -a "$OUT/graflow.jsonl" >&2
+: > "$OUT/graflow.jsonl"
+if ! (cd target/bench-graflow && BENCH_TMP="$ROOT/target" "$PY" "$ROOT/bench/graflow_bench.py") | tee -a "$OUT/graflow.jsonl" >&2; then
+  failed "$OUT/graflow.jsonl" graflow_bench_failed "bench/graflow_bench.py stopped with an error (printed by make bench): the Graflow rows after the last one it printed are missing"
+fi
+if ! (cd target/bench-graflow && "$PY" "$ROOT/bench/graflow_bench.py" rss) | tee -a "$OUT/graflow.jsonl" >&2; then
+  failed "$OUT/graflow.jsonl" graflow_bench_rss_failed "bench/graflow_bench.py rss stopped with an error (printed by make bench)"
+fi
 if [ -n "$REDIS_PID" ]; then
   echo "== Graflow 0.2.0 Redis workers (bench/graflow_redis_bench.py)" >&2
-  (cd target/bench-graflow && "$PY" "$ROOT/bench/graflow_redis_bench.py" "$BENCH_REDIS_PORT") | tee -a "$OUT/graflow.jsonl" >&2
+  if ! (cd target/bench-graflow && "$PY" "$ROOT/bench/graflow_redis_bench.py" "$BENCH_REDIS_PORT") | tee -a "$OUT/graflow.jsonl" >&2; then
+    failed "$OUT/graflow.jsonl" graflow_redis_bench_failed "bench/graflow_redis_bench.py stopped with an error (printed by make bench): the Graflow Redis rows after the last one it printed are missing"
+  fi
 fi
 # Written aside first: the report names the commit and whether the tree is clean.
 python3 bench/report.py "$OUT/ours.jsonl" "$OUT/graflow.jsonl" > "$OUT/benchmarks.md"

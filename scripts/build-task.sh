@@ -31,12 +31,54 @@ js_toolchain() {
   fi
 }
 
+# After a failed build: the first syntax error of the source (or a sibling
+# module) as the language reports it, file and line, instead of the tool's
+# backtrace or error count. Only then: the python3 on PATH may be older than
+# the one componentize-py embeds.
+python_syntax() {
+  python3 -I -c '
+import sys
+for path in sys.argv[1:]:
+    try:
+        with open(path, "rb") as f:
+            compile(f.read(), path, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        line = (e.text or "").rstrip("\r\n")
+        print(f"{e.filename}:{e.lineno}:{e.offset or 0}: {type(e).__name__}: {e.msg}")
+        if line.strip():
+            print("    " + line)
+            if e.offset:
+                print("    " + " " * (e.offset - 1) + "^")
+        sys.exit(1)
+    except (ValueError, OSError):
+        pass
+' "$SRC_ABS" "$(dirname "$SRC_ABS")"/*.py >&2 || true
+}
+
+js_syntax() {
+  command -v node >/dev/null || return 0
+  local check
+  check=$(mktemp -d)
+  for f in "$SRC_ABS" "$(dirname "$SRC_ABS")"/*.js; do
+    [ -f "$f" ] || continue
+    cp "$f" "$check/check.mjs"
+    if ! node --check "$check/check.mjs" 2>"$check/err"; then
+      sed -e "s|$check/check.mjs|$f|" -e '/^    at /d' -e '/^Node.js /d' "$check/err" >&2
+      break
+    fi
+  done
+  rm -rf "$check"
+}
+
 case "$SRC" in
   *.py)
     python_toolchain
     module=$(basename "$SRC" .py)
-    "$TOOLS/py/bin/componentize-py" -d "$ROOT/wit" -w task-module componentize \
-      -p "$ROOT/guest-sdk/python" -p "$(dirname "$SRC_ABS")" "$module" -o "$OUT_ABS" >/dev/null
+    if ! "$TOOLS/py/bin/componentize-py" -d "$ROOT/wit" -w task-module componentize \
+      -p "$ROOT/guest-sdk/python" -p "$(dirname "$SRC_ABS")" "$module" -o "$OUT_ABS" >/dev/null; then
+      python_syntax
+      exit 1
+    fi
     ;;
   *.js)
     js_toolchain
@@ -46,8 +88,11 @@ case "$SRC" in
     trap 'rm -rf "$work"' EXIT
     cp -r "$(dirname "$SRC_ABS")"/. "$work/"
     cp "$ROOT/guest-sdk/js/graflow.js" "$work/graflow.js"
-    (cd "$work" && "$TOOLS/js/node_modules/.bin/componentize-js" "$(basename "$SRC")" \
-      --wit "$ROOT/wit" -n task-module -d http fetch-event -o "$OUT_ABS" >/dev/null)
+    if ! (cd "$work" && "$TOOLS/js/node_modules/.bin/componentize-js" "$(basename "$SRC")" \
+      --wit "$ROOT/wit" -n task-module -d http fetch-event -o "$OUT_ABS" >/dev/null); then
+      js_syntax
+      exit 1
+    fi
     ;;
   *)
     echo "build-task.sh: $SRC is neither a .py nor a .js file" >&2

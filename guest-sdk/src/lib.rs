@@ -47,7 +47,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 /// Everything a task module usually imports.
 pub mod prelude {
-    pub use crate::{TaskError, TaskInfo, channel, control, feedback, log, results};
+    pub use crate::{TaskError, TaskInfo, channel, control, feedback, http, llm, log, results};
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::{Value, json};
 }
@@ -157,6 +157,333 @@ pub mod control {
     /// About the running task: id, name, session, cycle and retry counts.
     pub fn info() -> TaskInfo {
         wit::control::info()
+    }
+}
+
+/// Outbound HTTP through the host's gate: only the origins the workflow
+/// grants this task are reachable, and headers the workflow attaches (API
+/// keys) are added by the host, never visible here. Docs: docs/network.md.
+///
+/// ```ignore
+/// let page = http::get("https://api.example.com/v1/items")?.text();
+/// let made = http::Request::post("https://api.example.com/v1/items").json(&json!({"a": 1}))?.send()?;
+/// ```
+pub mod http {
+    use super::*;
+    use std::time::Duration;
+    use wit::http as w;
+
+    /// Why a request got no response.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum HttpError {
+        /// The task's grant does not allow the origin (or the address it resolves to).
+        Denied(String),
+        /// A bound was reached; the text names its key.
+        Limit(String),
+        /// A wait ran out.
+        Timeout(String),
+        /// The URL, a header or the method is malformed.
+        Invalid(String),
+        /// DNS, connection, TLS or protocol failure.
+        Failed(String),
+    }
+
+    impl std::fmt::Display for HttpError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                HttpError::Denied(s) => write!(f, "request denied: {s}"),
+                HttpError::Limit(s) => write!(f, "request over a bound: {s}"),
+                HttpError::Timeout(s) => write!(f, "request timed out: {s}"),
+                HttpError::Invalid(s) => write!(f, "invalid request: {s}"),
+                HttpError::Failed(s) => write!(f, "request failed: {s}"),
+            }
+        }
+    }
+
+    impl std::error::Error for HttpError {}
+
+    impl From<w::HttpError> for HttpError {
+        fn from(e: w::HttpError) -> HttpError {
+            match e {
+                w::HttpError::Denied(s) => HttpError::Denied(s),
+                w::HttpError::Limit(s) => HttpError::Limit(s),
+                w::HttpError::Timeout(s) => HttpError::Timeout(s),
+                w::HttpError::Invalid(s) => HttpError::Invalid(s),
+                w::HttpError::Failed(s) => HttpError::Failed(s),
+            }
+        }
+    }
+
+    /// A whole response.
+    #[derive(Debug, Clone)]
+    pub struct Response {
+        /// Status code.
+        pub status: u16,
+        /// Headers, names in lower case.
+        pub headers: Vec<(String, String)>,
+        /// The body.
+        pub body: Vec<u8>,
+    }
+
+    impl Response {
+        /// The body as text (invalid UTF-8 replaced).
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+        /// The body decoded from JSON.
+        pub fn json<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+            serde_json::from_slice(&self.body).map_err(|e| TaskError::failed(format!("the response is not the JSON expected: {e}")))
+        }
+        /// The first value of header `name` (any case).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        }
+        /// True for a 2xx status.
+        pub fn ok(&self) -> bool {
+            (200..300).contains(&self.status)
+        }
+    }
+
+    /// A request being built.
+    #[derive(Debug, Clone)]
+    pub struct Request {
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        timeout: Option<Duration>,
+        follow_redirects: bool,
+    }
+
+    impl Request {
+        /// A request with `method` to `url` (follows redirects).
+        pub fn new(method: &str, url: &str) -> Request {
+            Request { method: method.into(), url: url.into(), headers: vec![], body: vec![], timeout: None, follow_redirects: true }
+        }
+        /// `GET url`.
+        pub fn get(url: &str) -> Request {
+            Request::new("GET", url)
+        }
+        /// `POST url`.
+        pub fn post(url: &str) -> Request {
+            Request::new("POST", url)
+        }
+        /// Add a header.
+        pub fn header(mut self, name: &str, value: &str) -> Request {
+            self.headers.push((name.into(), value.into()));
+            self
+        }
+        /// Set the body.
+        pub fn body(mut self, body: impl Into<Vec<u8>>) -> Request {
+            self.body = body.into();
+            self
+        }
+        /// Set a JSON body (and `content-type: application/json`).
+        pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Result<Request, TaskError> {
+            Ok(self.header("content-type", "application/json").body(to_json(value)?))
+        }
+        /// Give up after `timeout` (never later than the task's own limit).
+        pub fn timeout(mut self, timeout: Duration) -> Request {
+            self.timeout = Some(timeout);
+            self
+        }
+        /// Do not follow redirects.
+        pub fn no_redirects(mut self) -> Request {
+            self.follow_redirects = false;
+            self
+        }
+        /// Send it and wait for the whole response.
+        pub fn send(self) -> Result<Response, HttpError> {
+            let req = w::Request {
+                method: self.method,
+                url: self.url,
+                headers: self.headers,
+                body: self.body,
+                timeout_ms: self.timeout.map(|t| t.as_millis().min(u32::MAX as u128) as u32),
+                follow_redirects: self.follow_redirects,
+            };
+            let r = w::send(&req)?;
+            Ok(Response { status: r.status, headers: r.headers, body: r.body })
+        }
+    }
+
+    /// `GET url`.
+    pub fn get(url: &str) -> Result<Response, HttpError> {
+        Request::get(url).send()
+    }
+
+    /// `POST url` with `value` as a JSON body.
+    pub fn post_json<T: Serialize + ?Sized>(url: &str, value: &T) -> Result<Response, TaskError> {
+        Ok(Request::post(url).json(value)?.send()?)
+    }
+}
+
+/// A language model configured by the workflow (`[workflow.llm]`), called
+/// by the host: the API key stays in the host. Like Graflow's injected LLM
+/// client. Docs: docs/network.md.
+///
+/// ```ignore
+/// let answer = llm::Chat::new().system("Be brief.").user("Capital of France?").send()?;
+/// ```
+pub mod llm {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::{Value, json};
+    use wit::llm as w;
+
+    /// Why a chat call failed.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum LlmError {
+        /// No provider configured, or the task may not reach it.
+        Denied(String),
+        /// A token budget or another bound; the text names its key.
+        Limit(String),
+        /// The provider answered with an error.
+        Provider(String),
+        /// The request is malformed.
+        Invalid(String),
+        /// Timeout, connection or protocol failure.
+        Failed(String),
+    }
+
+    impl std::fmt::Display for LlmError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                LlmError::Denied(s) => write!(f, "model call denied: {s}"),
+                LlmError::Limit(s) => write!(f, "model call over a bound: {s}"),
+                LlmError::Provider(s) => write!(f, "model provider error: {s}"),
+                LlmError::Invalid(s) => write!(f, "invalid model call: {s}"),
+                LlmError::Failed(s) => write!(f, "model call failed: {s}"),
+            }
+        }
+    }
+
+    impl std::error::Error for LlmError {}
+
+    /// A tool the model asks to call.
+    #[derive(Debug, Clone)]
+    pub struct ToolCall {
+        /// Its id (answer with [`Chat::tool_result`]).
+        pub id: String,
+        /// The function name.
+        pub name: String,
+        /// The arguments, JSON text.
+        pub arguments: String,
+    }
+
+    impl ToolCall {
+        /// The arguments decoded.
+        pub fn args<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+            from_json("tool call arguments", &self.arguments)
+        }
+    }
+
+    /// The model's answer.
+    #[derive(Debug, Clone)]
+    pub struct Answer {
+        /// The assistant message (append it to the conversation).
+        pub message: Value,
+        /// Its text.
+        pub content: Option<String>,
+        /// Tools it asks to call.
+        pub tool_calls: Vec<ToolCall>,
+        /// `stop`, `tool_calls`, ...
+        pub finish_reason: String,
+        /// The model that answered.
+        pub model: String,
+        /// Prompt, completion and total tokens.
+        pub usage: (u32, u32, u32),
+    }
+
+    /// A conversation (messages, tools, parameters), kept as JSON so it can
+    /// be stored in the channel between iterations.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Chat {
+        /// OpenAI-style messages.
+        pub messages: Vec<Value>,
+        /// Model; empty: the workflow's default.
+        #[serde(default)]
+        pub model: String,
+        /// Tools in OpenAI's form.
+        #[serde(default)]
+        pub tools: Vec<Value>,
+        /// Other parameters.
+        #[serde(default)]
+        pub params: serde_json::Map<String, Value>,
+    }
+
+    impl Chat {
+        /// An empty conversation.
+        pub fn new() -> Chat {
+            Chat::default()
+        }
+        /// Add a system message.
+        pub fn system(mut self, text: &str) -> Chat {
+            self.messages.push(json!({"role": "system", "content": text}));
+            self
+        }
+        /// Add a user message.
+        pub fn user(mut self, text: &str) -> Chat {
+            self.messages.push(json!({"role": "user", "content": text}));
+            self
+        }
+        /// Add a tool (a function with a JSON-schema `parameters`).
+        pub fn tool(mut self, name: &str, description: &str, parameters: Value) -> Chat {
+            self.tools.push(json!({"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}));
+            self
+        }
+        /// Set a parameter (`temperature`, `max_tokens`, ...).
+        pub fn param(mut self, name: &str, value: Value) -> Chat {
+            self.params.insert(name.into(), value);
+            self
+        }
+        /// Use `model`.
+        pub fn model(mut self, model: &str) -> Chat {
+            self.model = model.into();
+            self
+        }
+        /// Append the model's answer to the conversation.
+        pub fn push_answer(&mut self, answer: &Answer) {
+            self.messages.push(answer.message.clone());
+        }
+        /// Append a tool's result for tool call `id`.
+        pub fn tool_result(&mut self, id: &str, content: &str) {
+            self.messages.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
+        }
+        /// Ask the model.
+        pub fn send(&self) -> Result<Answer, LlmError> {
+            let req = w::ChatRequest {
+                messages: enc(&self.messages),
+                model: self.model.clone(),
+                tools: enc(&self.tools),
+                params: enc(&self.params),
+            };
+            let a = w::chat(&req).map_err(|e| match e {
+                w::LlmError::Denied(s) => LlmError::Denied(s),
+                w::LlmError::Limit(s) => LlmError::Limit(s),
+                w::LlmError::Provider(s) => LlmError::Provider(s),
+                w::LlmError::Invalid(s) => LlmError::Invalid(s),
+                w::LlmError::Failed(s) => LlmError::Failed(s),
+            })?;
+            Ok(Answer {
+                message: serde_json::from_str(&a.message).unwrap_or(Value::Null),
+                content: a.content,
+                tool_calls: a.tool_calls.into_iter().map(|t| ToolCall { id: t.id, name: t.name, arguments: t.arguments }).collect(),
+                finish_reason: a.finish_reason,
+                model: a.model,
+                usage: (a.usage.prompt_tokens, a.usage.completion_tokens, a.usage.total_tokens),
+            })
+        }
+    }
+
+    /// JSON text of values that always encode (JSON values, strings).
+    fn enc<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+    }
+
+    /// One question, one answer: `chat(&[json!({"role": "user", "content": "hi"})])`.
+    pub fn chat(messages: &[Value]) -> Result<Answer, LlmError> {
+        Chat { messages: messages.to_vec(), ..Chat::default() }.send()
     }
 }
 

@@ -79,7 +79,16 @@ fn workflow(module: &Path, tasks: Vec<TaskDef>, graph: Graph, start: &str) -> Wo
     let settings = RunSettings { max_steps: u64::MAX, parallelism: 4, bounds: HostBounds::default() };
     let modules = BTreeMap::from([("m".to_string(), module_ref(module))]);
     let tasks = tasks.into_iter().map(|t| (t.name.clone(), t)).collect();
-    Workflow { name: "bench".into(), flow: "generated".into(), start: start.into(), modules, tasks, graph, settings }
+    Workflow {
+        name: "bench".into(),
+        flow: "generated".into(),
+        start: start.into(),
+        modules,
+        tasks,
+        graph,
+        settings,
+        outbound: Default::default(),
+    }
 }
 
 fn chain(module: &Path, n: usize, export: &str) -> Workflow {

@@ -77,6 +77,13 @@ pub enum BuildError {
         /// The end of what it printed.
         output: String,
     },
+    /// A Python or JavaScript source does not parse: the language's own
+    /// message (file, line, the line and a caret), instead of the tool's.
+    #[error("{report}")]
+    Syntax {
+        /// The message.
+        report: String,
+    },
     /// `new` into a folder that already holds one of its files.
     #[error("{} already exists: `new` replaces nothing; choose a new folder", path.display())]
     Exists {
@@ -280,6 +287,90 @@ fn build_python(src: &Path, out: &Path) -> Result<(), BuildError> {
             .arg("-o")
             .arg(out),
     )
+    .map_err(|e| python_syntax(src, parent).unwrap_or(e))
+}
+
+/// The source `src` and its sibling files with extension `ext` (`src`
+/// first, the others by name).
+fn with_siblings(src: &Path, folder: &Path, exts: &[&str]) -> Vec<PathBuf> {
+    let mut siblings: Vec<PathBuf> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| p != src && p.extension().and_then(|x| x.to_str()).is_some_and(|x| exts.contains(&x)))
+        .collect();
+    siblings.sort();
+    let mut files = vec![src.to_path_buf()];
+    files.extend(siblings);
+    files
+}
+
+/// Prints the first syntax error of the files named as Python shows it, and
+/// exits with 1; exits with 0 if they all compile.
+const PY_SYNTAX_CHECK: &str = r#"
+import sys
+for path in sys.argv[1:]:
+    try:
+        with open(path, 'rb') as f:
+            compile(f.read(), path, 'exec', dont_inherit=True)
+    except SyntaxError as e:
+        line = (e.text or '').rstrip('\r\n')
+        print(f"{e.filename}:{e.lineno}:{e.offset or 0}: {type(e).__name__}: {e.msg}")
+        if line.strip():
+            print('    ' + line)
+            if e.offset:
+                print('    ' + ' ' * (e.offset - 1) + '^')
+        sys.exit(1)
+    except (ValueError, OSError):
+        pass
+"#;
+
+/// After componentize-py failed: the first syntax error of the task module
+/// or a sibling module, as Python reports it, instead of the tool's Rust
+/// backtrace. Checked only then, since the Python on PATH may be older than
+/// the one componentize-py embeds (and refuse newer syntax).
+fn python_syntax(src: &Path, folder: &Path) -> Option<BuildError> {
+    let files = with_siblings(src, folder, &["py"]);
+    let out = Command::new("python3").arg("-I").arg("-c").arg(PY_SYNTAX_CHECK).args(&files).output().ok()?;
+    let report = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+    (out.status.code() == Some(1) && !report.is_empty()).then_some(BuildError::Syntax { report })
+}
+
+/// After componentize-js failed: the first syntax error of the entry or a
+/// sibling module, as `node --check` reports it (file, line, the line, a
+/// caret, the error), instead of the tool's error count. Nothing without
+/// `node`.
+fn js_syntax(src: &Path, folder: &Path) -> Option<BuildError> {
+    if !have("node") {
+        return None;
+    }
+    let scratch = tempfile::tempdir().ok()?;
+    // As an ES module whatever the extension, as componentize-js reads it.
+    let copy = scratch.path().join("check.mjs");
+    for file in with_siblings(src, folder, &["js", "mjs"]) {
+        std::fs::copy(&file, &copy).ok()?;
+        let out = Command::new("node").arg("--check").arg(&copy).output().ok()?;
+        if out.status.success() {
+            continue;
+        }
+        let (scratch_name, name) = (copy.display().to_string(), file.display().to_string());
+        let text = String::from_utf8_lossy(&out.stderr).replace(&scratch_name, &name);
+        // Up to the error's own line (`SyntaxError: ...`); not node's stack.
+        let mut report = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            report.push(line);
+            let error_line = line
+                .split_once(": ")
+                .is_some_and(|(kind, _)| kind.ends_with("Error") && kind.chars().all(|c| c.is_ascii_alphabetic()));
+            if error_line {
+                break;
+            }
+        }
+        return Some(BuildError::Syntax { report: report.join("\n") });
+    }
+    None
 }
 
 fn build_js(src: &Path, out: &Path) -> Result<(), BuildError> {
@@ -325,6 +416,7 @@ fn build_js(src: &Path, out: &Path) -> Result<(), BuildError> {
             .arg(out)
             .current_dir(scratch.path()),
     )
+    .map_err(|e| js_syntax(src, folder).unwrap_or(e))
 }
 
 fn build_rust(src: &Path, out: &Path) -> Result<(), BuildError> {

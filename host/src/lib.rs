@@ -23,6 +23,7 @@ pub mod journal;
 pub mod json;
 pub mod model;
 pub mod module_store;
+pub mod outbound;
 pub mod report;
 pub mod sandbox;
 pub mod serve;

@@ -70,6 +70,7 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
     let mut task_of: BTreeMap<String, String> = BTreeMap::new();
     let mut failed: BTreeSet<String> = BTreeSet::new();
     let mut checkpoints: Vec<(u64, String, String)> = Vec::new();
+    let mut requests: Vec<&Event> = Vec::new();
     for e in events {
         match &e.kind {
             EventKind::TaskStarted { task_id, task, attempt, .. } => {
@@ -93,6 +94,7 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
             }
             EventKind::TaskStopped { task_id } => close(&mut bars, task_id, e.at_ms, "stopped"),
             EventKind::Checkpoint { id, mode, .. } => checkpoints.push((e.at_ms, id.clone(), mode.to_string())),
+            EventKind::Request { .. } => requests.push(e),
             EventKind::GroupStarted { .. } | EventKind::Log { .. } | EventKind::WaitingForInput { .. } => {}
         }
     }
@@ -140,7 +142,34 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
             b.len()
         );
     }
-    out.push_str("</tbody></table></section></body></html>\n");
+    out.push_str("</tbody></table></section>");
+    if !requests.is_empty() {
+        out.push_str("<section id=\"requests\"><h2>Outbound requests</h2><table><thead><tr><th>execution</th><th>kind</th><th>request</th><th>status</th><th>sent</th><th>received</th><th>time</th><th>model, tokens</th></tr></thead><tbody>");
+        for e in &requests {
+            let EventKind::Request { task_id, kind, method, origin, path, status, sent_bytes, received_bytes, duration_ms, error, model, tokens, .. } = &e.kind else { continue };
+            let status = match (status, error) {
+                (_, Some(err)) => esc(err),
+                (Some(s), None) => s.to_string(),
+                (None, None) => String::new(),
+            };
+            let model = match (model, tokens) {
+                (Some(m), Some(t)) => format!("{}, {t}", esc(m)),
+                (Some(m), None) => esc(m),
+                (None, Some(t)) => t.to_string(),
+                (None, None) => String::new(),
+            };
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{kind}</td><td>{} {}{}</td><td>{status}</td><td>{sent_bytes} B</td><td>{received_bytes} B</td><td>{duration_ms:.1} ms</td><td>{model}</td></tr>",
+                esc(task_id),
+                esc(method),
+                esc(origin),
+                esc(path),
+            );
+        }
+        out.push_str("</tbody></table></section>");
+    }
+    out.push_str("</body></html>\n");
     out
 }
 

@@ -47,6 +47,12 @@ pub struct RunOptions {
     /// Run the tasks on workers through Redis (`--redis`); `None`: in this
     /// process.
     pub redis: Option<crate::distributed::RedisOptions>,
+    /// Create the journal of a started run only once its session folder
+    /// exists (it wrote a checkpoint or a feedback request), keeping its
+    /// events in memory until then ([`crate::journal::Journal::deferred`]):
+    /// for a checkpoint directory the user did not ask for (the CLI's
+    /// default), so a run that writes nothing leaves nothing there.
+    pub defer_journal: bool,
 }
 
 /// What a resume does when a module's file changed since the checkpoint.
@@ -203,6 +209,7 @@ pub struct Session {
     redis: Option<crate::distributed::RedisOptions>,
     coordinator: Option<crate::distributed::Coordinator>,
     feedback: Arc<dyn crate::feedback::FeedbackDesk>,
+    defer_journal: bool,
 }
 
 /// Where a run keeps feedback requests: files beside its checkpoints, or
@@ -237,6 +244,9 @@ fn engine_error(e: wasmtime::Error) -> SessionError {
 fn check_options(opts: &RunOptions) -> Result<(), SessionError> {
     if opts.max_steps == Some(0) {
         return Err(SessionError::Option("--max-steps must be at least 1".into()));
+    }
+    if opts.checkpoint_every == Some(0) {
+        return Err(SessionError::Option("--checkpoint-every must be at least 1".into()));
     }
     if let Some(id) = &opts.session_id
         && !checkpoint::schema::is_valid_id(id)
@@ -312,6 +322,7 @@ impl Session {
             listener: opts.listener,
             redis: opts.redis,
             coordinator: None,
+            defer_journal: opts.defer_journal,
         }
         .connected()
     }
@@ -347,6 +358,24 @@ impl Session {
             return Err(CheckpointError::NotInDirectory { path: base, session: meta.session_id }.into());
         }
         let mut workflow = context.workflow;
+        // A budget the checkpoint already used up would stop the run at once
+        // with a copy of this checkpoint: refuse it before anything runs.
+        let max_steps = opts.max_steps.unwrap_or(workflow.settings.max_steps);
+        let steps = context.state.steps;
+        if steps >= max_steps {
+            return Err(SessionError::Option(match opts.max_steps {
+                Some(n) => format!(
+                    "--max-steps {n} allows no more tasks: checkpoint {} already has {steps} completed tasks \
+                     (max_steps counts the whole run); pass a --max-steps above {steps}",
+                    meta.checkpoint_id
+                ),
+                None => format!(
+                    "checkpoint {} already has {steps} completed tasks, the workflow's max_steps = {max_steps}; \
+                     pass a --max-steps above {steps} to allow more",
+                    meta.checkpoint_id
+                ),
+            }));
+        }
         if let (Some(notify), false) = (resume.on_untrusted, matches!(signature, SignatureStatus::Valid { .. })) {
             // Before any of its code is compiled or run.
             notify(&base, &signature, &describe_grants(&workflow));
@@ -399,6 +428,8 @@ impl Session {
             listener: opts.listener,
             redis: opts.redis,
             coordinator: None,
+            // The session folder exists: the checkpoint resumed is in it.
+            defer_journal: false,
         }
         .connected()
     }
@@ -513,9 +544,13 @@ impl Session {
         }
         let mut listeners: Vec<Arc<dyn crate::engine::RunListener>> = self.listener.0.iter().cloned().collect();
         if let Some(dir) = &self.checkpoint_dir {
-            match crate::journal::Journal::open(dir, &self.state.session_id) {
-                Ok(journal) => listeners.push(Arc::new(journal)),
-                Err(e) => tracing::warn!("no journal of this run's events: {e}"),
+            if self.defer_journal {
+                listeners.push(Arc::new(crate::journal::Journal::deferred(dir, &self.state.session_id)));
+            } else {
+                match crate::journal::Journal::open(dir, &self.state.session_id) {
+                    Ok(journal) => listeners.push(Arc::new(journal)),
+                    Err(e) => tracing::warn!("no journal of this run's events: {e}"),
+                }
             }
         }
         let listener = match listeners.len() {

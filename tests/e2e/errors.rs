@@ -24,6 +24,11 @@ fn flow_syntax_error_points_at_the_column() {
 fn unknown_task_in_the_flow() {
     let err = refused("[workflow]\nflow = \"noop >> nosuch\"");
     assert!(err.contains("unknown task 'nosuch'"), "{err}");
+    // The typo is not listed among the tasks that exist.
+    let declared = err.split("declared tasks: ").nth(1).unwrap_or_else(|| panic!("{err}"));
+    assert!(declared.starts_with("noop") && !declared.contains("nosuch"), "{err}");
+    let err = refused("[workflow]\nflow = \"scirpt\"");
+    assert!(err.contains("declared tasks: none; did you mean 'script'?"), "{err}");
 }
 
 #[test]
@@ -104,6 +109,65 @@ fn bad_input_json() {
     assert!(out.stderr.contains("--input is not valid JSON"), "{out:?}");
     let out = cli(wf.dir.path(), &["run", "workflow.toml", "--input", "[1]"]);
     assert!(out.stderr.contains("--input must be a JSON object"), "{out:?}");
+    // A bare value: what was given, and what a run input looks like.
+    let out = cli(wf.dir.path(), &["run", "workflow.toml", "--input", "2026-11-27"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("--input is not valid JSON: '2026-11-27': ")
+            && out.stderr.contains("the run input is a JSON object, e.g. --input '{\"day\": \"2026-11-27\"}'"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_folder_named_instead_of_its_workflow_file() {
+    let wf = workflow("[workflow]\nflow = \"noop\"");
+    for command in ["run", "validate", "graph"] {
+        let out = cli(wf.dir.path(), &[command, "."]);
+        assert_eq!(out.code, 2, "{command}: {out:?}");
+        assert!(out.stderr.contains(". is a folder: did you mean ./workflow.toml?"), "{command}: {out:?}");
+    }
+}
+
+#[test]
+fn a_module_not_built_yet_gets_the_build_command() {
+    let dir = tempfile::tempdir().unwrap();
+    cli(dir.path(), &["new", "proj", "--lang", "python"]).ok();
+    let project = dir.path().join("proj");
+    let out = cli(&project, &["run", "workflow.toml"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("tasks.wasm") && out.stderr.contains("No such file or directory"), "{out:?}");
+    assert!(out.stderr.contains("the module is not built yet: graflow-host build tasks.py -o tasks.wasm"), "{out:?}");
+    // From elsewhere, the paths say where.
+    let out = cli(dir.path(), &["validate", "proj/workflow.toml"]);
+    assert!(out.stderr.contains("graflow-host build proj/tasks.py -o proj/tasks.wasm"), "{out:?}");
+}
+
+/// A syntax error in a Python or JavaScript task module is reported as the
+/// language reports it (file, line), not as the build tool's backtrace or
+/// error count.
+#[test]
+fn a_syntax_error_in_build_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.py"),
+        "from graflow import task, WitWorld  # noqa: F401\n\n@task\ndef greet(name: str) -> str\n    return name\n",
+    )
+    .unwrap();
+    let out = cli(dir.path(), &["build", "app.py"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("app.py:4:") && out.stderr.contains("SyntaxError"), "{out:?}");
+    assert!(!out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"), "{out:?}");
+    std::fs::write(
+        dir.path().join("app.js"),
+        "import { task, tasks, run } from './graflow.js';\n\ntask(function greet({ name }) {\n  return `hi ${name}`;\n);\nexport { tasks, run };\n",
+    )
+    .unwrap();
+    let out = cli(dir.path(), &["build", "app.js"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    if std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        assert!(out.stderr.contains("app.js:5") && out.stderr.contains("SyntaxError"), "{out:?}");
+    }
 }
 
 #[test]

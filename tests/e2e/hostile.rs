@@ -117,7 +117,7 @@ fn wat_trap() {
 #[test]
 fn wat_out_of_bounds_result() {
     // `run` returns a pointer past the end of its memory.
-    contained("(return (i32.const 70000))", "timeout_ms = 5000", FailureKind::Trap, "");
+    contained("(return (i32.const 70000))", "timeout_ms = 5000", FailureKind::Trap, "pointer out of bounds of memory");
 }
 
 /// Run one scripted task `t` (settings in `task_extra`), returning its result or failure.

@@ -12,6 +12,8 @@ mod examples;
 mod feedback;
 mod hardening;
 mod hostile;
+mod netserver;
+mod network;
 mod parity;
 mod properties;
 mod report;

@@ -186,17 +186,55 @@ pub fn sigint(child: &std::process::Child) {
     assert!(status.success());
 }
 
-/// Debian's Chromium, or none: the test then says it skipped the browser part
+/// Chromium, found by the rule `.ci/run` uses: `chromium` or
+/// `chromium-browser` on `PATH` (Debian's package installs
+/// `/usr/bin/chromium`). Without it the test says it skipped the browser part
 /// (and what it did instead), unless `GRAFLOW_REQUIRE_CHROMIUM=1`, as in CI,
 /// makes that a failure.
 pub fn chromium(instead: &str) -> Option<&'static str> {
-    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
+    static FOUND: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let found = FOUND
+        .get_or_init(|| {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            ["chromium", "chromium-browser"]
+                .into_iter()
+                .find_map(|name| std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p)))
+                .map(|p| p.to_string_lossy().into_owned())
+        })
+        .as_deref();
     if found.is_none() {
-        assert!(
-            std::env::var("GRAFLOW_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
-            "chromium is required (GRAFLOW_REQUIRE_CHROMIUM=1) but not installed"
+        skipped(
+            "GRAFLOW_REQUIRE_CHROMIUM",
+            &format!("chromium is not installed (apt-get install chromium); {instead}"),
         );
-        eprintln!("SKIPPED in Chromium: chromium is not installed (apt-get install chromium); {instead}");
     }
     found
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// A test (or part of one) not run because `reason` (a tool is missing):
+/// a failure when the environment variable `require` is `1` (`.ci/run` sets
+/// them), else a "SKIPPED" line on stderr and in the skip log that `make test`
+/// prints after `cargo test` (libtest hides the stderr of passing tests):
+/// `$GRAFLOW_SKIP_LOG`, by default `target/skipped-tests.txt`.
+pub fn skipped(require: &str, reason: &str) {
+    assert!(std::env::var(require).as_deref() != Ok("1"), "{reason}, and {require}=1 makes that a failure");
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let line = format!("SKIPPED: {test}: {reason}\n");
+    eprint!("{line}");
+    let log = std::env::var_os("GRAFLOW_SKIP_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/skipped-tests.txt"));
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // One write of one line with O_APPEND: lines of tests running at once do
+    // not interleave.
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+        let _ = std::io::Write::write_all(&mut f, line.as_bytes());
+    }
 }

@@ -372,9 +372,21 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
             meta.schema_version
         ))));
     }
+    // The outbound policy lives in the signed record (see `Meta::outbound`).
+    let outbound = match &meta.outbound {
+        Some(p) => {
+            p.validate().map_err(|why| CheckpointError::Json {
+                path: with_ext(&base, "meta.json"),
+                message: format!("its outbound policy is refused: {why}"),
+            })?;
+            std::sync::Arc::new(p.clone())
+        }
+        None => Default::default(),
+    };
     let (context, chain_base) = match (decoded, &meta.base) {
         (format::Decoded::Full(context), None) => {
-            let context = *context;
+            let mut context = *context;
+            context.workflow.outbound = outbound.clone();
             let chain_base = (version == SchemaVersion::V2).then(|| Base {
                 checkpoint_id: meta.checkpoint_id.clone(),
                 session_id: meta.session_id.clone(),
@@ -385,7 +397,8 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
             (context, chain_base)
         }
         (format::Decoded::Increment(delta), Some(base_ref)) => {
-            let base_ctx = load_base(&base, base_ref, &meta.session_id, values, distrust.is_none())?;
+            let mut base_ctx = load_base(&base, base_ref, &meta.session_id, values, distrust.is_none())?;
+            base_ctx.workflow.outbound = outbound.clone();
             let context =
                 delta.apply(base_ctx.workflow.clone(), base_ctx.channel.clone()).map_err(|e| ctx_err(e.into()))?;
             let chain_base = Base {

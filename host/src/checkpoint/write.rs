@@ -359,6 +359,7 @@ impl CheckpointStore {
                 Plan::Full => None,
                 Plan::Increment { base, .. } => Some(base.clone()),
             },
+            outbound: (*workflow.outbound != crate::outbound::Policy::default()).then(|| (*workflow.outbound).clone()),
         };
         let meta_path = with_ext(base, "meta.json");
         let Some(key) = &self.key else { return Err(CheckpointError::Key(super::signing::KeyError::NoHome)) };

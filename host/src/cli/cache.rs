@@ -35,6 +35,47 @@ fn age(t: SystemTime) -> String {
     humantime::format_duration(Duration::from_secs(secs - secs % 60)).to_string()
 }
 
+/// Where `cache list` finds the module names: `<cache>/names/<sha256>`, one
+/// `name<TAB>file` line per workflow module seen with that code (the newest
+/// first, a few at most). The compiled artifacts know only the digest.
+const NAMES: &str = "names";
+
+/// Record the name and file of each module of `workflow` for `cache list`
+/// (best effort: a cache that cannot be written only loses the names).
+pub fn remember_names(workflow: &graflow_host::model::Workflow) {
+    let Some(dir) = cache::default_dir().map(|d| d.join(NAMES)) else { return };
+    for (name, module) in &workflow.modules {
+        let path = dir.join(module.sha256.to_string());
+        let line = format!("{name}\t{}", module.path.display()).replace(['\n', '\r'], " ");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        if old.lines().next() == Some(line.as_str()) {
+            continue;
+        }
+        let mut lines: Vec<&str> = vec![line.as_str()];
+        lines.extend(old.lines().filter(|l| *l != line).take(3));
+        let text = lines.join("\n") + "\n";
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+            std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+            tmp.persist(&path).map(|_| ()).map_err(|e| e.error)
+        });
+        if let Err(e) = written {
+            tracing::debug!("cannot record the name of module '{name}' in {}: {e}", dir.display());
+        }
+    }
+}
+
+/// The names and files recorded for the module with digest `sha256`.
+fn names_of(dir: &std::path::Path, sha256: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(NAMES).join(sha256)).unwrap_or_default();
+    let names: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(name, file)| format!("{} ({})", super::printable(name), super::printable(file)))
+        .collect();
+    if names.is_empty() { "(module name not recorded)".to_string() } else { names.join(", ") }
+}
+
 pub fn cache(cmd: CacheCommand) -> Result<ExitStatus, CliError> {
     let dir = dir()?;
     let entries = cache::entries(&dir)
@@ -47,10 +88,11 @@ pub fn cache(cmd: CacheCommand) -> Result<ExitStatus, CliError> {
             for e in &entries {
                 let usable = if current.contains(&e.engine_hash) { "" } else { "  (other engine: unusable)" };
                 println!(
-                    "  {}  {:>10}  used {} ago{usable}",
+                    "  {}  {:>10}  used {} ago  {}{usable}",
                     &e.module[..e.module.len().min(16)],
                     mib(e.size),
-                    age(e.last_used)
+                    age(e.last_used),
+                    names_of(&dir, &e.module)
                 );
             }
         }
@@ -61,6 +103,14 @@ pub fn cache(cmd: CacheCommand) -> Result<ExitStatus, CliError> {
                 if (all || old || !current.contains(&e.engine_hash)) && std::fs::remove_file(&e.path).is_ok() {
                     removed += 1;
                     bytes += e.size;
+                }
+            }
+            // The names of modules no compiled component is left of.
+            let left: std::collections::HashSet<String> =
+                cache::entries(&dir).unwrap_or_default().into_iter().map(|e| e.module).collect();
+            for entry in std::fs::read_dir(dir.join(NAMES)).into_iter().flatten().flatten() {
+                if !left.contains(entry.file_name().to_string_lossy().as_ref()) {
+                    let _ = std::fs::remove_file(entry.path());
                 }
             }
             println!("removed {removed} compiled components ({}) from {}", mib(bytes), dir.display());

@@ -1,6 +1,7 @@
 //! `graflow-host checkpoints list | show | prune`.
 
 use super::{CliError, ExitStatus};
+use anyhow::anyhow;
 use graflow_host::checkpoint;
 use std::path::{Path, PathBuf};
 
@@ -17,16 +18,27 @@ pub enum CheckpointsCommand {
     },
     /// Show one checkpoint: metadata, progress, queue and modules.
     Show {
-        /// The checkpoint: its base path or any of its files.
-        checkpoint: PathBuf,
+        /// The checkpoint: its base path or any of its files. With --latest:
+        /// the checkpoint directory (default `checkpoints`), or one run's
+        /// folder in it (`DIR/<session>`).
+        #[arg(value_name = "CHECKPOINT", required_unless_present = "latest")]
+        checkpoint: Option<PathBuf>,
+        /// Show the newest checkpoint in the directory (or of the run whose
+        /// folder is named).
+        #[arg(long)]
+        latest: bool,
         /// Print the metadata and state files as one JSON object.
         #[arg(long)]
         json: bool,
     },
-    /// Remove all but the newest checkpoints, and module copies no longer used.
+    /// Remove all but the newest checkpoints, module copies no longer used,
+    /// and the event journals of runs left without a checkpoint.
     ///
     /// The full checkpoint a kept increment is written over is kept too (it
-    /// is listed as such), so a kept checkpoint always resumes.
+    /// is listed as such), so a kept checkpoint always resumes. A run none of
+    /// whose checkpoints remain loses its event journal (`graflow-host logs`)
+    /// too, also a run that never wrote a checkpoint; its folder goes once it
+    /// is empty (a folder with feedback requests stays).
     Prune {
         /// How many of the newest checkpoints to keep.
         #[arg(long)]
@@ -40,18 +52,29 @@ pub enum CheckpointsCommand {
 pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
     match cmd {
         CheckpointsCommand::List { dir, json } => list(&dir, json),
-        CheckpointsCommand::Show { checkpoint, json } => show(&checkpoint, json),
+        CheckpointsCommand::Show { checkpoint, latest, json } => {
+            let path = match (latest, checkpoint) {
+                (true, dir) => newest(&dir.unwrap_or_else(|| PathBuf::from(checkpoint::DEFAULT_DIR)))?.base,
+                (false, Some(path)) => path,
+                (false, None) => {
+                    return Err(CliError::bad_input(anyhow!("name a checkpoint to show, or pass --latest [DIR]")));
+                }
+            };
+            show(&path, json)
+        }
         CheckpointsCommand::Prune { keep, dir } => {
             let pruned = checkpoint::prune(&dir, keep).map_err(CliError::bad_input)?;
+            let folders = remove_empty_session_folders(&dir)?;
             let removed = &pruned.checkpoints;
             println!(
-                "removed {} checkpoint(s){}; {} unused module copies, {} temp files of dead writers, {} files of uncommitted checkpoints, {} journals",
+                "removed {} checkpoint(s){}; {} unused module copies, {} temp files of dead writers, {} files of uncommitted checkpoints, {} event journals of runs without a checkpoint, {} empty run folders",
                 removed.len(),
                 if removed.is_empty() { String::new() } else { format!(": {}", removed.join(", ")) },
                 pruned.modules,
                 pruned.temps,
                 pruned.torn,
-                pruned.journals
+                pruned.journals,
+                folders
             );
             if !pruned.orphans.is_empty() {
                 println!(
@@ -70,6 +93,52 @@ pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
             Ok(ExitStatus::Success)
         }
     }
+}
+
+/// The run folders (`DIR/<session>`) of `dir` a prune left empty, removed
+/// under the directory's lock (a checkpoint being written makes its folder
+/// under that lock); their count.
+fn remove_empty_session_folders(dir: &Path) -> Result<usize, CliError> {
+    let _lock = checkpoint::DirLock::exclusive(dir).map_err(CliError::bad_input)?;
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let is_session = name.to_str().is_some_and(checkpoint::schema::is_valid_id) && name != "modules";
+        // `remove_dir` removes only an empty folder; a link is not followed.
+        if is_session && entry.file_type().is_ok_and(|t| t.is_dir()) && std::fs::remove_dir(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether `dir` is one run's folder in a checkpoint directory
+/// (`DIR/<session>`: it holds checkpoint files or the run's journal), not a
+/// checkpoint directory.
+pub(super) fn is_session_folder(dir: &Path) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.ends_with(".meta.json") || name == graflow_host::journal::JOURNAL_FILE
+    })
+}
+
+/// The newest committed checkpoint in `dir`: a checkpoint directory, or one
+/// run's folder in it (`DIR/<session>`: then that run's newest).
+pub(super) fn newest(dir: &Path) -> Result<checkpoint::Summary, CliError> {
+    if !is_session_folder(dir) {
+        return checkpoint::latest(dir).map_err(CliError::bad_input);
+    }
+    let session = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let root = checkpoint::root_of(&dir.join("x"));
+    let all = checkpoint::list(&root).map_err(CliError::bad_input)?;
+    all.into_iter().rfind(|s| s.meta.session_id == session).ok_or_else(|| {
+        CliError::bad_input(anyhow!(
+            "run {session} has no checkpoint in {} (its events: graflow-host logs {})",
+            root.display(),
+            dir.display()
+        ))
+    })
 }
 
 fn list(dir: &Path, json: bool) -> Result<ExitStatus, CliError> {
@@ -107,7 +176,10 @@ fn list(dir: &Path, json: bool) -> Result<ExitStatus, CliError> {
 
 fn show(path: &Path, json: bool) -> Result<ExitStatus, CliError> {
     if path.is_dir() {
-        return Err(CliError::bad_input(checkpoint::CheckpointError::IsDirectory { path: path.to_path_buf() }));
+        return Err(CliError::bad_input(anyhow!(
+            "{} is a folder, not a checkpoint: pass --latest to show its newest checkpoint",
+            path.display()
+        )));
     }
     let key = checkpoint::SigningKey::load_or_create().map_err(CliError::bad_input)?;
     let loaded = checkpoint::load(path, &key, checkpoint::Trust::AllowUnsigned).map_err(CliError::bad_input)?;

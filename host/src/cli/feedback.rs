@@ -5,7 +5,7 @@ use super::{CliError, ExitStatus};
 use anyhow::anyhow;
 use graflow_host::Json;
 use graflow_host::checkpoint;
-use graflow_host::feedback::{Entry, FeedbackKind, FileDesk};
+use graflow_host::feedback::{Entry, FeedbackError, FeedbackKind, FileDesk};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
@@ -110,11 +110,10 @@ impl Desk {
 
     fn find(&self, id: &str) -> Result<Entry, CliError> {
         match self {
-            Desk::Files(d, _) => d.find(id).map_err(CliError::bad_input),
-            Desk::Redis(d) => {
-                d.find(id).map(|(request, answer)| Entry { request, answer }).map_err(CliError::bad_input)
-            }
+            Desk::Files(d, _) => d.find(id),
+            Desk::Redis(d) => d.find(id).map(|(request, answer)| Entry { request, answer }),
         }
+        .map_err(|e| self.explained(e))
     }
 
     fn answer(&self, id: &str, answer: &Json, by: &str) -> Result<graflow_host::feedback::FeedbackRequest, CliError> {
@@ -122,7 +121,26 @@ impl Desk {
             Desk::Files(d, _) => d.answer_request(id, answer, by),
             Desk::Redis(d) => d.answer_request(id, answer, by),
         }
-        .map_err(CliError::bad_input)
+        .map_err(|e| self.explained(e))
+    }
+
+    /// The error, and for an unknown id where to find the right one: `feedback
+    /// list` of this place, or the other place (Redis or the directory).
+    fn explained(&self, error: FeedbackError) -> CliError {
+        if !matches!(error, FeedbackError::Unknown { .. }) {
+            return CliError::bad_input(error);
+        }
+        let hint = match self {
+            Desk::Files(_, dir) => format!(
+                "`graflow-host feedback list {}` lists the pending requests (those of a run with --redis are kept \
+                 in Redis: add --redis URL)",
+                dir.display()
+            ),
+            Desk::Redis(_) => "`graflow-host feedback list --redis URL` lists the pending requests (a run without \
+                 --redis keeps its requests in its checkpoint directory: drop --redis, give --dir DIR)"
+                .to_string(),
+        };
+        CliError::bad_input(anyhow!("{error}; {hint}"))
     }
 
     /// Where the requests are, for messages.

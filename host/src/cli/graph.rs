@@ -31,7 +31,8 @@ pub struct GraphArgs {
 
 pub fn graph(args: GraphArgs) -> Result<ExitStatus, CliError> {
     let opts = RunOptions { cache_dir: super::cache_dir(args.no_cache), ..RunOptions::default() };
-    let session = Session::start(&args.workflow, Json::null(), opts).map_err(CliError::bad_input)?;
+    let session =
+        Session::start(&args.workflow, Json::null(), opts).map_err(|e| super::start_failed(&args.workflow, e))?;
     let format = match args.format {
         FormatArg::Mermaid => Format::Mermaid,
         FormatArg::Dot => Format::Dot,

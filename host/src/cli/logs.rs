@@ -4,37 +4,85 @@ use super::{CliError, ExitStatus};
 use anyhow::anyhow;
 use graflow_host::checkpoint;
 use graflow_host::journal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct LogsArgs {
     /// A checkpoint of the run (any of its files or its base path), or the
-    /// run's folder in the checkpoint directory (`DIR/<session>`).
-    run: PathBuf,
-    /// Print the events as JSON lines, as they are kept.
+    /// run's folder in the checkpoint directory (`DIR/<session>`). With
+    /// --latest: the checkpoint directory (default `checkpoints`).
+    #[arg(value_name = "RUN", required_unless_present = "latest")]
+    run: Option<PathBuf>,
+    /// The events of the run whose journal was written last in the
+    /// directory.
+    #[arg(long)]
+    latest: bool,
+    /// Print the events as JSON lines, as they are kept, except `attempt`,
+    /// which counts from 1 as in the text.
     #[arg(long)]
     json: bool,
 }
 
+/// The run folder (`DIR/<session>`) of `dir` whose journal was written last
+/// (`dir` itself if it is a run's folder).
+fn latest_run(dir: &Path) -> Result<PathBuf, CliError> {
+    if super::checkpoints::is_session_folder(dir) {
+        return Ok(dir.to_path_buf());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        let context = format!("cannot read the checkpoint directory {}", dir.display());
+        CliError::bad_input(anyhow::Error::new(e).context(context))
+    })?;
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let journal = e.path().join(journal::JOURNAL_FILE);
+            let written = std::fs::symlink_metadata(&journal).ok().filter(|m| m.is_file())?.modified().ok()?;
+            Some((written, e.path()))
+        })
+        .max()
+        .map(|(_, folder)| folder)
+        .ok_or_else(|| {
+            CliError::bad_input(anyhow!(
+                "no run in {} has events (a run keeps them in <dir>/<session>/{})",
+                dir.display(),
+                journal::JOURNAL_FILE
+            ))
+        })
+}
+
 pub fn logs(args: LogsArgs) -> Result<ExitStatus, CliError> {
-    let folder = if args.run.is_dir() {
-        args.run.clone()
-    } else {
-        let base = checkpoint::base_of(&args.run);
-        base.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+    let folder = match (args.latest, &args.run) {
+        (true, dir) => latest_run(dir.as_deref().unwrap_or(Path::new(checkpoint::DEFAULT_DIR)))?,
+        (false, Some(run)) if run.is_dir() => run.clone(),
+        (false, Some(run)) => {
+            let base = checkpoint::base_of(run);
+            base.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+        }
+        (false, None) => {
+            return Err(CliError::bad_input(anyhow!("name a checkpoint or a run's folder, or pass --latest [DIR]")));
+        }
     };
     let path = folder.join(journal::JOURNAL_FILE);
+    let named = args.run.as_deref().unwrap_or(folder.as_path());
     let events = journal::read(&path).map_err(|e| {
         CliError::bad_input(anyhow::Error::new(e).context(format!(
             "no events for {} (a run keeps them beside its checkpoints, in <dir>/<session>/{})",
-            args.run.display(),
+            named.display(),
             journal::JOURNAL_FILE
         )))
     })?;
     if events.is_empty() {
         return Err(CliError::bad_input(anyhow!("{} holds no events", path.display())));
     }
-    for e in events {
+    for mut e in events {
+        // The journal keeps the engine's count (0 for the first attempt);
+        // both forms show attempts counted from 1.
+        let attempt = e["attempt"].as_u64().map(|a| a.saturating_add(1));
+        if let Some(n) = attempt {
+            e["attempt"] = n.into();
+        }
         if args.json {
             println!("{e}");
             continue;
@@ -48,15 +96,16 @@ pub fn logs(args: LogsArgs) -> Result<ExitStatus, CliError> {
             Some(ms) => ms.to_string(),
             None => String::new(),
         };
-        // Guest text never reaches the terminal raw (no control sequences).
-        let s = |k: &str| e[k].as_str().unwrap_or("").chars().flat_map(char::escape_default).collect::<String>();
+        // Guest text never reaches the terminal raw (no control sequences);
+        // quotes stay as they are.
+        let s = |k: &str| super::printable(e[k].as_str().unwrap_or(""));
         let line = match e["event"].as_str().unwrap_or("") {
             "task_started" => format!(
                 "started   {} ({} in {}, attempt {})",
                 s("task_id"),
                 s("task"),
                 s("module"),
-                e["attempt"].as_u64().unwrap_or(0).saturating_add(1)
+                attempt.unwrap_or(1)
             ),
             "task_finished" => {
                 format!("finished  {} in {:.1} ms", s("task_id"), e["duration_ms"].as_f64().unwrap_or(0.0))
@@ -71,11 +120,12 @@ pub fn logs(args: LogsArgs) -> Result<ExitStatus, CliError> {
             "task_stopped" => format!("stopped   {} (queued again)", s("task_id")),
             "group_started" => format!("group     {}: {}", s("group"), e["members"]),
             "checkpoint" => {
-                format!("checkpoint {} ({}, after {})", s("id"), s("mode"), e["after"].as_str().unwrap_or("-"))
+                let after = super::printable(e["after"].as_str().unwrap_or("-"));
+                format!("checkpoint {} ({}, after {after})", s("id"), s("mode"))
             }
             "log" => format!("{:<9} {} [{}] {}", s("level"), s("task_id"), s("module"), s("line")),
             "journal_full" => format!("(the journal reached its bound of {} bytes)", journal::MAX_JOURNAL_BYTES),
-            other => format!("{} {e}", other.escape_default()),
+            other => format!("{} {}", super::printable(other), super::printable(&e.to_string())),
         };
         println!("{at}  {line}");
     }

@@ -13,8 +13,10 @@ mod serve;
 mod validate;
 mod worker;
 
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use graflow_host::session::SessionError;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const AFTER_HELP: &str = "\
@@ -105,8 +107,18 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff; e.g. `graflow-host man | man -l -`).
-    Man,
+    /// Print the man page (roff; e.g. `graflow-host man | man -l -`); `man run`
+    /// prints the page of one command; `man --out-dir DIR` writes them all.
+    Man {
+        /// The command whose page to print, e.g. `run` or `checkpoints list`
+        /// (none: the main page, which lists the others as graflow-host-<command>(1)).
+        command: Vec<String>,
+        /// Write every page (graflow-host.1, graflow-host-run.1,
+        /// graflow-host-checkpoints-list.1, ...) into DIR instead, e.g.
+        /// `~/.local/share/man/man1`.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 /// How log lines are written.
@@ -219,26 +231,161 @@ pub fn main() -> ExitCode {
             );
             Ok(ExitStatus::Success)
         }
-        Command::Man => {
-            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
-            match man.render(&mut std::io::stdout()) {
-                Ok(()) => Ok(ExitStatus::Success),
-                Err(e) => Err(CliError::bad_input(anyhow::Error::new(e))),
-            }
-        }
+        Command::Man { command, out_dir } => man(&command, out_dir.as_deref()),
     };
     match outcome {
         Ok(status) => status.into(),
         Err(CliError { status, error, printed }) => {
-            eprintln!("error: {error:#}");
+            let text = error_text(&error);
+            eprintln!("error: {text}");
             if json && !printed {
                 let object = serde_json::json!({
-                    "status": status.name(), "exit_code": status as i32, "error": format!("{error:#}"),
+                    "status": status.name(), "exit_code": status as i32, "error": text,
                 });
                 println!("{object}");
             }
             status.into()
         }
+    }
+}
+
+/// An error and its causes joined by `: ` (as `{:#}` does), each text once: a
+/// cause already shown (an OS error a client repeats as its own message) is
+/// not shown again.
+pub(crate) fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let next = cause.to_string();
+        if next.is_empty() || text.contains(&next) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&next);
+    }
+    text
+}
+
+/// `man`: the main page, one command's page, or every page into a folder.
+fn man(path: &[String], out_dir: Option<&Path>) -> Result<ExitStatus, CliError> {
+    // As `clap_mangen::generate_to` builds them: no `help` pseudo-command, and
+    // every command named graflow-host-<command> (the names the main page uses).
+    let mut page = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    page.build();
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(page, dir))
+            .map_err(|e| CliError::bad_input(anyhow!("cannot write the man pages into {}: {e}", dir.display())))?;
+        eprintln!("wrote the man pages into {} (graflow-host.1 and graflow-host-<command>.1)", dir.display());
+        return Ok(ExitStatus::Success);
+    }
+    for name in path {
+        let found = page.get_subcommands().find(|c| c.get_name() == name.as_str() && !c.is_hide_set()).cloned();
+        page = match found {
+            Some(command) => command,
+            None => {
+                let names: Vec<&str> =
+                    page.get_subcommands().filter(|c| !c.is_hide_set()).map(|c| c.get_name()).collect();
+                let listed = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+                return Err(CliError::bad_input(anyhow!(
+                    "no command '{name}' in `{}` (its commands: {listed})",
+                    page.get_bin_name().unwrap_or(page.get_name())
+                )));
+            }
+        };
+    }
+    clap_mangen::Man::new(page)
+        .render(&mut std::io::stdout())
+        .map_err(|e| CliError::bad_input(anyhow::Error::new(e)))?;
+    Ok(ExitStatus::Success)
+}
+
+/// Text from a file or a task, safe on a terminal: control characters
+/// (escape sequences, carriage returns) and the characters that reorder text
+/// (bidirectional controls) are escaped; quotes and other text are kept.
+pub(crate) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else if bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A workflow that cannot be started (`run`, `validate`, `graph`): its error,
+/// with what to do for two first mistakes: a folder named instead of its
+/// workflow file, and a module not built yet.
+fn start_failed(workflow: &Path, error: SessionError) -> CliError {
+    use graflow_host::model::LoadError;
+    let hint = match &error {
+        _ if workflow.is_dir() => {
+            let file = workflow.join("workflow.toml");
+            Some(if file.is_file() {
+                format!("{} is a folder: did you mean {}?", workflow.display(), file.display())
+            } else {
+                format!("{} is a folder: name its workflow file (e.g. {})", workflow.display(), file.display())
+            })
+        }
+        SessionError::Workflow(LoadError::ModuleFile { file, source, .. }) if source.is_not_found() => {
+            Some(build_hint(file))
+        }
+        _ => None,
+    };
+    let error = anyhow::Error::new(error);
+    match hint {
+        Some(hint) => CliError::bad_input(anyhow!("{}\n  {hint}", error_text(&error))),
+        None => CliError::bad_input(error),
+    }
+}
+
+/// The `build` command that makes the missing module file `module`, from the
+/// source beside it: `<name>.py`, `<name>.js`, or a Rust crate (the folder,
+/// or its `guest/` folder).
+fn build_hint(module: &Path) -> String {
+    let dir = module.parent().unwrap_or(Path::new("."));
+    let stem = module.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let files = ["py", "js", "mjs"].map(|ext| dir.join(format!("{stem}.{ext}")));
+    let crates = [dir.to_path_buf(), dir.join("guest")];
+    let source = files
+        .into_iter()
+        .find(|f| f.is_file())
+        .or_else(|| crates.into_iter().find(|c| c.join("Cargo.toml").is_file()));
+    match source {
+        Some(src) => format!(
+            "the module is not built yet: graflow-host build {} -o {}",
+            shell_word(&relative(&src)),
+            shell_word(&relative(module))
+        ),
+        None => format!(
+            "the module is not built yet: graflow-host build <app.py | app.js | crate folder> -o {}",
+            shell_word(&relative(module))
+        ),
+    }
+}
+
+/// `path` relative to the current folder when it is inside it.
+fn relative(path: &Path) -> String {
+    let inside = std::env::current_dir().ok().and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf));
+    match inside {
+        Some(p) if p.as_os_str().is_empty() => ".".into(),
+        Some(p) => p.display().to_string(),
+        None => path.display().to_string(),
+    }
+}
+
+/// `text` as one shell word (quoted when it needs to be).
+fn shell_word(text: &str) -> String {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c)) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 

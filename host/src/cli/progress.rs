@@ -56,6 +56,11 @@ struct Counts {
     /// Executions not kept in `executions` (past [`MAX_ROWS`]).
     untracked: u64,
     checkpoints: Vec<String>,
+    /// Outbound requests, model calls among them, and model tokens.
+    requests: u64,
+    llm_calls: u64,
+    tokens: u64,
+    refused_requests: u64,
 }
 
 /// The live display and the summary, fed by the run's events.
@@ -92,8 +97,14 @@ impl Progress {
         } else {
             format!(" | running {}", current.join(", "))
         };
+        let net = if c.requests > 0 {
+            let llm = if c.llm_calls > 0 { format!(" ({} model calls, {} tokens)", c.llm_calls, c.tokens) } else { String::new() };
+            format!(", {} requests{llm}", c.requests)
+        } else {
+            String::new()
+        };
         self.bar.set_message(format!(
-            "{} done, {} running, {} queued, {} failed, {} retried{current}",
+            "{} done, {} running, {} queued, {} failed, {} retried{net}{current}",
             c.done,
             c.running.len(),
             c.queued,
@@ -139,6 +150,12 @@ impl Progress {
             c.checkpoints.len(),
             c.checkpoints.last().map(|l| format!(" (last: {l})")).unwrap_or_default()
         ));
+        if c.requests > 0 || c.refused_requests > 0 {
+            out.push_str(&format!(
+                "outbound: {} requests ({} failed), {} model calls, {} model tokens\n",
+                c.requests, c.refused_requests, c.llm_calls, c.tokens
+            ));
+        }
         eprint!("{out}");
     }
 }
@@ -151,7 +168,7 @@ impl RunListener for Progress {
     fn event(&self, event: &Event) {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         // Log lines carry no queue; inside a group it is the branch's own.
-        if !matches!(event.kind, EventKind::Log { .. }) {
+        if !matches!(event.kind, EventKind::Log { .. } | EventKind::Request { .. }) {
             c.queued = event.queued;
         }
         match &event.kind {
@@ -191,6 +208,16 @@ impl RunListener for Progress {
             EventKind::WaitingForInput { task_id, .. } => {
                 if let Some(e) = c.executions.get_mut(task_id) {
                     e.3 = "waiting for input";
+                }
+            }
+            EventKind::Request { kind, error, tokens, .. } => {
+                c.requests += 1;
+                if error.is_some() {
+                    c.refused_requests += 1;
+                }
+                if *kind == "llm" {
+                    c.llm_calls += 1;
+                    c.tokens += tokens.unwrap_or(0);
                 }
             }
             EventKind::GroupStarted { .. } | EventKind::Log { .. } => return,

@@ -73,9 +73,12 @@ pub struct RunArgs {
     /// declared inputs fall back to its fields.
     #[arg(long, default_value = "{}")]
     input: String,
-    /// Where checkpoints go.
-    #[arg(long, default_value = checkpoint::DEFAULT_DIR, value_name = "DIR")]
-    checkpoint_dir: PathBuf,
+    /// Where checkpoints go [default: checkpoints]. The run's events
+    /// (`graflow-host logs`) are kept there too, in DIR/<session>/events.jsonl;
+    /// without this flag, only once the run writes a checkpoint or a feedback
+    /// request (a run that writes neither leaves nothing in the current folder).
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
     #[command(flatten)]
     pub exec: ExecOptions,
 }
@@ -83,10 +86,12 @@ pub struct RunArgs {
 #[derive(clap::Args)]
 pub struct ResumeArgs {
     /// The checkpoint: its base path (`DIR/<session>/<id>`) or any of its files.
-    /// With --latest: the checkpoint directory (default `checkpoints`).
+    /// With --latest: the checkpoint directory (default `checkpoints`), or one
+    /// run's folder in it (`DIR/<session>`).
     #[arg(value_name = "CHECKPOINT")]
     checkpoint: Option<PathBuf>,
-    /// Resume the newest checkpoint in the directory.
+    /// Resume the newest checkpoint in the directory (or of the run whose
+    /// folder is named).
     #[arg(long)]
     latest: bool,
     /// Resume even if a module's file changed since the checkpoint, running the
@@ -128,7 +133,21 @@ pub fn parse_input(arg: &str) -> Result<Json, CliError> {
         .map_err(|e| CliError::bad_input(anyhow::Error::new(e).context("--input")))?,
         None => arg.to_string(),
     };
-    let json = Json::parse(text).map_err(|e| CliError::bad_input(anyhow!("--input is not valid JSON: {e}")))?;
+    let json = Json::parse(text).map_err(|e| {
+        let given = match arg.strip_prefix('@') {
+            Some("-") => "standard input (--input @-)".to_string(),
+            Some(file) => format!("the file {file} (--input @{file})"),
+            None => {
+                let shown = super::printable(&arg.chars().take(40).collect::<String>());
+                let cut = if arg.chars().count() > 40 { "..." } else { "" };
+                format!("'{shown}{cut}'")
+            }
+        };
+        CliError::bad_input(anyhow!(
+            "--input is not valid JSON: {given}: {e}; the run input is a JSON object, e.g. \
+             --input '{{\"day\": \"2026-11-27\"}}' (@FILE or @- to read it from a file or standard input)"
+        ))
+    })?;
     if !json.is_object() {
         return Err(CliError::bad_input(anyhow!("--input must be a JSON object, e.g. '{{\"day\": \"2026-11-27\"}}'")));
     }
@@ -172,11 +191,12 @@ impl Watch {
     }
 }
 
-fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>, watch: &Watch) -> RunOptions {
+fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>, defer_journal: bool, watch: &Watch) -> RunOptions {
     RunOptions {
         listener: watch.listener(),
         cache_dir: super::cache_dir(exec.no_cache),
         checkpoint_dir,
+        defer_journal,
         checkpoint_every: exec.checkpoint_every,
         write_behind: exec.write_behind,
         max_steps: exec.max_steps,
@@ -191,11 +211,20 @@ fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>, watch: &Watch) -
 pub fn run(args: RunArgs, live: bool) -> Result<ExitStatus, CliError> {
     let input = parse_input(&args.input)?;
     let watch = Watch::new(live, &args.exec);
-    let session = Session::start(&args.workflow, input, options(&args.exec, Some(args.checkpoint_dir.clone()), &watch))
+    // Without --checkpoint-dir, checkpoints still go to `checkpoints`, but the
+    // journal waits until the run writes one (or a feedback request).
+    let (dir, defer_journal) = match args.checkpoint_dir {
+        Some(dir) => (dir, false),
+        None => (PathBuf::from(checkpoint::DEFAULT_DIR), true),
+    };
+    let session = Session::start(&args.workflow, input, options(&args.exec, Some(dir), defer_journal, &watch))
         .map_err(|e| {
             watch.finish();
-            CliError::bad_input(e)
+            super::start_failed(&args.workflow, e)
         })?;
+    if !args.exec.no_cache {
+        super::cache::remember_names(session.workflow());
+    }
     tracing::info!(workflow = %session.workflow().name, session = %session.state().session_id, "run started");
     execute(session, &args.exec, &watch)
 }
@@ -204,7 +233,7 @@ pub fn resume(args: ResumeArgs, live: bool) -> Result<ExitStatus, CliError> {
     let base = match (args.latest, args.checkpoint) {
         (true, dir) => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(checkpoint::DEFAULT_DIR));
-            checkpoint::latest(&dir).map_err(CliError::bad_input)?.base
+            super::checkpoints::newest(&dir)?.base
         }
         (false, Some(path)) => path,
         (false, None) => {
@@ -223,10 +252,13 @@ pub fn resume(args: ResumeArgs, live: bool) -> Result<ExitStatus, CliError> {
         }),
     };
     let watch = Watch::new(live, &args.exec);
-    let session = Session::resume(&base, resume, options(&args.exec, None, &watch)).map_err(|e| {
+    let session = Session::resume(&base, resume, options(&args.exec, None, false, &watch)).map_err(|e| {
         watch.finish();
         CliError::bad_input(e)
     })?;
+    if !args.exec.no_cache {
+        super::cache::remember_names(session.workflow());
+    }
     for w in session.warnings() {
         tracing::warn!("{w}");
     }
@@ -346,7 +378,7 @@ fn report(
             }
         }
         Err(error) => {
-            object["error"] = format!("{:#}", anyhow::Error::new(error.clone())).into();
+            object["error"] = super::error_text(&anyhow::Error::new(error.clone())).into();
             object["failures"] = failures(error);
             match error {
                 RunError::MaxSteps { checkpoint, .. } => {

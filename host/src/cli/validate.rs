@@ -8,7 +8,10 @@ use std::path::Path;
 
 pub fn validate(path: &Path, no_cache: bool, json: bool) -> Result<ExitStatus, CliError> {
     let opts = RunOptions { cache_dir: super::cache_dir(no_cache), ..RunOptions::default() };
-    let session = Session::start(path, Json::null(), opts).map_err(CliError::bad_input)?;
+    let session = Session::start(path, Json::null(), opts).map_err(|e| super::start_failed(path, e))?;
+    if !no_cache {
+        super::cache::remember_names(session.workflow());
+    }
     let wf = session.workflow();
     if json {
         let modules: serde_json::Map<String, serde_json::Value> = wf

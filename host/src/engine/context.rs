@@ -288,6 +288,11 @@ impl TaskContext {
         self.listener = listener;
     }
 
+    /// Where the task's events go.
+    pub fn listener(&self) -> super::Listener {
+        self.listener.clone()
+    }
+
     /// A line the task logged (or printed), as an event.
     pub fn log_event(&self, level: &'static str, line: &str) {
         self.listener.emit(0, || super::EventKind::Log {

@@ -74,6 +74,39 @@ pub enum EventKind {
         /// The execution it follows.
         after: Option<String>,
     },
+    /// An outbound request of a task (through the gate), once it ended.
+    /// Never carries a header, a body or the query string.
+    Request {
+        /// Execution id.
+        task_id: String,
+        /// Its module.
+        module: String,
+        /// `http` (a request the task made) or `llm` (a model call).
+        kind: &'static str,
+        /// `GET`, `POST`, ...
+        method: String,
+        /// `scheme://host[:port]`.
+        origin: String,
+        /// The path, without the query.
+        path: String,
+        /// The response status, if a response came.
+        status: Option<u16>,
+        /// Request body bytes sent.
+        sent_bytes: u64,
+        /// Response body bytes received.
+        received_bytes: u64,
+        /// Milliseconds from the request to the end of its body.
+        duration_ms: f64,
+        /// Why it failed, if it did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// The model that answered (model calls).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        /// Tokens used (model calls).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tokens: Option<u64>,
+    },
     /// A line a task logged (or printed, when its output is captured).
     Log {
         /// Execution id.

@@ -33,6 +33,41 @@ pub(super) struct WorkflowSection {
     pub(super) max_retries: Option<u32>,
     pub(super) backoff: Option<BackoffSection>,
     pub(super) limits: Option<LimitsSection>,
+    /// The default outbound grant, the attached headers and the bounds.
+    pub(super) http: Option<HttpSection>,
+    /// The language-model provider.
+    pub(super) llm: Option<crate::outbound::LlmProvider>,
+}
+
+/// `[workflow.http]`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HttpSection {
+    /// Origins every task may reach unless it says otherwise.
+    #[serde(default)]
+    pub(super) allow: Vec<String>,
+    /// Inward networks a granted name may resolve to.
+    #[serde(default)]
+    pub(super) allow_networks: Vec<String>,
+    /// Headers the host attaches, each to one origin.
+    #[serde(default)]
+    pub(super) headers: Vec<crate::outbound::policy::HeaderWire>,
+    pub(super) max_response_bytes: Option<u64>,
+    pub(super) max_request_bytes: Option<u64>,
+    pub(super) max_requests: Option<u32>,
+    pub(super) max_connections: Option<u64>,
+    pub(super) max_llm_tokens_per_execution: Option<u64>,
+    pub(super) max_llm_tokens: Option<u64>,
+}
+
+/// `http = { allow = [...] }` of a task: replaces the workflow's default.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TaskHttpSection {
+    #[serde(default)]
+    pub(super) allow: Vec<String>,
+    #[serde(default)]
+    pub(super) allow_networks: Vec<String>,
 }
 
 impl WorkflowSection {
@@ -66,6 +101,8 @@ pub(super) struct TaskSection {
     #[serde(default)]
     pub(super) env: Vec<String>,
     pub(super) stdio: Option<Stdio>,
+    /// Outbound HTTP grant (replaces `[workflow.http].allow`).
+    pub(super) http: Option<TaskHttpSection>,
     #[serde(default)]
     pub(super) reuse_instance: bool,
     pub(super) max_cycles: Option<u32>,

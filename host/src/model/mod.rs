@@ -43,6 +43,8 @@ pub struct Workflow {
     pub graph: Graph,
     /// Run-wide settings.
     pub settings: RunSettings,
+    /// What tasks may reach outside the sandbox (nothing by default).
+    pub outbound: std::sync::Arc<crate::outbound::Policy>,
 }
 
 /// A component module, identified by content.

@@ -209,6 +209,7 @@ mod tests {
             tasks,
             graph,
             settings: RunSettings { max_steps: 1, parallelism: 2, bounds: HostBounds::default() },
+            outbound: Default::default(),
         }
     }
 

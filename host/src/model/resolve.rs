@@ -169,6 +169,7 @@ impl Resolver<'_> {
         }
         let name = wf.name.clone().unwrap_or_else(|| default_name(self.path));
         let modules = modules.into_iter().map(|(n, (r, _))| (n, r)).collect();
+        let tasks_names: Vec<String> = tasks.keys().cloned().collect();
         Ok(Workflow {
             name,
             flow: wf.flow.clone(),
@@ -177,7 +178,63 @@ impl Resolver<'_> {
             tasks,
             graph,
             settings: RunSettings { max_steps, parallelism, bounds: self.bounds()? },
+            outbound: std::sync::Arc::new(self.outbound(&tasks_names)?),
         })
+    }
+
+    /// The outbound policy: each task's grant (its own `http`, else the
+    /// workflow's `allow`), the attached headers, the provider, the bounds.
+    fn outbound(&self, tasks: &[String]) -> Result<crate::outbound::Policy, LoadError> {
+        use crate::outbound::{Grant, Network, NetBounds, OriginPattern, Policy};
+        let wf = &self.file.workflow;
+        let http = wf.http.as_ref();
+        let grant = |field: &str, allow: &[String], networks: &[String]| -> Result<Grant, LoadError> {
+            let allow = allow
+                .iter()
+                .map(|p| OriginPattern::parse(p).map_err(|e| self.invalid(format!("{field}.allow"), e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let allow_networks = networks
+                .iter()
+                .map(|n| Network::parse(n).map_err(|e| self.invalid(format!("{field}.allow_networks"), e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Grant { allow, allow_networks })
+        };
+        let default = match http {
+            Some(h) => grant("[workflow.http]", &h.allow, &h.allow_networks)?,
+            None => Grant::default(),
+        };
+        let mut granted = BTreeMap::new();
+        for name in tasks {
+            let own = self.file.tasks.get(name).and_then(|t| t.http.as_ref());
+            let g = match own {
+                Some(t) => grant(&format!("[tasks.{name}].http"), &t.allow, &t.allow_networks)?,
+                None => default.clone(),
+            };
+            if !g.is_empty() {
+                granted.insert(name.clone(), g);
+            }
+        }
+        let mut headers = Vec::new();
+        for (i, h) in http.map(|h| h.headers.as_slice()).unwrap_or_default().iter().enumerate() {
+            let header = crate::outbound::InjectedHeader::try_from(h.clone())
+                .map_err(|e| self.invalid(format!("[workflow.http].headers[{i}]"), e))?;
+            headers.push(header);
+        }
+        if let Some(p) = &wf.llm {
+            p.validate().map_err(|e| self.invalid("[workflow.llm]", e))?;
+        }
+        let d = NetBounds::default();
+        let bounds = NetBounds {
+            max_response_bytes: http.and_then(|h| h.max_response_bytes).unwrap_or(d.max_response_bytes),
+            max_request_bytes: http.and_then(|h| h.max_request_bytes).unwrap_or(d.max_request_bytes),
+            max_requests: http.and_then(|h| h.max_requests).unwrap_or(d.max_requests),
+            max_connections: http.and_then(|h| h.max_connections).unwrap_or(d.max_connections),
+            max_llm_tokens_per_execution: http.and_then(|h| h.max_llm_tokens_per_execution).unwrap_or(d.max_llm_tokens_per_execution),
+            max_llm_tokens: http.and_then(|h| h.max_llm_tokens).unwrap_or(d.max_llm_tokens),
+        };
+        let policy = Policy { tasks: granted, headers, llm: wf.llm.clone(), bounds };
+        policy.validate().map_err(|e| self.invalid("[workflow.http]", e))?;
+        Ok(policy)
     }
 
     fn bounds(&self) -> Result<HostBounds, LoadError> {
@@ -255,10 +312,12 @@ impl Resolver<'_> {
         Ok(out)
     }
 
-    fn declared_names(&self, flow: &flow::FlowGraph) -> String {
+    /// The tasks declared or named in the flow, but `unknown` (the one an
+    /// error is about).
+    fn declared_names(&self, flow: &flow::FlowGraph, unknown: &str) -> String {
         let mut names: Vec<&str> = self.file.tasks.keys().map(String::as_str).collect();
         names.extend(flow.tasks.iter().map(String::as_str).filter(|t| !self.file.tasks.contains_key(*t)));
-        listed(names)
+        listed(names.into_iter().filter(|t| *t != unknown))
     }
 
     fn tasks(
@@ -297,7 +356,7 @@ impl Resolver<'_> {
                             "named in the flow, not declared in [tasks], and module '{module}' exports no task of that name; it exports: {}",
                             listed(decls.iter().map(|d| d.name.as_str()))
                         ),
-                        declared: self.declared_names(flow)
+                        declared: self.declared_names(flow, &name)
                             + &super::did_you_mean(&name, decls.iter().map(|d| d.name.as_str())),
                     });
                 }
@@ -344,7 +403,7 @@ impl Resolver<'_> {
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
-                declared: self.declared_names(flow)
+                declared: self.declared_names(flow, task)
                     + &super::did_you_mean(
                         export,
                         modules.values().flat_map(|(_, d)| d.iter().map(|d| d.name.as_str())),

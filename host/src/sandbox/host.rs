@@ -35,6 +35,16 @@ pub struct HostState {
     pub stdout: Captured,
     /// What the guest wrote to stderr (when captured; panic messages land here).
     pub stderr: Captured,
+    /// `wasi:http` state (nothing is reachable unless granted).
+    pub http: wasmtime_wasi_http::WasiHttpCtx,
+    /// The outbound gate's view of this execution.
+    pub hooks: crate::outbound::wasi::Hooks,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
 }
 
 impl HostState {
@@ -240,6 +250,9 @@ impl graflow::task::feedback::Host for HostState {
         let waited = desk.wait(&request, deadline, &stop);
         // The time waited does not count against the task's time limit.
         self.deadline += started.elapsed();
+        if let Some(net) = &self.hooks.net {
+            net.set_deadline(self.deadline);
+        }
         match waited {
             // Checked like one found at once: the answer file may have been
             // written by anyone who can write the checkpoint directory.
@@ -252,5 +265,102 @@ impl graflow::task::feedback::Host for HostState {
             Ok(None) => refusable::<String>(Err(self.task()?.pause_for(request))),
             Err(e) => Ok(Err(e.to_string())),
         }
+    }
+}
+
+impl HostState {
+    /// Log that a task granted nothing tried to reach `what`, and say why.
+    fn ungranted(&mut self, what: &str) -> wasmtime::Result<String> {
+        let ctx = self.task()?;
+        let line = format!(
+            "outbound request refused: task '{}' (module '{}') is granted no http origins and may not reach {}",
+            ctx.info.task_name,
+            ctx.info.module,
+            ctx.log_line(what)
+        );
+        tracing::warn!(target: "task", task = %ctx.info.task_id, module = %ctx.info.module, "{line}");
+        ctx.log_event("warn", &line);
+        Ok(line)
+    }
+
+    /// Block on `fut` on the gate's runtime; a stop of every task traps.
+    fn stopped(&self) -> bool {
+        self.abort.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl graflow::task::http::Host for HostState {
+    fn send(
+        &mut self,
+        req: graflow::task::http::Request,
+    ) -> wasmtime::Result<Result<graflow::task::http::Response, graflow::task::http::HttpError>> {
+        use crate::outbound::gate::{self, NetError, Timeouts};
+        use graflow::task::http::{HttpError, Response};
+        let Some(net) = self.hooks.net.clone() else {
+            let origin = req.url.parse::<::http::Uri>().ok().and_then(|u| crate::outbound::Origin::of_uri(&u).ok());
+            let what = origin.map_or_else(|| req.url.clone(), |o| o.to_string());
+            return Ok(Err(HttpError::Denied(self.ungranted(&what)?)));
+        };
+        let Ok(method) = ::http::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes()) else {
+            return Ok(Err(HttpError::Invalid(format!("'{}' is not an HTTP method", req.method))));
+        };
+        let limit = req.timeout_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms)));
+        let timeouts = Timeouts { connect: limit, first_byte: limit, between_bytes: limit };
+        let (url, headers, body, follow) = (req.url, req.headers, req.body, req.follow_redirects);
+        let outcome = wasmtime_wasi::runtime::in_tokio(async move {
+            let send = gate::send_buffered(net, method, &url, headers, body, timeouts, follow, None);
+            match limit {
+                Some(d) => tokio::time::timeout(d, send)
+                    .await
+                    .unwrap_or_else(|_| Err(NetError::Timeout(format!("the request's timeout-ms of {} ms", d.as_millis())))),
+                None => send.await,
+            }
+        });
+        Ok(match outcome {
+            Ok(r) => Ok(Response { status: r.status, headers: r.headers, body: r.body }),
+            Err(NetError::Stopped) => return Err(wasmtime::Error::new(super::Aborted)),
+            Err(_) if self.stopped() => return Err(wasmtime::Error::new(super::Aborted)),
+            Err(NetError::Denied(s)) => Err(HttpError::Denied(s)),
+            Err(NetError::Bound(s)) => Err(HttpError::Limit(s)),
+            Err(NetError::Timeout(s)) => Err(HttpError::Timeout(s)),
+            Err(NetError::Invalid(s)) => Err(HttpError::Invalid(s)),
+            Err(e @ NetError::Failed(_)) => Err(HttpError::Failed(e.to_string())),
+        })
+    }
+}
+
+impl graflow::task::llm::Host for HostState {
+    fn chat(
+        &mut self,
+        req: graflow::task::llm::ChatRequest,
+    ) -> wasmtime::Result<Result<graflow::task::llm::ChatResponse, graflow::task::llm::LlmError>> {
+        use crate::outbound::llm::{self, ChatError};
+        use graflow::task::llm::{ChatResponse, LlmError, ToolCall, Usage};
+        if self.hooks.net.is_none() {
+            let line = self.ungranted("a model provider")?;
+            return Ok(Err(LlmError::Denied(line)));
+        }
+        let asked = llm::ChatRequest { messages: req.messages, model: req.model, tools: req.tools, params: req.params };
+        Ok(match llm::chat(self.hooks.net.clone(), asked) {
+            Ok(a) => Ok(ChatResponse {
+                message: a.message,
+                content: a.content,
+                tool_calls: a
+                    .tool_calls
+                    .into_iter()
+                    .map(|t| ToolCall { id: t.id, name: t.name, arguments: t.arguments })
+                    .collect(),
+                finish_reason: a.finish_reason,
+                model: a.model,
+                usage: Usage { prompt_tokens: a.usage.0, completion_tokens: a.usage.1, total_tokens: a.usage.2 },
+            }),
+            Err(ChatError::Stopped) => return Err(wasmtime::Error::new(super::Aborted)),
+            Err(_) if self.stopped() => return Err(wasmtime::Error::new(super::Aborted)),
+            Err(ChatError::Denied(s)) => Err(LlmError::Denied(s)),
+            Err(ChatError::Limit(s)) => Err(LlmError::Limit(s)),
+            Err(ChatError::Provider(s)) => Err(LlmError::Provider(s)),
+            Err(ChatError::Invalid(s)) => Err(LlmError::Invalid(s)),
+            Err(ChatError::Failed(s)) => Err(LlmError::Failed(s)),
+        })
     }
 }

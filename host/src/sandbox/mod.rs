@@ -35,6 +35,8 @@ use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx};
 struct LoadedModule {
     pre: TaskModulePre<HostState>,
     code: ModuleBytes,
+    /// It imports `wasi:http/outgoing-handler`.
+    uses_http: bool,
 }
 
 /// How long a component's `tasks` export may take when it is loaded.
@@ -64,6 +66,11 @@ pub struct Sandbox {
     pool: std::sync::Mutex<HashMap<String, Vec<Pooled>>>,
     /// Places in the engine's instance pool.
     permits: Arc<InstancePermits>,
+    /// A worker's own allow-list (`--allow-outbound`): every request must
+    /// pass it too. `None`: only the workflow's grants apply.
+    outbound_allow: Option<Arc<crate::outbound::Grant>>,
+    /// Run-wide outbound counters, by session.
+    run_nets: crate::outbound::RunNets,
     _ticker: Ticker,
 }
 
@@ -85,6 +92,7 @@ impl Sandbox {
         let engine = config::build_engine(settings)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         clock::add_to_linker(&mut linker)?;
         host::TaskModule::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let cache = cache_dir.map(|d| cache::ModuleCache::new(d, &engine));
@@ -98,6 +106,8 @@ impl Sandbox {
             fuel: settings.fuel,
             abort: Arc::new(AtomicBool::new(false)),
             pool: Default::default(),
+            outbound_allow: None,
+            run_nets: Default::default(),
             _ticker: ticker,
         })
     }
@@ -106,6 +116,12 @@ impl Sandbox {
     /// concurrent instances): the one place a run's engine is sized.
     pub fn for_needs(needs: &EngineNeeds, cache_dir: Option<std::path::PathBuf>) -> wasmtime::Result<Sandbox> {
         Sandbox::new(&EngineSettings::for_needs(needs), cache_dir)
+    }
+
+    /// Intersect every task's outbound grant with `allow` (a worker's
+    /// `--allow-outbound`; empty: nothing is reachable).
+    pub fn set_outbound_allow(&mut self, allow: crate::outbound::Grant) {
+        self.outbound_allow = Some(Arc::new(allow));
     }
 
     /// Setting this flag stops every running task at its next epoch tick (within
@@ -137,7 +153,11 @@ impl Sandbox {
             };
             ModuleLoadError::Incompatible(why)
         })?;
-        self.modules_mut().insert(name.to_string(), Arc::new(LoadedModule { pre, code: code.clone() }));
+        let uses_http = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler"));
+        self.modules_mut().insert(name.to_string(), Arc::new(LoadedModule { pre, code: code.clone(), uses_http }));
         Ok(tasks)
     }
 
@@ -209,6 +229,8 @@ impl Sandbox {
             abort: self.abort.clone(),
             stdout: wasi.stdout,
             stderr: wasi.stderr,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            hooks: Default::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -327,6 +349,27 @@ impl Sandbox {
         })
     }
 
+    /// The network state of one execution, if its task is granted origins.
+    fn exec_net(&self, task: &TaskDef, ctx: &TaskContext, deadline: Instant) -> Option<Arc<crate::outbound::ExecNet>> {
+        let policy = &ctx.workflow().outbound;
+        policy.grant(&task.name)?;
+        let who = crate::outbound::ExecIdentity {
+            task_id: &ctx.info.task_id,
+            task: &task.name,
+            module: &task.module,
+            session: &ctx.info.session_id,
+        };
+        crate::outbound::ExecNet::new(
+            who,
+            policy,
+            self.outbound_allow.clone(),
+            self.run_nets.of(&ctx.info.session_id),
+            deadline,
+            self.abort.clone(),
+            ctx.listener(),
+        )
+    }
+
     fn take_pooled(&self, task: &TaskDef) -> Option<Pooled> {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let idle = pool.get_mut(&task.module)?;
@@ -362,9 +405,13 @@ impl TaskRunner for Sandbox {
         // (with room for the key and the call's other arguments), so an
         // over-large value is refused with an error naming it.
         p.store.set_hostcall_fuel(usize::try_from(max_value.saturating_add(1 << 20)).unwrap_or(usize::MAX));
+        let deadline = Instant::now() + Duration::from_millis(task.limits.timeout_ms);
+        let net = self.exec_net(task, &ctx, deadline);
         let data = p.store.data_mut();
         data.ctx = Some(ctx);
-        data.deadline = Instant::now() + Duration::from_millis(task.limits.timeout_ms);
+        data.deadline = deadline;
+        data.hooks.who = (module.uses_http && net.is_none()).then(|| (task.name.clone(), task.module.clone()));
+        data.hooks.net = net;
         let outcome = (|| {
             // Every run sets its own budget: a reused instance must not keep
             // what an earlier task with a budget left.
@@ -392,6 +439,12 @@ impl TaskRunner for Sandbox {
                 Err(TaskFailure::new(FailureKind::Retryable, cut(&m, max_log)))
             }
             Err(error) => Err(classify(&error, task, max_value, &p.store.data().stderr)),
+        };
+        // A request found the task must fail (a key missing on this machine).
+        let net_failure = p.store.data_mut().hooks.net.take().and_then(|n| n.failure());
+        let result = match net_failure {
+            Some(why) => Err(TaskFailure::new(FailureKind::Failed, why)),
+            None => result,
         };
         let data = p.store.data_mut();
         let Some(ctx) = data.ctx.take() else {

@@ -196,6 +196,11 @@ pub struct Meta {
     /// The full checkpoint this one is an increment over (schema 3 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseRef>,
+    /// The workflow's outbound policy (grants by task, attached headers by
+    /// variable name, the model provider, the bounds). Stored here, in the
+    /// signed record, rather than in the payload, so schema 2 stays as it
+    /// was; a reader restores it into the workflow it loads.
+    pub outbound: Option<crate::outbound::Policy>,
 }
 
 impl Meta {

@@ -41,6 +41,7 @@ impl From<MetaV1> for Meta {
             after: None,
             signature: None,
             base: None,
+            outbound: None,
         }
     }
 }

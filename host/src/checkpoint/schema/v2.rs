@@ -68,6 +68,9 @@ pub struct Record {
     /// See [`Meta::base`]: set in (and only in) a schema-3 record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseRef>,
+    /// See [`Meta::outbound`]: absent when the workflow grants no network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<crate::outbound::Policy>,
 }
 
 #[derive(Serialize)]
@@ -132,6 +135,7 @@ pub fn read_meta(bytes: &[u8], version: SchemaVersion) -> Result<(Meta, Vec<u8>)
         after: r.after,
         signature: envelope.signature,
         base: r.base,
+        outbound: r.outbound,
     };
     Ok((meta, message))
 }
@@ -637,6 +641,9 @@ impl Workflow {
                     max_module_bytes: b.max_module_bytes,
                 },
             },
+            // Not in the payload: the commit record carries it (`outbound`),
+            // and the reader puts it back (`read.rs`).
+            outbound: Default::default(),
         }
     }
 }

@@ -151,10 +151,106 @@ fn script(input: ScriptInput) -> Result<Value, TaskError> {
                 }
                 channel::set("work_hash", &format!("{h:x}"))?;
             }
+            "http" => {
+                // {"op":"http","method":"GET","url":..,"headers":[[k,v]],"body":"..","timeout_ms":n,"no_redirects":bool,"key":..}
+                let mut req = http::Request::new(
+                    if str_of(action, "method").is_empty() { "GET" } else { str_of(action, "method") },
+                    str_of(action, "url"),
+                );
+                for h in arg("headers").as_array().into_iter().flatten() {
+                    req = req.header(h[0].as_str().unwrap_or(""), h[1].as_str().unwrap_or(""));
+                }
+                req = req.body(str_of(action, "body").as_bytes().to_vec());
+                if let Some(ms) = arg("timeout_ms").as_u64() {
+                    req = req.timeout(std::time::Duration::from_millis(ms));
+                }
+                if arg("no_redirects").as_bool() == Some(true) {
+                    req = req.no_redirects();
+                }
+                let outcome = match req.send() {
+                    Ok(r) => json!({"status": r.status, "body": r.text(), "headers": r.headers}),
+                    Err(e) => json!({"error": e.to_string()}),
+                };
+                let key = str_of(action, "key");
+                channel::append(if key.is_empty() { "http" } else { key }, &outcome)?;
+                output = outcome;
+            }
+            "wasi_http" => {
+                let outcome = match wasi_get(str_of(action, "url"), arg("body_limit").as_u64().unwrap_or(u64::MAX)) {
+                    Ok((status, body)) => json!({"status": status, "body": body}),
+                    Err(e) => json!({"error": e}),
+                };
+                channel::append("wasi_http", &outcome)?;
+                output = outcome;
+            }
+            "llm" => {
+                // {"op":"llm","messages":[..],"tools":[..],"model":".."}
+                let chat = llm::Chat {
+                    messages: arg("messages").as_array().cloned().unwrap_or_default(),
+                    model: str_of(action, "model").to_string(),
+                    tools: arg("tools").as_array().cloned().unwrap_or_default(),
+                    params: Default::default(),
+                };
+                let outcome = match chat.send() {
+                    Ok(a) => json!({
+                        "content": a.content,
+                        "tool_calls": a.tool_calls.iter().map(|t| json!({"id": t.id, "name": t.name, "arguments": t.arguments})).collect::<Vec<_>>(),
+                        "finish_reason": a.finish_reason,
+                        "model": a.model,
+                        "usage": [a.usage.0, a.usage.1, a.usage.2],
+                    }),
+                    Err(e) => json!({"error": e.to_string()}),
+                };
+                channel::append("llm", &outcome)?;
+                output = outcome;
+            }
             other => return Err(TaskError::failed(format!("unknown action '{other}'"))),
         }
     }
     Ok(output)
+}
+
+/// `GET url` through `wasi:http/outgoing-handler` directly (no SDK helper):
+/// the status and the body as text, or the error code's debug text.
+fn wasi_get(url: &str, limit: u64) -> Result<(u16, String), String> {
+    use wasi::http::outgoing_handler;
+    use wasi::http::types::{Fields, OutgoingRequest, Scheme};
+    let (scheme, rest) = url.split_once("://").ok_or("no scheme")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let req = OutgoingRequest::new(Fields::new());
+    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    req.set_scheme(Some(&scheme)).map_err(|_| "scheme")?;
+    req.set_authority(Some(authority)).map_err(|_| "authority")?;
+    req.set_path_with_query(Some(path)).map_err(|_| "path")?;
+    let future = outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
+    let response = loop {
+        match future.get() {
+            Some(r) => break r.map_err(|_| "taken twice")?.map_err(|e| format!("{e:?}"))?,
+            None => future.subscribe().block(),
+        }
+    };
+    let status = response.status();
+    let body = response.consume().map_err(|_| "consume")?;
+    let stream = body.stream().map_err(|_| "stream")?;
+    let mut out = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => {
+                out.extend_from_slice(&chunk);
+                if out.len() as u64 > limit {
+                    break;
+                }
+            }
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
+                return Err(format!("body: {}", e.to_debug_string()));
+            }
+        }
+    }
+    Ok((status, String::from_utf8_lossy(&out).into_owned()))
 }
 
 /// Recursion that keeps a frame per level: overflows the stack for large depths.
