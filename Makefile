@@ -30,7 +30,7 @@ rust-guests: setup
 
 # Python and JavaScript components (toolchains installed on first use into
 # target/toolchains). Rebuilt only when a source or the SDK changed.
-PY_JS := examples/mixed/stats.wasm examples/mixed/format.wasm tests/guests/parity_py.wasm tests/guests/parity_js.wasm
+PY_JS := examples/mixed/stats.wasm examples/mixed/format.wasm examples/research-agent/agent.wasm tests/guests/parity_py.wasm tests/guests/parity_js.wasm
 py-js-guests: $(PY_JS)
 
 %.wasm: %.py guest-sdk/python/graflow.py guest-sdk/python/requirements.txt wit/graflow.wit

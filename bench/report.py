@@ -128,6 +128,7 @@ row("chain_1000_channel_100mb", "chain of 1,000 over a 100 MB channel", "same pe
 row("group_1000", "src >> (1,000 parallel no-ops) >> sink; ours: parallelism = 4, Graflow: THREADING (a thread per core)")
 row("next_iteration_10000", "one task, 10,000 next_iteration runs")
 row("flow_file_10000", "a 10,000-task chain made ready to run; ours: a workflow file loaded and validated, Graflow: built with >> in Python (different work, no ratio)", ratio=False)
+row("http_get_per_task", "one allowed GET per task to a local server; Graflow side: a plain requests.get in Python to the same server (both a new connection per request)")
 row("redis_noop_1w", "through Redis: src >> (2,000 no-ops) >> sink, 1 worker of 4 slots (ours: parallelism = 16)", "<= 1/4 of Graflow", scaled(graflow_of("redis_noop_1w"), 1 / 4))
 row("redis_noop_2w", "through Redis: the same, 2 workers of 4 slots", "<= 1/4 of Graflow", scaled(graflow_of("redis_noop_2w"), 1 / 4))
 row("redis_noop_500_1w", "through Redis: src >> (500 no-ops) >> sink, 1 worker (Graflow's fallback when its 2,000-task run failed)", ratio=False)

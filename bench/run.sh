@@ -25,6 +25,13 @@ if command -v redis-server >/dev/null; then
 else
   echo "redis-server is not installed: the distributed rows are skipped (apt-get install redis-server)" >&2
 fi
+# The local HTTP server of the outbound row (ours and a plain requests.get).
+bench/.venv/bin/python -c 'import requests' 2>/dev/null || bench/.venv/bin/pip install --quiet --disable-pip-version-check "requests==2.32.3"
+exec 3< <(python3 bench/http_server.py)
+HTTP_PID=$!
+read -r BENCH_HTTP_PORT <&3
+export BENCH_HTTP_PORT
+trap 'kill $HTTP_PID 2>/dev/null || true; [ -n "$REDIS_PID" ] && kill $REDIS_PID 2>/dev/null || true' EXIT
 # What is measured: the report names this commit and time, not the ones it is
 # written at (notes may be added to bench/notes.md after the run).
 {
@@ -54,6 +61,10 @@ if ! (cd target/bench-graflow && BENCH_TMP="$ROOT/target" "$PY" "$ROOT/bench/gra
 fi
 if ! (cd target/bench-graflow && "$PY" "$ROOT/bench/graflow_bench.py" rss) | tee -a "$OUT/graflow.jsonl" >&2; then
   failed "$OUT/graflow.jsonl" graflow_bench_rss_failed "bench/graflow_bench.py rss stopped with an error (printed by make bench)"
+fi
+echo "== a plain requests.get to the same local server (bench/requests_bench.py)" >&2
+if ! "$PY" bench/requests_bench.py | tee -a "$OUT/graflow.jsonl" >&2; then
+  failed "$OUT/graflow.jsonl" requests_bench_failed "bench/requests_bench.py stopped with an error (printed by make bench)"
 fi
 if [ -n "$REDIS_PID" ]; then
   echo "== Graflow 0.2.0 Redis workers (bench/graflow_redis_bench.py)" >&2

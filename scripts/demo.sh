@@ -63,6 +63,26 @@ show "mixed: resumed into the Python and JavaScript tasks" "$BIN resume --latest
 show "mixed: a second run loads every component from the compiled-module cache" \
   "GRAFLOW_LOG=graflow_host=debug $BIN run examples/mixed/workflow.toml --input '{\"readings\":[1,2]}' --checkpoint-dir $MIX 2>&1 | grep -E 'module|^\\{'"
 
+AG=$DEMO/research
+step "research-agent: a scripted OpenAI-compatible model and a knowledge base on loopback" \
+  "python3 examples/research-agent/fake_openai.py --key demo-key &"
+python3 examples/research-agent/fake_openai.py --key demo-key &
+FAKE=$!
+trap 'kill $FAKE 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  python3 -c 'import socket; socket.create_connection(("127.0.0.1", 18431), 0.2)' 2>/dev/null && break
+  sleep 0.05
+done
+export DEMO_LLM_KEY=demo-key
+show "research-agent: an agent loop (model call, HTTP tool, checkpoint each round), stopped after 2 rounds" \
+  "GRAFLOW_LOG=info $BIN run examples/research-agent/workflow.toml --input '{\"question\":\"How does graflow-host keep long agent runs safe?\",\"kb_url\":\"http://127.0.0.1:18432\"}' --checkpoint-dir $AG --max-steps 2 || true"
+show "research-agent: resumed from its last round, it answers (the key stayed in the host)" \
+  "$BIN resume --latest $AG"
+show "research-agent: the requests it made, from the run's journal" \
+  "grep -h '\"event\":\"request\"' $AG/*/events.jsonl | python3 -c 'import json,sys; [print(e[\"kind\"], e[\"method\"], e[\"origin\"] + e[\"path\"], e[\"status\"], e.get(\"tokens\", \"\")) for e in map(json.loads, sys.stdin)]'"
+kill $FAKE 2>/dev/null || true
+unset DEMO_LLM_KEY
+
 CP=$DEMO/orders
 step "order: a state machine that checkpoints after every stage; interrupted with SIGINT" \
   "$BIN run examples/order/workflow.toml --input '{\"order_id\":\"A-1001\"}' --checkpoint-dir $CP &  # then kill -INT"

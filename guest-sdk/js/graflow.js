@@ -9,11 +9,13 @@
 // Returning a value sets the task's result (JSON). Throwing `TaskError` fails
 // the task permanently; `Retryable` (or any other exception) is retried while
 // the task's max_retries allows.
-import * as witChannel from 'graflow:task/channel@0.1.1';
-import * as witResults from 'graflow:task/results@0.1.1';
-import * as witControl from 'graflow:task/control@0.1.1';
-import * as witLogging from 'graflow:task/logging@0.1.1';
-import * as witFeedback from 'graflow:task/feedback@0.1.1';
+import * as witChannel from 'graflow:task/channel@0.1.2';
+import * as witResults from 'graflow:task/results@0.1.2';
+import * as witControl from 'graflow:task/control@0.1.2';
+import * as witLogging from 'graflow:task/logging@0.1.2';
+import * as witFeedback from 'graflow:task/feedback@0.1.2';
+import * as witHttp from 'graflow:task/http@0.1.2';
+import * as witLlm from 'graflow:task/llm@0.1.2';
 
 const registry = new Map();
 
@@ -68,6 +70,86 @@ export const channel = {
   append: (key, value) => unwrap(() => witChannel.append(key, JSON.stringify(value ?? null))),
   prepend: (key, value) => unwrap(() => witChannel.prepend(key, JSON.stringify(value ?? null))),
   atomicAdd: (key, amount = 1) => unwrap(() => witChannel.atomicAdd(key, amount)),
+};
+
+/** A request or model call that failed: `kind` is denied, limit, timeout, invalid, provider or failed. */
+export class NetError extends Error {
+  constructor(kind, message) {
+    super(`${kind}: ${message}`);
+    this.name = 'NetError';
+    this.kind = kind;
+    this.detail = message;
+  }
+}
+
+function netCall(call) {
+  try {
+    return call();
+  } catch (e) {
+    const p = e && e.payload;
+    if (p && typeof p === 'object' && 'tag' in p) throw new NetError(p.tag, String(p.val));
+    throw e;
+  }
+}
+
+const utf8 = { enc: new TextEncoder(), dec: new TextDecoder() };
+
+/**
+ * Outbound HTTP through the host's gate (docs/network.md): only origins the
+ * workflow grants this task are reachable; API keys the workflow attaches
+ * are added by the host and never visible here.
+ *   const r = http.get('https://api.example.com/items'); r.status; r.text(); r.json();
+ */
+export const http = {
+  request: (method, url, { headers = {}, body = '', json, timeoutMs, followRedirects = true } = {}) => {
+    const hs = Object.entries(headers).map(([k, v]) => [String(k), String(v)]);
+    if (json !== undefined) {
+      body = JSON.stringify(json);
+      hs.push(['content-type', 'application/json']);
+    }
+    const bytes = typeof body === 'string' ? utf8.enc.encode(body) : new Uint8Array(body);
+    const r = netCall(() =>
+      witHttp.send({ method: method.toUpperCase(), url, headers: hs, body: bytes, timeoutMs, followRedirects }),
+    );
+    const text = () => utf8.dec.decode(r.body);
+    return {
+      status: r.status,
+      ok: r.status >= 200 && r.status < 300,
+      headers: r.headers,
+      body: r.body,
+      text,
+      json: () => JSON.parse(text()),
+      header: (name) => (r.headers.find(([k]) => k.toLowerCase() === name.toLowerCase()) || [])[1],
+    };
+  },
+  get: (url, opts = {}) => http.request('GET', url, opts),
+  post: (url, json, opts = {}) => http.request('POST', url, { ...opts, json }),
+};
+
+/**
+ * A language model configured by the workflow (`[workflow.llm]`), called by
+ * the host: the API key stays in the host.
+ *   const a = llm.chat([{ role: 'user', content: 'hi' }]); a.content; a.toolCalls;
+ */
+export const llm = {
+  chat: (messages, { model = '', tools = [], ...params } = {}) => {
+    const a = netCall(() =>
+      witLlm.chat({
+        messages: JSON.stringify(messages),
+        model,
+        tools: JSON.stringify(tools),
+        params: JSON.stringify(params),
+      }),
+    );
+    return {
+      message: JSON.parse(a.message),
+      content: a.content,
+      toolCalls: a.toolCalls.map((t) => ({ id: t.id, name: t.name, arguments: t.arguments })),
+      finishReason: a.finishReason,
+      model: a.model,
+      usage: { promptTokens: a.usage.promptTokens, completionTokens: a.usage.completionTokens, totalTokens: a.usage.totalTokens },
+    };
+  },
 };
 
 /** Task results. */

@@ -25,11 +25,14 @@ from componentize_py_types import Err
 from wit_world.imports import channel as _channel
 from wit_world.imports import control as _control
 from wit_world.imports import feedback as _feedback
+from wit_world.imports import http as _http
+from wit_world.imports import llm as _llm
 from wit_world.imports import logging as _logging
 from wit_world.imports import results as _results
 from wit_world.imports import types as _types
 
-__all__ = ["task", "channel", "results", "control", "log", "TaskError", "Retryable", "WitWorld"]
+__all__ = ["task", "channel", "results", "control", "feedback", "http", "llm", "log", "TaskError", "Retryable",
+           "HttpError", "LlmError", "WitWorld"]
 
 _REGISTRY: Dict[str, "_Task"] = {}
 
@@ -225,6 +228,119 @@ class feedback:
     @staticmethod
     def custom(prompt: str, timeout: float = DEFAULT_TIMEOUT, metadata: Optional[dict] = None) -> Any:
         return feedback.ask("custom", prompt, None, metadata, timeout)["value"]
+
+
+class HttpError(Exception):
+    """A request that got no response: ``kind`` is denied, limit, timeout,
+    invalid or failed."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+class LlmError(Exception):
+    """A model call that failed: ``kind`` is denied, limit, provider,
+    invalid or failed."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+def _variant_error(e: Err, cls: type) -> Exception:
+    v = e.value
+    kind = type(v).__name__.rsplit("_", 1)[-1].lower()
+    return cls(kind, str(getattr(v, "value", v)))
+
+
+class Response:
+    """A whole HTTP response."""
+
+    def __init__(self, status: int, headers: List[tuple], body: bytes):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> Optional[str]:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+
+class http:
+    """Outbound HTTP through the host's gate: only the origins the workflow
+    grants this task are reachable; headers the workflow attaches (API keys)
+    are added by the host and never visible here. See docs/network.md."""
+
+    @staticmethod
+    def request(method: str, url: str, headers: Optional[Dict[str, str]] = None, body: bytes = b"",
+                json_body: Any = None, timeout: Optional[float] = None, follow_redirects: bool = True) -> Response:
+        hs = [(str(k), str(v)) for k, v in (headers or {}).items()]
+        if json_body is not None:
+            body = json.dumps(json_body, separators=(",", ":")).encode()
+            hs.append(("content-type", "application/json"))
+        if isinstance(body, str):
+            body = body.encode()
+        req = _http.Request(
+            method=method.upper(), url=url, headers=hs, body=bytes(body),
+            timeout_ms=None if timeout is None else max(1, min(int(timeout * 1000), 2**32 - 1)),
+            follow_redirects=follow_redirects,
+        )
+        try:
+            r = _http.send(req)
+        except Err as e:
+            raise _variant_error(e, HttpError) from None
+        return Response(r.status, [(k, v) for k, v in r.headers], bytes(r.body))
+
+    @staticmethod
+    def get(url: str, headers: Optional[Dict[str, str]] = None, timeout: Optional[float] = None) -> Response:
+        return http.request("GET", url, headers=headers, timeout=timeout)
+
+    @staticmethod
+    def post(url: str, json: Any = None, data: bytes = b"", headers: Optional[Dict[str, str]] = None,
+             timeout: Optional[float] = None) -> Response:
+        return http.request("POST", url, headers=headers, body=data, json_body=json, timeout=timeout)
+
+
+class llm:
+    """A language model configured by the workflow (``[workflow.llm]``),
+    called by the host: the API key stays in the host (like Graflow's
+    injected LLM client). See docs/network.md."""
+
+    @staticmethod
+    def chat(messages: List[dict], model: str = "", tools: Optional[List[dict]] = None, **params: Any) -> dict:
+        """Ask the model. Returns ``{"message", "content", "tool_calls":
+        [{"id", "name", "arguments"}], "finish_reason", "model", "usage":
+        {"prompt_tokens", "completion_tokens", "total_tokens"}}``; append
+        ``message`` to ``messages`` to continue the conversation."""
+        req = _llm.ChatRequest(messages=json.dumps(messages), model=model, tools=json.dumps(tools or []),
+                               params=json.dumps(params))
+        try:
+            a = _llm.chat(req)
+        except Err as e:
+            raise _variant_error(e, LlmError) from None
+        return {
+            "message": json.loads(a.message),
+            "content": a.content,
+            "tool_calls": [{"id": t.id, "name": t.name, "arguments": t.arguments} for t in a.tool_calls],
+            "finish_reason": a.finish_reason,
+            "model": a.model,
+            "usage": {"prompt_tokens": a.usage.prompt_tokens, "completion_tokens": a.usage.completion_tokens,
+                      "total_tokens": a.usage.total_tokens},
+        }
 
 
 class log:

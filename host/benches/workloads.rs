@@ -719,6 +719,43 @@ fn rss_10k() {
     );
 }
 
+/// One allowed request per task: a chain of 200 tasks, each a GET through
+/// the gate (grant check, name already an IP literal, connect, request,
+/// response, event) to the local server `make bench` starts
+/// (`BENCH_HTTP_PORT`), a new connection each, like `requests.get`.
+fn outbound() {
+    let Ok(port) = std::env::var("BENCH_HTTP_PORT") else {
+        emit("http_get_per_task", 0.0, "error", "BENCH_HTTP_PORT is not set (make bench starts the server)");
+        return;
+    };
+    let n = 200;
+    let mut wf = chain(&bench_module(), n, "get");
+    for t in wf.tasks.values_mut() {
+        t.inputs = vec!["url".into()];
+    }
+    let origin = format!("http://127.0.0.1:{port}");
+    let grant = graflow_host::outbound::Grant {
+        allow: vec![graflow_host::outbound::OriginPattern::parse(&origin).unwrap()],
+        allow_networks: vec![],
+    };
+    let policy = graflow_host::outbound::Policy {
+        tasks: wf.tasks.keys().map(|k| (k.clone(), grant.clone())).collect(),
+        bounds: graflow_host::outbound::NetBounds { max_connections: u64::MAX, ..Default::default() },
+        ..Default::default()
+    };
+    wf.outbound = Arc::new(policy);
+    let mut session = sandbox_for(&wf, &cache_dir());
+    let input = serde_json::json!({"url": format!("{origin}/ok")}).to_string();
+    run_once(&mut session, &input);
+    let us = median((0..3).map(|_| run_once(&mut session, &input).as_secs_f64() * 1e6 / n as f64).collect());
+    emit(
+        "http_get_per_task",
+        us,
+        "us/task",
+        &format!("{n} Rust tasks, each one GET through the gate to a local server (new connection each), median of 3"),
+    );
+}
+
 fn main() {
     let all: &[(&str, fn())] = &[
         ("chains", chains),
@@ -733,6 +770,7 @@ fn main() {
         ("scaling", scaling),
         ("distributed", distributed),
         ("rss_10k", rss_10k),
+        ("outbound", outbound),
     ];
     let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     for (name, f) in all {

@@ -636,6 +636,22 @@ pub fn describe_grants(workflow: &Workflow) -> String {
         if t.grants.stdio == crate::model::Stdio::Inherit {
             out.push_str(&format!("  task {}: writes to this terminal (stdio = inherit)\n", name.escape_debug()));
         }
+        if let Some(g) = workflow.outbound.grant(name) {
+            let allow: Vec<String> = g.allow.iter().map(|p| p.to_string()).collect();
+            out.push_str(&format!("  task {}: network {}\n", name.escape_debug(), allow.join(", ").escape_debug()));
+            if !g.allow_networks.is_empty() {
+                let nets: Vec<String> = g.allow_networks.iter().map(|n| String::from(n.clone())).collect();
+                out.push_str(&format!("  task {}: inward networks {}\n", name.escape_debug(), nets.join(", ")));
+            }
+        }
+    }
+    for h in workflow.outbound.injected_headers() {
+        out.push_str(&format!(
+            "  header {} from environment variable {} attached to {}\n",
+            h.name,
+            h.var.escape_debug(),
+            h.origin.to_string().escape_debug()
+        ));
     }
     out
 }

@@ -235,6 +235,8 @@ fn input_from_stdin_and_resume_of_a_directory() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // (A run without a checkpoint directory leaves none: make one to name.)
+    std::fs::create_dir_all(wf.dir.path().join("checkpoints")).unwrap();
     let dir = cli(wf.dir.path(), &["resume", "checkpoints"]);
     assert_eq!(dir.code, 2);
     assert!(dir.stderr.contains("pass --latest"), "{dir:?}");

@@ -522,3 +522,45 @@ fn another_coordinator_taking_over_stops_this_one_and_frees_the_waiting_worker()
     let hello = example_run("hello", r#"{"name":"next"}"#, Some(&redis.url()));
     assert_eq!(hello.code, 0, "{}", hello.stderr);
 }
+
+#[test]
+fn a_worker_reaches_only_what_it_and_the_workflow_allow_with_the_key_from_its_own_environment() {
+    let Some(redis) = Redis::start() else { return };
+    let srv = crate::netserver::Server::start();
+    let p = srv.port;
+    let wf = workflow(&format!(
+        "[workflow]\nflow = \"t\"\n[workflow.http]\nallow = [\"http://127.0.0.1:{p}\"]\n\
+         [[workflow.http.headers]]\norigin = \"http://127.0.0.1:{p}\"\nname = \"x-api-key\"\nvalue = \"${{NET_WORKER_KEY}}\"\n\
+         [tasks.t]\nexport = \"script\"\n"
+    ));
+    let input = scripts(json!({"t": [{"op": "http", "url": srv.url("/echo")}, {"op": "return", "key": "http"}]}));
+    let spawn = |extra: &[&str]| {
+        let child = command(&std::env::temp_dir())
+            .args(["worker", "--redis", &redis.url(), "--concurrency", "1", "--visibility-timeout-ms", "3000"])
+            .args(extra)
+            .env("NET_WORKER_KEY", "wk-from-the-worker")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        WorkerProc { child }
+    };
+    // A worker that allows nothing: the request is refused there.
+    let w = spawn(&[]);
+    let out = wf.run(&input, &["--redis", &redis.url(), "--json"]);
+    let r = out.ok().json()["result"].clone();
+    assert!(r[0]["error"].as_str().unwrap_or_default().contains("--allow-outbound"), "{r}");
+    assert!(srv.seen().is_empty());
+    drop(w);
+    // A worker that allows the origin sends it, with the key of its own environment.
+    let origin = format!("http://127.0.0.1:{p}");
+    let w = spawn(&["--allow-outbound", &origin]);
+    let out = wf.run(&input, &["--redis", &redis.url(), "--json"]);
+    let r = out.ok().json()["result"].clone();
+    assert_eq!(r[0]["status"], 200, "{r}");
+    let seen = srv.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["x-api-key"], "wk-from-the-worker");
+    assert!(!out.stdout.contains("wk-from-the-worker"));
+    drop(w);
+}

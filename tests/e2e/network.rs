@@ -344,13 +344,16 @@ fn requests_are_run_events_in_the_journal_logs_json_and_report() {
     let wf = net_workflow(&["t"], &format!("[workflow.http]\nallow = [\"http://127.0.0.1:{}\"]\n", srv.port));
     let input = scripts(json!({"t": [{"op": "http", "url": srv.url("/echo?token=hidden-query"), "method": "POST", "body": "12345"}, {"op": "checkpoint", "metadata": {}}]}));
     let report = wf.dir.path().join("r.html");
-    let out = wf.run(&input, &["--report", report.to_str().unwrap()]);
-    out.ok();
+    let out = wf.run(&input, &["--report", report.to_str().unwrap(), "--json"]);
+    let o = out.ok().json()["outbound"].clone();
+    assert_eq!(o["requests"], 1, "{o}");
+    assert_eq!(o["sent_bytes"], 5, "{o}");
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("Outbound requests") && html.contains("POST") && html.contains("/echo"), "{html}");
     assert!(!html.contains("hidden-query"));
-    let logs = cli(wf.dir.path(), &["logs", "--json", "checkpoints"]);
-    let _ = logs;
+    let logs = cli(wf.dir.path(), &["logs", "--latest"]);
+    assert!(logs.ok().stdout.contains("http      t POST http://127.0.0.1:"), "{}", logs.stdout);
+    assert!(logs.stdout.contains("/echo -> 200 (5 B sent"), "{}", logs.stdout);
     let journal: String = std::fs::read_dir(wf.checkpoints())
         .unwrap()
         .flatten()
@@ -364,4 +367,76 @@ fn requests_are_run_events_in_the_journal_logs_json_and_report() {
     assert_eq!(v["sent_bytes"], 5);
     assert!(v["received_bytes"].as_u64().unwrap() > 10);
     assert!(!journal.contains("hidden-query"));
+}
+
+#[test]
+fn every_language_gets_posts_is_refused_and_calls_the_model_with_a_tool_and_a_budget() {
+    let srv = Server::start();
+    let p = srv.port;
+    for (lang, _) in crate::parity::LANGS {
+        let wf = crate::parity::parity(
+            lang,
+            &format!(
+                "[workflow]\nflow = \"net\"\n[workflow.llm]\nbase_url = \"http://127.0.0.1:{p}/v1\"\nmodel = \"m\"\napi_key_env = \"NET_TEST_LLM_KEY\"\n\
+                 [workflow.http]\nallow = [\"http://127.0.0.1:{p}\"]\nmax_llm_tokens_per_execution = 120\n[tasks.net]\n"
+            ),
+        );
+        let input = json!({"base": format!("http://127.0.0.1:{p}")}).to_string();
+        let out = command(wf.dir.path())
+            .env("NET_TEST_LLM_KEY", "sk-test-secret")
+            .args(["run", "workflow.toml", "--input", &input])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{lang}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            v,
+            json!({"lang": lang, "get": 200, "post": ["POST", format!("{{\"lang\":\"{lang}\"}}")], "denied": "denied",
+                   "tool": "get_weather", "final": "final: sunny", "budget": "limit"}),
+            "{lang}"
+        );
+    }
+}
+
+#[test]
+fn the_research_agent_example_answers_after_a_pause_and_a_resume() {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (llm, kb) = (free(), free());
+    let dir = tempfile::tempdir().unwrap();
+    let example = repo().join("examples/research-agent");
+    assert!(example.join("agent.wasm").exists(), "examples/research-agent/agent.wasm is missing: run `make guests`");
+    copy_dir(&example, dir.path());
+    let toml = std::fs::read_to_string(dir.path().join("workflow.toml"))
+        .unwrap()
+        .replace("18431", &llm.to_string())
+        .replace("18432", &kb.to_string());
+    std::fs::write(dir.path().join("workflow.toml"), toml).unwrap();
+    let mut fake = std::process::Command::new("python3")
+        .arg(dir.path().join("fake_openai.py"))
+        .args(["--llm-port", &llm.to_string(), "--kb-port", &kb.to_string(), "--key", "k-123"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", kb)).is_ok() && std::net::TcpStream::connect(("127.0.0.1", llm)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let input = json!({"question": "how?", "kb_url": format!("http://127.0.0.1:{kb}")}).to_string();
+    let run = |args: &[&str]| {
+        let out = command(dir.path()).env("DEMO_LLM_KEY", "k-123").args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, _, err) = run(&["run", "workflow.toml", "--input", &input, "--max-steps", "2"]);
+    assert_eq!(code, Some(3), "{err}");
+    let (code, out, err) = run(&["resume", "--latest"]);
+    let _ = fake.kill();
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rounds"], 3, "{v}");
+    let answer = v["answer"].as_str().unwrap();
+    assert!(answer.contains("[wasm]") && answer.contains("[checkpoints]"), "{answer}");
+    assert!(!out.contains("k-123") && !err.contains("k-123"));
 }

@@ -1,5 +1,5 @@
 // The parity tasks in JavaScript; parity/src/lib.rs and parity.py implement the same ones.
-import { task, channel, results, control, feedback, Retryable, tasks, run } from './graflow.js';
+import { task, channel, results, control, feedback, http, llm, NetError, Retryable, tasks, run } from './graflow.js';
 
 const LANG = 'javascript';
 
@@ -54,6 +54,30 @@ task(function ask({ kind, timeout = 0 }) {
   else if (kind === 'multi-selection') answer = feedback.selectMany('pick', colors, { timeout });
   else answer = feedback.custom('any JSON?', { timeout });
   return { lang: LANG, answer };
+});
+
+task(function net({ base }) {
+  const got = http.get(base + '/echo');
+  const posted = http.post(base + '/echo', { lang: LANG }).json();
+  let denied = 'none';
+  try {
+    http.get(base.replace('127.0.0.1', 'localhost') + '/echo');
+  } catch (e) {
+    denied = e instanceof NetError ? e.kind : String(e);
+  }
+  const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }];
+  const messages = [{ role: 'user', content: 'weather in Paris?' }];
+  const first = llm.chat(messages, { tools });
+  const call = first.toolCalls[0];
+  messages.push(first.message, { role: 'tool', tool_call_id: call.id, content: 'sunny' });
+  const final = llm.chat(messages, { tools });
+  let budget = 'none';
+  try {
+    for (let i = 0; i < 10; i++) llm.chat([{ role: 'user', content: 'more' }]);
+  } catch (e) {
+    budget = e instanceof NetError ? e.kind : String(e);
+  }
+  return { lang: LANG, get: got.status, post: [posted.method, posted.body], denied, tool: call.name, final: final.content, budget };
 });
 
 export { tasks, run };

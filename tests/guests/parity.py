@@ -1,5 +1,5 @@
 """The parity tasks in Python; parity/src/lib.rs and parity.js implement the same ones."""
-from graflow import task, channel, results, control, feedback, Retryable, WitWorld  # noqa: F401
+from graflow import task, channel, results, control, feedback, http, llm, HttpError, LlmError, Retryable, WitWorld  # noqa: F401
 
 LANG = "python"
 
@@ -71,3 +71,29 @@ def ask(kind: str, timeout: int = 0) -> dict:
     else:
         answer = feedback.custom("any JSON?", timeout=timeout)
     return {"lang": LANG, "answer": answer}
+
+
+@task
+def net(base: str) -> dict:
+    """GET and POST through the gate, a denied origin, a model call with a tool, a token budget."""
+    got = http.get(base + "/echo")
+    posted = http.post(base + "/echo", json={"lang": LANG}).json()
+    try:
+        http.get(base.replace("127.0.0.1", "localhost") + "/echo")
+        denied = "none"
+    except HttpError as e:
+        denied = e.kind
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    messages = [{"role": "user", "content": "weather in Paris?"}]
+    first = llm.chat(messages, tools=tools)
+    call = first["tool_calls"][0]
+    messages += [first["message"], {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}]
+    final = llm.chat(messages, tools=tools)
+    try:
+        for _ in range(10):
+            llm.chat([{"role": "user", "content": "more"}])
+        budget = "none"
+    except LlmError as e:
+        budget = e.kind
+    return {"lang": LANG, "get": got.status, "post": [posted["method"], posted["body"]], "denied": denied,
+            "tool": call["name"], "final": final["content"], "budget": budget}

@@ -124,6 +124,28 @@ pub fn logs(args: LogsArgs) -> Result<ExitStatus, CliError> {
                 format!("checkpoint {} ({}, after {after})", s("id"), s("mode"))
             }
             "log" => format!("{:<9} {} [{}] {}", s("level"), s("task_id"), s("module"), s("line")),
+            "request" => {
+                let outcome = match (e["status"].as_u64(), e["error"].as_str()) {
+                    (_, Some(err)) => super::printable(err),
+                    (Some(code), None) => code.to_string(),
+                    (None, None) => String::new(),
+                };
+                let model = match (e["model"].as_str(), e["tokens"].as_u64()) {
+                    (Some(m), Some(t)) => format!(", {} {t} tokens", super::printable(m)),
+                    _ => String::new(),
+                };
+                format!(
+                    "{:<9} {} {} {}{} -> {outcome} ({} B sent, {} B received, {:.1} ms{model})",
+                    s("kind"),
+                    s("task_id"),
+                    s("method"),
+                    s("origin"),
+                    s("path"),
+                    e["sent_bytes"].as_u64().unwrap_or(0),
+                    e["received_bytes"].as_u64().unwrap_or(0),
+                    e["duration_ms"].as_f64().unwrap_or(0.0)
+                )
+            }
             "journal_full" => format!("(the journal reached its bound of {} bytes)", journal::MAX_JOURNAL_BYTES),
             other => format!("{} {}", super::printable(other), super::printable(&e.to_string())),
         };

@@ -226,14 +226,44 @@ impl RunListener for Progress {
     }
 }
 
-/// Collects the checkpoints a run writes (for `--json`, also when it fails).
+/// Collects the checkpoints a run writes (for `--json`, also when it fails),
+/// and counts its outbound requests.
 #[derive(Default)]
-pub struct Written(pub Mutex<Vec<String>>);
+pub struct Written(pub Mutex<Vec<String>>, pub Mutex<Outbound>);
+
+/// The outbound requests of a run, for `--json`.
+#[derive(Default, Clone, Copy, serde::Serialize)]
+pub struct Outbound {
+    /// Requests (model calls included) that ended.
+    pub requests: u64,
+    /// Of those, the ones without a response (refused, cut, failed).
+    pub failed: u64,
+    /// Model calls.
+    pub model_calls: u64,
+    /// Model tokens.
+    pub tokens: u64,
+    /// Request body bytes.
+    pub sent_bytes: u64,
+    /// Response body bytes.
+    pub received_bytes: u64,
+}
 
 impl RunListener for Written {
     fn event(&self, event: &Event) {
-        if let EventKind::Checkpoint { id, .. } = &event.kind {
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(id.clone());
+        match &event.kind {
+            EventKind::Checkpoint { id, .. } => self.0.lock().unwrap_or_else(|e| e.into_inner()).push(id.clone()),
+            EventKind::Request { kind, error, tokens, sent_bytes, received_bytes, .. } => {
+                let mut o = self.1.lock().unwrap_or_else(|e| e.into_inner());
+                o.requests += 1;
+                o.failed += u64::from(error.is_some());
+                if *kind == "llm" {
+                    o.model_calls += 1;
+                    o.tokens += tokens.unwrap_or(0);
+                }
+                o.sent_bytes += sent_bytes;
+                o.received_bytes += received_bytes;
+            }
+            _ => {}
         }
     }
 }

@@ -305,8 +305,9 @@ fn execute(mut session: Session, opts: &ExecOptions, watch: &Watch) -> Result<Ex
     }
     let steps = session.state().steps;
     let written = watch.written.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let outbound = *watch.written.1.lock().unwrap_or_else(|e| e.into_inner());
     let redis = opts.redis.as_deref().map(graflow_host::distributed::redacted);
-    report(outcome, opts.json, &session.state().session_id, steps, written, redis.as_deref())
+    report(outcome, opts.json, &session.state().session_id, steps, written, redis.as_deref(), outbound)
 }
 
 /// Print the result or the error (or, with `--json`, one object on stdout);
@@ -318,9 +319,13 @@ fn report(
     steps: u64,
     written: Vec<String>,
     redis: Option<&str>,
+    outbound: super::progress::Outbound,
 ) -> Result<ExitStatus, CliError> {
     let redis_flag = redis.map(|u| format!(" --redis {u}")).unwrap_or_default();
     let mut object = serde_json::json!({ "session": session, "steps": steps, "checkpoints": written, "failures": [] });
+    if outbound.requests > 0 {
+        object["outbound"] = serde_json::to_value(outbound).unwrap_or_default();
+    }
     let status = match &outcome {
         Ok(report) => {
             object["steps"] = report.steps.into();

@@ -28,6 +28,16 @@ pub struct WorkerArgs {
     /// is granted any fails with a message saying so.
     #[arg(long)]
     allow_grants: bool,
+    /// Let tasks reach this origin (`scheme://host[:port]`, `*` and
+    /// `*.domain` wildcards, as in a workflow's `http.allow`), when their
+    /// workflow grants it too. Repeat for several. Without it, no task run
+    /// here reaches the network (docs/network.md).
+    #[arg(long, value_name = "PATTERN")]
+    allow_outbound: Vec<String>,
+    /// An inward network (a CIDR such as 10.0.0.0/8, or an address) that a
+    /// name allowed by --allow-outbound may resolve to. Repeat for several.
+    #[arg(long, value_name = "CIDR")]
+    allow_outbound_network: Vec<String>,
     /// The worker's name in Redis (default: <host>-<pid>-<random>).
     #[arg(long, value_name = "NAME")]
     id: Option<String>,
@@ -53,6 +63,16 @@ pub fn worker(args: WorkerArgs) -> Result<ExitStatus, CliError> {
     opts.visibility_timeout = Duration::from_millis(args.visibility_timeout_ms);
     opts.grace = Duration::from_millis(args.grace_period_ms);
     opts.allow_grants = args.allow_grants;
+    for p in &args.allow_outbound {
+        let pattern = graflow_host::outbound::OriginPattern::parse(p)
+            .map_err(|e| CliError::bad_input(anyhow!("--allow-outbound: {e}")))?;
+        opts.allow_outbound.allow.push(pattern);
+    }
+    for n in &args.allow_outbound_network {
+        let net = graflow_host::outbound::Network::parse(n)
+            .map_err(|e| CliError::bad_input(anyhow!("--allow-outbound-network: {e}")))?;
+        opts.allow_outbound.allow_networks.push(net);
+    }
     opts.id = args.id;
     opts.cache_dir = super::cache_dir(args.no_cache);
     let worker = Arc::new(Worker::connect(opts).map_err(CliError::bad_input)?);

@@ -177,6 +177,7 @@ impl Shared {
 pub struct Coordinator {
     shared: Arc<Shared>,
     workflow_key: String,
+    outbound_key: Option<String>,
     next: AtomicU64,
     abort: Arc<AtomicBool>,
     reader_stop: Arc<AtomicBool>,
@@ -249,6 +250,23 @@ impl Coordinator {
             .arg(BLOB_TTL_SECS)
             .query::<()>(&mut con)
             .map_err(failed("uploading the workflow"))?;
+        // The outbound policy travels beside it (names of key variables, never values).
+        let outbound_key = if *workflow.outbound == crate::outbound::Policy::default() {
+            None
+        } else {
+            let json = serde_json::to_vec(&*workflow.outbound)
+                .map_err(|e| RedisError::Content { url: shown.clone(), what: format!("the outbound policy: {e}") })?;
+            let key = blake3::hash(&json).to_hex().to_string();
+            blobs.push(Keys::outbound(&key));
+            redis::cmd("SET")
+                .arg(Keys::outbound(&key))
+                .arg(&json)
+                .arg("EX")
+                .arg(BLOB_TTL_SECS)
+                .query::<()>(&mut con)
+                .map_err(failed("uploading the outbound policy"))?;
+            Some(key)
+        };
         let epoch = format!("{:016x}", rand::random::<u64>());
         // The run's keys start from what this coordinator holds: an earlier
         // coordinator's completions and channel (before a resume) are gone.
@@ -292,6 +310,7 @@ impl Coordinator {
         Ok(Coordinator {
             shared,
             workflow_key,
+            outbound_key,
             next: AtomicU64::new(0),
             abort,
             reader_stop,
@@ -360,6 +379,7 @@ impl Coordinator {
             epoch: self.shared.epoch.clone(),
             dispatch: id.to_string(),
             workflow: self.workflow_key.clone(),
+            outbound: self.outbound_key.clone(),
             task: task.name.clone(),
             input: input.clone(),
             info: ctx.info.clone(),

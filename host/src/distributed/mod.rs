@@ -91,6 +91,10 @@ impl Keys {
     pub fn workflow(blake3_hex: &str) -> String {
         format!("{PREFIX}:workflow:{blake3_hex}")
     }
+    /// A workflow's outbound policy (JSON).
+    pub fn outbound(blake3_hex: &str) -> String {
+        format!("{PREFIX}:outbound:{blake3_hex}")
+    }
     /// A run's channel.
     pub fn channel(session: &str) -> String {
         format!("{PREFIX}:run:{session}:channel")

@@ -31,6 +31,10 @@ pub struct Dispatch {
     pub dispatch: String,
     /// BLAKE3 (hex) of the workflow blob (`workflow:<digest>`).
     pub workflow: String,
+    /// BLAKE3 (hex) of the workflow's outbound policy (`outbound:<digest>`,
+    /// JSON), when it grants any task the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<String>,
     /// The task (a key of the workflow's tasks).
     pub task: String,
     /// The input the task receives.

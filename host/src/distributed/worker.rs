@@ -39,6 +39,9 @@ pub struct WorkerOptions {
     pub grace: Duration,
     /// The worker's name (default: `<host>-<pid>-<random>`).
     pub id: Option<String>,
+    /// What this worker lets tasks reach (`--allow-outbound`), intersected
+    /// with each task's grant; empty (the default): nothing.
+    pub allow_outbound: crate::outbound::Grant,
 }
 
 impl WorkerOptions {
@@ -53,6 +56,7 @@ impl WorkerOptions {
             allow_grants: false,
             grace: Duration::from_secs(30),
             id: None,
+            allow_outbound: Default::default(),
         }
     }
 }
@@ -600,7 +604,7 @@ impl Worker {
         view_con: &Arc<Mutex<redis::Connection>>,
         d: &Dispatch,
     ) -> Result<Outcome, Refusal> {
-        let workflow = self.workflow(con, &d.workflow)?;
+        let workflow = self.workflow(con, &d.workflow, d.outbound.as_deref())?;
         let Some(def) = workflow.tasks.get(&d.task) else {
             return Err(Refusal::Fail(format!("the run's workflow has no task '{}'", d.task)));
         };
@@ -673,8 +677,12 @@ impl Worker {
     }
 
     /// The workflow blob `key`, decoded (and verified) once per worker.
-    fn workflow(&self, con: &mut redis::Connection, key: &str) -> Result<Arc<Workflow>, Refusal> {
-        if let Some(w) = self.workflows.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+    fn workflow(&self, con: &mut redis::Connection, key: &str, outbound: Option<&str>) -> Result<Arc<Workflow>, Refusal> {
+        let cache_key = match outbound {
+            Some(o) => format!("{key}+{o}"),
+            None => key.to_string(),
+        };
+        if let Some(w) = self.workflows.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
             return Ok(w.clone());
         }
         let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(Keys::workflow(key)).query(con)?;
@@ -689,12 +697,27 @@ impl Worker {
         }
         let ctx = crate::checkpoint::format::decode(&bytes, crate::checkpoint::schema::Values::Check, &digest)
             .map_err(|e| bad(e.to_string()))?;
-        let workflow = Arc::new(ctx.workflow);
+        let mut workflow = ctx.workflow;
+        if let Some(okey) = outbound {
+            let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(Keys::outbound(okey)).query(con)?;
+            let bad = |why: String| Refusal::Fail(format!("the run's outbound policy in Redis (blake3 {okey}) is refused: {why}"));
+            let Some(bytes) = bytes else { return Err(bad("it is not in Redis".into())) };
+            if bytes.len() > MAX_POLICY_BYTES {
+                return Err(bad(format!("it has {} bytes, over {MAX_POLICY_BYTES}", bytes.len())));
+            }
+            if blake3::hash(&bytes).to_hex().as_str() != okey {
+                return Err(bad("its content does not match its digest".into()));
+            }
+            let policy: crate::outbound::Policy = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            policy.validate().map_err(bad)?;
+            workflow.outbound = Arc::new(policy);
+        }
+        let workflow = Arc::new(workflow);
         let mut cache = self.workflows.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED_WORKFLOWS {
             cache.clear();
         }
-        cache.insert(key.to_string(), workflow.clone());
+        cache.insert(cache_key, workflow.clone());
         Ok(workflow)
     }
 
@@ -720,6 +743,8 @@ impl Worker {
                     if self.stopping.load(Ordering::SeqCst) {
                         sandbox.abort_handle().store(true, Ordering::SeqCst);
                     }
+                    let mut sandbox = sandbox;
+                    sandbox.set_outbound_allow(self.opts.allow_outbound.clone());
                     let sandbox = Arc::new(sandbox);
                     *slot = Some(sandbox.clone());
                     sandbox
@@ -894,7 +919,24 @@ impl LogCollector {
 
 impl RunListener for LogCollector {
     fn event(&self, event: &Event) {
-        if let EventKind::Log { level, line, .. } = &event.kind {
+        // A request is forwarded as a log line (the coordinator's journal has it then).
+        let request_line;
+        let (level, line) = match &event.kind {
+            EventKind::Log { level, line, .. } => (*level, line),
+            EventKind::Request { kind, method, origin, path, status, sent_bytes, received_bytes, duration_ms, error, .. } => {
+                let outcome = match (status, error) {
+                    (_, Some(e)) => e.clone(),
+                    (Some(s), None) => s.to_string(),
+                    (None, None) => String::new(),
+                };
+                request_line = format!(
+                    "{kind} {method} {origin}{path} -> {outcome} ({sent_bytes} B sent, {received_bytes} B received, {duration_ms:.1} ms)"
+                );
+                ("info", &request_line)
+            }
+            _ => return,
+        };
+        {
             let mut l = self.lines.lock().unwrap_or_else(|e| e.into_inner());
             if l.bytes + line.len() > MAX_FORWARDED_LOG_BYTES {
                 l.dropped += 1;
@@ -905,3 +947,6 @@ impl RunListener for LogCollector {
         }
     }
 }
+
+/// The largest outbound policy a worker reads from Redis.
+const MAX_POLICY_BYTES: usize = 4 << 20;

@@ -457,7 +457,7 @@ mod tests {
             ("https://user@x.com", "user information"),
             ("https://x.com:0", "port"),
             ("https://a*.com", "first label"),
-            ("https://*.10.0.0.1", "neither"),
+            ("https://*.10.0.0.1", "wildcard cannot stand before an IP"),
             ("https://0.0.0.0", "unspecified"),
         ] {
             let e = OriginPattern::parse(p).unwrap_err();

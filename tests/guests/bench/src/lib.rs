@@ -41,4 +41,18 @@ fn fill(input: Fill) -> Result<(), TaskError> {
     channel::set("blob", &"x".repeat(input.bytes))
 }
 
-graflow_guest::export_tasks!(noop, cpu, iterate, fill);
+#[derive(Deserialize)]
+struct Get {
+    url: String,
+}
+
+/// One GET through the host's gate (`make bench`'s outbound row).
+fn get(input: Get) -> Result<u16, TaskError> {
+    let r = http::get(&input.url)?;
+    if r.status != 200 {
+        return Err(TaskError::failed(format!("status {}", r.status)));
+    }
+    Ok(r.status)
+}
+
+graflow_guest::export_tasks!(noop, cpu, iterate, fill, get);

@@ -81,4 +81,42 @@ fn ask(input: AskInput) -> Result<Value, TaskError> {
     Ok(json!({"lang": LANG, "answer": answer}))
 }
 
-graflow_guest::export_tasks!(produce, consume, checkpointer, looper, forever, flaky, lang, ask);
+#[derive(Deserialize)]
+struct NetInput {
+    base: String,
+}
+
+/// GET and POST through the gate, a denied origin, a model call with a tool, a token budget.
+fn net(input: NetInput) -> Result<Value, TaskError> {
+    let base = input.base;
+    let got = http::get(&format!("{base}/echo"))?;
+    let posted: Value = http::post_json(&format!("{base}/echo"), &json!({"lang": LANG}))?.json()?;
+    let denied = match http::get(&format!("{}/echo", base.replace("127.0.0.1", "localhost"))) {
+        Ok(_) => "none".to_string(),
+        Err(http::HttpError::Denied(_)) => "denied".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let mut chat = llm::Chat::new()
+        .user("weather in Paris?")
+        .tool("get_weather", "", json!({"type": "object"}));
+    let first = chat.send()?;
+    let call = first.tool_calls[0].clone();
+    chat.push_answer(&first);
+    chat.tool_result(&call.id, "sunny");
+    let last = chat.send()?;
+    let mut budget = "none".to_string();
+    for _ in 0..10 {
+        match llm::Chat::new().user("more").send() {
+            Ok(_) => {}
+            Err(llm::LlmError::Limit(_)) => {
+                budget = "limit".into();
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(json!({"lang": LANG, "get": got.status, "post": [posted["method"], posted["body"]], "denied": denied,
+        "tool": call.name, "final": last.content, "budget": budget}))
+}
+
+graflow_guest::export_tasks!(produce, consume, checkpointer, looper, forever, flaky, lang, ask, net);
