@@ -36,23 +36,7 @@ js_toolchain() {
 # backtrace or error count. Only then: the python3 on PATH may be older than
 # the one componentize-py embeds.
 python_syntax() {
-  python3 -I -c '
-import sys
-for path in sys.argv[1:]:
-    try:
-        with open(path, "rb") as f:
-            compile(f.read(), path, "exec", dont_inherit=True)
-    except SyntaxError as e:
-        line = (e.text or "").rstrip("\r\n")
-        print(f"{e.filename}:{e.lineno}:{e.offset or 0}: {type(e).__name__}: {e.msg}")
-        if line.strip():
-            print("    " + line)
-            if e.offset:
-                print("    " + " " * (e.offset - 1) + "^")
-        sys.exit(1)
-    except (ValueError, OSError):
-        pass
-' "$SRC_ABS" "$(dirname "$SRC_ABS")"/*.py >&2 || true
+  python3 -I "$ROOT/scripts/py_syntax_check.py" "$SRC_ABS" "$(dirname "$SRC_ABS")"/*.py >&2 || true
 }
 
 js_syntax() {

@@ -230,24 +230,21 @@ class feedback:
         return feedback.ask("custom", prompt, None, metadata, timeout)["value"]
 
 
-class HttpError(Exception):
+class _NetError(Exception):
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+class HttpError(_NetError):
     """A request that got no response: ``kind`` is denied, limit, timeout,
     invalid or failed."""
 
-    def __init__(self, kind: str, message: str):
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-        self.message = message
 
-
-class LlmError(Exception):
+class LlmError(_NetError):
     """A model call that failed: ``kind`` is denied, limit, provider,
     invalid or failed."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-        self.message = message
 
 
 def _variant_error(e: Err, cls: type) -> Exception:

@@ -309,23 +309,7 @@ fn with_siblings(src: &Path, folder: &Path, exts: &[&str]) -> Vec<PathBuf> {
 
 /// Prints the first syntax error of the files named as Python shows it, and
 /// exits with 1; exits with 0 if they all compile.
-const PY_SYNTAX_CHECK: &str = r#"
-import sys
-for path in sys.argv[1:]:
-    try:
-        with open(path, 'rb') as f:
-            compile(f.read(), path, 'exec', dont_inherit=True)
-    except SyntaxError as e:
-        line = (e.text or '').rstrip('\r\n')
-        print(f"{e.filename}:{e.lineno}:{e.offset or 0}: {type(e).__name__}: {e.msg}")
-        if line.strip():
-            print('    ' + line)
-            if e.offset:
-                print('    ' + ' ' * (e.offset - 1) + '^')
-        sys.exit(1)
-    except (ValueError, OSError):
-        pass
-"#;
+const PY_SYNTAX_CHECK: &str = include_str!("../../scripts/py_syntax_check.py");
 
 /// After componentize-py failed: the first syntax error of the task module
 /// or a sibling module, as Python reports it, instead of the tool's Rust
