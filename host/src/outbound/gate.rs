@@ -261,14 +261,13 @@ impl Body for CountedRequest {
     type Error = WasiError;
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, WasiError>>> {
         let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if let Some(Ok(f)) = &frame {
-            if let Some(d) = f.data_ref() {
+        if let Some(Ok(f)) = &frame
+            && let Some(d) = f.data_ref() {
                 let total = self.sent.fetch_add(d.len() as u64, Ordering::Relaxed) + d.len() as u64;
                 if total > self.max {
                     return Poll::Ready(Some(Err(WasiError::HttpRequestBodySize(Some(total)))));
                 }
             }
-        }
         Poll::Ready(frame)
     }
     fn is_end_stream(&self) -> bool {
@@ -454,11 +453,10 @@ pub async fn send(
     if net.grant.check_origin(&origin).is_err() {
         return Err(refused("no pattern of the task's http grant allows it".into()));
     }
-    if let Some(w) = &net.worker {
-        if w.check_origin(&origin).is_err() {
+    if let Some(w) = &net.worker
+        && w.check_origin(&origin).is_err() {
             return Err(refused("this worker's --allow-outbound does not allow it".into()));
         }
-    }
     // 2. Bounds on counts.
     let b = net.policy.bounds;
     let index = net.requests.fetch_add(1, Ordering::SeqCst);
@@ -474,14 +472,13 @@ pub async fn send(
             b.max_connections
         )));
     }
-    if let Some(len) = body.size_hint().exact() {
-        if len > b.max_request_bytes {
+    if let Some(len) = body.size_hint().exact()
+        && len > b.max_request_bytes {
             return Err(NetError::Bound(format!(
                 "the request body of {len} bytes is over [workflow.http].max_request_bytes = {}",
                 b.max_request_bytes
             )));
         }
-    }
     // 3. Headers: the host's own for this origin, the idempotency key, Host.
     for h in net.policy.injected_headers().iter().filter(|h| h.origin == origin) {
         let Ok(secret) = std::env::var(&h.var) else {
@@ -501,16 +498,14 @@ pub async fn send(
         parts.headers.insert(h.name.clone(), value);
     }
     let key_name = http::HeaderName::from_static("idempotency-key");
-    if !parts.headers.contains_key(&key_name) {
-        if let Ok(v) = http::HeaderValue::from_str(&net.idempotency_key(index)) {
+    if !parts.headers.contains_key(&key_name)
+        && let Ok(v) = http::HeaderValue::from_str(&net.idempotency_key(index)) {
             parts.headers.insert(key_name, v);
         }
-    }
-    if let Some(a) = parts.uri.authority() {
-        if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
+    if let Some(a) = parts.uri.authority()
+        && let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
             parts.headers.insert(http::header::HOST, v);
         }
-    }
     parts.uri = http::Uri::builder()
         .path_and_query(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
         .build()
@@ -548,8 +543,8 @@ pub async fn send(
                 if let Poll::Ready(r) = send.as_mut().poll(cx) {
                     return Poll::Ready(r);
                 }
-                if !conn_done {
-                    if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                if !conn_done
+                    && let Poll::Ready(r) = conn.as_mut().poll(cx) {
                         conn_done = true;
                         if let Err(e) = r {
                             // The send future reports the cause next.
@@ -557,7 +552,6 @@ pub async fn send(
                         }
                         return send.as_mut().poll(cx);
                     }
-                }
                 Poll::Pending
             })
             .await
@@ -616,20 +610,35 @@ pub struct Buffered {
     pub body: Vec<u8>,
 }
 
+/// What a model call adds to its request's run event: the model and the
+/// tokens, read from the response body.
+pub type ModelDetails = fn(&[u8]) -> (Option<String>, Option<u64>);
+
+/// A request with a whole body, for [`send_buffered`].
+pub struct BufferedRequest {
+    /// `GET`, `POST`, ...
+    pub method: http::Method,
+    /// Absolute URL.
+    pub url: String,
+    /// Headers the guest set.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// What the caller asked for.
+    pub timeouts: Timeouts,
+    /// Follow redirects (each a new, checked request).
+    pub follow_redirects: bool,
+    /// Set for a model call (its event is of kind `llm`).
+    pub details: Option<ModelDetails>,
+}
+
 /// Send a request with a whole body and read the whole response, following
 /// up to [`super::policy::MAX_REDIRECTS`] redirects (each a new, checked
 /// request; headers the guest set travel only to the same origin).
-pub async fn send_buffered(
-    net: Arc<ExecNet>,
-    method: http::Method,
-    url: &str,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    timeouts: Timeouts,
-    follow_redirects: bool,
-    details: Option<fn(&[u8]) -> (Option<String>, Option<u64>)>,
-) -> Result<Buffered, NetError> {
+pub async fn send_buffered(net: Arc<ExecNet>, req: BufferedRequest) -> Result<Buffered, NetError> {
     use http_body_util::BodyExt;
+    let BufferedRequest { method, url, headers, body, timeouts, follow_redirects, details } = req;
+    let url = url.as_str();
     let mut uri: http::Uri = url.parse().map_err(|_| NetError::Invalid(format!("'{url}' is not a URL")))?;
     let first_origin = Origin::of_uri(&uri).map_err(NetError::Invalid)?;
     let mut method = method;

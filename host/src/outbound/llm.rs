@@ -95,7 +95,7 @@ pub fn chat(net: Option<Arc<ExecNet>>, req: ChatRequest) -> Result<ChatAnswer, C
     let (_, url) = provider.endpoint().map_err(ChatError::Denied)?;
     net.tokens_left().map_err(ChatError::Limit)?;
     let messages = parse_json("messages", &req.messages, Value::Null)?;
-    if !messages.as_array().is_some_and(|a| !a.is_empty()) {
+    if messages.as_array().is_none_or(|a| a.is_empty()) {
         return Err(ChatError::Invalid("messages must be a non-empty JSON array of {\"role\", \"content\"} objects".into()));
     }
     let tools = parse_json("tools", &req.tools, json!([]))?;
@@ -117,8 +117,16 @@ pub fn chat(net: Option<Arc<ExecNet>>, req: ChatRequest) -> Result<ChatAnswer, C
     let headers = vec![("content-type".to_string(), "application/json".to_string())];
     let net2 = net.clone();
     let response = wasmtime_wasi::runtime::in_tokio(async move {
-        gate::send_buffered(net2, http::Method::POST, &url.to_string(), headers, bytes, Timeouts::default(), false, Some(details))
-            .await
+        let req = gate::BufferedRequest {
+            method: http::Method::POST,
+            url: url.to_string(),
+            headers,
+            body: bytes,
+            timeouts: Timeouts::default(),
+            follow_redirects: false,
+            details: Some(details),
+        };
+        gate::send_buffered(net2, req).await
     })?;
     let text = String::from_utf8_lossy(&response.body);
     let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);

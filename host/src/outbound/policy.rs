@@ -167,11 +167,10 @@ impl LlmProvider {
         if self.model.trim().is_empty() {
             return Err("model must name a model, e.g. \"gpt-4o-mini\"".into());
         }
-        if let Some(v) = &self.api_key_env {
-            if !is_env_name(v) {
+        if let Some(v) = &self.api_key_env
+            && !is_env_name(v) {
                 return Err(format!("api_key_env '{v}' is not an environment variable name"));
             }
-        }
         Ok(())
     }
 }
@@ -208,8 +207,8 @@ impl Policy {
     /// Every header the host attaches, the provider's key among them.
     pub fn injected_headers(&self) -> Vec<InjectedHeader> {
         let mut out = self.headers.clone();
-        if let Some(p) = &self.llm {
-            if let (Some(var), Ok((origin, _))) = (&p.api_key_env, p.endpoint()) {
+        if let Some(p) = &self.llm
+            && let (Some(var), Ok((origin, _))) = (&p.api_key_env, p.endpoint()) {
                 out.push(InjectedHeader {
                     origin,
                     name: http::header::AUTHORIZATION,
@@ -218,7 +217,6 @@ impl Policy {
                     suffix: String::new(),
                 });
             }
-        }
         out
     }
 

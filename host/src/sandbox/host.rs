@@ -308,7 +308,16 @@ impl graflow::task::http::Host for HostState {
         let timeouts = Timeouts { connect: limit, first_byte: limit, between_bytes: limit };
         let (url, headers, body, follow) = (req.url, req.headers, req.body, req.follow_redirects);
         let outcome = wasmtime_wasi::runtime::in_tokio(async move {
-            let send = gate::send_buffered(net, method, &url, headers, body, timeouts, follow, None);
+            let req = gate::BufferedRequest {
+                method,
+                url,
+                headers,
+                body,
+                timeouts,
+                follow_redirects: follow,
+                details: None,
+            };
+            let send = gate::send_buffered(net, req);
             match limit {
                 Some(d) => tokio::time::timeout(d, send)
                     .await
