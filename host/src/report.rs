@@ -146,7 +146,24 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
     if !requests.is_empty() {
         out.push_str("<section id=\"requests\"><h2>Outbound requests</h2><table><thead><tr><th>execution</th><th>kind</th><th>request</th><th>status</th><th>sent</th><th>received</th><th>time</th><th>model, tokens</th></tr></thead><tbody>");
         for e in &requests {
-            let EventKind::Request { task_id, kind, method, origin, path, status, sent_bytes, received_bytes, duration_ms, error, model, tokens, .. } = &e.kind else { continue };
+            let EventKind::Request {
+                task_id,
+                kind,
+                method,
+                origin,
+                path,
+                status,
+                sent_bytes,
+                received_bytes,
+                duration_ms,
+                error,
+                model,
+                tokens,
+                ..
+            } = &e.kind
+            else {
+                continue;
+            };
             let status = match (status, error) {
                 (_, Some(err)) => esc(err),
                 (Some(s), None) => s.to_string(),

@@ -118,7 +118,8 @@ fn completions_man_page_and_json_logs() {
     assert_eq!(nosuch.code, 2, "{nosuch:?}");
     assert!(nosuch.stderr.contains("no command 'frobnicate'") && nosuch.stderr.contains("resume"), "{nosuch:?}");
     cli(dir.path(), &["man", "--out-dir", "pages"]).ok();
-    let pages = ["graflow-host.1", "graflow-host-run.1", "graflow-host-checkpoints-list.1", "graflow-host-feedback-answer.1"];
+    let pages =
+        ["graflow-host.1", "graflow-host-run.1", "graflow-host-checkpoints-list.1", "graflow-host-feedback-answer.1"];
     for page in pages {
         assert!(dir.path().join("pages").join(page).is_file(), "{page} written");
     }
@@ -307,7 +308,8 @@ fn step_options_that_cannot_work_are_refused() {
     let out = cli(wf.dir.path(), &["resume", &cp, "--max-steps", "2"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
-        out.stderr.contains("--max-steps 2 allows no more tasks") && out.stderr.contains("already has 3 completed tasks"),
+        out.stderr.contains("--max-steps 2 allows no more tasks")
+            && out.stderr.contains("already has 3 completed tasks"),
         "{out:?}"
     );
     assert!(!out.stderr.contains("stopped after"), "{out:?}");
@@ -369,4 +371,14 @@ fn an_unreachable_redis_says_its_os_error_once() {
     let line = out.stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{out:?}"));
     assert!(line.contains("cannot reach Redis at redis://127.0.0.1:1"), "{line}");
     assert_eq!(line.matches("os error").count(), 1, "{line}");
+}
+
+#[test]
+fn commands_on_a_missing_checkpoint_directory_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["resume", "--latest"][..], &["checkpoints", "list"], &["checkpoints", "show", "--latest"]] {
+        let out = cli(dir.path(), args);
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert!(out.stderr.contains("there is no checkpoint directory checkpoints here"), "{args:?}: {}", out.stderr);
+    }
 }

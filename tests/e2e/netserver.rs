@@ -92,17 +92,15 @@ fn handle(conn: TcpStream, seen: &Mutex<Vec<Seen>>) {
     seen.lock().unwrap().push(req.clone());
     let mut out = conn;
     let reply = |out: &mut TcpStream, status: &str, extra: &str, body: &[u8]| {
-        let head = format!(
-            "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n",
-            body.len()
-        );
+        let head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n", body.len());
         let _ = out.write_all(head.as_bytes());
         let _ = out.write_all(body);
     };
     let route = path.split('?').next().unwrap_or("");
     match route {
         "/echo" => {
-            let v = serde_json::json!({"method": req.method, "path": req.path, "headers": req.headers, "body": req.body});
+            let v =
+                serde_json::json!({"method": req.method, "path": req.path, "headers": req.headers, "body": req.body});
             reply(&mut out, "200 OK", "content-type: application/json\r\n", v.to_string().as_bytes());
         }
         "/big" => {
@@ -166,10 +164,23 @@ fn chat(req: &Seen) -> (&'static str, String) {
     };
     let finish = if message.get("tool_calls").is_some() { "tool_calls" } else { "stop" };
     let prompt = 10 * messages.len() as u64;
+    let said = last["content"].as_str().unwrap_or("");
+    // "leak": the answer echoes the key, written with JSON escapes;
+    // "negative": the usage it reports is negative.
+    let (message, usage) = match said {
+        "leak" => (
+            serde_json::json!({"role": "assistant", "content": format!("your key: {auth}")}),
+            serde_json::json!({"prompt_tokens": 1, "completion_tokens": 1}),
+        ),
+        "negative" => (message, serde_json::json!({"prompt_tokens": -8, "completion_tokens": -8, "total_tokens": -16})),
+        _ => {
+            (message, serde_json::json!({"prompt_tokens": prompt, "completion_tokens": 5, "total_tokens": prompt + 5}))
+        }
+    };
     let body = serde_json::json!({
         "id": "chatcmpl-1", "object": "chat.completion", "model": v["model"],
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": 5, "total_tokens": prompt + 5}
+        "usage": usage
     });
-    ("200 OK", body.to_string())
+    ("200 OK", body.to_string().replace("sk-test-secret", "\\u0073k-test-secret"))
 }

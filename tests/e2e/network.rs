@@ -70,7 +70,8 @@ fn denied_origins_redirects_inward_names_and_the_metadata_address_are_refused_be
     let out = wf.run(&input, &["--json"]);
     out.ok();
     let r = out.json()["result"].clone();
-    let errors: Vec<String> = r.as_array().unwrap().iter().map(|v| v["error"].as_str().unwrap_or("").to_string()).collect();
+    let errors: Vec<String> =
+        r.as_array().unwrap().iter().map(|v| v["error"].as_str().unwrap_or("").to_string()).collect();
     assert_eq!(errors.len(), 4, "{r}");
     assert!(errors.iter().all(|e| e.contains("denied")), "{errors:?}");
     assert!(errors[2].contains("127.0.0.1") && errors[2].contains("loopback"), "{}", errors[2]);
@@ -116,7 +117,9 @@ fn a_slow_server_is_cut_at_the_tasks_deadline() {
         &["t"],
         &format!("[workflow.http]\nallow = [\"http://127.0.0.1:{}\"]\n[tasks.t.limits]\ntimeout_ms = 700\n", srv.port),
     );
-    let input = scripts(json!({"t": [{"op": "wasi_http", "url": srv.url("/slow?ms=20000")}, {"op": "http", "url": srv.url("/slow?ms=20000")}]}));
+    let input = scripts(
+        json!({"t": [{"op": "wasi_http", "url": srv.url("/slow?ms=20000")}, {"op": "http", "url": srv.url("/slow?ms=20000")}]}),
+    );
     let started = std::time::Instant::now();
     let out = wf.run(&input, &["--json"]);
     let took = started.elapsed();
@@ -267,7 +270,10 @@ fn bad_grants_are_refused_with_the_field_named() {
         ("[workflow.http]\nallow = [\"https://x.com/v1\"]\n", "has a path"),
         ("[tasks.t.http]\nallow = [\"https://*x.com\"]\n", "[tasks.t].http.allow"),
         ("[workflow.http]\nallow_networks = [\"10.0.0.0/99\"]\n", "CIDR"),
-        ("[[workflow.http.headers]]\norigin = \"https://a.com\"\nname = \"Authorization\"\nvalue = \"Bearer sk-literal\"\n", "names no environment variable"),
+        (
+            "[[workflow.http.headers]]\norigin = \"https://a.com\"\nname = \"Authorization\"\nvalue = \"Bearer sk-literal\"\n",
+            "names no environment variable",
+        ),
         ("[workflow.http]\nmax_requests = 0\n", "at least 1"),
         ("[workflow.llm]\nbase_url = \"not a url\"\nmodel = \"m\"\n", "[workflow.llm]"),
     ] {
@@ -313,6 +319,22 @@ fn the_model_capability_calls_the_provider_with_the_host_held_key_and_tool_calls
     // 15 + 15 + 65 = 95 then 110: over the execution's budget of 100.
     let e = r[3]["error"].as_str().unwrap_or_default();
     assert!(e.contains("max_llm_tokens_per_execution = 100"), "{r}");
+    // A key the provider echoes with JSON escapes is scrubbed once decoded;
+    // negative usage is not taken as zero tokens.
+    let input = scripts(json!({"t": [
+        {"op": "llm", "messages": [{"role": "user", "content": "leak"}]},
+        {"op": "llm", "messages": [{"role": "user", "content": "negative"}]},
+        {"op": "return", "key": "llm"}
+    ]}));
+    let out = command(wf.dir.path())
+        .env("NET_TEST_LLM_KEY", "sk-test-secret")
+        .args(["run", "workflow.toml", "--input", &input.to_string(), "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let r = serde_json::from_str::<Value>(&stdout).unwrap()["result"].clone();
+    assert_eq!(r[0]["content"], "your key: Bearer [redacted]", "{r}");
+    assert!(r[1]["usage"][2].as_u64().unwrap() > 10, "{r}");
     assert!(srv.seen().iter().all(|s| s.headers["authorization"] == "Bearer sk-test-secret"));
     assert!(!stdout.contains("sk-test-secret"));
 }
@@ -327,7 +349,9 @@ fn a_provider_error_that_echoes_the_key_reaches_the_guest_redacted() {
             p = srv.port
         ),
     );
-    let input = scripts(json!({"t": [{"op": "llm", "messages": [{"role": "user", "content": "x"}]}, {"op": "return", "key": "llm"}]}));
+    let input = scripts(
+        json!({"t": [{"op": "llm", "messages": [{"role": "user", "content": "x"}]}, {"op": "return", "key": "llm"}]}),
+    );
     let out = command(wf.dir.path())
         .env("NET_TEST_LLM_KEY", "sk-wrong-but-secret")
         .args(["run", "workflow.toml", "--input", &input.to_string(), "--json"])
@@ -342,7 +366,9 @@ fn a_provider_error_that_echoes_the_key_reaches_the_guest_redacted() {
 fn requests_are_run_events_in_the_journal_logs_json_and_report() {
     let srv = Server::start();
     let wf = net_workflow(&["t"], &format!("[workflow.http]\nallow = [\"http://127.0.0.1:{}\"]\n", srv.port));
-    let input = scripts(json!({"t": [{"op": "http", "url": srv.url("/echo?token=hidden-query"), "method": "POST", "body": "12345"}, {"op": "checkpoint", "metadata": {}}]}));
+    let input = scripts(
+        json!({"t": [{"op": "http", "url": srv.url("/echo?token=hidden-query"), "method": "POST", "body": "12345"}, {"op": "checkpoint", "metadata": {}}]}),
+    );
     let report = wf.dir.path().join("r.html");
     let out = wf.run(&input, &["--report", report.to_str().unwrap(), "--json"]);
     let o = out.ok().json()["outbound"].clone();
@@ -429,7 +455,9 @@ fn the_research_agent_example_answers_after_a_pause_and_a_resume() {
             .unwrap(),
     );
     for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", kb)).is_ok() && std::net::TcpStream::connect(("127.0.0.1", llm)).is_ok() {
+        if std::net::TcpStream::connect(("127.0.0.1", kb)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", llm)).is_ok()
+        {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -437,7 +465,11 @@ fn the_research_agent_example_answers_after_a_pause_and_a_resume() {
     let input = json!({"question": "how?", "kb_url": format!("http://127.0.0.1:{kb}")}).to_string();
     let run = |args: &[&str]| {
         let out = command(dir.path()).env("DEMO_LLM_KEY", "k-123").args(args).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, _, err) = run(&["run", "workflow.toml", "--input", &input, "--max-steps", "2"]);
     assert_eq!(code, Some(3), "{err}");
@@ -448,4 +480,23 @@ fn the_research_agent_example_answers_after_a_pause_and_a_resume() {
     let answer = v["answer"].as_str().unwrap();
     assert!(answer.contains("[wasm]") && answer.contains("[checkpoints]"), "{answer}");
     assert!(!out.contains("k-123") && !err.contains("k-123"));
+}
+
+#[test]
+fn refusals_count_against_max_requests_and_their_log_lines_are_bounded() {
+    let srv = Server::start();
+    let wf = net_workflow(
+        &["t", "u"],
+        &format!("[workflow.http]\nmax_requests = 30\n[tasks.t.http]\nallow = [\"http://127.0.0.1:{}\"]\n", srv.port),
+    );
+    let denied = json!({"op": "http", "url": "http://127.0.0.1:1/x"});
+    let input = scripts(json!({"t": vec![denied.clone(); 40], "u": vec![denied; 40]}));
+    let out = wf.run(&input, &["--json"]);
+    out.ok();
+    // t: 30 refusals then the bound; u (no grant): refusals logged up to the cap.
+    let lines = out.stderr.matches("outbound request refused").count();
+    assert!(lines <= 2 * 20 + 2, "{lines} refusal lines: {}", out.stderr);
+    assert!(out.stderr.contains("further outbound refusals of execution t are not logged"), "{}", out.stderr);
+    let order = out.json();
+    let _ = order;
 }

@@ -79,7 +79,10 @@ pub struct Summary {
 /// are skipped with a warning.
 pub fn list(dir: &Path) -> Result<Vec<Summary>, CheckpointError> {
     let mut out = Vec::new();
-    let sessions = std::fs::read_dir(dir).map_err(io(dir))?;
+    let sessions = std::fs::read_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => CheckpointError::NoDirectory { dir: dir.to_path_buf() },
+        _ => io(dir)(e),
+    })?;
     for session in sessions.flatten() {
         let path = session.path();
         // A linked folder is not followed (its files are not this directory's).

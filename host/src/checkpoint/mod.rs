@@ -56,6 +56,14 @@ pub enum CheckpointError {
         /// The directory.
         path: PathBuf,
     },
+    /// The checkpoint directory does not exist.
+    #[error(
+        "there is no checkpoint directory {dir} here (runs write checkpoints to ./checkpoints, or to the directory --checkpoint-dir names: name that one)"
+    )]
+    NoDirectory {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// No checkpoint in a directory.
     #[error("no checkpoint in {dir}")]
     Empty {

@@ -353,10 +353,8 @@ fn build_hint(module: &Path) -> String {
     let stem = module.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let files = ["py", "js", "mjs"].map(|ext| dir.join(format!("{stem}.{ext}")));
     let crates = [dir.to_path_buf(), dir.join("guest")];
-    let source = files
-        .into_iter()
-        .find(|f| f.is_file())
-        .or_else(|| crates.into_iter().find(|c| c.join("Cargo.toml").is_file()));
+    let source =
+        files.into_iter().find(|f| f.is_file()).or_else(|| crates.into_iter().find(|c| c.join("Cargo.toml").is_file()));
     match source {
         Some(src) => format!(
             "the module is not built yet: graflow-host build {} -o {}",

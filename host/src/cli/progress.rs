@@ -98,7 +98,11 @@ impl Progress {
             format!(" | running {}", current.join(", "))
         };
         let net = if c.requests > 0 {
-            let llm = if c.llm_calls > 0 { format!(" ({} model calls, {} tokens)", c.llm_calls, c.tokens) } else { String::new() };
+            let llm = if c.llm_calls > 0 {
+                format!(" ({} model calls, {} tokens)", c.llm_calls, c.tokens)
+            } else {
+                String::new()
+            };
             format!(", {} requests{llm}", c.requests)
         } else {
             String::new()

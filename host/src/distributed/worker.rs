@@ -677,7 +677,12 @@ impl Worker {
     }
 
     /// The workflow blob `key`, decoded (and verified) once per worker.
-    fn workflow(&self, con: &mut redis::Connection, key: &str, outbound: Option<&str>) -> Result<Arc<Workflow>, Refusal> {
+    fn workflow(
+        &self,
+        con: &mut redis::Connection,
+        key: &str,
+        outbound: Option<&str>,
+    ) -> Result<Arc<Workflow>, Refusal> {
         let cache_key = match outbound {
             Some(o) => format!("{key}+{o}"),
             None => key.to_string(),
@@ -700,7 +705,9 @@ impl Worker {
         let mut workflow = ctx.workflow;
         if let Some(okey) = outbound {
             let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(Keys::outbound(okey)).query(con)?;
-            let bad = |why: String| Refusal::Fail(format!("the run's outbound policy in Redis (blake3 {okey}) is refused: {why}"));
+            let bad = |why: String| {
+                Refusal::Fail(format!("the run's outbound policy in Redis (blake3 {okey}) is refused: {why}"))
+            };
             let Some(bytes) = bytes else { return Err(bad("it is not in Redis".into())) };
             if bytes.len() > MAX_POLICY_BYTES {
                 return Err(bad(format!("it has {} bytes, over {MAX_POLICY_BYTES}", bytes.len())));
@@ -923,7 +930,18 @@ impl RunListener for LogCollector {
         let request_line;
         let (level, line) = match &event.kind {
             EventKind::Log { level, line, .. } => (*level, line),
-            EventKind::Request { kind, method, origin, path, status, sent_bytes, received_bytes, duration_ms, error, .. } => {
+            EventKind::Request {
+                kind,
+                method,
+                origin,
+                path,
+                status,
+                sent_bytes,
+                received_bytes,
+                duration_ms,
+                error,
+                ..
+            } => {
                 let outcome = match (status, error) {
                     (_, Some(e)) => e.clone(),
                     (Some(s), None) => s.to_string(),

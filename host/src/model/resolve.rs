@@ -185,7 +185,7 @@ impl Resolver<'_> {
     /// The outbound policy: each task's grant (its own `http`, else the
     /// workflow's `allow`), the attached headers, the provider, the bounds.
     fn outbound(&self, tasks: &[String]) -> Result<crate::outbound::Policy, LoadError> {
-        use crate::outbound::{Grant, Network, NetBounds, OriginPattern, Policy};
+        use crate::outbound::{Grant, NetBounds, Network, OriginPattern, Policy};
         let wf = &self.file.workflow;
         let http = wf.http.as_ref();
         let grant = |field: &str, allow: &[String], networks: &[String]| -> Result<Grant, LoadError> {
@@ -229,7 +229,9 @@ impl Resolver<'_> {
             max_request_bytes: http.and_then(|h| h.max_request_bytes).unwrap_or(d.max_request_bytes),
             max_requests: http.and_then(|h| h.max_requests).unwrap_or(d.max_requests),
             max_connections: http.and_then(|h| h.max_connections).unwrap_or(d.max_connections),
-            max_llm_tokens_per_execution: http.and_then(|h| h.max_llm_tokens_per_execution).unwrap_or(d.max_llm_tokens_per_execution),
+            max_llm_tokens_per_execution: http
+                .and_then(|h| h.max_llm_tokens_per_execution)
+                .unwrap_or(d.max_llm_tokens_per_execution),
             max_llm_tokens: http.and_then(|h| h.max_llm_tokens).unwrap_or(d.max_llm_tokens),
         };
         let policy = Policy { tasks: granted, headers, llm: wf.llm.clone(), bounds };

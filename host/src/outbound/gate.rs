@@ -186,10 +186,7 @@ async fn resolve(net: &ExecNet, origin: &Origin, stop: &Stop, connect: Duration)
         Host::Name(name) => {
             let lookup = tokio::net::lookup_host((name.as_str(), origin.port));
             let found = stop.bound(lookup, connect, "DNS lookup").await?;
-            found
-                .map_err(|e| NetError::Failed(format!("DNS lookup of {name} failed: {e}")))?
-                .map(|a| a.ip())
-                .collect()
+            found.map_err(|e| NetError::Failed(format!("DNS lookup of {name} failed: {e}")))?.map(|a| a.ip()).collect()
         }
     };
     let mut allowed = Vec::new();
@@ -218,7 +215,12 @@ async fn resolve(net: &ExecNet, origin: &Origin, stop: &Stop, connect: Duration)
 }
 
 /// Open a connection to one of `addrs`, with TLS for `https`.
-async fn connect(origin: &Origin, addrs: &[SocketAddr], stop: &Stop, limit: Duration) -> Result<Box<dyn Stream>, NetError> {
+async fn connect(
+    origin: &Origin,
+    addrs: &[SocketAddr],
+    stop: &Stop,
+    limit: Duration,
+) -> Result<Box<dyn Stream>, NetError> {
     let tcp = async {
         let mut last = None;
         for a in addrs {
@@ -229,7 +231,10 @@ async fn connect(origin: &Origin, addrs: &[SocketAddr], stop: &Stop, limit: Dura
         }
         Err(last.unwrap_or_default())
     };
-    let tcp = stop.bound(tcp, limit, "connect").await?.map_err(|e| NetError::Failed(format!("connect to {origin} failed ({e})")))?;
+    let tcp = stop
+        .bound(tcp, limit, "connect")
+        .await?
+        .map_err(|e| NetError::Failed(format!("connect to {origin} failed ({e})")))?;
     let _ = tcp.set_nodelay(true);
     match origin.scheme {
         Scheme::Http => Ok(Box::new(tcp)),
@@ -237,7 +242,8 @@ async fn connect(origin: &Origin, addrs: &[SocketAddr], stop: &Stop, limit: Dura
             use rustls::pki_types::ServerName;
             let name = match &origin.host {
                 Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
-                Host::Name(n) => ServerName::try_from(n.clone()).map_err(|_| NetError::Invalid(format!("'{n}' is not a TLS server name")))?,
+                Host::Name(n) => ServerName::try_from(n.clone())
+                    .map_err(|_| NetError::Invalid(format!("'{n}' is not a TLS server name")))?,
             };
             let connector = tokio_rustls::TlsConnector::from(tls_config());
             let tls = stop
@@ -262,12 +268,13 @@ impl Body for CountedRequest {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, WasiError>>> {
         let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
         if let Some(Ok(f)) = &frame
-            && let Some(d) = f.data_ref() {
-                let total = self.sent.fetch_add(d.len() as u64, Ordering::Relaxed) + d.len() as u64;
-                if total > self.max {
-                    return Poll::Ready(Some(Err(WasiError::HttpRequestBodySize(Some(total)))));
-                }
+            && let Some(d) = f.data_ref()
+        {
+            let total = self.sent.fetch_add(d.len() as u64, Ordering::Relaxed) + d.len() as u64;
+            if total > self.max {
+                return Poll::Ready(Some(Err(WasiError::HttpRequestBodySize(Some(total)))));
             }
+        }
         Poll::Ready(frame)
     }
     fn is_end_stream(&self) -> bool {
@@ -316,13 +323,21 @@ impl GateBody {
                         out.extend_from_slice(&d);
                     }
                 }
-                Some(Err(_)) => return Err(self.failed.take().unwrap_or_else(|| NetError::Failed("the response body failed".into()))),
+                Some(Err(_)) => {
+                    return Err(self
+                        .failed
+                        .take()
+                        .unwrap_or_else(|| NetError::Failed("the response body failed".into())));
+                }
             }
         }
         Ok(out)
     }
     /// Like [`GateBody::collect`], the event carrying model details set by `f`.
-    pub(crate) async fn collect_then(mut self, f: impl FnOnce(&[u8]) -> (Option<String>, Option<u64>)) -> Result<Vec<u8>, NetError> {
+    pub(crate) async fn collect_then(
+        mut self,
+        f: impl FnOnce(&[u8]) -> (Option<String>, Option<u64>),
+    ) -> Result<Vec<u8>, NetError> {
         // Hold the record back so the details can be added before it is emitted.
         let record = self.record.take();
         let net = self.net.clone();
@@ -384,7 +399,9 @@ impl Body for GateBody {
                     this.finish(None);
                     return Poll::Ready(None);
                 }
-                Poll::Ready(Some(Err(e))) => return this.fail(NetError::Failed(format!("reading the response failed: {e}"))),
+                Poll::Ready(Some(Err(e))) => {
+                    return this.fail(NetError::Failed(format!("reading the response failed: {e}")));
+                }
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(d) = frame.data_ref() {
                         this.received += d.len() as u64;
@@ -443,21 +460,16 @@ pub async fn send(
     let path = parts.uri.path().to_string();
     let method = parts.method.to_string();
     let refused = |why: String| {
-        net.log("warn", &format!(
-            "outbound request refused: task '{}' (module '{}') may not reach {origin}: {why}",
-            net.task, net.module
-        ));
+        net.log(
+            "warn",
+            &format!(
+                "outbound request refused: task '{}' (module '{}') may not reach {origin}: {why}",
+                net.task, net.module
+            ),
+        );
         NetError::Denied(format!("{origin}: {why}"))
     };
-    // 1. The origin.
-    if net.grant.check_origin(&origin).is_err() {
-        return Err(refused("no pattern of the task's http grant allows it".into()));
-    }
-    if let Some(w) = &net.worker
-        && w.check_origin(&origin).is_err() {
-            return Err(refused("this worker's --allow-outbound does not allow it".into()));
-        }
-    // 2. Bounds on counts.
+    // 1. The count: refused requests count too, so a looping guest meets the bound.
     let b = net.policy.bounds;
     let index = net.requests.fetch_add(1, Ordering::SeqCst);
     if index >= u64::from(b.max_requests) {
@@ -466,6 +478,16 @@ pub async fn send(
             b.max_requests
         )));
     }
+    // 2. The origin.
+    if net.grant.check_origin(&origin).is_err() {
+        return Err(refused("no pattern of the task's http grant allows it".into()));
+    }
+    if let Some(w) = &net.worker
+        && w.check_origin(&origin).is_err()
+    {
+        return Err(refused("this worker's --allow-outbound does not allow it".into()));
+    }
+    // 3. The run's connections.
     if net.run.connections.fetch_add(1, Ordering::SeqCst) >= b.max_connections {
         return Err(NetError::Bound(format!(
             "the run opened [workflow.http].max_connections = {} connections",
@@ -473,13 +495,14 @@ pub async fn send(
         )));
     }
     if let Some(len) = body.size_hint().exact()
-        && len > b.max_request_bytes {
-            return Err(NetError::Bound(format!(
-                "the request body of {len} bytes is over [workflow.http].max_request_bytes = {}",
-                b.max_request_bytes
-            )));
-        }
-    // 3. Headers: the host's own for this origin, the idempotency key, Host.
+        && len > b.max_request_bytes
+    {
+        return Err(NetError::Bound(format!(
+            "the request body of {len} bytes is over [workflow.http].max_request_bytes = {}",
+            b.max_request_bytes
+        )));
+    }
+    // 4. Headers: the host's own for this origin, the idempotency key, Host.
     for h in net.policy.injected_headers().iter().filter(|h| h.origin == origin) {
         let Ok(secret) = std::env::var(&h.var) else {
             let why = format!(
@@ -490,34 +513,36 @@ pub async fn send(
             net.fail_task(&why);
             return Err(NetError::Denied(why));
         };
-        let value = http::HeaderValue::from_str(&format!("{}{}{}", h.prefix, secret, h.suffix)).map_err(|_| {
-            NetError::Denied(format!("the value of {} cannot be sent in a header", h.var))
-        })?;
+        let value = http::HeaderValue::from_str(&format!("{}{}{}", h.prefix, secret, h.suffix))
+            .map_err(|_| NetError::Denied(format!("the value of {} cannot be sent in a header", h.var)))?;
         let mut value = value;
         value.set_sensitive(true);
         parts.headers.insert(h.name.clone(), value);
+        // An uncompressed answer: the host's redaction of an echoed key
+        // (`ExecNet::scrub`) can only see the key in plain text.
+        parts.headers.insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
     }
     let key_name = http::HeaderName::from_static("idempotency-key");
     if !parts.headers.contains_key(&key_name)
-        && let Ok(v) = http::HeaderValue::from_str(&net.idempotency_key(index)) {
-            parts.headers.insert(key_name, v);
-        }
+        && let Ok(v) = http::HeaderValue::from_str(&net.idempotency_key(index))
+    {
+        parts.headers.insert(key_name, v);
+    }
     if let Some(a) = parts.uri.authority()
-        && let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
-            parts.headers.insert(http::header::HOST, v);
-        }
+        && let Ok(v) = http::HeaderValue::from_str(a.as_str())
+    {
+        parts.headers.insert(http::header::HOST, v);
+    }
     parts.uri = http::Uri::builder()
         .path_and_query(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
         .build()
         .map_err(|e| NetError::Invalid(e.to_string()))?;
-    // 4. Resolve, check, connect.
+    // 5. Resolve, check, connect.
     let connect_limit = timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let addrs = match resolve(&net, &origin, &stop, connect_limit).await {
         Err(NetError::Denied(why)) => {
-            let msg = format!(
-                "outbound request refused: task '{}' (module '{}') may not reach {why}",
-                net.task, net.module
-            );
+            let msg =
+                format!("outbound request refused: task '{}' (module '{}') may not reach {why}", net.task, net.module);
             net.log("warn", &msg);
             return Err(NetError::Denied(why));
         }
@@ -528,7 +553,7 @@ pub async fn send(
         .bound(hyper::client::conn::http1::handshake(TokioIo::new(stream)), connect_limit, "connect (HTTP handshake)")
         .await?
         .map_err(|e| NetError::Failed(format!("HTTP with {origin} failed: {e}")))?;
-    // 5. Send, bounded.
+    // 6. Send, bounded.
     let sent = Arc::new(AtomicU64::new(0));
     let body = CountedRequest { inner: body, sent: sent.clone(), max: b.max_request_bytes };
     let request = http::Request::from_parts(parts, body);
@@ -543,15 +568,14 @@ pub async fn send(
                 if let Poll::Ready(r) = send.as_mut().poll(cx) {
                     return Poll::Ready(r);
                 }
-                if !conn_done
-                    && let Poll::Ready(r) = conn.as_mut().poll(cx) {
-                        conn_done = true;
-                        if let Err(e) = r {
-                            // The send future reports the cause next.
-                            tracing::debug!("connection ended: {e}");
-                        }
-                        return send.as_mut().poll(cx);
+                if !conn_done && let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                    conn_done = true;
+                    if let Err(e) = r {
+                        // The send future reports the cause next.
+                        tracing::debug!("connection ended: {e}");
                     }
+                    return send.as_mut().poll(cx);
+                }
                 Poll::Pending
             })
             .await
@@ -560,7 +584,10 @@ pub async fn send(
     };
     let response = response.map_err(|e| {
         if sent.load(Ordering::Relaxed) > b.max_request_bytes {
-            NetError::Bound(format!("the request body is over [workflow.http].max_request_bytes = {}", b.max_request_bytes))
+            NetError::Bound(format!(
+                "the request body is over [workflow.http].max_request_bytes = {}",
+                b.max_request_bytes
+            ))
         } else {
             NetError::Failed(format!("the request to {origin} failed: {e}"))
         }
@@ -610,6 +637,11 @@ pub struct Buffered {
     pub body: Vec<u8>,
 }
 
+/// The guest's headers a redirect to another origin keeps; every other one
+/// (credentials among them) goes only to the origin the guest named.
+const CROSS_ORIGIN_HEADERS: [http::HeaderName; 4] =
+    [http::header::ACCEPT, http::header::ACCEPT_LANGUAGE, http::header::CONTENT_TYPE, http::header::USER_AGENT];
+
 /// What a model call adds to its request's run event: the model and the
 /// tokens, read from the response body.
 pub type ModelDetails = fn(&[u8]) -> (Option<String>, Option<u64>);
@@ -648,14 +680,17 @@ pub async fn send_buffered(net: Arc<ExecNet>, req: BufferedRequest) -> Result<Bu
         let origin = Origin::of_uri(&uri).map_err(NetError::Invalid)?;
         let mut builder = http::Request::builder().method(method.clone()).uri(uri.clone());
         for (k, v) in &headers {
-            let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| NetError::Invalid(format!("'{k}' is not a header name")))?;
-            if origin != first_origin && (name == http::header::AUTHORIZATION || name == http::header::COOKIE) {
+            let name = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| NetError::Invalid(format!("'{k}' is not a header name")))?;
+            if origin != first_origin && !CROSS_ORIGIN_HEADERS.contains(&name) {
                 continue;
             }
-            let value = http::HeaderValue::from_str(v).map_err(|_| NetError::Invalid(format!("the value of header '{k}' is not valid")))?;
+            let value = http::HeaderValue::from_str(v)
+                .map_err(|_| NetError::Invalid(format!("the value of header '{k}' is not valid")))?;
             builder = builder.header(name, value);
         }
-        let req_body: GateRequestBody = http_body_util::Full::new(body.clone()).map_err(|never| match never {}).boxed_unsync();
+        let req_body: GateRequestBody =
+            http_body_util::Full::new(body.clone()).map_err(|never| match never {}).boxed_unsync();
         let request = builder.body(req_body).map_err(|e| NetError::Invalid(e.to_string()))?;
         let kind = if details.is_some() { "llm" } else { "http" };
         let (response, io) = send(net.clone(), Outgoing { request, timeouts, kind }).await?;
@@ -663,13 +698,18 @@ pub async fn send_buffered(net: Arc<ExecNet>, req: BufferedRequest) -> Result<Bu
         let (parts, gbody) = response.into_parts();
         let status = parts.status;
         let location = parts.headers.get(http::header::LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string);
-        if follow_redirects && status.is_redirection() && location.is_some() && redirects < super::policy::MAX_REDIRECTS {
+        if follow_redirects && status.is_redirection() && location.is_some() && redirects < super::policy::MAX_REDIRECTS
+        {
             drop(gbody);
             driver.abort();
             let location = location.unwrap_or_default();
-            uri = resolve_location(&uri, &location).ok_or_else(|| NetError::Invalid(format!("redirect to '{location}' is not a URL")))?;
+            uri = resolve_location(&uri, &location)
+                .ok_or_else(|| NetError::Invalid(format!("redirect to '{location}' is not a URL")))?;
             redirects += 1;
-            if status == http::StatusCode::SEE_OTHER || ((status == http::StatusCode::MOVED_PERMANENTLY || status == http::StatusCode::FOUND) && method == http::Method::POST) {
+            if status == http::StatusCode::SEE_OTHER
+                || ((status == http::StatusCode::MOVED_PERMANENTLY || status == http::StatusCode::FOUND)
+                    && method == http::Method::POST)
+            {
                 method = http::Method::GET;
                 body = Bytes::new();
             }
@@ -704,5 +744,10 @@ fn resolve_location(base: &http::Uri, location: &str) -> Option<http::Uri> {
         let dir = base.path().rsplit_once('/').map_or("", |(d, _)| d);
         format!("{dir}/{location}")
     };
-    http::Uri::builder().scheme(base.scheme()?.clone()).authority(base.authority()?.clone()).path_and_query(path).build().ok()
+    http::Uri::builder()
+        .scheme(base.scheme()?.clone())
+        .authority(base.authority()?.clone())
+        .path_and_query(path)
+        .build()
+        .ok()
 }

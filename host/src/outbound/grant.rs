@@ -98,7 +98,10 @@ impl fmt::Display for Origin {
 fn parse_host(h: &str) -> Result<Host, String> {
     if let Some(inner) = h.strip_prefix('[') {
         let inner = inner.strip_suffix(']').ok_or_else(|| format!("'{h}' is not a bracketed IPv6 address"))?;
-        return inner.parse::<Ipv6Addr>().map(|ip| Host::Ip(IpAddr::V6(ip))).map_err(|_| format!("'{h}' is not an IPv6 address"));
+        return inner
+            .parse::<Ipv6Addr>()
+            .map(|ip| Host::Ip(IpAddr::V6(ip)))
+            .map_err(|_| format!("'{h}' is not an IPv6 address"));
     }
     if let Ok(ip) = h.parse::<Ipv4Addr>() {
         return Ok(Host::Ip(IpAddr::V4(ip)));
@@ -130,7 +133,16 @@ impl Origin {
             return Err(format!("'{uri}' carries user information, which is not allowed"));
         }
         let host = parse_host(authority.host())?;
-        let port = authority.port_u16().unwrap_or(scheme.default_port());
+        let port = match authority.port() {
+            None => scheme.default_port(),
+            Some(p) => p
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| p.as_u16())
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("'{uri}' has port {p}, not a port from 1 to 65535"))?,
+        };
         Ok(Origin { scheme, host, port })
     }
 }
@@ -186,7 +198,11 @@ impl OriginPattern {
     /// one; port a number or `*` (absent: the scheme's default port; with
     /// scheme `*`, any port). No path, query or user information.
     pub fn parse(s: &str) -> Result<OriginPattern, String> {
-        let bad = |why: &str| format!("'{s}' is not an origin pattern: {why} (expected scheme://host[:port], e.g. \"https://api.example.com\" or \"https://*.example.com:8443\")");
+        let bad = |why: &str| {
+            format!(
+                "'{s}' is not an origin pattern: {why} (expected scheme://host[:port], e.g. \"https://api.example.com\" or \"https://*.example.com:8443\")"
+            )
+        };
         let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let scheme = match scheme {
             "*" => None,
@@ -207,7 +223,13 @@ impl OriginPattern {
         let port = match port {
             None => scheme.map(Scheme::default_port),
             Some("*") => None,
-            Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("the port must be 1-65535 or *"))?),
+            Some(p) => Some(
+                Some(p)
+                    .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| bad("the port must be 1-65535 or *"))?,
+            ),
         };
         let host = match host {
             "*" => HostPattern::Any,
@@ -219,7 +241,9 @@ impl OriginPattern {
             h => match parse_host(h).map_err(|e| bad(&e))? {
                 Host::Name(n) if n == "localhost" => HostPattern::Localhost,
                 Host::Name(n) => HostPattern::Name(n),
-                Host::Ip(ip) if ip.is_unspecified() => return Err(bad("the unspecified address is never reachable")),
+                Host::Ip(ip) if canonical(ip).is_unspecified() => {
+                    return Err(bad("the unspecified address is never reachable"));
+                }
                 Host::Ip(ip) => HostPattern::Ip(ip),
             },
         };
@@ -233,7 +257,9 @@ impl OriginPattern {
         }
         match (&self.host, &origin.host) {
             (HostPattern::Any, Host::Name(_)) => true,
-            (HostPattern::Under(d), Host::Name(n)) => n.len() > d.len() + 1 && n.ends_with(d.as_str()) && n.as_bytes()[n.len() - d.len() - 1] == b'.',
+            (HostPattern::Under(d), Host::Name(n)) => {
+                n.len() > d.len() + 1 && n.ends_with(d.as_str()) && n.as_bytes()[n.len() - d.len() - 1] == b'.'
+            }
             (HostPattern::Name(p), Host::Name(n)) => p == n,
             (HostPattern::Localhost, Host::Name(n)) => n == "localhost",
             (HostPattern::Ip(p), Host::Ip(ip)) => canonical(*p) == canonical(*ip),
@@ -336,7 +362,11 @@ pub fn reach(addr: IpAddr) -> Reach {
                 Reach::Inward("private")
             } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
                 Reach::Inward("shared (CGNAT)")
-            } else if o[0] == 0 || (o[0] == 192 && o[1] == 0 && o[2] == 0) || (o[0] == 198 && (o[1] & 0xfe) == 18) || o[0] >= 240 {
+            } else if o[0] == 0
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                || o[0] >= 240
+            {
                 Reach::Inward("reserved")
             } else if ip.is_multicast() || ip.is_broadcast() {
                 Reach::Inward("multicast")
@@ -414,7 +444,8 @@ impl Grant {
             Reach::Never => Err(Refusal::Address(addr, "unspecified")),
             Reach::Inward(kind) => {
                 let named = self.matching(origin).any(|p| p.names(addr));
-                let in_network = self.check_origin(origin).is_ok() && self.allow_networks.iter().any(|n| n.contains(addr));
+                let in_network =
+                    self.check_origin(origin).is_ok() && self.allow_networks.iter().any(|n| n.contains(addr));
                 if named || in_network { Ok(()) } else { Err(Refusal::Address(addr, kind)) }
             }
         }
@@ -446,6 +477,9 @@ mod tests {
         assert!(g.check_origin(&origin("http://anything.test:81/")).is_ok());
         // `*` never matches an IP literal.
         assert_eq!(g.check_origin(&origin("http://10.0.0.1/")), Err(Refusal::Origin));
+        // A port past 65535 is not silently the default one.
+        assert!(Origin::of_uri(&"http://127.0.0.1:65536/".parse().unwrap()).is_err());
+        assert!(Origin::of_uri(&"http://a.com:0/".parse().unwrap()).is_err());
     }
 
     #[test]
@@ -459,6 +493,8 @@ mod tests {
             ("https://a*.com", "first label"),
             ("https://*.10.0.0.1", "wildcard cannot stand before an IP"),
             ("https://0.0.0.0", "unspecified"),
+            ("http://[::ffff:0.0.0.0]", "unspecified"),
+            ("http://x.com:+80", "port"),
         ] {
             let e = OriginPattern::parse(p).unwrap_err();
             assert!(e.contains(why), "{p}: {e}");
@@ -469,7 +505,17 @@ mod tests {
     fn inward_addresses_need_naming() {
         let star = grant(&["http://*:*"]);
         let o = origin("http://rebind.example.com:8080/");
-        for a in ["127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "::ffff:127.0.0.1", "fd00::1", "100.64.0.1", "0.0.0.0", "64:ff9b::7f00:1"] {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "169.254.169.254",
+            "::1",
+            "::ffff:127.0.0.1",
+            "fd00::1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "64:ff9b::7f00:1",
+        ] {
             assert!(star.check_address(&o, a.parse().unwrap()).is_err(), "{a}");
         }
         assert!(star.check_address(&o, "93.184.216.34".parse().unwrap()).is_ok());

@@ -87,7 +87,9 @@ fn parse_json(what: &str, text: &str, empty: Value) -> Result<Value, ChatError> 
 /// Make the call (blocking the calling thread on the gate's runtime).
 pub fn chat(net: Option<Arc<ExecNet>>, req: ChatRequest) -> Result<ChatAnswer, ChatError> {
     let Some(net) = net else {
-        return Err(ChatError::Denied("the task is granted no http origins, so it cannot reach a model provider".into()));
+        return Err(ChatError::Denied(
+            "the task is granted no http origins, so it cannot reach a model provider".into(),
+        ));
     };
     let Some(provider) = net.policy().llm.clone() else {
         return Err(ChatError::Denied("the workflow configures no model provider ([workflow.llm])".into()));
@@ -96,7 +98,9 @@ pub fn chat(net: Option<Arc<ExecNet>>, req: ChatRequest) -> Result<ChatAnswer, C
     net.tokens_left().map_err(ChatError::Limit)?;
     let messages = parse_json("messages", &req.messages, Value::Null)?;
     if messages.as_array().is_none_or(|a| a.is_empty()) {
-        return Err(ChatError::Invalid("messages must be a non-empty JSON array of {\"role\", \"content\"} objects".into()));
+        return Err(ChatError::Invalid(
+            "messages must be a non-empty JSON array of {\"role\", \"content\"} objects".into(),
+        ));
     }
     let tools = parse_json("tools", &req.tools, json!([]))?;
     if !tools.is_array() {
@@ -113,7 +117,15 @@ pub fn chat(net: Option<Arc<ExecNet>>, req: ChatRequest) -> Result<ChatAnswer, C
         body.insert("tools".into(), tools);
     }
     body.insert("stream".into(), Value::Bool(false));
+    // A completion never asks for more than the budgets have left.
+    let left = net.tokens_remaining();
+    for key in ["max_tokens", "max_completion_tokens"] {
+        if let Some(asked) = body.get(key).and_then(Value::as_u64) {
+            body.insert(key.into(), Value::from(asked.min(left)));
+        }
+    }
     let bytes = serde_json::to_vec(&Value::Object(body)).map_err(|e| ChatError::Invalid(e.to_string()))?;
+    let sent_len = bytes.len();
     let headers = vec![("content-type".to_string(), "application/json".to_string())];
     let net2 = net.clone();
     let response = wasmtime_wasi::runtime::in_tokio(async move {
@@ -139,9 +151,13 @@ pub fn chat(net: Option<Arc<ExecNet>>, req: ChatRequest) -> Result<ChatAnswer, C
         return Err(ChatError::Provider(net.scrub(&format!("the provider answered {}: {msg}", response.status))));
     }
     let usage = parsed.get("usage").cloned().unwrap_or(Value::Null);
-    let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0).min(u64::from(u32::MAX)) as u32;
-    let (prompt, completion) = (n("prompt_tokens"), n("completion_tokens"));
-    let total = n("total_tokens").max(prompt.saturating_add(completion));
+    let n = |k: &str| usage.get(k).and_then(Value::as_u64).map(|v| v.min(u64::from(u32::MAX)) as u32);
+    let (prompt, completion) = (n("prompt_tokens").unwrap_or(0), n("completion_tokens").unwrap_or(0));
+    let reported = n("total_tokens").unwrap_or(0).max(prompt.saturating_add(completion));
+    // Usage that is missing, negative or not a whole number is not taken as
+    // zero: the call counts about one token per 4 bytes that went each way.
+    let valid = ["prompt_tokens", "completion_tokens"].iter().all(|k| n(k).is_some());
+    let total = if valid { reported } else { ((sent_len + response.body.len()) / 4).min(u32::MAX as usize) as u32 };
     let answered_model = parsed.get("model").and_then(Value::as_str).unwrap_or(&model).to_string();
     net.spend_tokens(u64::from(total)).map_err(ChatError::Limit)?;
     let choice = parsed
@@ -151,7 +167,9 @@ pub fn chat(net: Option<Arc<ExecNet>>, req: ChatRequest) -> Result<ChatAnswer, C
     if !message.is_object() {
         return Err(ChatError::Provider("the provider's answer has no choices[0].message object".into()));
     }
-    let content = message.get("content").and_then(Value::as_str).map(str::to_string);
+    // What the guest gets is scrubbed after decoding too (a key echoed as
+    // JSON escapes is plain text once decoded).
+    let content = message.get("content").and_then(Value::as_str).map(|c| net.scrub(c));
     let tool_calls = message
         .get("tool_calls")
         .and_then(Value::as_array)
@@ -159,24 +177,24 @@ pub fn chat(net: Option<Arc<ExecNet>>, req: ChatRequest) -> Result<ChatAnswer, C
             calls
                 .iter()
                 .map(|c| ToolCall {
-                    id: c.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    name: c.pointer("/function/name").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    arguments: match c.pointer("/function/arguments") {
+                    id: net.scrub(c.get("id").and_then(Value::as_str).unwrap_or_default()),
+                    name: net.scrub(c.pointer("/function/name").and_then(Value::as_str).unwrap_or_default()),
+                    arguments: net.scrub(&match c.pointer("/function/arguments") {
                         Some(Value::String(s)) => s.clone(),
                         Some(v) => v.to_string(),
                         None => "{}".into(),
-                    },
+                    }),
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let finish_reason = choice.get("finish_reason").and_then(Value::as_str).unwrap_or_default().to_string();
+    let finish_reason = net.scrub(choice.get("finish_reason").and_then(Value::as_str).unwrap_or_default());
     Ok(ChatAnswer {
-        message: message.to_string(),
+        message: net.scrub(&message.to_string()),
         content,
         tool_calls,
         finish_reason,
-        model: answered_model,
+        model: net.scrub(&answered_model),
         usage: (prompt, completion, total),
     })
 }

@@ -30,7 +30,7 @@ pub use policy::{InjectedHeader, LlmProvider, NetBounds, Policy};
 use crate::engine::{EventKind, Listener};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -44,6 +44,9 @@ pub struct RunNet {
 /// The run-wide counters of every run a sandbox serves, by session.
 #[derive(Debug, Default)]
 pub struct RunNets(Mutex<HashMap<String, Arc<RunNet>>>);
+
+/// Refusal lines one execution logs; the rest are counted, not logged.
+pub const MAX_LOGGED_REFUSALS: u32 = 20;
 
 /// Sessions whose counters a sandbox keeps before it starts over (a
 /// long-lived worker serves many runs).
@@ -79,6 +82,8 @@ pub struct ExecNet {
     listener: Listener,
     requests: AtomicU64,
     tokens: AtomicU64,
+    /// Refusals logged so far.
+    logged: AtomicU32,
     /// Set when the task must fail whatever it returns (a key it needs is
     /// missing on this machine).
     failure: Mutex<Option<String>>,
@@ -126,6 +131,7 @@ impl ExecNet {
             listener,
             requests: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
+            logged: AtomicU32::new(0),
             failure: Mutex::new(None),
         }))
     }
@@ -221,9 +227,20 @@ impl ExecNet {
             ));
         }
         if run > b.max_llm_tokens {
-            return Err(format!("the run used {run} model tokens, over [workflow.http].max_llm_tokens = {}", b.max_llm_tokens));
+            return Err(format!(
+                "the run used {run} model tokens, over [workflow.http].max_llm_tokens = {}",
+                b.max_llm_tokens
+            ));
         }
         Ok(())
+    }
+
+    /// Tokens left before the first of the two budgets is spent.
+    pub fn tokens_remaining(&self) -> u64 {
+        let b = &self.policy.bounds;
+        let exec = b.max_llm_tokens_per_execution.saturating_sub(self.tokens.load(Ordering::SeqCst));
+        let run = b.max_llm_tokens.saturating_sub(self.run.tokens.load(Ordering::SeqCst));
+        exec.min(run)
     }
 
     /// Whether a budget is already spent, before a model call is made.
@@ -249,8 +266,20 @@ impl ExecNet {
         });
     }
 
-    /// One log line, as the task's (the refused origin, a missing key).
+    /// One log line, as the task's (the refused origin, a missing key):
+    /// the first [`MAX_LOGGED_REFUSALS`] of an execution, then one saying
+    /// the rest are not logged (a looping guest cannot fill the journal).
     fn log(&self, level: &'static str, line: &str) {
+        let n = self.logged.fetch_add(1, Ordering::Relaxed);
+        let quiet;
+        let line = match n {
+            _ if n < MAX_LOGGED_REFUSALS => line,
+            _ if n == MAX_LOGGED_REFUSALS => {
+                quiet = format!("further outbound refusals of execution {} are not logged", self.task_id);
+                quiet.as_str()
+            }
+            _ => return,
+        };
         match level {
             "error" => tracing::error!(task = %self.task_id, module = %self.module, "{line}"),
             _ => tracing::warn!(task = %self.task_id, module = %self.module, "{line}"),

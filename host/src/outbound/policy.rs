@@ -88,13 +88,18 @@ pub struct HeaderWire {
 
 impl From<InjectedHeader> for HeaderWire {
     fn from(h: InjectedHeader) -> HeaderWire {
-        HeaderWire { origin: h.origin.to_string(), name: h.name.to_string(), value: format!("{}${{{}}}{}", h.prefix, h.var, h.suffix) }
+        HeaderWire {
+            origin: h.origin.to_string(),
+            name: h.name.to_string(),
+            value: format!("{}${{{}}}{}", h.prefix, h.var, h.suffix),
+        }
     }
 }
 
 /// An exact origin (`scheme://host[:port]`, no wildcard, no path).
 pub fn parse_exact_origin(s: &str) -> Result<Origin, String> {
-    let uri: http::Uri = s.parse().map_err(|_| format!("'{s}' is not an origin such as \"https://api.example.com\""))?;
+    let uri: http::Uri =
+        s.parse().map_err(|_| format!("'{s}' is not an origin such as \"https://api.example.com\""))?;
     if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
         return Err(format!("'{s}' has a path; name the origin only (scheme://host[:port])"));
     }
@@ -103,22 +108,29 @@ pub fn parse_exact_origin(s: &str) -> Result<Origin, String> {
 
 /// True if `name` can name an environment variable.
 pub fn is_env_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !name.as_bytes()[0].is_ascii_digit()
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
 }
 
 impl TryFrom<HeaderWire> for InjectedHeader {
     type Error = String;
     fn try_from(w: HeaderWire) -> Result<Self, String> {
         let origin = parse_exact_origin(&w.origin)?;
-        let name = http::HeaderName::from_bytes(w.name.as_bytes()).map_err(|_| format!("'{}' is not a header name", w.name))?;
-        let forbidden = [http::header::HOST, http::header::CONTENT_LENGTH, http::header::TRANSFER_ENCODING, http::header::CONNECTION];
+        let name = http::HeaderName::from_bytes(w.name.as_bytes())
+            .map_err(|_| format!("'{}' is not a header name", w.name))?;
+        let forbidden = [
+            http::header::HOST,
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+            http::header::CONNECTION,
+        ];
         if forbidden.contains(&name) {
             return Err(format!("the host does not attach '{name}'"));
         }
-        let (prefix, rest) = w
-            .value
-            .split_once("${")
-            .ok_or_else(|| format!("value '{}' names no environment variable: write it as \"Bearer ${{MY_KEY}}\"", w.value))?;
+        let (prefix, rest) = w.value.split_once("${").ok_or_else(|| {
+            format!("value '{}' names no environment variable: write it as \"Bearer ${{MY_KEY}}\"", w.value)
+        })?;
         let (var, suffix) = rest.split_once('}').ok_or_else(|| format!("value '{}' has an unclosed ${{", w.value))?;
         if !is_env_name(var) {
             return Err(format!("'{var}' is not an environment variable name"));
@@ -154,8 +166,8 @@ impl LlmProvider {
     pub fn endpoint(&self) -> Result<(Origin, http::Uri), String> {
         let url = format!("{}/chat/completions", self.base_url.trim_end_matches('/'));
         let uri: http::Uri = url.parse().map_err(|_| format!("base_url '{}' is not a URL", self.base_url))?;
-        if uri.query().is_some() {
-            return Err(format!("base_url '{}' must not have a query", self.base_url));
+        if uri.query().is_some() || self.base_url.contains('#') {
+            return Err(format!("base_url '{}' must not have a query or a fragment", self.base_url));
         }
         let origin = Origin::of_uri(&uri).map_err(|e| format!("base_url: {e}"))?;
         Ok((origin, uri))
@@ -168,9 +180,10 @@ impl LlmProvider {
             return Err("model must name a model, e.g. \"gpt-4o-mini\"".into());
         }
         if let Some(v) = &self.api_key_env
-            && !is_env_name(v) {
-                return Err(format!("api_key_env '{v}' is not an environment variable name"));
-            }
+            && !is_env_name(v)
+        {
+            return Err(format!("api_key_env '{v}' is not an environment variable name"));
+        }
         Ok(())
     }
 }
@@ -208,15 +221,16 @@ impl Policy {
     pub fn injected_headers(&self) -> Vec<InjectedHeader> {
         let mut out = self.headers.clone();
         if let Some(p) = &self.llm
-            && let (Some(var), Ok((origin, _))) = (&p.api_key_env, p.endpoint()) {
-                out.push(InjectedHeader {
-                    origin,
-                    name: http::header::AUTHORIZATION,
-                    prefix: "Bearer ".into(),
-                    var: var.clone(),
-                    suffix: String::new(),
-                });
-            }
+            && let (Some(var), Ok((origin, _))) = (&p.api_key_env, p.endpoint())
+        {
+            out.push(InjectedHeader {
+                origin,
+                name: http::header::AUTHORIZATION,
+                prefix: "Bearer ".into(),
+                var: var.clone(),
+                suffix: String::new(),
+            });
+        }
         out
     }
 
@@ -227,7 +241,13 @@ impl Policy {
             p.validate().map_err(|e| format!("llm: {e}"))?;
         }
         let b = &self.bounds;
-        if b.max_response_bytes == 0 || b.max_request_bytes == 0 || b.max_requests == 0 || b.max_connections == 0 || b.max_llm_tokens == 0 || b.max_llm_tokens_per_execution == 0 {
+        if b.max_response_bytes == 0
+            || b.max_request_bytes == 0
+            || b.max_requests == 0
+            || b.max_connections == 0
+            || b.max_llm_tokens == 0
+            || b.max_llm_tokens_per_execution == 0
+        {
             return Err("every outbound bound must be at least 1".into());
         }
         Ok(())

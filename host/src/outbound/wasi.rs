@@ -16,9 +16,15 @@ pub struct Hooks {
     /// Task and module, for the refusal's log line when it is granted
     /// nothing (set only for components that import `wasi:http`).
     pub who: Option<(String, String)>,
+    /// Refusals of an ungranted execution so far (the first
+    /// [`super::MAX_LOGGED_REFUSALS`] are logged).
+    pub refused: u32,
 }
 
-type SendResult = wasmtime_wasi_http::Result<(http::Response<WasiBody>, Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>)>;
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
 
 impl WasiHttpHooks for Hooks {
     fn send_request(
@@ -29,12 +35,18 @@ impl WasiHttpHooks for Hooks {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let _ = fut;
         let net = self.net.clone();
-        let who = self.who.clone();
+        let who = if self.net.is_none() {
+            self.refused = self.refused.saturating_add(1);
+            self.who.clone().filter(|_| self.refused <= super::MAX_LOGGED_REFUSALS)
+        } else {
+            None
+        };
         Box::new(async move {
             use http_body_util::BodyExt;
             let Some(net) = net else {
-                let (task, module) = who.unwrap_or_default();
-                let origin = super::Origin::of_uri(request.uri()).map_or_else(|_| request.uri().to_string(), |o| o.to_string());
+                let Some((task, module)) = who else { return Err(WasiError::HttpRequestDenied) };
+                let origin = super::Origin::of_uri(request.uri())
+                    .map_or_else(|_| "an invalid URL".to_string(), |o| o.to_string());
                 tracing::warn!(
                     task = %task,
                     module = %module,

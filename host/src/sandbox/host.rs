@@ -271,15 +271,17 @@ impl graflow::task::feedback::Host for HostState {
 impl HostState {
     /// Log that a task granted nothing tried to reach `what`, and say why.
     fn ungranted(&mut self, what: &str) -> wasmtime::Result<String> {
+        self.hooks.refused = self.hooks.refused.saturating_add(1);
+        let logged = self.hooks.refused <= crate::outbound::MAX_LOGGED_REFUSALS;
         let ctx = self.task()?;
         let line = format!(
-            "outbound request refused: task '{}' (module '{}') is granted no http origins and may not reach {}",
-            ctx.info.task_name,
-            ctx.info.module,
-            ctx.log_line(what)
+            "outbound request refused: task '{}' (module '{}') is granted no http origins and may not reach {what}",
+            ctx.info.task_name, ctx.info.module,
         );
-        tracing::warn!(target: "task", task = %ctx.info.task_id, module = %ctx.info.module, "{line}");
-        ctx.log_event("warn", &line);
+        if logged && ctx.admit_log(line.len()) {
+            tracing::warn!(target: "task", task = %ctx.info.task_id, module = %ctx.info.module, "{line}");
+            ctx.log_event("warn", &line);
+        }
         Ok(line)
     }
 
@@ -298,7 +300,7 @@ impl graflow::task::http::Host for HostState {
         use graflow::task::http::{HttpError, Response};
         let Some(net) = self.hooks.net.clone() else {
             let origin = req.url.parse::<::http::Uri>().ok().and_then(|u| crate::outbound::Origin::of_uri(&u).ok());
-            let what = origin.map_or_else(|| req.url.clone(), |o| o.to_string());
+            let what = origin.map_or_else(|| "an invalid URL".to_string(), |o| o.to_string());
             return Ok(Err(HttpError::Denied(self.ungranted(&what)?)));
         };
         let Ok(method) = ::http::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes()) else {
@@ -308,20 +310,13 @@ impl graflow::task::http::Host for HostState {
         let timeouts = Timeouts { connect: limit, first_byte: limit, between_bytes: limit };
         let (url, headers, body, follow) = (req.url, req.headers, req.body, req.follow_redirects);
         let outcome = wasmtime_wasi::runtime::in_tokio(async move {
-            let req = gate::BufferedRequest {
-                method,
-                url,
-                headers,
-                body,
-                timeouts,
-                follow_redirects: follow,
-                details: None,
-            };
+            let req =
+                gate::BufferedRequest { method, url, headers, body, timeouts, follow_redirects: follow, details: None };
             let send = gate::send_buffered(net, req);
             match limit {
-                Some(d) => tokio::time::timeout(d, send)
-                    .await
-                    .unwrap_or_else(|_| Err(NetError::Timeout(format!("the request's timeout-ms of {} ms", d.as_millis())))),
+                Some(d) => tokio::time::timeout(d, send).await.unwrap_or_else(|_| {
+                    Err(NetError::Timeout(format!("the request's timeout-ms of {} ms", d.as_millis())))
+                }),
                 None => send.await,
             }
         });

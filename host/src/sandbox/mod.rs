@@ -411,6 +411,7 @@ impl TaskRunner for Sandbox {
         data.ctx = Some(ctx);
         data.deadline = deadline;
         data.hooks.who = (module.uses_http && net.is_none()).then(|| (task.name.clone(), task.module.clone()));
+        data.hooks.refused = 0;
         data.hooks.net = net;
         let outcome = (|| {
             // Every run sets its own budget: a reused instance must not keep
