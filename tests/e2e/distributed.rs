@@ -564,3 +564,161 @@ fn a_worker_reaches_only_what_it_and_the_workflow_allow_with_the_key_from_its_ow
     assert!(!out.stdout.contains("wk-from-the-worker"));
     drop(w);
 }
+
+/// A redis-server speaking only TLS on a free port, with an ACL user
+/// `alice` (password `s3cret`) and the default user off; its CA in `ca.pem`.
+struct TlsRedis {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    fn start() -> Option<TlsRedis> {
+        Redis::start()?.kill();
+        let dir = tempfile::tempdir().unwrap();
+        let openssl = |args: &[&str]| {
+            let out =
+                Command::new("openssl").args(args).current_dir(dir.path()).output().expect("openssl is installed");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=graflow-test-ca",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(dir.path().join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--tls-cert-file", "server.pem", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem"])
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--user",
+                "default",
+                "off",
+                "--user",
+                "alice",
+                "on",
+                ">s3cret",
+                "~*",
+                "&*",
+                "+@all",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server (TLS) did not listen on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(TlsRedis { child, port, dir })
+    }
+    fn url(&self, password: &str) -> String {
+        format!("rediss://alice:{password}@127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_run_through_redis_over_tls_with_an_acl_user_and_a_wrong_password_named_without_it() {
+    let Some(redis) = TlsRedis::start() else { return };
+    let ca = redis.dir.path().join("ca.pem");
+    let url = redis.url("s3cret");
+    let wf =
+        workflow("[workflow]\nflow = \"a >> b\"\n[tasks.a]\nexport = \"script\"\n[tasks.b]\nexport = \"script\"\n");
+    let input = scripts(json!({"a": [{"op": "set", "key": "k", "value": 7}], "b": [{"op": "return", "key": "k"}]}));
+    let worker = command(&std::env::temp_dir())
+        .args(["worker", "--redis", &url, "--concurrency", "2", "--visibility-timeout-ms", "3000"])
+        .env("GRAFLOW_REDIS_CA_FILE", &ca)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _worker = WorkerProc { child: worker };
+    let run = |url: &str, ca: &Path| {
+        let out = command(wf.dir.path())
+            .args(["run", "workflow.toml", "--input", &input.to_string(), "--redis", url])
+            .env("GRAFLOW_REDIS_CA_FILE", ca)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&url, &ca);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), "7");
+    // A wrong password: a clear error, the password not in it.
+    let (code, _, stderr) = run(&redis.url("not-the-password"), &ca);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("rediss://alice:***@127.0.0.1"), "{stderr}");
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+    // A CA that did not sign the server's certificate: refused.
+    let other = redis.dir.path().join("server.pem");
+    let (code, _, stderr) = run(&url, &other);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}

@@ -117,7 +117,7 @@ impl Keys {
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
     /// The URL is not a Redis URL.
-    #[error("'{url}' is not a Redis URL (redis://host:port[/db])")]
+    #[error("'{url}' is not a Redis URL (redis[s]://[user:password@]host:port[/db])")]
     BadUrl {
         /// The URL given.
         url: String,
@@ -166,11 +166,41 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
+/// The environment variable naming a PEM file of the certificate
+/// authorities a `rediss://` server's certificate is checked against
+/// (default: the system's).
+pub const REDIS_CA_ENV: &str = "GRAFLOW_REDIS_CA_FILE";
+
+/// The largest CA file read.
+const MAX_CA_FILE_BYTES: u64 = 1 << 20;
+
+/// A client of `url`: plain (`redis://`), or TLS (`rediss://`) with the CA of
+/// [`REDIS_CA_ENV`] when it is set. A user and password in the URL log in
+/// as that ACL user.
+fn client(url: &str, shown: &str) -> Result<redis::Client, RedisError> {
+    let bad_url = |source| RedisError::BadUrl { url: shown.to_string(), source };
+    let ca = std::env::var_os(REDIS_CA_ENV).filter(|p| !p.is_empty());
+    let Some(ca) = ca.filter(|_| url.starts_with("rediss://")) else {
+        return redis::Client::open(url).map_err(bad_url);
+    };
+    let unreadable = |why: String| RedisError::Content {
+        url: shown.to_string(),
+        what: format!("the CA file {} ({REDIS_CA_ENV}) {why}", std::path::Path::new(&ca).display()),
+    };
+    let pem = crate::files::read_bounded(std::path::Path::new(&ca), MAX_CA_FILE_BYTES, "the 1 MiB bound on a CA file")
+        .map_err(|e| unreadable(format!("cannot be read: {e}")))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(unreadable("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into()));
+    }
+    redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(pem) })
+        .map_err(bad_url)
+}
+
 /// A client and one checked connection to `url` (PING answered), with
 /// `timeout` for connecting, reading and writing.
 pub fn connect(url: &str, timeout: Duration) -> Result<(redis::Client, redis::Connection), RedisError> {
     let shown = redacted(url);
-    let client = redis::Client::open(url).map_err(|source| RedisError::BadUrl { url: shown.clone(), source })?;
+    let client = client(url, &shown)?;
     let con = open(&client, &shown, timeout)?;
     Ok((client, con))
 }

@@ -133,15 +133,19 @@ impl Origin {
             return Err(format!("'{uri}' carries user information, which is not allowed"));
         }
         let host = parse_host(authority.host())?;
-        let port = match authority.port() {
-            None => scheme.default_port(),
-            Some(p) => p
-                .as_str()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| p.as_u16())
+        // What follows the host: nothing, or `:port` (the http crate reads a
+        // port past 65535 as no port at all: refuse it, never default it).
+        let written = authority.as_str().strip_prefix(authority.host()).unwrap_or(":");
+        let port = match written {
+            "" => scheme.default_port(),
+            p => p
+                .strip_prefix(':')
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u16>().ok())
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("'{uri}' has port {p}, not a port from 1 to 65535"))?,
+                .ok_or_else(|| {
+                    format!("'{uri}' has port '{}', not a port from 1 to 65535", p.trim_start_matches(':'))
+                })?,
         };
         Ok(Origin { scheme, host, port })
     }
