@@ -421,9 +421,21 @@ fn a_worker_that_cannot_load_a_module_fails_the_task_and_stays_up() {
 #[test]
 fn a_stopped_worker_hands_its_task_back() {
     let Some(redis) = Redis::start() else { return };
-    let first = WorkerProc::with_args(&redis, 1, &["--grace-period-ms", "200"]);
-    let wf = workflow(&format!("[workflow]\nflow = \"slow\"\n{}", scripted(&["slow"])));
-    let input = scripts(json!({"slow": [{"op": "sleep", "ms": 1500}, {"op": "result", "value": "done"}]})).to_string();
+    // The task tells a local server it started (an event, not a guess at how
+    // long a loaded machine takes to get there), then sleeps.
+    let started = crate::netserver::Server::start();
+    let origin = format!("http://127.0.0.1:{}", started.port);
+    let first = WorkerProc::with_args(&redis, 1, &["--grace-period-ms", "200", "--allow-outbound", &origin]);
+    let wf = workflow(&format!(
+        "[workflow]\nflow = \"slow\"\n[workflow.http]\nallow = [\"{origin}\"]\n{}",
+        scripted(&["slow"])
+    ));
+    let input = scripts(json!({"slow": [
+        {"op": "http", "url": started.url("/echo")},
+        {"op": "sleep", "ms": 1500},
+        {"op": "result", "value": "done"}
+    ]}))
+    .to_string();
     let url = redis.url();
     let run = command(wf.dir.path())
         .args(["run", "workflow.toml", "--input", &input, "--redis", &url])
@@ -431,10 +443,10 @@ fn a_stopped_worker_hands_its_task_back() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    started.wait_for("/echo");
     let status = Command::new("kill").args(["-TERM", &first.child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let second = WorkerProc::start(&redis, 1);
+    let second = WorkerProc::with_args(&redis, 1, &["--allow-outbound", &origin]);
     let out = run.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"done\"");

@@ -83,3 +83,17 @@ fn validate_describes_the_workflow() {
     assert!(out.stdout.contains("group transforms: transform_a | transform_b (policy strict)"), "{out:?}");
     assert!(out.stdout.contains("task store: etl.store inputs [day, transform_a, transform_b]"), "{out:?}");
 }
+
+#[test]
+fn the_reference_workflow_file_in_the_docs_loads_beside_the_etl_component() {
+    let doc = std::fs::read_to_string(repo().join("docs/workflow-file.md")).unwrap();
+    let start = doc.find("```toml\n").expect("docs/workflow-file.md has a TOML block") + "```toml\n".len();
+    let toml = &doc[start..start + doc[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples/etl"), dir.path());
+    std::fs::write(dir.path().join("reference.toml"), toml).unwrap();
+    let out = cli(dir.path(), &["validate", "reference.toml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = cli(dir.path(), &["run", "reference.toml", "--input", r#"{"day":"2026-11-27"}"#]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

@@ -608,12 +608,25 @@ struct Slow {
     kept: Vec<(RunState, CheckpointRequest)>,
     delay: std::time::Duration,
     fail_from: usize,
+    /// The first write waits until this is set (by a task: an event, not a
+    /// guess at how fast the machine runs the tasks in between).
+    hold: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Slow {
     fn new(delay_ms: u64, fail_from: usize) -> Slow {
-        Slow { kept: Vec::new(), delay: std::time::Duration::from_millis(delay_ms), fail_from }
+        Slow { kept: Vec::new(), delay: std::time::Duration::from_millis(delay_ms), fail_from, hold: None }
     }
+
+    /// A sink whose first write waits for `flag` (at most 30 s).
+    fn held(flag: &Arc<std::sync::atomic::AtomicBool>, fail_from: usize) -> Slow {
+        Slow { hold: Some(flag.clone()), ..Slow::new(0, fail_from) }
+    }
+}
+
+/// A flag a fake task sets.
+fn flag() -> Arc<std::sync::atomic::AtomicBool> {
+    Arc::new(std::sync::atomic::AtomicBool::new(false))
 }
 
 /// Run `wf` from the start with `--checkpoint-every 1`, written behind if
@@ -633,6 +646,12 @@ impl CheckpointSink for Slow {
         r: &CheckpointRequest,
     ) -> Result<Written, SinkError> {
         std::thread::sleep(self.delay);
+        if let Some(hold) = self.hold.take() {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !hold.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
         if self.kept.len() + 1 >= self.fail_from {
             return Err("the disk is gone".into());
         }
@@ -650,9 +669,15 @@ fn chain_of(n: usize) -> Arc<Workflow> {
 #[test]
 fn write_behind_skips_boundaries_while_the_writer_is_busy_and_writes_the_last() {
     let wf = chain_of(40);
-    let fake = Fake::default();
-    for (behind, delay_ms) in [(false, 0), (true, 15)] {
-        let mut sink = Slow::new(delay_ms, usize::MAX);
+    // Written behind, the first write lasts until t39 runs.
+    let last = flag();
+    let set = last.clone();
+    let fake = Fake::default().on("t39", move |_, _| {
+        set.store(true, std::sync::atomic::Ordering::SeqCst);
+        ok(serde_json::json!(null))
+    });
+    for behind in [false, true] {
+        let mut sink = if behind { Slow::held(&last, usize::MAX) } else { Slow::new(0, usize::MAX) };
         let report = every_1(&wf, &fake, behind, &mut sink).unwrap();
         let steps: Vec<u64> = sink.kept.iter().map(|(s, _)| s.steps).collect();
         assert_eq!(report.checkpoints.len(), steps.len());
@@ -671,11 +696,15 @@ fn write_behind_skips_boundaries_while_the_writer_is_busy_and_writes_the_last() 
 #[test]
 fn write_behind_reports_a_failed_checkpoint_and_writes_deferred_ones_in_turn() {
     let wf = chain_of(30);
-    let fake = Fake::default().on("t5", |_, ctx| {
+    // The first write lasts until t5 runs (and asks for a checkpoint).
+    let t5 = flag();
+    let set = t5.clone();
+    let fake = Fake::default().on("t5", move |_, ctx| {
         ctx.request_checkpoint("null").unwrap();
+        set.store(true, std::sync::atomic::Ordering::SeqCst);
         ok(serde_json::json!(null))
     });
-    let mut sink = Slow::new(50, 3);
+    let mut sink = Slow::held(&t5, 3);
     let err = every_1(&wf, &fake, true, &mut sink).unwrap_err();
     assert!(matches!(&err, RunError::Checkpoint { .. }), "{err:?}");
     assert!(crate::error_chain(&err).contains("the disk is gone"), "{}", crate::error_chain(&err));

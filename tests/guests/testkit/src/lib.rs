@@ -120,6 +120,16 @@ fn script(input: ScriptInput) -> Result<Value, TaskError> {
                 println!("{}", str_of(action, "text"));
                 eprintln!("err: {}", str_of(action, "text"));
             }
+            "wait_file" => {
+                // Wait (up to 60 s) until `path` exists: a test's event, not a sleep.
+                let path = std::path::Path::new(str_of(action, "path"));
+                for _ in 0..6000 {
+                    if path.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
             "sleep" => std::thread::sleep(std::time::Duration::from_millis(arg("ms").as_u64().unwrap_or(0))),
             "recurse" => output = json!(recurse(arg("depth").as_u64().unwrap_or(1 << 30))),
             "log_big" => log::info(&"y".repeat(arg("bytes").as_u64().unwrap_or(1 << 20) as usize)),
