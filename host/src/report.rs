@@ -164,11 +164,7 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
             else {
                 continue;
             };
-            let status = match (status, error) {
-                (_, Some(err)) => esc(err),
-                (Some(s), None) => s.to_string(),
-                (None, None) => String::new(),
-            };
+            let status = esc(&crate::engine::request_outcome(*status, error.as_deref()));
             let model = match (model, tokens) {
                 (Some(m), Some(t)) => format!("{}, {t}", esc(m)),
                 (Some(m), None) => esc(m),

@@ -942,11 +942,7 @@ impl RunListener for LogCollector {
                 error,
                 ..
             } => {
-                let outcome = match (status, error) {
-                    (_, Some(e)) => e.clone(),
-                    (Some(s), None) => s.to_string(),
-                    (None, None) => String::new(),
-                };
+                let outcome = crate::engine::request_outcome(*status, error.as_deref());
                 request_line = format!(
                     "{kind} {method} {origin}{path} -> {outcome} ({sent_bytes} B sent, {received_bytes} B received, {duration_ms:.1} ms)"
                 );

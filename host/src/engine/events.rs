@@ -120,6 +120,15 @@ pub enum EventKind {
     },
 }
 
+/// A request's outcome as text: why it failed, else its status.
+pub fn request_outcome(status: Option<u16>, error: Option<&str>) -> String {
+    match (status, error) {
+        (_, Some(e)) => e.to_string(),
+        (Some(s), None) => s.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
 /// One event and when it happened.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {

@@ -23,7 +23,7 @@ pub use context::{
     ControlCall, Effects, HostBounds, HostCallError, IdAllocator, MAX_LOG_BYTES_PER_EXECUTION, TaskContext, TaskInfo,
     WaitStops, one_line, result_key,
 };
-pub use events::{Event, EventKind, Fanout, Listener, RunListener};
+pub use events::{Event, EventKind, Fanout, Listener, RunListener, request_outcome};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
 pub use state::{Origin, Queue, RunState, Target, TaskSpec};
 
