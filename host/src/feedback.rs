@@ -64,6 +64,17 @@ impl std::fmt::Display for FeedbackKind {
 }
 
 impl FeedbackKind {
+    /// The JSON an answer of this kind is (what the `serve` API takes).
+    pub fn answer_shape(self) -> &'static str {
+        match self {
+            FeedbackKind::Approval => r#"{"approved": true|false, "reason": "..."|null}"#,
+            FeedbackKind::Text => r#"{"text": "..."}"#,
+            FeedbackKind::Selection => r#"{"selected": "<one of the options>"}"#,
+            FeedbackKind::MultiSelection => r#"{"selected": ["<an option>", ...]}"#,
+            FeedbackKind::Custom => r#"{"value": <any JSON>}"#,
+        }
+    }
+
     /// How to answer this kind with `graflow-host feedback answer`.
     pub fn how_to_answer(self) -> &'static str {
         match self {
@@ -169,8 +180,15 @@ impl FeedbackRequest {
             ));
         }
         let value = answer.to_value().map_err(|e| e.to_string())?;
-        let want =
-            || format!("request '{}' asks for {}: answer with {}", self.id, self.kind, self.kind.how_to_answer());
+        let want = || {
+            format!(
+                "request '{}' asks for {}: the answer is {} (on the command line: graflow-host feedback answer {})",
+                self.id,
+                self.kind,
+                self.kind.answer_shape(),
+                self.kind.how_to_answer()
+            )
+        };
         let field = |k: &str| value.as_object().and_then(|o| o.get(k));
         let known = |s: &str| {
             if self.options.iter().any(|o| o == s) {
@@ -700,7 +718,10 @@ mod tests {
     fn answers_are_checked_against_the_kind() {
         let a = request(FeedbackKind::Approval, &[]);
         assert_eq!(a.check_answer(&j(r#"{"approved":true}"#)).unwrap().as_str(), r#"{"approved":true,"reason":null}"#);
-        assert!(a.check_answer(&j(r#"{"text":"x"}"#)).unwrap_err().contains("--approve | --reject"));
+        let wrong = a.check_answer(&j(r#"{"text":"x"}"#)).unwrap_err();
+        assert!(wrong.contains("--approve | --reject"), "{wrong}");
+        // An API caller gets the JSON shape, not only the command line's flags.
+        assert!(wrong.contains(r#"{"approved": true|false"#), "{wrong}");
         let s = request(FeedbackKind::Selection, &["a", "b"]);
         assert!(s.check_answer(&j(r#"{"selected":"b"}"#)).is_ok());
         assert!(s.check_answer(&j(r#"{"selected":"c"}"#)).unwrap_err().contains("not an option"));

@@ -197,7 +197,7 @@ fn the_cli_pauses_answers_and_resumes_with_clear_errors() {
     assert!(unknown.stderr.contains("no feedback request '0123456789abcdef'"), "{}", unknown.stderr);
     let wrong_kind = cli(dir, &["feedback", "answer", &id, "--approve"]);
     assert_eq!(wrong_kind.code, 2);
-    assert!(wrong_kind.stderr.contains("asks for selection: answer with --select OPTION"), "{}", wrong_kind.stderr);
+    assert!(wrong_kind.stderr.contains("asks for selection: the answer is {\"selected\": \"<one of the options>\"} (on the command line: graflow-host feedback answer --select OPTION)"), "{}", wrong_kind.stderr);
     let not_an_option = cli(dir, &["feedback", "answer", &id, "--select", "mars"]);
     assert!(not_an_option.stderr.contains("'mars' is not an option"), "{}", not_an_option.stderr);
     cli(dir, &["feedback", "answer", &id, "--select", "us"]).ok();

@@ -18,7 +18,7 @@ fn a_trapping_guest_fails_its_task_with_exit_code_1() {
     let wf = workflow("[workflow]\nflow = \"noop >> trap\"");
     let out = wf.run(&json!({}), &[]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("task 'trap' (task 'trap' in module 'kit') trapped: wasm trap"), "{out:?}");
+    assert!(out.stderr.contains("task 'trap' (module 'kit') trapped: wasm trap"), "{out:?}");
 }
 
 #[test]

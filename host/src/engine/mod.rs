@@ -190,7 +190,7 @@ pub struct RunReport {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RunError {
     /// A task failed and its retries (if any) ran out.
-    #[error("task '{task_id}' (task '{task}' in module '{module}') {failure}{}", attempts_note(*attempts))]
+    #[error("task '{task_id}' ({}) {failure}{}", task_origin(task_id, task, module), attempts_note(*attempts))]
     TaskFailed {
         /// Execution id.
         task_id: String,
@@ -276,6 +276,12 @@ fn after(task: &Option<String>) -> String {
 /// At most 20 ids, then how many more.
 fn listed(ids: &[String]) -> String {
     if ids.len() <= 20 { ids.join(", ") } else { format!("{}, ... and {} more", ids[..20].join(", "), ids.len() - 20) }
+}
+
+/// Where a failed execution comes from: its module, and its declared task
+/// when the execution id is not the task's own name (`d#1`, `a@2`).
+fn task_origin(task_id: &str, task: &str, module: &str) -> String {
+    if task_id == task { format!("module '{module}'") } else { format!("task '{task}' in module '{module}'") }
 }
 
 fn attempts_note(attempts: u32) -> String {

@@ -728,3 +728,23 @@ fn write_behind_never_writes_the_state_of_a_failed_task() {
         assert_eq!(s.pending_ids(), [format!("t{}", s.steps)], "every checkpoint is a boundary of the chain");
     }
 }
+
+#[test]
+fn a_failed_task_is_named_once_and_a_dynamic_one_with_its_declared_task() {
+    let error = |id: &str| {
+        RunError::TaskFailed {
+            task_id: id.into(),
+            task: "weather".into(),
+            module: "enrich".into(),
+            attempts: 1,
+            failure: TaskFailure::new(FailureKind::Failed, "no data"),
+        }
+        .to_string()
+    };
+    assert!(error("weather").starts_with("task 'weather' (module 'enrich') "), "{}", error("weather"));
+    assert!(
+        error("weather#1").starts_with("task 'weather#1' (task 'weather' in module 'enrich') "),
+        "{}",
+        error("weather#1")
+    );
+}
