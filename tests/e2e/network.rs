@@ -10,6 +10,21 @@ fn net_workflow(names: &[&str], extra: &str) -> Wf {
     workflow(&format!("[workflow]\nflow = \"{}\"\n{extra}\n{}", names.join(" >> "), scripted(names)))
 }
 
+/// Run `wf` with `input` and the model key `NET_TEST_LLM_KEY = key` in the
+/// host's environment: the exit code, the run's result (`--json`) and stdout.
+fn run_keyed(wf: &Wf, key: &str, input: &Value) -> (Option<i32>, Value, String) {
+    let out = command(wf.dir.path())
+        .env("NET_TEST_LLM_KEY", key)
+        .args(["run", "workflow.toml", "--input", &input.to_string(), "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let result = serde_json::from_str::<Value>(&stdout).map(|v| v["result"].clone()).unwrap_or_else(|_| {
+        panic!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    });
+    (out.status.code(), result, stdout)
+}
+
 fn list(out: &Out, key: &str) -> Vec<Value> {
     let _ = key;
     let v = out.json();
@@ -303,14 +318,8 @@ fn the_model_capability_calls_the_provider_with_the_host_held_key_and_tool_calls
         {"op": "llm", "messages": [{"role": "user", "content": "over"}]},
         {"op": "return", "key": "llm"}
     ]}));
-    let out = command(wf.dir.path())
-        .env("NET_TEST_LLM_KEY", "sk-test-secret")
-        .args(["run", "workflow.toml", "--input", &input.to_string(), "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let r = serde_json::from_str::<Value>(&stdout).unwrap()["result"].clone();
+    let (code, r, stdout) = run_keyed(&wf, "sk-test-secret", &input);
+    assert_eq!(code, Some(0), "{stdout}");
     assert_eq!(r[0]["content"], "echo: hi");
     assert_eq!(r[0]["usage"], json!([10, 5, 15]));
     assert_eq!(r[1]["finish_reason"], "tool_calls");
@@ -326,13 +335,7 @@ fn the_model_capability_calls_the_provider_with_the_host_held_key_and_tool_calls
         {"op": "llm", "messages": [{"role": "user", "content": "negative"}]},
         {"op": "return", "key": "llm"}
     ]}));
-    let out = command(wf.dir.path())
-        .env("NET_TEST_LLM_KEY", "sk-test-secret")
-        .args(["run", "workflow.toml", "--input", &input.to_string(), "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let r = serde_json::from_str::<Value>(&stdout).unwrap()["result"].clone();
+    let (_, r, _) = run_keyed(&wf, "sk-test-secret", &input);
     assert_eq!(r[0]["content"], "your key: Bearer [redacted]", "{r}");
     assert!(r[1]["usage"][2].as_u64().unwrap() > 10, "{r}");
     assert!(srv.seen().iter().all(|s| s.headers["authorization"] == "Bearer sk-test-secret"));
@@ -352,12 +355,7 @@ fn a_provider_error_that_echoes_the_key_reaches_the_guest_redacted() {
     let input = scripts(
         json!({"t": [{"op": "llm", "messages": [{"role": "user", "content": "x"}]}, {"op": "return", "key": "llm"}]}),
     );
-    let out = command(wf.dir.path())
-        .env("NET_TEST_LLM_KEY", "sk-wrong-but-secret")
-        .args(["run", "workflow.toml", "--input", &input.to_string(), "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (_, _, stdout) = run_keyed(&wf, "sk-wrong-but-secret", &input);
     assert!(stdout.contains("401") && stdout.contains("[redacted]"), "{stdout}");
     assert!(!stdout.contains("sk-wrong-but-secret"), "{stdout}");
 }

@@ -81,14 +81,17 @@ pub struct AnswerArgs {
 /// Where requests are looked up.
 enum Desk {
     Files(FileDesk, PathBuf),
-    Redis(graflow_host::distributed::RedisDesk),
+    /// Boxed: a Redis client (with its TLS settings) is far larger than a folder.
+    Redis(Box<graflow_host::distributed::RedisDesk>),
 }
 
 impl Desk {
     fn open(dir: &std::path::Path, redis: Option<&str>) -> Result<Desk, CliError> {
         match redis {
             Some(url) => {
-                graflow_host::distributed::RedisDesk::connect(url).map(Desk::Redis).map_err(CliError::bad_input)
+                graflow_host::distributed::RedisDesk::connect(url)
+                    .map(|d| Desk::Redis(Box::new(d)))
+                    .map_err(CliError::bad_input)
             }
             None => Ok(Desk::Files(FileDesk::new(dir), dir.to_path_buf())),
         }
