@@ -88,11 +88,9 @@ enum Desk {
 impl Desk {
     fn open(dir: &std::path::Path, redis: Option<&str>) -> Result<Desk, CliError> {
         match redis {
-            Some(url) => {
-                graflow_host::distributed::RedisDesk::connect(url)
-                    .map(|d| Desk::Redis(Box::new(d)))
-                    .map_err(CliError::bad_input)
-            }
+            Some(url) => graflow_host::distributed::RedisDesk::connect(url)
+                .map(|d| Desk::Redis(Box::new(d)))
+                .map_err(CliError::bad_input),
             None => Ok(Desk::Files(FileDesk::new(dir), dir.to_path_buf())),
         }
     }
