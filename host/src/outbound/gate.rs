@@ -139,7 +139,6 @@ impl Stop {
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
 
-#[allow(deprecated)] // ring's provider without the post-quantum key exchange: fine for a client.
 /// The TLS client configuration: the webpki roots, and the system's too
 /// when `GRAFLOW_TLS_SYSTEM_ROOTS=1`.
 fn tls_config() -> Arc<rustls::ClientConfig> {
@@ -148,35 +147,29 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         .get_or_init(|| {
             let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
             if std::env::var("GRAFLOW_TLS_SYSTEM_ROOTS").is_ok_and(|v| v == "1") {
-                let found = rustls_native_certs::load_native_certs();
-                for cert in found.certs {
+                for cert in rustls_native_certs::load_native_certs().certs {
                     let _ = roots.add(cert);
                 }
             }
+            // ring, named (not the process default, which is ambiguous, and
+            // panics, once a second provider is linked in). Its provider is
+            // deprecated only for lacking post-quantum key exchange.
+            #[allow(deprecated)]
             let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-            match config {
-                Ok(c) => Arc::new(c),
-                Err(e) => {
-                    // ring's defaults always include TLS 1.2 and 1.3.
-                    tracing::error!("cannot build the TLS configuration: {e}");
-                    Arc::new(
-                        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                            .with_protocol_versions(&[&rustls::version::TLS13])
-                            .map(|b| b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
-                            .unwrap_or_else(|_| unreachable_config()),
-                    )
-                }
-            }
+            let config =
+                match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+                    Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
+                    // Not reached: ring supports the default protocol versions.
+                    Err(e) => {
+                        tracing::error!(
+                            "ring's TLS provider refused the default protocol versions ({e}); using the process default"
+                        );
+                        rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()
+                    }
+                };
+            Arc::new(config)
         })
         .clone()
-}
-
-fn unreachable_config() -> rustls::ClientConfig {
-    // Not reached: TLS 1.3 with ring's provider is always consistent.
-    rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
 }
 
 /// The checked addresses `origin` may be reached at, in resolution order.
@@ -311,63 +304,44 @@ impl GateBody {
             self.net.record(r);
         }
     }
-    /// Read the whole body (bounded), emitting its event at the end.
-    pub async fn collect(mut self) -> Result<Vec<u8>, NetError> {
+    /// Read the whole body (bounded); its run event is emitted at the end.
+    pub async fn collect(self) -> Result<Vec<u8>, NetError> {
+        self.collect_with(None).await
+    }
+
+    /// [`GateBody::collect`]; for a model call (`details`), the event is
+    /// emitted here, with the model and tokens read from the body.
+    pub(crate) async fn collect_with(mut self, details: Option<ModelDetails>) -> Result<Vec<u8>, NetError> {
         use http_body_util::BodyExt;
+        let record = if details.is_some() { self.record.take() } else { None };
         let mut out = Vec::new();
-        loop {
+        let result = loop {
             match self.frame().await {
-                None => break,
+                None => break Ok(()),
                 Some(Ok(f)) => {
                     if let Ok(d) = f.into_data() {
                         out.extend_from_slice(&d);
                     }
                 }
                 Some(Err(_)) => {
-                    return Err(self
+                    break Err(self
                         .failed
                         .take()
                         .unwrap_or_else(|| NetError::Failed("the response body failed".into())));
                 }
             }
-        }
-        Ok(out)
-    }
-    /// Like [`GateBody::collect`], the event carrying model details set by `f`.
-    pub(crate) async fn collect_then(
-        mut self,
-        f: impl FnOnce(&[u8]) -> (Option<String>, Option<u64>),
-    ) -> Result<Vec<u8>, NetError> {
-        // Hold the record back so the details can be added before it is emitted.
-        let record = self.record.take();
-        let net = self.net.clone();
-        let received = std::sync::Arc::new(AtomicU64::new(0));
-        let out = {
-            let r = received.clone();
-            let body = async move {
-                let res = self.collect().await;
-                if let Ok(b) = &res {
-                    r.store(b.len() as u64, Ordering::Relaxed);
-                }
-                res
-            };
-            body.await
         };
-        if let Some(mut rec) = record {
-            rec.received = received.load(Ordering::Relaxed);
-            match &out {
-                Ok(b) => {
-                    let (model, tokens) = f(b);
-                    rec.kind = "llm";
-                    rec.model = model;
-                    rec.tokens = tokens;
-                }
+        if let (Some(mut rec), Some(details)) = (record, details) {
+            rec.received = out.len() as u64;
+            match &result {
+                Ok(()) => (rec.model, rec.tokens) = details(&out),
                 Err(e) => rec.error = Some(e.to_string()),
             }
-            net.record(rec);
+            self.net.record(rec);
         }
-        out
+        result.map(|()| out)
     }
+
     fn fail(&mut self, e: NetError) -> Poll<Option<Result<Frame<Bytes>, WasiError>>> {
         let wasi = e.to_wasi();
         self.finish(Some(e.to_string()));
@@ -715,10 +689,7 @@ pub async fn send_buffered(net: Arc<ExecNet>, req: BufferedRequest) -> Result<Bu
             }
             continue;
         }
-        let bytes = match details {
-            Some(f) => gbody.collect_then(f).await,
-            None => gbody.collect().await,
-        };
+        let bytes = gbody.collect_with(details).await;
         driver.abort();
         let bytes = bytes?;
         let headers = parts
@@ -750,4 +721,13 @@ fn resolve_location(base: &http::Uri, location: &str) -> Option<http::Uri> {
         .path_and_query(path)
         .build()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tls_configuration_builds_with_the_webpki_roots() {
+        let config = super::tls_config();
+        assert!(config.alpn_protocols.is_empty(), "HTTP/1.1 only: no ALPN offered");
+    }
 }
