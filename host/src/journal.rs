@@ -234,7 +234,12 @@ mod tests {
         let group = |at_ms| Event {
             at_ms,
             queued: 0,
-            kind: EventKind::GroupStarted { group: "g".into(), members: vec!["a".into()] },
+            kind: EventKind::GroupStarted {
+                group: "g".into(),
+                task_id: "g".into(),
+                members: vec!["a".into()],
+                scope: String::new(),
+            },
         };
         journal.event(&group(5000));
         assert_eq!(on_disk(), 1, "the first event is flushed");
@@ -256,12 +261,19 @@ mod tests {
         let started = |at_ms| Event {
             at_ms,
             queued: 0,
-            kind: EventKind::TaskStarted { task_id: "a".into(), task: "a".into(), module: "m".into(), attempt: 0 },
+            kind: EventKind::TaskStarted {
+                task_id: "a".into(),
+                task: "a".into(),
+                module: "m".into(),
+                attempt: 0,
+                cycle: 1,
+                scope: String::new(),
+            },
         };
         let checkpoint = |at_ms| Event {
             at_ms,
             queued: 0,
-            kind: EventKind::Checkpoint { id: "cp".into(), mode: "auto", after: None },
+            kind: EventKind::Checkpoint { id: "cp".into(), mode: "auto", after: None, bytes: 0, duration_ms: 0.0 },
         };
         // No folder ever: nothing is created.
         let journal = Journal::deferred(dir.path(), "s");

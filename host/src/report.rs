@@ -23,12 +23,19 @@ impl RunListener for Recorder {
         // Only what the report draws is kept: no log lines, no error texts,
         // no member lists (so the store is bounded by count times a small size).
         let kind = match &event.kind {
-            EventKind::Log { .. } | EventKind::GroupStarted { .. } => return,
-            EventKind::TaskFailed { task_id, attempt, duration_ms, retrying, .. } => EventKind::TaskFailed {
+            EventKind::Log { .. }
+            | EventKind::GroupStarted { .. }
+            | EventKind::BranchStarted { .. }
+            | EventKind::BranchFinished { .. }
+            | EventKind::GroupFinished { .. }
+            | EventKind::FeedbackWaited { .. } => return,
+            EventKind::TaskFailed { task_id, attempt, duration_ms, kind, retrying, .. } => EventKind::TaskFailed {
                 task_id: task_id.clone(),
                 attempt: *attempt,
                 duration_ms: *duration_ms,
                 error: String::new(),
+                kind: *kind,
+                bound: None,
                 retrying: *retrying,
             },
             other => other.clone(),
@@ -95,7 +102,13 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
             EventKind::TaskStopped { task_id } => close(&mut bars, task_id, e.at_ms, "stopped"),
             EventKind::Checkpoint { id, mode, .. } => checkpoints.push((e.at_ms, id.clone(), mode.to_string())),
             EventKind::Request { .. } => requests.push(e),
-            EventKind::GroupStarted { .. } | EventKind::Log { .. } | EventKind::WaitingForInput { .. } => {}
+            EventKind::GroupStarted { .. }
+            | EventKind::BranchStarted { .. }
+            | EventKind::BranchFinished { .. }
+            | EventKind::GroupFinished { .. }
+            | EventKind::FeedbackWaited { .. }
+            | EventKind::Log { .. }
+            | EventKind::WaitingForInput { .. } => {}
         }
     }
     let completed: BTreeSet<&str> = state.completed.iter().map(String::as_str).collect();

@@ -53,6 +53,9 @@ pub struct RunOptions {
     /// for a checkpoint directory the user did not ask for (the CLI's
     /// default), so a run that writes nothing leaves nothing there.
     pub defer_journal: bool,
+    /// The run span's trace context (when the run is traced), recorded in
+    /// its checkpoints.
+    pub trace: Option<crate::telemetry::TraceParent>,
 }
 
 /// What a resume does when a module's file changed since the checkpoint.
@@ -230,6 +233,8 @@ pub struct Resumed {
     pub checkpoint_id: String,
     /// What its signature says.
     pub signature: SignatureStatus,
+    /// The trace context of the run that wrote it, if that run was traced.
+    pub trace: Option<crate::telemetry::TraceParent>,
 }
 
 /// A new run id: 32 hex digits.
@@ -302,7 +307,9 @@ impl Session {
         }
         let state = RunState::new(&workflow, session_id, input);
         let sink: Box<dyn CheckpointSink> = match &opts.checkpoint_dir {
-            Some(dir) => Box::new(CheckpointStore::new(dir, sandbox.module_code(), opts.key.clone())),
+            Some(dir) => {
+                Box::new(CheckpointStore::new(dir, sandbox.module_code(), opts.key.clone()).with_trace(opts.trace))
+            }
             None => Box::new(NoCheckpoints),
         };
         Session {
@@ -410,7 +417,8 @@ impl Session {
         drop(shared);
         // Later checkpoints are increments over the full checkpoint this one
         // is (or is written over), while they qualify.
-        let sink = CheckpointStore::new(&root, sandbox.module_code(), Some(key)).continuing(chain_base);
+        let sink =
+            CheckpointStore::new(&root, sandbox.module_code(), Some(key)).continuing(chain_base).with_trace(opts.trace);
         Session {
             workflow: Arc::new(workflow),
             sandbox,
@@ -424,7 +432,7 @@ impl Session {
             write_behind: opts.write_behind,
             max_steps: opts.max_steps,
             warnings,
-            resumed: Some(Resumed { base, checkpoint_id: meta.checkpoint_id, signature }),
+            resumed: Some(Resumed { base, checkpoint_id: meta.checkpoint_id, signature, trace: meta.trace }),
             listener: opts.listener,
             redis: opts.redis,
             coordinator: None,

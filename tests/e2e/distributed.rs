@@ -21,13 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A `redis-server` on a free loopback port, stopped when dropped.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -40,7 +40,7 @@ fn ping(port: u16) -> bool {
 
 impl Redis {
     /// A new server, or `None` (with a message) when redis-server is missing.
-    fn start() -> Option<Redis> {
+    pub(crate) fn start() -> Option<Redis> {
         let installed = Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
         if !installed {
             skipped(
@@ -70,11 +70,11 @@ impl Redis {
         Redis { child, port, _dir: dir }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -87,8 +87,8 @@ impl Drop for Redis {
 }
 
 /// A `graflow-host worker` process, killed (SIGKILL) when dropped.
-struct WorkerProc {
-    child: Child,
+pub(crate) struct WorkerProc {
+    pub(crate) child: Child,
 }
 
 impl WorkerProc {

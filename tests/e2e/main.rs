@@ -20,5 +20,6 @@ mod report;
 mod sandbox;
 mod serve;
 mod support;
+mod telemetry;
 mod trust;
 mod upgrade;

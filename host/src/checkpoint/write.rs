@@ -88,6 +88,8 @@ pub struct CheckpointStore {
     /// of the checkpoint it names, so holding it costs only the values
     /// changed since (they are shared with the run's channel otherwise).
     chain: Option<Chain>,
+    /// The run's trace context, recorded in each commit record.
+    trace: Option<crate::telemetry::TraceParent>,
 }
 
 impl CheckpointStore {
@@ -107,7 +109,14 @@ impl CheckpointStore {
             verified: Default::default(),
             swept: false,
             chain: None,
+            trace: None,
         }
+    }
+
+    /// Record `trace` (the run span's context) in every checkpoint written.
+    pub fn with_trace(mut self, trace: Option<crate::telemetry::TraceParent>) -> CheckpointStore {
+        self.trace = trace;
+        self
     }
 
     /// Write the next checkpoints as increments over `base` (a full
@@ -360,6 +369,7 @@ impl CheckpointStore {
                 Plan::Increment { base, .. } => Some(base.clone()),
             },
             outbound: (*workflow.outbound != crate::outbound::Policy::default()).then(|| (*workflow.outbound).clone()),
+            trace: self.trace,
         };
         let meta_path = with_ext(base, "meta.json");
         let Some(key) = &self.key else { return Err(CheckpointError::Key(super::signing::KeyError::NoHome)) };

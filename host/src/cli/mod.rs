@@ -10,6 +10,7 @@ mod logs;
 mod progress;
 mod run;
 mod serve;
+mod telemetry;
 mod validate;
 mod worker;
 

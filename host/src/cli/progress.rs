@@ -172,7 +172,14 @@ impl RunListener for Progress {
     fn event(&self, event: &Event) {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         // Log lines carry no queue; inside a group it is the branch's own.
-        if !matches!(event.kind, EventKind::Log { .. } | EventKind::Request { .. }) {
+        if !matches!(
+            event.kind,
+            EventKind::Log { .. }
+                | EventKind::Request { .. }
+                | EventKind::BranchStarted { .. }
+                | EventKind::BranchFinished { .. }
+                | EventKind::FeedbackWaited { .. }
+        ) {
             c.queued = event.queued;
         }
         match &event.kind {
@@ -224,7 +231,12 @@ impl RunListener for Progress {
                     c.tokens += tokens.unwrap_or(0);
                 }
             }
-            EventKind::GroupStarted { .. } | EventKind::Log { .. } => return,
+            EventKind::GroupStarted { .. }
+            | EventKind::BranchStarted { .. }
+            | EventKind::BranchFinished { .. }
+            | EventKind::GroupFinished { .. }
+            | EventKind::FeedbackWaited { .. }
+            | EventKind::Log { .. } => return,
         }
         self.render(&c);
     }

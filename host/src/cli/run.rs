@@ -10,6 +10,7 @@ use graflow_host::distributed::RedisOptions;
 use graflow_host::engine::{Fanout, Listener, RunListener};
 use graflow_host::engine::{RunError, RunReport, RunStatus};
 use graflow_host::session::{ModuleChange, ResumeOptions, RunOptions, Session};
+use graflow_host::telemetry::{RunTracer, Tracing};
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub struct ExecOptions {
     /// checkpoints.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub telemetry: super::telemetry::TelemetryArgs,
 }
 
 #[derive(clap::Args)]
@@ -160,17 +163,29 @@ struct Watch {
     written: Arc<Written>,
     progress: Option<Arc<Progress>>,
     recorder: Option<Arc<graflow_host::report::Recorder>>,
+    /// Spans of the run (`--otlp-endpoint`), and their pipeline.
+    tracer: Option<(Arc<RunTracer>, Tracing)>,
+    /// Its metrics (`--metrics-listen`) and their endpoint.
+    metrics: Option<(Arc<graflow_host::telemetry::Metrics>, graflow_host::telemetry::MetricsServer)>,
 }
 
 impl Watch {
-    fn new(live: bool, exec: &ExecOptions) -> Watch {
+    fn new(live: bool, exec: &ExecOptions, command: &'static str) -> Result<Watch, CliError> {
+        let tracer = exec.telemetry.tracing()?.map(|t| (RunTracer::new(&t, command), t));
+        let metrics = match exec.telemetry.metrics() {
+            Some(m) => {
+                let ready = Arc::new(graflow_host::telemetry::metrics::AlwaysReady);
+                exec.telemetry.serve_metrics(Some(&m), ready)?.map(|server| (m, server))
+            }
+            None => None,
+        };
         let progress = live.then(|| {
             let p = Progress::start(None);
             p.loading("loading the workflow and its modules (a first compile can take a while)");
             Arc::new(p)
         });
         let recorder = exec.report.as_ref().map(|_| Arc::default());
-        Watch { written: Arc::default(), progress, recorder }
+        Ok(Watch { written: Arc::default(), progress, recorder, tracer, metrics })
     }
 
     fn listener(&self) -> Listener {
@@ -181,7 +196,21 @@ impl Watch {
         if let Some(r) = &self.recorder {
             all.push(r.clone());
         }
+        if let Some((t, _)) = &self.tracer {
+            all.push(t.clone());
+        }
+        if let Some((m, _)) = &self.metrics {
+            all.push(m.clone());
+        }
         Listener(Some(Arc::new(Fanout(all))))
+    }
+
+    /// End the run's spans with `outcome` and send them (bounded wait).
+    fn end_trace(&self, outcome: &str, error: Option<&str>) {
+        if let Some((tracer, tracing)) = &self.tracer {
+            tracer.finish(outcome, error);
+            tracing.shutdown();
+        }
     }
 
     fn finish(&self) {
@@ -194,6 +223,7 @@ impl Watch {
 fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>, defer_journal: bool, watch: &Watch) -> RunOptions {
     RunOptions {
         listener: watch.listener(),
+        trace: watch.tracer.as_ref().and_then(|(t, _)| t.traceparent()),
         cache_dir: super::cache_dir(exec.no_cache),
         checkpoint_dir,
         defer_journal,
@@ -210,7 +240,7 @@ fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>, defer_journal: b
 
 pub fn run(args: RunArgs, live: bool) -> Result<ExitStatus, CliError> {
     let input = parse_input(&args.input)?;
-    let watch = Watch::new(live, &args.exec);
+    let watch = Watch::new(live, &args.exec, "run")?;
     // Without --checkpoint-dir, checkpoints still go to `checkpoints`, but the
     // journal waits until the run writes one (or a feedback request).
     let (dir, defer_journal) = match args.checkpoint_dir {
@@ -220,7 +250,9 @@ pub fn run(args: RunArgs, live: bool) -> Result<ExitStatus, CliError> {
     let session = Session::start(&args.workflow, input, options(&args.exec, Some(dir), defer_journal, &watch))
         .map_err(|e| {
             watch.finish();
-            super::start_failed(&args.workflow, e)
+            let e = super::start_failed(&args.workflow, e);
+            watch.end_trace("bad_input", Some(&super::error_text(&e.error)));
+            e
         })?;
     if !args.exec.no_cache {
         super::cache::remember_names(session.workflow());
@@ -251,10 +283,12 @@ pub fn resume(args: ResumeArgs, live: bool) -> Result<ExitStatus, CliError> {
             );
         }),
     };
-    let watch = Watch::new(live, &args.exec);
+    let watch = Watch::new(live, &args.exec, "resume")?;
     let session = Session::resume(&base, resume, options(&args.exec, None, false, &watch)).map_err(|e| {
         watch.finish();
-        CliError::bad_input(e)
+        let e = CliError::bad_input(e);
+        watch.end_trace("bad_input", Some(&super::error_text(&e.error)));
+        e
     })?;
     if !args.exec.no_cache {
         super::cache::remember_names(session.workflow());
@@ -282,8 +316,24 @@ fn execute(mut session: Session, opts: &ExecOptions, watch: &Watch) -> Result<Ex
     if let Some(p) = &watch.progress {
         p.loading("running");
     }
+    if let Some((tracer, _)) = &watch.tracer {
+        let resumed = session.resumed().map(|r| (r.checkpoint_id.as_str(), r.trace));
+        tracer.begin(session.workflow(), &session.state().session_id, resumed);
+    }
     let outcome = session.run();
     watch.finish();
+    let (status, error) = match &outcome {
+        Ok(r) => match r.status {
+            RunStatus::Completed => ("completed", None),
+            RunStatus::Terminated(_) => ("terminated", None),
+            RunStatus::Interrupted(_) => ("interrupted", None),
+            RunStatus::Paused { .. } => ("waiting_for_input", None),
+        },
+        Err(e @ RunError::MaxSteps { .. }) => ("max_steps", Some(e.to_string())),
+        Err(e @ RunError::Cancelled { .. }) => ("canceled", Some(e.to_string())),
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    watch.end_trace(status, error.as_deref());
     if let (Some(path), Some(recorder)) = (&opts.report, &watch.recorder) {
         let status = match &outcome {
             Ok(r) => match r.status {

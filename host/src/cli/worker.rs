@@ -44,6 +44,17 @@ pub struct WorkerArgs {
     /// Do not use the compiled-module cache.
     #[arg(long)]
     no_cache: bool,
+    #[command(flatten)]
+    telemetry: super::telemetry::TelemetryArgs,
+}
+
+/// `/readyz` of a worker.
+struct WorkerReady(Arc<Worker>);
+
+impl graflow_host::telemetry::Readiness for WorkerReady {
+    fn ready(&self) -> Result<(), String> {
+        self.0.readiness()
+    }
 }
 
 pub fn worker(args: WorkerArgs) -> Result<ExitStatus, CliError> {
@@ -75,7 +86,17 @@ pub fn worker(args: WorkerArgs) -> Result<ExitStatus, CliError> {
     }
     opts.id = args.id;
     opts.cache_dir = super::cache_dir(args.no_cache);
-    let worker = Arc::new(Worker::connect(opts).map_err(CliError::bad_input)?);
+    let tracing = args.telemetry.tracing()?;
+    let metrics = args.telemetry.metrics();
+    let mut worker = Worker::connect(opts).map_err(CliError::bad_input)?;
+    if let Some(t) = &tracing {
+        worker = worker.with_tracing(t);
+    }
+    if let Some(m) = &metrics {
+        worker = worker.with_metrics(m.clone());
+    }
+    let worker = Arc::new(worker);
+    let _metrics_server = args.telemetry.serve_metrics(metrics.as_ref(), Arc::new(WorkerReady(worker.clone())))?;
     // The first SIGINT / SIGTERM stops the worker gracefully; a second quits at once.
     let flag = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -98,6 +119,9 @@ pub fn worker(args: WorkerArgs) -> Result<ExitStatus, CliError> {
         })
         .map_err(|e| CliError::bad_input(anyhow!("cannot start the signal thread: {e}")))?;
     let stats = worker.run();
+    if let Some(t) = &tracing {
+        t.shutdown();
+    }
     tracing::info!(
         "worker {} stopped: {} tasks completed ({} failed), {} handed back",
         worker.id(),

@@ -391,6 +391,7 @@ impl Coordinator {
             checkpoint_refusal: ctx.checkpoint_refusal().map(str::to_string),
             view: ctx.channel.pending_over_root(),
             view_bytes: ctx.channel.size_bytes(),
+            traceparent: ctx.listener().trace_context(&ctx.info.task_id),
         }
     }
 

@@ -58,6 +58,11 @@ pub struct Dispatch {
     pub view: BTreeMap<String, Option<Json>>,
     /// The size of that view, in `entry_bytes` (for `max_channel_bytes`).
     pub view_bytes: u64,
+    /// The coordinator's attempt span (W3C `traceparent`), when the run is
+    /// traced: the worker's span is its child. A malformed value is refused
+    /// with the rest of the dispatch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<crate::telemetry::TraceParent>,
 }
 
 /// What one execution did, for the coordinator to apply.

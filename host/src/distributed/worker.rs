@@ -131,6 +131,10 @@ pub struct Worker {
     completed: AtomicU64,
     failed: AtomicU64,
     handed_back: AtomicU64,
+    /// Spans of the executions it runs (`--otlp-endpoint`).
+    tracer: Option<crate::telemetry::WorkerTracer>,
+    /// Its metrics (`--metrics-listen`).
+    metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
 /// Why a dispatch could not be run.
@@ -195,7 +199,42 @@ impl Worker {
             completed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             handed_back: AtomicU64::new(0),
+            tracer: None,
+            metrics: None,
         })
+    }
+
+    /// Export a span for every execution through `tracing`.
+    pub fn with_tracing(mut self, tracing: &crate::telemetry::Tracing) -> Worker {
+        self.tracer = Some(crate::telemetry::WorkerTracer::new(tracing, &self.id));
+        self
+    }
+
+    /// Count executions, takeovers and heartbeats in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::telemetry::Metrics>) -> Worker {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Ready to take work: Redis answers a PING within a second and a slot
+    /// is free (`/readyz`).
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err("the worker is stopping".into());
+        }
+        let mut con = self
+            .client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .map_err(|e| format!("Redis at {} does not answer: {e}", self.shown))?;
+        let _ = con.set_read_timeout(Some(Duration::from_secs(1)));
+        redis::cmd("PING")
+            .query::<String>(&mut con)
+            .map_err(|e| format!("Redis at {} does not answer: {e}", self.shown))?;
+        let busy = self.inflight.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if busy >= self.opts.concurrency.max(1) {
+            return Err(format!("all {busy} slots are running tasks"));
+        }
+        Ok(())
     }
 
     /// The worker's name (its consumer name in Redis).
@@ -312,9 +351,17 @@ impl Worker {
                         .arg("JUSTID")
                         .ignore();
                 }
-                if let Err(e) = pipe.query::<()>(c) {
-                    tracing::warn!("heartbeat to Redis at {} failed: {e}", self.shown);
-                    con = None;
+                let sent = Instant::now();
+                match pipe.query::<()>(c) {
+                    Ok(()) => {
+                        if let Some(m) = &self.metrics {
+                            m.heartbeat(sent.elapsed().as_secs_f64());
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("heartbeat to Redis at {} failed: {e}", self.shown);
+                        con = None;
+                    }
                 }
             }
             let until = Instant::now() + HEARTBEAT;
@@ -431,6 +478,9 @@ impl Worker {
             self.id,
             entry.id
         );
+        if let Some(m) = &self.metrics {
+            m.task_redelivered();
+        }
         if deliveries > MAX_DELIVERIES {
             let payload = bulk(entry.map.get("d")).unwrap_or_default();
             let why = format!(
@@ -503,9 +553,32 @@ impl Worker {
             return ack_delete(con, &entry.id);
         }
         let started = Instant::now();
-        let outcome = match self.execute(con, view_con, &d) {
+        let span = self.tracer.as_ref().map(|t| {
+            t.execution(
+                d.traceparent,
+                crate::telemetry::spans::ExecutionAttributes {
+                    session: &d.session,
+                    task_id: &d.info.task_id,
+                    task: &d.task,
+                    module: &d.info.module,
+                    attempt: d.spec.attempt,
+                },
+            )
+        });
+        if let Some(m) = &self.metrics {
+            m.task_started();
+        }
+        let outcome = match self.execute(con, view_con, &d, span.clone()) {
             Ok(o) => o,
-            Err(Refusal::Redis(e)) => return Err(e),
+            Err(Refusal::Redis(e)) => {
+                if let Some(m) = &self.metrics {
+                    m.task_stopped();
+                }
+                if let Some(s) = &span {
+                    s.finish("redis_error", None);
+                }
+                return Err(e);
+            }
             Err(Refusal::Fail(why)) => {
                 tracing::warn!("task {} of run {}: {why}", d.info.task_id, d.session);
                 Outcome::Done(Box::new(Completion::failed(
@@ -515,6 +588,32 @@ impl Worker {
                 )))
             }
         };
+        let seconds = started.elapsed().as_secs_f64();
+        match &outcome {
+            Outcome::Done(c) => {
+                let failure = c.failure.as_ref().or(c.outcome.as_ref().err());
+                if let Some(m) = &self.metrics {
+                    match failure {
+                        Some(f) => m.task_failed(f.kind.name(), seconds, false),
+                        None => m.task_succeeded(seconds),
+                    }
+                    if d.spec.attempt > 0 {
+                        m.task_retried();
+                    }
+                }
+                if let Some(s) = &span {
+                    s.finish(if failure.is_some() { "failed" } else { "completed" }, failure);
+                }
+            }
+            Outcome::HandBack => {
+                if let Some(m) = &self.metrics {
+                    m.task_stopped();
+                }
+                if let Some(s) = &span {
+                    s.finish("handed_back", None);
+                }
+            }
+        }
         match outcome {
             Outcome::Done(c) => {
                 let failed = c.outcome.is_err() || c.failure.is_some();
@@ -603,6 +702,7 @@ impl Worker {
         con: &mut redis::Connection,
         view_con: &Arc<Mutex<redis::Connection>>,
         d: &Dispatch,
+        span: Option<Arc<crate::telemetry::spans::ExecutionSpan>>,
     ) -> Result<Outcome, Refusal> {
         let workflow = self.workflow(con, &d.workflow, d.outbound.as_deref())?;
         let Some(def) = workflow.tasks.get(&d.task) else {
@@ -621,6 +721,9 @@ impl Worker {
         let fuel = def.limits.fuel.is_some();
         let key = module.sha256.to_hex();
         let sandbox = self.ensure_module(con, fuel, &def.module, &module.sha256)?;
+        if let Some(s) = &span {
+            s.set_module_sha256(&key);
+        }
         let view = Arc::new(RemoteView {
             client: self.client.clone(),
             con: view_con.clone(),
@@ -640,7 +743,10 @@ impl Worker {
         ctx.set_queue_usage(d.queue_usage);
         ctx.set_checkpoint_refusal(d.checkpoint_refusal.clone());
         let logs = Arc::new(LogCollector::default());
-        ctx.set_listener(Listener(Some(logs.clone())));
+        ctx.set_listener(match span {
+            Some(span) => Listener(Some(Arc::new(crate::engine::Fanout(vec![logs.clone(), span])))),
+            None => Listener(Some(logs.clone())),
+        });
         // A question waits here, on the worker; an answer given in Redis
         // (`feedback answer --redis`) wakes it.
         ctx.set_feedback(Arc::new(

@@ -19,6 +19,12 @@ pub enum EventKind {
         module: String,
         /// 0 for the first attempt.
         attempt: u32,
+        /// The cycle count of this execution (1 for the first).
+        cycle: u32,
+        /// The parallel branch it runs in (the branch's prefix, `<member>.`
+        /// nested as `<outer>.<inner>.`); empty outside any group.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        scope: String,
     },
     /// An execution completed.
     TaskFinished {
@@ -39,6 +45,14 @@ pub enum EventKind {
         duration_ms: f64,
         /// The failure.
         error: String,
+        /// Its kind (`failed`, `retryable`, `trap`, `timeout`, `out_of_fuel`,
+        /// `memory`, `cycle_limit`, `host_bound`, `canceled`).
+        kind: &'static str,
+        /// The bound that stopped it, when one did (`limits.timeout_ms`,
+        /// `limits.fuel`, `limits.memory_mb`, `max_cycles`, or the host bound
+        /// it names).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bound: Option<String>,
         /// Whether it is retried.
         retrying: bool,
     },
@@ -62,8 +76,56 @@ pub enum EventKind {
     GroupStarted {
         /// The group.
         group: String,
+        /// Its execution id.
+        task_id: String,
         /// Its members.
         members: Vec<String>,
+        /// The branch the group itself runs in (see `TaskStarted::scope`).
+        #[serde(skip_serializing_if = "String::is_empty")]
+        scope: String,
+    },
+    /// A branch of a group started.
+    BranchStarted {
+        /// The group's execution id.
+        group_id: String,
+        /// The member the branch starts from.
+        member: String,
+        /// The branch's prefix (what its executions carry as `scope`).
+        scope: String,
+    },
+    /// A branch of a group ended.
+    BranchFinished {
+        /// The group's execution id.
+        group_id: String,
+        /// The member.
+        member: String,
+        /// The branch's prefix.
+        scope: String,
+        /// Why it failed, if it did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A group ended (its policy judged, its branches merged or not).
+    GroupFinished {
+        /// Its execution id.
+        task_id: String,
+        /// Why it failed, if it did (`interrupted` when the run stopped in it).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A task waited for a person's answer (`feedback.request`), and the
+    /// wait ended.
+    FeedbackWaited {
+        /// Execution id.
+        task_id: String,
+        /// The feedback request.
+        request: String,
+        /// Its kind.
+        kind: String,
+        /// Milliseconds waited.
+        waited_ms: f64,
+        /// `answered`, `unanswered` (the run pauses) or `error`.
+        outcome: &'static str,
     },
     /// A checkpoint was written.
     Checkpoint {
@@ -73,6 +135,10 @@ pub enum EventKind {
         mode: &'static str,
         /// The execution it follows.
         after: Option<String>,
+        /// Bytes written.
+        bytes: u64,
+        /// Milliseconds the write took.
+        duration_ms: f64,
     },
     /// An outbound request of a task (through the gate), once it ended.
     /// Never carries a header, a body or the query string.
@@ -145,6 +211,13 @@ pub struct Event {
 pub trait RunListener: Send + Sync {
     /// One event.
     fn event(&self, event: &Event);
+
+    /// The trace context work done for execution `task_id` continues (a
+    /// dispatch to a worker, an outgoing request), if this listener traces
+    /// the run.
+    fn trace_context(&self, _task_id: &str) -> Option<crate::telemetry::TraceParent> {
+        None
+    }
 }
 
 /// A listener, or none; cheap to clone.
@@ -169,6 +242,11 @@ impl Listener {
     pub fn is_set(&self) -> bool {
         self.0.is_some()
     }
+
+    /// See [`RunListener::trace_context`].
+    pub fn trace_context(&self, task_id: &str) -> Option<crate::telemetry::TraceParent> {
+        self.0.as_ref()?.trace_context(task_id)
+    }
 }
 
 /// Sends every event to several listeners.
@@ -179,5 +257,9 @@ impl RunListener for Fanout {
         for l in &self.0 {
             l.event(event);
         }
+    }
+
+    fn trace_context(&self, task_id: &str) -> Option<crate::telemetry::TraceParent> {
+        self.0.iter().find_map(|l| l.trace_context(task_id))
     }
 }

@@ -250,6 +250,8 @@ impl<'s, 'a> Frame<'s, 'a> {
             task: def.name.clone(),
             module: def.module.clone(),
             attempt: spec.attempt,
+            cycle: cycle_count,
+            scope: self.prefix.clone(),
         });
         let (mut ctx, outcome) = self.shared.runner.run(def, &input, ctx);
         if let Some(request) = ctx.effects.paused.take() {
@@ -293,6 +295,8 @@ impl<'s, 'a> Frame<'s, 'a> {
                 attempt: spec.attempt,
                 duration_ms: started.elapsed().as_secs_f64() * 1000.0,
                 error: format!("canceled the workflow: {message}"),
+                kind: "canceled",
+                bound: None,
                 retrying: false,
             });
             return Err(RunError::Cancelled { task_id: spec.id, message });
@@ -314,6 +318,8 @@ impl<'s, 'a> Frame<'s, 'a> {
                 attempt: spec.attempt,
                 duration_ms: started.elapsed().as_secs_f64() * 1000.0,
                 error: msg.clone(),
+                kind: FailureKind::HostBound.name(),
+                bound: Some("max_channel_bytes".into()),
                 retrying: false,
             });
             if self.depth == 0 {
@@ -375,6 +381,8 @@ impl<'s, 'a> Frame<'s, 'a> {
                 attempt: spec.attempt,
                 duration_ms,
                 error: failure.to_string(),
+                kind: failure.kind.name(),
+                bound: failure.bound(),
                 retrying,
             });
         }

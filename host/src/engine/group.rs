@@ -27,6 +27,8 @@ struct Seed<'a> {
     /// a group that runs again is never one made before.
     id_counters: &'a BTreeMap<String, u32>,
     prefix: &'a str,
+    /// The group's execution id (for its branches' events).
+    group_id: &'a str,
     budget: u64,
     queue_base: (u64, u64),
     depth: usize,
@@ -43,6 +45,20 @@ struct Branch {
 
 impl Frame<'_, '_> {
     pub(super) fn run_group(&mut self, spec: TaskSpec, group: &str) -> Result<StepEnd, RunError> {
+        let id = spec.id.clone();
+        let end = self.run_group_inner(spec, group);
+        self.shared.listener.emit(self.state.queue.len(), || super::EventKind::GroupFinished {
+            task_id: id,
+            error: match &end {
+                Ok(StepEnd::Interrupted) => Some("interrupted".into()),
+                Ok(_) => None,
+                Err(e) => Some(e.to_string()),
+            },
+        });
+        end
+    }
+
+    fn run_group_inner(&mut self, spec: TaskSpec, group: &str) -> Result<StepEnd, RunError> {
         let def = match self.shared.workflow.graph.nodes.get(group) {
             Some(Node::Group(def)) => def.clone(),
             _ => {
@@ -61,7 +77,9 @@ impl Frame<'_, '_> {
         tracing::debug!(group, members = def.members.len(), "group started");
         self.shared.listener.emit(self.state.queue.len(), || super::EventKind::GroupStarted {
             group: group.to_string(),
+            task_id: spec.id.clone(),
             members: def.members.clone(),
+            scope: self.prefix.clone(),
         });
         let seed = Seed {
             session_id: &self.state.session_id,
@@ -69,6 +87,7 @@ impl Frame<'_, '_> {
             cycle_counts: &self.state.cycle_counts,
             id_counters: &self.state.id_counters,
             prefix: &self.prefix,
+            group_id: &spec.id,
             budget: self.step_budget.saturating_sub(self.state.steps + 1),
             queue_base: self.queue_usage(),
             depth: self.depth,
@@ -275,6 +294,27 @@ fn run_branches(shared: &Shared, seed: &Seed, members: &[String], base: &Arc<dyn
 }
 
 fn run_branch(shared: &Shared, seed: &Seed, member: &str, base: Arc<dyn Channel>) -> Branch {
+    let scope = format!("{}{member}.", seed.prefix);
+    shared.listener.emit(0, || super::EventKind::BranchStarted {
+        group_id: seed.group_id.to_string(),
+        member: member.to_string(),
+        scope: scope.clone(),
+    });
+    let branch = run_branch_inner(shared, seed, member, base, scope.clone());
+    shared.listener.emit(0, || super::EventKind::BranchFinished {
+        group_id: seed.group_id.to_string(),
+        member: member.to_string(),
+        scope,
+        error: match &branch.end {
+            Ok(FrameEnd::Interrupted) => Some("interrupted".into()),
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        },
+    });
+    branch
+}
+
+fn run_branch_inner(shared: &Shared, seed: &Seed, member: &str, base: Arc<dyn Channel>, prefix: String) -> Branch {
     let overlay = Arc::new(Overlay::new(base));
     let mut state = RunState::empty(seed.session_id.to_string(), seed.input.clone());
     state.cycle_counts = seed.cycle_counts.clone();
@@ -283,8 +323,7 @@ fn run_branch(shared: &Shared, seed: &Seed, member: &str, base: Arc<dyn Channel>
     let mut checkpoint = None;
     let end = {
         let channel: Arc<dyn Channel> = overlay.clone();
-        let mut frame =
-            Frame::new(shared, &mut state, channel, format!("{}{member}.", seed.prefix), seed.budget, seed.queue_base);
+        let mut frame = Frame::new(shared, &mut state, channel, prefix, seed.budget, seed.queue_base);
         frame.depth = seed.depth + 1;
         frame.run(&mut |f| {
             if let Some(r) = f.pending_checkpoint.take() {

@@ -43,6 +43,22 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Its name in events and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Failed => "failed",
+            FailureKind::Retryable => "retryable",
+            FailureKind::Trap => "trap",
+            FailureKind::Timeout => "timeout",
+            FailureKind::OutOfFuel => "out_of_fuel",
+            FailureKind::Memory => "memory",
+            FailureKind::CycleLimit => "cycle_limit",
+            FailureKind::HostBound => "host_bound",
+            FailureKind::Aborted => "aborted",
+            FailureKind::Paused => "paused",
+        }
+    }
+
     /// True if the retry policy applies.
     pub fn is_retryable(self) -> bool {
         matches!(
@@ -69,6 +85,28 @@ impl TaskFailure {
     /// A failure of `kind` with `message`.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> TaskFailure {
         TaskFailure { kind, message: message.into() }
+    }
+
+    /// The bound that stopped the execution, when one did: the task's limit
+    /// for a timeout, fuel, memory or cycles; for a host bound, the bound's
+    /// key when the message names one (`max_...`).
+    pub fn bound(&self) -> Option<String> {
+        match self.kind {
+            FailureKind::Timeout => Some("limits.timeout_ms".into()),
+            FailureKind::OutOfFuel => Some("limits.fuel".into()),
+            FailureKind::Memory => Some("limits.memory_mb".into()),
+            FailureKind::CycleLimit => Some("max_cycles".into()),
+            FailureKind::HostBound => {
+                let at = self.message.find("max_")?;
+                let key: String = self.message[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':' || *c == '.')
+                    .collect();
+                let key = key.trim_end_matches(['.', ':']).to_string();
+                Some(key).filter(|k| k.len() > 4)
+            }
+            _ => None,
+        }
     }
 }
 

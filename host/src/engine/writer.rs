@@ -227,6 +227,7 @@ impl<'r, 's> Checkpointer<'r, 's> {
         counted: bool,
     ) -> Result<Written, RunError> {
         let shared = self.shared;
+        let started = std::time::Instant::now();
         let written = {
             let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
             sink.write(&shared.workflow, state, channel, request).map_err(|e| RunError::Checkpoint {
@@ -244,6 +245,8 @@ impl<'r, 's> Checkpointer<'r, 's> {
                 id: written.id.clone(),
                 mode: request.mode.as_str(),
                 after: request.task_id.clone(),
+                bytes: written.bytes,
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             });
             self.written.lock().unwrap_or_else(|e| e.into_inner()).push(written.id.clone());
         }

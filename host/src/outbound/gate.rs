@@ -502,6 +502,13 @@ pub async fn send(
     {
         parts.headers.insert(key_name, v);
     }
+    // W3C trace context: the task's span, when the run is traced (the
+    // host's value replaces one the guest set).
+    if let Some(tp) = net.traceparent()
+        && let Ok(v) = http::HeaderValue::from_str(&tp.header())
+    {
+        parts.headers.insert(http::HeaderName::from_static("traceparent"), v);
+    }
     if let Some(a) = parts.uri.authority()
         && let Ok(v) = http::HeaderValue::from_str(a.as_str())
     {

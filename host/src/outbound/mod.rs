@@ -102,6 +102,12 @@ pub struct ExecIdentity<'a> {
 }
 
 impl ExecNet {
+    /// The trace context requests of this execution carry (`traceparent`),
+    /// when the run is traced.
+    pub fn traceparent(&self) -> Option<crate::telemetry::TraceParent> {
+        self.listener.trace_context(&self.task_id)
+    }
+
     /// The network state of one execution of `who`, under `policy` (and a
     /// worker's `worker` allow-list), ending at `deadline` or when `abort`
     /// is set. `None` when the task is granted nothing: then every request

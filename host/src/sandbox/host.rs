@@ -213,6 +213,7 @@ impl graflow::task::feedback::Host for HostState {
             Err(e) => return refusable(Err(e)),
         };
         let desk = ctx.feedback_desk();
+        let listener = ctx.listener();
         match desk.answer(&request) {
             // The answer must still fit the question (a changed module may
             // ask something else under the same id).
@@ -248,6 +249,17 @@ impl graflow::task::feedback::Host for HostState {
                 || stops.iter().any(|f| f.load(std::sync::atomic::Ordering::Relaxed))
         };
         let waited = desk.wait(&request, deadline, &stop);
+        listener.emit(0, || crate::engine::EventKind::FeedbackWaited {
+            task_id: request.task_id.clone(),
+            request: request.id.clone(),
+            kind: request.kind.to_string(),
+            waited_ms: started.elapsed().as_secs_f64() * 1000.0,
+            outcome: match &waited {
+                Ok(Some(_)) => "answered",
+                Ok(None) => "unanswered",
+                Err(_) => "error",
+            },
+        });
         // The time waited does not count against the task's time limit.
         self.deadline += started.elapsed();
         if let Some(net) = &self.hooks.net {

@@ -52,6 +52,17 @@ struct Wasi {
     stderr: Captured,
 }
 
+/// Modules of this process read from the compiled-module cache, and
+/// compiled (for the metrics endpoint).
+static COMPILE_CACHE: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64) =
+    (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
+
+/// Modules this process read from the compiled-module cache, and compiled.
+pub fn compile_counts() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (COMPILE_CACHE.0.load(Relaxed), COMPILE_CACHE.1.load(Relaxed))
+}
+
 /// The wasmtime runner: an engine, a linker and the loaded modules.
 pub struct Sandbox {
     engine: Engine,
@@ -180,6 +191,7 @@ impl Sandbox {
     }
 
     fn compile(&self, name: &str, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        use std::sync::atomic::Ordering::Relaxed;
         let started = Instant::now();
         let (component, hit) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, sha256, bytes)?,
@@ -187,8 +199,10 @@ impl Sandbox {
         };
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         if hit {
+            COMPILE_CACHE.0.fetch_add(1, Relaxed);
             tracing::debug!("module '{name}': loaded from the compiled-module cache in {ms:.1} ms");
         } else {
+            COMPILE_CACHE.1.fetch_add(1, Relaxed);
             let note = if self.cache.is_some() { " (cached for later runs)" } else { "" };
             tracing::info!("module '{name}': compiled {} bytes in {ms:.0} ms{note}", bytes.len());
         }

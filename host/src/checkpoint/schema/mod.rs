@@ -201,6 +201,9 @@ pub struct Meta {
     /// signed record, rather than in the payload, so schema 2 stays as it
     /// was; a reader restores it into the workflow it loads.
     pub outbound: Option<crate::outbound::Policy>,
+    /// The trace context of the run that wrote it (its run span), when that
+    /// run was traced: a resume links its own run span to it.
+    pub trace: Option<crate::telemetry::TraceParent>,
 }
 
 impl Meta {

@@ -42,6 +42,7 @@ impl From<MetaV1> for Meta {
             signature: None,
             base: None,
             outbound: None,
+            trace: None,
         }
     }
 }

@@ -71,6 +71,9 @@ pub struct Record {
     /// See [`Meta::outbound`]: absent when the workflow grants no network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound: Option<crate::outbound::Policy>,
+    /// See [`Meta::trace`]: absent when the run was not traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::telemetry::TraceParent>,
 }
 
 #[derive(Serialize)]
@@ -136,6 +139,7 @@ pub fn read_meta(bytes: &[u8], version: SchemaVersion) -> Result<(Meta, Vec<u8>)
         signature: envelope.signature,
         base: r.base,
         outbound: r.outbound,
+        trace: r.trace,
     };
     Ok((meta, message))
 }
