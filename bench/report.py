@@ -86,6 +86,9 @@ def row(name, label, target="", bound=None, op="<=", ratio=True):
 
 
 row("chain_1000", "chain of 1,000 no-op tasks, fresh sandbox per task", "<= 1/4 of Graflow", scaled(graflow_of("chain_1000"), 1 / 4))
+row("chain_1000_tracing_off", "chain of 1,000, tracing off (no endpoint; interleaved with the next row)", ratio=False)
+row("chain_1000_tracing_on", "the same, spans exported over OTLP/HTTP to a local collector", ratio=False)
+row("chain_1000_tracing_ratio", "tracing on over off", ratio=False)
 row("chain_10000", "chain of 10,000", "flat")
 row("chain_30000", "chain of 30,000 (Graflow only)")
 row("chain_100000", "chain of 100,000", "same per-task cost as 1,000 (within 20%)", scaled(ours_of("chain_1000"), 1.2))

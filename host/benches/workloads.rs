@@ -151,6 +151,97 @@ fn chains() {
     }
 }
 
+/// A local OTLP collector for the tracing row: answers every export with
+/// 200 and drops it (what the exporter's side costs is measured, not a
+/// collector's).
+fn sink_collector() -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut line = String::new();
+                    let mut length = 0usize;
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err()
+                        || conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The chain of 1,000 with tracing off and on (spans exported to a local
+/// collector), runs interleaved so both see the same machine.
+fn tracing() {
+    use graflow_host::telemetry::{RunTracer, TraceConfig, Tracing};
+    let n = 1_000usize;
+    let wf = Arc::new(chain(&bench_module(), n, "noop"));
+    let config = TraceConfig {
+        endpoint: format!("http://127.0.0.1:{}/v1/traces", sink_collector()),
+        service_name: "graflow-bench".into(),
+        export_timeout: Duration::from_secs(10),
+    };
+    let pipeline = Tracing::start(&config).unwrap();
+    let tracer = RunTracer::new(&pipeline, "run");
+    tracer.begin(&wf, "bench", None);
+    let mut off = sandbox_for(&wf, &cache_dir());
+    let mut on = Session::from_workflow(
+        (*wf).clone(),
+        Json::null(),
+        RunOptions { listener: graflow_host::engine::Listener(Some(tracer.clone())), ..options(&cache_dir()) },
+    )
+    .unwrap();
+    run_once(&mut off, "{}");
+    run_once(&mut on, "{}");
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..9 {
+        a.push(run_once(&mut off, "{}").as_secs_f64() * 1e6 / n as f64);
+        b.push(run_once(&mut on, "{}").as_secs_f64() * 1e6 / n as f64);
+    }
+    let (off_us, on_us) = (median(a), median(b));
+    emit(
+        "chain_1000_tracing_off",
+        off_us,
+        "us/task",
+        "chain of 1,000 no-op tasks, no endpoint configured, median of 9 (interleaved with the next row)",
+    );
+    emit(
+        "chain_1000_tracing_on",
+        on_us,
+        "us/task",
+        "the same with spans exported over OTLP/HTTP to a local collector (2 spans per task), median of 9",
+    );
+    emit("chain_1000_tracing_ratio", on_us / off_us, "x", "tracing on over off");
+    tracer.finish("completed", None);
+    pipeline.shutdown();
+}
+
 fn chain_reuse() {
     for n in [1_000usize, 100_000] {
         let mut wf = chain(&bench_module(), n, "noop");
@@ -771,6 +862,7 @@ fn main() {
         ("distributed", distributed),
         ("rss_10k", rss_10k),
         ("outbound", outbound),
+        ("tracing", tracing),
     ];
     let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     for (name, f) in all {

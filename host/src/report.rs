@@ -34,7 +34,7 @@ impl RunListener for Recorder {
                 attempt: *attempt,
                 duration_ms: *duration_ms,
                 error: String::new(),
-                kind: *kind,
+                kind,
                 bound: None,
                 retrying: *retrying,
             },

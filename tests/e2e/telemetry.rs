@@ -342,6 +342,7 @@ fn a_distributed_run_is_one_trace_and_the_workers_metrics_count_its_tasks() {
     let Some(mut redis) = Redis::start() else { return };
     let col = Collector::start();
     let metrics_port = free_port();
+    let other_port = free_port();
     let spawn = |extra: Vec<String>| {
         let child = command(&std::env::temp_dir())
             .args(["worker", "--redis", &redis.url(), "--concurrency", "1", "--visibility-timeout-ms", "3000"])
@@ -355,7 +356,7 @@ fn a_distributed_run_is_one_trace_and_the_workers_metrics_count_its_tasks() {
         WorkerProc { child }
     };
     let w1 = spawn(vec!["--metrics-listen".into(), format!("127.0.0.1:{metrics_port}")]);
-    let w2 = spawn(vec![]);
+    let w2 = spawn(vec!["--metrics-listen".into(), other_port.to_string()]);
     let (status, body) = {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -391,15 +392,23 @@ fn a_distributed_run_is_one_trace_and_the_workers_metrics_count_its_tasks() {
     run.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
     assert!(run.wait().unwrap().success(), "{stdout}");
     assert!(stdout.contains("\"result\":\"done\""), "{stdout}");
-    // After: the worker's counters match what it ran (its share of the run's 5 executions).
-    let text = wait_metric(metrics_port, "graflow_tasks_in_flight", 0.0);
-    let started = metric(&text, "graflow_tasks_started_total").unwrap();
-    let ok = metric(&text, "graflow_tasks_succeeded_total").unwrap();
-    let failed = metric(&text, "graflow_tasks_failed_total{kind=\"failed\"}").unwrap_or(0.0);
-    assert!(started >= 1.0 && started <= 5.0, "{text}");
-    assert_eq!(started, ok + failed, "{text}");
-    assert_eq!(metric(&text, "graflow_task_duration_seconds_count"), Some(started), "{text}");
-    assert!(metric(&text, "graflow_last_heartbeat_timestamp_seconds").unwrap() > 1.7e9, "{text}");
+    // After: the two workers' counters add up to the run's events: five
+    // executions, one failed (b3), nothing retried or in flight.
+    let texts = [metrics_port, other_port].map(|p| wait_metric(p, "graflow_tasks_in_flight", 0.0));
+    let sum = |name: &str| texts.iter().map(|t| metric(t, name).unwrap_or(0.0)).sum::<f64>();
+    assert_eq!(sum("graflow_tasks_started_total"), 5.0, "{texts:?}");
+    assert_eq!(sum("graflow_tasks_succeeded_total"), 4.0, "{texts:?}");
+    assert_eq!(sum("graflow_tasks_failed_total{kind=\"failed\"}"), 1.0, "{texts:?}");
+    assert_eq!(sum("graflow_tasks_retried_total"), 0.0, "{texts:?}");
+    assert_eq!(sum("graflow_task_duration_seconds_count"), 5.0, "{texts:?}");
+    for t in &texts {
+        assert!(metric(t, "graflow_tasks_started_total").unwrap() >= 1.0, "each worker ran a task: {t}");
+        assert!(metric(t, "graflow_last_heartbeat_timestamp_seconds").unwrap() > 1.7e9, "{t}");
+        assert!(metric(t, "graflow_redis_round_trip_seconds").unwrap() > 0.0, "{t}");
+        let ready = metric(t, "graflow_module_cache_hits_total").unwrap()
+            + metric(t, "graflow_module_cache_misses_total").unwrap();
+        assert!(ready >= 1.0, "the module was loaded: {t}");
+    }
     // One trace: every worker span is a child of one of the coordinator's attempt spans.
     let spans = col.wait("the run span and five worker spans", |s| {
         !named(s, "graflow.run").is_empty() && named(s, "graflow.worker.execute").len() == 5

@@ -119,6 +119,25 @@ pub fn logs(args: LogsArgs) -> Result<ExitStatus, CliError> {
             ),
             "task_stopped" => format!("stopped   {} (queued again)", s("task_id")),
             "group_started" => format!("group     {}: {}", s("group"), e["members"]),
+            "branch_started" => format!("branch    {} of group {} started", s("member"), s("group_id")),
+            "branch_finished" | "group_finished" => {
+                let what = if e["event"] == "group_finished" {
+                    format!("group     {}", s("task_id"))
+                } else {
+                    format!("branch    {} of group {}", s("member"), s("group_id"))
+                };
+                match e["error"].as_str() {
+                    Some(err) => format!("{what} ended: {}", super::printable(err)),
+                    None => format!("{what} finished"),
+                }
+            }
+            "feedback_waited" => format!(
+                "feedback  {} waited {:.0} ms for request {}: {}",
+                s("task_id"),
+                e["waited_ms"].as_f64().unwrap_or(0.0),
+                s("request"),
+                s("outcome")
+            ),
             "checkpoint" => {
                 let after = super::printable(e["after"].as_str().unwrap_or("-"));
                 format!("checkpoint {} ({}, after {after})", s("id"), s("mode"))

@@ -40,7 +40,10 @@ Environment:
   GRAFLOW_CHECKPOINT_KEY       the checkpoint signing key itself (64 hex digits): share it between machines
                                that resume each other's checkpoints
   GRAFLOW_CHECKPOINT_KEY_FILE  the key file (default: $XDG_CONFIG_HOME/graflow-host/checkpoint.key or
-                               ~/.config/graflow-host/checkpoint.key, made on first use)";
+                               ~/.config/graflow-host/checkpoint.key, made on first use)
+  OTEL_EXPORTER_OTLP_ENDPOINT  export traces of run, resume and worker there (like --otlp-endpoint); also
+                               OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_SERVICE_NAME, OTEL_SDK_DISABLED
+                               (docs/observability.md)";
 
 /// Run workflows of WebAssembly-sandboxed tasks, with checkpoint and resume.
 #[derive(Parser)]

@@ -74,7 +74,7 @@ impl Metrics {
         registry.register("tasks_in_flight", "Task attempts running now", in_flight.clone());
         registry.register(
             "module_cache_hits",
-            "Modules ready without compiling (loaded, or read from the compiled-module cache)",
+            "Modules read from the compiled-module cache instead of compiled",
             cache_hits.clone(),
         );
         registry.register("module_cache_misses", "Modules compiled", cache_misses.clone());
@@ -147,11 +147,6 @@ impl Metrics {
         self.redelivered.inc();
     }
 
-    /// A module was already loaded in this process.
-    pub fn module_reused(&self) {
-        self.cache_hits.inc();
-    }
-
     /// A heartbeat round trip that took `seconds`, acknowledged now.
     pub fn heartbeat(&self, seconds: f64) {
         self.redis_rtt.set(seconds);
@@ -207,7 +202,7 @@ impl Readiness for AlwaysReady {
     }
 }
 
-/// Connections the metrics endpoint serves at once; more wait to be accepted.
+/// Connections the metrics endpoint serves at once; one more is closed at once.
 pub const MAX_CONNECTIONS: usize = 16;
 
 /// The longest one connection is served.
