@@ -56,6 +56,9 @@ pub struct RunOptions {
     /// The run span's trace context (when the run is traced), recorded in
     /// its checkpoints.
     pub trace: Option<crate::telemetry::TraceParent>,
+    /// Retention (`--keep-checkpoints`): overrides the workflow's
+    /// `keep_checkpoints` (and a resumed checkpoint's).
+    pub keep_checkpoints: Option<u64>,
 }
 
 /// What a resume does when a module's file changed since the checkpoint.
@@ -253,6 +256,11 @@ fn check_options(opts: &RunOptions) -> Result<(), SessionError> {
     if opts.checkpoint_every == Some(0) {
         return Err(SessionError::Option("--checkpoint-every must be at least 1".into()));
     }
+    if opts.keep_checkpoints == Some(0) {
+        return Err(SessionError::Option(
+            "--keep-checkpoints must be at least 1 (the newest checkpoint is always kept)".into(),
+        ));
+    }
     if let Some(id) = &opts.session_id
         && !checkpoint::schema::is_valid_id(id)
     {
@@ -293,7 +301,10 @@ impl Session {
         Session::new(workflow, sandbox, input, opts)
     }
 
-    fn new(workflow: Workflow, sandbox: Sandbox, input: Json, opts: RunOptions) -> Result<Session, SessionError> {
+    fn new(mut workflow: Workflow, sandbox: Sandbox, input: Json, opts: RunOptions) -> Result<Session, SessionError> {
+        if opts.keep_checkpoints.is_some() {
+            workflow.settings.keep_checkpoints = opts.keep_checkpoints;
+        }
         let max = workflow.settings.bounds.max_value_bytes;
         if input.len() as u64 > max {
             return Err(SessionError::Option(format!(
@@ -382,6 +393,9 @@ impl Session {
                     meta.checkpoint_id
                 ),
             }));
+        }
+        if opts.keep_checkpoints.is_some() {
+            workflow.settings.keep_checkpoints = opts.keep_checkpoints;
         }
         if let (Some(notify), false) = (resume.on_untrusted, matches!(signature, SignatureStatus::Valid { .. })) {
             // Before any of its code is compiled or run.

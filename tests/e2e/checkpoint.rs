@@ -746,3 +746,89 @@ fn with_write_behind_a_task_over_the_channel_bound_leaves_the_boundary_before_it
     assert_eq!(latest.meta.steps, 7, "the boundary before t8");
     assert_eq!(load_cp(&latest.base).state_file.pending_tasks[0].task_id, "t8");
 }
+
+/// The committed checkpoints of a directory, and every commit record file in
+/// it (a record `list` skips is a torn or dangling checkpoint).
+fn committed_and_records(dir: &Path) -> (Vec<graflow_host::checkpoint::Summary>, usize) {
+    let all = graflow_host::checkpoint::list(dir).unwrap();
+    let records = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_dir() && e.file_name() != "modules")
+        .flat_map(|s| std::fs::read_dir(s.path()).unwrap().flatten())
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".meta.json"))
+        .count();
+    (all, records)
+}
+
+#[test]
+fn retention_keeps_the_newest_checkpoints_and_what_they_need_and_a_resume_keeps_the_rule() {
+    let wf = chain_of(12, "");
+    let input = scripts(json!({"t12": [{"op": "result", "value": "end"}]}));
+    let out = wf.run(&input, &["--json", "--checkpoint-every", "1", "--keep-checkpoints", "3", "--max-steps", "8"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    let (all, records) = committed_and_records(&wf.checkpoints());
+    assert_eq!(records, all.len(), "no torn or dangling checkpoint is left");
+    let steps: Vec<u64> = all.iter().map(|s| s.meta.steps).collect();
+    // The newest three, and at most one older full checkpoint they are written over.
+    assert!(steps.ends_with(&[6, 7, 8]), "{steps:?}");
+    assert!(all.len() <= 4, "{steps:?}");
+    for s in &all[..all.len() - 3] {
+        assert!(s.meta.base.is_none(), "an older one is kept only as a base: {steps:?}");
+        assert!(
+            all[all.len() - 3..].iter().any(|k| k
+                .meta
+                .base
+                .as_ref()
+                .is_some_and(|b| b.checkpoint_id == s.meta.checkpoint_id)),
+            "{steps:?}"
+        );
+    }
+    assert_eq!(all.last().unwrap().meta.keep_checkpoints, Some(3), "the rule is in the record");
+    // Resumed without the flag: the same result, and the rule still holds.
+    let out = cli(wf.dir.path(), &["resume", "--latest", "--json", "--checkpoint-every", "1"]);
+    assert_eq!(out.ok().json()["result"], "end");
+    let (all, records) = committed_and_records(&wf.checkpoints());
+    assert_eq!(records, all.len());
+    let steps: Vec<u64> = all.iter().map(|s| s.meta.steps).collect();
+    assert!(steps.ends_with(&[10, 11, 12]) && all.len() <= 4, "{steps:?}");
+    // Every checkpoint left resumes.
+    for s in &all {
+        graflow_host::checkpoint::load(&s.base, &test_key(), graflow_host::checkpoint::Trust::Signed)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", s.base.display()));
+    }
+}
+
+#[test]
+fn with_a_retention_rule_the_checkpoint_count_bound_no_longer_stops_durability() {
+    let bounded = "[workflow.bounds]\nmax_checkpoints = 3\n";
+    let input = scripts(json!({}));
+    // Without retention: checkpoints stop at the bound, saying so.
+    let wf = chain_of(8, bounded);
+    let out = wf.run(&input, &["--checkpoint-every", "1"]);
+    out.ok();
+    assert!(out.stderr.contains("max_checkpoints"), "{}", out.stderr);
+    let steps: Vec<u64> =
+        graflow_host::checkpoint::list(&wf.checkpoints()).unwrap().iter().map(|s| s.meta.steps).collect();
+    assert_eq!(steps, [1, 2, 3]);
+    // With `keep_checkpoints` in the workflow file: durable to the end, two kept.
+    let wf = chain_of(8, "");
+    let text = std::fs::read_to_string(&wf.path).unwrap();
+    let text = text.replacen("[workflow]\n", "[workflow]\nkeep_checkpoints = 2\n", 1);
+    std::fs::write(&wf.path, format!("{text}\n{bounded}")).unwrap();
+    let out = wf.run(&input, &["--checkpoint-every", "1"]);
+    out.ok();
+    assert!(!out.stderr.contains("no further checkpoints"), "{}", out.stderr);
+    let (all, records) = committed_and_records(&wf.checkpoints());
+    assert_eq!(records, all.len());
+    let steps: Vec<u64> = all.iter().map(|s| s.meta.steps).collect();
+    assert!(steps.ends_with(&[7, 8]) && all.len() <= 3, "{steps:?}");
+    // A rule of 0 is refused, naming the key.
+    let text = std::fs::read_to_string(&wf.path).unwrap().replace("keep_checkpoints = 2", "keep_checkpoints = 0");
+    std::fs::write(&wf.path, text).unwrap();
+    let out = wf.run(&input, &[]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("keep_checkpoints"), "{}", out.stderr);
+    let out = wf.run(&input, &["--keep-checkpoints", "0"]);
+    assert_eq!(out.code, 2);
+}

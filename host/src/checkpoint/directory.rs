@@ -89,29 +89,82 @@ pub fn list(dir: &Path) -> Result<Vec<Summary>, CheckpointError> {
         if !session.file_type().is_ok_and(|t| t.is_dir()) || path.file_name().is_some_and(|n| n == "modules") {
             continue;
         }
-        let Ok(entries) = std::fs::read_dir(&path) else {
+        out.extend(list_folder(&path));
+    }
+    sort_oldest_first(&mut out);
+    Ok(out)
+}
+
+/// The committed checkpoints of one session folder, unsorted.
+fn list_folder(folder: &Path) -> Vec<Summary> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(folder) else { return out };
+    for entry in entries.flatten() {
+        let file = entry.path();
+        if !file.to_string_lossy().ends_with(".meta.json") {
             continue;
-        };
-        for entry in entries.flatten() {
-            let file = entry.path();
-            if !file.to_string_lossy().ends_with(".meta.json") {
-                continue;
-            }
-            let base = base_of(&file);
-            match read_meta(&base).and_then(|(meta, _)| sizes_match(&base, &meta).map(|()| meta)) {
-                Ok(meta) => out.push(Summary { base, meta }),
-                Err(e) => tracing::warn!("skipping {}: {}", file.display(), crate::error_chain(&e)),
-            }
+        }
+        let base = base_of(&file);
+        match read_meta(&base).and_then(|(meta, _)| sizes_match(&base, &meta).map(|()| meta)) {
+            Ok(meta) => out.push(Summary { base, meta }),
+            Err(e) => tracing::warn!("skipping {}: {}", file.display(), crate::error_chain(&e)),
         }
     }
-    out.sort_by(|a, b| {
+    out
+}
+
+fn sort_oldest_first(checkpoints: &mut [Summary]) {
+    checkpoints.sort_by(|a, b| {
         (&a.meta.created_at, a.meta.steps, &a.meta.checkpoint_id).cmp(&(
             &b.meta.created_at,
             b.meta.steps,
             &b.meta.checkpoint_id,
         ))
     });
-    Ok(out)
+}
+
+/// Remove a checkpoint's files, its commit record first (an interruption
+/// leaves a torn checkpoint, which readers skip and `prune` removes).
+fn remove_checkpoint(base: &Path) -> Result<(), CheckpointError> {
+    for ext in ["meta.json", "state.json", "ctx"] {
+        let path = with_ext(base, ext);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Retention of one run: remove the checkpoints of its session `folder`
+/// older than its `keep` newest, except the full checkpoints a kept
+/// increment is written over and `also_keep` (the base the writer's next
+/// increments go over). Newest first, so an increment always goes before
+/// its base. Module copies and the journal stay (`prune` collects unused
+/// module copies). The removed ids, oldest first.
+///
+/// Call only while holding the directory's exclusive lock (a commit does):
+/// then no reader is loading (loads hold the shared lock) and no other
+/// writer is committing.
+pub fn retain(folder: &Path, keep: u64, also_keep: Option<&str>) -> Result<Vec<String>, CheckpointError> {
+    let mut all = list_folder(folder);
+    sort_oldest_first(&mut all);
+    let keep = usize::try_from(keep).unwrap_or(usize::MAX).max(1);
+    let cut = all.len().saturating_sub(keep);
+    let mut needed: HashSet<String> =
+        all[cut..].iter().filter_map(|s| s.meta.base.as_ref().map(|b| b.checkpoint_id.clone())).collect();
+    needed.extend(also_keep.map(str::to_string));
+    let mut removed = Vec::new();
+    for s in all[..cut].iter().rev() {
+        if needed.contains(&s.meta.checkpoint_id) {
+            continue;
+        }
+        remove_checkpoint(&s.base)?;
+        removed.push(s.meta.checkpoint_id.clone());
+    }
+    removed.reverse();
+    Ok(removed)
 }
 
 /// A cheap check that the files a commit record names are there with their
@@ -254,17 +307,7 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
     }
     let mut pruned =
         Pruned { bases_kept: kept_bases.iter().map(|s| s.meta.checkpoint_id.clone()).collect(), ..Pruned::default() };
-    let remove = |base: &Path| -> Result<(), CheckpointError> {
-        for ext in ["meta.json", "state.json", "ctx"] {
-            let path = with_ext(base, ext);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&path)(e)),
-            }
-        }
-        Ok(())
-    };
+    let remove = remove_checkpoint;
     for (base, id) in &orphans {
         remove(base)?;
         pruned.orphans.push(id.clone());

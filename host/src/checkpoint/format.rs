@@ -389,6 +389,7 @@ mod tests {
                     max_channel_bytes: 6,
                     ..HostBounds::default()
                 },
+                keep_checkpoints: None,
             },
             outbound: Default::default(),
         };

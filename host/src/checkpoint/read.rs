@@ -387,6 +387,7 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
         (format::Decoded::Full(context), None) => {
             let mut context = *context;
             context.workflow.outbound = outbound.clone();
+            context.workflow.settings.keep_checkpoints = meta.keep_checkpoints.filter(|&n| n >= 1);
             let chain_base = (version == SchemaVersion::V2).then(|| Base {
                 checkpoint_id: meta.checkpoint_id.clone(),
                 session_id: meta.session_id.clone(),
@@ -399,6 +400,7 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
         (format::Decoded::Increment(delta), Some(base_ref)) => {
             let mut base_ctx = load_base(&base, base_ref, &meta.session_id, values, distrust.is_none())?;
             base_ctx.workflow.outbound = outbound.clone();
+            base_ctx.workflow.settings.keep_checkpoints = meta.keep_checkpoints.filter(|&n| n >= 1);
             let context =
                 delta.apply(base_ctx.workflow.clone(), base_ctx.channel.clone()).map_err(|e| ctx_err(e.into()))?;
             let chain_base = Base {

@@ -219,6 +219,9 @@ impl CheckpointStore {
             .chain
             .as_ref()
             .filter(|c| c.base.session_id == session && c.increments < MAX_INCREMENTS && c.base.workflow == *workflow)
+            // With retention, a new base every `keep` checkpoints: the old
+            // base then leaves the window with the increments over it.
+            .filter(|c| workflow.settings.keep_checkpoints.is_none_or(|keep| u64::from(c.increments) + 1 < keep))
         else {
             return Plan::Full;
         };
@@ -308,6 +311,21 @@ impl CheckpointStore {
                 self.chain = Some(Chain::new(next, &with_ext(&base, "ctx")));
             }
         }
+        if let Some(keep) = workflow.settings.keep_checkpoints {
+            // Committed already: a retention that fails is reported, and the
+            // next commit tries again.
+            let chain_base = self.chain.as_ref().map(|c| c.base.checkpoint_id.as_str());
+            match super::directory::retain(&dir, keep, chain_base) {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::debug!("retention (keep_checkpoints = {keep}): removed {}", removed.join(", "));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    "retention (keep_checkpoints = {keep}) could not remove older checkpoints: {}",
+                    crate::error_chain(&e)
+                ),
+            }
+        }
         Ok((base, bytes + module_bytes))
     }
 
@@ -370,6 +388,7 @@ impl CheckpointStore {
             },
             outbound: (*workflow.outbound != crate::outbound::Policy::default()).then(|| (*workflow.outbound).clone()),
             trace: self.trace,
+            keep_checkpoints: workflow.settings.keep_checkpoints,
         };
         let meta_path = with_ext(base, "meta.json");
         let Some(key) = &self.key else { return Err(CheckpointError::Key(super::signing::KeyError::NoHome)) };

@@ -33,6 +33,12 @@ pub struct ExecOptions {
     /// newest committed one. The last is written before the run ends.
     #[arg(long, requires = "checkpoint_every")]
     write_behind: bool,
+    /// Keep only the newest N checkpoints of this run: older ones are removed
+    /// as each new one commits (the full checkpoints kept ones are written
+    /// over stay). Overrides the workflow's `keep_checkpoints`. With it,
+    /// `max_checkpoints` no longer stops the run's checkpoints.
+    #[arg(long, value_name = "N")]
+    keep_checkpoints: Option<u64>,
     /// After Ctrl-C, how long running tasks may take to finish before they are
     /// stopped and queued again (milliseconds).
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
@@ -229,6 +235,7 @@ fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>, defer_journal: b
         defer_journal,
         checkpoint_every: exec.checkpoint_every,
         write_behind: exec.write_behind,
+        keep_checkpoints: exec.keep_checkpoints,
         max_steps: exec.max_steps,
         redis: exec.redis.as_ref().map(|url| RedisOptions {
             url: url.clone(),

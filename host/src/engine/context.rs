@@ -61,7 +61,7 @@ pub struct Effects {
     /// the guest returns.
     pub failure: Option<TaskFailure>,
     /// The feedback request nobody answered in time: the run pauses on it.
-    pub paused: Option<crate::feedback::FeedbackRequest>,
+    pub paused: Option<super::feedback::FeedbackRequest>,
     /// The `next-task` and `next-iteration` calls that queued an execution, in
     /// call order: what a coordinator replays to apply a remote execution's
     /// effects through the same checks (`distributed`).
@@ -117,9 +117,9 @@ pub struct TaskContext {
     /// Where the task's log lines go as events.
     listener: super::Listener,
     /// Where feedback requests and answers are kept.
-    /// `None`: requests are refused ([`crate::feedback::NoDesk`]); nothing is
+    /// `None`: requests are refused ([`super::feedback::NoDesk`]); nothing is
     /// allocated per execution for it.
-    feedback: Option<Arc<dyn crate::feedback::FeedbackDesk>>,
+    feedback: Option<Arc<dyn super::feedback::FeedbackDesk>>,
     /// Feedback requests made so far by this execution.
     feedback_asked: u32,
     /// Flags that end a feedback wait early (the run pauses or is
@@ -226,26 +226,26 @@ impl TaskContext {
     }
 
     /// Keep feedback requests and answers at `desk`.
-    pub fn set_feedback(&mut self, desk: Arc<dyn crate::feedback::FeedbackDesk>) {
+    pub fn set_feedback(&mut self, desk: Arc<dyn super::feedback::FeedbackDesk>) {
         self.feedback = Some(desk);
     }
 
     /// Where feedback requests and answers are kept.
-    pub fn feedback_desk(&self) -> Arc<dyn crate::feedback::FeedbackDesk> {
-        self.feedback.clone().unwrap_or_else(|| Arc::new(crate::feedback::NoDesk))
+    pub fn feedback_desk(&self) -> Arc<dyn super::feedback::FeedbackDesk> {
+        self.feedback.clone().unwrap_or_else(|| Arc::new(super::feedback::NoDesk))
     }
 
     /// `feedback.request`: the request, checked against its bounds, with its
-    /// id (see [`crate::feedback::FeedbackRequest::id_for`]).
+    /// id (see [`super::feedback::FeedbackRequest::id_for`]).
     pub fn feedback_request(
         &mut self,
-        kind: crate::feedback::FeedbackKind,
+        kind: super::feedback::FeedbackKind,
         prompt: String,
         options: Vec<String>,
         metadata: &str,
         timeout_secs: u32,
-    ) -> Result<crate::feedback::FeedbackRequest, HostCallError> {
-        use crate::feedback::{FeedbackRequest, MAX_REQUESTS_PER_EXECUTION};
+    ) -> Result<super::feedback::FeedbackRequest, HostCallError> {
+        use super::feedback::{FeedbackRequest, MAX_REQUESTS_PER_EXECUTION};
         if self.feedback_asked >= MAX_REQUESTS_PER_EXECUTION {
             let msg = format!(
                 "more than {MAX_REQUESTS_PER_EXECUTION} feedback requests in one execution (the bound feedback::MAX_REQUESTS_PER_EXECUTION)"
@@ -277,7 +277,7 @@ impl TaskContext {
 
     /// Nobody answered `request` in time: the execution stops and the run
     /// pauses on it.
-    pub fn pause_for(&mut self, request: crate::feedback::FeedbackRequest) -> HostCallError {
+    pub fn pause_for(&mut self, request: super::feedback::FeedbackRequest) -> HostCallError {
         let msg = format!("waits for input: feedback request {}", request.id);
         self.effects.paused = Some(request);
         self.abort(TaskFailure::new(FailureKind::Paused, msg))

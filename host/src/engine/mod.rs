@@ -12,6 +12,7 @@
 
 mod context;
 mod events;
+pub mod feedback;
 mod frame;
 mod group;
 mod input;
@@ -169,7 +170,7 @@ pub enum RunStatus {
         /// The checkpoint.
         checkpoint: Written,
         /// The requests it waits for.
-        requests: Vec<crate::feedback::FeedbackRequest>,
+        requests: Vec<super::feedback::FeedbackRequest>,
     },
 }
 
@@ -303,7 +304,7 @@ pub struct Engine<'a> {
     max_steps: u64,
     listener: Listener,
     root: Option<Arc<dyn Channel>>,
-    feedback: Arc<dyn crate::feedback::FeedbackDesk>,
+    feedback: Arc<dyn super::feedback::FeedbackDesk>,
     write_behind: bool,
 }
 
@@ -329,9 +330,9 @@ pub(crate) struct Shared<'a> {
     /// across parallel branches).
     pub steps_done: AtomicU64,
     /// Where feedback requests and answers are kept.
-    pub feedback: Arc<dyn crate::feedback::FeedbackDesk>,
+    pub feedback: Arc<dyn super::feedback::FeedbackDesk>,
     /// Requests nobody answered in time: the run pauses on them.
-    pub paused: std::sync::Mutex<Vec<crate::feedback::FeedbackRequest>>,
+    pub paused: std::sync::Mutex<Vec<super::feedback::FeedbackRequest>>,
     /// Set when a task paused the run: every frame, branches included, stops
     /// at its next boundary, and waiting requests stop waiting.
     pub pausing: Arc<AtomicBool>,
@@ -342,12 +343,13 @@ pub(crate) struct Shared<'a> {
 
 impl Shared<'_> {
     /// Why a further checkpoint request would be refused, if it would:
-    /// `max_checkpoints` or `max_checkpoint_bytes` is spent.
+    /// `max_checkpoints` (unless the run has a retention rule, which keeps
+    /// what is on disk bounded) or `max_checkpoint_bytes` is spent.
     pub fn checkpoint_refusal(&self) -> Option<String> {
         let b = &self.workflow.settings.bounds;
         let (n, bytes) =
             (self.checkpoints_written.load(Ordering::SeqCst), self.checkpoint_bytes.load(Ordering::SeqCst));
-        if n >= b.max_checkpoints {
+        if n >= b.max_checkpoints && self.workflow.settings.keep_checkpoints.is_none() {
             return Some(format!("this run wrote {n} checkpoints, the bound max_checkpoints = {}", b.max_checkpoints));
         }
         if bytes >= b.max_checkpoint_bytes {
@@ -372,13 +374,13 @@ impl<'a> Engine<'a> {
             max_steps,
             listener: Listener::default(),
             root: None,
-            feedback: Arc::new(crate::feedback::NoDesk),
+            feedback: Arc::new(super::feedback::NoDesk),
             write_behind: false,
         }
     }
 
     /// Keep the tasks' feedback requests and answers at `desk`.
-    pub fn with_feedback(mut self, desk: Arc<dyn crate::feedback::FeedbackDesk>) -> Self {
+    pub fn with_feedback(mut self, desk: Arc<dyn super::feedback::FeedbackDesk>) -> Self {
         self.feedback = desk;
         self
     }

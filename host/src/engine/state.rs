@@ -181,7 +181,7 @@ pub struct RunState {
     /// Dynamic instances created so far (id → task), the run-time part of the graph.
     pub dynamic_tasks: BTreeMap<String, String>,
     /// Requests for human input the run paused on (empty while it runs).
-    pub pending_input: Vec<crate::feedback::FeedbackRequest>,
+    pub pending_input: Vec<super::feedback::FeedbackRequest>,
     completed_set: CompletedIndex,
 }
 

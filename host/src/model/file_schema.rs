@@ -27,6 +27,8 @@ pub(super) struct WorkflowSection {
     pub(super) start: Option<String>,
     pub(super) max_steps: Option<u64>,
     pub(super) parallelism: Option<usize>,
+    /// Retention: the newest N checkpoints of a run are kept.
+    pub(super) keep_checkpoints: Option<u64>,
     #[serde(default)]
     pub(super) bounds: BoundsSection,
     pub(super) max_cycles: Option<u32>,

@@ -173,6 +173,12 @@ pub struct RunSettings {
     pub parallelism: usize,
     /// Bounds on what a guest can make the host hold or do.
     pub bounds: HostBounds,
+    /// Retention: keep the newest N checkpoints of the run; older ones are
+    /// removed as each new one commits (`keep_checkpoints`,
+    /// `--keep-checkpoints`). With it, `max_checkpoints` no longer stops a
+    /// run's checkpoints (`max_checkpoint_bytes` still does). Invariant: at
+    /// least 1 when set.
+    pub keep_checkpoints: Option<u64>,
 }
 
 impl Workflow {

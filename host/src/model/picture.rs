@@ -208,7 +208,12 @@ mod tests {
             modules: BTreeMap::new(),
             tasks,
             graph,
-            settings: RunSettings { max_steps: 1, parallelism: 2, bounds: HostBounds::default() },
+            settings: RunSettings {
+                max_steps: 1,
+                parallelism: 2,
+                bounds: HostBounds::default(),
+                keep_checkpoints: None,
+            },
             outbound: Default::default(),
         }
     }

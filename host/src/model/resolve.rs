@@ -163,6 +163,11 @@ impl Resolver<'_> {
         if max_steps == 0 {
             return Err(self.invalid("[workflow].max_steps", "must be at least 1"));
         }
+        let keep_checkpoints = wf.keep_checkpoints;
+        if keep_checkpoints == Some(0) {
+            return Err(self
+                .invalid("[workflow].keep_checkpoints", "must be at least 1 (the newest checkpoint is always kept)"));
+        }
         let parallelism = parallelism_of(wf);
         if parallelism == 0 {
             return Err(self.invalid("[workflow].parallelism", "must be at least 1"));
@@ -177,7 +182,7 @@ impl Resolver<'_> {
             modules,
             tasks,
             graph,
-            settings: RunSettings { max_steps, parallelism, bounds: self.bounds()? },
+            settings: RunSettings { max_steps, parallelism, bounds: self.bounds()?, keep_checkpoints },
             outbound: std::sync::Arc::new(self.outbound(&tasks_names)?),
         })
     }

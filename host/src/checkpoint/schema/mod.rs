@@ -204,6 +204,10 @@ pub struct Meta {
     /// The trace context of the run that wrote it (its run span), when that
     /// run was traced: a resume links its own run span to it.
     pub trace: Option<crate::telemetry::TraceParent>,
+    /// The run's retention rule (`keep_checkpoints`), when it has one: in
+    /// the record, not the payload, and put back into the workflow a reader
+    /// loads.
+    pub keep_checkpoints: Option<u64>,
 }
 
 impl Meta {

@@ -43,6 +43,7 @@ impl From<MetaV1> for Meta {
             base: None,
             outbound: None,
             trace: None,
+            keep_checkpoints: None,
         }
     }
 }

@@ -74,6 +74,9 @@ pub struct Record {
     /// See [`Meta::trace`]: absent when the run was not traced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<crate::telemetry::TraceParent>,
+    /// See [`Meta::keep_checkpoints`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_checkpoints: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -140,6 +143,7 @@ pub fn read_meta(bytes: &[u8], version: SchemaVersion) -> Result<(Meta, Vec<u8>)
         base: r.base,
         outbound: r.outbound,
         trace: r.trace,
+        keep_checkpoints: r.keep_checkpoints,
     };
     Ok((meta, message))
 }
@@ -644,6 +648,8 @@ impl Workflow {
                     max_checkpoint_bytes: b.max_checkpoint_bytes,
                     max_module_bytes: b.max_module_bytes,
                 },
+                // Not in the payload either: the record's `keep_checkpoints`.
+                keep_checkpoints: None,
             },
             // Not in the payload: the commit record carries it (`outbound`),
             // and the reader puts it back (`read.rs`).
