@@ -55,7 +55,7 @@ pub struct RunOptions {
     pub defer_journal: bool,
     /// The run span's trace context (when the run is traced), recorded in
     /// its checkpoints.
-    pub trace: Option<crate::telemetry::TraceParent>,
+    pub trace: Option<crate::engine::TraceParent>,
     /// Retention (`--keep-checkpoints`): overrides the workflow's
     /// `keep_checkpoints` (and a resumed checkpoint's).
     pub keep_checkpoints: Option<u64>,
@@ -237,7 +237,7 @@ pub struct Resumed {
     /// What its signature says.
     pub signature: SignatureStatus,
     /// The trace context of the run that wrote it, if that run was traced.
-    pub trace: Option<crate::telemetry::TraceParent>,
+    pub trace: Option<crate::engine::TraceParent>,
 }
 
 /// A new run id: 32 hex digits.

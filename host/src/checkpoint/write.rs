@@ -89,7 +89,7 @@ pub struct CheckpointStore {
     /// changed since (they are shared with the run's channel otherwise).
     chain: Option<Chain>,
     /// The run's trace context, recorded in each commit record.
-    trace: Option<crate::telemetry::TraceParent>,
+    trace: Option<crate::engine::TraceParent>,
 }
 
 impl CheckpointStore {
@@ -114,7 +114,7 @@ impl CheckpointStore {
     }
 
     /// Record `trace` (the run span's context) in every checkpoint written.
-    pub fn with_trace(mut self, trace: Option<crate::telemetry::TraceParent>) -> CheckpointStore {
+    pub fn with_trace(mut self, trace: Option<crate::engine::TraceParent>) -> CheckpointStore {
         self.trace = trace;
         self
     }

@@ -62,7 +62,7 @@ pub struct Dispatch {
     /// traced: the worker's span is its child. A malformed value is refused
     /// with the rest of the dispatch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traceparent: Option<crate::telemetry::TraceParent>,
+    pub traceparent: Option<crate::engine::TraceParent>,
 }
 
 /// What one execution did, for the coordinator to apply.

@@ -215,7 +215,7 @@ pub trait RunListener: Send + Sync {
     /// The trace context work done for execution `task_id` continues (a
     /// dispatch to a worker, an outgoing request), if this listener traces
     /// the run.
-    fn trace_context(&self, _task_id: &str) -> Option<crate::telemetry::TraceParent> {
+    fn trace_context(&self, _task_id: &str) -> Option<super::TraceParent> {
         None
     }
 }
@@ -244,7 +244,7 @@ impl Listener {
     }
 
     /// See [`RunListener::trace_context`].
-    pub fn trace_context(&self, task_id: &str) -> Option<crate::telemetry::TraceParent> {
+    pub fn trace_context(&self, task_id: &str) -> Option<super::TraceParent> {
         self.0.as_ref()?.trace_context(task_id)
     }
 }
@@ -259,7 +259,7 @@ impl RunListener for Fanout {
         }
     }
 
-    fn trace_context(&self, task_id: &str) -> Option<crate::telemetry::TraceParent> {
+    fn trace_context(&self, task_id: &str) -> Option<super::TraceParent> {
         self.0.iter().find_map(|l| l.trace_context(task_id))
     }
 }

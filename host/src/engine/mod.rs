@@ -18,6 +18,7 @@ mod group;
 mod input;
 mod runner;
 mod state;
+mod trace_context;
 mod writer;
 
 pub use context::{
@@ -27,6 +28,7 @@ pub use context::{
 pub use events::{Event, EventKind, Fanout, Listener, RunListener, request_outcome};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
 pub use state::{Origin, Queue, RunState, Target, TaskSpec};
+pub use trace_context::TraceParent;
 
 use crate::channel::{Channel, MemoryChannel};
 use crate::json::Json;

@@ -104,7 +104,7 @@ pub struct ExecIdentity<'a> {
 impl ExecNet {
     /// The trace context requests of this execution carry (`traceparent`),
     /// when the run is traced.
-    pub fn traceparent(&self) -> Option<crate::telemetry::TraceParent> {
+    pub fn traceparent(&self) -> Option<crate::engine::TraceParent> {
         self.listener.trace_context(&self.task_id)
     }
 

@@ -17,81 +17,32 @@ pub mod metrics;
 pub mod spans;
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+
+pub use crate::engine::TraceParent;
 use std::time::Duration;
 
 pub use metrics::{Metrics, MetricsServer, Readiness};
 pub use spans::{RunTracer, WorkerTracer};
 
-/// A W3C trace context (`traceparent`): the span a remote or later piece of
-/// work continues. Parsed, never trusted: a malformed value is ignored (the
-/// work starts a trace of its own), never an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TraceParent {
-    /// 16 bytes, not all zero.
-    pub trace_id: [u8; 16],
-    /// 8 bytes, not all zero.
-    pub span_id: [u8; 8],
-    /// The sampled flag.
-    pub sampled: bool,
+/// The trace context of an OpenTelemetry span context (`None` if it is not
+/// valid).
+pub fn traceparent_of(sc: &SpanContext) -> Option<TraceParent> {
+    sc.is_valid().then(|| TraceParent {
+        trace_id: sc.trace_id().to_bytes(),
+        span_id: sc.span_id().to_bytes(),
+        sampled: sc.is_sampled(),
+    })
 }
 
-impl TraceParent {
-    /// Parse the header value `00-<32 hex>-<16 hex>-<2 hex>`.
-    pub fn parse(text: &str) -> Option<TraceParent> {
-        let mut parts = text.trim().split('-');
-        let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if version != "00" || parts.next().is_some() || trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
-            return None;
-        }
-        let mut trace_id = [0u8; 16];
-        let mut span_id = [0u8; 8];
-        hex::decode_to_slice(trace, &mut trace_id).ok()?;
-        hex::decode_to_slice(span, &mut span_id).ok()?;
-        let flags = u8::from_str_radix(flags, 16).ok()?;
-        if trace_id == [0; 16] || span_id == [0; 8] {
-            return None;
-        }
-        Some(TraceParent { trace_id, span_id, sampled: flags & 1 == 1 })
-    }
-
-    /// The header value.
-    pub fn header(&self) -> String {
-        format!("00-{}-{}-{:02x}", hex::encode(self.trace_id), hex::encode(self.span_id), u8::from(self.sampled))
-    }
-
-    /// Of an OpenTelemetry span context (`None` if it is not valid).
-    pub fn of(sc: &SpanContext) -> Option<TraceParent> {
-        sc.is_valid().then(|| TraceParent {
-            trace_id: sc.trace_id().to_bytes(),
-            span_id: sc.span_id().to_bytes(),
-            sampled: sc.is_sampled(),
-        })
-    }
-
-    /// As a remote OpenTelemetry span context.
-    pub fn span_context(&self) -> SpanContext {
-        SpanContext::new(
-            TraceId::from_bytes(self.trace_id),
-            SpanId::from_bytes(self.span_id),
-            if self.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() },
-            true,
-            TraceState::default(),
-        )
-    }
-}
-
-impl serde::Serialize for TraceParent {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.header())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for TraceParent {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TraceParent, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        TraceParent::parse(&text)
-            .ok_or_else(|| serde::de::Error::custom("not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)"))
-    }
+/// `tp` as a remote OpenTelemetry span context.
+pub fn span_context(tp: &TraceParent) -> SpanContext {
+    SpanContext::new(
+        TraceId::from_bytes(tp.trace_id),
+        SpanId::from_bytes(tp.span_id),
+        if tp.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() },
+        true,
+        TraceState::default(),
+    )
 }
 
 /// Where spans go.

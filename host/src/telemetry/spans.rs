@@ -98,7 +98,7 @@ impl RunTracer {
     /// The run span's context (recorded in the checkpoints this run writes,
     /// so a resume can link to it).
     pub fn traceparent(&self) -> Option<TraceParent> {
-        TraceParent::of(&self.run_context)
+        super::traceparent_of(&self.run_context)
     }
 
     /// Name the run: its workflow, session and modules; a resumed run links
@@ -118,7 +118,10 @@ impl RunTracer {
         if let Some((checkpoint, previous)) = resumed {
             span.set_attribute(KeyValue::new("graflow.resumed_from", checkpoint.to_string()));
             if let Some(tp) = previous {
-                span.add_link(tp.span_context(), vec![KeyValue::new("graflow.checkpoint.id", checkpoint.to_string())]);
+                span.add_link(
+                    super::span_context(&tp),
+                    vec![KeyValue::new("graflow.checkpoint.id", checkpoint.to_string())],
+                );
             }
         }
     }
@@ -324,7 +327,7 @@ impl RunListener for RunTracer {
 
     fn trace_context(&self, task_id: &str) -> Option<TraceParent> {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        TraceParent::of(&open.attempt_of(task_id)?)
+        super::traceparent_of(&open.attempt_of(task_id)?)
     }
 }
 
@@ -444,7 +447,7 @@ impl WorkerTracer {
     /// Start the span of one execution, under `parent` (the dispatch's
     /// context; a trace of its own when it carries none).
     pub fn execution(&self, parent_tp: Option<TraceParent>, a: ExecutionAttributes<'_>) -> Arc<ExecutionSpan> {
-        let cx = parent_tp.map_or_else(Context::new, |tp| parent(&tp.span_context()));
+        let cx = parent_tp.map_or_else(Context::new, |tp| parent(&super::span_context(&tp)));
         let span = self
             .tracer
             .span_builder("graflow.worker.execute")
@@ -516,6 +519,6 @@ impl RunListener for ExecutionSpan {
     }
 
     fn trace_context(&self, _task_id: &str) -> Option<TraceParent> {
-        TraceParent::of(&self.context)
+        super::traceparent_of(&self.context)
     }
 }

@@ -203,7 +203,7 @@ pub struct Meta {
     pub outbound: Option<crate::outbound::Policy>,
     /// The trace context of the run that wrote it (its run span), when that
     /// run was traced: a resume links its own run span to it.
-    pub trace: Option<crate::telemetry::TraceParent>,
+    pub trace: Option<crate::engine::TraceParent>,
     /// The run's retention rule (`keep_checkpoints`), when it has one: in
     /// the record, not the payload, and put back into the workflow a reader
     /// loads.

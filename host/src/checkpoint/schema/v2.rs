@@ -15,8 +15,8 @@
 use super::{BaseRef, Context, FileDigest, Invalid, Meta, SchemaVersion, Signature, Values, json};
 use crate::checkpoint::signing::SigningKey;
 use crate::digest::Sha256;
+use crate::engine::feedback::{FeedbackKind, FeedbackRequest};
 use crate::engine::{Origin, Queue, RunState, Target, TaskSpec};
-use crate::feedback::{FeedbackKind, FeedbackRequest};
 use crate::json::Json;
 use crate::model;
 use serde::{Deserialize, Serialize};
@@ -73,7 +73,7 @@ pub struct Record {
     pub outbound: Option<crate::outbound::Policy>,
     /// See [`Meta::trace`]: absent when the run was not traced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace: Option<crate::telemetry::TraceParent>,
+    pub trace: Option<crate::engine::TraceParent>,
     /// See [`Meta::keep_checkpoints`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_checkpoints: Option<u64>,
