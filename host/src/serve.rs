@@ -489,7 +489,7 @@ async fn page(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>,
                     esc(&c.meta.session_id),
                     esc(&c.meta.checkpoint_id),
                     c.meta.steps,
-                    esc(c.meta.mode_name().unwrap_or("")),
+                    esc(&c.meta.mode_label()),
                     esc(c.meta.after_task().unwrap_or("")),
                     esc(&c.meta.created_at)
                 );

@@ -188,6 +188,11 @@ fn the_cli_pauses_answers_and_resumes_with_clear_errors() {
     assert!(paused.stderr.contains(&format!("graflow-host feedback answer {id} --select OPTION")), "{}", paused.stderr);
     assert!(paused.stderr.contains("then resume with: graflow-host resume checkpoints/"), "{}", paused.stderr);
     let dir = wf.dir.path();
+    // The pause's checkpoint says what it is and which request it waits for.
+    let checkpoints = cli(dir, &["checkpoints", "list"]);
+    assert!(checkpoints.ok().stdout.contains(&format!("(waiting for input: {id})")), "{}", checkpoints.stdout);
+    let listed = cli(dir, &["checkpoints", "list", "--json"]).json();
+    assert_eq!(listed[0]["mode"], "waiting_for_input", "{listed}");
     let list = cli(dir, &["feedback", "list", "--json"]);
     assert_eq!(list.ok().json()[0]["id"], json!(id));
     let show = cli(dir, &["feedback", "show", &id]);

@@ -168,7 +168,7 @@ fn list(dir: &Path, json: bool) -> Result<ExitStatus, CliError> {
             Some(task) => format!("after {task}"),
             None => "before any task".into(),
         };
-        let mode = m.mode_name().unwrap_or("-");
+        let mode = super::printable(&m.mode_label());
         println!("{}  {}  steps {:>5}  {stage} ({mode})  {}", m.created_at, m.workflow, m.steps, s.base.display());
     }
     Ok(ExitStatus::Success)

@@ -49,6 +49,9 @@ pub enum CheckpointMode {
     Interrupt,
     /// `max_steps` was reached; the queue is kept.
     MaxSteps,
+    /// A task asked a person and nobody answered in time: the run pauses
+    /// (its metadata names the requests, `requests`).
+    WaitingForInput,
 }
 
 impl CheckpointMode {
@@ -59,6 +62,7 @@ impl CheckpointMode {
             CheckpointMode::Auto => "auto",
             CheckpointMode::Interrupt => "interrupt",
             CheckpointMode::MaxSteps => "max_steps",
+            CheckpointMode::WaitingForInput => "waiting_for_input",
         }
     }
 }
@@ -567,7 +571,15 @@ impl<'a> Engine<'a> {
             frame::FrameEnd::Interrupted => {
                 let paused = std::mem::take(&mut *shared.paused.lock().unwrap_or_else(|e| e.into_inner()));
                 frame.state.pending_input = paused.clone();
-                let request = frame.boundary_request(CheckpointMode::Interrupt);
+                let request = if paused.is_empty() {
+                    frame.boundary_request(CheckpointMode::Interrupt)
+                } else {
+                    let ids: Vec<&str> = paused.iter().map(|r| r.id.as_str()).collect();
+                    CheckpointRequest {
+                        user_metadata: Json::from(serde_json::json!({ "requests": ids })),
+                        ..frame.boundary_request(CheckpointMode::WaitingForInput)
+                    }
+                };
                 let written = writer.write(frame.state, channel, &request)?;
                 if paused.is_empty() {
                     RunStatus::Interrupted(written)

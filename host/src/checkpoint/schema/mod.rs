@@ -219,6 +219,24 @@ impl Meta {
         }
     }
 
+    /// Why it was taken, for people: the mode, and for a pause the requests
+    /// it waits for (`waiting for input: <id>, ...`); `-` when unknown.
+    pub fn mode_label(&self) -> String {
+        match self.mode_name() {
+            Some("waiting_for_input") => {
+                let ids: Vec<&str> = self
+                    .user_metadata
+                    .get("requests")
+                    .and_then(|r| r.as_array())
+                    .map(|a| a.iter().filter_map(|i| i.as_str()).collect())
+                    .unwrap_or_default();
+                if ids.is_empty() { "waiting for input".into() } else { format!("waiting for input: {}", ids.join(", ")) }
+            }
+            Some(mode) => mode.to_string(),
+            None => "-".into(),
+        }
+    }
+
     /// The execution it was taken after: the typed field, else the metadata's.
     pub fn after_task(&self) -> Option<&str> {
         match self.schema_version {
@@ -240,6 +258,8 @@ pub enum ModeFile {
     Interrupt,
     /// `max_steps` reached.
     MaxSteps,
+    /// The run paused for a person's answer.
+    WaitingForInput,
 }
 
 impl ModeFile {
@@ -250,6 +270,7 @@ impl ModeFile {
             ModeFile::Auto => "auto",
             ModeFile::Interrupt => "interrupt",
             ModeFile::MaxSteps => "max_steps",
+            ModeFile::WaitingForInput => "waiting_for_input",
         }
     }
 }
@@ -262,6 +283,7 @@ impl From<crate::engine::CheckpointMode> for ModeFile {
             C::Auto => ModeFile::Auto,
             C::Interrupt => ModeFile::Interrupt,
             C::MaxSteps => ModeFile::MaxSteps,
+            C::WaitingForInput => ModeFile::WaitingForInput,
         }
     }
 }
