@@ -64,8 +64,29 @@ fn esc(s: &str) -> String {
 struct Bar {
     start: u64,
     end: Option<u64>,
+    /// What the attempt's own clock measured (its end event), to the
+    /// microsecond; the bar's place on the timeline is in milliseconds.
+    ran_ms: Option<f64>,
     outcome: &'static str,
     attempt: u32,
+}
+
+impl Bar {
+    /// Milliseconds it ran (to `t1` while still running).
+    fn ms(&self, t1: u64) -> f64 {
+        self.ran_ms.unwrap_or_else(|| self.end.unwrap_or(t1).saturating_sub(self.start) as f64)
+    }
+}
+
+/// A duration for people: microseconds below a millisecond.
+fn duration(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{:.0} µs", ms * 1000.0)
+    } else if ms < 100.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
 }
 
 /// The report of a run of `workflow` that ended in `state` with `status`.
@@ -88,18 +109,21 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
                 bars.entry(task_id.clone()).or_default().push(Bar {
                     start: e.at_ms,
                     end: None,
+                    ran_ms: None,
                     outcome: "running",
                     attempt: *attempt,
                 });
             }
-            EventKind::TaskFinished { task_id, .. } => close(&mut bars, task_id, e.at_ms, "completed"),
-            EventKind::TaskFailed { task_id, retrying, .. } => {
-                close(&mut bars, task_id, e.at_ms, if *retrying { "retried" } else { "failed" });
+            EventKind::TaskFinished { task_id, duration_ms, .. } => {
+                close(&mut bars, task_id, e.at_ms, Some(*duration_ms), "completed")
+            }
+            EventKind::TaskFailed { task_id, retrying, duration_ms, .. } => {
+                close(&mut bars, task_id, e.at_ms, Some(*duration_ms), if *retrying { "retried" } else { "failed" });
                 if !retrying {
                     failed.insert(task_id.clone());
                 }
             }
-            EventKind::TaskStopped { task_id } => close(&mut bars, task_id, e.at_ms, "stopped"),
+            EventKind::TaskStopped { task_id } => close(&mut bars, task_id, e.at_ms, None, "stopped"),
             EventKind::Checkpoint { id, mode, .. } => checkpoints.push((e.at_ms, id.clone(), mode.to_string())),
             EventKind::Request { .. } => requests.push(e),
             EventKind::GroupStarted { .. }
@@ -145,14 +169,15 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
     out.push_str("</section><section id=\"executions\"><h2>Executions</h2><table><thead><tr><th>execution</th><th>task</th><th>attempts</th><th>time</th><th>outcome</th></tr></thead><tbody>");
     for id in &rows {
         let b = &bars[id];
-        let ms: u64 = b.iter().map(|b| b.end.unwrap_or(t1).saturating_sub(b.start)).sum();
+        let ms: f64 = b.iter().map(|b| b.ms(t1)).sum();
         let outcome = b.last().map_or("", |b| b.outcome);
         let _ = write!(
             out,
-            "<tr class=\"{outcome}\"><td>{}</td><td>{}</td><td>{}</td><td>{ms} ms</td><td>{outcome}</td></tr>",
+            "<tr class=\"{outcome}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{outcome}</td></tr>",
             esc(id),
             esc(task_of.get(id).map_or("", String::as_str)),
-            b.len()
+            b.len(),
+            duration(ms)
         );
     }
     out.push_str("</tbody></table></section>");
@@ -199,9 +224,10 @@ pub fn html(workflow: &Workflow, state: &RunState, status: &str, events: &[Event
     out
 }
 
-fn close(bars: &mut BTreeMap<String, Vec<Bar>>, id: &str, at: u64, outcome: &'static str) {
+fn close(bars: &mut BTreeMap<String, Vec<Bar>>, id: &str, at: u64, ran_ms: Option<f64>, outcome: &'static str) {
     if let Some(b) = bars.get_mut(id).and_then(|v| v.iter_mut().rev().find(|b| b.end.is_none())) {
         b.end = Some(at);
+        b.ran_ms = ran_ms.filter(|ms| ms.is_finite() && *ms >= 0.0);
         b.outcome = outcome;
     }
 }
@@ -372,13 +398,13 @@ fn timeline_svg(
             let (x0, x1) = (x(b.start), x(b.end.unwrap_or(t1)));
             let _ = write!(
                 body,
-                "<rect class=\"bar {}\" x=\"{x0}\" y=\"{y}\" width=\"{}\" height=\"{}\"><title>{} attempt {}: {} ms, {}</title></rect>",
+                "<rect class=\"bar {}\" x=\"{x0}\" y=\"{y}\" width=\"{}\" height=\"{}\"><title>{} attempt {}: {}, {}</title></rect>",
                 b.outcome,
                 (x1 - x0).max(2.0),
                 row - 4.0,
                 esc(id),
                 b.attempt + 1,
-                b.end.unwrap_or(t1).saturating_sub(b.start),
+                duration(b.ms(t1)),
                 b.outcome
             );
         }

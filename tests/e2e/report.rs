@@ -40,6 +40,10 @@ fn the_report_shows_the_graph_and_the_timeline() {
     ] {
         assert!(html.contains(needle), "{needle:?} missing from the report");
     }
+    // Sub-millisecond attempts keep their microseconds (these no-op tasks
+    // take well under a millisecond each): never "0 ms".
+    assert!(html.contains(" µs</td>"), "no execution time in microseconds");
+    assert!(!html.contains(">0 ms<") && !html.contains(": 0 ms,"), "a time shown as 0 ms");
     // No script, and nothing fetched: the only URL is the SVG namespace, a
     // name that is never loaded.
     assert!(!html.to_ascii_lowercase().contains("<script"), "no script");

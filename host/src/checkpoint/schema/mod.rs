@@ -230,7 +230,11 @@ impl Meta {
                     .and_then(|r| r.as_array())
                     .map(|a| a.iter().filter_map(|i| i.as_str()).collect())
                     .unwrap_or_default();
-                if ids.is_empty() { "waiting for input".into() } else { format!("waiting for input: {}", ids.join(", ")) }
+                if ids.is_empty() {
+                    "waiting for input".into()
+                } else {
+                    format!("waiting for input: {}", ids.join(", "))
+                }
             }
             Some(mode) => mode.to_string(),
             None => "-".into(),
