@@ -341,12 +341,14 @@ fn wait_metric(port: u16, name: &str, want: f64) -> String {
 fn a_distributed_run_is_one_trace_and_the_workers_metrics_count_its_tasks() {
     let Some(mut redis) = Redis::start() else { return };
     let col = Collector::start();
+    let srv = crate::netserver::Server::start();
+    let origin = format!("http://127.0.0.1:{}", srv.port);
     let metrics_port = free_port();
     let other_port = free_port();
     let spawn = |extra: Vec<String>| {
         let child = command(&std::env::temp_dir())
             .args(["worker", "--redis", &redis.url(), "--concurrency", "1", "--visibility-timeout-ms", "3000"])
-            .args(["--otlp-endpoint", &col.url()])
+            .args(["--otlp-endpoint", &col.url(), "--allow-outbound", &origin])
             .args(extra)
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .stdout(Stdio::null())
@@ -370,13 +372,14 @@ fn a_distributed_run_is_one_trace_and_the_workers_metrics_count_its_tasks() {
     assert_eq!((status, body.trim()), (200, "ready"));
     assert_eq!(http_get(metrics_port, "/healthz").0, 200);
     let wf = workflow(&format!(
-        "[workflow]\nflow = \"(b1 | b2 | b3 | b4) >> last\"\n\
+        "[workflow]\nflow = \"(b1 | b2 | b3 | b4) >> last\"\n[workflow.http]\nallow = [\"{origin}\"]\n\
          [groups.g]\nmembers = [\"b1\", \"b2\", \"b3\", \"b4\"]\npolicy = \"best_effort\"\n{}",
         scripted(&["b1", "b2", "b3", "b4", "last"])
     ));
     let input = scripts(json!({
         "b1": [{"op": "sleep", "ms": 1500}], "b2": [{"op": "sleep", "ms": 1500}],
-        "b3": [{"op": "fail", "message": "b3 says no"}], "b4": [{"op": "sleep", "ms": 1500}],
+        "b3": [{"op": "fail", "message": "b3 says no"}],
+        "b4": [{"op": "sleep", "ms": 1500}, {"op": "http", "url": srv.url("/echo")}],
         "last": [{"op": "result", "value": "done"}],
     }));
     let mut run = command(wf.dir.path())
@@ -429,6 +432,15 @@ fn a_distributed_run_is_one_trace_and_the_workers_metrics_count_its_tasks() {
         }
     }
     assert_eq!(workers.len(), 2, "both workers ran tasks: {workers:?}");
+    // b4's request, sent from a worker: its traceparent names the worker's
+    // execution span, and its client span is that span's child.
+    let b4 = named(&spans, "graflow.worker.execute").into_iter().find(|w| w.attr("graflow.task.id") == "b4").unwrap();
+    let seen = srv.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["traceparent"], format!("00-{}-{}-01", b4.trace, b4.id));
+    let get = named(&spans, "GET");
+    assert_eq!(get.len(), 1, "{get:#?}");
+    assert_eq!((get[0].parent.as_str(), get[0].attr("http.response.status_code")), (b4.id.as_str(), "200"));
     // Redis gone: not ready, saying why; still healthy.
     redis.kill();
     let deadline = Instant::now() + Duration::from_secs(20);
