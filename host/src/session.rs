@@ -376,6 +376,11 @@ impl Session {
             return Err(CheckpointError::NotInDirectory { path: base, session: meta.session_id }.into());
         }
         let mut workflow = context.workflow;
+        // A retention rule removes files: only a signed record's is honoured
+        // (an untrusted one runs with the command line's rule, or none).
+        if !matches!(signature, SignatureStatus::Valid { .. }) {
+            workflow.settings.keep_checkpoints = None;
+        }
         // A budget the checkpoint already used up would stop the run at once
         // with a copy of this checkpoint: refuse it before anything runs.
         let max_steps = opts.max_steps.unwrap_or(workflow.settings.max_steps);
@@ -431,8 +436,10 @@ impl Session {
         drop(shared);
         // Later checkpoints are increments over the full checkpoint this one
         // is (or is written over), while they qualify.
-        let sink =
-            CheckpointStore::new(&root, sandbox.module_code(), Some(key)).continuing(chain_base).with_trace(opts.trace);
+        let sink = CheckpointStore::new(&root, sandbox.module_code(), Some(key))
+            .continuing(chain_base)
+            .with_trace(opts.trace)
+            .resumed_at(steps);
         Session {
             workflow: Arc::new(workflow),
             sandbox,

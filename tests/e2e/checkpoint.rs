@@ -832,3 +832,34 @@ fn with_a_retention_rule_the_checkpoint_count_bound_no_longer_stops_durability()
     let out = wf.run(&input, &["--keep-checkpoints", "0"]);
     assert_eq!(out.code, 2);
 }
+
+#[test]
+fn retention_never_removes_checkpoints_of_another_branch_of_the_run() {
+    let wf = chain_of(8, "");
+    let input = scripts(json!({}));
+    let out = wf.run(&input, &["--json", "--checkpoint-every", "1", "--max-steps", "4"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    let first = graflow_host::checkpoint::list(&wf.checkpoints()).unwrap();
+    assert_eq!(first.iter().map(|s| s.meta.steps).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    // Resume the checkpoint after step 2 (a second branch of the run) with a
+    // rule of 1: the run's history up to there may go; steps 3 and 4 of the
+    // other branch, and whatever they are written over, stay.
+    let fork = first[1].base.to_str().unwrap().to_string();
+    let out = cli(
+        wf.dir.path(),
+        &["resume", &fork, "--json", "--checkpoint-every", "1", "--keep-checkpoints", "1", "--max-steps", "3"],
+    );
+    assert_eq!(out.code, 3, "{out:?}");
+    let (all, records) = committed_and_records(&wf.checkpoints());
+    assert_eq!(records, all.len(), "nothing dangling");
+    for s in &first[2..] {
+        assert!(
+            all.iter().any(|a| a.meta.checkpoint_id == s.meta.checkpoint_id),
+            "{} was removed",
+            s.meta.checkpoint_id
+        );
+        load_cp(&s.base);
+    }
+    let newest = all.iter().filter(|s| s.meta.steps == 3).count();
+    assert_eq!(newest, 2, "both branches' step-3 checkpoints are there");
+}

@@ -137,27 +137,73 @@ fn remove_checkpoint(base: &Path) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-/// Retention of one run: remove the checkpoints of its session `folder`
-/// older than its `keep` newest, except the full checkpoints a kept
-/// increment is written over and `also_keep` (the base the writer's next
-/// increments go over). Newest first, so an increment always goes before
-/// its base. Module copies and the journal stay (`prune` collects unused
-/// module copies). The removed ids, oldest first.
+/// What one writer's retention may remove (see [`retain`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention<'a> {
+    /// Checkpoints of the run to keep, at least 1.
+    pub keep: u64,
+    /// The ids this writer committed in the folder, oldest first (the last
+    /// is the one just committed).
+    pub written: &'a [String],
+    /// Completed tasks of the checkpoint the writer resumed (`None` for a
+    /// new run): the run's history, checkpoints of the folder at or below
+    /// it, counts as its own. Checkpoints above it that it did not write
+    /// (another resume of the same run, a fork) are never removed.
+    pub resumed_steps: Option<u64>,
+    /// Ids never removed: the base the writer's next increments go over.
+    pub also_keep: Option<&'a str>,
+}
+
+/// Retention of one run: remove the run's checkpoints in its session
+/// `folder` beyond the newest `keep` (ordered by completed tasks, then by
+/// when they were written), except the full checkpoints any checkpoint of
+/// the folder is written over, the one just committed and `also_keep`.
+/// Newest first, commit record first, so an increment always goes before its
+/// base. Nothing is removed while a commit record in the folder cannot be
+/// read (its base is unknown). Module copies and the journal stay (`prune`
+/// collects unused module copies). The removed ids, oldest first.
 ///
 /// Call only while holding the directory's exclusive lock (a commit does):
 /// then no reader is loading (loads hold the shared lock) and no other
 /// writer is committing.
-pub fn retain(folder: &Path, keep: u64, also_keep: Option<&str>) -> Result<Vec<String>, CheckpointError> {
-    let mut all = list_folder(folder);
-    sort_oldest_first(&mut all);
-    let keep = usize::try_from(keep).unwrap_or(usize::MAX).max(1);
-    let cut = all.len().saturating_sub(keep);
-    let mut needed: HashSet<String> =
-        all[cut..].iter().filter_map(|s| s.meta.base.as_ref().map(|b| b.checkpoint_id.clone())).collect();
-    needed.extend(also_keep.map(str::to_string));
+pub fn retain(folder: &Path, rule: Retention<'_>) -> Result<Vec<String>, CheckpointError> {
+    let all = list_folder(folder);
+    let records = std::fs::read_dir(folder)
+        .map_err(io(folder))?
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".meta.json") && !n.starts_with(".tmp-")))
+        .count();
+    if records != all.len() {
+        tracing::warn!(
+            "retention skipped in {}: {} commit record(s) cannot be read, so the checkpoints they need are unknown",
+            folder.display(),
+            records.saturating_sub(all.len())
+        );
+        return Ok(Vec::new());
+    }
+    // Every base anything in the folder is written over stays.
+    let mut needed: HashSet<&str> =
+        all.iter().filter_map(|s| s.meta.base.as_ref().map(|b| b.checkpoint_id.as_str())).collect();
+    needed.extend(rule.also_keep);
+    needed.extend(rule.written.last().map(String::as_str));
+    let order = |id: &str| rule.written.iter().position(|w| w == id);
+    let mut own: Vec<&Summary> = all
+        .iter()
+        .filter(|s| order(&s.meta.checkpoint_id).is_some() || rule.resumed_steps.is_some_and(|r| s.meta.steps <= r))
+        .collect();
+    own.sort_by(|a, b| {
+        (a.meta.steps, order(&a.meta.checkpoint_id), &a.meta.created_at, &a.meta.checkpoint_id).cmp(&(
+            b.meta.steps,
+            order(&b.meta.checkpoint_id),
+            &b.meta.created_at,
+            &b.meta.checkpoint_id,
+        ))
+    });
+    let keep = usize::try_from(rule.keep).unwrap_or(usize::MAX).max(1);
+    let cut = own.len().saturating_sub(keep);
     let mut removed = Vec::new();
-    for s in all[..cut].iter().rev() {
-        if needed.contains(&s.meta.checkpoint_id) {
+    for s in own[..cut].iter().rev() {
+        if needed.contains(s.meta.checkpoint_id.as_str()) {
             continue;
         }
         remove_checkpoint(&s.base)?;

@@ -31,7 +31,7 @@ pub mod schema;
 pub mod signing;
 pub mod write;
 
-pub use directory::{DirLock, Pruned, Summary, latest, list, prune, retain};
+pub use directory::{DirLock, Pruned, Retention, Summary, latest, list, prune, retain};
 pub use layout::{DEFAULT_DIR, base_of, root_of, with_ext};
 pub use read::{Base, Loaded, SignatureStatus, Trust, load, read_meta};
 pub use schema::{Context, Meta, StateFile};

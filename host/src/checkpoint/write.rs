@@ -90,6 +90,12 @@ pub struct CheckpointStore {
     chain: Option<Chain>,
     /// The run's trace context, recorded in each commit record.
     trace: Option<crate::engine::TraceParent>,
+    /// Ids this store committed, per session, oldest first (for retention;
+    /// ids retention removed are dropped, so with a rule it holds about
+    /// `keep_checkpoints` + 1; without one, only the newest).
+    written: BTreeMap<String, Vec<String>>,
+    /// Completed tasks of the checkpoint this store's run was resumed from.
+    resumed_steps: Option<u64>,
 }
 
 impl CheckpointStore {
@@ -110,7 +116,17 @@ impl CheckpointStore {
             swept: false,
             chain: None,
             trace: None,
+            written: BTreeMap::new(),
+            resumed_steps: None,
         }
+    }
+
+    /// The run this store writes for was resumed from a checkpoint with
+    /// `steps` completed tasks: the checkpoints of its folder up to there are
+    /// its history (retention may remove them).
+    pub fn resumed_at(mut self, steps: u64) -> CheckpointStore {
+        self.resumed_steps = Some(steps);
+        self
     }
 
     /// Record `trace` (the run span's context) in every checkpoint written.
@@ -298,6 +314,11 @@ impl CheckpointStore {
         let Some((id, base, bytes, ctx)) = written else {
             return Err(CheckpointError::BadId { id: state.session_id.clone() });
         };
+        let ours = self.written.entry(state.session_id.clone()).or_default();
+        ours.push(id.clone());
+        if workflow.settings.keep_checkpoints.is_none() && ours.len() > 1 {
+            ours.remove(0);
+        }
         match &mut self.chain {
             Some(chain) if !full => chain.increments += 1,
             _ => {
@@ -315,9 +336,15 @@ impl CheckpointStore {
             // Committed already: a retention that fails is reported, and the
             // next commit tries again.
             let chain_base = self.chain.as_ref().map(|c| c.base.checkpoint_id.as_str());
-            match super::directory::retain(&dir, keep, chain_base) {
+            let written = self.written.get(&state.session_id).map_or(&[][..], Vec::as_slice);
+            let rule =
+                super::directory::Retention { keep, written, resumed_steps: self.resumed_steps, also_keep: chain_base };
+            match super::directory::retain(&dir, rule) {
                 Ok(removed) if !removed.is_empty() => {
                     tracing::debug!("retention (keep_checkpoints = {keep}): removed {}", removed.join(", "));
+                    if let Some(ours) = self.written.get_mut(&state.session_id) {
+                        ours.retain(|id| !removed.contains(id));
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(

@@ -48,12 +48,21 @@ pub struct WorkerArgs {
     telemetry: super::telemetry::TelemetryArgs,
 }
 
-/// `/readyz` of a worker.
-struct WorkerReady(Arc<Worker>);
+/// `/readyz` of a worker: its answer is reused for a second, so scrapes
+/// cannot make the worker hammer Redis with connections.
+struct WorkerReady(Arc<Worker>, std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>);
 
 impl graflow_host::telemetry::Readiness for WorkerReady {
     fn ready(&self) -> Result<(), String> {
-        self.0.readiness()
+        let mut last = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, answer)) = last.as_ref()
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return answer.clone();
+        }
+        let answer = self.0.readiness();
+        *last = Some((std::time::Instant::now(), answer.clone()));
+        answer
     }
 }
 
@@ -96,7 +105,8 @@ pub fn worker(args: WorkerArgs) -> Result<ExitStatus, CliError> {
         worker = worker.with_metrics(m.clone());
     }
     let worker = Arc::new(worker);
-    let _metrics_server = args.telemetry.serve_metrics(metrics.as_ref(), Arc::new(WorkerReady(worker.clone())))?;
+    let _metrics_server =
+        args.telemetry.serve_metrics(metrics.as_ref(), Arc::new(WorkerReady(worker.clone(), Default::default())))?;
     // The first SIGINT / SIGTERM stops the worker gracefully; a second quits at once.
     let flag = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

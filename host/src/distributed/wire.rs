@@ -59,9 +59,13 @@ pub struct Dispatch {
     /// The size of that view, in `entry_bytes` (for `max_channel_bytes`).
     pub view_bytes: u64,
     /// The coordinator's attempt span (W3C `traceparent`), when the run is
-    /// traced: the worker's span is its child. A malformed value is refused
-    /// with the rest of the dispatch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// traced: the worker's span is its child. A malformed value is read as
+    /// none.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::engine::TraceParent::deserialize_lenient"
+    )]
     pub traceparent: Option<crate::engine::TraceParent>,
 }
 

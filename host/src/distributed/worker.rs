@@ -565,15 +565,23 @@ impl Worker {
                 },
             )
         });
-        if let Some(m) = &self.metrics {
+        /// Counts the attempt out of `tasks_in_flight` however handling ends
+        /// (a panic included), unless its outcome was counted.
+        struct Flight<'a>(Option<&'a crate::telemetry::Metrics>);
+        impl Drop for Flight<'_> {
+            fn drop(&mut self) {
+                if let Some(m) = self.0.take() {
+                    m.task_stopped();
+                }
+            }
+        }
+        let mut flight = Flight(self.metrics.as_deref());
+        if let Some(m) = flight.0 {
             m.task_started();
         }
         let outcome = match self.execute(con, view_con, &d, span.clone()) {
             Ok(o) => o,
             Err(Refusal::Redis(e)) => {
-                if let Some(m) = &self.metrics {
-                    m.task_stopped();
-                }
                 if let Some(s) = &span {
                     s.finish("redis_error", None);
                 }
@@ -592,7 +600,7 @@ impl Worker {
         match &outcome {
             Outcome::Done(c) => {
                 let failure = c.failure.as_ref().or(c.outcome.as_ref().err());
-                if let Some(m) = &self.metrics {
+                if let Some(m) = flight.0.take() {
                     match failure {
                         Some(f) => m.task_failed(f.kind.name(), seconds, false),
                         None => m.task_succeeded(seconds),
@@ -606,9 +614,7 @@ impl Worker {
                 }
             }
             Outcome::HandBack => {
-                if let Some(m) = &self.metrics {
-                    m.task_stopped();
-                }
+                // `flight` counts it out.
                 if let Some(s) = &span {
                     s.finish("handed_back", None);
                 }

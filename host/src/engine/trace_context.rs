@@ -46,6 +46,16 @@ impl serde::Serialize for TraceParent {
     }
 }
 
+impl TraceParent {
+    /// For `#[serde(deserialize_with)]`: an optional field whose malformed
+    /// value is read as absent (the work starts a trace of its own) instead
+    /// of refusing the whole message.
+    pub fn deserialize_lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TraceParent>, D::Error> {
+        let text = <Option<std::borrow::Cow<'de, str>> as serde::Deserialize>::deserialize(d)?;
+        Ok(text.as_deref().and_then(TraceParent::parse))
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for TraceParent {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TraceParent, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;

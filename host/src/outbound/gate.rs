@@ -508,6 +508,8 @@ pub async fn send(
         && let Ok(v) = http::HeaderValue::from_str(&tp.header())
     {
         parts.headers.insert(http::HeaderName::from_static("traceparent"), v);
+        // A guest's `tracestate` belongs to its own `traceparent`.
+        parts.headers.remove(http::HeaderName::from_static("tracestate"));
     }
     if let Some(a) = parts.uri.authority()
         && let Ok(v) = http::HeaderValue::from_str(a.as_str())

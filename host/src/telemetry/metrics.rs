@@ -255,7 +255,15 @@ impl MetricsServer {
                     let live = Arc::new(AtomicUsize::new(0));
                     while !stopping.load(Ordering::Relaxed) {
                         let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
-                        let Ok(Ok((stream, _))) = accepted else { continue };
+                        let stream = match accepted {
+                            Ok(Ok((stream, _))) => stream,
+                            Err(_) => continue,
+                            // Out of file descriptors, say: wait before trying again.
+                            Ok(Err(_)) => {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            }
+                        };
                         if live.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
                             continue;
                         }

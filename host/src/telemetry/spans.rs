@@ -300,8 +300,10 @@ impl RunListener for RunTracer {
             }
             EventKind::Checkpoint { id, mode, after, bytes, duration_ms } => {
                 drop(open);
+                // `id` is the path `resume` takes; the id is its last part.
+                let name = std::path::Path::new(id).file_name().and_then(|n| n.to_str()).unwrap_or(id);
                 let mut attributes = vec![
-                    KeyValue::new("graflow.checkpoint.id", id.clone()),
+                    KeyValue::new("graflow.checkpoint.id", name.to_string()),
                     KeyValue::new("graflow.checkpoint.mode", *mode),
                     KeyValue::new("graflow.checkpoint.bytes", *bytes as i64),
                 ];

@@ -71,8 +71,13 @@ pub struct Record {
     /// See [`Meta::outbound`]: absent when the workflow grants no network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound: Option<crate::outbound::Policy>,
-    /// See [`Meta::trace`]: absent when the run was not traced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// See [`Meta::trace`]: absent when the run was not traced (a malformed
+    /// value is read as absent).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::engine::TraceParent::deserialize_lenient"
+    )]
     pub trace: Option<crate::engine::TraceParent>,
     /// See [`Meta::keep_checkpoints`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
