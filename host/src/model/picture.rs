@@ -153,21 +153,94 @@ fn dot(wf: &Workflow) -> String {
     out
 }
 
+/// A box around `label`: three lines of the same width.
+fn boxed(label: &str) -> [String; 3] {
+    let label: String = label.chars().filter(|c| !c.is_control()).collect();
+    let w = label.chars().count();
+    let edge = format!("+{}+", "-".repeat(w + 2));
+    [edge.clone(), format!("| {label} |"), edge]
+}
+
+/// The lines drawing top-level node `name`: a box, or for a group a frame
+/// holding its members' boxes side by side.
+fn node_lines(wf: &Workflow, name: &str) -> Vec<String> {
+    let Some(Node::Group(g)) = wf.graph.nodes.get(name) else { return boxed(name).to_vec() };
+    let members: Vec<[String; 3]> = g
+        .members
+        .iter()
+        .map(|m| match wf.graph.nodes.get(m) {
+            Some(Node::Group(inner)) => boxed(&format!("{m} (group: {})", inner.members.join(" | "))),
+            _ => boxed(m),
+        })
+        .collect();
+    let inner: Vec<String> =
+        (0..3).map(|i| members.iter().map(|b| b[i].as_str()).collect::<Vec<_>>().join(" ")).collect();
+    let title = format!(" {name} (parallel, {}) ", g.policy);
+    // Edges inside the branches (`(a >> b) | c`: a to b).
+    let edges: Vec<String> =
+        g.members.iter().flat_map(|m| wf.graph.successors(m).iter().map(move |s| format!("{m} --> {s}"))).collect();
+    let len = |s: &String| s.chars().count();
+    // Every line is `width + 4` characters.
+    let width = inner.iter().chain(&edges).map(len).chain([len(&title)]).max().unwrap_or(0);
+    let mut lines = vec![format!("+={title}{}+", "=".repeat(width - len(&title) + 1))];
+    for row in inner.iter().chain(&edges) {
+        lines.push(format!("| {row}{} |", " ".repeat(width - len(row))));
+    }
+    lines.push(format!("+{}+", "=".repeat(width + 2)));
+    lines
+}
+
+/// The flow drawn top-down in plain text: each node of the flow in a box
+/// (a group as a frame around its members' boxes), in the order the run
+/// reaches them from the start; an arrow down to the next box when a node
+/// leads there, `+--> name` for its other successors (`(back)` when that one
+/// is drawn above: a cycle).
 fn ascii(wf: &Workflow) -> String {
-    let mut out = format!("workflow {} (start: {})\n", wf.name, wf.start);
-    for (name, node) in &wf.graph.nodes {
-        let what = match node {
-            Node::Group(g) => format!("{name}  [parallel, {}: {}]", g.policy, g.members.join(" | ")),
-            Node::Task => name.clone(),
-        };
-        let _ = writeln!(out, "{what}");
-        for b in wf.graph.successors(name) {
-            let _ = writeln!(out, "  -> {b}");
+    let members = parents(wf);
+    let top = |n: &str| !members.contains_key(n);
+    // Breadth first from the start; a group leads on from its members' chains too.
+    let mut order: Vec<&str> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut queue = std::collections::VecDeque::from([wf.start.as_str()]);
+    while let Some(n) = queue.pop_front() {
+        if !seen.insert(n) {
+            continue;
+        }
+        if top(n) {
+            order.push(n);
+        }
+        let mut next: Vec<&str> = wf.graph.successors(n).iter().map(String::as_str).collect();
+        if let Some(Node::Group(g)) = wf.graph.nodes.get(n) {
+            next.extend(g.members.iter().map(String::as_str));
+        }
+        queue.extend(next);
+    }
+    let rest: Vec<&str> = wf.graph.nodes.keys().map(String::as_str).filter(|n| top(n) && !seen.contains(n)).collect();
+    order.extend(rest);
+    let mut out = format!("workflow {} (start: {})\n\n", wf.name, wf.start);
+    for (i, name) in order.iter().enumerate() {
+        let lines = node_lines(wf, name);
+        for l in &lines {
+            let _ = writeln!(out, "{l}");
+        }
+        let below = order.get(i + 1).copied();
+        let successors = wf.graph.successors(name);
+        for s in successors.iter().filter(|s| Some(s.as_str()) != below) {
+            let back = if order[..=i].contains(&s.as_str()) { " (back)" } else { "" };
+            let _ = writeln!(out, "  +--> {s}{back}");
+        }
+        if let Some(b) = below {
+            let middle = lines[0].chars().count() / 2;
+            if successors.iter().any(|s| s == b) {
+                let _ = writeln!(out, "{}|\n{}v", " ".repeat(middle), " ".repeat(middle));
+            } else {
+                out.push('\n');
+            }
         }
     }
     let dynamic = dynamic_only(wf);
     if !dynamic.is_empty() {
-        let _ = writeln!(out, "only reachable by next_task: {}", dynamic.join(", "));
+        let _ = writeln!(out, "\nonly reachable by next_task: {}", dynamic.join(", "));
     }
     out
 }
@@ -232,9 +305,43 @@ mod tests {
         );
         assert!(d.contains("\"a\" -> \"store\" [ltail=\"cluster_group_1\"]"), "{d}");
         let a = draw(&wf, Format::Ascii);
-        assert!(
-            a.contains("group_1  [parallel, strict: a | b]") && a.contains("only reachable by next_task: worker"),
-            "{a}"
-        );
+        let expected = "\
+workflow etl (start: fetch)
+
++-------+
+| fetch |
++-------+
+    |
+    v
++= group_1 (parallel, strict) =+
+| +---+ +---+                  |
+| | a | | b |                  |
+| +---+ +---+                  |
++==============================+
+                |
+                v
++-------+
+| store |
++-------+
+
+only reachable by next_task: worker
+";
+        assert_eq!(a, expected, "{a}");
+    }
+
+    #[test]
+    fn ascii_draws_a_cycle_as_a_back_arrow_and_a_branch_chain_inside_its_group() {
+        let mut wf = etl();
+        // fetch >> group_1 >> store >> fetch, and a >> x inside group_1's branch.
+        wf.graph.successors.insert("store".into(), vec!["fetch".into()]);
+        wf.graph.nodes.insert("x".into(), Node::Task);
+        wf.graph.successors.insert("a".into(), vec!["x".into()]);
+        let a = draw(&wf, Format::Ascii);
+        assert!(a.contains("| store |\n+-------+\n  +--> fetch (back)\n"), "{a}");
+        assert!(a.contains("| a --> x "), "{a}");
+        // Every line of the group's frame has the same width.
+        let frame: Vec<usize> =
+            a.lines().filter(|l| l.starts_with('|') || l.starts_with("+=")).map(|l| l.chars().count()).collect();
+        assert!(frame.windows(2).all(|w| w[0] == w[1] || w[0] == 9 || w[1] == 9), "{a}");
     }
 }
