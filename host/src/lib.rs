@@ -33,6 +33,21 @@ pub mod telemetry;
 
 pub use json::Json;
 
+/// `url` without its password (`scheme://user:***@host...`; a lone
+/// userinfo, which may be a token, becomes `***`), for messages and logs.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// An error and its sources, joined by `: ` (what `{:#}` prints for anyhow),
 /// for places that keep an error as text.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -480,9 +480,11 @@ fn a_runs_own_metrics_endpoint_counts_its_executions() {
 #[test]
 fn a_collector_over_https_or_a_bad_url_is_refused_naming_where_it_came_from() {
     let wf = workflow(&format!("[workflow]\nflow = \"a\"\n{}", scripted(&["a"])));
-    let out = wf.run(&json!({}), &["--otlp-endpoint", "https://collector.example:4318"]);
+    let out = wf.run(&json!({}), &["--otlp-endpoint", "https://ingest:t0ken-s3cret@collector.example:4318"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--otlp-endpoint") && out.stderr.contains("plain http"), "{}", out.stderr);
+    assert!(!out.stderr.contains("t0ken-s3cret"), "the password is not printed: {}", out.stderr);
+    assert!(out.stderr.contains("ingest:***@collector.example"), "{}", out.stderr);
     let out = command(wf.dir.path())
         .args(["run", "workflow.toml"])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")

@@ -42,7 +42,8 @@ impl TelemetryArgs {
             TraceConfig::from_env(self.otlp_endpoint.as_deref()).map_err(|e| CliError::bad_input(anyhow!(e)))?;
         let Some(config) = config else { return Ok(None) };
         let tracing = Tracing::start(&config).map_err(|e| CliError::bad_input(anyhow!(e)))?;
-        tracing::info!("exporting traces to {} as service {}", config.endpoint, config.service_name);
+        let shown = graflow_host::redacted_url(&config.endpoint);
+        tracing::info!("exporting traces to {shown} as service {}", config.service_name);
         Ok(Some(tracing))
     }
 

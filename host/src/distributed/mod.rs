@@ -152,18 +152,9 @@ pub enum RedisError {
     },
 }
 
-/// `url` without its password, for messages.
+/// `url` without its password, for messages (see [`crate::redacted_url`]).
 pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => format!("{}***{}", &url[..scheme + 3], &url[at..]),
-            }
-        }
-        _ => url.to_string(),
-    }
+    crate::redacted_url(url)
 }
 
 /// The environment variable naming a PEM file of the certificate

@@ -89,13 +89,15 @@ impl TraceConfig {
             Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
             Ok(uri) if uri.scheme_str() == Some("https") => {
                 return Err(TraceSetupError(format!(
-                    "{source} = {endpoint}: this build exports over plain http only; send to an OpenTelemetry \
-                     collector on this machine or network (http://HOST:4318), which can forward over TLS"
+                    "{source} = {}: this build exports over plain http only; send to an OpenTelemetry \
+                     collector on this machine or network (http://HOST:4318), which can forward over TLS",
+                    crate::redacted_url(&endpoint)
                 )));
             }
             _ => {
                 return Err(TraceSetupError(format!(
-                    "{source} = '{endpoint}' is not an http:// URL (e.g. http://127.0.0.1:4318)"
+                    "{source} = '{}' is not an http:// URL (e.g. http://127.0.0.1:4318)",
+                    crate::redacted_url(&endpoint)
                 )));
             }
         }
