@@ -18,32 +18,43 @@
 
 pub use crate::engine::feedback::*;
 use crate::json::Json;
+use crate::storage::{Storage, StorageError};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-/// Requests and answers as files beside a run's checkpoints:
-/// `<dir>/<session>/feedback/<id>.request.json` and `<id>.answer.json`.
+/// Requests and answers as objects beside a run's checkpoints, in a folder
+/// or a bucket ([`Storage`]): `<session>/feedback/<id>.request.json` and
+/// `<id>.answer.json`. Each is created once, never replaced.
 pub struct FileDesk {
-    root: PathBuf,
+    storage: Arc<dyn Storage>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FeedbackError + '_ {
-    move |source| FeedbackError::Io { path: path.to_path_buf(), source }
+fn storage_error(storage: &dyn Storage, key: &str) -> impl FnOnce(StorageError) -> FeedbackError {
+    let name = storage.name(key);
+    move |e| FeedbackError::Io { path: PathBuf::from(name), source: std::io::Error::other(e) }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, FeedbackError> {
-    match crate::files::read_bounded(path, MAX_FILE_BYTES, "feedback::MAX_FILE_BYTES") {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| FeedbackError::Corrupt { path: path.to_path_buf(), why: e.to_string() }),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(FeedbackError::Corrupt { path: path.to_path_buf(), why: e.to_string() }),
+fn read_json<T: for<'de> Deserialize<'de>>(storage: &dyn Storage, key: &str) -> Result<Option<T>, FeedbackError> {
+    let corrupt = |why: String| FeedbackError::Corrupt { path: PathBuf::from(storage.name(key)), why };
+    match storage.get(key, MAX_FILE_BYTES, "feedback::MAX_FILE_BYTES") {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map(Some).map_err(|e| corrupt(e.to_string())),
+        Ok(None) => Ok(None),
+        Err(e) => Err(corrupt(e.to_string())),
     }
 }
 
 /// The newest checkpoint of run `session` under `dir`: what resumes it.
 pub fn latest_of(dir: &Path, session: &str) -> Option<PathBuf> {
+    if crate::storage::is_bucket_url(dir) {
+        let Ok(crate::storage::Location::Bucket(bucket)) = crate::storage::Location::parse(dir) else { return None };
+        return crate::checkpoint::remote::list(&bucket)
+            .ok()?
+            .into_iter()
+            .rfind(|c| c.meta.session_id == session)
+            .map(|c| PathBuf::from(c.url));
+    }
     crate::checkpoint::list(dir).ok()?.into_iter().rfind(|c| c.meta.session_id == session).map(|c| c.base)
 }
 
@@ -75,41 +86,55 @@ impl Entry {
 impl FileDesk {
     /// The desk of the checkpoint directory `root`.
     pub fn new(root: impl Into<PathBuf>) -> FileDesk {
-        FileDesk { root: root.into() }
+        FileDesk { storage: Arc::new(crate::storage::Directory::new(root)) }
     }
 
-    fn dir(&self, session: &str) -> PathBuf {
-        self.root.join(session).join("feedback")
+    /// The desk of a checkpoint location (a folder or a bucket).
+    pub fn on(storage: Arc<dyn Storage>) -> FileDesk {
+        FileDesk { storage }
+    }
+
+    fn key(session: &str, id: &str, kind: &str) -> String {
+        format!("{session}/feedback/{id}.{kind}.json")
     }
 
     fn valid(id: &str) -> bool {
         id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())
     }
 
-    /// The request file at `path` (of session folder `session`) and its
-    /// answer; a file whose contents do not match its name and folder is
-    /// refused.
+    /// The request `id` of run `session` and its answer; a file whose
+    /// contents do not match its name and folder is refused.
     fn entry(&self, session: &str, id: &str) -> Result<Option<Entry>, FeedbackError> {
-        let dir = self.dir(session);
-        let path = dir.join(format!("{id}.request.json"));
-        let Some(request) = read_json::<FeedbackRequest>(&path)? else { return Ok(None) };
+        let key = Self::key(session, id, "request");
+        let Some(request) = read_json::<FeedbackRequest>(&*self.storage, &key)? else { return Ok(None) };
         if request.id != id || request.session_id != session {
             return Err(FeedbackError::Corrupt {
-                path,
+                path: PathBuf::from(self.storage.name(&key)),
                 why: format!("it holds request '{}' of run '{}'", request.id, request.session_id),
             });
         }
-        let answer = read_json::<AnswerRecord>(&dir.join(format!("{id}.answer.json")))?;
+        let answer = read_json::<AnswerRecord>(&*self.storage, &Self::key(session, id, "answer"))?;
         Ok(Some(Entry { request, answer }))
     }
 
-    fn sessions(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
-        entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|s| crate::checkpoint::schema::is_valid_id(s) && s != "modules")
+    /// The (session, id) of every request object.
+    fn requests(&self) -> Vec<(String, String)> {
+        let objects = match self.storage.list("") {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!("cannot list {}: {e}", self.storage.name(""));
+                return Vec::new();
+            }
+        };
+        objects
+            .into_iter()
+            .filter_map(|o| {
+                let mut parts = o.key.splitn(3, '/');
+                let (session, folder, file) = (parts.next()?, parts.next()?, parts.next()?);
+                let id = file.strip_suffix(".request.json").filter(|id| Self::valid(id))?;
+                (folder == "feedback" && crate::checkpoint::schema::is_valid_id(session) && session != "modules")
+                    .then(|| (session.to_string(), id.to_string()))
+            })
             .collect()
     }
 
@@ -117,16 +142,11 @@ impl FileDesk {
     /// read is skipped with a warning naming it.
     pub fn list(&self) -> Result<Vec<Entry>, FeedbackError> {
         let mut out = Vec::new();
-        for session in self.sessions() {
-            let Ok(files) = std::fs::read_dir(self.dir(&session)) else { continue };
-            for f in files.flatten() {
-                let name = f.file_name().to_string_lossy().into_owned();
-                let Some(id) = name.strip_suffix(".request.json").filter(|id| Self::valid(id)) else { continue };
-                match self.entry(&session, id) {
-                    Ok(Some(e)) => out.push(e),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!("skipped a feedback request: {e}"),
-                }
+        for (session, id) in self.requests() {
+            match self.entry(&session, &id) {
+                Ok(Some(e)) => out.push(e),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("skipped a feedback request: {e}"),
             }
         }
         out.sort_by_key(|e| (e.request.requested_at_ms, e.request.id.clone()));
@@ -135,12 +155,14 @@ impl FileDesk {
 
     /// The request `id`.
     pub fn find(&self, id: &str) -> Result<Entry, FeedbackError> {
-        let unknown = || FeedbackError::Unknown { id: id.to_string(), dir: self.root.clone() };
+        let unknown = || FeedbackError::Unknown { id: id.to_string(), dir: PathBuf::from(self.storage.name("")) };
         if !Self::valid(id) {
             return Err(unknown());
         }
-        for session in self.sessions() {
-            if let Some(e) = self.entry(&session, id)? {
+        for (session, found) in self.requests() {
+            if found == id
+                && let Some(e) = self.entry(&session, id)?
+            {
                 return Ok(e);
             }
         }
@@ -161,39 +183,35 @@ impl FileDesk {
 
     /// Write the answer file of `request` (refused if it exists).
     pub fn record(&self, request: &FeedbackRequest, answer: Json, by: &str) -> Result<(), FeedbackError> {
-        let dir = self.dir(&request.session_id);
-        crate::checkpoint::fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
-        let path = dir.join(format!("{}.answer.json", request.id));
+        let key = Self::key(&request.session_id, &request.id, "answer");
         let record =
             AnswerRecord { id: request.id.clone(), answer, answered_at_ms: crate::engine::now_ms(), by: by.into() };
         let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
-        match crate::checkpoint::fsutil::write_durable_new(&path, &bytes) {
+        match self.storage.put_new(&key, &bytes) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let by = read_json::<AnswerRecord>(&path)?.map_or_else(|| "?".into(), |a| a.by);
+            Err(StorageError::AlreadyExists { .. }) => {
+                let by = read_json::<AnswerRecord>(&*self.storage, &key)?.map_or_else(|| "?".into(), |a| a.by);
                 Err(FeedbackError::AlreadyAnswered { id: request.id.clone(), by, answer: "(see the file)".into() })
             }
-            Err(e) => Err(io(&path)(e)),
+            Err(e) => Err(storage_error(&*self.storage, &key)(e)),
         }
     }
 }
 
 impl FeedbackDesk for FileDesk {
     fn answer(&self, request: &FeedbackRequest) -> Result<Option<Json>, FeedbackError> {
-        let path = self.dir(&request.session_id).join(format!("{}.answer.json", request.id));
-        Ok(read_json::<AnswerRecord>(&path)?.map(|a| a.answer))
+        let key = Self::key(&request.session_id, &request.id, "answer");
+        Ok(read_json::<AnswerRecord>(&*self.storage, &key)?.map(|a| a.answer))
     }
 
     fn post(&self, request: &FeedbackRequest) -> Result<(), FeedbackError> {
-        let dir = self.dir(&request.session_id);
-        crate::checkpoint::fsutil::create_dir_durable(&dir).map_err(io(&dir))?;
-        let path = dir.join(format!("{}.request.json", request.id));
+        let key = Self::key(&request.session_id, &request.id, "request");
         let bytes = serde_json::to_vec_pretty(request).unwrap_or_default();
-        match crate::checkpoint::fsutil::write_durable_new(&path, &bytes) {
+        match self.storage.put_new(&key, &bytes) {
             // Asked again (the task runs again after a pause): the first
             // request stays.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            other => other.map_err(io(&path)),
+            Err(StorageError::AlreadyExists { .. }) => Ok(()),
+            other => other.map_err(storage_error(&*self.storage, &key)),
         }
     }
 }

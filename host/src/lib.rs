@@ -29,6 +29,7 @@ pub mod sandbox;
 pub mod serve;
 pub mod session;
 pub mod signals;
+pub mod storage;
 pub mod telemetry;
 
 pub use json::Json;

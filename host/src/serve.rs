@@ -24,8 +24,11 @@ use std::sync::Arc;
 
 /// What the server serves.
 pub struct ServeState {
-    /// The checkpoint directory.
+    /// The checkpoint directory (or the `s3://` URL of a bucket).
     pub dir: PathBuf,
+    /// Where its requests, answers and checkpoints are: the directory, or
+    /// the bucket.
+    pub location: crate::storage::Location,
     /// Required on every request when set.
     pub token: Option<String>,
 }
@@ -227,7 +230,7 @@ async fn api_requests(
     if let Some(refused) = guard(&s, q.get("token").map(String::as_str), &headers, false) {
         return refused;
     }
-    match FileDesk::new(&s.dir).list() {
+    match FileDesk::on(s.location.storage()).list() {
         Ok(list) => axum::Json(list.iter().map(Entry::to_json).collect::<Vec<_>>()).into_response(),
         Err(e) => json_error(status_of(&e), e.to_string()),
     }
@@ -242,7 +245,7 @@ async fn api_request(
     if let Some(refused) = guard(&s, q.get("token").map(String::as_str), &headers, false) {
         return refused;
     }
-    match FileDesk::new(&s.dir).find(&id) {
+    match FileDesk::on(s.location.storage()).find(&id) {
         Ok(e) => axum::Json(e.to_json()).into_response(),
         Err(e) => json_error(status_of(&e), e.to_string()),
     }
@@ -274,7 +277,7 @@ async fn api_answer(
         Some(Ok(a)) => a,
         _ => return json_error(StatusCode::BAD_REQUEST, "the body must be the answer, as a JSON object".into()),
     };
-    match FileDesk::new(&s.dir).answer_request(&id, &answer, "api") {
+    match FileDesk::on(s.location.storage()).answer_request(&id, &answer, "api") {
         Ok(r) => axum::Json(serde_json::json!({"answered": r.id, "task_id": r.task_id})).into_response(),
         Err(e) => json_error(status_of(&e), e.to_string()),
     }
@@ -288,7 +291,7 @@ async fn api_checkpoints(
     if let Some(refused) = guard(&s, q.get("token").map(String::as_str), &headers, false) {
         return refused;
     }
-    let list = crate::checkpoint::list(&s.dir).unwrap_or_default();
+    let list = checkpoints_of(&s.location).unwrap_or_default();
     let rows: Vec<serde_json::Value> = list
         .iter()
         .map(|c| {
@@ -342,7 +345,7 @@ async fn answer_form(
     if let Some(refused) = guard(&s, token, &headers, true) {
         return refused;
     }
-    let desk = FileDesk::new(&s.dir);
+    let desk = FileDesk::on(s.location.storage());
     let outcome = desk.find(&id).and_then(|e| {
         let answer = form_answer(e.request.kind, &fields).map_err(FeedbackError::WrongAnswer)?;
         desk.answer_request(&id, &answer, "web")
@@ -412,7 +415,7 @@ async fn page(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>,
         dir = esc(&s.dir.display().to_string())
     );
     if let Some(id) = q.get("answered") {
-        let resume = FileDesk::new(&s.dir)
+        let resume = FileDesk::on(s.location.storage())
             .find(id)
             .ok()
             .and_then(|e| crate::feedback::latest_of(&s.dir, &e.request.session_id))
@@ -429,7 +432,7 @@ async fn page(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>,
             esc(id),
         );
     }
-    let entries = FileDesk::new(&s.dir).list();
+    let entries = FileDesk::on(s.location.storage()).list();
     let entries = match entries {
         Ok(e) => e,
         Err(e) => {
@@ -479,7 +482,7 @@ async fn page(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>,
         out.push_str("</table>");
     }
     out.push_str("<h2>Runs and checkpoints</h2>");
-    match crate::checkpoint::list(&s.dir) {
+    match checkpoints_of(&s.location) {
         Ok(list) if !list.is_empty() => {
             out.push_str("<table><tr><th>run</th><th>checkpoint</th><th>steps</th><th>why</th><th>after</th><th>written</th></tr>");
             for c in list.iter().rev().take(200) {
@@ -500,4 +503,17 @@ async fn page(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>,
     }
     out.push_str("</body></html>");
     Html(out).into_response()
+}
+
+/// The committed checkpoints of a directory or a bucket, oldest first.
+fn checkpoints_of(
+    location: &crate::storage::Location,
+) -> Result<Vec<crate::checkpoint::Summary>, crate::checkpoint::CheckpointError> {
+    match location {
+        crate::storage::Location::Dir(dir) => crate::checkpoint::list(dir),
+        crate::storage::Location::Bucket(b) => Ok(crate::checkpoint::remote::list(b)?
+            .into_iter()
+            .map(|l| crate::checkpoint::Summary { base: PathBuf::from(l.url), meta: l.meta })
+            .collect()),
+    }
 }

@@ -59,6 +59,11 @@ pub struct RunOptions {
     /// Retention (`--keep-checkpoints`): overrides the workflow's
     /// `keep_checkpoints` (and a resumed checkpoint's).
     pub keep_checkpoints: Option<u64>,
+    /// The bucket checkpoints, feedback requests and the journal are
+    /// published to (`--checkpoint-dir s3://...`, or a resume of a
+    /// checkpoint in a bucket): `checkpoint_dir` (for a resume, the
+    /// checkpoint's folder) is then its working copy on this machine.
+    pub bucket: Option<Arc<crate::storage::Bucket>>,
 }
 
 /// What a resume does when a module's file changed since the checkpoint.
@@ -216,14 +221,20 @@ pub struct Session {
     coordinator: Option<crate::distributed::Coordinator>,
     feedback: Arc<dyn crate::feedback::FeedbackDesk>,
     defer_journal: bool,
+    bucket: Option<Arc<crate::storage::Bucket>>,
 }
 
-/// Where a run keeps feedback requests: files beside its checkpoints, or
-/// nowhere (requests are refused) without a checkpoint directory.
-fn default_desk(dir: Option<&Path>) -> Arc<dyn crate::feedback::FeedbackDesk> {
-    match dir {
-        Some(d) => Arc::new(crate::feedback::FileDesk::new(d)),
-        None => Arc::new(crate::feedback::NoDesk),
+/// Where a run keeps feedback requests: beside its checkpoints (in the
+/// bucket when they are published to one), or nowhere (requests are
+/// refused) without a checkpoint directory.
+fn default_desk(
+    dir: Option<&Path>,
+    bucket: Option<&Arc<crate::storage::Bucket>>,
+) -> Arc<dyn crate::feedback::FeedbackDesk> {
+    match (dir, bucket) {
+        (_, Some(b)) => Arc::new(crate::feedback::FileDesk::on(b.clone())),
+        (Some(d), None) => Arc::new(crate::feedback::FileDesk::new(d)),
+        (None, None) => Arc::new(crate::feedback::NoDesk),
     }
 }
 
@@ -318,9 +329,11 @@ impl Session {
         }
         let state = RunState::new(&workflow, session_id, input);
         let sink: Box<dyn CheckpointSink> = match &opts.checkpoint_dir {
-            Some(dir) => {
-                Box::new(CheckpointStore::new(dir, sandbox.module_code(), opts.key.clone()).with_trace(opts.trace))
-            }
+            Some(dir) => Box::new(
+                CheckpointStore::new(dir, sandbox.module_code(), opts.key.clone())
+                    .with_trace(opts.trace)
+                    .publishing_to(opts.bucket.clone()),
+            ),
             None => Box::new(NoCheckpoints),
         };
         Session {
@@ -329,7 +342,7 @@ impl Session {
             state,
             channel: Arc::new(MemoryChannel::default()),
             sink,
-            feedback: default_desk(opts.checkpoint_dir.as_deref()),
+            feedback: default_desk(opts.checkpoint_dir.as_deref(), opts.bucket.as_ref()),
             checkpoint_dir: opts.checkpoint_dir,
             interrupt: Arc::new(AtomicBool::new(false)),
             checkpoint_every: opts.checkpoint_every,
@@ -341,6 +354,7 @@ impl Session {
             redis: opts.redis,
             coordinator: None,
             defer_journal: opts.defer_journal,
+            bucket: opts.bucket,
         }
         .connected()
     }
@@ -439,14 +453,20 @@ impl Session {
         let sink = CheckpointStore::new(&root, sandbox.module_code(), Some(key))
             .continuing(chain_base)
             .with_trace(opts.trace)
-            .resumed_at(steps);
+            .resumed_at(steps)
+            .publishing_to(opts.bucket.clone());
+        if let Some(bucket) = &opts.bucket
+            && let Err(e) = checkpoint::remote::pull_journal(bucket, &meta.session_id)
+        {
+            tracing::warn!("the run's journal was not downloaded: {}", crate::error_chain(&e));
+        }
         Session {
             workflow: Arc::new(workflow),
             sandbox,
             state: context.state,
             channel: Arc::new(MemoryChannel::from_map(context.channel)),
             sink: Box::new(sink),
-            feedback: default_desk(Some(&root)),
+            feedback: default_desk(Some(&root), opts.bucket.as_ref()),
             checkpoint_dir: Some(root),
             interrupt: Arc::new(AtomicBool::new(false)),
             checkpoint_every: opts.checkpoint_every,
@@ -459,6 +479,7 @@ impl Session {
             coordinator: None,
             // The session folder exists: the checkpoint resumed is in it.
             defer_journal: false,
+            bucket: opts.bucket,
         }
         .connected()
     }
@@ -603,6 +624,13 @@ impl Session {
         }
         let outcome = engine.run(&mut self.state, &self.channel, self.sink.as_mut());
         drop(engine);
+        if let Some(bucket) = &self.bucket
+            && let Some(dir) = &self.checkpoint_dir
+            && crate::journal::path_of(dir, &self.state.session_id).exists()
+            && let Err(e) = checkpoint::remote::push_journal(bucket, &self.state.session_id)
+        {
+            tracing::warn!("the run's journal was not uploaded: {}", crate::error_chain(&e));
+        }
         // A coordinator serves one run: the next `run` connects anew.
         let Some(c) = self.coordinator.take() else { return outcome };
         c.finish();

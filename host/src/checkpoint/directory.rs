@@ -150,8 +150,9 @@ pub struct Retention<'a> {
     /// it, counts as its own. Checkpoints above it that it did not write
     /// (another resume of the same run, a fork) are never removed.
     pub resumed_steps: Option<u64>,
-    /// Ids never removed: the base the writer's next increments go over.
-    pub also_keep: Option<&'a str>,
+    /// Ids never removed: the base the writer's next increments go over,
+    /// and (for a bucket) bases that checkpoints of other machines need.
+    pub also_keep: &'a [&'a str],
 }
 
 /// Retention of one run: remove the run's checkpoints in its session
@@ -184,7 +185,7 @@ pub fn retain(folder: &Path, rule: Retention<'_>) -> Result<Vec<String>, Checkpo
     // Every base anything in the folder is written over stays.
     let mut needed: HashSet<&str> =
         all.iter().filter_map(|s| s.meta.base.as_ref().map(|b| b.checkpoint_id.as_str())).collect();
-    needed.extend(rule.also_keep);
+    needed.extend(rule.also_keep.iter().copied());
     needed.extend(rule.written.last().map(String::as_str));
     let order = |id: &str| rule.written.iter().position(|w| w == id);
     let mut own: Vec<&Summary> = all

@@ -27,6 +27,7 @@ pub mod format;
 pub(crate) mod fsutil;
 pub mod layout;
 pub mod read;
+pub mod remote;
 pub mod schema;
 pub mod signing;
 pub mod write;
@@ -182,6 +183,15 @@ pub enum CheckpointError {
     /// The signing key could not be had.
     #[error(transparent)]
     Key(#[from] signing::KeyError),
+    /// The bucket (or the folder, through [`crate::storage`]) refused.
+    #[error(transparent)]
+    Storage(Box<crate::storage::StorageError>),
+}
+
+impl From<crate::storage::StorageError> for CheckpointError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        CheckpointError::Storage(Box::new(e))
+    }
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {

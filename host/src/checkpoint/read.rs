@@ -137,6 +137,13 @@ pub fn read_meta(base: &Path) -> Result<(Meta, Option<Vec<u8>>), CheckpointError
         }
         Err(e) => return Err(CheckpointError::Read(Box::new(e))),
     };
+    parse_meta(&bytes, &meta_path)
+}
+
+/// Parse the commit record `bytes` (named `meta_path` in errors): the
+/// record, and (schema 2 and 3) the message its MAC covers.
+pub fn parse_meta(bytes: &[u8], meta_path: &Path) -> Result<(Meta, Option<Vec<u8>>), CheckpointError> {
+    let meta_path = meta_path.to_path_buf();
     let json = |e: serde_json::Error| CheckpointError::Json { path: meta_path.clone(), message: e.to_string() };
     let version: VersionOnly = serde_json::from_slice(&bytes).map_err(json)?;
     let number = match &version.schema_version {
@@ -163,7 +170,7 @@ pub fn read_meta(base: &Path) -> Result<(Meta, Option<Vec<u8>>), CheckpointError
     }
 }
 
-fn signature_of(meta: &Meta, message: Option<&[u8]>, key: &SigningKey) -> SignatureStatus {
+pub(crate) fn signature_of(meta: &Meta, message: Option<&[u8]>, key: &SigningKey) -> SignatureStatus {
     match (&meta.signature, message) {
         (Some(sig), Some(message)) => {
             if sig.algorithm != v2::ALGORITHM {

@@ -96,6 +96,11 @@ pub struct CheckpointStore {
     written: BTreeMap<String, Vec<String>>,
     /// Completed tasks of the checkpoint this store's run was resumed from.
     resumed_steps: Option<u64>,
+    /// The bucket each checkpoint is published to (`root` is then its
+    /// working copy): see `remote.rs`.
+    remote: Option<std::sync::Arc<crate::storage::Bucket>>,
+    /// Module copies this store put in the bucket (or found there).
+    published: std::collections::HashSet<Sha256>,
 }
 
 impl CheckpointStore {
@@ -118,7 +123,16 @@ impl CheckpointStore {
             trace: None,
             written: BTreeMap::new(),
             resumed_steps: None,
+            remote: None,
+            published: Default::default(),
         }
+    }
+
+    /// Publish every checkpoint to `bucket` once committed in `root`, its
+    /// working copy (see `remote.rs`).
+    pub fn publishing_to(mut self, bucket: Option<std::sync::Arc<crate::storage::Bucket>>) -> CheckpointStore {
+        self.remote = bucket;
+        self
     }
 
     /// The run this store writes for was resumed from a checkpoint with
@@ -212,11 +226,39 @@ impl CheckpointStore {
             && *steps == state.steps
             && *tries == retries
         {
-            return Ok(Written { id: base.display().to_string(), bytes: 0, fresh: false });
+            return Ok(Written { id: self.name_of(base), bytes: 0, fresh: false });
         }
-        let (base, bytes) = self.commit(workflow, state, channel, request)?;
+        let (mut base, mut bytes, base_lost) = self.commit(workflow, state, channel, request)?;
+        if base_lost {
+            // The increment's base went from the bucket while it was
+            // published (a prune elsewhere): the same state again, in full.
+            tracing::warn!(
+                "the base of checkpoint {} was removed from the bucket meanwhile: writing the checkpoint again in full",
+                base.display()
+            );
+            self.chain = None;
+            let (again, more, _) = self.commit(workflow, state, channel, request)?;
+            (base, bytes) = (again, bytes + more);
+        }
         self.last = Some((state.session_id.clone(), state.steps, retries, base.clone()));
-        Ok(Written { id: base.display().to_string(), bytes, fresh: true })
+        Ok(Written { id: self.name_of(&base), bytes, fresh: true })
+    }
+
+    /// How the checkpoint at `base` is named to the user: its path, or its
+    /// URL in the bucket it was published to.
+    fn name_of(&self, base: &Path) -> String {
+        match &self.remote {
+            Some(bucket) => {
+                let id = base.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let session = base
+                    .parent()
+                    .and_then(Path::file_name)
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                crate::storage::Storage::name(&**bucket, &format!("{session}/{id}"))
+            }
+            None => base.display().to_string(),
+        }
     }
 
     /// How the next checkpoint of `session`, whose folder is `dir`, is
@@ -261,7 +303,7 @@ impl CheckpointStore {
         state: &RunState,
         channel: &BTreeMap<String, Json>,
         request: &CheckpointRequest,
-    ) -> Result<(PathBuf, u64), CheckpointError> {
+    ) -> Result<(PathBuf, u64, bool), CheckpointError> {
         if !super::schema::is_valid_id(&state.session_id) {
             return Err(CheckpointError::BadId { id: state.session_id.clone() });
         }
@@ -298,6 +340,12 @@ impl CheckpointStore {
             if ["ctx", "state.json", "meta.json"].iter().any(|e| with_ext(&base, e).exists()) {
                 continue;
             }
+            if let Some(bucket) = &self.remote {
+                let modules: Vec<Sha256> = workflow.modules.values().map(|m| m.sha256).collect();
+                if !super::remote::claim(bucket, &state.session_id, &id, &modules)? {
+                    continue;
+                }
+            }
             match self.write_files(&base, &id, workflow, state, channel, request, estimate, &plan) {
                 Err(CheckpointError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
                     continue;
@@ -310,10 +358,39 @@ impl CheckpointStore {
             }
         }
         let full = matches!(plan, Plan::Full);
+        let over = match &plan {
+            Plan::Increment { base, .. } => Some(base.checkpoint_id.clone()),
+            Plan::Full => None,
+        };
         drop(plan);
-        let Some((id, base, bytes, ctx)) = written else {
+        let Some((id, base, mut bytes, ctx)) = written else {
             return Err(CheckpointError::BadId { id: state.session_id.clone() });
         };
+        let mut base_lost = false;
+        if let Some(bucket) = self.remote.clone() {
+            let modules: Vec<(Sha256, &[u8])> = workflow
+                .modules
+                .values()
+                .filter_map(|m| self.modules.values().find(|c| c.digest() == m.sha256).map(|c| (m.sha256, c.bytes())))
+                .collect();
+            match super::remote::publish(&bucket, &state.session_id, &id, &modules, over.as_deref(), &mut self.published)
+            {
+                Ok(p) => {
+                    bytes = p.bytes.max(bytes);
+                    base_lost = p.base_lost;
+                }
+                Err(e) => {
+                    // Not in the bucket: not in the working copy either.
+                    for ext in ["meta.json", "state.json", "ctx"] {
+                        let _ = std::fs::remove_file(with_ext(&base, ext));
+                    }
+                    return Err(e);
+                }
+            }
+            if let Err(e) = super::remote::push_journal(&bucket, &state.session_id) {
+                tracing::warn!("the journal was not uploaded: {}", crate::error_chain(&e));
+            }
+        }
         let ours = self.written.entry(state.session_id.clone()).or_default();
         ours.push(id.clone());
         if workflow.settings.keep_checkpoints.is_none() && ours.len() > 1 {
@@ -335,11 +412,29 @@ impl CheckpointStore {
         if let Some(keep) = workflow.settings.keep_checkpoints {
             // Committed already: a retention that fails is reported, and the
             // next commit tries again.
-            let chain_base = self.chain.as_ref().map(|c| c.base.checkpoint_id.as_str());
+            let elsewhere = match &self.remote {
+                Some(bucket) => super::remote::bases_needed_elsewhere(bucket, &state.session_id).map(Some),
+                None => Ok(None),
+            };
+            let mut also_keep: Vec<&str> = self.chain.as_ref().map(|c| c.base.checkpoint_id.as_str()).into_iter().collect();
+            if let Ok(Some(ids)) = &elsewhere {
+                also_keep.extend(ids.iter().map(String::as_str));
+            }
             let written = self.written.get(&state.session_id).map_or(&[][..], Vec::as_slice);
             let rule =
-                super::directory::Retention { keep, written, resumed_steps: self.resumed_steps, also_keep: chain_base };
-            match super::directory::retain(&dir, rule) {
+                super::directory::Retention { keep, written, resumed_steps: self.resumed_steps, also_keep: &also_keep };
+            let result = match elsewhere {
+                Err(e) => Err(e),
+                Ok(_) => super::directory::retain(&dir, rule).and_then(|removed| {
+                    if let Some(bucket) = &self.remote {
+                        for id in removed.iter().rev() {
+                            super::remote::remove(bucket, &state.session_id, id)?;
+                        }
+                    }
+                    Ok(removed)
+                }),
+            };
+            match result {
                 Ok(removed) if !removed.is_empty() => {
                     tracing::debug!("retention (keep_checkpoints = {keep}): removed {}", removed.join(", "));
                     if let Some(ours) = self.written.get_mut(&state.session_id) {
@@ -353,7 +448,7 @@ impl CheckpointStore {
                 ),
             }
         }
-        Ok((base, bytes + module_bytes))
+        Ok((base, bytes + module_bytes, base_lost))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -394,7 +489,7 @@ impl CheckpointStore {
             created_at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
             steps: state.steps,
             start_node: workflow.start.clone(),
-            backend: "local".into(),
+            backend: if self.remote.is_some() { "s3" } else { "local" }.into(),
             workflow: workflow.name.clone(),
             mode: request.mode.into(),
             after: request.task_id.clone(),

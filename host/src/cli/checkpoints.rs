@@ -2,14 +2,59 @@
 
 use super::{CliError, ExitStatus};
 use anyhow::anyhow;
-use graflow_host::checkpoint;
+use graflow_host::checkpoint::{self, remote};
+use graflow_host::storage::{Bucket, Location, is_bucket_url};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The bucket `url` (`s3://bucket/prefix`) names.
+pub(super) fn open_bucket(url: &Path) -> Result<Arc<Bucket>, CliError> {
+    match Location::parse(url).map_err(CliError::bad_input)? {
+        Location::Bucket(b) => Ok(b),
+        Location::Dir(d) => Err(CliError::bad_input(anyhow!("{} is not an s3:// URL", d.display()))),
+    }
+}
+
+/// The checkpoint `path` names, downloaded into its bucket's working copy
+/// when it is an `s3://` URL (its signature checked first, per `trust`):
+/// its local base path, and the bucket.
+pub(super) fn fetched(path: &Path, trust: checkpoint::Trust) -> Result<(PathBuf, Option<Arc<Bucket>>), CliError> {
+    if !is_bucket_url(path) {
+        return Ok((path.to_path_buf(), None));
+    }
+    let (root, session, id) = remote::split_checkpoint_url(&path.to_string_lossy()).map_err(CliError::bad_input)?;
+    let bucket = open_bucket(Path::new(&root))?;
+    let key = checkpoint::SigningKey::load_or_create().map_err(CliError::bad_input)?;
+    let local = remote::fetch(&bucket, &session, &id, &key, trust).map_err(CliError::bad_input)?;
+    Ok((local, Some(bucket)))
+}
+
+/// The newest checkpoint in the bucket `url`, or (when `url` names a run's
+/// folder, `s3://bucket/prefix/<session>`) of that run.
+fn newest_in_bucket(url: &Path) -> Result<checkpoint::Summary, CliError> {
+    let bucket = open_bucket(url)?;
+    let summary = |l: remote::Listed| checkpoint::Summary { base: PathBuf::from(l.url), meta: l.meta };
+    if let Some(l) = remote::list(&bucket).map_err(CliError::bad_input)?.pop() {
+        return Ok(summary(l));
+    }
+    let text = url.to_string_lossy();
+    if let Some((root, session)) = text.trim_end_matches('/').rsplit_once('/')
+        && root.len() > "s3://".len()
+        && checkpoint::schema::is_valid_id(session)
+        && let Ok(Location::Bucket(parent)) = Location::parse(Path::new(root))
+        && let Some(l) =
+            remote::list(&parent).map_err(CliError::bad_input)?.into_iter().rfind(|l| l.meta.session_id == session)
+    {
+        return Ok(summary(l));
+    }
+    Err(CliError::bad_input(checkpoint::CheckpointError::Empty { dir: url.to_path_buf() }))
+}
 
 #[derive(clap::Subcommand)]
 pub enum CheckpointsCommand {
     /// List the committed checkpoints in a directory, oldest first.
     List {
-        /// The checkpoint directory.
+        /// The checkpoint directory, or a bucket (`s3://bucket/prefix`).
         #[arg(default_value = checkpoint::DEFAULT_DIR)]
         dir: PathBuf,
         /// Print one JSON array of checkpoints.
@@ -18,8 +63,9 @@ pub enum CheckpointsCommand {
     },
     /// Show one checkpoint: metadata, progress, queue and modules.
     Show {
-        /// The checkpoint: its base path or any of its files. With --latest:
-        /// the checkpoint directory (default `checkpoints`), or one run's
+        /// The checkpoint: its base path or any of its files (or its
+        /// `s3://bucket/prefix/<session>/<id>` URL). With --latest: the
+        /// checkpoint directory (default `checkpoints`) or bucket, or one run's
         /// folder in it (`DIR/<session>`).
         #[arg(value_name = "CHECKPOINT", required_unless_present = "latest")]
         checkpoint: Option<PathBuf>,
@@ -43,9 +89,15 @@ pub enum CheckpointsCommand {
         /// How many of the newest checkpoints to keep.
         #[arg(long)]
         keep: usize,
-        /// The checkpoint directory.
+        /// The checkpoint directory, or a bucket (`s3://bucket/prefix`).
         #[arg(default_value = checkpoint::DEFAULT_DIR)]
         dir: PathBuf,
+        /// In a bucket: objects no commit record names (module copies, files
+        /// of checkpoints being written) are removed only when older than
+        /// this, since a writer on another machine may be publishing them
+        /// (docs/checkpoints.md, "Checkpoints in a bucket").
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
     },
 }
 
@@ -62,9 +114,14 @@ pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
             };
             show(&path, json)
         }
-        CheckpointsCommand::Prune { keep, dir } => {
-            let pruned = checkpoint::prune(&dir, keep).map_err(CliError::bad_input)?;
-            let folders = remove_empty_session_folders(&dir)?;
+        CheckpointsCommand::Prune { keep, dir, grace } => {
+            let (pruned, folders) = if is_bucket_url(&dir) {
+                let bucket = open_bucket(&dir)?;
+                (remote::prune(&bucket, keep, grace).map_err(CliError::bad_input)?, 0)
+            } else {
+                let pruned = checkpoint::prune(&dir, keep).map_err(CliError::bad_input)?;
+                (pruned, remove_empty_session_folders(&dir)?)
+            };
             let removed = &pruned.checkpoints;
             println!(
                 "removed {} checkpoint(s){}; {} unused module copies, {} temp files of dead writers, {} files of uncommitted checkpoints, {} event journals of runs without a checkpoint, {} empty run folders",
@@ -126,6 +183,9 @@ pub(super) fn is_session_folder(dir: &Path) -> bool {
 /// The newest committed checkpoint in `dir`: a checkpoint directory, or one
 /// run's folder in it (`DIR/<session>`: then that run's newest).
 pub(super) fn newest(dir: &Path) -> Result<checkpoint::Summary, CliError> {
+    if is_bucket_url(dir) {
+        return newest_in_bucket(dir);
+    }
     if !is_session_folder(dir) {
         return checkpoint::latest(dir).map_err(CliError::bad_input);
     }
@@ -142,7 +202,16 @@ pub(super) fn newest(dir: &Path) -> Result<checkpoint::Summary, CliError> {
 }
 
 fn list(dir: &Path, json: bool) -> Result<ExitStatus, CliError> {
-    let all = checkpoint::list(dir).map_err(CliError::bad_input)?;
+    let all = if is_bucket_url(dir) {
+        let bucket = open_bucket(dir)?;
+        remote::list(&bucket)
+            .map_err(CliError::bad_input)?
+            .into_iter()
+            .map(|l| checkpoint::Summary { base: PathBuf::from(l.url), meta: l.meta })
+            .collect()
+    } else {
+        checkpoint::list(dir).map_err(CliError::bad_input)?
+    };
     if json {
         let items: Vec<serde_json::Value> = all
             .iter()
@@ -181,8 +250,13 @@ fn show(path: &Path, json: bool) -> Result<ExitStatus, CliError> {
             path.display()
         )));
     }
+    let (local, bucket) = fetched(path, checkpoint::Trust::AllowUnsigned)?;
     let key = checkpoint::SigningKey::load_or_create().map_err(CliError::bad_input)?;
-    let loaded = checkpoint::load(path, &key, checkpoint::Trust::AllowUnsigned).map_err(CliError::bad_input)?;
+    let mut loaded = checkpoint::load(&local, &key, checkpoint::Trust::AllowUnsigned).map_err(CliError::bad_input)?;
+    if bucket.is_some() {
+        // Named by its URL, not by its copy on this machine.
+        loaded.base = checkpoint::base_of(path);
+    }
     if json {
         let value = serde_json::json!({
             "meta": loaded.meta,

@@ -91,7 +91,10 @@ impl Desk {
             Some(url) => graflow_host::distributed::RedisDesk::connect(url)
                 .map(|d| Desk::Redis(Box::new(d)))
                 .map_err(CliError::bad_input),
-            None => Ok(Desk::Files(FileDesk::new(dir), dir.to_path_buf())),
+            None => {
+                let location = graflow_host::storage::Location::parse(dir).map_err(CliError::bad_input)?;
+                Ok(Desk::Files(FileDesk::on(location.storage()), dir.to_path_buf()))
+            }
         }
     }
 

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args)]
 pub struct LogsArgs {
     /// A checkpoint of the run (any of its files or its base path), or the
-    /// run's folder in the checkpoint directory (`DIR/<session>`). With
-    /// --latest: the checkpoint directory (default `checkpoints`).
+    /// run's folder in the checkpoint directory (`DIR/<session>`); in a
+    /// bucket, `s3://bucket/prefix/<session>[/<id>]`. With --latest: the
+    /// checkpoint directory (default `checkpoints`) or bucket.
     #[arg(value_name = "RUN", required_unless_present = "latest")]
     run: Option<PathBuf>,
     /// The events of the run whose journal was written last in the
@@ -52,8 +53,51 @@ fn latest_run(dir: &Path) -> Result<PathBuf, CliError> {
         })
 }
 
+/// The journal of a run in a bucket, downloaded into the bucket's working
+/// copy: `url` is the bucket (with `latest`: the run whose journal was
+/// written last), a run's folder `s3://bucket/prefix/<session>`, or one of
+/// its checkpoints.
+fn bucket_journal(url: &Path, latest: bool) -> Result<PathBuf, CliError> {
+    let text = url.to_string_lossy().trim_end_matches('/').to_string();
+    let journal_of = |root: &str, session: &str| -> Result<Option<PathBuf>, CliError> {
+        let bucket = super::checkpoints::open_bucket(Path::new(root))?;
+        let key = format!("{session}/{}", journal::JOURNAL_FILE);
+        if bucket.head(&key).map_err(CliError::bad_input)?.is_none() {
+            return Ok(None);
+        }
+        checkpoint::remote::pull_journal(&bucket, session).map(Some).map_err(CliError::bad_input)
+    };
+    if latest {
+        let bucket = super::checkpoints::open_bucket(url)?;
+        let newest = graflow_host::storage::Storage::list(&*bucket, "")
+            .map_err(CliError::bad_input)?
+            .into_iter()
+            .filter(|o| o.key.ends_with(&format!("/{}", journal::JOURNAL_FILE)) && o.key.matches('/').count() == 1)
+            .max_by_key(|o| o.modified)
+            .ok_or_else(|| CliError::bad_input(anyhow!("no run in {text} has events")))?;
+        let session = newest.key.split('/').next().unwrap_or_default().to_string();
+        return checkpoint::remote::pull_journal(&bucket, &session).map_err(CliError::bad_input);
+    }
+    if let Some((root, session)) = text.rsplit_once('/')
+        && root.len() > "s3://".len()
+        && checkpoint::schema::is_valid_id(session)
+        && let Some(path) = journal_of(root, session)?
+    {
+        return Ok(path);
+    }
+    let (root, session, _) = checkpoint::remote::split_checkpoint_url(&text).map_err(CliError::bad_input)?;
+    journal_of(&root, &session)?.ok_or_else(|| {
+        CliError::bad_input(anyhow!("no events for {text} (a run keeps them in <bucket>/<session>/{})", journal::JOURNAL_FILE))
+    })
+}
+
 pub fn logs(args: LogsArgs) -> Result<ExitStatus, CliError> {
+    let bucket_run = match (args.latest, &args.run) {
+        (latest, Some(url)) if graflow_host::storage::is_bucket_url(url) => Some(bucket_journal(url, latest)?),
+        _ => None,
+    };
     let folder = match (args.latest, &args.run) {
+        _ if bucket_run.is_some() => bucket_run.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default(),
         (true, dir) => latest_run(dir.as_deref().unwrap_or(Path::new(checkpoint::DEFAULT_DIR)))?,
         (false, Some(run)) if run.is_dir() => run.clone(),
         (false, Some(run)) => {

@@ -82,10 +82,13 @@ pub struct RunArgs {
     /// declared inputs fall back to its fields.
     #[arg(long, default_value = "{}")]
     input: String,
-    /// Where checkpoints go [default: checkpoints]. The run's events
-    /// (`graflow-host logs`) are kept there too, in DIR/<session>/events.jsonl;
-    /// without this flag, only once the run writes a checkpoint or a feedback
-    /// request (a run that writes neither leaves nothing in the current folder).
+    /// Where checkpoints go [default: checkpoints]: a folder, or a bucket
+    /// (`s3://bucket/prefix`, S3 or S3-compatible; credentials and endpoint
+    /// from the AWS environment or profile, docs/checkpoints.md). The run's
+    /// events (`graflow-host logs`) are kept there too, in
+    /// DIR/<session>/events.jsonl; without this flag, only once the run
+    /// writes a checkpoint or a feedback request (a run that writes neither
+    /// leaves nothing in the current folder).
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -94,9 +97,10 @@ pub struct RunArgs {
 
 #[derive(clap::Args)]
 pub struct ResumeArgs {
-    /// The checkpoint: its base path (`DIR/<session>/<id>`) or any of its files.
-    /// With --latest: the checkpoint directory (default `checkpoints`), or one
-    /// run's folder in it (`DIR/<session>`).
+    /// The checkpoint: its base path (`DIR/<session>/<id>`) or any of its files,
+    /// or its URL in a bucket (`s3://bucket/prefix/<session>/<id>`). With
+    /// --latest: the checkpoint directory (default `checkpoints`) or bucket,
+    /// or one run's folder in it (`DIR/<session>`).
     #[arg(value_name = "CHECKPOINT")]
     checkpoint: Option<PathBuf>,
     /// Resume the newest checkpoint in the directory (or of the run whose
@@ -254,7 +258,15 @@ pub fn run(args: RunArgs, live: bool) -> Result<ExitStatus, CliError> {
         Some(dir) => (dir, false),
         None => (PathBuf::from(checkpoint::DEFAULT_DIR), true),
     };
-    let session = Session::start(&args.workflow, input, options(&args.exec, Some(dir), defer_journal, &watch))
+    // A bucket: checkpoints are committed in its working copy, then published.
+    let bucket = match graflow_host::storage::is_bucket_url(&dir) {
+        true => Some(super::checkpoints::open_bucket(&dir).inspect_err(|_| watch.finish())?),
+        false => None,
+    };
+    let dir = bucket.as_ref().map_or(dir, |b| b.mirror().to_path_buf());
+    let mut opts = options(&args.exec, Some(dir), defer_journal, &watch);
+    opts.bucket = bucket;
+    let session = Session::start(&args.workflow, input, opts)
         .map_err(|e| {
             watch.finish();
             let e = super::start_failed(&args.workflow, e);
@@ -291,7 +303,12 @@ pub fn resume(args: ResumeArgs, live: bool) -> Result<ExitStatus, CliError> {
         }),
     };
     let watch = Watch::new(live, &args.exec, "resume")?;
-    let session = Session::resume(&base, resume, options(&args.exec, None, false, &watch)).map_err(|e| {
+    // In a bucket: downloaded (after its signature is checked) into the
+    // bucket's working copy; new checkpoints are published to the bucket.
+    let (base, bucket) = super::checkpoints::fetched(&base, resume.trust).inspect_err(|_| watch.finish())?;
+    let mut opts = options(&args.exec, None, false, &watch);
+    opts.bucket = bucket;
+    let session = Session::resume(&base, resume, opts).map_err(|e| {
         watch.finish();
         let e = CliError::bad_input(e);
         watch.end_trace("bad_input", Some(&super::error_text(&e.error)));

@@ -48,7 +48,8 @@ fn listen_addr(text: &str) -> Result<SocketAddr, String> {
 
 pub fn serve(args: ServeArgs) -> Result<ExitStatus, CliError> {
     // A mistyped folder would serve an empty page that never fills.
-    if !args.dir.is_dir() {
+    let location = graflow_host::storage::Location::parse(&args.dir).map_err(CliError::bad_input)?;
+    if location.bucket().is_none() && !args.dir.is_dir() {
         let what = if args.dir.exists() { "is not a folder" } else { "does not exist" };
         return Err(CliError::bad_input(anyhow::anyhow!(
             "{} {what}: serve shows a checkpoint directory (where runs write checkpoints: --checkpoint-dir, \
@@ -57,7 +58,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitStatus, CliError> {
         )));
     }
     let token = args.token.or_else(|| std::env::var("GRAFLOW_SERVE_TOKEN").ok()).filter(|t| !t.is_empty());
-    let state = ServeState { dir: args.dir.clone(), token: token.clone() };
+    let state = ServeState { dir: args.dir.clone(), location, token: token.clone() };
     run(state, args.listen, |addr| {
         let scope = if addr.ip().is_loopback() { " (loopback only: other machines cannot reach it)" } else { "" };
         let query = token

@@ -153,6 +153,9 @@ impl Tracing {
         // reqwest's blocking client, with the export timeout as its own (a
         // collector that accepts and never answers holds one export at most
         // that long).
+        // reqwest is built with rustls and no provider of its own (for the
+        // bucket client): its builder needs the process's provider.
+        crate::storage::bucket::install_crypto_provider();
         let client = reqwest::blocking::Client::builder()
             .timeout(config.export_timeout)
             .connect_timeout(config.export_timeout.min(Duration::from_secs(5)))
