@@ -3,6 +3,7 @@
 //! `make guests` (`make test` does it first).
 
 mod authoring;
+mod bucket;
 mod checkpoint;
 mod cli;
 mod control;

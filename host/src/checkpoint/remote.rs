@@ -136,6 +136,16 @@ pub fn publish(
         out.bytes += bytes.len() as u64;
     }
     // What the record relies on, still there? (See the module documentation.)
+    // Its own files first: a prune run with a grace age shorter than this
+    // publish took may have taken them for a dead writer's.
+    for ext in ["ctx", "state.json"] {
+        let path = with_ext(&local, ext);
+        let size = std::fs::metadata(&path).map_err(super::io(&path))?.len();
+        if bucket.head(&key(session, id, ext))?.is_none_or(|m| m.size != size) {
+            tracing::warn!("{} went while it was published: uploaded again", bucket.name(&key(session, id, ext)));
+            out.bytes += bucket.put_file(&key(session, id, ext), &path)?;
+        }
+    }
     for (digest, code) in modules {
         if bucket.head(&module_key(digest))?.is_none_or(|m| m.size != code.len() as u64) {
             tracing::warn!("{} went while checkpoint {id} was published: uploaded again", bucket.name(&module_key(digest)));
@@ -257,7 +267,7 @@ pub fn fetch(
             fetch(bucket, session, &base.checkpoint_id, signing, trust)?;
         }
     }
-    fetch_modules(bucket, &with_ext(&local, "state.json"))?;
+    fetch_modules(bucket, &local, meta.files.get("state").map(|d| d.digest))?;
     Ok(local)
 }
 
@@ -286,11 +296,27 @@ fn download(bucket: &Bucket, key: &str, dest: &Path, limit: u64, size: u64) -> R
     }
 }
 
-/// Download the module copies the state file at `state` names (bounded by
-/// the sizes it gives; the module store checks their digests when read).
-fn fetch_modules(bucket: &Bucket, state: &Path) -> Result<(), CheckpointError> {
+/// Download the module copies the state file of the checkpoint at `local`
+/// names (bounded by the sizes it gives; the module store checks their
+/// digests when read), once the state file matches `digest`, the one its
+/// commit record gives.
+fn fetch_modules(
+    bucket: &Bucket,
+    local: &Path,
+    digest: Option<super::schema::ContentDigest>,
+) -> Result<(), CheckpointError> {
+    let state = with_ext(local, "state.json");
+    let state = state.as_path();
     let bytes = crate::files::read_bounded(state, 1 << 30, "the state file size (1 GiB)")
         .map_err(|e| CheckpointError::Read(Box::new(e)))?;
+    if digest != Some(super::schema::ContentDigest::Sha256(Sha256::of(&bytes))) {
+        // The copy goes: the next fetch downloads it again.
+        let _ = std::fs::remove_file(state);
+        return Err(CheckpointError::Torn {
+            path: local.to_path_buf(),
+            reason: format!("{} does not match the digest its commit record gives", state.display()),
+        });
+    }
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| CheckpointError::Json { path: state.to_path_buf(), message: e.to_string() })?;
     let Some(modules) = value.get("modules").and_then(|m| m.as_object()) else { return Ok(()) };

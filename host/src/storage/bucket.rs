@@ -86,6 +86,36 @@ impl std::fmt::Display for BucketUrl {
     }
 }
 
+/// How a bucket is reached, when not from the environment and profile
+/// ([`Bucket::open_with`]).
+#[derive(Clone, Default)]
+pub struct Settings {
+    /// `http(s)://host:port` of an S3-compatible server (`None`: AWS).
+    pub endpoint: Option<String>,
+    /// The region (`None`: `us-east-1`).
+    pub region: Option<String>,
+    /// The access key id.
+    pub access_key_id: Option<String>,
+    /// The secret access key (never printed).
+    pub secret_access_key: Option<String>,
+    /// A session token.
+    pub session_token: Option<String>,
+    /// The working copy (`None`: under the cache directory, by URL).
+    pub mirror: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("endpoint", &self.endpoint.as_deref().map(crate::redacted_url))
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "***"))
+            .field("mirror", &self.mirror)
+            .finish()
+    }
+}
+
 /// A bucket prefix, its client, and its working copy on this machine.
 pub struct Bucket {
     url: BucketUrl,
@@ -178,22 +208,42 @@ impl Bucket {
     /// Open `url` with the AWS environment and profile (see the module
     /// documentation). Nothing is sent until the first call.
     pub fn open(url: BucketUrl) -> Result<Bucket, StorageError> {
-        install_crypto_provider();
         let profile = profile_settings();
-        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&url.bucket);
         let setting = |vars: &[&str], key: &str| env_of(vars).or_else(|| profile.get(key).cloned());
-        if env_of(&["AWS_ACCESS_KEY_ID"]).is_none()
-            && let (Some(id), Some(secret)) =
-                (profile.get("aws_access_key_id"), profile.get("aws_secret_access_key"))
-        {
+        let mut settings = Settings {
+            region: setting(&["AWS_REGION", "AWS_DEFAULT_REGION"], "region"),
+            endpoint: setting(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"], "endpoint_url"),
+            ..Settings::default()
+        };
+        if env_of(&["AWS_ACCESS_KEY_ID"]).is_none() {
+            settings.access_key_id = profile.get("aws_access_key_id").cloned();
+            settings.secret_access_key = profile.get("aws_secret_access_key").cloned();
+            settings.session_token = profile.get("aws_session_token").cloned();
+        }
+        Bucket::build(url, object_store::aws::AmazonS3Builder::from_env(), settings)
+    }
+
+    /// Open `url` with exactly `settings` (no environment, no profile): for
+    /// tests and benchmarks, and embedders that keep their own credentials.
+    pub fn open_with(url: BucketUrl, settings: Settings) -> Result<Bucket, StorageError> {
+        Bucket::build(url, object_store::aws::AmazonS3Builder::new(), settings)
+    }
+
+    fn build(
+        url: BucketUrl,
+        builder: object_store::aws::AmazonS3Builder,
+        settings: Settings,
+    ) -> Result<Bucket, StorageError> {
+        install_crypto_provider();
+        let mut builder = builder.with_bucket_name(&url.bucket);
+        if let (Some(id), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key) {
             builder = builder.with_access_key_id(id).with_secret_access_key(secret);
-            if let Some(token) = profile.get("aws_session_token") {
+            if let Some(token) = &settings.session_token {
                 builder = builder.with_token(token);
             }
         }
-        let region = setting(&["AWS_REGION", "AWS_DEFAULT_REGION"], "region").unwrap_or_else(|| "us-east-1".into());
-        builder = builder.with_region(region);
-        let endpoint = setting(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"], "endpoint_url");
+        builder = builder.with_region(settings.region.clone().unwrap_or_else(|| "us-east-1".into()));
+        let endpoint = settings.endpoint.clone();
         if let Some(endpoint) = &endpoint {
             if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
                 return Err(StorageError::Config(format!(
@@ -217,14 +267,17 @@ impl Bucket {
             .with_client_options(client)
             .build()
             .map_err(|e| StorageError::Config(format!("{url}: {}", one_line(&e))))?;
-        let mirror = crate::sandbox::cache::default_dir()
-            .ok_or_else(|| {
-                StorageError::Config(format!(
-                    "{url}: no folder for its working copy (set GRAFLOW_CACHE_DIR, XDG_CACHE_HOME or HOME)"
-                ))
-            })?
-            .join("buckets")
-            .join(&Sha256::of(url.to_string().as_bytes()).to_string()[..16]);
+        let mirror = match settings.mirror {
+            Some(m) => m,
+            None => crate::sandbox::cache::default_dir()
+                .ok_or_else(|| {
+                    StorageError::Config(format!(
+                        "{url}: no folder for its working copy (set GRAFLOW_CACHE_DIR, XDG_CACHE_HOME or HOME)"
+                    ))
+                })?
+                .join("buckets")
+                .join(&Sha256::of(url.to_string().as_bytes()).to_string()[..16]),
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

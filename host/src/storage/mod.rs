@@ -18,7 +18,7 @@
 pub mod bucket;
 pub mod directory;
 
-pub use bucket::{Bucket, BucketUrl};
+pub use bucket::{Bucket, BucketUrl, Settings};
 pub use directory::Directory;
 
 use std::path::{Path, PathBuf};
