@@ -25,13 +25,26 @@ if command -v redis-server >/dev/null; then
 else
   echo "redis-server is not installed: the distributed rows are skipped (apt-get install redis-server)" >&2
 fi
+# A local S3-compatible server (moto_server) for the bucket rows.
+S3_PID=
+if command -v moto_server >/dev/null; then
+  export BENCH_S3_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  moto_server -H 127.0.0.1 -p "$BENCH_S3_PORT" >/dev/null 2>&1 &
+  S3_PID=$!
+  for _ in $(seq 1 100); do
+    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $BENCH_S3_PORT), 0.2)" 2>/dev/null && break
+    sleep 0.1
+  done
+else
+  echo "moto_server is not installed: the bucket rows are skipped (pip install 'moto[server]')" >&2
+fi
 # The local HTTP server of the outbound row (ours and a plain requests.get).
 bench/.venv/bin/python -c 'import requests' 2>/dev/null || bench/.venv/bin/pip install --quiet --disable-pip-version-check "requests==2.32.3"
 exec 3< <(python3 bench/http_server.py)
 HTTP_PID=$!
 read -r BENCH_HTTP_PORT <&3
 export BENCH_HTTP_PORT
-trap 'kill $HTTP_PID 2>/dev/null || true; [ -n "$REDIS_PID" ] && kill $REDIS_PID 2>/dev/null || true' EXIT
+trap 'kill $HTTP_PID 2>/dev/null || true; [ -n "$REDIS_PID" ] && kill $REDIS_PID 2>/dev/null || true; [ -n "$S3_PID" ] && kill $S3_PID 2>/dev/null || true' EXIT
 # What is measured: the report names this commit and time, not the ones it is
 # written at (notes may be added to bench/notes.md after the run).
 {
@@ -47,6 +60,9 @@ failed() { # file name detail
 echo "== graflow-host workloads (cargo bench --bench workloads)" >&2
 cargo bench --quiet --bench workloads 2>/dev/null | grep '^{' | tee "$OUT/ours.jsonl" >&2
 cargo bench --quiet --bench workloads -- rss_10k 2>/dev/null | grep '^{' | tee -a "$OUT/ours.jsonl" >&2
+if [ -z "$S3_PID" ]; then
+  failed "$OUT/ours.jsonl" bucket_not_run "moto_server is not installed: the bucket rows were not measured (pip install 'moto[server]')"
+fi
 if [ -z "$REDIS_PID" ]; then
   failed "$OUT/ours.jsonl" distributed_not_run "redis-server is not installed: no Redis row was measured, ours or Graflow's (apt-get install redis-server)"
 fi

@@ -374,6 +374,106 @@ fn checkpoints() {
     }
 }
 
+/// A 100 MB checkpoint created and resumed through a local S3-compatible
+/// server (`moto_server`, started by bench/run.sh on `BENCH_S3_PORT`): the
+/// same state and channel as `checkpoint_create_100mb`, committed in the
+/// bucket's working copy and published (claim, module copy, a multipart
+/// `.ctx`, state, commit record); the resume downloads it into a fresh
+/// working copy (another machine's), then loads and verifies it.
+fn bucket() {
+    use graflow_host::storage::{Bucket, BucketUrl, Settings};
+    let Some(port) = std::env::var("BENCH_S3_PORT").ok() else {
+        eprintln!("BENCH_S3_PORT is not set (make bench starts moto_server): the bucket rows are skipped");
+        return;
+    };
+    quiet_disk();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+        let request =
+            format!("PUT /bench HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).unwrap();
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.contains(" 200 "), "create the bench bucket: {reply}");
+    }
+    let open = |mirror: &Path| {
+        let settings = Settings {
+            endpoint: Some(endpoint.clone()),
+            access_key_id: Some("bench".into()),
+            secret_access_key: Some("bench".into()),
+            mirror: Some(mirror.to_path_buf()),
+            ..Settings::default()
+        };
+        Arc::new(Bucket::open_with(BucketUrl::parse("s3://bench/runs").unwrap(), settings).unwrap())
+    };
+    let mut graph = Graph::default();
+    graph.nodes.insert("a".into(), Node::Task);
+    graph.nodes.insert("b".into(), Node::Task);
+    graph.successors.insert("a".into(), vec!["b".into()]);
+    let wf = Arc::new(workflow(
+        &bench_module(),
+        vec![task_def("a", "m", "noop", &[]), task_def("b", "m", "noop", &[])],
+        graph,
+        "a",
+    ));
+    let sandbox = sandbox_for(&wf, &cache_dir());
+    let blob = Json::encode(&"x".repeat(100 << 20));
+    let channel = BTreeMap::from([("blob".to_string(), blob), ("a.__result__".to_string(), Json::null())]);
+    let mut state = RunState::new(&wf, "bench".into(), Json::parse("{}").unwrap());
+    state.queue.remove(0);
+    state.queue.push_back(graflow_host::engine::TaskSpec::for_node(&wf, "b", None));
+    state.mark_completed("a");
+    state.steps = 1;
+    let request = CheckpointRequest {
+        task_id: Some("a".into()),
+        cycle_count: 1,
+        elapsed_time: 0.0,
+        mode: CheckpointMode::Deferred,
+        user_metadata: Json::null(),
+    };
+    let writer_copy = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let bucket = open(writer_copy.path());
+    let mut store = CheckpointStore::new(writer_copy.path(), sandbox.sandbox().module_code(), Some(key()))
+        .publishing_to(Some(bucket.clone()));
+    store.write_checkpoint(&wf, &state, &channel, &request).unwrap();
+    let mut creates = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let mut s = state.clone();
+        s.session_id = format!("bench{i}");
+        let started = Instant::now();
+        let written = store.write_checkpoint(&wf, &s, &channel, &request).unwrap();
+        creates.push(started.elapsed().as_secs_f64() * 1e3);
+        let id = written.id.rsplit('/').next().unwrap().to_string();
+        ids.push((s.session_id.clone(), id));
+    }
+    let mut resumes = Vec::new();
+    for (session, id) in &ids {
+        let reader_copy = tempfile::tempdir_in(repo().join("target")).unwrap();
+        let reader = open(reader_copy.path());
+        let started = Instant::now();
+        let local = checkpoint::remote::fetch(&reader, session, id, &key(), Trust::Signed).unwrap();
+        let loaded = checkpoint::load(&local, &key(), Trust::Signed).unwrap();
+        let channel = MemoryChannel::from_map(loaded.context.channel);
+        resumes.push(started.elapsed().as_secs_f64() * 1e3);
+        drop(channel);
+    }
+    emit(
+        "checkpoint_create_100mb_s3",
+        median(creates),
+        "ms",
+        "the 100 MB checkpoint committed (fsync'd) in the bucket's working copy and published to a local moto_server (claim, .ctx in 8 MiB multipart parts, state, commit record last, then the presence checks), median of 7",
+    );
+    emit(
+        "checkpoint_resume_100mb_s3",
+        median(resumes),
+        "ms",
+        "fetch from the local moto_server into a fresh working copy (record, signature check, .ctx, state, module copy), then load and verify as from a directory, median of 7",
+    );
+}
+
 /// Incremental checkpoints over a 100 MB channel: one checkpoint after a task
 /// that wrote 1 KB, and a 1,000-task chain checkpointed after every task.
 fn incremental() {
@@ -855,6 +955,7 @@ fn main() {
         ("fan_out", fan_out),
         ("iterations", iterations),
         ("checkpoints", checkpoints),
+        ("bucket", bucket),
         ("incremental", incremental),
         ("first_tasks", first_tasks),
         ("guest_languages", guest_languages),

@@ -233,6 +233,24 @@ fn a_run_checkpointed_to_a_bucket_resumes_on_another_machine_as_if_uninterrupted
     let session = cp.trim_start_matches(&format!("{url}/")).split('/').next().unwrap().to_string();
     let logs = third.cli(&moto, &["logs", &format!("{url}/{session}")]).ok().stdout.clone();
     assert!(logs.contains("started   a") && logs.contains("finished  e"), "{logs}");
+    // The secret key is in no object and no file any machine wrote.
+    for k in keys(&client) {
+        let bytes = client.get(&k, 1 << 30, "test").unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(SECRET), "{k} holds the secret");
+    }
+    for machine in [&first, &second, &third] {
+        let mut stack = vec![machine.dir.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else if let Ok(bytes) = std::fs::read(e.path()) {
+                    let found = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
+                    assert!(!found, "{} holds the secret", e.path().display());
+                }
+            }
+        }
+    }
     // `resume --latest` of the bucket on the third machine: the run's final
     // checkpoint, nothing left to do, the same result.
     let latest = third.cli(&moto, &["resume", "--latest", &url, "--json"]);
@@ -533,8 +551,26 @@ fn a_paused_run_is_answered_and_resumed_from_other_machines_through_the_bucket()
     let v = out.json();
     assert_eq!(v["status"], "waiting_for_input", "{}", out.stderr);
     let request = v["requests"][0]["id"].as_str().unwrap().to_string();
-    // A second machine lists and answers it; a third resumes.
+    // A second machine serves the page over the bucket, lists and answers
+    // it; a third resumes.
     let second = Machine::new();
+    let mut serve = second
+        .command(&moto)
+        .args(["serve", &url, "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(serve.stderr.take().unwrap()), &mut line).unwrap();
+    let page = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches(';').to_string();
+    let (status, api) = crate::serve::http(&page, "GET", "/api/requests", "", "");
+    assert_eq!(status, 200, "{api}");
+    assert!(api.contains(&request), "the page's API lists the request kept in the bucket: {api}");
+    let (status, html) = crate::serve::http(&page, "GET", "/", "", "");
+    assert_eq!(status, 200);
+    assert!(html.contains("waiting for input"), "the page shows the paused checkpoint: {html}");
+    let _ = serve.kill();
+    let _ = serve.wait();
     let listed = second.cli(&moto, &["feedback", "list", &url, "--json"]).ok().json();
     assert_eq!(listed[0]["id"], json!(request), "{listed}");
     second.cli(&moto, &["feedback", "answer", &request, "--approve", "--dir", &url]).ok();
@@ -582,4 +618,43 @@ fn bucket_errors_name_the_bucket_and_never_the_secret() {
     // A checkpoint URL that names nothing.
     let out = m.cli(&moto, &["resume", &format!("{url}/nosession/nosession_1_1")]);
     assert!(out.stderr.contains("no checkpoint at s3://errors/p/nosession/nosession_1_1"), "{}", out.stderr);
+}
+
+#[test]
+fn retention_removes_old_checkpoints_from_the_bucket_too() {
+    let Some(moto) = Moto::start() else { return };
+    let url = moto.bucket("retention", "r");
+    let (wf, input) = chain(1000);
+    let m = Machine::new();
+    copy_workflow(&wf, &m);
+    let input_text = input.to_string();
+    let out = m.cli(
+        &moto,
+        &[
+            "run",
+            "workflow.toml",
+            "--input",
+            &input_text,
+            "--checkpoint-dir",
+            &url,
+            "--checkpoint-every",
+            "1",
+            "--keep-checkpoints",
+            "2",
+            "--json",
+        ],
+    );
+    assert_eq!(out.json()["result"], json!(5), "{}", out.stderr);
+    let test_copy = tempfile::tempdir().unwrap();
+    let client = moto.client(&url, test_copy.path());
+    let all = keys(&client);
+    let records: Vec<&String> = all.iter().filter(|k| k.ends_with(".meta.json")).collect();
+    // 5 written, the newest 2 kept (and a base a kept increment needs).
+    assert!((2..=3).contains(&records.len()), "{all:?}");
+    for ext in [".ctx", ".state.json", ".claim"] {
+        assert_eq!(all.iter().filter(|k| k.ends_with(ext)).count(), records.len(), "{ext} left behind: {all:?}");
+    }
+    let other = Machine::new();
+    copy_workflow(&wf, &other);
+    assert_eq!(other.cli(&moto, &["resume", "--latest", &url, "--json"]).json()["result"], json!(5));
 }

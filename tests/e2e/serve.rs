@@ -60,7 +60,7 @@ fn http_host(url: &str, host_header: &str, path: &str) -> (u16, String) {
 }
 
 /// One HTTP/1.1 request; the status and body.
-fn http(url: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+pub(crate) fn http(url: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
     let host = url.trim_start_matches("http://").split('/').next().unwrap();
     let mut s = std::net::TcpStream::connect(host).unwrap();
     write!(

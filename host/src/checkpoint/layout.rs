@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_DIR: &str = "checkpoints";
 
 /// The lock file of a checkpoint directory.
-pub const LOCK_FILE: &str = ".lock";
+pub use crate::storage::directory::LOCK_FILE;
 
 /// `<base>.<ext>`.
 pub fn with_ext(base: &Path, ext: &str) -> PathBuf {

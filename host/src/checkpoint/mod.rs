@@ -8,7 +8,7 @@
 //! - `signing.rs`: the key that signs commit records;
 //! - `schema/`: the versioned file types (`v1`, `v2`) and their conversions;
 //! - `format.rs`: the `.ctx` container, the only place that knows bincode;
-//! - `fsutil.rs`: durable, no-clobber file writes.
+//! - `crate::storage::fsutil`: durable, no-clobber file writes.
 //!
 //! A checkpoint is full (schema 2) or an increment (schema 3): the run state
 //! and the channel keys changed since a full checkpoint of the same run, its
@@ -24,7 +24,7 @@
 
 pub mod directory;
 pub mod format;
-pub(crate) mod fsutil;
+pub(crate) use crate::storage::fsutil;
 pub mod layout;
 pub mod read;
 pub mod remote;

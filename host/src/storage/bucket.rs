@@ -444,10 +444,10 @@ impl Bucket {
             }
         });
         if let Some(dir) = dest.parent() {
-            crate::checkpoint::fsutil::create_dir_durable(dir).map_err(local)?;
+            super::fsutil::create_dir_durable(dir).map_err(local)?;
         }
         let mut received = 0u64;
-        let result = crate::checkpoint::fsutil::write_durable_new_with(dest, |file| {
+        let result = super::fsutil::write_durable_new_with(dest, |file| {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
             for chunk in rx.iter() {
                 let chunk = chunk.map_err(std::io::Error::other)?;

@@ -4,6 +4,10 @@
 use super::{ObjectInfo, Storage, StorageError, check_key};
 use std::path::{Path, PathBuf};
 
+/// The lock file of a checkpoint directory (`checkpoint::DirLock`): not an
+/// object.
+pub const LOCK_FILE: &str = ".lock";
+
 /// A folder as [`Storage`].
 #[derive(Debug, Clone)]
 pub struct Directory {
@@ -51,9 +55,9 @@ impl Storage for Directory {
     fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         let path = self.path(key)?;
         if let Some(dir) = path.parent() {
-            crate::checkpoint::fsutil::create_dir_durable(dir).map_err(io_error(dir))?;
+            super::fsutil::create_dir_durable(dir).map_err(io_error(dir))?;
         }
-        match crate::checkpoint::fsutil::write_durable_new(&path, bytes) {
+        match super::fsutil::write_durable_new(&path, bytes) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 Err(StorageError::AlreadyExists { name: path.display().to_string() })
             }
@@ -69,7 +73,7 @@ impl Storage for Directory {
             let Ok(entries) = std::fs::read_dir(dir) else { return };
             for e in entries.flatten() {
                 let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
-                if name.starts_with(".tmp-") || name == crate::checkpoint::layout::LOCK_FILE {
+                if name.starts_with(".tmp-") || name == LOCK_FILE {
                     continue;
                 }
                 let key = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };

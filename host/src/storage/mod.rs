@@ -17,6 +17,7 @@
 
 pub mod bucket;
 pub mod directory;
+pub mod fsutil;
 
 pub use bucket::{Bucket, BucketUrl, Settings};
 pub use directory::Directory;
