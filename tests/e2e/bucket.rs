@@ -145,10 +145,8 @@ fn chain(big: u64) -> (Wf, Value) {
     let wf = workflow(&format!("[workflow]\nflow = \"a >> b >> c >> d >> e\"\n{}", scripted(&names)));
     let mut s = serde_json::Map::new();
     for n in names {
-        let mut ops = vec![
-            json!({"op": "add", "key": "total", "amount": 1}),
-            json!({"op": "set", "key": n, "value": n}),
-        ];
+        let mut ops =
+            vec![json!({"op": "add", "key": "total", "amount": 1}), json!({"op": "set", "key": n, "value": n})];
         if n == "a" {
             ops.push(json!({"op": "big_value", "key": "big", "bytes": big}));
         }
@@ -218,7 +216,8 @@ fn a_run_checkpointed_to_a_bucket_resumes_on_another_machine_as_if_uninterrupted
             assert!(all.contains(&format!("{session}/{id}.{ext}")), "{session}/{id}.{ext} in {all:?}");
         }
     }
-    let big = client.head(&format!("{}/{}.ctx", listed[0]["session"].as_str().unwrap(), listed[0]["id"].as_str().unwrap()));
+    let big =
+        client.head(&format!("{}/{}.ctx", listed[0]["session"].as_str().unwrap(), listed[0]["id"].as_str().unwrap()));
     assert!(big.unwrap().unwrap().size > 9 << 20, "the full checkpoint holds the 9 MiB value (a multipart upload)");
     // Another machine resumes it: same result as the uninterrupted run.
     let second = Machine::new();
@@ -436,7 +435,17 @@ fn prune_on_another_machine_during_commits_keeps_every_checkpoint_resumable() {
     copy_workflow(&wf, &writer);
     let mut child = writer
         .command(&moto)
-        .args(["run", "workflow.toml", "--input", &input, "--checkpoint-dir", &url, "--checkpoint-every", "1", "--json"])
+        .args([
+            "run",
+            "workflow.toml",
+            "--input",
+            &input,
+            "--checkpoint-dir",
+            &url,
+            "--checkpoint-every",
+            "1",
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -544,22 +553,16 @@ fn a_paused_run_is_answered_and_resumed_from_other_machines_through_the_bucket()
     .to_string();
     let first = Machine::new();
     copy_workflow(&wf, &first);
-    let out = first.cli(
-        &moto,
-        &["run", "workflow.toml", "--checkpoint-dir", &url, "--no-prompt", "--json", "--input", &input],
-    );
+    let out = first
+        .cli(&moto, &["run", "workflow.toml", "--checkpoint-dir", &url, "--no-prompt", "--json", "--input", &input]);
     let v = out.json();
     assert_eq!(v["status"], "waiting_for_input", "{}", out.stderr);
     let request = v["requests"][0]["id"].as_str().unwrap().to_string();
     // A second machine serves the page over the bucket, lists and answers
     // it; a third resumes.
     let second = Machine::new();
-    let mut serve = second
-        .command(&moto)
-        .args(["serve", &url, "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut serve =
+        second.command(&moto).args(["serve", &url, "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(serve.stderr.take().unwrap()), &mut line).unwrap();
     let page = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches(';').to_string();
@@ -594,7 +597,19 @@ fn bucket_errors_name_the_bucket_and_never_the_secret() {
     copy_workflow(&wf, &m);
     let input_text = input.to_string();
     // A bucket that does not exist.
-    let out = m.cli(&moto, &["run", "workflow.toml", "--input", &input_text, "--checkpoint-dir", "s3://no-such-bucket/x", "--max-steps", "1"]);
+    let out = m.cli(
+        &moto,
+        &[
+            "run",
+            "workflow.toml",
+            "--input",
+            &input_text,
+            "--checkpoint-dir",
+            "s3://no-such-bucket/x",
+            "--max-steps",
+            "1",
+        ],
+    );
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("s3://no-such-bucket/x"), "{}", out.stderr);
     assert!(!out.stderr.contains(SECRET), "{}", out.stderr);

@@ -145,7 +145,7 @@ pub fn read_meta(base: &Path) -> Result<(Meta, Option<Vec<u8>>), CheckpointError
 pub fn parse_meta(bytes: &[u8], meta_path: &Path) -> Result<(Meta, Option<Vec<u8>>), CheckpointError> {
     let meta_path = meta_path.to_path_buf();
     let json = |e: serde_json::Error| CheckpointError::Json { path: meta_path.clone(), message: e.to_string() };
-    let version: VersionOnly = serde_json::from_slice(&bytes).map_err(json)?;
+    let version: VersionOnly = serde_json::from_slice(bytes).map_err(json)?;
     let number = match &version.schema_version {
         serde_json::Value::String(s) => s.parse::<u32>().ok(),
         serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
@@ -153,11 +153,11 @@ pub fn parse_meta(bytes: &[u8], meta_path: &Path) -> Result<(Meta, Option<Vec<u8
     };
     match number.and_then(SchemaVersion::from_number) {
         Some(SchemaVersion::V1) => {
-            let meta: v1::MetaV1 = serde_json::from_slice(&bytes).map_err(json)?;
+            let meta: v1::MetaV1 = serde_json::from_slice(bytes).map_err(json)?;
             Ok((meta.into(), None))
         }
         Some(version @ (SchemaVersion::V2 | SchemaVersion::V3)) => {
-            let (meta, message) = v2::read_meta(&bytes, version).map_err(json)?;
+            let (meta, message) = v2::read_meta(bytes, version).map_err(json)?;
             Ok((meta, Some(message)))
         }
         None => {

@@ -31,7 +31,7 @@
 //! commit record names are removed only when older than the grace age.
 
 use super::layout::with_ext;
-use super::read::{META_LIMIT, MAX_UNTRUSTED_FILE_BYTES, Trust, parse_meta, signature_of};
+use super::read::{MAX_UNTRUSTED_FILE_BYTES, META_LIMIT, Trust, parse_meta, signature_of};
 use super::schema::{Meta, is_valid_id};
 use super::signing::SigningKey;
 use super::{CheckpointError, Pruned};
@@ -148,7 +148,10 @@ pub fn publish(
     }
     for (digest, code) in modules {
         if bucket.head(&module_key(digest))?.is_none_or(|m| m.size != code.len() as u64) {
-            tracing::warn!("{} went while checkpoint {id} was published: uploaded again", bucket.name(&module_key(digest)));
+            tracing::warn!(
+                "{} went while checkpoint {id} was published: uploaded again",
+                bucket.name(&module_key(digest))
+            );
             bucket.delete(&module_key(digest))?;
             out.bytes += put_module(bucket, digest, code)?;
         }
@@ -189,12 +192,12 @@ pub fn remove(bucket: &Bucket, session: &str, id: &str) -> Result<(), Checkpoint
     Ok(())
 }
 
-/// The commit record of `<session>/<id>` in the bucket, parsed, with the
-/// bytes its MAC covers; `None` if there is none.
-fn get_meta(bucket: &Bucket, session: &str, id: &str) -> Result<Option<(Meta, Option<Vec<u8>>)>, CheckpointError> {
+/// The commit record of `<session>/<id>` in the bucket, parsed (not
+/// verified: for listing); `None` if there is none.
+fn get_meta(bucket: &Bucket, session: &str, id: &str) -> Result<Option<Meta>, CheckpointError> {
     let k = key(session, id, "meta.json");
     let Some(bytes) = bucket.get(&k, META_LIMIT, "the meta file size (256 MiB)")? else { return Ok(None) };
-    parse_meta(&bytes, Path::new(&bucket.name(&k))).map(Some)
+    parse_meta(&bytes, Path::new(&bucket.name(&k))).map(|(meta, _)| Some(meta))
 }
 
 /// Download checkpoint `id` of `session` (and the base it is written over,
@@ -322,9 +325,10 @@ fn fetch_modules(
     let Some(modules) = value.get("modules").and_then(|m| m.as_object()) else { return Ok(()) };
     let store = crate::module_store::ModuleStore::of_checkpoints(bucket.mirror());
     for m in modules.values() {
-        let (Some(digest), Some(size)) =
-            (m.get("sha256").and_then(|d| d.as_str()).and_then(|d| d.parse::<Sha256>().ok()), m.get("size").and_then(|s| s.as_u64()))
-        else {
+        let (Some(digest), Some(size)) = (
+            m.get("sha256").and_then(|d| d.as_str()).and_then(|d| d.parse::<Sha256>().ok()),
+            m.get("size").and_then(|s| s.as_u64()),
+        ) else {
             continue;
         };
         let limit = size.min(crate::module_store::DEFAULT_MAX_MODULE_BYTES);
@@ -356,7 +360,7 @@ pub fn list(bucket: &Bucket) -> Result<Vec<Listed>, CheckpointError> {
             continue;
         }
         let meta = match get_meta(bucket, session, id) {
-            Ok(Some((meta, _))) => meta,
+            Ok(Some(meta)) => meta,
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!("skipping {}: {}", bucket.name(&o.key), crate::error_chain(&e));
@@ -425,9 +429,8 @@ pub fn prune(bucket: &Bucket, keep: usize, grace: Duration) -> Result<Pruned, Ch
         .iter()
         .filter_map(|l| l.meta.base.as_ref().map(|b| (l.meta.session_id.clone(), b.checkpoint_id.clone())))
         .collect();
-    let (gone, kept_bases): (Vec<&Listed>, Vec<&Listed>) = all[..cut]
-        .iter()
-        .partition(|l| !needed.contains(&(l.meta.session_id.clone(), l.meta.checkpoint_id.clone())));
+    let (gone, kept_bases): (Vec<&Listed>, Vec<&Listed>) =
+        all[..cut].iter().partition(|l| !needed.contains(&(l.meta.session_id.clone(), l.meta.checkpoint_id.clone())));
     let mut pruned =
         Pruned { bases_kept: kept_bases.iter().map(|l| l.meta.checkpoint_id.clone()).collect(), ..Pruned::default() };
     // Newest first: an increment goes before its base.
@@ -522,12 +525,14 @@ pub fn bases_needed_elsewhere(bucket: &Bucket, session: &str) -> Result<Vec<Stri
             continue;
         }
         match get_meta(bucket, session, id) {
-            Ok(Some((meta, _))) => out.extend(meta.base.map(|b| b.checkpoint_id)),
+            Ok(Some(meta)) => out.extend(meta.base.map(|b| b.checkpoint_id)),
             // Unknown: keep everything this time.
-            _ => return Err(CheckpointError::Torn {
-                path: PathBuf::from(bucket.name(&o.key)),
-                reason: "its commit record cannot be read, so the checkpoints it needs are unknown".into(),
-            }),
+            _ => {
+                return Err(CheckpointError::Torn {
+                    path: PathBuf::from(bucket.name(&o.key)),
+                    reason: "its commit record cannot be read, so the checkpoints it needs are unknown".into(),
+                });
+            }
         }
     }
     Ok(out)
@@ -537,11 +542,12 @@ pub fn bases_needed_elsewhere(bucket: &Bucket, session: &str) -> Result<Vec<Stri
 /// bucket's: only the run that owns the session writes it).
 pub fn push_journal(bucket: &Bucket, session: &str) -> Result<(), CheckpointError> {
     let path = crate::journal::path_of(bucket.mirror(), session);
-    let bytes = match crate::files::read_bounded(&path, crate::journal::MAX_JOURNAL_BYTES + (1 << 20), "the journal size") {
-        Ok(b) => b,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(CheckpointError::Read(Box::new(e))),
-    };
+    let bytes =
+        match crate::files::read_bounded(&path, crate::journal::MAX_JOURNAL_BYTES + (1 << 20), "the journal size") {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(CheckpointError::Read(Box::new(e))),
+        };
     bucket.put_replace(&format!("{session}/{}", crate::journal::JOURNAL_FILE), bytes)?;
     Ok(())
 }

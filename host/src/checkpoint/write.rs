@@ -373,8 +373,14 @@ impl CheckpointStore {
                 .values()
                 .filter_map(|m| self.modules.values().find(|c| c.digest() == m.sha256).map(|c| (m.sha256, c.bytes())))
                 .collect();
-            match super::remote::publish(&bucket, &state.session_id, &id, &modules, over.as_deref(), &mut self.published)
-            {
+            match super::remote::publish(
+                &bucket,
+                &state.session_id,
+                &id,
+                &modules,
+                over.as_deref(),
+                &mut self.published,
+            ) {
                 Ok(p) => {
                     bytes = p.bytes.max(bytes);
                     base_lost = p.base_lost;
@@ -416,7 +422,8 @@ impl CheckpointStore {
                 Some(bucket) => super::remote::bases_needed_elsewhere(bucket, &state.session_id).map(Some),
                 None => Ok(None),
             };
-            let mut also_keep: Vec<&str> = self.chain.as_ref().map(|c| c.base.checkpoint_id.as_str()).into_iter().collect();
+            let mut also_keep: Vec<&str> =
+                self.chain.as_ref().map(|c| c.base.checkpoint_id.as_str()).into_iter().collect();
             if let Ok(Some(ids)) = &elsewhere {
                 also_keep.extend(ids.iter().map(String::as_str));
             }

@@ -87,7 +87,10 @@ fn bucket_journal(url: &Path, latest: bool) -> Result<PathBuf, CliError> {
     }
     let (root, session, _) = checkpoint::remote::split_checkpoint_url(&text).map_err(CliError::bad_input)?;
     journal_of(&root, &session)?.ok_or_else(|| {
-        CliError::bad_input(anyhow!("no events for {text} (a run keeps them in <bucket>/<session>/{})", journal::JOURNAL_FILE))
+        CliError::bad_input(anyhow!(
+            "no events for {text} (a run keeps them in <bucket>/<session>/{})",
+            journal::JOURNAL_FILE
+        ))
     })
 }
 
@@ -97,7 +100,9 @@ pub fn logs(args: LogsArgs) -> Result<ExitStatus, CliError> {
         _ => None,
     };
     let folder = match (args.latest, &args.run) {
-        _ if bucket_run.is_some() => bucket_run.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default(),
+        _ if bucket_run.is_some() => {
+            bucket_run.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+        }
         (true, dir) => latest_run(dir.as_deref().unwrap_or(Path::new(checkpoint::DEFAULT_DIR)))?,
         (false, Some(run)) if run.is_dir() => run.clone(),
         (false, Some(run)) => {

@@ -266,13 +266,12 @@ pub fn run(args: RunArgs, live: bool) -> Result<ExitStatus, CliError> {
     let dir = bucket.as_ref().map_or(dir, |b| b.mirror().to_path_buf());
     let mut opts = options(&args.exec, Some(dir), defer_journal, &watch);
     opts.bucket = bucket;
-    let session = Session::start(&args.workflow, input, opts)
-        .map_err(|e| {
-            watch.finish();
-            let e = super::start_failed(&args.workflow, e);
-            watch.end_trace("bad_input", Some(&super::error_text(&e.error)));
-            e
-        })?;
+    let session = Session::start(&args.workflow, input, opts).map_err(|e| {
+        watch.finish();
+        let e = super::start_failed(&args.workflow, e);
+        watch.end_trace("bad_input", Some(&super::error_text(&e.error)));
+        e
+    })?;
     if !args.exec.no_cache {
         super::cache::remember_names(session.workflow());
     }

@@ -46,9 +46,8 @@ impl BucketUrl {
     /// Parse `s3://bucket[/prefix]`. The bucket name follows S3's rules
     /// (3 to 63 of `a-z 0-9 . -`); the prefix is valid key segments.
     pub fn parse(url: &str) -> Result<BucketUrl, StorageError> {
-        let bad = |why: &str| {
-            StorageError::Config(format!("'{}' is not a bucket URL: {why}", crate::redacted_url(url)))
-        };
+        let bad =
+            |why: &str| StorageError::Config(format!("'{}' is not a bucket URL: {why}", crate::redacted_url(url)));
         let rest = url.strip_prefix("s3://").ok_or_else(|| bad("it must start with s3://"))?;
         if rest.contains('@') || rest.contains('?') || rest.contains('#') {
             return Err(bad(
@@ -144,11 +143,14 @@ fn profile_settings() -> BTreeMap<String, String> {
     // The config file names a profile `[profile name]` (but `[default]`),
     // the credentials file `[name]`; credentials win.
     let config_section = if profile == "default" { "default".to_string() } else { format!("profile {profile}") };
-    for (path, section) in
-        [(file("AWS_CONFIG_FILE", "config"), config_section), (file("AWS_SHARED_CREDENTIALS_FILE", "credentials"), profile)]
-    {
+    for (path, section) in [
+        (file("AWS_CONFIG_FILE", "config"), config_section),
+        (file("AWS_SHARED_CREDENTIALS_FILE", "credentials"), profile),
+    ] {
         let Some(path) = path else { continue };
-        let Ok(text) = crate::files::read_bounded(&path, 1 << 20, "the AWS profile file size (1 MiB)") else { continue };
+        let Ok(text) = crate::files::read_bounded(&path, 1 << 20, "the AWS profile file size (1 MiB)") else {
+            continue;
+        };
         let text = String::from_utf8_lossy(&text);
         let mut inside = false;
         for line in text.lines() {

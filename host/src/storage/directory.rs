@@ -69,7 +69,7 @@ impl Storage for Directory {
         let mut out = Vec::new();
         // Two levels deep at most below a session folder (`feedback/`):
         // every key this host writes is at most three segments.
-        fn walk(root: &Path, dir: &Path, rel: &str, depth: u32, out: &mut Vec<ObjectInfo>) {
+        fn walk(dir: &Path, rel: &str, depth: u32, out: &mut Vec<ObjectInfo>) {
             let Ok(entries) = std::fs::read_dir(dir) else { return };
             for e in entries.flatten() {
                 let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
@@ -79,7 +79,7 @@ impl Storage for Directory {
                 let key = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
                 let Ok(t) = e.file_type() else { continue };
                 if t.is_dir() && depth < 3 {
-                    walk(root, &e.path(), &key, depth + 1, out);
+                    walk(&e.path(), &key, depth + 1, out);
                 } else if t.is_file()
                     && let Ok(m) = e.metadata()
                 {
@@ -91,7 +91,7 @@ impl Storage for Directory {
                 }
             }
         }
-        walk(&self.root, &self.root, "", 1, &mut out);
+        walk(&self.root, "", 1, &mut out);
         out.retain(|o| o.key.starts_with(prefix));
         Ok(out)
     }
