@@ -60,6 +60,9 @@ failed() { # file name detail
 echo "== graflow-host workloads (cargo bench --bench workloads)" >&2
 cargo bench --quiet --bench workloads 2>/dev/null | grep '^{' | tee "$OUT/ours.jsonl" >&2
 cargo bench --quiet --bench workloads -- rss_10k 2>/dev/null | grep '^{' | tee -a "$OUT/ours.jsonl" >&2
+for size in 10k 100k 1m; do
+  cargo bench --quiet --bench workloads -- "long_loop_$size" 2>/dev/null | grep '^{' | tee -a "$OUT/ours.jsonl" >&2
+done
 if [ -z "$S3_PID" ]; then
   failed "$OUT/ours.jsonl" bucket_not_run "moto_server is not installed: the bucket rows were not measured (pip install 'moto[server]')"
 fi

@@ -897,6 +897,64 @@ fn distributed() {
 }
 
 /// Peak RSS of this process after a 10,000-task chain (run this alone).
+/// A long agent loop, as a user would run one: one task iterating `n` times
+/// through `next_iteration`, `--checkpoint-every 1000` into a directory.
+/// Per-iteration time, the peak RSS of the process (run alone: `make bench`
+/// runs each size in its own process) and the size of the last checkpoint
+/// (its three files).
+fn long_loop(n: u64) {
+    quiet_disk();
+    let mut graph = Graph::default();
+    graph.nodes.insert("it".into(), Node::Task);
+    let mut def = task_def("it", "m", "iterate", &["times"]);
+    def.max_cycles = u32::MAX;
+    let wf = workflow(&bench_module(), vec![def], graph, "it");
+    let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let mut opts = options(&cache_dir());
+    opts.checkpoint_dir = Some(dir.path().to_path_buf());
+    opts.checkpoint_every = Some(1000);
+    let input = format!(r#"{{"times":{n}}}"#);
+    let mut session = Session::from_workflow(wf, Json::parse(input.as_str()).unwrap(), opts).unwrap();
+    let started = Instant::now();
+    session.run().unwrap();
+    let us = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).unwrap();
+    let all = checkpoint::list(dir.path()).unwrap();
+    let last = &all.last().unwrap().base;
+    let size: u64 = ["ctx", "state.json", "meta.json"]
+        .iter()
+        .map(|e| std::fs::metadata(checkpoint::with_ext(last, e)).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let label = match n {
+        10_000 => "10k",
+        100_000 => "100k",
+        1_000_000 => "1m",
+        _ => "n",
+    };
+    emit(
+        &format!("long_loop_{label}_per_iteration"),
+        us,
+        "us/iteration",
+        &format!(
+            "{n} iterations of one task through next_iteration, --checkpoint-every 1000 ({} checkpoints), one run",
+            all.len()
+        ),
+    );
+    emit(
+        &format!("long_loop_{label}_rss"),
+        hwm.parse::<f64>().unwrap() / 1024.0,
+        "MiB",
+        "peak RSS (VmHWM) of the process",
+    );
+    emit(
+        &format!("long_loop_{label}_checkpoint_kb"),
+        size as f64 / 1024.0,
+        "KiB",
+        "the last checkpoint's three files (the full or incremental checkpoint at the end)",
+    );
+}
+
 fn rss_10k() {
     let wf = Arc::new(chain(&bench_module(), 10_000, "noop"));
     let mut sandbox = sandbox_for(&wf, &cache_dir());
@@ -963,12 +1021,17 @@ fn main() {
         ("scaling", scaling),
         ("distributed", distributed),
         ("rss_10k", rss_10k),
+        ("long_loop_10k", || long_loop(10_000)),
+        ("long_loop_100k", || long_loop(100_000)),
+        ("long_loop_1m", || long_loop(1_000_000)),
         ("outbound", outbound),
         ("tracing", tracing),
     ];
     let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     for (name, f) in all {
-        if (wanted.is_empty() && *name != "rss_10k") || wanted.iter().any(|w| w == name) {
+        // Peak RSS is per process: these run alone (make bench runs each).
+        let alone = *name == "rss_10k" || name.starts_with("long_loop");
+        if (wanted.is_empty() && !alone) || wanted.iter().any(|w| w == name) {
             f();
         }
     }

@@ -45,17 +45,24 @@ fn read_json<T: for<'de> Deserialize<'de>>(storage: &dyn Storage, key: &str) -> 
     }
 }
 
-/// The newest checkpoint of run `session` under `dir`: what resumes it.
+/// The newest checkpoint of run `session` under `dir` (a folder or an
+/// `s3://` URL): what resumes it.
 pub fn latest_of(dir: &Path, session: &str) -> Option<PathBuf> {
-    if crate::storage::is_bucket_url(dir) {
-        let Ok(crate::storage::Location::Bucket(bucket)) = crate::storage::Location::parse(dir) else { return None };
-        return crate::checkpoint::remote::list(&bucket)
+    latest_in(&crate::storage::Location::parse(dir).ok()?, session)
+}
+
+/// The newest checkpoint of run `session` in `location`: its path or URL.
+pub fn latest_in(location: &crate::storage::Location, session: &str) -> Option<PathBuf> {
+    match location {
+        crate::storage::Location::Bucket(bucket) => crate::checkpoint::remote::list(bucket)
             .ok()?
             .into_iter()
             .rfind(|c| c.meta.session_id == session)
-            .map(|c| PathBuf::from(c.url));
+            .map(|c| PathBuf::from(c.url)),
+        crate::storage::Location::Dir(dir) => {
+            crate::checkpoint::list(dir).ok()?.into_iter().rfind(|c| c.meta.session_id == session).map(|c| c.base)
+        }
     }
-    crate::checkpoint::list(dir).ok()?.into_iter().rfind(|c| c.meta.session_id == session).map(|c| c.base)
 }
 
 /// One request found in a directory, with its answer if it has one.

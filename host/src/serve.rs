@@ -418,7 +418,7 @@ async fn page(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>,
         let resume = FileDesk::on(s.location.storage())
             .find(id)
             .ok()
-            .and_then(|e| crate::feedback::latest_of(&s.dir, &e.request.session_id))
+            .and_then(|e| crate::feedback::latest_in(&s.location, &e.request.session_id))
             .map(|cp| {
                 format!(
                     " If the run paused, continue it with <code>graflow-host resume {}</code>.",

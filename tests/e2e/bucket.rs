@@ -630,6 +630,15 @@ fn bucket_errors_name_the_bucket_and_never_the_secret() {
         assert_ne!(out.code, 0, "{bad}");
         assert!(!out.stderr.contains("pw@"), "{}", out.stderr);
     }
+    // Credentials in the endpoint are refused, and not shown.
+    let out = m
+        .command(&moto)
+        .env("AWS_ENDPOINT_URL", "http://admin:hunter2@127.0.0.1:9/")
+        .args(["checkpoints", "list", &url])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("AWS_ENDPOINT_URL") && !err.contains("hunter2"), "{err}");
     // A checkpoint URL that names nothing.
     let out = m.cli(&moto, &["resume", &format!("{url}/nosession/nosession_1_1")]);
     assert!(out.stderr.contains("no checkpoint at s3://errors/p/nosession/nosession_1_1"), "{}", out.stderr);

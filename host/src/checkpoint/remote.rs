@@ -49,6 +49,14 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 /// Largest claim object read.
 const CLAIM_LIMIT: u64 = 64 << 10;
 
+/// Most module copies one checkpoint may name (what a state file from a
+/// bucket can make [`fetch`] download).
+pub const MAX_MODULES: usize = 4096;
+
+/// Most ids a writer tries for one checkpoint before giving up (each try is
+/// a claim: a create-only put).
+pub const MAX_CLAIM_TRIES: u32 = 1000;
+
 /// The key of file `ext` of checkpoint `id` of `session`.
 pub fn key(session: &str, id: &str, ext: &str) -> String {
     format!("{session}/{id}.{ext}")
@@ -135,15 +143,45 @@ pub fn publish(
         bucket.put_new(&key(session, id, ext), &bytes)?;
         out.bytes += bytes.len() as u64;
     }
-    // What the record relies on, still there? (See the module documentation.)
+    // Committed. What the record relies on, still there? (See the module
+    // documentation.) A failure here does not undo the commit: it is
+    // reported, and the next checkpoint is written in full.
+    match check_published(bucket, session, id, &local, modules, base) {
+        Ok((bytes, base_lost)) => {
+            out.bytes += bytes;
+            out.base_lost = base_lost;
+        }
+        Err(e) => {
+            tracing::warn!(
+                "checkpoint {} is committed, but what it relies on could not be checked: {}",
+                bucket.name(&format!("{session}/{id}")),
+                crate::error_chain(&e)
+            );
+            out.base_lost = base.is_some();
+        }
+    }
+    Ok(out)
+}
+
+/// After a commit: put back the checkpoint's own files and module copies
+/// if a prune took them, and say whether its base is gone.
+fn check_published(
+    bucket: &Bucket,
+    session: &str,
+    id: &str,
+    local: &Path,
+    modules: &[(Sha256, &[u8])],
+    base: Option<&str>,
+) -> Result<(u64, bool), CheckpointError> {
+    let mut bytes = 0;
     // Its own files first: a prune run with a grace age shorter than this
     // publish took may have taken them for a dead writer's.
     for ext in ["ctx", "state.json"] {
-        let path = with_ext(&local, ext);
+        let path = with_ext(local, ext);
         let size = std::fs::metadata(&path).map_err(super::io(&path))?.len();
         if bucket.head(&key(session, id, ext))?.is_none_or(|m| m.size != size) {
             tracing::warn!("{} went while it was published: uploaded again", bucket.name(&key(session, id, ext)));
-            out.bytes += bucket.put_file(&key(session, id, ext), &path)?;
+            bytes += bucket.put_file(&key(session, id, ext), &path)?;
         }
     }
     for (digest, code) in modules {
@@ -153,15 +191,15 @@ pub fn publish(
                 bucket.name(&module_key(digest))
             );
             bucket.delete(&module_key(digest))?;
-            out.bytes += put_module(bucket, digest, code)?;
+            bytes += put_module(bucket, digest, code)?;
         }
     }
+    let mut base_lost = false;
     if let Some(base) = base {
-        let present = bucket.head(&key(session, base, "meta.json"))?.is_some()
-            && bucket.head(&key(session, base, "ctx"))?.is_some();
-        out.base_lost = !present;
+        base_lost = bucket.head(&key(session, base, "meta.json"))?.is_none()
+            || bucket.head(&key(session, base, "ctx"))?.is_none();
     }
-    Ok(out)
+    Ok((bytes, base_lost))
 }
 
 /// Create the module copy `digest`; one already there of another size is
@@ -214,6 +252,19 @@ pub fn fetch(
     signing: &SigningKey,
     trust: Trust,
 ) -> Result<PathBuf, CheckpointError> {
+    fetch_one(bucket, session, id, signing, trust, true)
+}
+
+/// [`fetch`]; `may_have_base`: false for a base (an increment's base is a
+/// full checkpoint: one level, never a chain or a cycle).
+fn fetch_one(
+    bucket: &Bucket,
+    session: &str,
+    id: &str,
+    signing: &SigningKey,
+    trust: Trust,
+    may_have_base: bool,
+) -> Result<PathBuf, CheckpointError> {
     if !is_valid_id(session) || !is_valid_id(id) {
         return Err(CheckpointError::BadId { id: format!("{session}/{id}") });
     }
@@ -236,6 +287,13 @@ pub fn fetch(
             found: format!("{}/{}", meta.session_id, meta.checkpoint_id),
         });
     }
+    if meta.base.is_some() && !may_have_base {
+        return Err(CheckpointError::Torn {
+            path: url,
+            reason: "it is named as the base of an increment but is an increment itself (a base is a full checkpoint)"
+                .into(),
+        });
+    }
     let signature = signature_of(&meta, message.as_deref(), signing);
     let trusted = signature.distrust(signing).is_none();
     if let (Some(reason), Trust::Signed) = (signature.distrust(signing), trust) {
@@ -253,45 +311,52 @@ pub fn fetch(
             let _ = std::fs::remove_file(with_ext(&local, ext));
         }
     }
-    let limit = |size: u64| if trusted { size } else { size.min(MAX_UNTRUSTED_FILE_BYTES) };
+    let (limit, bound) = if trusted {
+        (u64::MAX, "the size its commit record gives")
+    } else {
+        (
+            MAX_UNTRUSTED_FILE_BYTES,
+            "MAX_UNTRUSTED_FILE_BYTES (512 MiB, for a checkpoint whose signature did not verify)",
+        )
+    };
     for (file_key, ext) in [("ctx", "ctx"), ("state", "state.json")] {
         let Some(recorded) = meta.files.get(file_key) else { continue };
-        download(bucket, &key(session, id, ext), &with_ext(&local, ext), limit(recorded.size), recorded.size)?;
+        // Always the bucket's bytes: a copy here that does not verify would
+        // otherwise fail every resume.
+        let dest = with_ext(&local, ext);
+        let _ = std::fs::remove_file(&dest);
+        download(bucket, &key(session, id, ext), &dest, limit, bound, recorded.size)?;
     }
     if !meta_path.exists() {
         super::fsutil::write_durable_new(&meta_path, &meta_bytes).map_err(super::io(&meta_path))?;
     }
     drop(_lock);
+    drop(meta_bytes);
     if let Some(base) = &meta.base {
-        if !is_valid_id(&base.checkpoint_id) {
+        if !is_valid_id(&base.checkpoint_id) || base.checkpoint_id == id {
             return Err(CheckpointError::BadId { id: base.checkpoint_id.clone() });
         }
-        if base.checkpoint_id != id {
-            fetch(bucket, session, &base.checkpoint_id, signing, trust)?;
-        }
+        fetch_one(bucket, session, &base.checkpoint_id, signing, trust, false)?;
     }
     fetch_modules(bucket, &local, meta.files.get("state").map(|d| d.digest))?;
     Ok(local)
 }
 
-/// Download `key` into `dest` unless a file of `size` bytes is there; at
-/// most `limit` bytes (the object must have `size`).
-fn download(bucket: &Bucket, key: &str, dest: &Path, limit: u64, size: u64) -> Result<(), CheckpointError> {
-    if std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_file() && m.len() == size) {
-        return Ok(());
-    }
-    let _ = std::fs::remove_file(dest);
+/// Download `key`, which must have `size` bytes, into the new file `dest`;
+/// refused without reading it if `size` is over `limit` (`bound` names it).
+fn download(
+    bucket: &Bucket,
+    key: &str,
+    dest: &Path,
+    limit: u64,
+    bound: &str,
+    size: u64,
+) -> Result<(), CheckpointError> {
     if size > limit {
-        return Err(StorageError::TooLarge {
-            name: bucket.name(key),
-            size,
-            limit,
-            bound: "MAX_UNTRUSTED_FILE_BYTES (512 MiB, for a checkpoint whose signature did not verify)".into(),
-        }
-        .into());
+        return Err(StorageError::TooLarge { name: bucket.name(key), size, limit, bound: bound.into() }.into());
     }
     match bucket.get_to_file(key, dest, size) {
-        Err(StorageError::TooLarge { name, size: found, .. }) => Err(CheckpointError::Torn {
+        Err(StorageError::WrongSize { name, found, .. }) => Err(CheckpointError::Torn {
             path: PathBuf::from(&name),
             reason: format!("it has {found} bytes, its commit record says {size}"),
         }),
@@ -323,6 +388,15 @@ fn fetch_modules(
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| CheckpointError::Json { path: state.to_path_buf(), message: e.to_string() })?;
     let Some(modules) = value.get("modules").and_then(|m| m.as_object()) else { return Ok(()) };
+    if modules.len() > MAX_MODULES {
+        return Err(CheckpointError::Json {
+            path: state.to_path_buf(),
+            message: format!(
+                "it lists {} modules, over the bound checkpoint::remote::MAX_MODULES = {MAX_MODULES}",
+                modules.len()
+            ),
+        });
+    }
     let store = crate::module_store::ModuleStore::of_checkpoints(bucket.mirror());
     for m in modules.values() {
         let (Some(digest), Some(size)) = (
@@ -331,8 +405,19 @@ fn fetch_modules(
         ) else {
             continue;
         };
-        let limit = size.min(crate::module_store::DEFAULT_MAX_MODULE_BYTES);
-        download(bucket, &module_key(&digest), &store.path(&digest), limit, size)?;
+        // A copy here is used only if it is the module (its digest).
+        if store.get(&digest, size).is_ok() {
+            continue;
+        }
+        let _ = store.remove(&digest);
+        download(
+            bucket,
+            &module_key(&digest),
+            &store.path(&digest),
+            crate::module_store::DEFAULT_MAX_MODULE_BYTES,
+            "the module size bound (512 MiB)",
+            size,
+        )?;
     }
     Ok(())
 }
@@ -464,6 +549,23 @@ pub fn prune(bucket: &Bucket, keep: usize, grace: Duration) -> Result<Pruned, Ch
             _ => keep_all_modules = true,
         }
     }
+    // Listed again just before anything unreferenced goes: commits that
+    // claimed or committed since the first listing keep what they name.
+    let objects = bucket.list("")?;
+    for o in &objects {
+        if let Some((session, id)) = o.key.strip_suffix(".meta.json").and_then(|k| k.split_once('/'))
+            && !removed.contains(&(session, id))
+            && records.insert((session.to_string(), id.to_string()))
+        {
+            match bucket.get(&key(session, id, "state.json"), 1 << 30, "the state file size (1 GiB)") {
+                Ok(Some(bytes)) => match modules_of_state(&bytes) {
+                    Some(d) => referenced.extend(d),
+                    None => keep_all_modules = true,
+                },
+                _ => keep_all_modules = true,
+            }
+        }
+    }
     for o in objects.iter().filter(|o| o.key.ends_with(".claim") && !old(o)) {
         match claimed_modules(bucket, &o.key) {
             Some(d) => referenced.extend(d),
@@ -506,9 +608,18 @@ pub fn prune(bucket: &Bucket, keep: usize, grace: Duration) -> Result<Pruned, Ch
     Ok(pruned)
 }
 
+/// The module digests a state file names (only that field is decoded).
 fn modules_of_state(bytes: &[u8]) -> Option<Vec<Sha256>> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    value.get("modules")?.as_object()?.values().map(|m| m.get("sha256")?.as_str()?.parse().ok()).collect()
+    #[derive(serde::Deserialize)]
+    struct Module {
+        sha256: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Modules {
+        modules: std::collections::BTreeMap<String, Module>,
+    }
+    let state: Modules = serde_json::from_slice(bytes).ok()?;
+    state.modules.values().map(|m| m.sha256.parse().ok()).collect()
 }
 
 /// Ids of full checkpoints that commit records of `session` in the bucket,

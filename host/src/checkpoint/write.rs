@@ -101,6 +101,8 @@ pub struct CheckpointStore {
     remote: Option<std::sync::Arc<crate::storage::Bucket>>,
     /// Module copies this store put in the bucket (or found there).
     published: std::collections::HashSet<Sha256>,
+    /// The bucket's create-only puts were checked.
+    probed: bool,
 }
 
 impl CheckpointStore {
@@ -125,6 +127,7 @@ impl CheckpointStore {
             resumed_steps: None,
             remote: None,
             published: Default::default(),
+            probed: false,
         }
     }
 
@@ -310,6 +313,12 @@ impl CheckpointStore {
         if self.key.is_none() {
             self.key = Some(SigningKey::load_or_create()?);
         }
+        if let Some(bucket) = &self.remote
+            && !self.probed
+        {
+            bucket.check_conditional_puts()?;
+            self.probed = true;
+        }
         let _lock = DirLock::exclusive(&self.root)?;
         if !self.swept {
             remove_stale_temps_under(&self.root);
@@ -335,6 +344,16 @@ impl CheckpointStore {
         // (without the lock: an older host) makes this pick the next n.
         let mut written = None;
         for n in 1u32.. {
+            if self.remote.is_some() && n > super::remote::MAX_CLAIM_TRIES {
+                return Err(CheckpointError::Json {
+                    path: dir.clone(),
+                    message: format!(
+                        "no free checkpoint id after {} claims in the bucket (checkpoint::remote::MAX_CLAIM_TRIES): \
+                         other writers hold them, or the server refuses every create-only put",
+                        super::remote::MAX_CLAIM_TRIES
+                    ),
+                });
+            }
             let id = format!("{}_{}_{n}", state.session_id, state.steps);
             let base = dir.join(&id);
             if ["ctx", "state.json", "meta.json"].iter().any(|e| with_ext(&base, e).exists()) {

@@ -423,7 +423,7 @@ impl<'s, 'a> Frame<'s, 'a> {
 
     /// Apply a completed execution: result, completion, step, queue, checkpoint.
     pub(super) fn complete(&mut self, spec: &TaskSpec, c: Completion) -> Result<StepEnd, RunError> {
-        self.state.mark_completed(&spec.id);
+        self.state.complete_execution(&spec.id, spec.origin);
         self.shared.steps_done.fetch_add(1, Ordering::Relaxed);
         self.state.last_cycle = self.state.cycle_counts.get(&spec.cycle_key).copied().unwrap_or(1);
         self.state.steps += 1;

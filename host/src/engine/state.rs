@@ -164,7 +164,10 @@ pub struct RunState {
     pub input: Json,
     /// Executions waiting to run, in order.
     pub queue: Queue,
-    /// Completed execution ids, in order of first completion.
+    /// Completed executions of the workflow's own nodes (tasks and groups
+    /// of the flow, not dynamic instances or iterations), in order of first
+    /// completion: bounded by the graph's size, however long the run. The
+    /// whole history of executions is in the run's journal (`logs`).
     pub completed: Vec<String>,
     /// The execution that completed last (a task or a group).
     pub last_completed: Option<String>,
@@ -178,7 +181,9 @@ pub struct RunState {
     pub steps: u64,
     /// The result of the last completed execution: the workflow's result.
     pub last_result: Option<Json>,
-    /// Dynamic instances created so far (id → task), the run-time part of the graph.
+    /// Dynamic instances created and not yet completed (id → task): the
+    /// run-time part of the graph still to run. An instance leaves when it
+    /// completes, so this stays bounded by the queue.
     pub dynamic_tasks: BTreeMap<String, String>,
     /// Requests for human input the run paused on (empty while it runs).
     pub pending_input: Vec<super::feedback::FeedbackRequest>,
@@ -238,6 +243,19 @@ impl RunState {
             self.completed.push(id.to_string());
         }
         self.last_completed = Some(id.to_string());
+    }
+
+    /// Record the completion of execution `id` of `origin`: a node of the
+    /// flow is kept in `completed`; every execution becomes
+    /// `last_completed`; a dynamic instance leaves `dynamic_tasks`.
+    pub fn complete_execution(&mut self, id: &str, origin: Origin) {
+        match origin {
+            Origin::Flow => self.mark_completed(id),
+            Origin::Dynamic | Origin::Iteration { .. } => {
+                self.dynamic_tasks.remove(id);
+                self.last_completed = Some(id.to_string());
+            }
+        }
     }
 
     /// Ids of the queued executions.

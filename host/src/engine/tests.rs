@@ -265,7 +265,11 @@ fn next_task_new_instance_runs_before_successors() {
     r.result.unwrap();
     assert_eq!(fake.log(), ["start", "dynamic#1", "dynamic#2", "successor"]);
     assert_eq!(fake.input_of("dynamic#1"), serde_json::json!({"x":1}));
-    assert_eq!(r.state.dynamic_tasks.keys().collect::<Vec<_>>(), ["dynamic#1", "dynamic#2"]);
+    // Completed, they left the run-time graph; the flow's nodes are the
+    // completions the state keeps (the journal has every execution).
+    assert!(r.state.dynamic_tasks.is_empty(), "{:?}", r.state.dynamic_tasks);
+    assert_eq!(r.state.completed, ["start", "successor"]);
+    assert_eq!(r.state.steps, 4);
 }
 
 #[test]
@@ -457,7 +461,8 @@ fn next_task_inside_a_branch_stays_in_the_branch() {
     let log = fake.log();
     let helper = log.iter().position(|t| t == "helper#a.1").unwrap();
     assert!(helper < log.iter().position(|t| t == "after").unwrap());
-    assert!(r.state.completed.contains(&"helper#a.1".to_string()));
+    assert!(!r.state.completed.contains(&"helper#a.1".to_string()), "only the flow's nodes are kept");
+    assert!(r.state.completed.contains(&"after".to_string()));
 }
 
 #[test]
@@ -747,4 +752,28 @@ fn a_failed_task_is_named_once_and_a_dynamic_one_with_its_declared_task() {
         "{}",
         error("weather#1")
     );
+}
+
+#[test]
+fn a_long_loop_keeps_a_bounded_state() {
+    // 5,000 iterations of one task: the state keeps the flow's node once,
+    // the last completion, the cycle count; nothing per iteration.
+    let wf = workflow(
+        "[workflow]\nflow = \"step\"\nmax_steps = 100000\n[tasks.step]\nmax_cycles = 100000",
+        names(&["step"]),
+    );
+    let fake = Fake::default().on("step", |input, ctx| {
+        let n = input.to_value().unwrap().get("n").and_then(|v| v.as_u64()).unwrap_or(0);
+        if n + 1 < 5000 {
+            ctx.next_iteration(&format!("{{\"n\":{}}}", n + 1)).unwrap();
+        }
+        ok(serde_json::json!(n + 1))
+    });
+    let r = run(&wf, &fake, "{}");
+    assert_eq!(r.result.unwrap().result, Some(j("5000")));
+    assert_eq!(r.state.steps, 5000);
+    assert_eq!(r.state.completed, ["step"], "only the flow's node is kept");
+    assert_eq!(r.state.last_completed.as_deref(), Some("step@5000"));
+    assert!(r.state.dynamic_tasks.is_empty());
+    assert_eq!(r.state.cycle_counts.len(), 1);
 }

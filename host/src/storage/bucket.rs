@@ -30,6 +30,10 @@ use std::sync::Arc;
 /// Files larger than this go up in a multipart upload, in parts of this size.
 pub const PART_BYTES: usize = 8 << 20;
 
+/// Most objects one listing may hold (a listing is read whole: `list`,
+/// `prune`, `--latest`, the feedback desk).
+pub const MAX_LISTED_OBJECTS: usize = 1_000_000;
+
 /// Parts of one multipart upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
 
@@ -253,6 +257,14 @@ impl Bucket {
                     crate::redacted_url(endpoint)
                 )));
             }
+            let authority = endpoint.split_once("://").map_or("", |(_, rest)| rest);
+            if authority.contains('@') || authority.contains('?') || authority.contains('#') {
+                return Err(StorageError::Config(format!(
+                    "AWS_ENDPOINT_URL '{}' must be scheme://host[:port][/path]: credentials come from \
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the profile), never the URL",
+                    crate::redacted_url(endpoint)
+                )));
+            }
             builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
         }
         let retry = object_store::RetryConfig {
@@ -278,7 +290,12 @@ impl Bucket {
                     ))
                 })?
                 .join("buckets")
-                .join(&Sha256::of(url.to_string().as_bytes()).to_string()[..16]),
+                // By bucket, prefix and endpoint: two servers with a bucket
+                // of the same name never share a working copy.
+                .join(
+                    &Sha256::of(format!("{url}\n{}", endpoint.as_deref().unwrap_or("aws")).as_bytes()).to_string()
+                        [..16],
+                ),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -329,6 +346,25 @@ impl Bucket {
 
     fn stopped(&self) -> StorageError {
         StorageError::Bucket { name: self.url.to_string(), message: "the bucket client stopped".into() }
+    }
+
+    /// Check once that the server honours create-only puts
+    /// (`If-None-Match: *`): a server that ignores them would let two writers
+    /// overwrite each other, so checkpoints are not written to it.
+    pub fn check_conditional_puts(&self) -> Result<(), StorageError> {
+        let key = format!(".graflow-probe-{:016x}", rand::random::<u64>());
+        self.put_new(&key, b"probe")?;
+        let second = self.put_new(&key, b"probe");
+        let _ = self.delete(&key);
+        match second {
+            Err(StorageError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => Err(StorageError::Config(format!(
+                "{}: the server does not honour create-only puts (If-None-Match: *): two writers could \
+                 overwrite each other's checkpoints, so none are written there",
+                self.url
+            ))),
+        }
     }
 
     /// The size and time of `key`, if it exists.
@@ -418,27 +454,24 @@ impl Bucket {
         let name = self.url.of(key);
         let store = self.store.clone();
         let local = |source| StorageError::Io { name: dest.display().to_string(), source };
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<bytes::Bytes, StorageError>>(PARTS_IN_FLIGHT);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, StorageError>>(PARTS_IN_FLIGHT);
         let name2 = name.clone();
         self.runtime.spawn(async move {
             let result = match store.get(&path).await {
-                Ok(r) if r.meta.size != size => Err(StorageError::TooLarge {
-                    name: name2.clone(),
-                    size: r.meta.size,
-                    limit: size,
-                    bound: "the size its commit record gives".into(),
-                }),
+                Ok(r) if r.meta.size != size => {
+                    Err(StorageError::WrongSize { name: name2.clone(), found: r.meta.size, expected: size })
+                }
                 Ok(r) => Ok(r.into_stream()),
                 Err(e) => Err(bucket_error(name2.clone())(e)),
             };
             match result {
                 Err(e) => {
-                    let _ = tx.send(Err(e));
+                    let _ = tx.send(Err(e)).await;
                 }
                 Ok(mut stream) => {
                     while let Some(chunk) = stream.next().await {
                         let stop = chunk.is_err();
-                        if tx.send(chunk.map_err(bucket_error(name2.clone()))).is_err() || stop {
+                        if tx.send(chunk.map_err(bucket_error(name2.clone()))).await.is_err() || stop {
                             break;
                         }
                     }
@@ -451,7 +484,7 @@ impl Bucket {
         let mut received = 0u64;
         let result = super::fsutil::write_durable_new_with(dest, |file| {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-            for chunk in rx.iter() {
+            while let Some(chunk) = rx.blocking_recv() {
                 let chunk = chunk.map_err(std::io::Error::other)?;
                 received += chunk.len() as u64;
                 if received > size {
@@ -545,8 +578,16 @@ impl Storage for Bucket {
         let want = prefix.to_string();
         let listed = self.block(async move {
             let path = full.map(object_store::path::Path::from);
-            store.list(path.as_ref()).collect::<Vec<_>>().await
+            store.list(path.as_ref()).take(MAX_LISTED_OBJECTS + 1).collect::<Vec<_>>().await
         })?;
+        if listed.len() > MAX_LISTED_OBJECTS {
+            return Err(StorageError::TooLarge {
+                name,
+                size: listed.len() as u64,
+                limit: MAX_LISTED_OBJECTS as u64,
+                bound: "storage::bucket::MAX_LISTED_OBJECTS (objects in one listing)".into(),
+            });
+        }
         let mut out = Vec::new();
         for item in listed {
             let m = item.map_err(bucket_error(name.clone()))?;

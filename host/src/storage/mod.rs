@@ -59,6 +59,17 @@ pub enum StorageError {
         /// The bound's name.
         bound: String,
     },
+    /// An object that does not have the size its reader was told (a
+    /// commit record's).
+    #[error("{name} has {found} bytes, not the {expected} it should have")]
+    WrongSize {
+        /// The object.
+        name: String,
+        /// Its size.
+        found: u64,
+        /// The size expected.
+        expected: u64,
+    },
     /// A file of a directory cannot be read or written.
     #[error("{name}")]
     Io {
