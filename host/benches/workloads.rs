@@ -659,6 +659,52 @@ fn first_task(label: &str, module: &Path, export: &str) {
     }
 }
 
+/// The floor under a fresh Rust task: wasmtime alone instantiating the bench
+/// component and dropping its store, with the engine a run of the Rust chain
+/// gets (`sandbox::config::build_engine`: pooling, the same reset settings),
+/// every import defined as a trap and no graflow code around it.
+fn floor() {
+    use graflow_host::sandbox::config::{EngineSettings, build_engine};
+    let wf = chain(&bench_module(), 1, "noop");
+    let settings = EngineSettings::for_needs(&EngineNeeds::of(&wf));
+    let engine = build_engine(&settings).unwrap();
+    let bytes = std::fs::read(bench_module()).unwrap();
+    let component = wasmtime::component::Component::new(&engine, &bytes).unwrap();
+    let mut linker = wasmtime::component::Linker::<()>::new(&engine);
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let pre = linker.instantiate_pre(&component).unwrap();
+    let once = || {
+        let mut store = wasmtime::Store::new(&engine, ());
+        store.set_epoch_deadline(u64::MAX / 2);
+        if settings.fuel {
+            store.set_fuel(u64::MAX).unwrap();
+        }
+        pre.instantiate(&mut store).unwrap();
+        drop(store);
+    };
+    for _ in 0..200 {
+        once();
+    }
+    let n = 5000;
+    let us = median(
+        (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..n {
+                    once();
+                }
+                started.elapsed().as_secs_f64() * 1e6 / n as f64
+            })
+            .collect(),
+    );
+    emit(
+        "wasmtime_instantiate_floor",
+        us,
+        "us/instance",
+        "wasmtime alone: instantiate the bench component (pre-instantiated linker, imports as traps) and drop the store, the engine a Rust chain run gets, 5,000 per sample, median of 5",
+    );
+}
+
 fn first_tasks() {
     first_task("rust", &bench_module(), "noop");
     first_task("python", &repo().join("tests/guests/parity_py.wasm"), "lang");
@@ -1016,6 +1062,7 @@ fn main() {
         ("bucket", bucket),
         ("incremental", incremental),
         ("first_tasks", first_tasks),
+        ("floor", floor),
         ("guest_languages", guest_languages),
         ("parallel_cpu", parallel_cpu),
         ("scaling", scaling),
