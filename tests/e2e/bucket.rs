@@ -682,3 +682,65 @@ fn retention_removes_old_checkpoints_from_the_bucket_too() {
     copy_workflow(&wf, &other);
     assert_eq!(other.cli(&moto, &["resume", "--latest", &url, "--json"]).json()["result"], json!(5));
 }
+
+#[test]
+fn a_hostile_bucket_is_refused_with_errors_never_a_crash() {
+    let Some(moto) = Moto::start() else { return };
+    let url = moto.bucket("hostile", "h");
+    let (wf, input) = chain(1000);
+    let m = Machine::new();
+    copy_workflow(&wf, &m);
+    let input_text = input.to_string();
+    let args =
+        ["run", "workflow.toml", "--input", &input_text, "--checkpoint-dir", &url, "--checkpoint-every", "1", "--json"];
+    m.cli(&moto, &args).ok();
+    let listed = m.cli(&moto, &["checkpoints", "list", &url, "--json"]).ok().json();
+    let listed = listed.as_array().unwrap().clone();
+    let increment = listed.iter().find(|c| !c["base"].is_null()).expect("an increment").clone();
+    let session = increment["session"].as_str().unwrap().to_string();
+    let base_id = increment["base"].as_str().unwrap().to_string();
+    let test_copy = tempfile::tempdir().unwrap();
+    let client = moto.client(&url, test_copy.path());
+    let replace = |key: &str, bytes: &[u8]| {
+        client.delete(key).unwrap();
+        client.put_new(key, bytes).unwrap();
+    };
+    let record_of = |id: &str| -> Value {
+        let bytes = client.get(&format!("{session}/{id}.meta.json"), 1 << 30, "test").unwrap().unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    // 1. The base's record rewritten as an increment over itself (a cycle).
+    let mut cycle = record_of(increment["id"].as_str().unwrap());
+    cycle["record"]["checkpoint_id"] = json!(base_id);
+    cycle["record"]["files"] = record_of(&base_id)["record"]["files"].clone();
+    let base_meta = format!("{session}/{base_id}.meta.json");
+    let original_base = client.get(&base_meta, 1 << 30, "test").unwrap().unwrap();
+    replace(&base_meta, &serde_json::to_vec(&cycle).unwrap());
+    let viewer = Machine::new();
+    let out = viewer.cli(&moto, &["checkpoints", "show", increment["path"].as_str().unwrap()]);
+    assert_eq!(out.code, 2, "refused as bad input, not a crash: {out:?}");
+    assert!(out.stderr.contains("is an increment itself"), "{}", out.stderr);
+    let out = viewer.cli(&moto, &["checkpoints", "show", &format!("{url}/{session}/{base_id}")]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("as its base"), "{}", out.stderr);
+    replace(&base_meta, &original_base);
+    // 2. A record (unsigned now) that claims a .ctx of a petabyte.
+    let id = increment["id"].as_str().unwrap().to_string();
+    let mut huge = record_of(&id);
+    huge["record"]["files"]["ctx"]["size"] = json!(1u64 << 50);
+    replace(&format!("{session}/{id}.meta.json"), &serde_json::to_vec(&huge).unwrap());
+    let out = viewer.cli(&moto, &["checkpoints", "show", increment["path"].as_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("MAX_UNTRUSTED_FILE_BYTES"), "the bound is named: {}", out.stderr);
+    let resumed = viewer.cli(&moto, &["resume", increment["path"].as_str().unwrap()]);
+    assert!(resumed.stderr.contains("not trusted"), "a changed record is not resumed: {}", resumed.stderr);
+    // 3. A state file that does not match its record.
+    let latest = listed.last().unwrap();
+    let lid = latest["id"].as_str().unwrap();
+    let state_key = format!("{session}/{lid}.state.json");
+    let mut state: Value = serde_json::from_slice(&client.get(&state_key, 1 << 30, "test").unwrap().unwrap()).unwrap();
+    state["modules"] = json!({});
+    replace(&state_key, &serde_json::to_vec_pretty(&state).unwrap());
+    let out = viewer.cli(&moto, &["resume", latest["path"].as_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out:?}");
+}

@@ -334,7 +334,13 @@ fn fetch_one(
     drop(meta_bytes);
     if let Some(base) = &meta.base {
         if !is_valid_id(&base.checkpoint_id) || base.checkpoint_id == id {
-            return Err(CheckpointError::BadId { id: base.checkpoint_id.clone() });
+            return Err(CheckpointError::Torn {
+                path: PathBuf::from(bucket.name(&format!("{session}/{id}"))),
+                reason: format!(
+                    "its commit record names '{}' as its base: not another checkpoint of its folder",
+                    base.checkpoint_id.chars().take(140).collect::<String>()
+                ),
+            });
         }
         fetch_one(bucket, session, &base.checkpoint_id, signing, trust, false)?;
     }
