@@ -46,6 +46,10 @@ use std::time::{Duration, SystemTime};
 /// removed only when older than this.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 
+/// A module copy a writer reuses that is older than this is written again
+/// (half of [`DEFAULT_GRACE`]): see [`prune`].
+pub const MODULE_REFRESH_AGE: Duration = Duration::from_secs(1800);
+
 /// Largest claim object read.
 const CLAIM_LIMIT: u64 = 64 << 10;
 
@@ -203,14 +207,21 @@ fn check_published(
 }
 
 /// Create the module copy `digest`; one already there of another size is
-/// damaged and replaced.
+/// damaged and replaced; one older than [`MODULE_REFRESH_AGE`] is written
+/// again (the same bytes: its name is their digest), so a prune that runs
+/// meanwhile sees it as young and keeps it.
 fn put_module(bucket: &Bucket, digest: &Sha256, code: &[u8]) -> Result<u64, CheckpointError> {
     let k = module_key(digest);
     match bucket.put_new(&k, code) {
         Ok(()) => Ok(code.len() as u64),
         Err(StorageError::AlreadyExists { .. }) => {
-            if bucket.head(&k)?.is_some_and(|m| m.size == code.len() as u64) {
-                return Ok(0);
+            if let Some(m) = bucket.head(&k)?.filter(|m| m.size == code.len() as u64) {
+                let age = SystemTime::now().duration_since(m.modified).unwrap_or_default();
+                if age < MODULE_REFRESH_AGE {
+                    return Ok(0);
+                }
+                bucket.put_replace(&k, code.to_vec())?;
+                return Ok(code.len() as u64);
             }
             bucket.delete(&k)?;
             bucket.put_new(&k, code)?;
@@ -507,11 +518,12 @@ fn claimed_modules(bucket: &Bucket, key: &str) -> Option<Vec<Sha256>> {
 /// publishes within the grace age, writes its commit record last, and then
 /// checks that the module copies and base it relies on are still there
 /// (uploading a module copy again, or following a lost base with a full
-/// checkpoint). So a prune never removes anything a commit in flight
-/// (younger than `grace`) or a committed checkpoint needs, except a module
-/// copy or base a committed checkpoint relies on that this prune listed
-/// before the commit and removed: the writer's check puts the copy back
-/// (or writes a full checkpoint) at once.
+/// checkpoint); a module copy it reuses that is older than
+/// [`MODULE_REFRESH_AGE`] is written again first, so it looks young to a
+/// prune. So a prune with the default grace never removes anything a commit
+/// in flight or a committed checkpoint needs, except when its delete of a
+/// module copy lands after the writer's refresh and after its check (the
+/// copy is then missing until the writer's next checkpoint re-checks).
 pub fn prune(bucket: &Bucket, keep: usize, grace: Duration) -> Result<Pruned, CheckpointError> {
     let objects = bucket.list("")?;
     let all = list(bucket)?;
