@@ -298,35 +298,43 @@ fn iterations() {
     emit("next_iteration_1000", us, "us/iteration", "one task, 1,000 runs through next_iteration, median of 9");
 }
 
+/// `a >> b` with `a` completed and a channel holding `mb` MiB, its session
+/// (modules loaded) and the checkpoint request after `a`: what the
+/// checkpoint rows write, to a directory or a bucket.
+fn checkpoint_fixture(mb: usize) -> (Arc<Workflow>, Session, BTreeMap<String, Json>, RunState, CheckpointRequest) {
+    let mut graph = Graph::default();
+    graph.nodes.insert("a".into(), Node::Task);
+    graph.nodes.insert("b".into(), Node::Task);
+    graph.successors.insert("a".into(), vec!["b".into()]);
+    let wf = Arc::new(workflow(
+        &bench_module(),
+        vec![task_def("a", "m", "noop", &[]), task_def("b", "m", "noop", &[])],
+        graph,
+        "a",
+    ));
+    let sandbox = sandbox_for(&wf, &cache_dir());
+    let blob = Json::encode(&"x".repeat(mb << 20));
+    let channel = BTreeMap::from([("blob".to_string(), blob), ("a.__result__".to_string(), Json::null())]);
+    let mut state = RunState::new(&wf, "bench".into(), Json::parse("{}").unwrap());
+    state.queue.remove(0);
+    state.queue.push_back(graflow_host::engine::TaskSpec::for_node(&wf, "b", None));
+    state.mark_completed("a");
+    state.steps = 1;
+    let request = CheckpointRequest {
+        task_id: Some("a".into()),
+        cycle_count: 1,
+        elapsed_time: 0.0,
+        mode: CheckpointMode::Deferred,
+        user_metadata: Json::null(),
+    };
+    (wf, sandbox, channel, state, request)
+}
+
 fn checkpoints() {
     quiet_disk();
     for mb in [1usize, 100] {
-        let mut graph = Graph::default();
-        graph.nodes.insert("a".into(), Node::Task);
-        graph.nodes.insert("b".into(), Node::Task);
-        graph.successors.insert("a".into(), vec!["b".into()]);
-        let wf = Arc::new(workflow(
-            &bench_module(),
-            vec![task_def("a", "m", "noop", &[]), task_def("b", "m", "noop", &[])],
-            graph,
-            "a",
-        ));
-        let sandbox = sandbox_for(&wf, &cache_dir());
+        let (wf, sandbox, channel, state, request) = checkpoint_fixture(mb);
         let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
-        let blob = Json::encode(&"x".repeat(mb << 20));
-        let channel = BTreeMap::from([("blob".to_string(), blob), ("a.__result__".to_string(), Json::null())]);
-        let mut state = RunState::new(&wf, "bench".into(), Json::parse("{}").unwrap());
-        state.queue.remove(0);
-        state.queue.push_back(graflow_host::engine::TaskSpec::for_node(&wf, "b", None));
-        state.mark_completed("a");
-        state.steps = 1;
-        let request = CheckpointRequest {
-            task_id: Some("a".into()),
-            cycle_count: 1,
-            elapsed_time: 0.0,
-            mode: CheckpointMode::Deferred,
-            user_metadata: Json::null(),
-        };
         let mut store = CheckpointStore::new(dir.path(), sandbox.sandbox().module_code(), Some(key()));
         store.write_checkpoint(&wf, &state, &channel, &request).unwrap();
         let mut creates = Vec::new();
@@ -408,31 +416,7 @@ fn bucket() {
         };
         Arc::new(Bucket::open_with(BucketUrl::parse("s3://bench/runs").unwrap(), settings).unwrap())
     };
-    let mut graph = Graph::default();
-    graph.nodes.insert("a".into(), Node::Task);
-    graph.nodes.insert("b".into(), Node::Task);
-    graph.successors.insert("a".into(), vec!["b".into()]);
-    let wf = Arc::new(workflow(
-        &bench_module(),
-        vec![task_def("a", "m", "noop", &[]), task_def("b", "m", "noop", &[])],
-        graph,
-        "a",
-    ));
-    let sandbox = sandbox_for(&wf, &cache_dir());
-    let blob = Json::encode(&"x".repeat(100 << 20));
-    let channel = BTreeMap::from([("blob".to_string(), blob), ("a.__result__".to_string(), Json::null())]);
-    let mut state = RunState::new(&wf, "bench".into(), Json::parse("{}").unwrap());
-    state.queue.remove(0);
-    state.queue.push_back(graflow_host::engine::TaskSpec::for_node(&wf, "b", None));
-    state.mark_completed("a");
-    state.steps = 1;
-    let request = CheckpointRequest {
-        task_id: Some("a".into()),
-        cycle_count: 1,
-        elapsed_time: 0.0,
-        mode: CheckpointMode::Deferred,
-        user_metadata: Json::null(),
-    };
+    let (wf, sandbox, channel, state, request) = checkpoint_fixture(100);
     let writer_copy = tempfile::tempdir_in(repo().join("target")).unwrap();
     let bucket = open(writer_copy.path());
     let mut store = CheckpointStore::new(writer_copy.path(), sandbox.sandbox().module_code(), Some(key()))

@@ -126,6 +126,13 @@ impl Machine {
         cmd
     }
 
+    /// `run workflow.toml --input INPUT --checkpoint-dir DIR` and `extra`.
+    fn run_to(&self, moto: &Moto, input: &str, dir: &str, extra: &[&str]) -> Out {
+        let mut args = vec!["run", "workflow.toml", "--input", input, "--checkpoint-dir", dir];
+        args.extend_from_slice(extra);
+        self.cli(moto, &args)
+    }
+
     fn cli(&self, moto: &Moto, args: &[&str]) -> Out {
         let out = self.command(moto).args(args).output().unwrap();
         Out {
@@ -163,6 +170,17 @@ fn copy_workflow(wf: &Wf, to: &Machine) {
     std::fs::copy(wf.dir.path().join("kit.wasm"), to.dir.path().join("kit.wasm")).unwrap();
 }
 
+/// A new bucket `name` with `prefix` (its URL), the [`chain`] workflow with a
+/// value of `big` bytes, its input as text, and a machine that has the
+/// workflow.
+fn setup(moto: &Moto, name: &str, prefix: &str, big: u64) -> (String, Wf, String, Machine) {
+    let url = moto.bucket(name, prefix);
+    let (wf, input) = chain(big);
+    let m = Machine::new();
+    copy_workflow(&wf, &m);
+    (url, wf, input.to_string(), m)
+}
+
 /// Every key under the bucket URL's prefix.
 fn keys(client: &Bucket) -> Vec<String> {
     let mut k: Vec<String> = client.list("").unwrap().into_iter().map(|o| o.key).collect();
@@ -180,22 +198,7 @@ fn a_run_checkpointed_to_a_bucket_resumes_on_another_machine_as_if_uninterrupted
     copy_workflow(&wf, &first);
     let input_text = input.to_string();
     // Stopped after 3 tasks, every boundary checkpointed.
-    let out = first.cli(
-        &moto,
-        &[
-            "run",
-            "workflow.toml",
-            "--input",
-            &input_text,
-            "--checkpoint-dir",
-            &url,
-            "--checkpoint-every",
-            "1",
-            "--max-steps",
-            "3",
-            "--json",
-        ],
-    );
+    let out = first.run_to(&moto, &input_text, &url, &["--checkpoint-every", "1", "--max-steps", "3", "--json"]);
     let v = out.json();
     assert_eq!(v["status"], "max_steps", "{}", out.stderr);
     let cp = v["checkpoint"].as_str().unwrap().to_string();
@@ -259,15 +262,8 @@ fn a_run_checkpointed_to_a_bucket_resumes_on_another_machine_as_if_uninterrupted
 #[test]
 fn byte_flips_in_the_bucket_are_refused() {
     let Some(moto) = Moto::start() else { return };
-    let url = moto.bucket("flips", "cp");
-    let (wf, input) = chain(1000);
-    let m = Machine::new();
-    copy_workflow(&wf, &m);
-    let input_text = input.to_string();
-    let out = m.cli(
-        &moto,
-        &["run", "workflow.toml", "--input", &input_text, "--checkpoint-dir", &url, "--max-steps", "2", "--json"],
-    );
+    let (url, wf, input_text, m) = setup(&moto, "flips", "cp", 1000);
+    let out = m.run_to(&moto, &input_text, &url, &["--max-steps", "2", "--json"]);
     let cp = out.json()["checkpoint"].as_str().unwrap().to_string();
     let rel = cp.trim_start_matches(&format!("{url}/")).to_string();
     let test_copy = tempfile::tempdir().unwrap();
@@ -306,15 +302,8 @@ fn byte_flips_in_the_bucket_are_refused() {
 #[test]
 fn two_writers_on_two_machines_never_overwrite_each_other() {
     let Some(moto) = Moto::start() else { return };
-    let url = moto.bucket("writers", "");
-    let (wf, input) = chain(1000);
-    let m = Machine::new();
-    copy_workflow(&wf, &m);
-    let input_text = input.to_string();
-    let out = m.cli(
-        &moto,
-        &["run", "workflow.toml", "--input", &input_text, "--checkpoint-dir", &url, "--max-steps", "1", "--json"],
-    );
+    let (url, wf, input_text, m) = setup(&moto, "writers", "", 1000);
+    let out = m.run_to(&moto, &input_text, &url, &["--max-steps", "1", "--json"]);
     let cp = out.json()["checkpoint"].as_str().unwrap().to_string();
     // Two machines resume the same checkpoint at once: the same session,
     // the same steps, so the same checkpoint ids; the claims split them.
@@ -591,25 +580,9 @@ fn a_paused_run_is_answered_and_resumed_from_other_machines_through_the_bucket()
 #[test]
 fn bucket_errors_name_the_bucket_and_never_the_secret() {
     let Some(moto) = Moto::start() else { return };
-    let url = moto.bucket("errors", "p");
-    let (wf, input) = chain(10);
-    let m = Machine::new();
-    copy_workflow(&wf, &m);
-    let input_text = input.to_string();
+    let (url, _wf, input_text, m) = setup(&moto, "errors", "p", 10);
     // A bucket that does not exist.
-    let out = m.cli(
-        &moto,
-        &[
-            "run",
-            "workflow.toml",
-            "--input",
-            &input_text,
-            "--checkpoint-dir",
-            "s3://no-such-bucket/x",
-            "--max-steps",
-            "1",
-        ],
-    );
+    let out = m.run_to(&moto, &input_text, "s3://no-such-bucket/x", &["--max-steps", "1"]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("s3://no-such-bucket/x"), "{}", out.stderr);
     assert!(!out.stderr.contains(SECRET), "{}", out.stderr);
@@ -647,27 +620,8 @@ fn bucket_errors_name_the_bucket_and_never_the_secret() {
 #[test]
 fn retention_removes_old_checkpoints_from_the_bucket_too() {
     let Some(moto) = Moto::start() else { return };
-    let url = moto.bucket("retention", "r");
-    let (wf, input) = chain(1000);
-    let m = Machine::new();
-    copy_workflow(&wf, &m);
-    let input_text = input.to_string();
-    let out = m.cli(
-        &moto,
-        &[
-            "run",
-            "workflow.toml",
-            "--input",
-            &input_text,
-            "--checkpoint-dir",
-            &url,
-            "--checkpoint-every",
-            "1",
-            "--keep-checkpoints",
-            "2",
-            "--json",
-        ],
-    );
+    let (url, wf, input_text, m) = setup(&moto, "retention", "r", 1000);
+    let out = m.run_to(&moto, &input_text, &url, &["--checkpoint-every", "1", "--keep-checkpoints", "2", "--json"]);
     assert_eq!(out.json()["result"], json!(5), "{}", out.stderr);
     let test_copy = tempfile::tempdir().unwrap();
     let client = moto.client(&url, test_copy.path());
@@ -686,11 +640,7 @@ fn retention_removes_old_checkpoints_from_the_bucket_too() {
 #[test]
 fn a_hostile_bucket_is_refused_with_errors_never_a_crash() {
     let Some(moto) = Moto::start() else { return };
-    let url = moto.bucket("hostile", "h");
-    let (wf, input) = chain(1000);
-    let m = Machine::new();
-    copy_workflow(&wf, &m);
-    let input_text = input.to_string();
+    let (url, _wf, input_text, m) = setup(&moto, "hostile", "h", 1000);
     let args =
         ["run", "workflow.toml", "--input", &input_text, "--checkpoint-dir", &url, "--checkpoint-every", "1", "--json"];
     m.cli(&moto, &args).ok();
