@@ -294,8 +294,22 @@ fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
 /// The module digests a state file (of any schema version) lists.
 fn read_modules(state_path: &Path) -> Option<Vec<crate::digest::Sha256>> {
     let bytes = files::read_bounded(state_path, STATE_LIMIT, "the state file size (1 GiB)").ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    value.get("modules")?.as_object()?.values().map(|m| m.get("sha256")?.as_str()?.parse().ok()).collect()
+    modules_of_state(&bytes)
+}
+
+/// The module digests the state file `bytes` (of any schema version) names;
+/// only that field is decoded. `None` if it cannot be read.
+pub(crate) fn modules_of_state(bytes: &[u8]) -> Option<Vec<crate::digest::Sha256>> {
+    #[derive(serde::Deserialize)]
+    struct Module {
+        sha256: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Modules {
+        modules: std::collections::BTreeMap<String, Module>,
+    }
+    let state: Modules = serde_json::from_slice(bytes).ok()?;
+    state.modules.values().map(|m| m.sha256.parse().ok()).collect()
 }
 
 /// Remove all but the `keep` newest checkpoints under `dir` (and the full

@@ -30,6 +30,7 @@
 //! **Pruning.** See [`prune`] and docs/checkpoints.md: objects nobody's
 //! commit record names are removed only when older than the grace age.
 
+use super::directory::modules_of_state;
 use super::layout::with_ext;
 use super::read::{MAX_UNTRUSTED_FILE_BYTES, META_LIMIT, Trust, parse_meta, signature_of};
 use super::schema::{Meta, is_valid_id};
@@ -64,6 +65,11 @@ pub const MAX_CLAIM_TRIES: u32 = 1000;
 /// The key of file `ext` of checkpoint `id` of `session`.
 pub fn key(session: &str, id: &str, ext: &str) -> String {
     format!("{session}/{id}.{ext}")
+}
+
+/// The session and id of a commit record's key (`<session>/<id>.meta.json`).
+fn record_of_key(key: &str) -> Option<(&str, &str)> {
+    key.strip_suffix(".meta.json").and_then(|k| k.split_once('/'))
 }
 
 fn module_key(digest: &Sha256) -> String {
@@ -457,7 +463,7 @@ pub fn list(bucket: &Bucket) -> Result<Vec<Listed>, CheckpointError> {
     let sizes: HashMap<&str, u64> = objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
     let mut out = Vec::new();
     for o in &objects {
-        let Some((session, id)) = o.key.strip_suffix(".meta.json").and_then(|k| k.split_once('/')) else { continue };
+        let Some((session, id)) = record_of_key(&o.key) else { continue };
         if session == "modules" || id.contains('/') {
             continue;
         }
@@ -550,40 +556,29 @@ pub fn prune(bucket: &Bucket, keep: usize, grace: Duration) -> Result<Pruned, Ch
     let mut referenced: HashSet<Sha256> = HashSet::new();
     let mut keep_all_modules = false;
     let mut records: HashSet<(String, String)> = HashSet::new();
-    for o in &objects {
-        if let Some((session, id)) = o.key.strip_suffix(".meta.json").and_then(|k| k.split_once('/'))
-            && !removed.contains(&(session, id))
-        {
-            records.insert((session.to_string(), id.to_string()));
+    // The records of a listing not seen yet, and the modules their state
+    // files name (one that cannot be read keeps every module copy).
+    let mut note_records = |objects: &[ObjectInfo], records: &mut HashSet<(String, String)>| {
+        for o in objects {
+            if let Some((session, id)) = record_of_key(&o.key)
+                && !removed.contains(&(session, id))
+                && records.insert((session.to_string(), id.to_string()))
+            {
+                match bucket.get(&key(session, id, "state.json"), 1 << 30, "the state file size (1 GiB)") {
+                    Ok(Some(bytes)) => match modules_of_state(&bytes) {
+                        Some(d) => referenced.extend(d),
+                        None => keep_all_modules = true,
+                    },
+                    _ => keep_all_modules = true,
+                }
+            }
         }
-    }
-    for (session, id) in &records {
-        let k = key(session, id, "state.json");
-        match bucket.get(&k, 1 << 30, "the state file size (1 GiB)") {
-            Ok(Some(bytes)) => match modules_of_state(&bytes) {
-                Some(d) => referenced.extend(d),
-                None => keep_all_modules = true,
-            },
-            _ => keep_all_modules = true,
-        }
-    }
+    };
+    note_records(&objects, &mut records);
     // Listed again just before anything unreferenced goes: commits that
     // claimed or committed since the first listing keep what they name.
     let objects = bucket.list("")?;
-    for o in &objects {
-        if let Some((session, id)) = o.key.strip_suffix(".meta.json").and_then(|k| k.split_once('/'))
-            && !removed.contains(&(session, id))
-            && records.insert((session.to_string(), id.to_string()))
-        {
-            match bucket.get(&key(session, id, "state.json"), 1 << 30, "the state file size (1 GiB)") {
-                Ok(Some(bytes)) => match modules_of_state(&bytes) {
-                    Some(d) => referenced.extend(d),
-                    None => keep_all_modules = true,
-                },
-                _ => keep_all_modules = true,
-            }
-        }
-    }
+    note_records(&objects, &mut records);
     for o in objects.iter().filter(|o| o.key.ends_with(".claim") && !old(o)) {
         match claimed_modules(bucket, &o.key) {
             Some(d) => referenced.extend(d),
@@ -624,20 +619,6 @@ pub fn prune(bucket: &Bucket, keep: usize, grace: Duration) -> Result<Pruned, Ch
         }
     }
     Ok(pruned)
-}
-
-/// The module digests a state file names (only that field is decoded).
-fn modules_of_state(bytes: &[u8]) -> Option<Vec<Sha256>> {
-    #[derive(serde::Deserialize)]
-    struct Module {
-        sha256: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Modules {
-        modules: std::collections::BTreeMap<String, Module>,
-    }
-    let state: Modules = serde_json::from_slice(bytes).ok()?;
-    state.modules.values().map(|m| m.sha256.parse().ok()).collect()
 }
 
 /// Ids of full checkpoints that commit records of `session` in the bucket,
