@@ -1,23 +1,30 @@
 // graflow-host task SDK for JavaScript (componentize-js), over wit/graflow.wit.
 //
-//   import { task, channel, control, feedback, log, TaskError, Retryable, tasks, run } from './graflow.js';
+//   import { task, workflow, channel, control, feedback, log, TaskError, Retryable } from './graflow.js';
+//   task(function fetch() { return [1, 2, 3]; }, { maxRetries: 3 });
 //   task(function total({ fetch }) { channel.set('n', fetch.length); return fetch.reduce((a, b) => a + b, 0); });
-//   export { tasks, run };
+//   workflow({ flow: 'fetch >> total' });
 //
-// A task is a function of one object (its input). Its declared inputs are the
-// names it destructures (`({ fetch })`), or `inputs` given to `task`.
+// `graflow-host run app.js` builds and runs that file. A task is a function of
+// one object (its input). Its declared inputs are the names it destructures
+// (`({ fetch })`), or `inputs` given to `task`. `workflow` declares the
+// component's own flow and name; the settings given to `task` (maxRetries,
+// maxCycles, timeoutMs, memoryMb, fuel) are defaults a workflow file may
+// override. Nothing here grants a capability: directories, environment and
+// network come only from a workflow file or the command line.
 // Returning a value sets the task's result (JSON). Throwing `TaskError` fails
 // the task permanently; `Retryable` (or any other exception) is retried while
 // the task's max_retries allows.
-import * as witChannel from 'graflow:task/channel@0.1.2';
-import * as witResults from 'graflow:task/results@0.1.2';
-import * as witControl from 'graflow:task/control@0.1.2';
-import * as witLogging from 'graflow:task/logging@0.1.2';
-import * as witFeedback from 'graflow:task/feedback@0.1.2';
-import * as witHttp from 'graflow:task/http@0.1.2';
-import * as witLlm from 'graflow:task/llm@0.1.2';
+import * as witChannel from 'graflow:task/channel@0.1.3';
+import * as witResults from 'graflow:task/results@0.1.3';
+import * as witControl from 'graflow:task/control@0.1.3';
+import * as witLogging from 'graflow:task/logging@0.1.3';
+import * as witFeedback from 'graflow:task/feedback@0.1.3';
+import * as witHttp from 'graflow:task/http@0.1.3';
+import * as witLlm from 'graflow:task/llm@0.1.3';
 
 const registry = new Map();
+let declared = { flow: undefined, name: undefined, maxSteps: undefined };
 
 /** A permanent failure: never retried. */
 export class TaskError extends Error {
@@ -42,11 +49,37 @@ function destructured(fn) {
   return m[1].split(',').map((p) => p.split(/[:=]/)[0].trim()).filter((p) => /^[A-Za-z_$][\w$]*$/.test(p));
 }
 
-/** Register `fn` as a task (named after the function unless `name` is given). */
-export function task(fn, { name = fn.name, inputs, description = '' } = {}) {
+const SETTINGS = ['maxRetries', 'maxCycles', 'timeoutMs', 'memoryMb', 'fuel'];
+
+function count(what, v) {
+  if (v === undefined || v === null) return undefined;
+  if (!Number.isInteger(v) || v < 0) throw new Error(`${what} must be a whole number >= 0, not ${v}`);
+  return v;
+}
+
+/**
+ * Register `fn` as a task (named after the function unless `name` is given).
+ * `maxRetries`, `maxCycles`, `timeoutMs`, `memoryMb` and `fuel` are the
+ * task's defaults; a workflow file's settings win over them.
+ */
+export function task(fn, { name = fn.name, inputs, description = '', ...settings } = {}) {
   if (!name) throw new Error('a task needs a name: use a named function or pass { name }');
-  registry.set(name, { fn, inputs: inputs ?? destructured(fn), description });
+  const unknown = Object.keys(settings).filter((k) => !SETTINGS.includes(k));
+  if (unknown.length) throw new Error(`task '${name}': unknown setting(s) ${unknown.join(', ')} (known: ${SETTINGS.join(', ')})`);
+  for (const k of SETTINGS) count(`task '${name}': ${k}`, settings[k]);
+  registry.set(name, { fn, inputs: inputs ?? destructured(fn), description, settings });
   return fn;
+}
+
+/**
+ * Declare this component's workflow: `workflow({ flow: 'a >> (b | c)', name, maxSteps })`.
+ * `graflow-host run app.js` runs it; a workflow file that names this
+ * component may give its own flow and settings, which win.
+ */
+export function workflow({ flow, name, maxSteps, ...rest } = {}) {
+  const unknown = Object.keys(rest);
+  if (unknown.length) throw new Error(`workflow: unknown setting(s) ${unknown.join(', ')} (known: flow, name, maxSteps)`);
+  declared = { flow, name, maxSteps: count('workflow: maxSteps', maxSteps) };
 }
 
 function unwrap(call) {
@@ -213,6 +246,27 @@ export const log = {
 /** Export `tasks`: the registered tasks. */
 export function tasks() {
   return [...registry].map(([name, t]) => ({ name, inputs: t.inputs, description: t.description }));
+}
+
+const big = (v) => (v === undefined ? undefined : BigInt(v));
+
+/** Export `workflow`: the declared flow and each task's settings. */
+export function workflow_() {
+  return {
+    name: declared.name === undefined ? undefined : String(declared.name),
+    flow: declared.flow === undefined ? undefined : String(declared.flow),
+    maxSteps: big(declared.maxSteps),
+    tasks: [...registry]
+      .filter(([, t]) => SETTINGS.some((k) => t.settings[k] !== undefined))
+      .map(([name, t]) => ({
+        task: name,
+        maxRetries: t.settings.maxRetries,
+        maxCycles: t.settings.maxCycles,
+        timeoutMs: big(t.settings.timeoutMs),
+        memoryMb: big(t.settings.memoryMb),
+        fuel: big(t.settings.fuel),
+      })),
+  };
 }
 
 /** Export `run`: decode the input, call the task, encode its result. */

@@ -1,18 +1,31 @@
 """graflow-host task SDK for Python (componentize-py), over wit/graflow.wit.
 
-    from graflow import task, channel, control, log, TaskError, Retryable, WitWorld
+    from graflow import task, workflow, channel, control, log, TaskError, Retryable
+
+    @task(max_retries=3)
+    def fetch() -> list:
+        return [1, 2, 3]
 
     @task
     def total(fetch: list) -> int:          # declared inputs: the parameter names
         channel.set("n", len(fetch))
         return sum(fetch)
 
+    workflow(flow="fetch >> total")
+
+`graflow-host run app.py` builds and runs that file.
+
 A task is a function whose parameters are its declared inputs, filled by
 automatic data flow (like Graflow's keyword resolution); parameters with
 defaults are optional. Its return value is the task's result (JSON). Raising
 ``TaskError`` fails the task permanently; ``Retryable`` (or any other
-exception) is retried while the task's max_retries allows. The app module must
-import ``WitWorld`` from here: componentize-py looks it up there.
+exception) is retried while the task's max_retries allows.
+
+``workflow(flow=..., name=..., max_steps=...)`` declares the component's own
+workflow; the settings given to ``@task`` (max_retries, max_cycles,
+timeout_ms, memory_mb, fuel) are defaults that a workflow file naming this
+component may override. Nothing here grants a capability: directories,
+environment and network come only from a workflow file or the command line.
 """
 
 import inspect
@@ -31,10 +44,20 @@ from wit_world.imports import logging as _logging
 from wit_world.imports import results as _results
 from wit_world.imports import types as _types
 
-__all__ = ["task", "channel", "results", "control", "feedback", "http", "llm", "log", "TaskError", "Retryable",
+__all__ = ["task", "workflow", "channel", "results", "control", "feedback", "http", "llm", "log", "TaskError", "Retryable",
            "HttpError", "LlmError", "WitWorld"]
 
 _REGISTRY: Dict[str, "_Task"] = {}
+_WORKFLOW: Dict[str, Any] = {}
+_SETTINGS = ("max_retries", "max_cycles", "timeout_ms", "memory_mb", "fuel")
+
+
+def _count(what: str, value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be a whole number >= 0, not {value!r}")
+    return value
 
 
 class TaskError(Exception):
@@ -46,9 +69,11 @@ class Retryable(Exception):
 
 
 class _Task:
-    def __init__(self, fn: Callable, name: str, description: str, inputs: Optional[List[str]]):
+    def __init__(self, fn: Callable, name: str, description: str, inputs: Optional[List[str]],
+                 settings: Dict[str, Optional[int]]):
         self.fn = fn
         self.name = name
+        self.settings = {k: _count(f"task '{name}': {k}", v) for k, v in settings.items()}
         self.description = description or (inspect.getdoc(fn) or "").split("\n")[0]
         params = inspect.signature(fn).parameters.values()
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -67,15 +92,29 @@ class _Task:
         return self.fn(**{p.name: input[p.name] for p in self.params if p.name in input})
 
 
-def task(fn: Optional[Callable] = None, *, name: Optional[str] = None, description: str = "", inputs: Optional[List[str]] = None):
-    """Register a task: ``@task``, ``@task(name="x")``, ``@task(inputs=[...])``."""
+def task(fn: Optional[Callable] = None, *, name: Optional[str] = None, description: str = "",
+         inputs: Optional[List[str]] = None, max_retries: Optional[int] = None, max_cycles: Optional[int] = None,
+         timeout_ms: Optional[int] = None, memory_mb: Optional[int] = None, fuel: Optional[int] = None):
+    """Register a task: ``@task``, ``@task(name="x")``, ``@task(inputs=[...])``,
+    ``@task(max_retries=3, timeout_ms=5000)``. The settings are defaults: a
+    workflow file's value wins where it gives one."""
+    settings = {"max_retries": max_retries, "max_cycles": max_cycles, "timeout_ms": timeout_ms,
+                "memory_mb": memory_mb, "fuel": fuel}
 
     def register(f: Callable) -> Callable:
-        t = _Task(f, name or f.__name__, description, inputs)
+        t = _Task(f, name or f.__name__, description, inputs, settings)
         _REGISTRY[t.name] = t
         return f
 
     return register(fn) if fn is not None else register
+
+
+def workflow(flow: Optional[str] = None, *, name: Optional[str] = None, max_steps: Optional[int] = None) -> None:
+    """Declare this component's workflow: ``workflow(flow="fetch >> (clean | enrich) >> store")``.
+    ``graflow-host run app.py`` runs it; a workflow file that names this
+    component may give its own flow and settings, which win."""
+    _WORKFLOW.clear()
+    _WORKFLOW.update(flow=flow, name=name, max_steps=_count("workflow: max_steps", max_steps))
 
 
 def _unwrap(call: Callable[[], Any]) -> Any:
@@ -361,7 +400,15 @@ class log:
 
 
 class WitWorld(wit_world.WitWorld):
-    """The component's exports: `tasks` and `run` over the registered tasks."""
+    """The component's exports: `tasks`, `run` and `workflow` over the registered tasks."""
+
+    def workflow(self) -> _types.WorkflowDecl:
+        settings = [
+            _types.TaskSettings(task=t.name, **{k: t.settings[k] for k in _SETTINGS})
+            for t in _REGISTRY.values() if any(t.settings[k] is not None for k in _SETTINGS)
+        ]
+        return _types.WorkflowDecl(name=_WORKFLOW.get("name"), flow=_WORKFLOW.get("flow"),
+                                   max_steps=_WORKFLOW.get("max_steps"), tasks=settings)
 
     def tasks(self) -> List[_types.TaskDecl]:
         return [_types.TaskDecl(name=t.name, inputs=list(t.inputs), description=t.description) for t in _REGISTRY.values()]

@@ -20,6 +20,20 @@
 //! graflow_guest::export_tasks!(greet: "Greets someone");
 //! ```
 //!
+//! A component may declare its own workflow, so that `graflow-host run
+//! crate/` runs it without a workflow file:
+//!
+//! ```ignore
+//! graflow_guest::export_tasks!(
+//!     workflow = Workflow::flow("greet >> shout").task("greet", Settings::new().max_retries(3));
+//!     greet: "Greets someone",
+//!     shout,
+//! );
+//! ```
+//!
+//! Settings declared in code are defaults: a workflow file's value wins where
+//! it gives one. Nothing a component declares grants it a capability.
+//!
 //! Build with `cargo build --target wasm32-wasip2 --release`; the `.wasm` file is a
 //! component that `graflow-host` runs.
 
@@ -34,7 +48,7 @@ pub use error::TaskError;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "task-module",
+        world: "task-app",
         path: "../wit",
         pub_export_macro: true,
         export_macro_name: "__export_task_module",
@@ -47,7 +61,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 /// Everything a task module usually imports.
 pub mod prelude {
-    pub use crate::{TaskError, TaskInfo, channel, control, feedback, http, llm, log, results};
+    pub use crate::{Settings, TaskError, TaskInfo, Workflow, channel, control, feedback, http, llm, log, results};
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::{Value, json};
 }
@@ -620,12 +634,115 @@ pub mod log {
     }
 }
 
+/// The workflow a component declares for itself (the `workflow` export):
+/// its flow, name and step bound, and each task's settings. Give it to
+/// [`export_tasks!`] as `workflow = ...;`.
+#[derive(Debug, Clone, Default)]
+pub struct Workflow {
+    name: Option<String>,
+    flow: Option<String>,
+    max_steps: Option<u64>,
+    tasks: Vec<(String, Settings)>,
+}
+
+impl Workflow {
+    /// A workflow with `flow`, in Graflow's operators: `"fetch >> (clean | enrich) >> store"`.
+    pub fn flow(flow: &str) -> Workflow {
+        Workflow { flow: Some(flow.to_string()), ..Workflow::default() }
+    }
+    /// Settings without a flow (a workflow file gives the flow).
+    pub fn settings_only() -> Workflow {
+        Workflow::default()
+    }
+    /// The workflow's name (default: the component file's name).
+    pub fn name(mut self, name: &str) -> Workflow {
+        self.name = Some(name.to_string());
+        self
+    }
+    /// The most task executions of one run.
+    pub fn max_steps(mut self, n: u64) -> Workflow {
+        self.max_steps = Some(n);
+        self
+    }
+    /// The settings of task `name` (replacing earlier ones for it).
+    pub fn task(mut self, name: &str, settings: Settings) -> Workflow {
+        self.tasks.retain(|(n, _)| n != name);
+        self.tasks.push((name.to_string(), settings));
+        self
+    }
+}
+
+/// A task's settings declared in code; each is a default a workflow file may
+/// override.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    max_retries: Option<u32>,
+    max_cycles: Option<u32>,
+    timeout_ms: Option<u64>,
+    memory_mb: Option<u64>,
+    fuel: Option<u64>,
+}
+
+impl Settings {
+    /// No settings (every one the workflow's default).
+    pub fn new() -> Settings {
+        Settings::default()
+    }
+    /// Retries after a retryable failure.
+    pub fn max_retries(mut self, n: u32) -> Settings {
+        self.max_retries = Some(n);
+        self
+    }
+    /// How many runs `next_iteration` may reach in total.
+    pub fn max_cycles(mut self, n: u32) -> Settings {
+        self.max_cycles = Some(n);
+        self
+    }
+    /// Time limit of one attempt, in milliseconds.
+    pub fn timeout_ms(mut self, ms: u64) -> Settings {
+        self.timeout_ms = Some(ms);
+        self
+    }
+    /// Memory limit, in MiB.
+    pub fn memory_mb(mut self, mb: u64) -> Settings {
+        self.memory_mb = Some(mb);
+        self
+    }
+    /// Fuel budget of one attempt.
+    pub fn fuel(mut self, fuel: u64) -> Settings {
+        self.fuel = Some(fuel);
+        self
+    }
+}
+
 /// Support for [`export_tasks!`]; not part of the public API.
 #[doc(hidden)]
 pub mod __rt {
     use super::*;
     pub use bindings::Guest;
-    pub use bindings::graflow::task::types::{TaskDecl, TaskError as WitTaskError};
+    pub use bindings::graflow::task::types::{TaskDecl, TaskError as WitTaskError, WorkflowDecl};
+    use bindings::graflow::task::types::TaskSettings;
+
+    /// The `workflow` export's value.
+    pub fn workflow(w: Workflow) -> WorkflowDecl {
+        WorkflowDecl {
+            name: w.name,
+            flow: w.flow,
+            max_steps: w.max_steps,
+            tasks: w
+                .tasks
+                .into_iter()
+                .map(|(task, s)| TaskSettings {
+                    task,
+                    max_retries: s.max_retries,
+                    max_cycles: s.max_cycles,
+                    timeout_ms: s.timeout_ms,
+                    memory_mb: s.memory_mb,
+                    fuel: s.fuel,
+                })
+                .collect(),
+        }
+    }
 
     /// A task function: `fn(I) -> Result<O, TaskError>`, or `fn() ->
     /// Result<O, TaskError>` for a task without input. `M` tells the two apart.
@@ -691,12 +808,22 @@ pub mod __rt {
 /// Each name is a function `fn(I) -> Result<O, TaskError>` in scope, with
 /// `I: Deserialize` and `O: Serialize`, or `fn() -> Result<O, TaskError>` for
 /// a task without input; the string after `:` is an optional description.
-/// Use once per component.
+/// A leading `workflow = <Workflow>;` declares the component's own workflow
+/// (see [`Workflow`]). Use once per component.
 #[macro_export]
 macro_rules! export_tasks {
+    (workflow = $workflow:expr; $($task:ident $(: $desc:literal)?),+ $(,)?) => {
+        $crate::export_tasks!(@impl ($workflow) $($task $(: $desc)?),+);
+    };
     ($($task:ident $(: $desc:literal)?),+ $(,)?) => {
+        $crate::export_tasks!(@impl ($crate::Workflow::settings_only()) $($task $(: $desc)?),+);
+    };
+    (@impl ($workflow:expr) $($task:ident $(: $desc:literal)?),+) => {
         struct __GraflowTasks;
         impl $crate::__rt::Guest for __GraflowTasks {
+            fn workflow() -> $crate::__rt::WorkflowDecl {
+                $crate::__rt::workflow($workflow)
+            }
             fn tasks() -> ::std::vec::Vec<$crate::__rt::TaskDecl> {
                 ::std::vec![$($crate::__rt::decl(stringify!($task), concat!("" $(, $desc)?), $task)),+]
             }

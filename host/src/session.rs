@@ -282,11 +282,25 @@ fn check_options(opts: &RunOptions) -> Result<(), SessionError> {
 
 impl Session {
     /// Start a run of the workflow file at `path` with `input`.
+    /// `path` is a workflow file, or a component (`.wasm`) that declares its
+    /// own workflow ([`WorkflowFile::open`]).
     pub fn start(path: &Path, input: Json, opts: RunOptions) -> Result<Session, SessionError> {
         check_options(&opts)?;
-        let file = WorkflowFile::read(path)?;
+        Session::start_file(WorkflowFile::open(path)?, input, opts)
+    }
+
+    /// Start a run of a parsed workflow file (or of a component alone,
+    /// [`WorkflowFile::for_component`]) with `input`.
+    pub fn start_file(file: WorkflowFile, input: Json, opts: RunOptions) -> Result<Session, SessionError> {
+        check_options(&opts)?;
         let mut sandbox = Sandbox::for_needs(&file.needs(), opts.cache_dir.clone()).map_err(engine_error)?;
         let workflow = file.resolve(&mut sandbox)?;
+        // What a component declares (fuel, a larger memory, a wide flow) may
+        // need an engine the file alone did not show: load again into one
+        // sized for the resolved workflow (compiled code comes from the cache).
+        if !sandbox.suits(&EngineNeeds::of(&workflow)) {
+            return Session::from_workflow(workflow, input, opts);
+        }
         Session::new(workflow, sandbox, input, opts)
     }
 
@@ -429,7 +443,8 @@ impl Session {
             let (code, warning) = module_code(&store, &name, &recorded, resume.module_change, &workflow)?;
             let tasks = sandbox
                 .load_module(&name, &code)
-                .map_err(|source| SessionError::Module { module: name.clone(), source })?;
+                .map_err(|source| SessionError::Module { module: name.clone(), source })?
+                .tasks;
             for def in workflow.tasks.values().filter(|d| d.module == name) {
                 if !tasks.iter().any(|t| t.name == def.export) {
                     return Err(SessionError::NotExported {

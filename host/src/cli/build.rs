@@ -27,7 +27,7 @@ pub enum LangArg {
 
 #[derive(clap::Args)]
 pub struct NewArgs {
-    /// The folder to create (it must not hold a workflow.toml).
+    /// The folder to create (nothing in it is replaced).
     dir: PathBuf,
     /// The language of the starter task module.
     #[arg(long, value_enum)]
@@ -50,13 +50,13 @@ pub fn new(args: NewArgs) -> Result<ExitStatus, CliError> {
     for f in &written {
         println!("wrote {}", f.display());
     }
-    let (src, out) = match lang {
-        Lang::Python => ("tasks.py", "tasks.wasm"),
-        Lang::Js => ("tasks.js", "tasks.wasm"),
-        Lang::Rust => (".", "tasks.wasm"),
+    let src = match lang {
+        Lang::Python => "app.py",
+        Lang::Js => "app.js",
+        Lang::Rust => ".",
     };
     println!(
-        "next:\n  cd {}\n  graflow-host build {src} -o {out}\n  graflow-host run workflow.toml --input '{{\"name\": \"world\"}}'",
+        "next (the first run builds, later runs build only after a change):\n  cd {}\n  graflow-host run {src} --input '{{\"name\": \"world\"}}'\n  graflow-host dev {src} --input '{{\"name\": \"world\"}}'   # run again on every save",
         args.dir.display()
     );
     Ok(ExitStatus::Success)

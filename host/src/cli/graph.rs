@@ -19,7 +19,8 @@ pub enum FormatArg {
 
 #[derive(clap::Args)]
 pub struct GraphArgs {
-    /// The workflow file (TOML).
+    /// The workflow file (TOML), or a component or task source that declares
+    /// its own workflow (as `run` takes).
     workflow: PathBuf,
     /// The picture's format.
     #[arg(long, value_enum, default_value_t = FormatArg::Ascii)]
@@ -32,7 +33,8 @@ pub struct GraphArgs {
 pub fn graph(args: GraphArgs) -> Result<ExitStatus, CliError> {
     let opts = RunOptions { cache_dir: super::cache_dir(args.no_cache), ..RunOptions::default() };
     let session =
-        Session::start(&args.workflow, Json::null(), opts).map_err(|e| super::start_failed(&args.workflow, e))?;
+        Session::start_file(super::open_target(&args.workflow)?, Json::null(), opts)
+            .map_err(|e| super::start_failed(&args.workflow, e))?;
     let format = match args.format {
         FormatArg::Mermaid => Format::Mermaid,
         FormatArg::Dot => Format::Dot,

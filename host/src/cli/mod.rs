@@ -4,6 +4,7 @@
 mod build;
 mod cache;
 mod checkpoints;
+mod dev;
 mod feedback;
 mod graph;
 mod logs;
@@ -68,6 +69,9 @@ enum Command {
     Run(run::RunArgs),
     /// Resume a run from a checkpoint: completed tasks are not run again.
     Resume(run::ResumeArgs),
+    /// Build, check and run a workflow, then again whenever its sources
+    /// change, with the same input (Ctrl-C stops).
+    Dev(dev::DevArgs),
     /// Serve the tasks of distributed runs (`run --redis`) from Redis: any
     /// workflow, in this machine's sandbox (docs/distributed.md).
     Worker(worker::WorkerArgs),
@@ -82,7 +86,8 @@ enum Command {
     Checkpoints(checkpoints::CheckpointsCommand),
     /// Check a workflow file and its modules without running anything.
     Validate {
-        /// The workflow file (TOML).
+        /// The workflow file (TOML), or a component or task source that
+        /// declares its own workflow (as `run` takes).
         workflow: PathBuf,
         /// Do not use the compiled-module cache.
         #[arg(long)]
@@ -97,8 +102,8 @@ enum Command {
     /// crate, from any folder (the toolchains are installed on first use into
     /// the per-user cache).
     Build(build::BuildArgs),
-    /// Write a starter project (workflow file and one task module) that
-    /// `build` and `run` accept unchanged.
+    /// Write a starter: one task source (app.py, app.js, or a Rust crate)
+    /// that declares its own workflow, which `run` and `dev` accept unchanged.
     New(build::NewArgs),
     /// Print the events of a run (task starts, ends, failures, retries,
     /// checkpoints, the tasks' log lines), kept beside its checkpoints.
@@ -209,6 +214,7 @@ pub fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Run(args) => run::run(args, progress::wanted(cli.quiet)),
+        Command::Dev(args) => dev::dev(args),
         Command::Resume(args) => run::resume(args, progress::wanted(cli.quiet)),
         Command::Logs(args) => logs::logs(args),
         Command::Worker(args) => {
@@ -326,10 +332,42 @@ pub(crate) fn printable(text: &str) -> String {
 /// A workflow that cannot be started (`run`, `validate`, `graph`): its error,
 /// with what to do for two first mistakes: a folder named instead of its
 /// workflow file, and a module not built yet.
+/// What `run`, `validate`, `graph` and `dev` accept: a workflow file, a
+/// component (`.wasm`) that declares its workflow, or a task source
+/// (`app.py`, `app.js`, a Rust crate) that does, built first only when it
+/// changed. A workflow file's modules may name sources too: each is built
+/// the same way.
+fn open_target(path: &Path) -> Result<graflow_host::model::WorkflowFile, CliError> {
+    use graflow_host::build;
+    use graflow_host::model::{WorkflowFile, module_name};
+    let built = |src: &Path| -> Result<PathBuf, CliError> {
+        let announce = |s: &build::Source| {
+            tracing::info!("building {} ({:?}); later runs reuse the build until it changes", s.path.display(), s.lang)
+        };
+        let prepared = build::prepare(src, &announce).map_err(CliError::bad_input)?;
+        if !prepared.rebuilt {
+            tracing::info!("{} unchanged: using the cached build {}", src.display(), prepared.path.display());
+        }
+        Ok(prepared.path)
+    };
+    if build::is_source(path) {
+        let component = built(path)?;
+        let source = build::Source::of(path).map_err(CliError::bad_input)?;
+        return Ok(WorkflowFile::for_component(&component, &module_name(&source.stem)).built_from(&source.path));
+    }
+    let mut file = WorkflowFile::open(path).map_err(|e| start_failed(path, SessionError::from(e)))?;
+    for (module, module_path) in file.module_paths() {
+        if build::is_source(&module_path) {
+            file.use_component(&module, built(&module_path)?);
+        }
+    }
+    Ok(file)
+}
+
 fn start_failed(workflow: &Path, error: SessionError) -> CliError {
     use graflow_host::model::LoadError;
     let hint = match &error {
-        _ if workflow.is_dir() => {
+        _ if workflow.is_dir() && !workflow.join("Cargo.toml").is_file() => {
             let file = workflow.join("workflow.toml");
             Some(if file.is_file() {
                 format!("{} is a folder: did you mean {}?", workflow.display(), file.display())

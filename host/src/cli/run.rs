@@ -75,7 +75,9 @@ pub struct ExecOptions {
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// The workflow file (TOML).
+    /// The workflow file (TOML); or a component (`app.wasm`) or a task source
+    /// (`app.py`, `app.js`, a Rust crate's folder) that declares its own
+    /// workflow: a source is built first, and again only when it changed.
     workflow: PathBuf,
     /// The run's input: a JSON object, @FILE to read it from a file, or @- to
     /// read it from standard input. The start task receives it; other tasks'
@@ -251,6 +253,7 @@ fn options(exec: &ExecOptions, checkpoint_dir: Option<PathBuf>, defer_journal: b
 
 pub fn run(args: RunArgs, live: bool) -> Result<ExitStatus, CliError> {
     let input = parse_input(&args.input)?;
+    let file = super::open_target(&args.workflow)?;
     let watch = Watch::new(live, &args.exec, "run")?;
     // Without --checkpoint-dir, checkpoints still go to `checkpoints`, but the
     // journal waits until the run writes one (or a feedback request).
@@ -266,7 +269,7 @@ pub fn run(args: RunArgs, live: bool) -> Result<ExitStatus, CliError> {
     let dir = bucket.as_ref().map_or(dir, |b| b.mirror().to_path_buf());
     let mut opts = options(&args.exec, Some(dir), defer_journal, &watch);
     opts.bucket = bucket;
-    let session = Session::start(&args.workflow, input, opts).map_err(|e| {
+    let session = Session::start_file(file, input, opts).map_err(|e| {
         watch.finish();
         let e = super::start_failed(&args.workflow, e);
         watch.end_trace("bad_input", Some(&super::error_text(&e.error)));
@@ -385,7 +388,7 @@ fn execute(mut session: Session, opts: &ExecOptions, watch: &Watch) -> Result<Ex
 
 /// Print the result or the error (or, with `--json`, one object on stdout);
 /// the exit status.
-fn report(
+pub(super) fn report(
     outcome: Result<RunReport, RunError>,
     json: bool,
     session: &str,

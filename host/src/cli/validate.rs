@@ -8,7 +8,8 @@ use std::path::Path;
 
 pub fn validate(path: &Path, no_cache: bool, json: bool) -> Result<ExitStatus, CliError> {
     let opts = RunOptions { cache_dir: super::cache_dir(no_cache), ..RunOptions::default() };
-    let session = Session::start(path, Json::null(), opts).map_err(|e| super::start_failed(path, e))?;
+    let file = super::open_target(path)?;
+    let session = Session::start_file(file, Json::null(), opts).map_err(|e| super::start_failed(path, e))?;
     if !no_cache {
         super::cache::remember_names(session.workflow());
     }

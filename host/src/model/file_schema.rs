@@ -7,9 +7,10 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct File {
+    #[serde(default)]
     pub(super) workflow: WorkflowSection,
     #[serde(default)]
     pub(super) modules: BTreeMap<String, PathBuf>,
@@ -19,11 +20,12 @@ pub(super) struct File {
     pub(super) groups: BTreeMap<String, GroupSection>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WorkflowSection {
     pub(super) name: Option<String>,
-    pub(super) flow: String,
+    /// None: a module declares the flow (its `workflow` export).
+    pub(super) flow: Option<String>,
     pub(super) start: Option<String>,
     pub(super) max_steps: Option<u64>,
     pub(super) parallelism: Option<usize>,

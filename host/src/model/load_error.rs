@@ -21,6 +21,15 @@ pub enum ModuleLoadError {
 /// Why a workflow file was refused. Each message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// Neither the workflow file nor any of its modules gives a flow, or
+    /// several modules declare one.
+    #[error("{path}: {message}")]
+    NoFlow {
+        /// The workflow file, or the component run without one.
+        path: PathBuf,
+        /// What is missing and how to give it.
+        message: String,
+    },
     /// The workflow file could not be read.
     #[error(transparent)]
     Read(Box<crate::files::ReadError>),
@@ -33,10 +42,13 @@ pub enum LoadError {
         message: String,
     },
     /// The flow expression does not parse.
-    #[error("{path}: [workflow].flow: {error}")]
+    #[error("{path}: {origin}: {error}")]
     Flow {
         /// The file.
         path: PathBuf,
+        /// Where the flow came from: `[workflow].flow`, or the module that
+        /// declares it.
+        origin: String,
         /// The parse error (with column).
         error: FlowError,
     },

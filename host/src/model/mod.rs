@@ -4,9 +4,11 @@
 //! (through its own versioned schema, `checkpoint/schema/`), so a resume needs
 //! neither the workflow file nor the original module files. Files:
 //! `file_schema.rs` the TOML the user writes, `resolve.rs` its validation into
-//! a [`Workflow`], `load_error.rs` every way that fails, `limits.rs` the
+//! a [`Workflow`], `load_error.rs` every way that fails, `declared.rs` what a component
+//! declares about its own workflow, `limits.rs` the
 //! sandbox limits and host bounds, `flow.rs` the flow expression.
 
+mod declared;
 mod file_schema;
 pub mod flow;
 mod limits;
@@ -14,10 +16,11 @@ mod load_error;
 pub mod picture;
 mod resolve;
 
+pub use declared::{DeclaredSettings, DeclaredWorkflow, MAX_DECLARED_FLOW_BYTES, MAX_DECLARED_NAME_BYTES};
 pub use limits::{HostBounds, Limits, MAX_DURATION_MS, MAX_MEMORY_MB, MAX_WORKFLOW_FILE_BYTES};
 pub use load_error::{LoadError, ModuleLoadError};
 pub use resolve::{
-    DEFAULT_MAX_CYCLES, DEFAULT_MAX_STEPS, EngineNeeds, ModuleExports, ModuleInfo, TaskDecl, WorkflowFile,
+    DEFAULT_MAX_CYCLES, DEFAULT_MAX_STEPS, EngineNeeds, ModuleExports, ModuleInfo, TaskDecl, WorkflowFile, module_name,
     load_workflow,
 };
 

@@ -28,6 +28,8 @@ pub struct ModuleInfo {
     pub size: u64,
     /// The tasks the component exports.
     pub tasks: Vec<TaskDecl>,
+    /// The workflow the component declares (empty without the export).
+    pub workflow: DeclaredWorkflow,
 }
 
 /// Loads module files; the sandbox implements it (tests use a fake).
@@ -83,10 +85,13 @@ impl EngineNeeds {
     }
 }
 
-/// A workflow file, parsed but not yet resolved.
+/// A workflow file, parsed but not yet resolved; or a component run without
+/// one, as the file that names just that component.
 pub struct WorkflowFile {
     path: PathBuf,
     file: File,
+    /// True for [`WorkflowFile::for_component`]: errors name the component.
+    component_only: bool,
 }
 
 impl WorkflowFile {
@@ -97,7 +102,63 @@ impl WorkflowFile {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        Ok(WorkflowFile { path: path.to_path_buf(), file })
+        Ok(WorkflowFile { path: path.to_path_buf(), file, component_only: false })
+    }
+
+    /// A workflow file, or (a path ending in `.wasm`) a component alone
+    /// ([`WorkflowFile::for_component`], named after the file's stem).
+    pub fn open(path: &Path) -> Result<WorkflowFile, LoadError> {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wasm")) {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            return Ok(WorkflowFile::for_component(path, &module_name(&stem)));
+        }
+        WorkflowFile::read(path)
+    }
+
+    /// The workflow of the component at `component` alone, as if a file named
+    /// it as its only module `module` and said nothing else: the component's
+    /// declared flow and settings apply, and nothing is granted.
+    pub fn for_component(component: &Path, module: &str) -> WorkflowFile {
+        let path = std::path::absolute(component).unwrap_or_else(|_| component.to_path_buf());
+        let mut file = File::default();
+        file.modules.insert(module.to_string(), path.clone());
+        WorkflowFile { path, file, component_only: true }
+    }
+
+    /// Name `source` (the task source a component was built from) in
+    /// errors instead of the component's path.
+    pub fn built_from(mut self, source: &Path) -> WorkflowFile {
+        self.path = std::path::absolute(source).unwrap_or_else(|_| source.to_path_buf());
+        self
+    }
+
+    /// The file's modules and their paths (relative ones made absolute
+    /// against the file's folder).
+    pub fn module_paths(&self) -> Vec<(String, PathBuf)> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        self.file
+            .modules
+            .iter()
+            .map(|(name, rel)| (name.clone(), std::path::absolute(dir.join(rel)).unwrap_or_else(|_| dir.join(rel))))
+            .collect()
+    }
+
+    /// Load module `module` from `component` instead of the path the file
+    /// gives (a task source the caller built).
+    pub fn use_component(&mut self, module: &str, component: PathBuf) {
+        if let Some(path) = self.file.modules.get_mut(module) {
+            *path = component;
+        }
+    }
+
+    /// The file (or the component run alone).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True if the file gives the flow itself (else a module must declare it).
+    pub fn has_flow(&self) -> bool {
+        self.file.workflow.flow.is_some()
     }
 
     /// What the engine must support to run this workflow.
@@ -110,7 +171,7 @@ impl WorkflowFile {
         // A flow that does not parse is reported by `resolve`; one instance
         // at a time is enough to get there.
         let declared = |name: &str| self.file.tasks.contains_key(name);
-        let concurrency = flow::parse_reserving(&wf.flow, &declared).map_or(1, |f| {
+        let concurrency = wf.flow.as_deref().and_then(|f| flow::parse_reserving(f, &declared).ok()).map_or(1, |f| {
             let groups: std::collections::HashMap<&str, &[String]> =
                 f.groups.iter().map(|(g, m)| (g.as_str(), m.as_slice())).collect();
             let members = |n: &str| groups.get(n).copied();
@@ -121,14 +182,19 @@ impl WorkflowFile {
 
     /// Validate the file and load its modules through `modules`.
     pub fn resolve(&self, modules: &mut dyn ModuleExports) -> Result<Workflow, LoadError> {
-        Resolver { path: &self.path, file: &self.file }.resolve(modules)
+        Resolver { path: &self.path, file: &self.file, component_only: self.component_only }.resolve(modules)
     }
 }
+
+/// The loaded modules: where each is, its tasks, what it declares.
+type Loaded = BTreeMap<String, (ModuleRef, Vec<TaskDecl>, DeclaredWorkflow)>;
 
 struct Resolver<'a> {
     path: &'a Path,
     file: &'a File,
+    component_only: bool,
 }
+
 
 impl Resolver<'_> {
     fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> LoadError {
@@ -151,15 +217,40 @@ impl Resolver<'_> {
                 ));
             }
         }
-        // Generated group names skip the tasks declared outside the flow too.
-        let declared = |name: &str| self.file.tasks.contains_key(name);
-        let flow = flow::parse_reserving(&wf.flow, &declared)
-            .map_err(|error| LoadError::Flow { path: self.path.to_path_buf(), error })?;
-        let modules = self.load_modules(loader)?;
-        let tasks = self.tasks(&flow, &modules)?;
+        // A flow the file gives is checked before any module is loaded.
+        let file_declared = |name: &str| self.file.tasks.contains_key(name);
+        let file_flow = match &wf.flow {
+            Some(f) => Some(flow::parse_reserving(f, &file_declared).map_err(|error| LoadError::Flow {
+                path: self.path.to_path_buf(),
+                origin: "[workflow].flow".into(),
+                error,
+            })?),
+            None => None,
+        };
+        let loaded = self.load_modules(loader)?;
+        let (flow, flow_text, declared_by, extra) = match (file_flow, &wf.flow) {
+            (Some(flow), Some(text)) => (flow, text.clone(), None, Vec::new()),
+            _ => {
+                let (module, declared) = self.declaring_module(&loaded)?;
+                // A flow a module declares may use every task that module
+                // exports, as a file's flow may use the tasks `[tasks]` declares.
+                let extra: Vec<String> =
+                    loaded.get(module).map(|(_, decls, _)| decls.iter().map(|d| d.name.clone()).collect()).unwrap_or_default();
+                let reserved = |name: &str| file_declared(name) || extra.iter().any(|e| e == name);
+                let text = declared.flow.clone().unwrap_or_default();
+                let flow = flow::parse_reserving(&text, &reserved).map_err(|error| LoadError::Flow {
+                    path: self.path.to_path_buf(),
+                    origin: format!("the flow module '{module}' declares"),
+                    error,
+                })?;
+                (flow, text, Some(declared.clone()), extra)
+            }
+        };
+        let tasks = self.tasks(&flow, &loaded, &extra)?;
+        let modules: BTreeMap<String, ModuleRef> = loaded.into_iter().map(|(n, (r, _, _))| (n, r)).collect();
         let graph = self.graph(&flow)?;
         let start = self.start(&graph)?;
-        let max_steps = wf.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+        let max_steps = wf.max_steps.or(declared_by.as_ref().and_then(|d| d.max_steps)).unwrap_or(DEFAULT_MAX_STEPS);
         if max_steps == 0 {
             return Err(self.invalid("[workflow].max_steps", "must be at least 1"));
         }
@@ -172,12 +263,18 @@ impl Resolver<'_> {
         if parallelism == 0 {
             return Err(self.invalid("[workflow].parallelism", "must be at least 1"));
         }
-        let name = wf.name.clone().unwrap_or_else(|| default_name(self.path));
-        let modules = modules.into_iter().map(|(n, (r, _))| (n, r)).collect();
+        let name = wf
+            .name
+            .clone()
+            .or(declared_by.and_then(|d| d.name))
+            .unwrap_or_else(|| match (self.component_only, self.file.modules.keys().next()) {
+                (true, Some(module)) => module.clone(),
+                _ => default_name(self.path),
+            });
         let tasks_names: Vec<String> = tasks.keys().cloned().collect();
         Ok(Workflow {
             name,
-            flow: wf.flow.clone(),
+            flow: flow_text,
             start,
             modules,
             tasks,
@@ -294,10 +391,31 @@ impl Resolver<'_> {
         Ok(Grants { dirs, env: section.env.clone(), stdio })
     }
 
-    fn load_modules(
-        &self,
-        loader: &mut dyn ModuleExports,
-    ) -> Result<BTreeMap<String, (ModuleRef, Vec<TaskDecl>)>, LoadError> {
+    /// The one module that declares a flow (for a file without one).
+    fn declaring_module<'m>(&self, loaded: &'m Loaded) -> Result<(&'m str, &'m DeclaredWorkflow), LoadError> {
+        let declaring: Vec<(&String, &DeclaredWorkflow)> =
+            loaded.iter().filter(|(_, (_, _, w))| w.flow.is_some()).map(|(m, (_, _, w))| (m, w)).collect();
+        let no_flow = |message: String| LoadError::NoFlow { path: self.path.to_path_buf(), message };
+        match declaring.as_slice() {
+            [(m, w)] => Ok((m.as_str(), w)),
+            [] if self.component_only => Err(no_flow(
+                "the component declares no flow: declare one in code (Python `workflow(flow=\"a >> b\")`, \
+                 JavaScript `workflow({ flow: 'a >> b' })`, Rust `export_tasks!(workflow = Workflow::flow(\"a >> b\"); ...)`), \
+                 or write a workflow file that names this component in [modules]"
+                    .into(),
+            )),
+            [] => Err(no_flow(format!(
+                "[workflow].flow is missing and none of its modules ({}) declares a flow: set [workflow].flow",
+                listed(loaded.keys().map(String::as_str))
+            ))),
+            several => Err(no_flow(format!(
+                "[workflow].flow is missing and modules {} each declare a flow: set [workflow].flow to choose",
+                several.iter().map(|(m, _)| format!("'{m}'")).collect::<Vec<_>>().join(" and ")
+            ))),
+        }
+    }
+
+    fn load_modules(&self, loader: &mut dyn ModuleExports) -> Result<Loaded, LoadError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let mut out = BTreeMap::new();
         if self.file.modules.is_empty() {
@@ -314,7 +432,10 @@ impl Resolver<'_> {
                     ModuleLoadError::Incompatible(reason) => LoadError::Incompatible { path, module, file, reason },
                 }
             })?;
-            out.insert(name.clone(), (ModuleRef { path: file, sha256: info.sha256, size: info.size }, info.tasks));
+            out.insert(
+                name.clone(),
+                (ModuleRef { path: file, sha256: info.sha256, size: info.size }, info.tasks, info.workflow),
+            );
         }
         Ok(out)
     }
@@ -327,13 +448,20 @@ impl Resolver<'_> {
         listed(names.into_iter().filter(|t| *t != unknown))
     }
 
+    /// Every task: those `[tasks]` declares, those the flow names, and
+    /// `extra` (the tasks of the module that declares the flow).
     fn tasks(
         &self,
         flow: &flow::FlowGraph,
-        modules: &BTreeMap<String, (ModuleRef, Vec<TaskDecl>)>,
+        modules: &Loaded,
+        extra: &[String],
     ) -> Result<BTreeMap<String, TaskDef>, LoadError> {
         let mut names: Vec<String> = self.file.tasks.keys().cloned().collect();
-        names.extend(flow.tasks.iter().filter(|t| !self.file.tasks.contains_key(*t)).cloned());
+        for t in flow.tasks.iter().chain(extra) {
+            if !names.contains(t) {
+                names.push(t.clone());
+            }
+        }
         let only_module = if modules.len() == 1 { modules.keys().next().cloned() } else { None };
         let defaults = &self.file.workflow.defaults();
         let mut out = BTreeMap::new();
@@ -344,7 +472,7 @@ impl Resolver<'_> {
                 Some(m) => m,
                 None => self.module_exporting(&name, &export_name, modules, flow)?,
             };
-            let Some((_, decls)) = modules.get(&module) else {
+            let Some((_, decls, declared)) = modules.get(&module) else {
                 return Err(LoadError::UnknownModule {
                     path: self.path.to_path_buf(),
                     task: name,
@@ -378,7 +506,8 @@ impl Resolver<'_> {
             };
             let settings = section.map(TaskSection::settings).unwrap_or_default();
             let inputs = section.and_then(|s| s.inputs.clone()).unwrap_or_else(|| decl.inputs.clone());
-            let mut def = self.task_def(&name, module, export, inputs, &settings, defaults)?;
+            let code = declared.tasks.get(&export).copied().unwrap_or_default();
+            let mut def = self.task_def(&name, module, export, inputs, &settings, defaults, &code)?;
             def.grants = self.grants(&name, section)?;
             def.reuse_instance = section.is_some_and(|s| s.reuse_instance);
             out.insert(name, def);
@@ -392,11 +521,11 @@ impl Resolver<'_> {
         &self,
         task: &str,
         export: &str,
-        modules: &BTreeMap<String, (ModuleRef, Vec<TaskDecl>)>,
+        modules: &Loaded,
         flow: &flow::FlowGraph,
     ) -> Result<String, LoadError> {
         let found: Vec<&String> =
-            modules.iter().filter(|(_, (_, decls))| decls.iter().any(|d| d.name == export)).map(|(m, _)| m).collect();
+            modules.iter().filter(|(_, (_, decls, _))| decls.iter().any(|d| d.name == export)).map(|(m, _)| m).collect();
         match found.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(LoadError::UnknownTask {
@@ -406,14 +535,14 @@ impl Resolver<'_> {
                     "no module exports a task named '{export}'; the modules export: {}",
                     modules
                         .iter()
-                        .map(|(m, (_, d))| format!("{m}: {}", listed(d.iter().map(|d| d.name.as_str()))))
+                        .map(|(m, (_, d, _))| format!("{m}: {}", listed(d.iter().map(|d| d.name.as_str()))))
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
                 declared: self.declared_names(flow, task)
                     + &super::did_you_mean(
                         export,
-                        modules.values().flat_map(|(_, d)| d.iter().map(|d| d.name.as_str())),
+                        modules.values().flat_map(|(_, d, _)| d.iter().map(|d| d.name.as_str())),
                     ),
             }),
             several => Err(self.invalid(
@@ -426,6 +555,11 @@ impl Resolver<'_> {
         }
     }
 
+    /// A task's definition. Each setting comes from the file's `[tasks]`
+    /// table `s`, else the file's `[workflow]` default `d`, else what the
+    /// component declares in code `c`, else the built-in default: the file
+    /// wins wherever it says something.
+    #[allow(clippy::too_many_arguments)]
     fn task_def(
         &self,
         name: &str,
@@ -434,9 +568,10 @@ impl Resolver<'_> {
         inputs: Vec<String>,
         s: &TaskSettings,
         d: &TaskSettings,
+        c: &DeclaredSettings,
     ) -> Result<TaskDef, LoadError> {
         let table = format!("[tasks.{name}]");
-        let max_cycles = s.max_cycles.or(d.max_cycles).unwrap_or(DEFAULT_MAX_CYCLES);
+        let max_cycles = s.max_cycles.or(d.max_cycles).or(c.max_cycles).unwrap_or(DEFAULT_MAX_CYCLES);
         if max_cycles == 0 {
             return Err(
                 self.invalid(format!("{table}.max_cycles"), "must be at least 1 (max_cycles = N allows N runs)")
@@ -445,7 +580,7 @@ impl Resolver<'_> {
         let (sb, db) = (s.backoff.clone().unwrap_or_default(), d.backoff.clone().unwrap_or_default());
         let base = RetryPolicy::default();
         let retry = RetryPolicy {
-            max_retries: s.max_retries.or(d.max_retries).unwrap_or(base.max_retries),
+            max_retries: s.max_retries.or(d.max_retries).or(c.max_retries).unwrap_or(base.max_retries),
             initial_ms: sb.initial_ms.or(db.initial_ms).unwrap_or(base.initial_ms),
             factor: sb.factor.or(db.factor).unwrap_or(base.factor),
             max_ms: sb.max_ms.or(db.max_ms).unwrap_or(base.max_ms),
@@ -459,7 +594,7 @@ impl Resolver<'_> {
         }
         let (sl, dl) = (s.limits.clone().unwrap_or_default(), d.limits.clone().unwrap_or_default());
         let base = Limits::default();
-        let memory_mb = sl.memory_mb.or(dl.memory_mb);
+        let memory_mb = sl.memory_mb.or(dl.memory_mb).or(c.memory_mb);
         if memory_mb == Some(0) || memory_mb.is_some_and(|m| m > 4096) {
             return Err(self.invalid(
                 format!("{table}.limits.memory_mb"),
@@ -468,8 +603,8 @@ impl Resolver<'_> {
         }
         let limits = Limits {
             memory_bytes: memory_mb.map_or(base.memory_bytes, |m| m << 20),
-            timeout_ms: sl.timeout_ms.or(dl.timeout_ms).unwrap_or(base.timeout_ms),
-            fuel: sl.fuel.or(dl.fuel),
+            timeout_ms: sl.timeout_ms.or(dl.timeout_ms).or(c.timeout_ms).unwrap_or(base.timeout_ms),
+            fuel: sl.fuel.or(dl.fuel).or(c.fuel),
         };
         if limits.timeout_ms == 0 || limits.timeout_ms > MAX_DURATION_MS {
             return Err(self.invalid(
@@ -655,6 +790,14 @@ fn describe_groups(flow: &flow::FlowGraph) -> String {
         return "none".into();
     }
     flow.groups.iter().map(|(g, m)| format!("{g} = {}", m.join(" | "))).collect::<Vec<_>>().join("; ")
+}
+
+/// A module name from a file's stem: letters, digits, `_` and `-` kept,
+/// anything else `_`; `app` if nothing is left.
+pub fn module_name(stem: &str) -> String {
+    let name: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+    if name.is_empty() { "app".into() } else { name }
 }
 
 fn default_name(path: &Path) -> String {

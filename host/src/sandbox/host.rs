@@ -15,6 +15,8 @@ wasmtime::component::bindgen!({
 });
 
 use graflow::task::types::{LogLevel, TaskInfo as WitTaskInfo};
+/// The record a WIT 0.1.3 component's `workflow` export returns.
+pub use graflow::task::types::WorkflowDecl as WitWorkflowDecl;
 
 /// The data of one task execution's store.
 pub struct HostState {

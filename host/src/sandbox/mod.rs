@@ -16,7 +16,10 @@ mod output;
 
 use crate::engine::{FailureKind, TaskContext, TaskFailure, TaskRunner};
 use crate::json::Json;
-use crate::model::{EngineNeeds, Grants, ModuleExports, ModuleInfo, ModuleLoadError, Stdio, TaskDecl, TaskDef};
+use crate::model::{
+    DeclaredSettings, DeclaredWorkflow, EngineNeeds, Grants, ModuleExports, ModuleInfo, ModuleLoadError, Stdio, TaskDecl,
+    TaskDef,
+};
 use crate::module_store::ModuleBytes;
 use config::{EngineSettings, Ticker};
 use host::{HostState, TaskModulePre};
@@ -72,6 +75,8 @@ pub struct Sandbox {
     modules: std::sync::RwLock<HashMap<String, Arc<LoadedModule>>>,
     cache: Option<cache::ModuleCache>,
     fuel: bool,
+    /// What the engine was built with.
+    settings: EngineSettings,
     abort: Arc<AtomicBool>,
     /// Idle instances for tasks with `reuse_instance`, by module.
     pool: std::sync::Mutex<HashMap<String, Vec<Pooled>>>,
@@ -115,12 +120,22 @@ impl Sandbox {
             modules: Default::default(),
             cache,
             fuel: settings.fuel,
+            settings: settings.clone(),
             abort: Arc::new(AtomicBool::new(false)),
             pool: Default::default(),
             outbound_allow: None,
             run_nets: Default::default(),
             _ticker: ticker,
         })
+    }
+
+    /// True if this sandbox's engine provides what `needs` asks: the same
+    /// fuel setting, at least its memory and instances.
+    pub fn suits(&self, needs: &EngineNeeds) -> bool {
+        let want = EngineSettings::for_needs(needs);
+        want.fuel == self.settings.fuel
+            && want.max_memory_bytes <= self.settings.max_memory_bytes
+            && want.max_instances <= self.settings.max_instances
     }
 
     /// A sandbox whose engine provides what a workflow needs (fuel, memory,
@@ -142,7 +157,7 @@ impl Sandbox {
     }
 
     /// Load module `name` from its code.
-    pub fn load_module(&self, name: &str, code: &ModuleBytes) -> Result<Vec<TaskDecl>, ModuleLoadError> {
+    pub fn load_module(&self, name: &str, code: &ModuleBytes) -> Result<ModuleInfo, ModuleLoadError> {
         let bytes = code.bytes();
         check_header(bytes)?;
         let component = self
@@ -151,7 +166,7 @@ impl Sandbox {
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
         let pre = TaskModulePre::new(instance_pre).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
-        let tasks = self.list_tasks(&pre).map_err(|e| {
+        let (tasks, workflow) = self.list_tasks(&pre).map_err(|e| {
             let why = match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => format!(
                     "its `tasks` export did not return within the load time limit of {} s",
@@ -160,7 +175,10 @@ impl Sandbox {
                 _ if e.downcast_ref::<MemoryLimitHit>().is_some() => {
                     format!("its `tasks` export hit the load memory limit of {} MiB", LOAD_MEMORY_LIMIT >> 20)
                 }
-                _ => format!("calling its `tasks` export failed: {e:#}"),
+                _ => match e.downcast_ref::<DeclarationError>() {
+                    Some(d) => d.0.clone(),
+                    None => format!("calling its `tasks` export failed: {e:#}"),
+                },
             };
             ModuleLoadError::Incompatible(why)
         })?;
@@ -169,7 +187,7 @@ impl Sandbox {
             .imports(&self.engine)
             .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler"));
         self.modules_mut().insert(name.to_string(), Arc::new(LoadedModule { pre, code: code.clone(), uses_http }));
-        Ok(tasks)
+        Ok(ModuleInfo { sha256: code.digest(), size: code.len(), tasks, workflow })
     }
 
     /// True if module `name` is loaded.
@@ -252,18 +270,67 @@ impl Sandbox {
         store
     }
 
-    fn list_tasks(&self, pre: &TaskModulePre<HostState>) -> wasmtime::Result<Vec<TaskDecl>> {
+    /// Instantiate the component once, with nothing granted, and read its
+    /// `tasks` and (WIT 0.1.3) `workflow` exports. A component without the
+    /// `workflow` export declares nothing; one whose `workflow` export has
+    /// another type, or declares settings for tasks it does not export, is
+    /// refused ([`DeclarationError`]).
+    fn list_tasks(&self, pre: &TaskModulePre<HostState>) -> wasmtime::Result<(Vec<TaskDecl>, DeclaredWorkflow)> {
         let wasi = Self::wasi(&Grants::default()).map_err(|e| wasmtime::format_err!("{e}"))?;
         let mut store = self.store(None, LOAD_MEMORY_LIMIT, Instant::now() + LOAD_TIME_LIMIT, wasi);
         store.set_epoch_deadline((LOAD_TIME_LIMIT.as_millis() / config::EPOCH_TICK.as_millis()) as u64);
         if self.fuel {
             store.set_fuel(u64::MAX)?;
         }
-        let instance = pre.instantiate(&mut store)?;
-        let decls = instance.call_tasks(&mut store)?;
-        Ok(decls.into_iter().map(|d| TaskDecl { name: d.name, inputs: d.inputs, description: d.description }).collect())
+        let instance = pre.instance_pre().instantiate(&mut store)?;
+        let module = host::TaskModule::new(&mut store, &instance)?;
+        let decls = module.call_tasks(&mut store)?;
+        let tasks: Vec<TaskDecl> =
+            decls.into_iter().map(|d| TaskDecl { name: d.name, inputs: d.inputs, description: d.description }).collect();
+        if instance.get_export_index(&mut store, None, "workflow").is_none() {
+            return Ok((tasks, DeclaredWorkflow::default()));
+        }
+        type WorkflowFn = wasmtime::component::TypedFunc<(), (host::WitWorkflowDecl,)>;
+        let func: WorkflowFn = instance.get_typed_func(&mut store, "workflow").map_err(|e| {
+            DeclarationError(format!("its `workflow` export does not have the type WIT 0.1.3 gives it: {e:#}"))
+        })?;
+        let (w,) = func.call(&mut store, ()).map_err(|e| match e.downcast_ref::<Trap>() {
+            Some(_) => e,
+            None if e.downcast_ref::<MemoryLimitHit>().is_some() => e,
+            None => e.context("calling its `workflow` export failed"),
+        })?;
+        let settings = w
+            .tasks
+            .into_iter()
+            .map(|t| {
+                let s = DeclaredSettings {
+                    max_retries: t.max_retries,
+                    max_cycles: t.max_cycles,
+                    timeout_ms: t.timeout_ms,
+                    memory_mb: t.memory_mb,
+                    fuel: t.fuel,
+                };
+                (t.task, s)
+            })
+            .collect();
+        let declared =
+            DeclaredWorkflow::check(w.name, w.flow, w.max_steps, settings, &tasks).map_err(DeclarationError)?;
+        Ok((tasks, declared))
     }
 }
+
+/// A component's `workflow` export returned a declaration the host refuses;
+/// the text says why.
+#[derive(Debug)]
+struct DeclarationError(String);
+
+impl std::fmt::Display for DeclarationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DeclarationError {}
 
 /// Tell a component from a core module or a file that is not WebAssembly.
 fn check_header(bytes: &[u8]) -> Result<(), ModuleLoadError> {
@@ -281,8 +348,7 @@ fn check_header(bytes: &[u8]) -> Result<(), ModuleLoadError> {
 impl ModuleExports for Sandbox {
     fn load(&mut self, name: &str, path: &Path, max_bytes: u64) -> Result<ModuleInfo, ModuleLoadError> {
         let code = ModuleBytes::read(path, max_bytes)?;
-        let tasks = self.load_module(name, &code)?;
-        Ok(ModuleInfo { sha256: code.digest(), size: code.len(), tasks })
+        self.load_module(name, &code)
     }
 }
 

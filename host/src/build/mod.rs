@@ -1,4 +1,5 @@
-//! Building task components from any folder (`graflow-host build`) and
+//! Building task components from any folder (`graflow-host build`), only
+//! when something changed (`cached.rs`: `graflow-host run app.py`), and
 //! starting a project (`graflow-host new`).
 //!
 //! The contract (`wit/graflow.wit`) and the SDKs travel inside the binary. The
@@ -8,20 +9,23 @@
 //! what it needs: the source file and its sibling modules (`.py`; `.js`,
 //! `.mjs`, `.json`), not the rest of the folder's tree.
 
+mod cached;
+
+pub use cached::{KEEP_PER_SOURCE, MAX_SOURCE_BYTES, MAX_SOURCE_FILES, Prepared, prepare};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const WIT: &str = include_str!("../../wit/graflow.wit");
-const PY_SDK: &str = include_str!("../../guest-sdk/python/graflow.py");
-const PY_REQUIREMENTS: &str = include_str!("../../guest-sdk/python/requirements.txt");
-const JS_SDK: &str = include_str!("../../guest-sdk/js/graflow.js");
-const JS_PACKAGE: &str = include_str!("../../guest-sdk/js/package.json");
-const JS_LOCK: &str = include_str!("../../guest-sdk/js/package-lock.json");
+const WIT: &str = include_str!("../../../wit/graflow.wit");
+const PY_SDK: &str = include_str!("../../../guest-sdk/python/graflow.py");
+const PY_REQUIREMENTS: &str = include_str!("../../../guest-sdk/python/requirements.txt");
+const JS_SDK: &str = include_str!("../../../guest-sdk/js/graflow.js");
+const JS_PACKAGE: &str = include_str!("../../../guest-sdk/js/package.json");
+const JS_LOCK: &str = include_str!("../../../guest-sdk/js/package-lock.json");
 const RUST_SDK: [(&str, &str); 4] = [
-    ("Cargo.toml", include_str!("../../guest-sdk/Cargo.toml")),
-    ("src/lib.rs", include_str!("../../guest-sdk/src/lib.rs")),
-    ("src/error.rs", include_str!("../../guest-sdk/src/error.rs")),
-    ("src/introspect.rs", include_str!("../../guest-sdk/src/introspect.rs")),
+    ("Cargo.toml", include_str!("../../../guest-sdk/Cargo.toml")),
+    ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
+    ("src/error.rs", include_str!("../../../guest-sdk/src/error.rs")),
+    ("src/introspect.rs", include_str!("../../../guest-sdk/src/introspect.rs")),
 ];
 
 /// Why a build or a new project failed. Each says what to do.
@@ -41,20 +45,15 @@ pub enum BuildError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A Python task module does not import `WitWorld`.
-    #[error(
-        "{}: import WitWorld from graflow (`from graflow import task, WitWorld`): the component's exports live there",
-        path.display()
-    )]
-    MissingWitWorld {
-        /// The file.
+    /// A source folder is over a bound of what a build reads.
+    #[error("{}: {what}, over the bound of {bound}: build from a folder that holds only the task's sources", path.display())]
+    TooLarge {
+        /// The folder.
         path: PathBuf,
-    },
-    /// A JavaScript task module does not export `tasks` and `run`.
-    #[error("{}: end the module with `export {{ tasks, run }};` (both imported from './graflow.js')", path.display())]
-    MissingExport {
-        /// The file.
-        path: PathBuf,
+        /// What was counted.
+        what: String,
+        /// The bound.
+        bound: String,
     },
     /// The Rust target for components is not installed.
     #[error("the Rust target wasm32-wasip2 is not installed: run `rustup target add wasm32-wasip2`")]
@@ -200,52 +199,100 @@ pub struct Built {
     pub lang: Lang,
 }
 
+/// A task source: where it is, its language, the name of what it builds.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The `.py` or `.js` file, or the Rust crate's folder (absolute).
+    pub path: PathBuf,
+    /// Its language.
+    pub lang: Lang,
+    /// The component's name: the file's stem, or the crate folder's name
+    /// (`-` as `_`).
+    pub stem: String,
+}
+
+/// True if `path` names a task source (`.py`, `.js`, `.mjs`, a Rust crate's
+/// folder or its `Cargo.toml`) rather than a component or a workflow file.
+pub fn is_source(path: &Path) -> bool {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("py") | Some("js") | Some("mjs") => true,
+        _ => {
+            (path.is_dir() && path.join("Cargo.toml").is_file())
+                || path.file_name().is_some_and(|n| n == "Cargo.toml")
+        }
+    }
+}
+
+impl Source {
+    /// Recognise `src`: a `.py` or `.js`/`.mjs` file, or a Rust crate (its
+    /// folder or its `Cargo.toml`).
+    pub fn of(src: &Path) -> Result<Source, BuildError> {
+        let src = std::path::absolute(src).map_err(io(src))?;
+        let lang = match src.extension().and_then(|e| e.to_str()) {
+            Some("py") => Lang::Python,
+            Some("js") | Some("mjs") => Lang::Js,
+            _ if src.is_dir() && src.join("Cargo.toml").is_file() => Lang::Rust,
+            _ if src.file_name().is_some_and(|n| n == "Cargo.toml") => Lang::Rust,
+            _ => return Err(BuildError::UnknownSource { path: src }),
+        };
+        if lang != Lang::Rust && !src.is_file() {
+            return Err(BuildError::Io {
+                path: src.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        let (path, stem) = match lang {
+            Lang::Rust => {
+                let dir =
+                    if src.is_dir() { src.clone() } else { src.parent().unwrap_or(Path::new(".")).to_path_buf() };
+                let stem =
+                    dir.file_name().map(|n| n.to_string_lossy().replace('-', "_")).unwrap_or_else(|| "task".into());
+                (dir, stem)
+            }
+            _ => {
+                let stem = src.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into());
+                (src, stem)
+            }
+        };
+        Ok(Source { path, lang, stem })
+    }
+
+    fn build_into(&self, out: &Path) -> Result<(), BuildError> {
+        match self.lang {
+            Lang::Python => build_python(&self.path, out),
+            Lang::Js => build_js(&self.path, out),
+            Lang::Rust => build_rust(&self.path, out),
+        }
+    }
+}
+
 /// Build the task source at `src` (a `.py` or `.js` file, or a Rust crate
 /// folder or its `Cargo.toml`) into the component `out` (default: next to
 /// the current folder, named after the source).
 pub fn build(src: &Path, out: Option<&Path>) -> Result<Built, BuildError> {
-    let src = std::path::absolute(src).map_err(io(src))?;
-    let lang = match src.extension().and_then(|e| e.to_str()) {
-        Some("py") => Lang::Python,
-        Some("js") | Some("mjs") => Lang::Js,
-        _ if src.is_dir() && src.join("Cargo.toml").is_file() => Lang::Rust,
-        _ if src.file_name().is_some_and(|n| n == "Cargo.toml") => Lang::Rust,
-        _ => return Err(BuildError::UnknownSource { path: src }),
-    };
-    if lang != Lang::Rust && !src.is_file() {
-        return Err(BuildError::Io {
-            path: src.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        });
-    }
-    let stem = match lang {
-        Lang::Rust => {
-            let dir = if src.is_dir() { src.clone() } else { src.parent().unwrap_or(Path::new(".")).to_path_buf() };
-            dir.file_name().map(|n| n.to_string_lossy().replace('-', "_")).unwrap_or_else(|| "task".into())
-        }
-        _ => src.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into()),
-    };
+    let source = Source::of(src)?;
     let out = match out {
         Some(o) => std::path::absolute(o).map_err(io(o))?,
-        None => std::path::absolute(format!("{stem}.wasm")).map_err(io(Path::new(".")))?,
+        None => std::path::absolute(format!("{}.wasm", source.stem)).map_err(io(Path::new(".")))?,
     };
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    match lang {
-        Lang::Python => build_python(&src, &out)?,
-        Lang::Js => build_js(&src, &out)?,
-        Lang::Rust => build_rust(&src, &out)?,
-    }
+    source.build_into(&out)?;
     let bytes = std::fs::metadata(&out).map_err(io(&out))?.len();
-    Ok(Built { path: out, bytes, lang })
+    Ok(Built { path: out, bytes, lang: source.lang })
 }
 
+/// The app module componentize-py starts from: it imports the task module
+/// (which registers its tasks and may declare its workflow) and the SDK's
+/// `WitWorld`, so the task module itself needs no boilerplate.
+const PY_ENTRY: &str = "graflow_app_entry";
+
+/// The entry module componentize-js starts from: it imports the task module
+/// and re-exports the SDK's `tasks`, `run` and `workflow`.
+const JS_ENTRY: &str = "graflow_app_entry.js";
+
 fn build_python(src: &Path, out: &Path) -> Result<(), BuildError> {
-    let text = std::fs::read_to_string(src).map_err(io(src))?;
-    if !text.contains("WitWorld") {
-        return Err(BuildError::MissingWitWorld { path: src.to_path_buf() });
-    }
     if !have("python3") {
         return Err(BuildError::MissingProgram { program: "python3", purpose: "install componentize-py" });
     }
@@ -274,16 +321,20 @@ fn build_python(src: &Path, out: &Path) -> Result<(), BuildError> {
         }
     }
     let folder = scratch.path();
+    let entry = folder.join(format!("{PY_ENTRY}.py"));
+    let quoted = serde_json::to_string(&module).unwrap_or_default();
+    let entry_text = format!("import importlib\nimportlib.import_module({quoted})\nfrom graflow import WitWorld  # noqa: F401\n");
+    std::fs::write(&entry, entry_text).map_err(io(&entry))?;
     run(
         "componentize-py",
         Command::new(tools.join("bin/componentize-py"))
             .arg("-d")
             .arg(assets.join("wit"))
-            .args(["-w", "task-module", "componentize", "-p"])
+            .args(["-w", "task-app", "componentize", "-p"])
             .arg(assets.join("python"))
             .arg("-p")
             .arg(folder)
-            .arg(&module)
+            .arg(PY_ENTRY)
             .arg("-o")
             .arg(out),
     )
@@ -309,7 +360,7 @@ fn with_siblings(src: &Path, folder: &Path, exts: &[&str]) -> Vec<PathBuf> {
 
 /// Prints the first syntax error of the files named as Python shows it, and
 /// exits with 1; exits with 0 if they all compile.
-const PY_SYNTAX_CHECK: &str = include_str!("../../scripts/py_syntax_check.py");
+const PY_SYNTAX_CHECK: &str = include_str!("../../../scripts/py_syntax_check.py");
 
 /// After componentize-py failed: the first syntax error of the task module
 /// or a sibling module, as Python reports it, instead of the tool's Rust
@@ -358,14 +409,6 @@ fn js_syntax(src: &Path, folder: &Path) -> Option<BuildError> {
 }
 
 fn build_js(src: &Path, out: &Path) -> Result<(), BuildError> {
-    let text = std::fs::read_to_string(src).map_err(io(src))?;
-    let exports = text.lines().any(|l| {
-        let l = l.trim();
-        l.starts_with("export") && l.contains("tasks") && l.contains("run")
-    });
-    if !exports {
-        return Err(BuildError::MissingExport { path: src.to_path_buf() });
-    }
     if !have("npm") {
         return Err(BuildError::MissingProgram { program: "npm", purpose: "install componentize-js" });
     }
@@ -389,14 +432,18 @@ fn build_js(src: &Path, out: &Path) -> Result<(), BuildError> {
         }
     }
     std::fs::copy(assets.join("js/graflow.js"), scratch.path().join("graflow.js")).map_err(io(&assets))?;
-    let entry = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let module = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let entry = scratch.path().join(JS_ENTRY);
+    let quoted = serde_json::to_string(&format!("./{module}")).unwrap_or_default();
+    let entry_text = format!("import {quoted};\nexport {{ tasks, run, workflow_ as workflow }} from './graflow.js';\n");
+    std::fs::write(&entry, entry_text).map_err(io(&entry))?;
     run(
         "componentize-js",
         Command::new(tools.join("node_modules/.bin/componentize-js"))
-            .arg(&entry)
+            .arg(JS_ENTRY)
             .arg("--wit")
             .arg(assets.join("wit"))
-            .args(["-n", "task-module", "-d", "http", "fetch-event", "-o"])
+            .args(["-n", "task-app", "-d", "http", "fetch-event", "-o"])
             .arg(out)
             .current_dir(scratch.path()),
     )
@@ -450,8 +497,9 @@ fn build_rust(src: &Path, out: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Write a starter project into `dir`: a workflow file and one task in
-/// `lang`, which `build` and `run` accept unchanged. Returns the files written.
+/// Write a starter project into `dir`: one task source in `lang` that
+/// declares its workflow (`app.py`, `app.js`, or a Rust crate), which `run`
+/// accepts unchanged. Returns the files written.
 pub fn new_project(dir: &Path, lang: Lang) -> Result<Vec<PathBuf>, BuildError> {
     // The folder's name, as a TOML-safe workflow name.
     let name: String = dir
@@ -464,34 +512,22 @@ pub fn new_project(dir: &Path, lang: Lang) -> Result<Vec<PathBuf>, BuildError> {
         })
         .filter(|n: &String| !n.is_empty())
         .unwrap_or_else(|| "starter".into());
-    let (module_file, sources): (&str, Vec<(String, String)>) = match lang {
-        Lang::Python => ("tasks.wasm", vec![("tasks.py".into(), PY_STARTER.into())]),
-        Lang::Js => ("tasks.wasm", vec![("tasks.js".into(), JS_STARTER.into())]),
+    let sources: Vec<(String, String)> = match lang {
+        Lang::Python => vec![("app.py".into(), PY_STARTER.into())],
+        Lang::Js => vec![("app.js".into(), JS_STARTER.into())],
         Lang::Rust => {
             let mut files = vec![
-                ("Cargo.toml".to_string(), RUST_STARTER_TOML.to_string()),
+                ("Cargo.toml".to_string(), RUST_STARTER_TOML.replace("{name}", &crate_name(&name))),
                 ("src/lib.rs".to_string(), RUST_STARTER.to_string()),
                 ("wit/graflow.wit".to_string(), WIT.to_string()),
             ];
             for (rel, text) in RUST_SDK {
                 files.push((format!("graflow-guest/{rel}"), text.to_string()));
             }
-            ("tasks.wasm", files)
+            files
         }
     };
-    let build_hint = match lang {
-        Lang::Python => "graflow-host build tasks.py -o tasks.wasm",
-        Lang::Js => "graflow-host build tasks.js -o tasks.wasm",
-        Lang::Rust => "graflow-host build . -o tasks.wasm",
-    };
-    let workflow_text = format!(
-        "# {name}: build the task module, then run the workflow:\n#   {build_hint}\n#   graflow-host run workflow.toml --input '{{\"name\": \"world\"}}'\n[workflow]\nname = \"{name}\"\nflow = \"greet >> shout\"\n\n[modules]\ntasks = \"{module_file}\"\n"
-    );
-    let files: Vec<(&str, &str)> = sources
-        .iter()
-        .map(|(r, t)| (r.as_str(), t.as_str()))
-        .chain([("workflow.toml", workflow_text.as_str())])
-        .collect();
+    let files: Vec<(&str, &str)> = sources.iter().map(|(r, t)| (r.as_str(), t.as_str())).collect();
     // Nothing of an existing project is replaced: every file is checked first,
     // and each is created only if absent.
     if let Some((rel, _)) = files.iter().find(|(rel, _)| std::fs::symlink_metadata(dir.join(rel)).is_ok()) {
@@ -510,9 +546,14 @@ pub fn new_project(dir: &Path, lang: Lang) -> Result<Vec<PathBuf>, BuildError> {
     Ok(written)
 }
 
-const PY_STARTER: &str = r#""""Two tasks: `greet` makes a greeting from the run input's `name`; `shout`
-receives greet's result (its parameter is named after the task)."""
-from graflow import task, channel, log, WitWorld  # noqa: F401  (WitWorld is the component's export)
+const PY_STARTER: &str = r#""""A workflow in one file. Run it (built on the first run, and again only
+after a change):
+
+    graflow-host run app.py --input '{"name": "world"}'
+
+`greet` makes a greeting from the run input's `name`; `shout` receives greet's
+result (its parameter is named after the task)."""
+from graflow import task, workflow, channel, log
 
 
 @task
@@ -522,14 +563,22 @@ def greet(name: str = "world") -> str:
     return f"hello {name}"
 
 
-@task
+@task(max_retries=2)
 def shout(greet: str) -> str:
     return greet.upper() + "!"
+
+
+workflow(flow="greet >> shout")
 "#;
 
-const JS_STARTER: &str = r#"// Two tasks: `greet` makes a greeting from the run input's `name`; `shout`
-// receives greet's result (its parameter is named after the task).
-import { task, channel, log, tasks, run } from './graflow.js';
+const JS_STARTER: &str = r#"// A workflow in one file. Run it (built on the first run, and again only
+// after a change):
+//
+//   graflow-host run app.js --input '{"name": "world"}'
+//
+// `greet` makes a greeting from the run input's `name`; `shout` receives
+// greet's result (its parameter is named after the task).
+import { task, workflow, channel, log } from './graflow.js';
 
 task(function greet({ name = 'world' }) {
   log.info(`greeting ${name}`);
@@ -539,13 +588,19 @@ task(function greet({ name = 'world' }) {
 
 task(function shout({ greet }) {
   return greet.toUpperCase() + '!';
-});
+}, { maxRetries: 2 });
 
-export { tasks, run };
+workflow({ flow: 'greet >> shout' });
 "#;
 
+/// A Cargo package name from a folder name.
+fn crate_name(name: &str) -> String {
+    let n: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if n.starts_with(|c: char| c.is_ascii_alphabetic()) { n } else { format!("tasks_{n}") }
+}
+
 const RUST_STARTER_TOML: &str = r#"[package]
-name = "tasks"
+name = "{name}"
 version = "0.1.0"
 edition = "2024"
 publish = false
@@ -570,8 +625,13 @@ strip = true
 panic = "abort"
 "#;
 
-const RUST_STARTER: &str = r#"//! Two tasks: `greet` makes a greeting from the run input's `name`; `shout`
-//! receives greet's result (its input field is named after the task).
+const RUST_STARTER: &str = r#"//! A workflow in one crate. Run it (built on the first run, and again only
+//! after a change):
+//!
+//!     graflow-host run . --input '{"name": "world"}'
+//!
+//! `greet` makes a greeting from the run input's `name`; `shout` receives
+//! greet's result (its input field is named after the task).
 use graflow_guest::prelude::*;
 
 #[derive(Deserialize)]
@@ -599,5 +659,9 @@ fn shout(input: Shout) -> Result<String, TaskError> {
     Ok(input.greet.to_uppercase() + "!")
 }
 
-graflow_guest::export_tasks!(greet: "Greets the name in the input", shout);
+graflow_guest::export_tasks!(
+    workflow = Workflow::flow("greet >> shout").task("shout", Settings::new().max_retries(2));
+    greet: "Greets the name in the input",
+    shout,
+);
 "#;
