@@ -58,8 +58,13 @@ case "$SRC" in
   *.py)
     python_toolchain
     module=$(basename "$SRC" .py)
-    if ! "$TOOLS/py/bin/componentize-py" -d "$ROOT/wit" -w task-module componentize \
-      -p "$ROOT/guest-sdk/python" -p "$(dirname "$SRC_ABS")" "$module" -o "$OUT_ABS" >/dev/null; then
+    # The same generated entry module as `graflow-host build`: it imports the
+    # task module and the SDK's WitWorld (world task-app, WIT 0.1.3).
+    entry=$(mktemp -d)
+    trap 'rm -rf "$entry"' EXIT
+    printf 'import importlib\nimportlib.import_module("%s")\nfrom graflow import WitWorld  # noqa: F401\n' "$module" > "$entry/graflow_app_entry.py"
+    if ! "$TOOLS/py/bin/componentize-py" -d "$ROOT/wit" -w task-app componentize \
+      -p "$ROOT/guest-sdk/python" -p "$(dirname "$SRC_ABS")" -p "$entry" graflow_app_entry -o "$OUT_ABS" >/dev/null; then
       python_syntax
       exit 1
     fi
@@ -72,8 +77,10 @@ case "$SRC" in
     trap 'rm -rf "$work"' EXIT
     cp -r "$(dirname "$SRC_ABS")"/. "$work/"
     cp "$ROOT/guest-sdk/js/graflow.js" "$work/graflow.js"
-    if ! (cd "$work" && "$TOOLS/js/node_modules/.bin/componentize-js" "$(basename "$SRC")" \
-      --wit "$ROOT/wit" -n task-module -d http fetch-event -o "$OUT_ABS" >/dev/null); then
+    # The same generated entry module as `graflow-host build` (world task-app).
+    printf "import './%s';\nexport { tasks, run, workflow_ as workflow } from './graflow.js';\n" "$(basename "$SRC")" > "$work/graflow_app_entry.js"
+    if ! (cd "$work" && "$TOOLS/js/node_modules/.bin/componentize-js" graflow_app_entry.js \
+      --wit "$ROOT/wit" -n task-app -d http fetch-event -o "$OUT_ABS" >/dev/null); then
       js_syntax
       exit 1
     fi

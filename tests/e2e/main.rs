@@ -7,6 +7,7 @@ mod bucket;
 mod checkpoint;
 mod cli;
 mod control;
+mod declared;
 mod distributed;
 mod errors;
 mod examples;
