@@ -97,3 +97,22 @@ fn the_reference_workflow_file_in_the_docs_loads_beside_the_etl_component() {
     let run = cli(dir.path(), &["run", "reference.toml", "--input", r#"{"day":"2026-11-27"}"#]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// The README's first workflow, one file per language, run with one command
+/// exactly as the README shows it.
+#[test]
+fn the_one_file_workflow_of_the_readme_runs_in_python_and_javascript() {
+    let want = serde_json::json!({"doubled": [20, 40, 60], "stats": {"count": 3, "sum": 60}});
+    for src in ["examples/one-file/app.py", "examples/one-file/app.js"] {
+        let out = cli(&repo(), &["run", src, "--input", r#"{"day": "2026-11-27"}"#]);
+        assert_eq!(out.ok().json(), want, "{src}");
+    }
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let python = std::fs::read_to_string(repo().join("examples/one-file/app.py")).unwrap();
+    let body = |text: &str| text[text.find("from graflow").unwrap()..].trim().to_string();
+    assert!(
+        readme.contains(&body(&python).replace("\n\n\n", "\n\n")),
+        "the README shows examples/one-file/app.py"
+    );
+    assert!(readme.contains(r#"{"doubled":[20,40,60],"stats":{"count":3,"sum":60}}"#));
+}

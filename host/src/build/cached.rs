@@ -53,6 +53,11 @@ pub fn prepare(src: &Path, building: &dyn Fn(&Source)) -> Result<Prepared, Build
     building(&source);
     let partial = tempfile::Builder::new().prefix(".building-").suffix(".wasm").tempfile_in(&dir).map_err(io(&dir))?;
     source.build_into(partial.path())?;
+    // A build may write inputs of its own (cargo's first build writes
+    // Cargo.lock): the entry is kept under the digest of the inputs as the
+    // build left them, which is what the next run computes.
+    let after = inputs_digest(&source)?;
+    let path = dir.join(format!("{id}-{}.wasm", &after[..32]));
     partial.persist(&path).map_err(|e| BuildError::Io { path: path.clone(), source: e.error })?;
     forget_older(&dir, id, &path);
     Ok(Prepared { path, source, rebuilt: true })

@@ -62,7 +62,7 @@ pub fn dev(args: DevArgs) -> Result<ExitStatus, CliError> {
         watching = wanted;
         let folders: Vec<String> = watching.iter().map(|(p, _)| p.display().to_string()).collect();
         eprintln!("--- dev: watching {} for changes (Ctrl-C to stop) ---", folders.join(", "));
-        reason = match next_change(&rx) {
+        reason = match next_change(&rx, &watching) {
             Some(changed) => format!("{} changed", changed.display()),
             None => return Err(CliError::bad_input(anyhow::anyhow!("the file watcher stopped"))),
         };
@@ -130,9 +130,13 @@ fn watch_set(target: &Path) -> Vec<(PathBuf, RecursiveMode)> {
     set
 }
 
-/// True if a change of `path` should start a new run.
-fn relevant(path: &Path) -> bool {
-    let hidden_or_ignored = path.components().any(|c| {
+/// True if a change of `path` should start a new run: a watched extension,
+/// and no hidden or ignored folder between the watched folder and the file
+/// (the watched folder itself may be anywhere, a hidden one included).
+fn relevant(path: &Path, roots: &[(PathBuf, RecursiveMode)]) -> bool {
+    let below = roots.iter().filter_map(|(r, _)| path.strip_prefix(r).ok()).min_by_key(|p| p.as_os_str().len());
+    let Some(below) = below else { return false };
+    let hidden_or_ignored = below.components().any(|c| {
         let c = c.as_os_str().to_string_lossy();
         (c.starts_with('.') && c != "." && c != "..") || IGNORED_DIRS.contains(&c.as_ref())
     });
@@ -142,13 +146,16 @@ fn relevant(path: &Path) -> bool {
 
 /// Wait for a relevant change, then for the files to be quiet; the first
 /// changed file. None if the watcher is gone.
-fn next_change(rx: &mpsc::Receiver<notify::Result<notify::Event>>) -> Option<PathBuf> {
+fn next_change(
+    rx: &mpsc::Receiver<notify::Result<notify::Event>>,
+    roots: &[(PathBuf, RecursiveMode)],
+) -> Option<PathBuf> {
     let changed = |event: notify::Result<notify::Event>| -> Option<PathBuf> {
         let event = event.ok()?;
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return None;
         }
-        event.paths.into_iter().find(|p| relevant(p))
+        event.paths.into_iter().find(|p| relevant(p, roots))
     };
     let first = loop {
         if let Some(p) = changed(rx.recv().ok()?) {
