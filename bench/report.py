@@ -125,6 +125,8 @@ row("chain_1000_100mb_resumed_every_1", "the same resumed, --checkpoint-every 1"
 row("chain_1000_100mb_resumed_every_1_ratio", "resumed: --checkpoint-every 1 over no checkpoints", "< 2x", 2, "<")
 row("chain_1000_100mb_resumed_write_behind", "the same resumed, --checkpoint-every 1 --write-behind")
 row("chain_1000_100mb_resumed_write_behind_ratio", "resumed: --checkpoint-every 1 --write-behind over no checkpoints", "< 2x", 2, "<")
+row("one_file_run_cached", "one-file workflow (4 tasks, examples/one-file/app.py), one command from a shell to the printed result; ours: the build cached (not rebuilt)")
+row("one_file_run_after_edit", "the same after an edit of app.py: build, compile, run", ratio=False)
 row("first_task_rust_cold", "first task, Rust component, cold cache")
 row("first_task_rust_warm", "first task, Rust component, warm cache")
 row("first_task_python_cold", "first task, 18 MB Python component, cold cache")

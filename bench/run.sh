@@ -63,6 +63,10 @@ cargo bench --quiet --bench workloads -- rss_10k 2>/dev/null | grep '^{' | tee -
 for size in 10k 100k 1m; do
   cargo bench --quiet --bench workloads -- "long_loop_$size" 2>/dev/null | grep '^{' | tee -a "$OUT/ours.jsonl" >&2
 done
+echo "== one file is a workflow (bench/one_file_bench.py)" >&2
+if ! python3 bench/one_file_bench.py ours "$ROOT/target/release/graflow-host" | tee -a "$OUT/ours.jsonl" >&2; then
+  failed "$OUT/ours.jsonl" one_file_bench_failed "bench/one_file_bench.py ours stopped with an error (printed by make bench)"
+fi
 if [ -z "$S3_PID" ]; then
   failed "$OUT/ours.jsonl" bucket_not_run "moto_server is not installed: the bucket rows were not measured (pip install 'moto[server]')"
 fi
@@ -80,6 +84,9 @@ if ! (cd target/bench-graflow && BENCH_TMP="$ROOT/target" "$PY" "$ROOT/bench/gra
 fi
 if ! (cd target/bench-graflow && "$PY" "$ROOT/bench/graflow_bench.py" rss) | tee -a "$OUT/graflow.jsonl" >&2; then
   failed "$OUT/graflow.jsonl" graflow_bench_rss_failed "bench/graflow_bench.py rss stopped with an error (printed by make bench)"
+fi
+if ! "$PY" bench/one_file_bench.py graflow "$PY" | tee -a "$OUT/graflow.jsonl" >&2; then
+  failed "$OUT/graflow.jsonl" graflow_one_file_failed "bench/one_file_bench.py graflow stopped with an error (printed by make bench)"
 fi
 echo "== a plain requests.get to the same local server (bench/requests_bench.py)" >&2
 if ! "$PY" bench/requests_bench.py | tee -a "$OUT/graflow.jsonl" >&2; then

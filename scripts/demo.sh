@@ -10,6 +10,10 @@ export GRAFLOW_LOG=${GRAFLOW_LOG:-warn}
 step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$2"; }
 show() { step "$1" "$2"; eval "$2"; }
 
+show "one file is a workflow: tasks and flow in app.py, built on the first run only" \
+  "$BIN run examples/one-file/app.py --input '{\"day\":\"2026-11-27\"}' --checkpoint-dir $DEMO/cp"
+show "the same in JavaScript" \
+  "$BIN run examples/one-file/app.js --input '{\"day\":\"2026-11-27\"}' --checkpoint-dir $DEMO/cp"
 show "hello: a >> b >> c, with automatic data flow" \
   "$BIN run examples/hello/workflow.toml --input '{\"name\":\"graflow\"}' --checkpoint-dir $DEMO/cp"
 show "etl: fetch >> (transform_a | transform_b) >> store" \

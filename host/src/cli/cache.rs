@@ -7,15 +7,18 @@ use std::time::{Duration, SystemTime};
 
 #[derive(clap::Subcommand)]
 pub enum CacheCommand {
-    /// List the compiled components in the cache, least recently used first.
+    /// List the compiled components in the cache, least recently used first,
+    /// and the components `run <source>` built.
     List,
     /// Remove compiled components this host can no longer load (compiled by
-    /// another engine version or configuration) and those not used for a while.
+    /// another engine version or configuration) and those not used for a
+    /// while; the same for the components `run <source>` built.
     Prune {
         /// Also remove those not used for this long (e.g. `30d`, `12h`).
         #[arg(long, value_name = "AGE", default_value = "30d", value_parser = humantime::parse_duration)]
         older_than: Duration,
-        /// Remove every compiled component (the toolchains of `build` stay).
+        /// Remove every compiled and built component (the toolchains of
+        /// `build` stay).
         #[arg(long)]
         all: bool,
     },
@@ -39,6 +42,22 @@ fn age(t: SystemTime) -> String {
 /// `name<TAB>file` line per workflow module seen with that code (the newest
 /// first, a few at most). The compiled artifacts know only the digest.
 const NAMES: &str = "names";
+
+/// Where `run <source>` keeps its builds (`graflow_host::build::prepare`).
+const APPS: &str = "apps";
+
+/// The builds in `<cache>/apps/`: path, size, last use.
+fn builds(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, SystemTime)> {
+    std::fs::read_dir(dir.join(APPS))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            m.is_file().then(|| (e.path(), m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
+        })
+        .collect()
+}
 
 /// Record the name and file of each module of `workflow` for `cache list`
 /// (best effort: a cache that cannot be written only loses the names).
@@ -95,6 +114,13 @@ pub fn cache(cmd: CacheCommand) -> Result<ExitStatus, CliError> {
                     names_of(&dir, &e.module)
                 );
             }
+            let built = builds(&dir);
+            println!(
+                "{} ({} components built by `run <source>`, {})",
+                dir.join(APPS).display(),
+                built.len(),
+                mib(built.iter().map(|b| b.1).sum())
+            );
         }
         CacheCommand::Prune { older_than, all } => {
             let (mut removed, mut bytes) = (0, 0);
@@ -114,6 +140,15 @@ pub fn cache(cmd: CacheCommand) -> Result<ExitStatus, CliError> {
                 }
             }
             println!("removed {removed} compiled components ({}) from {}", mib(bytes), dir.display());
+            let (mut removed, mut bytes) = (0, 0);
+            for (path, size, used) in builds(&dir) {
+                let old = used.elapsed().is_ok_and(|a| a > older_than);
+                if (all || old) && std::fs::remove_file(&path).is_ok() {
+                    removed += 1;
+                    bytes += size;
+                }
+            }
+            println!("removed {removed} built components ({}) from {}", mib(bytes), dir.join(APPS).display());
         }
     }
     Ok(ExitStatus::Success)
