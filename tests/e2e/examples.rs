@@ -101,9 +101,9 @@ fn the_reference_workflow_file_in_the_docs_loads_beside_the_etl_component() {
 /// The README's first workflow, one file per language, run with one command
 /// exactly as the README shows it.
 #[test]
-fn the_one_file_workflow_of_the_readme_runs_in_python_and_javascript() {
+fn the_one_file_workflow_of_the_readme_runs_in_python_javascript_and_rust() {
     let want = serde_json::json!({"doubled": [20, 40, 60], "stats": {"count": 3, "sum": 60}});
-    for src in ["examples/one-file/app.py", "examples/one-file/app.js"] {
+    for src in ["examples/one-file/app.py", "examples/one-file/app.js", "examples/one-file/guest"] {
         let out = cli(&repo(), &["run", src, "--input", r#"{"day": "2026-11-27"}"#]);
         assert_eq!(out.ok().json(), want, "{src}");
     }
@@ -115,4 +115,7 @@ fn the_one_file_workflow_of_the_readme_runs_in_python_and_javascript() {
         "the README shows examples/one-file/app.py"
     );
     assert!(readme.contains(r#"{"doubled":[20,40,60],"stats":{"count":3,"sum":60}}"#));
+    for src in ["examples/one-file/app.js", "examples/one-file/guest"] {
+        assert!(readme.contains(&format!("graflow-host run {src} --input")), "{src}");
+    }
 }

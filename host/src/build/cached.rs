@@ -172,7 +172,21 @@ fn inputs_digest(source: &Source) -> Result<String, BuildError> {
             inputs.part("toolchain", &rustc.stdout);
             let mut seen = Vec::new();
             crate_tree(&mut inputs, &source.path, &mut seen)?;
-            // An enclosing workspace's lock file pins the dependencies.
+            // An enclosing workspace: its manifest (shared dependency
+            // versions and paths, profiles), the folders of its path
+            // dependencies, and its lock file.
+            if let Some(root) = source.path.ancestors().skip(1).find(|d| is_workspace_root(d)) {
+                let manifest = root.join("Cargo.toml");
+                inputs.file("workspace Cargo.toml", &manifest)?;
+                if let Some(doc) = std::fs::read_to_string(&manifest).ok().and_then(|t| t.parse::<toml::Table>().ok()) {
+                    for dep in path_dependencies(&doc) {
+                        let dir = root.join(dep);
+                        if dir.join("Cargo.toml").is_file() {
+                            crate_tree(&mut inputs, &dir, &mut seen)?;
+                        }
+                    }
+                }
+            }
             if let Some(lock) = source.path.ancestors().skip(1).map(|d| d.join("Cargo.lock")).find(|l| l.is_file()) {
                 inputs.file("workspace Cargo.lock", &lock)?;
             }
@@ -200,6 +214,14 @@ fn siblings(inputs: &mut Inputs, source: &Source, exts: &[&str]) -> Result<(), B
         inputs.file(&label, &f)?;
     }
     Ok(())
+}
+
+/// True if `dir` holds a Cargo.toml with a `[workspace]` table.
+fn is_workspace_root(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("Cargo.toml"))
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|doc| doc.contains_key("workspace"))
 }
 
 /// A crate's folder, then those of its path dependencies (each once).
