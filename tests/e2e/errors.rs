@@ -134,6 +134,9 @@ fn a_module_not_built_yet_gets_the_build_command() {
     let dir = tempfile::tempdir().unwrap();
     cli(dir.path(), &["new", "proj", "--lang", "python"]).ok();
     let project = dir.path().join("proj");
+    std::fs::rename(project.join("app.py"), project.join("tasks.py")).unwrap();
+    std::fs::write(project.join("workflow.toml"), "[workflow]\nflow = \"greet >> shout\"\n[modules]\ntasks = \"tasks.wasm\"\n")
+        .unwrap();
     let out = cli(&project, &["run", "workflow.toml"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("tasks.wasm") && out.stderr.contains("No such file or directory"), "{out:?}");
@@ -151,12 +154,12 @@ fn a_syntax_error_in_build_names_the_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("app.py"),
-        "from graflow import task, WitWorld  # noqa: F401\n\n@task\ndef greet(name: str) -> str\n    return name\n",
+        "from graflow import task\n\n\n@task\ndef greet(name: str) -> str\n    return name\n",
     )
     .unwrap();
     let out = cli(dir.path(), &["build", "app.py"]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("app.py:4:") && out.stderr.contains("SyntaxError"), "{out:?}");
+    assert!(out.stderr.contains("app.py:5:") && out.stderr.contains("SyntaxError"), "{out:?}");
     assert!(!out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"), "{out:?}");
     std::fs::write(
         dir.path().join("app.js"),

@@ -118,4 +118,16 @@ fn the_one_file_workflow_of_the_readme_runs_in_python_javascript_and_rust() {
     for src in ["examples/one-file/app.js", "examples/one-file/guest"] {
         assert!(readme.contains(&format!("graflow-host run {src} --input")), "{src}");
     }
+    // A workflow file may name the source as a module: built the same way
+    // (here: found in the cache), its flow declared, the file's settings win.
+    let dir = tempfile::tempdir().unwrap();
+    let app = repo().join("examples/one-file/app.py");
+    let text = format!("[workflow]\nname = \"from-file\"\n\n[modules]\napp = {:?}\n\n[tasks.fetch]\nmax_retries = 0\n", app);
+    std::fs::write(dir.path().join("workflow.toml"), text).unwrap();
+    let v = cli(dir.path(), &["validate", "workflow.toml", "--json"]).ok().json();
+    assert_eq!(v["workflow"], "from-file", "{v}");
+    assert_eq!(v["flow"], "fetch >> (double | stats) >> store", "{v}");
+    assert_eq!(v["tasks"]["fetch"]["max_retries"], 0, "the file wins over the code's 2: {v}");
+    let out = cli(dir.path(), &["run", "workflow.toml", "--input", r#"{"day": "2026-11-27"}"#]);
+    assert_eq!(out.ok().json(), want);
 }

@@ -399,7 +399,8 @@ fn build_hint(module: &Path) -> String {
         files.into_iter().find(|f| f.is_file()).or_else(|| crates.into_iter().find(|c| c.join("Cargo.toml").is_file()));
     match source {
         Some(src) => format!(
-            "the module is not built yet: graflow-host build {} -o {}",
+            "the module is not built yet: graflow-host build {} -o {} (or name the source in [modules], \
+             which `run` builds when it changed)",
             shell_word(&relative(&src)),
             shell_word(&relative(module))
         ),
