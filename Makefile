@@ -26,7 +26,7 @@ rust-guests: setup
 	@cp $(WASM_OUT)/testkit.wasm tests/guests/testkit.wasm
 	@cp $(WASM_OUT)/parity.wasm tests/guests/parity_rust.wasm
 	@cp $(WASM_OUT)/bench.wasm tests/guests/bench.wasm
-	@for g in declares declares_bad legacy; do cp $(WASM_OUT)/$$g.wasm tests/guests/$$g.wasm; done
+	@for g in declares declares_bad declares_trap declares_huge legacy; do cp $(WASM_OUT)/$$g.wasm tests/guests/$$g.wasm; done
 	@echo "rust guests built: examples/*/*.wasm tests/guests/*.wasm"
 
 # Python and JavaScript components (toolchains installed on first use into

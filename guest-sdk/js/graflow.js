@@ -256,10 +256,12 @@ export function workflow_() {
     name: declared.name === undefined ? undefined : String(declared.name),
     flow: declared.flow === undefined ? undefined : String(declared.flow),
     maxSteps: big(declared.maxSteps),
-    tasks: [...registry]
+    // A task is named by its position in what `tasks` returns.
+    tasks: [...registry.values()]
+      .map((t, index) => [index, t])
       .filter(([, t]) => SETTINGS.some((k) => t.settings[k] !== undefined))
-      .map(([name, t]) => ({
-        task: name,
+      .map(([index, t]) => ({
+        task: index,
         maxRetries: t.settings.maxRetries,
         maxCycles: t.settings.maxCycles,
         timeoutMs: big(t.settings.timeoutMs),

@@ -403,9 +403,10 @@ class WitWorld(wit_world.WitWorld):
     """The component's exports: `tasks`, `run` and `workflow` over the registered tasks."""
 
     def workflow(self) -> _types.WorkflowDecl:
+        # A task is named by its position in what `tasks` returns.
         settings = [
-            _types.TaskSettings(task=t.name, **{k: t.settings[k] for k in _SETTINGS})
-            for t in _REGISTRY.values() if any(t.settings[k] is not None for k in _SETTINGS)
+            _types.TaskSettings(task=i, **{k: t.settings[k] for k in _SETTINGS})
+            for i, t in enumerate(_REGISTRY.values()) if any(t.settings[k] is not None for k in _SETTINGS)
         ]
         return _types.WorkflowDecl(name=_WORKFLOW.get("name"), flow=_WORKFLOW.get("flow"),
                                    max_steps=_WORKFLOW.get("max_steps"), tasks=settings)

@@ -723,8 +723,10 @@ pub mod __rt {
     pub use bindings::graflow::task::types::{TaskDecl, TaskError as WitTaskError, WorkflowDecl};
     use bindings::graflow::task::types::TaskSettings;
 
-    /// The `workflow` export's value.
-    pub fn workflow(w: Workflow) -> WorkflowDecl {
+    /// The `workflow` export's value; `names` are the exported tasks in the
+    /// order `tasks` lists them (a task is named by its position; a name not
+    /// among them becomes `u32::MAX`, which the host refuses, naming it).
+    pub fn workflow(w: Workflow, names: &[&str]) -> WorkflowDecl {
         WorkflowDecl {
             name: w.name,
             flow: w.flow,
@@ -733,7 +735,11 @@ pub mod __rt {
                 .tasks
                 .into_iter()
                 .map(|(task, s)| TaskSettings {
-                    task,
+                    task: names
+                        .iter()
+                        .position(|n| *n == task)
+                        .and_then(|i| u32::try_from(i).ok())
+                        .unwrap_or(u32::MAX),
                     max_retries: s.max_retries,
                     max_cycles: s.max_cycles,
                     timeout_ms: s.timeout_ms,
@@ -822,7 +828,7 @@ macro_rules! export_tasks {
         struct __GraflowTasks;
         impl $crate::__rt::Guest for __GraflowTasks {
             fn workflow() -> $crate::__rt::WorkflowDecl {
-                $crate::__rt::workflow($workflow)
+                $crate::__rt::workflow($workflow, &[$(stringify!($task)),+])
             }
             fn tasks() -> ::std::vec::Vec<$crate::__rt::TaskDecl> {
                 ::std::vec![$($crate::__rt::decl(stringify!($task), concat!("" $(, $desc)?), $task)),+]

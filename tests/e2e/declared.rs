@@ -88,7 +88,16 @@ fn hostile_or_missing_declarations_are_refused_naming_the_component() {
     guest_in(dir.path(), "declares");
     let bad = cli(dir.path(), &["run", "declares_bad.wasm"]);
     assert_eq!(bad.code, 2, "{bad:?}");
-    assert!(bad.stderr.contains("declares_bad") && bad.stderr.contains("task 'ghost'"), "{bad:?}");
+    assert!(bad.stderr.contains("declares_bad") && bad.stderr.contains("settings for task #4294967295"), "{bad:?}");
+    // A declaration that traps, and one over the flow bound.
+    guest_in(dir.path(), "declares_trap");
+    guest_in(dir.path(), "declares_huge");
+    let trap = cli(dir.path(), &["validate", "declares_trap.wasm"]);
+    assert_eq!(trap.code, 2, "{trap:?}");
+    assert!(trap.stderr.contains("declares_trap") && trap.stderr.contains("calling its `workflow` export failed"), "{trap:?}");
+    let huge = cli(dir.path(), &["validate", "declares_huge.wasm"]);
+    assert_eq!(huge.code, 2, "{huge:?}");
+    assert!(huge.stderr.contains("a flow of 80000 bytes, over the bound of 65536 bytes"), "{huge:?}");
     // A component built against WIT 0.1.2 (no `workflow` export) is still a
     // task module: it runs from a workflow file, and alone it says what to do.
     let alone = cli(dir.path(), &["run", "legacy.wasm"]);

@@ -41,6 +41,9 @@ pub struct Prepared {
 /// `building` is called just before a build starts (for progress output).
 pub fn prepare(src: &Path, building: &dyn Fn(&Source)) -> Result<Prepared, BuildError> {
     let source = Source::of(src)?;
+    if source.lang == Lang::Rust {
+        ensure_lock_file(&source.path)?;
+    }
     let digest = inputs_digest(&source)?;
     let dir = cache_root()?.join("apps");
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -53,14 +56,35 @@ pub fn prepare(src: &Path, building: &dyn Fn(&Source)) -> Result<Prepared, Build
     building(&source);
     let partial = tempfile::Builder::new().prefix(".building-").suffix(".wasm").tempfile_in(&dir).map_err(io(&dir))?;
     source.build_into(partial.path())?;
-    // A build may write inputs of its own (cargo's first build writes
-    // Cargo.lock): the entry is kept under the digest of the inputs as the
-    // build left them, which is what the next run computes.
-    let after = inputs_digest(&source)?;
-    let path = dir.join(format!("{id}-{}.wasm", &after[..32]));
+    // Kept under the digest taken before the build: if a file changed while
+    // it ran, the next run's digest differs and it builds again, never
+    // reusing output older than the files.
     partial.persist(&path).map_err(|e| BuildError::Io { path: path.clone(), source: e.error })?;
     forget_older(&dir, id, &path);
     Ok(Prepared { path, source, rebuilt: true })
+}
+
+/// Write the lock file a crate's first build would write (cargo resolves its
+/// dependencies), so that the digest taken before the build is the one the
+/// next run computes.
+fn ensure_lock_file(crate_dir: &Path) -> Result<(), BuildError> {
+    if crate_dir.ancestors().any(|d| d.join("Cargo.lock").is_file()) {
+        return Ok(());
+    }
+    let out = Command::new("cargo")
+        .args(["generate-lockfile", "--quiet", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"))
+        .current_dir(crate_dir)
+        .output()
+        .map_err(|_| BuildError::MissingProgram { program: "cargo", purpose: "build a Rust task crate" })?;
+    if !out.status.success() {
+        return Err(BuildError::Tool {
+            tool: "cargo generate-lockfile".into(),
+            status: out.status.to_string(),
+            output: String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Mark `path` as the newest use (its modification time orders the builds).
@@ -85,12 +109,16 @@ fn forget_older(dir: &Path, id: &str, keep: &Path) {
     }
 }
 
+/// How deep a build's folders may nest (symbolic links followed).
+const MAX_SOURCE_DEPTH: usize = 64;
+
 /// Counts what a digest has read, against the bounds.
 struct Inputs {
     hasher: blake3::Hasher,
     files: usize,
     bytes: u64,
     root: PathBuf,
+    depth: usize,
 }
 
 impl Inputs {
@@ -123,20 +151,33 @@ impl Inputs {
         Ok(())
     }
 
-    /// Every file under `dir` but `target/` and hidden entries, in name order.
+    /// Every file under `dir` but `target/` and hidden entries (`.cargo/`
+    /// excepted), in name order; symbolic links are followed (a loop ends
+    /// at [`MAX_SOURCE_FILES`]).
     fn tree(&mut self, label: &str, dir: &Path) -> Result<(), BuildError> {
         let mut entries: Vec<std::fs::DirEntry> = std::fs::read_dir(dir).map_err(io(dir))?.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name == "target" {
+            if (name.starts_with('.') && name != ".cargo") || name == "target" {
                 continue;
             }
-            let kind = e.file_type().map_err(io(&e.path()))?;
+            let Ok(meta) = std::fs::metadata(e.path()) else { continue };
             let label = format!("{label}/{name}");
-            if kind.is_dir() {
-                self.tree(&label, &e.path())?;
-            } else if kind.is_file() {
+            if meta.is_dir() {
+                self.files += 1;
+                if self.depth >= MAX_SOURCE_DEPTH {
+                    return Err(BuildError::TooLarge {
+                        path: self.root.clone(),
+                        what: format!("folders nested deeper than {MAX_SOURCE_DEPTH} (a symbolic link loop?) at {}", e.path().display()),
+                        bound: format!("MAX_SOURCE_DEPTH ({MAX_SOURCE_DEPTH})"),
+                    });
+                }
+                self.depth += 1;
+                let walked = self.tree(&label, &e.path());
+                self.depth -= 1;
+                walked?;
+            } else if meta.is_file() {
                 self.file(&label, &e.path())?;
             }
         }
@@ -144,10 +185,11 @@ impl Inputs {
     }
 }
 
-/// The digest of everything a build of `source` depends on.
-fn inputs_digest(source: &Source) -> Result<String, BuildError> {
+/// The digest of everything a build of `source` depends on (`dev` compares
+/// it to tell a real change from a touch).
+pub fn inputs_digest(source: &Source) -> Result<String, BuildError> {
     let root = source.path.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let mut inputs = Inputs { hasher: blake3::Hasher::new(), files: 0, bytes: 0, root };
+    let mut inputs = Inputs { hasher: blake3::Hasher::new(), files: 0, bytes: 0, root, depth: 0 };
     inputs.part("recipe", RECIPE.as_bytes());
     inputs.part("wit", WIT.as_bytes());
     match source.lang {
@@ -166,10 +208,32 @@ fn inputs_digest(source: &Source) -> Result<String, BuildError> {
                 inputs.part(rel, text.as_bytes());
             }
             inputs.root = source.path.clone();
-            let rustc = Command::new("rustc").arg("-vV").current_dir(&source.path).output().map_err(|e| {
-                BuildError::Io { path: source.path.clone(), source: e }
-            })?;
+            let rustc = Command::new("rustc")
+                .arg("-vV")
+                .current_dir(&source.path)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .ok_or(BuildError::MissingProgram { program: "rustc", purpose: "build a Rust task crate" })?;
             inputs.part("toolchain", &rustc.stdout);
+            // What else steers cargo: its configuration files above the
+            // crate, and the environment (RUSTFLAGS, CARGO_*, RUSTC, ...).
+            for dir in source.path.ancestors().skip(1) {
+                for name in ["config.toml", "config"] {
+                    let config = dir.join(".cargo").join(name);
+                    if config.is_file() {
+                        inputs.file(&config.to_string_lossy(), &config)?;
+                    }
+                }
+            }
+            let mut env: Vec<(String, String)> = std::env::vars()
+                .filter(|(k, _)| k.starts_with("CARGO") || k.starts_with("RUST"))
+                .filter(|(k, _)| k != "CARGO_TERM_COLOR" && k != "CARGO_TERM_PROGRESS_WHEN")
+                .collect();
+            env.sort();
+            for (k, v) in env {
+                inputs.part(&format!("env {k}"), v.as_bytes());
+            }
             let mut seen = Vec::new();
             crate_tree(&mut inputs, &source.path, &mut seen)?;
             // An enclosing workspace: its manifest (shared dependency

@@ -11,7 +11,7 @@
 
 mod cached;
 
-pub use cached::{KEEP_PER_SOURCE, MAX_SOURCE_BYTES, MAX_SOURCE_FILES, Prepared, prepare};
+pub use cached::{KEEP_PER_SOURCE, MAX_SOURCE_BYTES, MAX_SOURCE_FILES, Prepared, inputs_digest, prepare};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -44,6 +44,14 @@ pub enum BuildError {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// A source's file name cannot be a module name.
+    #[error("{}: {why}", path.display())]
+    BadName {
+        /// The source.
+        path: PathBuf,
+        /// Why not.
+        why: String,
     },
     /// A source folder is over a bound of what a build reads.
     #[error("{}: {what}, over the bound of {bound}: build from a folder that holds only the task's sources", path.display())]
@@ -239,6 +247,21 @@ impl Source {
             return Err(BuildError::Io {
                 path: src.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        if let (Lang::Python, Some(stem)) = (lang, src.file_stem().and_then(|s| s.to_str()))
+            && stem.contains('.')
+        {
+            return Err(BuildError::BadName {
+                path: src.clone(),
+                why: "a Python module's file name cannot contain '.' besides the one before `py`; rename it".into(),
+            });
+        }
+        if lang == Lang::Js && src.file_name().is_some_and(|n| n.to_string_lossy().contains(['#', '?', '%', '\\'])) {
+            return Err(BuildError::BadName {
+                path: src.clone(),
+                why: "a JavaScript module's file name cannot contain '#', '?', '%' or '\\' (it is imported by URL); rename it"
+                    .into(),
             });
         }
         let (path, stem) = match lang {

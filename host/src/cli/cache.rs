@@ -143,7 +143,11 @@ pub fn cache(cmd: CacheCommand) -> Result<ExitStatus, CliError> {
             let (mut removed, mut bytes) = (0, 0);
             for (path, size, used) in builds(&dir) {
                 let old = used.elapsed().is_ok_and(|a| a > older_than);
-                if (all || old) && std::fs::remove_file(&path).is_ok() {
+                // A build still being written (`.building-*`) is left alone
+                // for an hour.
+                let in_flight = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".building-"))
+                    && used.elapsed().is_ok_and(|a| a < Duration::from_secs(3600));
+                if (all || old) && !in_flight && std::fs::remove_file(&path).is_ok() {
                     removed += 1;
                     bytes += size;
                 }

@@ -2,10 +2,13 @@
 //! every change of its sources, with the same input; Ctrl-C ends it.
 //!
 //! What is watched follows from the target: a task source's folder (its
-//! sibling modules are part of the build), a Rust crate's folder (without
-//! `target/`), or a workflow file's folder and the sources or components its
-//! modules name. Events are gathered until the files have been quiet for
-//! [`QUIET`], so an editor's save (write, rename, chmod) is one change.
+//! sibling modules are part of the build), a Rust crate's folder, or a
+//! workflow file's folder and the sources or components its modules name.
+//! Events are gathered until the files have been quiet for [`QUIET`], so an
+//! editor's save (write, rename, chmod) is one change; then the target's
+//! fingerprint (the digest of what its builds read, the workflow file, the
+//! components' bytes) decides: a run starts only when it changed, so a touch,
+//! an editor's swap file or a task writing into a watched folder starts none.
 
 use super::{CliError, ExitStatus};
 use graflow_host::Json;
@@ -19,10 +22,9 @@ use std::time::{Duration, Instant};
 const QUIET: Duration = Duration::from_millis(200);
 /// The longest a burst of events delays a run.
 const MAX_SETTLE: Duration = Duration::from_secs(2);
-/// Extensions of files whose change starts a new run.
-const WATCHED_EXTENSIONS: [&str; 9] = ["py", "js", "mjs", "json", "toml", "rs", "wasm", "lock", "wit"];
-/// Folder names never watched: build output, caches, checkpoints.
-const IGNORED_DIRS: [&str; 5] = ["target", "checkpoints", "__pycache__", "node_modules", "build"];
+/// Folder names whose changes are never looked at: build output, caches,
+/// checkpoints.
+const IGNORED_DIRS: [&str; 4] = ["target", "checkpoints", "__pycache__", "node_modules"];
 
 #[derive(clap::Args)]
 pub struct DevArgs {
@@ -48,8 +50,7 @@ pub fn dev(args: DevArgs) -> Result<ExitStatus, CliError> {
     let mut watching: Vec<(PathBuf, RecursiveMode)> = Vec::new();
     let mut reason = String::from("start");
     for n in 1.. {
-        eprintln!("--- dev: run {n} ({reason}) ---");
-        once(&args, &input);
+        // Watched before the run, so that a save during a build is seen.
         let wanted = watch_set(&args.target);
         for (path, _) in watching.iter().filter(|w| !wanted.contains(w)) {
             let _ = watcher.unwatch(path);
@@ -60,11 +61,18 @@ pub fn dev(args: DevArgs) -> Result<ExitStatus, CliError> {
             }
         }
         watching = wanted;
+        let ran_on = fingerprint(&args.target);
+        eprintln!("--- dev: run {n} ({reason}) ---");
+        once(&args, &input);
         let folders: Vec<String> = watching.iter().map(|(p, _)| p.display().to_string()).collect();
         eprintln!("--- dev: watching {} for changes (Ctrl-C to stop) ---", folders.join(", "));
-        reason = match next_change(&rx, &watching) {
-            Some(changed) => format!("{} changed", changed.display()),
-            None => return Err(CliError::bad_input(anyhow::anyhow!("the file watcher stopped"))),
+        reason = loop {
+            let Some(changed) = next_change(&rx, &watching) else {
+                return Err(CliError::bad_input(anyhow::anyhow!("the file watcher stopped")));
+            };
+            if fingerprint(&args.target) != ran_on {
+                break format!("{} changed", changed.display());
+            }
         };
     }
     Ok(ExitStatus::Success)
@@ -130,9 +138,9 @@ fn watch_set(target: &Path) -> Vec<(PathBuf, RecursiveMode)> {
     set
 }
 
-/// True if a change of `path` should start a new run: a watched extension,
-/// and no hidden or ignored folder between the watched folder and the file
-/// (the watched folder itself may be anywhere, a hidden one included).
+/// True if a change of `path` may start a new run: no hidden entry or
+/// ignored folder between the watched folder and the file (the watched
+/// folder itself may be anywhere, a hidden one included).
 fn relevant(path: &Path, roots: &[(PathBuf, RecursiveMode)]) -> bool {
     let below = roots.iter().filter_map(|(r, _)| path.strip_prefix(r).ok()).min_by_key(|p| p.as_os_str().len());
     let Some(below) = below else { return false };
@@ -140,8 +148,46 @@ fn relevant(path: &Path, roots: &[(PathBuf, RecursiveMode)]) -> bool {
         let c = c.as_os_str().to_string_lossy();
         (c.starts_with('.') && c != "." && c != "..") || IGNORED_DIRS.contains(&c.as_ref())
     });
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
-    !hidden_or_ignored && WATCHED_EXTENSIONS.contains(&ext)
+    !hidden_or_ignored
+}
+
+/// What a run of `target` depends on, as one digest: the inputs of every
+/// build (`graflow_host::build::inputs_digest`), the workflow file's text,
+/// the bytes of the components it names. An error (a file half-written, a
+/// source gone) is part of the fingerprint too, so it changes again when
+/// the error goes away.
+fn fingerprint(target: &Path) -> String {
+    use graflow_host::build;
+    let mut h = blake3::Hasher::new();
+    let mut part = |label: &str, bytes: &[u8]| {
+        h.update(&(label.len() as u64).to_le_bytes());
+        h.update(label.as_bytes());
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    let one = |path: &Path, part: &mut dyn FnMut(&str, &[u8])| {
+        let label = path.display().to_string();
+        if build::is_source(path) {
+            match build::Source::of(path).and_then(|s| build::inputs_digest(&s)) {
+                Ok(d) => part(&label, d.as_bytes()),
+                Err(e) => part(&label, e.to_string().as_bytes()),
+            }
+        } else {
+            match std::fs::read(path) {
+                Ok(bytes) => part(&label, blake3::hash(&bytes).as_bytes()),
+                Err(e) => part(&label, e.to_string().as_bytes()),
+            }
+        }
+    };
+    one(target, &mut part);
+    if !build::is_source(target)
+        && let Ok(file) = graflow_host::model::WorkflowFile::open(target)
+    {
+        for (_, module) in file.module_paths() {
+            one(&module, &mut part);
+        }
+    }
+    h.finalize().to_hex().to_string()
 }
 
 /// Wait for a relevant change, then for the files to be quiet; the first
@@ -151,9 +197,14 @@ fn next_change(
     roots: &[(PathBuf, RecursiveMode)],
 ) -> Option<PathBuf> {
     let changed = |event: notify::Result<notify::Event>| -> Option<PathBuf> {
-        let event = event.ok()?;
+        // A watcher error (an overflowed queue, a rescan) may hide a change:
+        // the fingerprint decides.
+        let Ok(event) = event else { return roots.first().map(|(r, _)| r.clone()) };
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return None;
+        }
+        if event.need_rescan() {
+            return roots.first().map(|(r, _)| r.clone());
         }
         event.paths.into_iter().find(|p| relevant(p, roots))
     };

@@ -329,18 +329,16 @@ pub(crate) fn printable(text: &str) -> String {
     out
 }
 
-/// A workflow that cannot be started (`run`, `validate`, `graph`): its error,
-/// with what to do for two first mistakes: a folder named instead of its
-/// workflow file, and a module not built yet.
 /// What `run`, `validate`, `graph` and `dev` accept: a workflow file, a
 /// component (`.wasm`) that declares its workflow, or a task source
 /// (`app.py`, `app.js`, a Rust crate) that does, built first only when it
 /// changed. A workflow file's modules may name sources too: each is built
-/// the same way.
+/// the same way (so `validate` and `graph` of such a file run the language's
+/// build tools, cargo's build scripts included).
 fn open_target(path: &Path) -> Result<graflow_host::model::WorkflowFile, CliError> {
     use graflow_host::build;
     use graflow_host::model::{WorkflowFile, module_name};
-    let built = |src: &Path| -> Result<PathBuf, CliError> {
+    let built = |src: &Path| -> Result<build::Prepared, CliError> {
         let announce = |s: &build::Source| {
             tracing::info!("building {} ({:?}); later runs reuse the build until it changes", s.path.display(), s.lang)
         };
@@ -348,22 +346,25 @@ fn open_target(path: &Path) -> Result<graflow_host::model::WorkflowFile, CliErro
         if !prepared.rebuilt {
             tracing::info!("{} unchanged: using the cached build {}", src.display(), prepared.path.display());
         }
-        Ok(prepared.path)
+        Ok(prepared)
     };
     if build::is_source(path) {
-        let component = built(path)?;
-        let source = build::Source::of(path).map_err(CliError::bad_input)?;
-        return Ok(WorkflowFile::for_component(&component, &module_name(&source.stem)).built_from(&source.path));
+        let prepared = built(path)?;
+        let name = module_name(&prepared.source.stem);
+        return Ok(WorkflowFile::for_component(&prepared.path, &name).built_from(&prepared.source.path));
     }
     let mut file = WorkflowFile::open(path).map_err(|e| start_failed(path, SessionError::from(e)))?;
     for (module, module_path) in file.module_paths() {
         if build::is_source(&module_path) {
-            file.use_component(&module, built(&module_path)?);
+            file.use_component(&module, built(&module_path)?.path);
         }
     }
     Ok(file)
 }
 
+/// A workflow that cannot be started (`run`, `validate`, `graph`): its error,
+/// with what to do for two first mistakes: a folder named instead of its
+/// workflow file, and a module not built yet.
 fn start_failed(workflow: &Path, error: SessionError) -> CliError {
     use graflow_host::model::LoadError;
     let hint = match &error {

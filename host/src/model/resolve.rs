@@ -156,10 +156,6 @@ impl WorkflowFile {
         &self.path
     }
 
-    /// True if the file gives the flow itself (else a module must declare it).
-    pub fn has_flow(&self) -> bool {
-        self.file.workflow.flow.is_some()
-    }
 
     /// What the engine must support to run this workflow.
     pub fn needs(&self) -> EngineNeeds {
@@ -208,9 +204,7 @@ impl Resolver<'_> {
         for (table, name) in
             self.file.tasks.keys().map(|k| ("tasks", k)).chain(self.file.groups.keys().map(|k| ("groups", k)))
         {
-            let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !ok {
+            if !is_flow_name(name) {
                 return Err(self.invalid(
                     format!("[{table}.\"{}\"]", name.escape_debug()),
                     "a name is letters, digits, '_' and '-', starting with a letter or '_' (as in the flow)",
@@ -229,24 +223,29 @@ impl Resolver<'_> {
         };
         let loaded = self.load_modules(loader)?;
         let (flow, flow_text, declared_by, extra) = match (file_flow, &wf.flow) {
-            (Some(flow), Some(text)) => (flow, text.clone(), None, Vec::new()),
+            (Some(flow), Some(text)) => (flow, text.clone(), None, std::collections::BTreeSet::new()),
             _ => {
                 let (module, declared) = self.declaring_module(&loaded)?;
                 // A flow a module declares may use every task that module
-                // exports, as a file's flow may use the tasks `[tasks]` declares.
-                let extra: Vec<String> =
-                    loaded.get(module).map(|(_, decls, _)| decls.iter().map(|d| d.name.clone()).collect()).unwrap_or_default();
-                let reserved = |name: &str| file_declared(name) || extra.iter().any(|e| e == name);
+                // exports (each whose name fits the flow's grammar), as a
+                // file's flow may use the tasks `[tasks]` declares.
+                let extra: std::collections::BTreeSet<String> = loaded
+                    .get(module)
+                    .map(|(_, decls, _)| decls.iter().map(|d| d.name.clone()).filter(|n| is_flow_name(n)).collect())
+                    .unwrap_or_default();
+                let reserved = |name: &str| file_declared(name) || extra.contains(name);
                 let text = declared.flow.clone().unwrap_or_default();
                 let flow = flow::parse_reserving(&text, &reserved).map_err(|error| LoadError::Flow {
                     path: self.path.to_path_buf(),
                     origin: format!("the flow module '{module}' declares"),
                     error,
                 })?;
-                (flow, text, Some(declared.clone()), extra)
+                (flow, text, Some((module.to_string(), declared.clone())), extra)
             }
         };
-        let tasks = self.tasks(&flow, &loaded, &extra)?;
+        let declaring = declared_by.as_ref().map(|(m, _)| m.as_str());
+        let tasks = self.tasks(&flow, &loaded, &extra, declaring)?;
+        let declared_by = declared_by.map(|(_, d)| d);
         let modules: BTreeMap<String, ModuleRef> = loaded.into_iter().map(|(n, (r, _, _))| (n, r)).collect();
         let graph = self.graph(&flow)?;
         let start = self.start(&graph)?;
@@ -449,16 +448,19 @@ impl Resolver<'_> {
     }
 
     /// Every task: those `[tasks]` declares, those the flow names, and
-    /// `extra` (the tasks of the module that declares the flow).
+    /// `extra` (the tasks of `declaring`, the module that declares the flow,
+    /// which is also the module of a task no table places elsewhere).
     fn tasks(
         &self,
         flow: &flow::FlowGraph,
         modules: &Loaded,
-        extra: &[String],
+        extra: &std::collections::BTreeSet<String>,
+        declaring: Option<&str>,
     ) -> Result<BTreeMap<String, TaskDef>, LoadError> {
         let mut names: Vec<String> = self.file.tasks.keys().cloned().collect();
+        let mut seen: std::collections::HashSet<String> = names.iter().cloned().collect();
         for t in flow.tasks.iter().chain(extra) {
-            if !names.contains(t) {
+            if seen.insert(t.clone()) {
                 names.push(t.clone());
             }
         }
@@ -468,7 +470,11 @@ impl Resolver<'_> {
         for name in names {
             let section = self.file.tasks.get(&name);
             let export_name = section.and_then(|s| s.export.clone()).unwrap_or_else(|| name.clone());
-            let module = match section.and_then(|s| s.module.clone()).or_else(|| only_module.clone()) {
+            let declaring_exports = |m: &str| {
+                modules.get(m).is_some_and(|(_, decls, _)| decls.iter().any(|d| d.name == export_name))
+            };
+            let by_declaring = declaring.filter(|m| declaring_exports(m)).map(str::to_string);
+            let module = match section.and_then(|s| s.module.clone()).or_else(|| only_module.clone()).or(by_declaring) {
                 Some(m) => m,
                 None => self.module_exporting(&name, &export_name, modules, flow)?,
             };
@@ -790,6 +796,13 @@ fn describe_groups(flow: &flow::FlowGraph) -> String {
         return "none".into();
     }
     flow.groups.iter().map(|(g, m)| format!("{g} = {}", m.join(" | "))).collect::<Vec<_>>().join("; ")
+}
+
+/// True if `name` fits the flow's name grammar: letters, digits, `_` and
+/// `-`, starting with a letter or `_`.
+fn is_flow_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// A module name from a file's stem: letters, digits, `_` and `-` kept,

@@ -167,6 +167,9 @@ impl Sandbox {
             self.linker.instantiate_pre(&component).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
         let pre = TaskModulePre::new(instance_pre).map_err(|e| ModuleLoadError::Incompatible(format!("{e:#}")))?;
         let (tasks, workflow) = self.list_tasks(&pre).map_err(|e| {
+            if let Some(d) = e.downcast_ref::<DeclarationError>() {
+                return ModuleLoadError::Incompatible(d.0.clone());
+            }
             let why = match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => format!(
                     "its `tasks` export did not return within the load time limit of {} s",
@@ -175,10 +178,7 @@ impl Sandbox {
                 _ if e.downcast_ref::<MemoryLimitHit>().is_some() => {
                     format!("its `tasks` export hit the load memory limit of {} MiB", LOAD_MEMORY_LIMIT >> 20)
                 }
-                _ => match e.downcast_ref::<DeclarationError>() {
-                    Some(d) => d.0.clone(),
-                    None => format!("calling its `tasks` export failed: {e:#}"),
-                },
+                _ => format!("calling its `tasks` export failed: {e:#}"),
             };
             ModuleLoadError::Incompatible(why)
         })?;
@@ -285,6 +285,13 @@ impl Sandbox {
         let instance = pre.instance_pre().instantiate(&mut store)?;
         let module = host::TaskModule::new(&mut store, &instance)?;
         let decls = module.call_tasks(&mut store)?;
+        if decls.len() > MAX_EXPORTED_TASKS {
+            return Err(DeclarationError(format!(
+                "its `tasks` export lists {} tasks, over the bound of {MAX_EXPORTED_TASKS} (MAX_EXPORTED_TASKS)",
+                decls.len()
+            ))
+            .into());
+        }
         let tasks: Vec<TaskDecl> =
             decls.into_iter().map(|d| TaskDecl { name: d.name, inputs: d.inputs, description: d.description }).collect();
         if instance.get_export_index(&mut store, None, "workflow").is_none() {
@@ -294,10 +301,18 @@ impl Sandbox {
         let func: WorkflowFn = instance.get_typed_func(&mut store, "workflow").map_err(|e| {
             DeclarationError(format!("its `workflow` export does not have the type WIT 0.1.3 gives it: {e:#}"))
         })?;
-        let (w,) = func.call(&mut store, ()).map_err(|e| match e.downcast_ref::<Trap>() {
-            Some(_) => e,
-            None if e.downcast_ref::<MemoryLimitHit>().is_some() => e,
-            None => e.context("calling its `workflow` export failed"),
+        let (w,) = func.call(&mut store, ()).map_err(|e| {
+            let why = match e.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => format!(
+                    "its `workflow` export did not return within the load time limit of {} s",
+                    LOAD_TIME_LIMIT.as_secs()
+                ),
+                _ if e.downcast_ref::<MemoryLimitHit>().is_some() => {
+                    format!("its `workflow` export hit the load memory limit of {} MiB", LOAD_MEMORY_LIMIT >> 20)
+                }
+                _ => format!("calling its `workflow` export failed: {e:#}"),
+            };
+            DeclarationError(why)
         })?;
         let settings = w
             .tasks
@@ -319,8 +334,11 @@ impl Sandbox {
     }
 }
 
-/// A component's `workflow` export returned a declaration the host refuses;
-/// the text says why.
+/// The most tasks one component's `tasks` export may list.
+pub const MAX_EXPORTED_TASKS: usize = 10_000;
+
+/// A component's `tasks` or `workflow` export returned something the host
+/// refuses, or failed; the text says why, naming the export.
 #[derive(Debug)]
 struct DeclarationError(String);
 
