@@ -79,7 +79,12 @@ export function task(fn, { name = fn.name, inputs, description = '', ...settings
 export function workflow({ flow, name, maxSteps, ...rest } = {}) {
   const unknown = Object.keys(rest);
   if (unknown.length) throw new Error(`workflow: unknown setting(s) ${unknown.join(', ')} (known: flow, name, maxSteps)`);
-  declared = { flow, name, maxSteps: count('workflow: maxSteps', maxSteps) };
+  for (const [what, value] of [['flow', flow], ['name', name]]) {
+    if (value !== undefined && value !== null && typeof value !== 'string') {
+      throw new TypeError(`workflow: ${what} must be a string, not ${typeof value} ${String(value)}`);
+    }
+  }
+  declared = { flow: flow ?? undefined, name: name ?? undefined, maxSteps: count('workflow: maxSteps', maxSteps) };
 }
 
 function unwrap(call) {

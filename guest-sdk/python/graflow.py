@@ -113,6 +113,9 @@ def workflow(flow: Optional[str] = None, *, name: Optional[str] = None, max_step
     """Declare this component's workflow: ``workflow(flow="fetch >> (clean | enrich) >> store")``.
     ``graflow-host run app.py`` runs it; a workflow file that names this
     component may give its own flow and settings, which win."""
+    for what, value in (("flow", flow), ("name", name)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"workflow: {what} must be a string, not {type(value).__name__} {value!r}")
     _WORKFLOW.clear()
     _WORKFLOW.update(flow=flow, name=name, max_steps=_count("workflow: max_steps", max_steps))
 

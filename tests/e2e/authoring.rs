@@ -75,6 +75,18 @@ fn common_mistakes_get_one_line_with_the_fix() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("app.js: the component declares no flow"), "{out:?}");
     assert!(out.stderr.contains("workflow({ flow: 'a >> b' })"), "{out:?}");
+    // A declaration the SDK refuses fails the build with the Python
+    // traceback, naming the user's file and line (not the tool's paths).
+    std::fs::write(
+        dir.path().join("bad.py"),
+        "from graflow import task, workflow\n\n\n@task\ndef a() -> int:\n    return 1\n\n\nworkflow(flow=3)\n",
+    )
+    .unwrap();
+    let out = cli(dir.path(), &["run", "bad.py"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    let here = format!("File \"{}/bad.py\", line 9", dir.path().display());
+    assert!(out.stderr.contains(&here), "{out:?}");
+    assert!(out.stderr.contains("TypeError: workflow: flow must be a string, not int 3"), "{out:?}");
     std::fs::write(dir.path().join("notes.txt"), "").unwrap();
     let out = cli(dir.path(), &["build", "notes.txt"]);
     assert!(out.stderr.contains("not a Python file (.py), a JavaScript file (.js) or a Rust crate"), "{out:?}");

@@ -94,7 +94,7 @@ fn hostile_or_missing_declarations_are_refused_naming_the_component() {
     guest_in(dir.path(), "declares_huge");
     let trap = cli(dir.path(), &["validate", "declares_trap.wasm"]);
     assert_eq!(trap.code, 2, "{trap:?}");
-    assert!(trap.stderr.contains("declares_trap") && trap.stderr.contains("calling its `workflow` export failed"), "{trap:?}");
+    assert!(trap.stderr.contains("declares_trap") && trap.stderr.contains("its `workflow` export trapped: wasm trap: wasm `unreachable`"), "{trap:?}");
     let huge = cli(dir.path(), &["validate", "declares_huge.wasm"]);
     assert_eq!(huge.code, 2, "{huge:?}");
     assert!(huge.stderr.contains("a flow of 80000 bytes, over the bound of 65536 bytes"), "{huge:?}");

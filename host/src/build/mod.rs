@@ -154,6 +154,10 @@ fn assets() -> Result<PathBuf, BuildError> {
 }
 
 fn run(tool: &str, cmd: &mut Command) -> Result<(), BuildError> {
+    // The tools are Rust programs: without this, a user's RUST_BACKTRACE=1
+    // makes the end of their output (what the error shows) a Rust backtrace
+    // instead of the error, e.g. the task module's Python traceback.
+    cmd.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
     let out = cmd.output().map_err(|e| BuildError::Tool {
         tool: tool.to_string(),
         status: "did not start".into(),
@@ -361,7 +365,18 @@ fn build_python(src: &Path, out: &Path) -> Result<(), BuildError> {
             .arg("-o")
             .arg(out),
     )
-    .map_err(|e| python_syntax(src, parent).unwrap_or(e))
+    .map_err(|e| match python_syntax(src, parent) {
+        Some(syntax) => syntax,
+        // componentize-py mounts the folders it is given as /0 (the SDK) and
+        // /1 (the sources): name the user's files by their own path.
+        None => match e {
+            BuildError::Tool { tool, status, output } => {
+                let here = format!("File \"{}/", parent.display());
+                BuildError::Tool { tool, status, output: output.replace("File \"/1/", &here) }
+            }
+            other => other,
+        },
+    })
 }
 
 /// The source `src` and its sibling files with extension `ext` (`src`

@@ -307,6 +307,10 @@ impl Sandbox {
                     "its `workflow` export did not return within the load time limit of {} s",
                     LOAD_TIME_LIMIT.as_secs()
                 ),
+                // The trap, without the guest's backtrace: a declaration
+                // the guest's own bindings could not lower (a number where
+                // the contract has a string) ends here too.
+                Some(trap) => format!("its `workflow` export trapped: {trap}"),
                 _ if e.downcast_ref::<MemoryLimitHit>().is_some() => {
                     format!("its `workflow` export hit the load memory limit of {} MiB", LOAD_MEMORY_LIMIT >> 20)
                 }
