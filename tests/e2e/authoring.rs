@@ -69,8 +69,11 @@ fn a_rust_starter_runs_from_one_crate() {
 fn common_mistakes_get_one_line_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     // Tasks but no flow: run alone, the component says how to declare one.
-    std::fs::write(dir.path().join("app.js"), "import { task } from './graflow.js';\ntask(function a() { return 1; });\n")
-        .unwrap();
+    std::fs::write(
+        dir.path().join("app.js"),
+        "import { task } from './graflow.js';\ntask(function a() { return 1; });\n",
+    )
+    .unwrap();
     let out = cli(dir.path(), &["run", "app.js"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("app.js: the component declares no flow"), "{out:?}");

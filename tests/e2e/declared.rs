@@ -94,7 +94,11 @@ fn hostile_or_missing_declarations_are_refused_naming_the_component() {
     guest_in(dir.path(), "declares_huge");
     let trap = cli(dir.path(), &["validate", "declares_trap.wasm"]);
     assert_eq!(trap.code, 2, "{trap:?}");
-    assert!(trap.stderr.contains("declares_trap") && trap.stderr.contains("its `workflow` export trapped: wasm trap: wasm `unreachable`"), "{trap:?}");
+    assert!(
+        trap.stderr.contains("declares_trap")
+            && trap.stderr.contains("its `workflow` export trapped: wasm trap: wasm `unreachable`"),
+        "{trap:?}"
+    );
     let huge = cli(dir.path(), &["validate", "declares_huge.wasm"]);
     assert_eq!(huge.code, 2, "{huge:?}");
     assert!(huge.stderr.contains("a flow of 80000 bytes, over the bound of 65536 bytes"), "{huge:?}");
@@ -103,8 +107,11 @@ fn hostile_or_missing_declarations_are_refused_naming_the_component() {
     let alone = cli(dir.path(), &["run", "legacy.wasm"]);
     assert_eq!(alone.code, 2, "{alone:?}");
     assert!(alone.stderr.contains("legacy.wasm: the component declares no flow"), "{alone:?}");
-    std::fs::write(dir.path().join("workflow.toml"), "[workflow]\nflow = \"hello\"\n[modules]\nold = \"legacy.wasm\"\n")
-        .unwrap();
+    std::fs::write(
+        dir.path().join("workflow.toml"),
+        "[workflow]\nflow = \"hello\"\n[modules]\nold = \"legacy.wasm\"\n",
+    )
+    .unwrap();
     let out = cli(dir.path(), &["run", "workflow.toml"]);
     assert_eq!(out.ok().json(), json!("hello from a task-module component"));
     // Two modules that each declare a flow, and a file without one: refused.

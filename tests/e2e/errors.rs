@@ -135,8 +135,11 @@ fn a_module_not_built_yet_gets_the_build_command() {
     cli(dir.path(), &["new", "proj", "--lang", "python"]).ok();
     let project = dir.path().join("proj");
     std::fs::rename(project.join("app.py"), project.join("tasks.py")).unwrap();
-    std::fs::write(project.join("workflow.toml"), "[workflow]\nflow = \"greet >> shout\"\n[modules]\ntasks = \"tasks.wasm\"\n")
-        .unwrap();
+    std::fs::write(
+        project.join("workflow.toml"),
+        "[workflow]\nflow = \"greet >> shout\"\n[modules]\ntasks = \"tasks.wasm\"\n",
+    )
+    .unwrap();
     let out = cli(&project, &["run", "workflow.toml"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("tasks.wasm") && out.stderr.contains("No such file or directory"), "{out:?}");

@@ -114,16 +114,17 @@ fn the_one_file_workflow_of_the_readme_runs_in_python_javascript_and_rust() {
             // The result is printed as the task wrote it (Python's spacing),
             // as the README shows it.
             let line = out.stdout.trim();
-            assert!(readme_text().contains(&format!("$ graflow-host run app.py --input '{{\"day\": \"2026-11-27\"}}'\n{line}\n")), "{line}");
+            assert!(
+                readme_text()
+                    .contains(&format!("$ graflow-host run app.py --input '{{\"day\": \"2026-11-27\"}}'\n{line}\n")),
+                "{line}"
+            );
         }
     }
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let python = std::fs::read_to_string(repo().join("examples/one-file/app.py")).unwrap();
     let body = |text: &str| text[text.find("from graflow").unwrap()..].trim().to_string();
-    assert!(
-        readme.contains(&body(&python).replace("\n\n\n", "\n\n")),
-        "the README shows examples/one-file/app.py"
-    );
+    assert!(readme.contains(&body(&python).replace("\n\n\n", "\n\n")), "the README shows examples/one-file/app.py");
     for src in ["examples/one-file/app.js", "examples/one-file/guest"] {
         assert!(readme.contains(&format!("graflow-host run {src} --input")), "{src}");
     }
@@ -131,7 +132,8 @@ fn the_one_file_workflow_of_the_readme_runs_in_python_javascript_and_rust() {
     // (here: found in the cache), its flow declared, the file's settings win.
     let dir = tempfile::tempdir().unwrap();
     let app = repo().join("examples/one-file/app.py");
-    let text = format!("[workflow]\nname = \"from-file\"\n\n[modules]\napp = {:?}\n\n[tasks.fetch]\nmax_retries = 0\n", app);
+    let text =
+        format!("[workflow]\nname = \"from-file\"\n\n[modules]\napp = {:?}\n\n[tasks.fetch]\nmax_retries = 0\n", app);
     std::fs::write(dir.path().join("workflow.toml"), text).unwrap();
     let v = cli(dir.path(), &["validate", "workflow.toml", "--json"]).ok().json();
     assert_eq!(v["workflow"], "from-file", "{v}");

@@ -43,7 +43,12 @@ impl ModuleExports for AnyModule {
             .iter()
             .map(|n| TaskDecl { name: n.to_string(), inputs: vec![], description: String::new() })
             .collect();
-        Ok(ModuleInfo { sha256: graflow_host::digest::Sha256::of(b"module bytes"), size: 12, tasks, workflow: Default::default() })
+        Ok(ModuleInfo {
+            sha256: graflow_host::digest::Sha256::of(b"module bytes"),
+            size: 12,
+            tasks,
+            workflow: Default::default(),
+        })
     }
 }
 

@@ -169,7 +169,10 @@ impl Inputs {
                 if self.depth >= MAX_SOURCE_DEPTH {
                     return Err(BuildError::TooLarge {
                         path: self.root.clone(),
-                        what: format!("folders nested deeper than {MAX_SOURCE_DEPTH} (a symbolic link loop?) at {}", e.path().display()),
+                        what: format!(
+                            "folders nested deeper than {MAX_SOURCE_DEPTH} (a symbolic link loop?) at {}",
+                            e.path().display()
+                        ),
                         bound: format!("MAX_SOURCE_DEPTH ({MAX_SOURCE_DEPTH})"),
                     });
                 }

@@ -229,8 +229,7 @@ pub fn is_source(path: &Path) -> bool {
     match path.extension().and_then(|e| e.to_str()) {
         Some("py") | Some("js") | Some("mjs") => true,
         _ => {
-            (path.is_dir() && path.join("Cargo.toml").is_file())
-                || path.file_name().is_some_and(|n| n == "Cargo.toml")
+            (path.is_dir() && path.join("Cargo.toml").is_file()) || path.file_name().is_some_and(|n| n == "Cargo.toml")
         }
     }
 }
@@ -270,8 +269,7 @@ impl Source {
         }
         let (path, stem) = match lang {
             Lang::Rust => {
-                let dir =
-                    if src.is_dir() { src.clone() } else { src.parent().unwrap_or(Path::new(".")).to_path_buf() };
+                let dir = if src.is_dir() { src.clone() } else { src.parent().unwrap_or(Path::new(".")).to_path_buf() };
                 let stem =
                     dir.file_name().map(|n| n.to_string_lossy().replace('-', "_")).unwrap_or_else(|| "task".into());
                 (dir, stem)
@@ -350,7 +348,8 @@ fn build_python(src: &Path, out: &Path) -> Result<(), BuildError> {
     let folder = scratch.path();
     let entry = folder.join(format!("{PY_ENTRY}.py"));
     let quoted = serde_json::to_string(&module).unwrap_or_default();
-    let entry_text = format!("import importlib\nimportlib.import_module({quoted})\nfrom graflow import WitWorld  # noqa: F401\n");
+    let entry_text =
+        format!("import importlib\nimportlib.import_module({quoted})\nfrom graflow import WitWorld  # noqa: F401\n");
     std::fs::write(&entry, entry_text).map_err(io(&entry))?;
     run(
         "componentize-py",

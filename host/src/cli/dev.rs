@@ -126,7 +126,9 @@ fn watch_set(target: &Path) -> Vec<(PathBuf, RecursiveMode)> {
             set.push(entry);
         }
     };
-    let crate_dir = |p: &Path| if p.file_name().is_some_and(|n| n == "Cargo.toml") { p.parent().map(Path::to_path_buf) } else { None };
+    let crate_dir = |p: &Path| {
+        if p.file_name().is_some_and(|n| n == "Cargo.toml") { p.parent().map(Path::to_path_buf) } else { None }
+    };
     add(&crate_dir(target).unwrap_or_else(|| target.to_path_buf()));
     if !graflow_host::build::is_source(target)
         && let Ok(file) = graflow_host::model::WorkflowFile::open(target)

@@ -32,9 +32,8 @@ pub struct GraphArgs {
 
 pub fn graph(args: GraphArgs) -> Result<ExitStatus, CliError> {
     let opts = RunOptions { cache_dir: super::cache_dir(args.no_cache), ..RunOptions::default() };
-    let session =
-        Session::start_file(super::open_target(&args.workflow)?, Json::null(), opts)
-            .map_err(|e| super::start_failed(&args.workflow, e))?;
+    let session = Session::start_file(super::open_target(&args.workflow)?, Json::null(), opts)
+        .map_err(|e| super::start_failed(&args.workflow, e))?;
     let format = match args.format {
         FormatArg::Mermaid => Format::Mermaid,
         FormatArg::Dot => Format::Dot,

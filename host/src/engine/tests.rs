@@ -55,7 +55,12 @@ struct FakeModules(Vec<TaskDecl>);
 
 impl ModuleExports for FakeModules {
     fn load(&mut self, _: &str, _: &Path, _: u64) -> Result<ModuleInfo, ModuleLoadError> {
-        Ok(ModuleInfo { sha256: crate::digest::Sha256::of(b""), size: 0, tasks: self.0.clone(), workflow: Default::default() })
+        Ok(ModuleInfo {
+            sha256: crate::digest::Sha256::of(b""),
+            size: 0,
+            tasks: self.0.clone(),
+            workflow: Default::default(),
+        })
     }
 }
 

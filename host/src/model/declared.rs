@@ -81,7 +81,9 @@ impl DeclaredWorkflow {
                 ));
             }
             if n.trim().is_empty() || n.chars().any(char::is_control) {
-                return Err(format!("its `workflow` export declares the name {n:?}: give a non-empty name without control characters"));
+                return Err(format!(
+                    "its `workflow` export declares the name {n:?}: give a non-empty name without control characters"
+                ));
             }
         }
         if max_steps == Some(0) {
@@ -107,7 +109,10 @@ impl DeclaredWorkflow {
                 return bad(&format!("memory_mb = {mb}"), &format!("must be between 1 and {}", super::MAX_MEMORY_MB));
             }
             if let Some(ms) = s.timeout_ms.filter(|t| *t == 0 || *t > super::MAX_DURATION_MS) {
-                return bad(&format!("timeout_ms = {ms}"), &format!("must be between 1 and {}", super::MAX_DURATION_MS));
+                return bad(
+                    &format!("timeout_ms = {ms}"),
+                    &format!("must be between 1 and {}", super::MAX_DURATION_MS),
+                );
             }
             if tasks.insert(task.clone(), s).is_some() {
                 return Err(format!("its `workflow` export gives settings for task '{}' twice", task.escape_debug()));
@@ -146,8 +151,14 @@ mod tests {
             (0, DeclaredSettings { max_retries: Some(3), timeout_ms: Some(500), ..Default::default() }),
             (1, DeclaredSettings { max_cycles: Some(4), memory_mb: Some(32), ..Default::default() }),
         ];
-        DeclaredWorkflow::check(Some("code".into()), Some("a >> b".into()), Some(77), settings, &decls(&["a", "b", "c"]))
-            .unwrap()
+        DeclaredWorkflow::check(
+            Some("code".into()),
+            Some("a >> b".into()),
+            Some(77),
+            settings,
+            &decls(&["a", "b", "c"]),
+        )
+        .unwrap()
     }
 
     fn resolve(toml: &str) -> Result<crate::model::Workflow, crate::model::LoadError> {
@@ -190,7 +201,9 @@ mod tests {
     fn declarations_are_checked_against_the_components_own_tasks_and_bounds() {
         let tasks = decls(&["a"]);
         let one = |s: DeclaredSettings| vec![(0, s)];
-        let check = |flow: Option<String>, name: Option<String>, steps, s| DeclaredWorkflow::check(name, flow, steps, s, &tasks);
+        let check = |flow: Option<String>, name: Option<String>, steps, s| {
+            DeclaredWorkflow::check(name, flow, steps, s, &tasks)
+        };
         assert!(check(None, None, None, vec![]).is_ok());
         let e = check(None, None, None, vec![(1, DeclaredSettings::default())]).unwrap_err();
         assert!(e.contains("task #1, but its `tasks` export lists 1 tasks"), "{e}");

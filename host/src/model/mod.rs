@@ -20,8 +20,8 @@ pub use declared::{DeclaredSettings, DeclaredWorkflow, MAX_DECLARED_FLOW_BYTES, 
 pub use limits::{HostBounds, Limits, MAX_DURATION_MS, MAX_MEMORY_MB, MAX_WORKFLOW_FILE_BYTES};
 pub use load_error::{LoadError, ModuleLoadError};
 pub use resolve::{
-    DEFAULT_MAX_CYCLES, DEFAULT_MAX_STEPS, EngineNeeds, ModuleExports, ModuleInfo, TaskDecl, WorkflowFile, module_name,
-    load_workflow,
+    DEFAULT_MAX_CYCLES, DEFAULT_MAX_STEPS, EngineNeeds, ModuleExports, ModuleInfo, TaskDecl, WorkflowFile,
+    load_workflow, module_name,
 };
 
 use crate::digest::Sha256;

@@ -156,7 +156,6 @@ impl WorkflowFile {
         &self.path
     }
 
-
     /// What the engine must support to run this workflow.
     pub fn needs(&self) -> EngineNeeds {
         let wf = &self.file.workflow;
@@ -190,7 +189,6 @@ struct Resolver<'a> {
     file: &'a File,
     component_only: bool,
 }
-
 
 impl Resolver<'_> {
     fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> LoadError {
@@ -262,14 +260,12 @@ impl Resolver<'_> {
         if parallelism == 0 {
             return Err(self.invalid("[workflow].parallelism", "must be at least 1"));
         }
-        let name = wf
-            .name
-            .clone()
-            .or(declared_by.and_then(|d| d.name))
-            .unwrap_or_else(|| match (self.component_only, self.file.modules.keys().next()) {
+        let name = wf.name.clone().or(declared_by.and_then(|d| d.name)).unwrap_or_else(|| {
+            match (self.component_only, self.file.modules.keys().next()) {
                 (true, Some(module)) => module.clone(),
                 _ => default_name(self.path),
-            });
+            }
+        });
         let tasks_names: Vec<String> = tasks.keys().cloned().collect();
         Ok(Workflow {
             name,
@@ -470,9 +466,8 @@ impl Resolver<'_> {
         for name in names {
             let section = self.file.tasks.get(&name);
             let export_name = section.and_then(|s| s.export.clone()).unwrap_or_else(|| name.clone());
-            let declaring_exports = |m: &str| {
-                modules.get(m).is_some_and(|(_, decls, _)| decls.iter().any(|d| d.name == export_name))
-            };
+            let declaring_exports =
+                |m: &str| modules.get(m).is_some_and(|(_, decls, _)| decls.iter().any(|d| d.name == export_name));
             let by_declaring = declaring.filter(|m| declaring_exports(m)).map(str::to_string);
             let module = match section.and_then(|s| s.module.clone()).or_else(|| only_module.clone()).or(by_declaring) {
                 Some(m) => m,
@@ -530,8 +525,11 @@ impl Resolver<'_> {
         modules: &Loaded,
         flow: &flow::FlowGraph,
     ) -> Result<String, LoadError> {
-        let found: Vec<&String> =
-            modules.iter().filter(|(_, (_, decls, _))| decls.iter().any(|d| d.name == export)).map(|(m, _)| m).collect();
+        let found: Vec<&String> = modules
+            .iter()
+            .filter(|(_, (_, decls, _))| decls.iter().any(|d| d.name == export))
+            .map(|(m, _)| m)
+            .collect();
         match found.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(LoadError::UnknownTask {

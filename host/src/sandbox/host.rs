@@ -14,9 +14,9 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-use graflow::task::types::{LogLevel, TaskInfo as WitTaskInfo};
 /// The record a WIT 0.1.3 component's `workflow` export returns.
 pub use graflow::task::types::WorkflowDecl as WitWorkflowDecl;
+use graflow::task::types::{LogLevel, TaskInfo as WitTaskInfo};
 
 /// The data of one task execution's store.
 pub struct HostState {

@@ -17,8 +17,8 @@ mod output;
 use crate::engine::{FailureKind, TaskContext, TaskFailure, TaskRunner};
 use crate::json::Json;
 use crate::model::{
-    DeclaredSettings, DeclaredWorkflow, EngineNeeds, Grants, ModuleExports, ModuleInfo, ModuleLoadError, Stdio, TaskDecl,
-    TaskDef,
+    DeclaredSettings, DeclaredWorkflow, EngineNeeds, Grants, ModuleExports, ModuleInfo, ModuleLoadError, Stdio,
+    TaskDecl, TaskDef,
 };
 use crate::module_store::ModuleBytes;
 use config::{EngineSettings, Ticker};
@@ -292,8 +292,10 @@ impl Sandbox {
             ))
             .into());
         }
-        let tasks: Vec<TaskDecl> =
-            decls.into_iter().map(|d| TaskDecl { name: d.name, inputs: d.inputs, description: d.description }).collect();
+        let tasks: Vec<TaskDecl> = decls
+            .into_iter()
+            .map(|d| TaskDecl { name: d.name, inputs: d.inputs, description: d.description })
+            .collect();
         if instance.get_export_index(&mut store, None, "workflow").is_none() {
             return Ok((tasks, DeclaredWorkflow::default()));
         }
