@@ -390,6 +390,7 @@ mod tests {
                     ..HostBounds::default()
                 },
                 keep_checkpoints: None,
+                keep_iteration_results: crate::model::DEFAULT_KEEP_ITERATION_RESULTS,
             },
             outbound: Default::default(),
         };

@@ -395,6 +395,7 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
             let mut context = *context;
             context.workflow.outbound = outbound.clone();
             context.workflow.settings.keep_checkpoints = meta.keep_checkpoints.filter(|&n| n >= 1);
+            context.workflow.settings.keep_iteration_results = meta.iteration_results_kept();
             let chain_base = (version == SchemaVersion::V2).then(|| Base {
                 checkpoint_id: meta.checkpoint_id.clone(),
                 session_id: meta.session_id.clone(),
@@ -408,6 +409,7 @@ pub fn load(path: &Path, key: &SigningKey, trust: Trust) -> Result<Loaded, Check
             let mut base_ctx = load_base(&base, base_ref, &meta.session_id, values, distrust.is_none())?;
             base_ctx.workflow.outbound = outbound.clone();
             base_ctx.workflow.settings.keep_checkpoints = meta.keep_checkpoints.filter(|&n| n >= 1);
+            base_ctx.workflow.settings.keep_iteration_results = meta.iteration_results_kept();
             let context =
                 delta.apply(base_ctx.workflow.clone(), base_ctx.channel.clone()).map_err(|e| ctx_err(e.into()))?;
             let chain_base = Base {

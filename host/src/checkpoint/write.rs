@@ -537,6 +537,7 @@ impl CheckpointStore {
             outbound: (*workflow.outbound != crate::outbound::Policy::default()).then(|| (*workflow.outbound).clone()),
             trace: self.trace,
             keep_checkpoints: workflow.settings.keep_checkpoints,
+            keep_iteration_results: Some(workflow.settings.keep_iteration_results),
         };
         let meta_path = with_ext(base, "meta.json");
         let Some(key) = &self.key else { return Err(CheckpointError::Key(super::signing::KeyError::NoHome)) };

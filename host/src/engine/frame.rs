@@ -307,6 +307,15 @@ impl<'s, 'a> Frame<'s, 'a> {
         if spec.id != def.name {
             ctx.channel.set(&result_key(&def.name), result.clone());
         }
+        // Iteration results are kept for a window (`keep_iteration_results`):
+        // the one `keep` iterations back leaves as this one arrives, so a
+        // long loop holds a bounded channel.
+        if let Origin::Iteration { cycle } = spec.origin {
+            let keep = self.shared.workflow.settings.keep_iteration_results;
+            if let Some(old) = u64::from(cycle).checked_sub(keep).filter(|&c| c >= 2) {
+                ctx.channel.delete(&result_key(&format!("{}@{old}", spec.cycle_key)));
+            }
+        }
         let total = ctx.channel.size_bytes();
         if total > ctx.bounds().max_channel_bytes {
             let msg = format!(

@@ -322,6 +322,38 @@ fn next_iteration_counts_cycles_and_runs_successors_once_at_the_end() {
     assert_eq!(r.channel.get("loop@2.__result__"), Some(j("1")));
 }
 
+/// A loop of `runs` runs of `loop` under `toml`'s workflow table.
+fn long_loop(toml: &str, runs: u64) -> Run {
+    let wf = workflow(&format!("[workflow]\nflow = \"loop >> fin\"\nmax_cycles = 1000\n{toml}"), names(&["loop", "fin"]));
+    let fake = Fake::default().on("loop", move |_, ctx| {
+        let n = u64::from(ctx.info.cycle_count);
+        if n < runs {
+            ctx.next_iteration("null").unwrap();
+        }
+        ok(serde_json::json!(n))
+    });
+    run(&wf, &fake, "{}")
+}
+
+#[test]
+fn iteration_results_are_kept_for_a_window() {
+    let r = long_loop("keep_iteration_results = 5", 30);
+    assert_eq!(r.result.unwrap().result, Some(j("\"fin\"")));
+    let kept: Vec<u64> = (2..=30).filter(|c| r.channel.get(&format!("loop@{c}.__result__")).is_some()).collect();
+    assert_eq!(kept, [26, 27, 28, 29, 30], "the newest five iterations' results");
+    assert_eq!(r.channel.get("loop@30.__result__"), Some(j("30")));
+    assert_eq!(r.channel.get("loop.__result__"), Some(j("30")), "the latest stays under the task's name");
+    // The default keeps a thousand: a short loop keeps every result.
+    let r = long_loop("", 30);
+    assert!((2..=30).all(|c| r.channel.get(&format!("loop@{c}.__result__")).is_some()));
+    // A window of 0 is refused, naming the key.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("workflow.toml");
+    std::fs::write(&path, "[workflow]\nflow = \"loop\"\nkeep_iteration_results = 0\n[modules]\nm = \"m.wasm\"\n").unwrap();
+    let err = load_workflow(&path, &mut FakeModules(names(&["loop"]))).unwrap_err();
+    assert!(err.to_string().contains("keep_iteration_results"), "{err}");
+}
+
 #[test]
 fn max_cycles_allows_exactly_n_runs() {
     let wf = workflow("[workflow]\nflow = \"infinite_loop\"\nmax_cycles = 3", names(&["infinite_loop"]));

@@ -31,6 +31,8 @@ pub(super) struct WorkflowSection {
     pub(super) parallelism: Option<usize>,
     /// Retention: the newest N checkpoints of a run are kept.
     pub(super) keep_checkpoints: Option<u64>,
+    /// The newest N iteration results stay in the channel.
+    pub(super) keep_iteration_results: Option<u64>,
     #[serde(default)]
     pub(super) bounds: BoundsSection,
     pub(super) max_cycles: Option<u32>,

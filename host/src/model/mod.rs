@@ -182,7 +182,20 @@ pub struct RunSettings {
     /// run's checkpoints (`max_checkpoint_bytes` still does). Invariant: at
     /// least 1 when set.
     pub keep_checkpoints: Option<u64>,
+    /// The newest N results of each iterating task's iterations stay in the
+    /// channel under their iteration ids (`<key>@<cycle>.__result__`); when
+    /// iteration c stores its result, the one of iteration c - N leaves
+    /// (`keep_iteration_results`, default
+    /// [`DEFAULT_KEEP_ITERATION_RESULTS`]). The latest result, under the
+    /// task's name, always stays. Invariant: at least 1.
+    pub keep_iteration_results: u64,
 }
+
+/// How many iteration results a run keeps by default (see
+/// [`RunSettings::keep_iteration_results`]): enough for any loop that reads
+/// back its recent iterations, and a bound, so a loop of a million
+/// iterations holds no more than one of a thousand.
+pub const DEFAULT_KEEP_ITERATION_RESULTS: u64 = 1000;
 
 impl Workflow {
     /// The most task executions that can run at the same time (see

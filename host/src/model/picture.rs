@@ -286,6 +286,7 @@ mod tests {
                 parallelism: 2,
                 bounds: HostBounds::default(),
                 keep_checkpoints: None,
+                keep_iteration_results: crate::model::DEFAULT_KEEP_ITERATION_RESULTS,
             },
             outbound: Default::default(),
         }

@@ -256,6 +256,13 @@ impl Resolver<'_> {
             return Err(self
                 .invalid("[workflow].keep_checkpoints", "must be at least 1 (the newest checkpoint is always kept)"));
         }
+        let keep_iteration_results = wf.keep_iteration_results.unwrap_or(super::DEFAULT_KEEP_ITERATION_RESULTS);
+        if keep_iteration_results == 0 {
+            return Err(self.invalid(
+                "[workflow].keep_iteration_results",
+                "must be at least 1 (the newest iteration's result is always kept)",
+            ));
+        }
         let parallelism = parallelism_of(wf);
         if parallelism == 0 {
             return Err(self.invalid("[workflow].parallelism", "must be at least 1"));
@@ -274,7 +281,13 @@ impl Resolver<'_> {
             modules,
             tasks,
             graph,
-            settings: RunSettings { max_steps, parallelism, bounds: self.bounds()?, keep_checkpoints },
+            settings: RunSettings {
+                max_steps,
+                parallelism,
+                bounds: self.bounds()?,
+                keep_checkpoints,
+                keep_iteration_results,
+            },
             outbound: std::sync::Arc::new(self.outbound(&tasks_names)?),
         })
     }

@@ -208,9 +208,19 @@ pub struct Meta {
     /// the record, not the payload, and put back into the workflow a reader
     /// loads.
     pub keep_checkpoints: Option<u64>,
+    /// The run's `keep_iteration_results`, in the record like
+    /// `keep_checkpoints`; absent in checkpoints of older hosts, which then
+    /// resume with the default.
+    pub keep_iteration_results: Option<u64>,
 }
 
 impl Meta {
+    /// The run's `keep_iteration_results`: the record's, else (a record of
+    /// an older host, or a value below 1) the default.
+    pub fn iteration_results_kept(&self) -> u64 {
+        self.keep_iteration_results.filter(|&n| n >= 1).unwrap_or(crate::model::DEFAULT_KEEP_ITERATION_RESULTS)
+    }
+
     /// Why it was taken: the typed field, else what the metadata says.
     pub fn mode_name(&self) -> Option<&str> {
         match self.mode {

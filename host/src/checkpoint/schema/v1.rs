@@ -44,6 +44,7 @@ impl From<MetaV1> for Meta {
             outbound: None,
             trace: None,
             keep_checkpoints: None,
+            keep_iteration_results: None,
         }
     }
 }

@@ -82,6 +82,9 @@ pub struct Record {
     /// See [`Meta::keep_checkpoints`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_checkpoints: Option<u64>,
+    /// See [`Meta::keep_iteration_results`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_iteration_results: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -149,6 +152,7 @@ pub fn read_meta(bytes: &[u8], version: SchemaVersion) -> Result<(Meta, Vec<u8>)
         outbound: r.outbound,
         trace: r.trace,
         keep_checkpoints: r.keep_checkpoints,
+        keep_iteration_results: r.keep_iteration_results,
     };
     Ok((meta, message))
 }
@@ -653,8 +657,10 @@ impl Workflow {
                     max_checkpoint_bytes: b.max_checkpoint_bytes,
                     max_module_bytes: b.max_module_bytes,
                 },
-                // Not in the payload either: the record's `keep_checkpoints`.
+                // Not in the payload either: the record's `keep_checkpoints`
+                // and `keep_iteration_results`.
                 keep_checkpoints: None,
+                keep_iteration_results: model::DEFAULT_KEEP_ITERATION_RESULTS,
             },
             // Not in the payload: the commit record carries it (`outbound`),
             // and the reader puts it back (`read.rs`).
