@@ -122,6 +122,34 @@ fn periodic_checkpoints_in_a_loop_keep_cycle_counts() {
 }
 
 #[test]
+fn a_long_loop_keeps_a_window_of_iteration_results_and_a_resume_keeps_the_window() {
+    let wf = workflow(
+        "[workflow]\nflow = \"train\"\nkeep_iteration_results = 3\n[tasks.train]\nexport = \"script\"\nmax_cycles = 12",
+    );
+    let script = json!({"train": [
+        {"op": "add", "key": "iteration"},
+        {"op": "checkpoint", "cycle": 6},
+        {"op": "iterate_below", "cycles": 12},
+        {"op": "return", "key": "iteration"}
+    ]});
+    assert_eq!(wf.run(&scripts(script), &[]).ok().json(), json!(12));
+    let cp = &checkpoints(&wf.checkpoints())[0];
+    let loaded = load_cp(cp);
+    let kept = |channel: &std::collections::BTreeMap<String, graflow_host::json::Json>| -> Vec<String> {
+        channel.keys().filter(|k| k.starts_with("train@")).cloned().collect()
+    };
+    assert_eq!(kept(&loaded.context.channel), ["train@4.__result__", "train@5.__result__", "train@6.__result__"]);
+    assert_eq!(loaded.meta.keep_iteration_results, Some(3), "the window is in the signed record");
+    assert_eq!(loaded.context.workflow.settings.keep_iteration_results, 3);
+    // Resumed at iteration 7: the window still holds, up to the last.
+    let out = cli(wf.dir.path(), &["resume", cp.to_str().unwrap(), "--json", "--checkpoint-every", "6"]);
+    assert_eq!(out.ok().json()["result"], json!(12));
+    let newest = load_cp(&graflow_host::checkpoint::latest(&wf.checkpoints()).unwrap().base);
+    assert_eq!(newest.context.state.steps, 12);
+    assert_eq!(kept(&newest.context.channel), ["train@10.__result__", "train@11.__result__", "train@12.__result__"]);
+}
+
+#[test]
 fn recovery_after_a_failing_task() {
     let wf = chain(&["step_1", "step_2", "step_3"], "");
     let input = scripts(json!({"step_2": [{"op": "checkpoint"}], "step_3": [{"op": "fail", "message": "disk full"}]}));
