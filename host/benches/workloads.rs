@@ -620,6 +620,96 @@ fn incremental() {
     );
 }
 
+/// Per-task durability (issue 23, item 3) against its floor: one small
+/// append and `fdatasync` to a file on the disk checkpoints go to; a
+/// 1,000-task chain of no-ops checkpointed after every task against the same
+/// chain without checkpoints; a 16-member parallel group the same way.
+fn durability() {
+    use std::io::Write;
+    quiet_disk();
+    let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(dir.path().join("floor.log")).unwrap();
+    let record = [b'r'; 200];
+    let append = |log: &mut std::fs::File| {
+        log.write_all(&record).unwrap();
+        log.sync_data().unwrap();
+    };
+    for _ in 0..50 {
+        append(&mut log);
+    }
+    let n = 500;
+    let floor = median(
+        (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..n {
+                    append(&mut log);
+                }
+                started.elapsed().as_secs_f64() * 1e3 / n as f64
+            })
+            .collect(),
+    );
+    emit(
+        "durable_append_floor",
+        floor,
+        "ms",
+        "one 200-byte append and fdatasync to a file in target/ (the disk checkpoints go to), 500 per sample, median of 5",
+    );
+
+    let timed = |wf: &Arc<Workflow>, every: Option<u64>| {
+        let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+        let opts = RunOptions {
+            checkpoint_dir: every.map(|_| dir.path().to_path_buf()),
+            checkpoint_every: every,
+            ..options(&cache_dir())
+        };
+        let mut session = Session::from_workflow((**wf).clone(), Json::null(), opts).unwrap();
+        let started = Instant::now();
+        let report = session.run().unwrap();
+        (started.elapsed().as_secs_f64() * 1e3, report.checkpoints.len())
+    };
+    let wf = Arc::new(chain(&bench_module(), 1000, "noop"));
+    timed(&wf, None);
+    let (none, _) = median_of_3(|| timed(&wf, None));
+    quiet_disk();
+    let (every, written) = median_of_3(|| timed(&wf, Some(1)));
+    let per_task = (every - none) / 1000.0;
+    emit(
+        "durable_per_task",
+        per_task,
+        "ms",
+        &format!(
+            "1,000 no-op tasks with --checkpoint-every 1 ({written} durable checkpoints) over the same run without: {every:.1} ms against {none:.1} ms, per task, median of 3"
+        ),
+    );
+    emit("durable_per_task_floors", per_task / floor, "x", "durable_per_task over durable_append_floor");
+
+    let mut graph = Graph::default();
+    let members: Vec<String> = (0..16).map(|i| format!("p{i}")).collect();
+    let mut tasks = Vec::new();
+    for m in &members {
+        graph.nodes.insert(m.clone(), Node::Task);
+        tasks.push(task_def(m, "m", "noop", &[]));
+    }
+    graph.nodes.insert("group".into(), Node::Group(GroupDef { members, policy: GroupPolicy::Strict }));
+    let mut group = workflow(&bench_module(), tasks, graph, "group");
+    group.settings.parallelism = 16;
+    let group = Arc::new(group);
+    timed(&group, None);
+    let (none, _) = median_of_3(|| timed(&group, None));
+    quiet_disk();
+    let (every, written) = median_of_3(|| timed(&group, Some(1)));
+    emit(
+        "durable_group_16",
+        every - none,
+        "ms",
+        &format!(
+            "one 16-member parallel group of no-ops with --checkpoint-every 1 ({written} durable checkpoint, at the join) over the same run without: {every:.2} ms against {none:.2} ms, median of 3"
+        ),
+    );
+    emit("durable_group_16_floors", (every - none) / floor, "x", "durable_group_16 over durable_append_floor");
+}
+
 /// First task start: load the module (cold: empty compiled-module cache; warm:
 /// cached artifact) and run one task.
 fn first_task(label: &str, module: &Path, export: &str) {
@@ -973,7 +1063,7 @@ fn long_loop(n: u64) {
         us,
         "us/iteration",
         &format!(
-            "{n} iterations of one task through next_iteration, --checkpoint-every 1000 ({} checkpoints), one run",
+            "{n} iterations of one task through next_iteration, --checkpoint-every 1000 ({} checkpoints), default keep_iteration_results (1,000), one run",
             all.len()
         ),
     );
@@ -1051,6 +1141,7 @@ fn main() {
         ("checkpoints", checkpoints),
         ("bucket", bucket),
         ("incremental", incremental),
+        ("durability", durability),
         ("first_tasks", first_tasks),
         ("floor", floor),
         ("guest_languages", guest_languages),

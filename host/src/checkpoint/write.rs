@@ -490,7 +490,14 @@ impl CheckpointStore {
         plan: &Plan,
     ) -> Result<(u64, FileDigest), CheckpointError> {
         let ctx_path = with_ext(base, "ctx");
-        let (digest, ctx_size) = fsutil::write_durable_new_with(&ctx_path, |file| {
+        // The three files are written whole, then made durable in one round
+        // (`sync_together`) before this returns: the run's next task starts
+        // only after that. The commit record is still written last, and a
+        // reader checks the other two against it, so a power cut during the
+        // round leaves a checkpoint that is whole or torn (skipped by `list`
+        // and `latest`, reported by `resume`, removed by `prune`), never one
+        // that loads wrong.
+        let ((digest, ctx_size), ctx_file) = fsutil::write_new_unsynced_with(&ctx_path, |file| {
             let mut out = fsutil::EagerWriteback::new(file);
             let digest = match plan {
                 Plan::Full => format::write(&mut out, id, workflow, state, channel)?,
@@ -507,8 +514,10 @@ impl CheckpointStore {
         let mut state_json = serde_json::to_vec_pretty(&state_file(id, plan.version(), workflow, state))
             .map_err(|e| encode(&state_path, e))?;
         state_json.push(b'\n');
-        fsutil::write_durable_new(&state_path, &state_json)
-            .map_err(|e| written_error(&state_path, e, state_json.len() as u64))?;
+        let ((), state_out) =
+            fsutil::write_new_unsynced_with(&state_path, |file| std::io::Write::write_all(file, &state_json))
+                .map_err(|e| written_error(&state_path, e, state_json.len() as u64))
+                .inspect_err(|_| remove_ours(&[&ctx_path]))?;
         let record = v2::Record {
             checkpoint_id: id.to_string(),
             session_id: state.session_id.clone(),
@@ -552,7 +561,15 @@ impl CheckpointStore {
                 ),
             });
         }
-        fsutil::write_durable_new(&meta_path, &meta).map_err(|e| written_error(&meta_path, e, meta.len() as u64))?;
+        let ((), meta_out) = fsutil::write_new_unsynced_with(&meta_path, |file| std::io::Write::write_all(file, &meta))
+            .map_err(|e| written_error(&meta_path, e, meta.len() as u64))
+            .inspect_err(|_| remove_ours(&[&state_path, &ctx_path]))?;
+        let dir = base.parent().unwrap_or(Path::new("."));
+        if let Err(e) = fsutil::sync_together(&[&ctx_file, &state_out, &meta_out], dir) {
+            // Not durable: not a checkpoint (its record goes first).
+            remove_ours(&[&meta_path, &state_path, &ctx_path]);
+            return Err(written_error(&meta_path, e, 0));
+        }
         Ok((ctx_size + state_json.len() as u64 + meta.len() as u64, FileDigest { digest, size: ctx_size }))
     }
 }
@@ -578,6 +595,15 @@ impl Chain {
 fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     (meta.dev(), meta.ino())
+}
+
+/// Remove files this writer created for a checkpoint it could not finish,
+/// in the order given (a commit record first, so nothing is left that looks
+/// committed). Best effort: what stays is torn, and `prune` removes it.
+fn remove_ours(paths: &[&Path]) {
+    for path in paths {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// A write error, saying plainly when the disk is full.

@@ -35,6 +35,35 @@ pub fn write_durable_new_with<T>(
     Ok(out)
 }
 
+/// Write a new file `path` as [`write_durable_new_with`] does, without
+/// syncing: the file appears whole (temp file, link that never replaces)
+/// and is returned open, for [`sync_together`] to make it durable with
+/// others in one round.
+pub fn write_new_unsynced_with<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<T>,
+) -> std::io::Result<(T, std::fs::File)> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new().prefix(&temp_prefix()).tempfile_in(dir)?;
+    let out = fill(tmp.as_file_mut())?;
+    let file = tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    Ok((out, file))
+}
+
+/// Make `files` (all in `dir`) and their names durable in one round: each
+/// file's fsync, then the directory's. On a journaling file system the first
+/// fsync commits the others' metadata with it, so a round costs about one
+/// commit where a file-by-file protocol costs one per file and per name.
+pub fn sync_together(files: &[&std::fs::File], dir: &Path) -> std::io::Result<()> {
+    for file in files {
+        file.sync_all()?;
+    }
+    sync_dir(dir)
+}
+
 /// Remove temp files in `dir` left by writers that died: those whose process
 /// is gone, and nameless old ones (from graflow-host 0.1) older than an hour.
 /// Call it only while holding the directory lock. Returns how many went.
