@@ -240,6 +240,15 @@ pub fn decode_shared(
     decode_in(bytes, Some(bytes), values, expected)
 }
 
+/// Verify and decode the increment a durable record carries
+/// (`records.rs`): the digest expected is its own header's, since the
+/// record's tag, checked before, signs the bytes; values are trusted as a
+/// signed checkpoint's are.
+pub fn decode_record(bytes: &bytes::Bytes) -> Result<Decoded, FormatError> {
+    let (_, found) = verify(bytes)?;
+    decode_in(bytes, Some(bytes), Values::Trusted, &found).map(|(_, d)| d)
+}
+
 fn decode_in(
     bytes: &[u8],
     owner: Option<&bytes::Bytes>,

@@ -27,6 +27,7 @@ pub mod format;
 pub(crate) use crate::storage::fsutil;
 pub mod layout;
 pub mod read;
+pub mod records;
 pub mod remote;
 pub mod schema;
 pub mod signing;

@@ -1,0 +1,398 @@
+//! The durable record: with `--write-behind`, every due task boundary of a
+//! run is first appended to the run's record log and synced (one small
+//! append and `fdatasync`), before the next task starts; checkpoints are
+//! written behind the run from the same boundaries, and a resume replays the
+//! records that follow the checkpoint it loads.
+//!
+//! A log is `<dir>/<session>/<log id>.records`, written by one run only (its
+//! id is random, made when the run starts writing behind); every checkpoint
+//! that run writes names it in its signed commit record (`records`). Layout:
+//! the header [`MAGIC`], then frames of `u32` body length (little-endian),
+//! the body, and the body's HMAC-SHA256 under the checkpoint key (64 hex
+//! bytes, over [`TAG_CONTEXT`], the log id, a newline and the body). A body
+//! is the boundary's `u64` steps before (the boundary the record follows) and
+//! after, then a schema-3 increment (`format::write_increment`): the run
+//! state whole and the channel keys set and deleted since the boundary it
+//! follows.
+//!
+//! Invariants: records of one log follow each other (each one's `steps
+//! before` is the previous one's `steps after`, or the boundary of a
+//! checkpoint the run wrote synchronously in between); a record is applied
+//! only over the state it follows, so a replay stops at the first record that
+//! does not follow, and applies nothing it cannot verify. A torn last frame
+//! (a crash during its append: it was never acknowledged) is ignored; a frame
+//! that does not verify before the last one is refused, naming the log.
+
+use super::format::{self, Decoded};
+use super::schema::v3;
+use super::{CheckpointError, SigningKey};
+use crate::engine::RunState;
+use crate::json::Json;
+use crate::model::Workflow;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The first bytes of a record log.
+pub const MAGIC: &[u8; 18] = b"GRAFLOW-RECORDS 1\n";
+
+/// What a record's tag signs before the log id and the body.
+pub const TAG_CONTEXT: &[u8] = b"graflow-record-v1\n";
+
+/// The extension of record logs.
+pub const RECORDS_EXT: &str = "records";
+
+/// Largest record log a resume reads; past it the resume fails naming it.
+pub const MAX_RECORD_LOG_BYTES: u64 = 1 << 30;
+
+/// A run starts a new log (over a checkpoint written at that boundary) once
+/// its log holds this many bytes, so a long run's log stays bounded.
+pub const ROTATE_RECORD_LOG_BYTES: u64 = 64 << 20;
+
+const TAG: usize = 64;
+
+/// The log `log` of the session folder `folder`.
+pub fn path_of(folder: &Path, log: &str) -> PathBuf {
+    folder.join(format!("{log}.{RECORDS_EXT}"))
+}
+
+/// True for a log id this host makes (16 lowercase hex digits): anything
+/// else named by a commit record is refused before it becomes a path.
+pub fn is_log_id(id: &str) -> bool {
+    id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A fresh log id.
+pub fn new_log_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn tag(key: &SigningKey, log: &str, body: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(TAG_CONTEXT.len() + log.len() + 1 + body.len());
+    message.extend_from_slice(TAG_CONTEXT);
+    message.extend_from_slice(log.as_bytes());
+    message.push(b'\n');
+    message.extend_from_slice(body);
+    key.sign(&message).into_bytes()
+}
+
+fn verifies(key: &SigningKey, log: &str, body: &[u8], tag: &[u8]) -> bool {
+    let Ok(tag) = std::str::from_utf8(tag) else { return false };
+    let mut message = Vec::with_capacity(TAG_CONTEXT.len() + log.len() + 1 + body.len());
+    message.extend_from_slice(TAG_CONTEXT);
+    message.extend_from_slice(log.as_bytes());
+    message.push(b'\n');
+    message.extend_from_slice(body);
+    key.verify(&message, tag)
+}
+
+/// The record log a run appends to. Not shared: one run, one log.
+pub struct RecordLog {
+    path: PathBuf,
+    id: String,
+    key: SigningKey,
+    file: Option<std::fs::File>,
+    bytes: u64,
+    /// The boundary the next record follows, and the channel there.
+    prev_steps: u64,
+    prev: BTreeMap<String, Json>,
+}
+
+impl std::fmt::Debug for RecordLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordLog").field("path", &self.path).field("bytes", &self.bytes).finish()
+    }
+}
+
+impl RecordLog {
+    /// The log `id` in the session folder `folder`, signed with `key`; its
+    /// first record will follow the boundary at `steps` with `channel` (a
+    /// checkpoint the run wrote there). The file is made at the first
+    /// append.
+    pub fn new(folder: &Path, id: String, key: SigningKey, steps: u64, channel: BTreeMap<String, Json>) -> RecordLog {
+        RecordLog { path: path_of(folder, &id), id, key, file: None, bytes: 0, prev_steps: steps, prev: channel }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes written to it.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The next record follows the boundary at `steps` with `channel` (a
+    /// checkpoint written there out of turn: a task's request, say).
+    pub fn rebase(&mut self, steps: u64, channel: BTreeMap<String, Json>) {
+        self.prev_steps = steps;
+        self.prev = channel;
+    }
+
+    /// Append the boundary `state` with `channel` and make it durable (one
+    /// append and `fdatasync`; the file's creation, the first time, also
+    /// syncs its folder). Returns the bytes appended.
+    pub fn append(&mut self, state: &RunState, channel: BTreeMap<String, Json>) -> Result<u64, CheckpointError> {
+        let io = |source: std::io::Error| CheckpointError::Io { path: self.path.clone(), source };
+        let body = {
+            let (set, deleted) = v3::changes(&self.prev, &channel);
+            let mut ctx = std::io::Cursor::new(Vec::new());
+            let id = format!("{}_{}", self.id, state.steps);
+            format::write_increment(&mut ctx, &id, state, &set, &deleted).map_err(io)?;
+            let ctx = ctx.into_inner();
+            let mut body = Vec::with_capacity(16 + ctx.len());
+            body.extend_from_slice(&self.prev_steps.to_le_bytes());
+            body.extend_from_slice(&state.steps.to_le_bytes());
+            body.extend_from_slice(&ctx);
+            body
+        };
+        let len = u32::try_from(body.len()).map_err(|_| {
+            io(std::io::Error::other(format!("a record of {} bytes is larger than a record log holds", body.len())))
+        })?;
+        let mut frame = Vec::with_capacity(4 + body.len() + TAG);
+        frame.extend_from_slice(&len.to_le_bytes());
+        frame.extend_from_slice(&body);
+        frame.extend_from_slice(&tag(&self.key, &self.id, &body));
+        if self.file.is_none() {
+            let mut file =
+                std::fs::OpenOptions::new().create_new(true).append(true).open(&self.path).map_err(io)?;
+            file.write_all(MAGIC).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            let folder = self.path.parent().unwrap_or(Path::new("."));
+            super::fsutil::sync_dir(folder).map_err(io)?;
+            self.bytes = MAGIC.len() as u64;
+            self.file = Some(file);
+        }
+        let Some(file) = self.file.as_mut() else { unreachable!("the log file was just opened") };
+        file.write_all(&frame).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        self.bytes += frame.len() as u64;
+        self.prev_steps = state.steps;
+        self.prev = channel;
+        Ok(frame.len() as u64)
+    }
+}
+
+/// What a replay applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// The log read.
+    pub path: PathBuf,
+    /// Records applied.
+    pub records: u64,
+    /// Completed tasks after the last one applied.
+    pub steps: u64,
+}
+
+fn refused(path: &Path, message: String) -> CheckpointError {
+    CheckpointError::Json { path: path.to_path_buf(), message }
+}
+
+/// Apply to `state` and `channel` (a checkpoint of `workflow` just loaded)
+/// the records of the log `log` in `folder` that follow it, in order,
+/// verified with `key`. `None` when the log does not exist (the run wrote no
+/// record after the checkpoint, or the log was moved away).
+pub fn replay(
+    folder: &Path,
+    log: &str,
+    key: &SigningKey,
+    workflow: &Workflow,
+    state: &mut RunState,
+    channel: &mut BTreeMap<String, Json>,
+) -> Result<Option<Replayed>, CheckpointError> {
+    if !is_log_id(log) {
+        return Err(refused(folder, format!("the commit record names the record log '{log}', which is not a log id")));
+    }
+    let path = path_of(folder, log);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(CheckpointError::NotRegular { path });
+    }
+    let bytes = match crate::files::read_bounded(&path, MAX_RECORD_LOG_BYTES, "MAX_RECORD_LOG_BYTES") {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(CheckpointError::Read(Box::new(e))),
+    };
+    let Some(mut rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
+        return Err(refused(&path, "not a graflow record log (bad header)".into()));
+    };
+    let move_away = "move the file away to resume the checkpoint without its records";
+    let (mut cur, mut applied) = (state.steps, 0u64);
+    let mut wf = workflow.clone();
+    let mut index = 0u64;
+    while !rest.is_empty() {
+        index += 1;
+        // A frame cut short is the tail of an append a crash interrupted:
+        // it was never acknowledged, and nothing follows it.
+        let Some(len) = rest.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) else { break };
+        let Some(frame) = rest.get(4..4 + len + TAG) else { break };
+        let (body, sig) = frame.split_at(len);
+        rest = &rest[4 + len + TAG..];
+        if !verifies(key, log, body, sig) {
+            if rest.is_empty() {
+                // The last frame: an append cut short whose length reached
+                // the disk. Never acknowledged; not applied.
+                tracing::warn!("{}: the last record does not verify (an interrupted append): ignored", path.display());
+                break;
+            }
+            return Err(refused(
+                &path,
+                format!("record {index} does not verify with this machine's checkpoint key; {move_away}"),
+            ));
+        }
+        if body.len() < 16 {
+            return Err(refused(&path, format!("record {index} is too short")));
+        }
+        let before = u64::from_le_bytes(body[..8].try_into().unwrap_or([0; 8]));
+        let after = u64::from_le_bytes(body[8..16].try_into().unwrap_or([0; 8]));
+        if after <= cur {
+            continue;
+        }
+        if before != cur {
+            tracing::info!(
+                "{}: record {index} follows step {before}, not step {cur}: the records after step {cur} are not replayed",
+                path.display()
+            );
+            break;
+        }
+        let ctx = bytes::Bytes::copy_from_slice(&body[16..]);
+        let decoded = format::decode_record(&ctx)
+            .map_err(|e| refused(&path, format!("record {index}: {e}; {move_away}")))?;
+        let Decoded::Increment(delta) = decoded else {
+            return Err(refused(&path, format!("record {index} is not an increment; {move_away}")));
+        };
+        let next = delta
+            .apply(wf, std::mem::take(channel))
+            .map_err(|e| refused(&path, format!("record {index}: {e}; {move_away}")))?;
+        if next.state.steps != after {
+            return Err(refused(&path, format!("record {index} says step {after} but holds step {}", next.state.steps)));
+        }
+        wf = next.workflow;
+        *channel = next.channel;
+        *state = next.state;
+        cur = after;
+        applied += 1;
+    }
+    Ok(Some(Replayed { path, records: applied, steps: cur }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wf() -> Workflow {
+        use crate::model::*;
+        let mut graph = Graph::default();
+        graph.nodes.insert("a".into(), Node::Task);
+        let task = TaskDef {
+            name: "a".into(),
+            module: "m".into(),
+            export: "a".into(),
+            inputs: vec![],
+            max_cycles: 1,
+            retry: RetryPolicy::default(),
+            limits: Limits::default(),
+            grants: Grants::default(),
+            reuse_instance: false,
+        };
+        let digest: crate::digest::Sha256 = "ab".repeat(32).parse().unwrap();
+        Workflow {
+            name: "w".into(),
+            flow: "a".into(),
+            start: "a".into(),
+            modules: BTreeMap::from([("m".into(), ModuleRef { path: "/w/m.wasm".into(), sha256: digest, size: 1 })]),
+            tasks: BTreeMap::from([("a".into(), task)]),
+            graph,
+            settings: RunSettings {
+                max_steps: 100,
+                parallelism: 1,
+                bounds: HostBounds::default(),
+                keep_checkpoints: None,
+                keep_iteration_results: DEFAULT_KEEP_ITERATION_RESULTS,
+            },
+            outbound: Default::default(),
+        }
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes([7; 32])
+    }
+
+    fn at(steps: u64, wf: &Workflow) -> RunState {
+        let mut s = RunState::new(wf, "s".into(), Json::parse("{}").unwrap());
+        s.steps = steps;
+        s
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, Json> {
+        pairs.iter().map(|(k, v)| (k.to_string(), Json::parse(*v).unwrap())).collect()
+    }
+
+    /// A log of three records after a checkpoint at step 1.
+    fn written(dir: &Path) -> (Workflow, String) {
+        let wf = wf();
+        let id = new_log_id();
+        let mut log = RecordLog::new(dir, id.clone(), key(), 1, map(&[("a", "1")]));
+        log.append(&at(2, &wf), map(&[("a", "1"), ("b", "2")])).unwrap();
+        log.append(&at(3, &wf), map(&[("b", "3")])).unwrap();
+        log.append(&at(4, &wf), map(&[("b", "3"), ("c", "4")])).unwrap();
+        (wf, id)
+    }
+
+    #[test]
+    fn records_replay_over_the_checkpoint_they_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wf, id) = written(dir.path());
+        let (mut state, mut channel) = (at(1, &wf), map(&[("a", "1")]));
+        let r = replay(dir.path(), &id, &key(), &wf, &mut state, &mut channel).unwrap().unwrap();
+        assert_eq!((r.records, r.steps, state.steps), (3, 4, 4));
+        assert_eq!(channel, map(&[("b", "3"), ("c", "4")]));
+        // From a later checkpoint (step 3), only what follows it.
+        let (mut state, mut channel) = (at(3, &wf), map(&[("b", "3")]));
+        let r = replay(dir.path(), &id, &key(), &wf, &mut state, &mut channel).unwrap().unwrap();
+        assert_eq!((r.records, r.steps), (1, 4));
+        assert_eq!(channel, map(&[("b", "3"), ("c", "4")]));
+        // A checkpoint no record follows (step 2 + a gap): nothing applied
+        // past what follows it.
+        let (mut state, mut channel) = (at(5, &wf), map(&[]));
+        let r = replay(dir.path(), &id, &key(), &wf, &mut state, &mut channel).unwrap().unwrap();
+        assert_eq!((r.records, state.steps), (0, 5));
+        // No log: nothing.
+        assert!(replay(dir.path(), &new_log_id(), &key(), &wf, &mut state, &mut channel).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_torn_tail_is_ignored_and_a_damaged_record_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wf, id) = written(dir.path());
+        let path = path_of(dir.path(), &id);
+        let full = std::fs::read(&path).unwrap();
+        // Cut inside the last frame: the first two apply.
+        for cut in [1, 10, TAG + 3] {
+            std::fs::write(&path, &full[..full.len() - cut]).unwrap();
+            let (mut state, mut channel) = (at(1, &wf), map(&[("a", "1")]));
+            let r = replay(dir.path(), &id, &key(), &wf, &mut state, &mut channel).unwrap().unwrap();
+            assert_eq!((r.records, r.steps), (2, 3), "cut {cut}");
+            assert_eq!(channel, map(&[("b", "3")]));
+        }
+        // A flipped byte in the first record: refused, naming the log.
+        let mut bad = full.clone();
+        bad[MAGIC.len() + 30] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        let (mut state, mut channel) = (at(1, &wf), map(&[("a", "1")]));
+        let err = replay(dir.path(), &id, &key(), &wf, &mut state, &mut channel).unwrap_err();
+        assert!(err.to_string().contains(&id) && err.to_string().contains("does not verify"), "{err}");
+        assert_eq!(state.steps, 1, "nothing applied past what verified");
+        // Another key: refused.
+        std::fs::write(&path, &full).unwrap();
+        let other = SigningKey::from_bytes([8; 32]);
+        assert!(replay(dir.path(), &id, &other, &wf, &mut state, &mut channel).is_err());
+        // A log id that is not one: refused before it becomes a path.
+        assert!(replay(dir.path(), "../x", &key(), &wf, &mut state, &mut channel).is_err());
+    }
+}
