@@ -399,9 +399,34 @@ impl Session {
         }
         let root = checkpoint::root_of(&base);
         let shared = checkpoint::DirLock::shared(&root)?;
-        let Loaded { base, meta, signature, context, chain_base, .. } = checkpoint::load(&base, &key, resume.trust)?;
+        let Loaded { base, meta, signature, mut context, chain_base, .. } =
+            checkpoint::load(&base, &key, resume.trust)?;
         if base.parent().and_then(Path::file_name).is_none_or(|n| n != meta.session_id.as_str()) {
             return Err(CheckpointError::NotInDirectory { path: base, session: meta.session_id }.into());
+        }
+        // The durable records the run wrote after this checkpoint
+        // (write-behind): replayed over it, so the resume starts at the last
+        // boundary that was durable, not at the checkpoint.
+        if let Some(log) = &meta.records {
+            if matches!(signature, SignatureStatus::Valid { .. }) {
+                let folder = base.parent().unwrap_or(Path::new("."));
+                let checkpoint::Context { workflow, state, channel, .. } = &mut context;
+                if let Some(r) = checkpoint::records::replay(folder, log, &key, workflow, state, channel)?
+                    && r.records > 0
+                {
+                    tracing::info!(
+                        "replayed {} durable record{} of {} after checkpoint {} (step {}): resuming at step {}",
+                        r.records,
+                        if r.records == 1 { "" } else { "s" },
+                        r.path.display(),
+                        meta.checkpoint_id,
+                        meta.steps,
+                        r.steps
+                    );
+                }
+            } else {
+                tracing::warn!("the durable records of an unverified checkpoint are not replayed: resuming at its own step");
+            }
         }
         let mut workflow = context.workflow;
         // A retention rule removes files: only a signed record's is honoured

@@ -179,6 +179,21 @@ impl RecordLog {
     }
 }
 
+impl crate::engine::RecordSink for RecordLog {
+    fn append(&mut self, state: &RunState, channel: BTreeMap<String, Json>) -> Result<u64, crate::engine::SinkError> {
+        Ok(RecordLog::append(self, state, channel)?)
+    }
+    fn rebase(&mut self, steps: u64, channel: BTreeMap<String, Json>) {
+        RecordLog::rebase(self, steps, channel);
+    }
+    fn bytes(&self) -> u64 {
+        RecordLog::bytes(self)
+    }
+    fn path(&self) -> &Path {
+        RecordLog::path(self)
+    }
+}
+
 /// What a replay applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replayed {

@@ -103,6 +103,9 @@ pub struct CheckpointStore {
     published: std::collections::HashSet<Sha256>,
     /// The bucket's create-only puts were checked.
     probed: bool,
+    /// The record log of this store's run, named in every checkpoint it
+    /// writes once set ([`CheckpointSink::open_records`]).
+    records_log: Option<String>,
 }
 
 impl CheckpointStore {
@@ -128,6 +131,7 @@ impl CheckpointStore {
             remote: None,
             published: Default::default(),
             probed: false,
+            records_log: None,
         }
     }
 
@@ -547,6 +551,7 @@ impl CheckpointStore {
             trace: self.trace,
             keep_checkpoints: workflow.settings.keep_checkpoints,
             keep_iteration_results: Some(workflow.settings.keep_iteration_results),
+            records: self.records_log.clone(),
         };
         let meta_path = with_ext(base, "meta.json");
         let Some(key) = &self.key else { return Err(CheckpointError::Key(super::signing::KeyError::NoHome)) };
@@ -615,6 +620,29 @@ fn written_error(path: &Path, source: std::io::Error, needed: u64) -> Checkpoint
 }
 
 impl CheckpointSink for CheckpointStore {
+    fn open_records(&mut self, session: &str) -> Option<Box<dyn crate::engine::RecordSink>> {
+        // Records live beside the checkpoints on this machine's disk: a run
+        // publishing to a bucket writes behind without them.
+        if self.remote.is_some() || !super::schema::is_valid_id(session) {
+            return None;
+        }
+        if self.key.is_none() {
+            match SigningKey::load_or_create() {
+                Ok(k) => self.key = Some(k),
+                Err(e) => {
+                    tracing::warn!("no durable records for this run: {}", crate::error_chain(&e));
+                    return None;
+                }
+            }
+        }
+        let key = self.key.clone()?;
+        let id = super::records::new_log_id();
+        self.records_log = Some(id.clone());
+        let folder = self.root.join(session);
+        Some(Box::new(super::records::RecordLog::new(&folder, id, key, 0, BTreeMap::new())))
+    }
+
+
     fn write(
         &mut self,
         workflow: &Workflow,

@@ -117,6 +117,31 @@ pub trait CheckpointSink: Send {
         channel: &BTreeMap<String, Json>,
         request: &CheckpointRequest,
     ) -> Result<Written, SinkError>;
+
+    /// Start the durable records of this run (write-behind): a log every
+    /// checkpoint this sink writes from now on names, which the run appends
+    /// a record to at each due boundary, outside the sink (so an append
+    /// never waits for a checkpoint being written). `None` (the default):
+    /// this sink keeps no records, and write-behind skips boundaries as
+    /// before.
+    fn open_records(&mut self, _session: &str) -> Option<Box<dyn RecordSink>> {
+        None
+    }
+}
+
+/// Where a run's durable records go (see `checkpoint/records.rs`).
+/// Invariant: each record follows the boundary of the previous record or of
+/// the last [`RecordSink::rebase`], and is durable when `append` returns.
+pub trait RecordSink: Send {
+    /// Append the boundary `state` with `channel`, durably; bytes appended.
+    fn append(&mut self, state: &RunState, channel: BTreeMap<String, Json>) -> Result<u64, SinkError>;
+    /// The next record follows the boundary at `steps` with `channel`: a
+    /// checkpoint was written there.
+    fn rebase(&mut self, steps: u64, channel: BTreeMap<String, Json>);
+    /// Bytes in the log.
+    fn bytes(&self) -> u64;
+    /// Where it is (for messages and for removing it once superseded).
+    fn path(&self) -> &std::path::Path;
 }
 
 /// A sink for runs without checkpoints: a request is an error.
@@ -466,7 +491,12 @@ impl<'a> Engine<'a> {
         };
         // A resumed run no longer waits: its tasks ask again.
         state.pending_input.clear();
-        let writer = writer::Checkpointer::new(&shared, sink, self.write_behind && self.checkpoint_every.is_some());
+        let writer = writer::Checkpointer::new(
+            &shared,
+            sink,
+            self.write_behind && self.checkpoint_every.is_some(),
+            &state.session_id,
+        );
         let outcome = std::thread::scope(|scope| {
             if writer.is_behind() {
                 scope.spawn(|| writer.serve());

@@ -12,8 +12,19 @@
 //! at a boundary with a checkpoint owed, that boundary (the newest) is written
 //! before [`super::Engine::run`] returns. A failed background write stops the
 //! run at its next boundary.
+//!
+//! Durable records: when the sink keeps them ([`CheckpointSink::open_records`]),
+//! write-behind makes every due boundary durable before the next task starts
+//! anyway: the first due boundary is a checkpoint written at once (the
+//! records follow it), and each due boundary after it is first appended to
+//! the run's record log (one append and `fdatasync`), then handed to the
+//! writer if it is idle. The writer then only takes due boundaries (each has
+//! its record, so a resume of its checkpoint can replay the records after
+//! it), and every checkpoint written at once rebases the records on itself.
+//! A log past [`crate::checkpoint::records::ROTATE_RECORD_LOG_BYTES`] is
+//! replaced by a new one over a checkpoint written at once.
 
-use super::{CheckpointRequest, CheckpointSink, EventKind, RunError, RunState, Shared, Written};
+use super::{CheckpointRequest, CheckpointSink, EventKind, RecordSink, RunError, RunState, Shared, Written};
 use crate::channel::MemoryChannel;
 use crate::json::Json;
 use std::collections::BTreeMap;
@@ -28,6 +39,16 @@ pub(super) struct Checkpointer<'r, 's> {
     written: Mutex<Vec<String>>,
     /// The background writer's mailbox (write-behind only).
     behind: Option<Mailbox>,
+    /// The run's durable records (write-behind with a sink that keeps them).
+    records: Mutex<Records>,
+}
+
+/// The durable records of a run.
+#[derive(Default)]
+struct Records {
+    log: Option<Box<dyn RecordSink>>,
+    /// A checkpoint was written at once: the records follow it.
+    anchored: bool,
 }
 
 #[derive(Default)]
@@ -58,13 +79,25 @@ struct Job {
 }
 
 impl<'r, 's> Checkpointer<'r, 's> {
-    pub fn new(shared: &'r Shared<'s>, sink: &'r mut dyn CheckpointSink, behind: bool) -> Self {
+    pub fn new(shared: &'r Shared<'s>, sink: &'r mut dyn CheckpointSink, behind: bool, session: &str) -> Self {
+        let log = if behind { sink.open_records(session) } else { None };
         Checkpointer {
             shared,
             sink: Mutex::new(sink),
             written: Mutex::default(),
             behind: behind.then(Mailbox::default),
+            records: Mutex::new(Records { log, anchored: false }),
         }
+    }
+
+    fn records(&self) -> MutexGuard<'_, Records> {
+        // Only the run's thread takes it; nothing panics while holding it.
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True if each due boundary is a durable record.
+    fn recording(&self) -> bool {
+        self.records().log.is_some()
     }
 
     /// True if checkpoints go through a background writer.
@@ -87,13 +120,68 @@ impl<'r, 's> Checkpointer<'r, 's> {
                 return Err(e);
             }
         }
-        self.commit(state, &channel.snapshot(), request, false)
+        let snapshot = channel.snapshot();
+        let written = self.commit(state, &snapshot, request, false)?;
+        let mut records = self.records();
+        if let Some(log) = records.log.as_mut() {
+            log.rebase(state.steps, snapshot);
+            records.anchored = true;
+        }
+        Ok(written)
+    }
+
+    /// The durable record of a due boundary: `false` if the boundary was
+    /// made durable otherwise (a checkpoint written at once: the first one,
+    /// or one over a new log when the log is full), `true` if a record was
+    /// appended and the boundary may go on to the writer.
+    fn record(
+        &self,
+        state: &RunState,
+        channel: &MemoryChannel,
+        request: &CheckpointRequest,
+    ) -> Result<bool, RunError> {
+        let failed = |e: super::SinkError| RunError::Checkpoint {
+            task_id: request.task_id.clone(),
+            source: super::CheckpointFailure(e.into()),
+        };
+        let mut records = self.records();
+        let (anchored, full) = match records.log.as_ref() {
+            Some(log) => (records.anchored, log.bytes() >= crate::checkpoint::records::ROTATE_RECORD_LOG_BYTES),
+            None => return Ok(true),
+        };
+        if !anchored {
+            drop(records);
+            self.write(state, channel, request)?;
+            return Ok(false);
+        }
+        if full {
+            // A new log over a checkpoint written now; the old log is then
+            // superseded (older checkpoints resume without their records).
+            let old = records.log.take().map(|l| l.path().to_path_buf());
+            drop(records);
+            if let Some(mailbox) = &self.behind {
+                drop(mailbox.settled());
+            }
+            let fresh = self.sink.lock().unwrap_or_else(|e| e.into_inner()).open_records(&state.session_id);
+            self.records().log = fresh;
+            self.write(state, channel, request)?;
+            if let Some(old) = old {
+                let _ = std::fs::remove_file(old);
+            }
+            return Ok(false);
+        }
+        let Some(log) = records.log.as_mut() else { return Ok(true) };
+        log.append(state, channel.snapshot()).map_err(failed)?;
+        Ok(true)
     }
 
     /// An automatic checkpoint at this boundary: written now, or with
     /// write-behind handed to the writer if it is idle, else owed.
     pub fn auto(&self, state: &RunState, channel: &MemoryChannel, request: &CheckpointRequest) -> Result<(), RunError> {
         let Some(mailbox) = &self.behind else { return self.write(state, channel, request).map(drop) };
+        if !self.record(state, channel, request)? {
+            return Ok(());
+        }
         let mut slot = mailbox.lock();
         if let Some(e) = slot.failed.take() {
             return Err(e);
@@ -114,9 +202,12 @@ impl<'r, 's> Checkpointer<'r, 's> {
     /// an automatic checkpoint is owed and the writer is free to take one, or
     /// the writer failed (`auto` then gives its failure).
     pub fn owed_and_free(&self) -> bool {
+        // With records, the writer takes only due boundaries (each has its
+        // record): an owed checkpoint waits for the next due one, or the end.
+        let recording = self.recording();
         self.behind.as_ref().is_some_and(|m| {
             let slot = m.lock();
-            slot.failed.is_some() || (slot.owed.is_some() && !slot.busy && slot.job.is_none())
+            slot.failed.is_some() || (!recording && slot.owed.is_some() && !slot.busy && slot.job.is_none())
         })
     }
 

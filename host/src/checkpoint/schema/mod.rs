@@ -212,6 +212,10 @@ pub struct Meta {
     /// `keep_checkpoints`; absent in checkpoints of older hosts, which then
     /// resume with the default.
     pub keep_iteration_results: Option<u64>,
+    /// The record log of the run that wrote it (`checkpoint/records.rs`):
+    /// with write-behind, the durable records of the boundaries after it,
+    /// which a resume replays. In the signed record.
+    pub records: Option<String>,
 }
 
 impl Meta {

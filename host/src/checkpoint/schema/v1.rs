@@ -45,6 +45,7 @@ impl From<MetaV1> for Meta {
             trace: None,
             keep_checkpoints: None,
             keep_iteration_results: None,
+            records: None,
         }
     }
 }

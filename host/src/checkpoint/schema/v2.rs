@@ -85,6 +85,9 @@ pub struct Record {
     /// See [`Meta::keep_iteration_results`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_iteration_results: Option<u64>,
+    /// See [`Meta::records`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -153,6 +156,7 @@ pub fn read_meta(bytes: &[u8], version: SchemaVersion) -> Result<(Meta, Vec<u8>)
         trace: r.trace,
         keep_checkpoints: r.keep_checkpoints,
         keep_iteration_results: r.keep_iteration_results,
+        records: r.records,
     };
     Ok((meta, message))
 }
