@@ -88,11 +88,14 @@ pub struct ResumeOptions {
     /// and grant ([`describe_grants`]) when a checkpoint that is not signed by
     /// this machine's key is resumed, before any of its code is loaded.
     pub on_untrusted: Option<fn(&Path, &SignatureStatus, &str)>,
+    /// Replay the durable records written after the checkpoint (the
+    /// default); `false` resumes the checkpoint's own state.
+    pub replay_records: bool,
 }
 
 impl Default for ResumeOptions {
     fn default() -> Self {
-        ResumeOptions { module_change: ModuleChange::Refuse, trust: Trust::Signed, on_untrusted: None }
+        ResumeOptions { module_change: ModuleChange::Refuse, trust: Trust::Signed, on_untrusted: None, replay_records: true }
     }
 }
 
@@ -407,7 +410,7 @@ impl Session {
         // The durable records the run wrote after this checkpoint
         // (write-behind): replayed over it, so the resume starts at the last
         // boundary that was durable, not at the checkpoint.
-        if let Some(log) = &meta.records {
+        if let Some(log) = meta.records.as_ref().filter(|_| resume.replay_records) {
             if matches!(signature, SignatureStatus::Valid { .. }) {
                 let folder = base.parent().unwrap_or(Path::new("."));
                 let checkpoint::Context { workflow, state, channel, .. } = &mut context;

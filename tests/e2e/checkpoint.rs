@@ -891,3 +891,135 @@ fn retention_never_removes_checkpoints_of_another_branch_of_the_run() {
     let newest = all.iter().filter(|s| s.meta.steps == 3).count();
     assert_eq!(newest, 2, "both branches' step-3 checkpoints are there");
 }
+
+/// Records in a durable record log (`checkpoint/records.rs`): whole frames.
+fn record_frames(log: &Path) -> usize {
+    let Ok(bytes) = std::fs::read(log) else { return 0 };
+    let mut rest = bytes.get(graflow_host::checkpoint::records::MAGIC.len()..).unwrap_or(&[]);
+    let mut n = 0;
+    while rest.len() >= 4 {
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let Some(after) = rest.get(4 + len + 64..) else { break };
+        rest = after;
+        n += 1;
+    }
+    n
+}
+
+fn record_logs(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|s| s.file_name() != "modules")
+        .flat_map(|s| std::fs::read_dir(s.path()).into_iter().flatten().flatten())
+        .map(|f| f.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "records"))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn write_behind_makes_every_task_durable_and_a_resume_replays_the_records() {
+    let names: Vec<String> = (1..=8).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut text = format!("[workflow]\nflow = \"{}\"\n", refs.join(" >> "));
+    for n in &refs {
+        text.push_str(&format!("[tasks.{n}]\nexport = \"script\"\n"));
+        if *n == "t6" {
+            text.push_str("dirs = [{ host = \"gate\", guest = \"/gate\" }]\n");
+        }
+    }
+    let wf = workflow(&text);
+    std::fs::create_dir(wf.dir.path().join("gate")).unwrap();
+    let release = wf.dir.path().join("gate/go");
+    let mut script = serde_json::Map::new();
+    for n in &refs {
+        script.insert(n.to_string(), json!([{"op": "raw", "call": "append", "key": "ran", "text": format!("\"{n}\"")}]));
+    }
+    script.insert(
+        "t6".into(),
+        json!([
+            {"op": "wait_file", "path": "/gate/go"},
+            {"op": "raw", "call": "append", "key": "ran", "text": "\"t6\""}
+        ]),
+    );
+    script.insert(
+        "t8".into(),
+        json!([{"op": "raw", "call": "append", "key": "ran", "text": "\"t8\""}, {"op": "return", "key": "ran"}]),
+    );
+    let input = scripts(Value::Object(script)).to_string();
+    let mut child = command(wf.dir.path())
+        .args(["run", "workflow.toml", "--input", &input, "--checkpoint-every", "1", "--write-behind"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // t1's boundary is a checkpoint written at once; t2 to t5 are records.
+    // With t6 waiting, their four records are on the disk: kill -9 then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while record_logs(&wf.checkpoints()).first().is_none_or(|l| record_frames(l) < 4) {
+        assert!(std::time::Instant::now() < deadline, "the run wrote no four records");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = record_logs(&wf.checkpoints()).remove(0);
+    assert_eq!(record_frames(&log), 4);
+    let all = graflow_host::checkpoint::list(&wf.checkpoints()).unwrap();
+    let anchor = &all[0];
+    assert_eq!(anchor.meta.steps, 1);
+    let log_id = log.file_stem().unwrap().to_str().unwrap();
+    assert!(all.iter().all(|s| s.meta.records.as_deref() == Some(log_id)), "every checkpoint names the run's log");
+    std::fs::write(&release, "").unwrap();
+    let expected = json!(["t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"]);
+
+    // The first checkpoint and the records after it: the run goes on at step 5.
+    let resume = |_: &Wf, base: &Path, extra: &[&str]| -> Out {
+        let out = command(wf.dir.path())
+            .env("GRAFLOW_LOG", "info")
+            .args(["resume", base.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    };
+    let keep = std::fs::read(&log).unwrap();
+    let out = resume(&wf, &anchor.base, &["--json"]);
+    assert!(out.stderr.contains("replayed 4 durable records") && out.stderr.contains("resuming at step 5"), "{}", out.stderr);
+    assert_eq!(out.ok().json()["result"], expected);
+    assert_eq!(out.json()["steps"], 8);
+
+    // A torn last record (an append a crash cut short) is left out.
+    std::fs::write(&log, &keep[..keep.len() - 10]).unwrap();
+    let out = resume(&wf, &anchor.base, &["--json"]);
+    assert!(out.stderr.contains("replayed 3 durable records") && out.stderr.contains("resuming at step 4"), "{}", out.stderr);
+    assert_eq!(out.ok().json()["result"], expected);
+
+    // A changed record is refused, naming the log; --without-records
+    // resumes the checkpoint's own state.
+    let mut bad = keep.clone();
+    bad[graflow_host::checkpoint::records::MAGIC.len() + 40] ^= 1;
+    std::fs::write(&log, &bad).unwrap();
+    let out = resume(&wf, &anchor.base, &["--json"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains(log_id) && out.stderr.contains("does not verify"), "{}", out.stderr);
+    assert!(out.stderr.contains("--without-records"), "{}", out.stderr);
+    let out = resume(&wf, &anchor.base, &["--json", "--without-records"]);
+    assert!(!out.stderr.contains("replayed"), "{}", out.stderr);
+    assert_eq!(out.ok().json()["result"], expected);
+
+    // Prune keeps the log while a checkpoint names it, and removes it after.
+    std::fs::write(&log, &keep).unwrap();
+    cli(wf.dir.path(), &["checkpoints", "prune", "--keep", "1"]).ok();
+    let named = graflow_host::checkpoint::list(&wf.checkpoints())
+        .unwrap()
+        .iter()
+        .any(|s| s.meta.records.as_deref() == Some(log_id));
+    assert_eq!(log.exists(), named);
+}

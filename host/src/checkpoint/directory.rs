@@ -264,6 +264,8 @@ pub struct Pruned {
     pub torn: usize,
     /// Journals of sessions with no checkpoint left, removed.
     pub journals: usize,
+    /// Durable record logs no remaining commit record names, removed.
+    pub records: usize,
     /// Ids of older full checkpoints kept because a kept increment is
     /// written over them.
     pub bases_kept: Vec<String>,
@@ -403,6 +405,34 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Pruned, CheckpointError> {
                 .unwrap_or(true);
             if !committed && std::fs::remove_file(&journal).is_ok() {
                 pruned.journals += 1;
+            }
+        }
+    }
+    // Record logs no remaining commit record names: nothing resumes them.
+    for session in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !session.file_type().is_ok_and(|t| t.is_dir()) || session.file_name() == "modules" {
+            continue;
+        }
+        let entries: Vec<PathBuf> =
+            std::fs::read_dir(session.path()).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        let named: HashSet<String> = entries
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with(".meta.json"))
+            .filter_map(|m| read_meta(&base_of(m)).ok().and_then(|(meta, _)| meta.records))
+            .collect();
+        let unreadable = entries
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with(".meta.json"))
+            .any(|m| read_meta(&base_of(m)).is_err());
+        if unreadable {
+            // A record that cannot be read may name a log: keep them all.
+            continue;
+        }
+        for path in &entries {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let Some(log) = name.strip_suffix(&format!(".{}", super::records::RECORDS_EXT)) else { continue };
+            if !named.contains(log) && std::fs::remove_file(path).is_ok() {
+                pruned.records += 1;
             }
         }
     }

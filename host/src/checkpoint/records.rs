@@ -236,7 +236,7 @@ pub fn replay(
     let Some(mut rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
         return Err(refused(&path, "not a graflow record log (bad header)".into()));
     };
-    let move_away = "move the file away to resume the checkpoint without its records";
+    let move_away = "resume with --without-records to resume the checkpoint's own state";
     let (mut cur, mut applied) = (state.steps, 0u64);
     let mut wf = workflow.clone();
     let mut index = 0u64;

@@ -133,6 +133,9 @@ pub fn checkpoints(cmd: CheckpointsCommand) -> Result<ExitStatus, CliError> {
                 pruned.journals,
                 folders
             );
+            if pruned.records > 0 {
+                println!("removed {} durable record log(s) no remaining checkpoint names", pruned.records);
+            }
             if !pruned.orphans.is_empty() {
                 println!(
                     "removed {} increment(s) whose base is gone (they could not be resumed): {}",

@@ -119,6 +119,10 @@ pub struct ResumeArgs {
     /// grant. Only for checkpoints you trust.
     #[arg(long)]
     trust_unsigned: bool,
+    /// Resume the checkpoint's own state, without replaying the durable
+    /// records its run wrote after it (`--write-behind`; docs/checkpoints.md).
+    #[arg(long)]
+    without_records: bool,
     #[command(flatten)]
     pub exec: ExecOptions,
 }
@@ -296,6 +300,7 @@ pub fn resume(args: ResumeArgs, live: bool) -> Result<ExitStatus, CliError> {
     let resume = ResumeOptions {
         module_change: if args.allow_module_change { ModuleChange::Allow } else { ModuleChange::Refuse },
         trust: if args.trust_unsigned { Trust::AllowUnsigned } else { Trust::Signed },
+        replay_records: !args.without_records,
         on_untrusted: Some(|base, signature, grants| {
             eprintln!(
                 "warning: resuming checkpoint {} whose signature is {signature} (--trust-unsigned); it runs and grants:\n{}",
