@@ -49,7 +49,15 @@ struct Records {
     log: Option<Box<dyn RecordSink>>,
     /// A checkpoint was written at once: the records follow it.
     anchored: bool,
+    /// When a boundary was last handed to the writer.
+    handed: Option<std::time::Instant>,
 }
+
+/// With durable records, the writer is handed a boundary at most this often:
+/// the records make every boundary durable, so checkpoints only bound how
+/// many records a resume replays, and a writer committing all the time
+/// would make each record's `fdatasync` wait for its journal commits.
+const RECORDED_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Default)]
 struct Mailbox {
@@ -86,7 +94,7 @@ impl<'r, 's> Checkpointer<'r, 's> {
             sink: Mutex::new(sink),
             written: Mutex::default(),
             behind: behind.then(Mailbox::default),
-            records: Mutex::new(Records { log, anchored: false }),
+            records: Mutex::new(Records { log, anchored: false, handed: None }),
         }
     }
 
@@ -130,10 +138,11 @@ impl<'r, 's> Checkpointer<'r, 's> {
         Ok(written)
     }
 
-    /// The durable record of a due boundary: `false` if the boundary was
+    /// The durable record of a due boundary: `true` if a record was appended
+    /// and the boundary may go on to the writer; `false` if the boundary was
     /// made durable otherwise (a checkpoint written at once: the first one,
-    /// or one over a new log when the log is full), `true` if a record was
-    /// appended and the boundary may go on to the writer.
+    /// or one over a new log when the log is full) or was recorded less than
+    /// [`RECORDED_CHECKPOINT_EVERY`] after the last hand-over.
     fn record(
         &self,
         state: &RunState,
@@ -172,7 +181,7 @@ impl<'r, 's> Checkpointer<'r, 's> {
         }
         let Some(log) = records.log.as_mut() else { return Ok(true) };
         log.append(state, channel.snapshot()).map_err(failed)?;
-        Ok(true)
+        Ok(records.handed.is_none_or(|t| t.elapsed() >= RECORDED_CHECKPOINT_EVERY))
     }
 
     /// An automatic checkpoint at this boundary: written now, or with
@@ -180,6 +189,11 @@ impl<'r, 's> Checkpointer<'r, 's> {
     pub fn auto(&self, state: &RunState, channel: &MemoryChannel, request: &CheckpointRequest) -> Result<(), RunError> {
         let Some(mailbox) = &self.behind else { return self.write(state, channel, request).map(drop) };
         if !self.record(state, channel, request)? {
+            // Durable already (written at once, or recorded and not handed
+            // over this often): owed, so the end of the run writes it.
+            if self.records().anchored {
+                mailbox.lock().owed = Some(state.steps);
+            }
             return Ok(());
         }
         let mut slot = mailbox.lock();
@@ -192,6 +206,7 @@ impl<'r, 's> Checkpointer<'r, 's> {
         }
         slot.owed = None;
         slot.job = Some(Job { state: state.clone(), channel: channel.snapshot(), request: request.clone() });
+        self.records().handed = Some(std::time::Instant::now());
         // Counted now (see `Shared::checkpoints_written`).
         self.shared.checkpoints_written.fetch_add(1, Ordering::SeqCst);
         mailbox.changed.notify_all();
