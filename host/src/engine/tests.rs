@@ -814,3 +814,82 @@ fn a_long_loop_keeps_a_bounded_state() {
     assert!(r.state.dynamic_tasks.is_empty());
     assert_eq!(r.state.cycle_counts.len(), 1);
 }
+
+/// What a recording sink saw, in order: `checkpoint <steps> <mode>`,
+/// `record <after> (<before>)`, `rebase <steps>`.
+type Seen = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A sink that keeps records: checkpoints and records go to `seen`.
+struct Recording(Seen);
+
+struct Log {
+    seen: Seen,
+    prev: u64,
+}
+
+impl super::RecordSink for Log {
+    fn append(&mut self, state: &RunState, _: BTreeMap<String, Json>) -> Result<u64, SinkError> {
+        self.seen.lock().unwrap().push(format!("record {} ({})", state.steps, self.prev));
+        self.prev = state.steps;
+        Ok(1)
+    }
+    fn rebase(&mut self, steps: u64, _: BTreeMap<String, Json>) {
+        self.seen.lock().unwrap().push(format!("rebase {steps}"));
+        self.prev = steps;
+    }
+    fn bytes(&self) -> u64 {
+        0
+    }
+    fn path(&self) -> &std::path::Path {
+        std::path::Path::new("log")
+    }
+}
+
+impl CheckpointSink for Recording {
+    fn write(
+        &mut self,
+        _: &Workflow,
+        s: &RunState,
+        _: &BTreeMap<String, Json>,
+        r: &CheckpointRequest,
+    ) -> Result<Written, SinkError> {
+        self.0.lock().unwrap().push(format!("checkpoint {} {}", s.steps, r.mode));
+        Ok(Written { id: format!("cp{}", s.steps), bytes: 1, fresh: true })
+    }
+    fn open_records(&mut self, _: &str) -> Option<Box<dyn super::RecordSink>> {
+        Some(Box::new(Log { seen: self.0.clone(), prev: 0 }))
+    }
+}
+
+#[test]
+fn write_behind_with_records_makes_every_boundary_durable_in_order() {
+    let wf = workflow("[workflow]\nflow = \"a >> b >> c >> d >> e\"", names(&["a", "b", "c", "d", "e"]));
+    let fake = Fake::default().on("c", |_, ctx| {
+        ctx.request_checkpoint("{}").unwrap();
+        ok(serde_json::json!("c"))
+    });
+    let seen: Seen = Default::default();
+    let mut state = RunState::new(&wf, "s".into(), j("{}"));
+    let channel = Arc::new(MemoryChannel::default());
+    let report = Engine::new(wf.clone(), &fake)
+        .checkpoint_every(Some(1))
+        .write_behind(true)
+        .run(&mut state, &channel, &mut Recording(seen.clone()))
+        .unwrap();
+    assert_eq!(report.result, Some(j("\"e\"")));
+    let seen = seen.lock().unwrap().clone();
+    // The first boundary is a checkpoint written at once, the records follow
+    // it; a task's request is written at once and the records follow it;
+    // background checkpoints (at most one a second) are of recorded
+    // boundaries only, and the end is written.
+    let records: Vec<&String> = seen.iter().filter(|s| !s.starts_with("checkpoint")).collect();
+    assert_eq!(records, ["rebase 1", "record 2 (1)", "rebase 3", "record 4 (3)", "record 5 (4)"], "{seen:?}");
+    assert_eq!(seen[0], "checkpoint 1 auto");
+    assert!(seen.contains(&"checkpoint 3 deferred".to_string()), "{seen:?}");
+    let background: Vec<u64> = seen
+        .iter()
+        .filter_map(|s| s.strip_prefix("checkpoint ").and_then(|s| s.strip_suffix(" auto")))
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert_eq!(background.last(), Some(&5), "the end is written: {seen:?}");
+}
