@@ -285,6 +285,12 @@ fn show(path: &Path, json: bool) -> Result<ExitStatus, CliError> {
     }
     println!("  signature:  {}", loaded.signature);
     println!("  steps:      {}", m.steps);
+    if let Some(log) = m.records.as_deref().filter(|l| checkpoint::records::is_log_id(l)) {
+        let folder = loaded.base.parent().unwrap_or(std::path::Path::new("."));
+        let path = checkpoint::records::path_of(folder, log);
+        let state = if path.exists() { "resume replays the records after this checkpoint" } else { "absent" };
+        println!("  records:    {} ({state})", path.display());
+    }
     println!("  metadata:   {}", m.user_metadata);
     println!(
         "  completed:  {}",

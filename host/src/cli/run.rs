@@ -26,11 +26,14 @@ pub struct ExecOptions {
     /// Also write a checkpoint after every N completed tasks.
     #[arg(long, value_name = "N")]
     checkpoint_every: Option<u64>,
-    /// With --checkpoint-every: write those checkpoints in the background
-    /// instead of waiting for each to reach the disk. When tasks complete
-    /// faster than checkpoints commit, the boundaries in between are skipped
-    /// (the newest is written); a crash loses at most the tasks since the
-    /// newest committed one. The last is written before the run ends.
+    /// With --checkpoint-every: make each of those boundaries durable as a
+    /// small record appended to the run's record log (one append and
+    /// fdatasync) before the next task starts, and write the checkpoints
+    /// themselves in the background (at most one a second). A resume
+    /// replays the records after the checkpoint it loads, so a crash loses
+    /// nothing that completed. With a bucket, no records are kept: a crash
+    /// loses at most the tasks since the newest committed checkpoint. The
+    /// last boundary is written as a checkpoint before the run ends.
     #[arg(long, requires = "checkpoint_every")]
     write_behind: bool,
     /// Keep only the newest N checkpoints of this run: older ones are removed
