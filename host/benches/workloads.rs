@@ -722,6 +722,42 @@ fn durability() {
         ),
     );
     emit("durable_group_16_floors", (every - none) / floor, "x", "durable_group_16 over durable_append_floor");
+    // With records, a group after a first task: the first task's boundary is
+    // the checkpoint the records follow, the join is one record. Its cost is
+    // this run's over the same without the group, less the group's own run.
+    let mut graph = Graph::default();
+    let members: Vec<String> = (0..16).map(|i| format!("p{i}")).collect();
+    let mut tasks = vec![task_def("first", "m", "noop", &[])];
+    for m in &members {
+        graph.nodes.insert(m.clone(), Node::Task);
+        tasks.push(task_def(m, "m", "noop", &[]));
+    }
+    tasks.push(task_def("last", "m", "noop", &[]));
+    graph.nodes.insert("first".into(), Node::Task);
+    graph.nodes.insert("last".into(), Node::Task);
+    graph.nodes.insert("group".into(), Node::Group(GroupDef { members, policy: GroupPolicy::Strict }));
+    graph.successors.insert("first".into(), vec!["group".into()]);
+    graph.successors.insert("group".into(), vec!["last".into()]);
+    let mut with_group = workflow(&bench_module(), tasks, graph, "first");
+    with_group.settings.parallelism = 16;
+    let with_group = Arc::new(with_group);
+    let first_only = Arc::new(chain(&bench_module(), 2, "noop"));
+    let runs = |wf: &Arc<Workflow>, behind: bool| {
+        median((0..7).map(|_| if behind { timed_with(wf, Some(1), true).0 } else { timed(wf, None).0 }).collect())
+    };
+    runs(&with_group, true);
+    quiet_disk();
+    let (group_rec, first_rec) = (runs(&with_group, true), runs(&first_only, true));
+    let (group_none, first_none) = (runs(&with_group, false), runs(&first_only, false));
+    let record = (group_rec - first_rec) - (group_none - first_none);
+    emit(
+        "durable_record_group_16",
+        record,
+        "ms",
+        &format!(
+            "first >> (16 parallel no-ops) >> last against first >> last, with --checkpoint-every 1 --write-behind (the join is one durable record) and without checkpoints: ({group_rec:.2} - {first_rec:.2}) - ({group_none:.2} - {first_none:.2}) ms, medians of 7"
+        ),
+    );
 }
 
 /// First task start: load the module (cold: empty compiled-module cache; warm:

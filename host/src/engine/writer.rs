@@ -134,6 +134,9 @@ impl<'r, 's> Checkpointer<'r, 's> {
         if let Some(log) = records.log.as_mut() {
             log.rebase(state.steps, snapshot);
             records.anchored = true;
+            // A checkpoint was just written: the next one goes to the writer
+            // no sooner than one it took.
+            records.handed = Some(std::time::Instant::now());
         }
         Ok(written)
     }
