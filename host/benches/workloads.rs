@@ -76,14 +76,13 @@ fn task_def(name: &str, module: &str, export: &str, inputs: &[&str]) -> TaskDef 
 
 /// A workflow over `module` from nodes and edges built by the caller.
 fn workflow(module: &Path, tasks: Vec<TaskDef>, graph: Graph, start: &str) -> Workflow {
-    let settings =
-        RunSettings {
-            max_steps: u64::MAX,
-            parallelism: 4,
-            bounds: HostBounds::default(),
-            keep_checkpoints: None,
-            keep_iteration_results: graflow_host::model::DEFAULT_KEEP_ITERATION_RESULTS,
-        };
+    let settings = RunSettings {
+        max_steps: u64::MAX,
+        parallelism: 4,
+        bounds: HostBounds::default(),
+        keep_checkpoints: None,
+        keep_iteration_results: graflow_host::model::DEFAULT_KEEP_ITERATION_RESULTS,
+    };
     let modules = BTreeMap::from([("m".to_string(), module_ref(module))]);
     let tasks = tasks.into_iter().map(|t| (t.name.clone(), t)).collect();
     Workflow {

@@ -95,7 +95,12 @@ pub struct ResumeOptions {
 
 impl Default for ResumeOptions {
     fn default() -> Self {
-        ResumeOptions { module_change: ModuleChange::Refuse, trust: Trust::Signed, on_untrusted: None, replay_records: true }
+        ResumeOptions {
+            module_change: ModuleChange::Refuse,
+            trust: Trust::Signed,
+            on_untrusted: None,
+            replay_records: true,
+        }
     }
 }
 
@@ -428,7 +433,9 @@ impl Session {
                     );
                 }
             } else {
-                tracing::warn!("the durable records of an unverified checkpoint are not replayed: resuming at its own step");
+                tracing::warn!(
+                    "the durable records of an unverified checkpoint are not replayed: resuming at its own step"
+                );
             }
         }
         let mut workflow = context.workflow;

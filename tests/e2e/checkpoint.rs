@@ -938,7 +938,8 @@ fn write_behind_makes_every_task_durable_and_a_resume_replays_the_records() {
     let release = wf.dir.path().join("gate/go");
     let mut script = serde_json::Map::new();
     for n in &refs {
-        script.insert(n.to_string(), json!([{"op": "raw", "call": "append", "key": "ran", "text": format!("\"{n}\"")}]));
+        script
+            .insert(n.to_string(), json!([{"op": "raw", "call": "append", "key": "ran", "text": format!("\"{n}\"")}]));
     }
     script.insert(
         "t6".into(),
@@ -993,14 +994,22 @@ fn write_behind_makes_every_task_durable_and_a_resume_replays_the_records() {
     };
     let keep = std::fs::read(&log).unwrap();
     let out = resume(&wf, &anchor.base, &["--json"]);
-    assert!(out.stderr.contains("replayed 4 durable records") && out.stderr.contains("resuming at step 5"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("replayed 4 durable records") && out.stderr.contains("resuming at step 5"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(out.ok().json()["result"], expected);
     assert_eq!(out.json()["steps"], 8);
 
     // A torn last record (an append a crash cut short) is left out.
     std::fs::write(&log, &keep[..keep.len() - 10]).unwrap();
     let out = resume(&wf, &anchor.base, &["--json"]);
-    assert!(out.stderr.contains("replayed 3 durable records") && out.stderr.contains("resuming at step 4"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("replayed 3 durable records") && out.stderr.contains("resuming at step 4"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(out.ok().json()["result"], expected);
 
     // A changed record is refused, naming the log; --without-records

@@ -160,8 +160,11 @@ impl RecordLog {
         frame.extend_from_slice(&body);
         frame.extend_from_slice(&tag(&self.key, &self.id, &body));
         if self.file.is_none() {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Private like the checkpoint files (it holds channel values);
+            // never an existing file or a link.
             let mut file =
-                std::fs::OpenOptions::new().create_new(true).append(true).open(&self.path).map_err(io)?;
+                std::fs::OpenOptions::new().create_new(true).append(true).mode(0o600).open(&self.path).map_err(io)?;
             file.write_all(MAGIC).map_err(io)?;
             file.sync_all().map_err(io)?;
             let folder = self.path.parent().unwrap_or(Path::new("."));
@@ -276,8 +279,8 @@ pub fn replay(
             break;
         }
         let ctx = bytes::Bytes::copy_from_slice(&body[16..]);
-        let decoded = format::decode_record(&ctx)
-            .map_err(|e| refused(&path, format!("record {index}: {e}; {move_away}")))?;
+        let decoded =
+            format::decode_record(&ctx).map_err(|e| refused(&path, format!("record {index}: {e}; {move_away}")))?;
         let Decoded::Increment(delta) = decoded else {
             return Err(refused(&path, format!("record {index} is not an increment; {move_away}")));
         };
@@ -285,7 +288,10 @@ pub fn replay(
             .apply(wf, std::mem::take(channel))
             .map_err(|e| refused(&path, format!("record {index}: {e}; {move_away}")))?;
         if next.state.steps != after {
-            return Err(refused(&path, format!("record {index} says step {after} but holds step {}", next.state.steps)));
+            return Err(refused(
+                &path,
+                format!("record {index} says step {after} but holds step {}", next.state.steps),
+            ));
         }
         wf = next.workflow;
         *channel = next.channel;

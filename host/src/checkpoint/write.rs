@@ -642,7 +642,6 @@ impl CheckpointSink for CheckpointStore {
         Some(Box::new(super::records::RecordLog::new(&folder, id, key, 0, BTreeMap::new())))
     }
 
-
     fn write(
         &mut self,
         workflow: &Workflow,

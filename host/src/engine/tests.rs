@@ -324,7 +324,8 @@ fn next_iteration_counts_cycles_and_runs_successors_once_at_the_end() {
 
 /// A loop of `runs` runs of `loop` under `toml`'s workflow table.
 fn long_loop(toml: &str, runs: u64) -> Run {
-    let wf = workflow(&format!("[workflow]\nflow = \"loop >> fin\"\nmax_cycles = 1000\n{toml}"), names(&["loop", "fin"]));
+    let wf =
+        workflow(&format!("[workflow]\nflow = \"loop >> fin\"\nmax_cycles = 1000\n{toml}"), names(&["loop", "fin"]));
     let fake = Fake::default().on("loop", move |_, ctx| {
         let n = u64::from(ctx.info.cycle_count);
         if n < runs {
@@ -349,7 +350,8 @@ fn iteration_results_are_kept_for_a_window() {
     // A window of 0 is refused, naming the key.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("workflow.toml");
-    std::fs::write(&path, "[workflow]\nflow = \"loop\"\nkeep_iteration_results = 0\n[modules]\nm = \"m.wasm\"\n").unwrap();
+    std::fs::write(&path, "[workflow]\nflow = \"loop\"\nkeep_iteration_results = 0\n[modules]\nm = \"m.wasm\"\n")
+        .unwrap();
     let err = load_workflow(&path, &mut FakeModules(names(&["loop"]))).unwrap_err();
     assert!(err.to_string().contains("keep_iteration_results"), "{err}");
 }

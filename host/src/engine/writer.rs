@@ -146,12 +146,7 @@ impl<'r, 's> Checkpointer<'r, 's> {
     /// made durable otherwise (a checkpoint written at once: the first one,
     /// or one over a new log when the log is full) or was recorded less than
     /// [`RECORDED_CHECKPOINT_EVERY`] after the last hand-over.
-    fn record(
-        &self,
-        state: &RunState,
-        channel: &MemoryChannel,
-        request: &CheckpointRequest,
-    ) -> Result<bool, RunError> {
+    fn record(&self, state: &RunState, channel: &MemoryChannel, request: &CheckpointRequest) -> Result<bool, RunError> {
         let failed = |e: super::SinkError| RunError::Checkpoint {
             task_id: request.task_id.clone(),
             source: super::CheckpointFailure(e.into()),
