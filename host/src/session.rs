@@ -503,7 +503,7 @@ impl Session {
         let sink = CheckpointStore::new(&root, sandbox.module_code(), Some(key))
             .continuing(chain_base)
             .with_trace(opts.trace)
-            .resumed_at(steps)
+            .resumed_at(meta.steps)
             .publishing_to(opts.bucket.clone());
         if let Some(bucket) = &opts.bucket
             && let Err(e) = checkpoint::remote::pull_journal(bucket, &meta.session_id)

@@ -901,7 +901,7 @@ fn record_frames(log: &Path) -> usize {
     let mut n = 0;
     while rest.len() >= 4 {
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let Some(after) = rest.get(4 + len + 64..) else { break };
+        let Some(after) = rest.get(4 + len + graflow_host::checkpoint::records::FRAME_TRAILER..) else { break };
         rest = after;
         n += 1;
     }
@@ -1019,7 +1019,7 @@ fn write_behind_makes_every_task_durable_and_a_resume_replays_the_records() {
     std::fs::write(&log, &bad).unwrap();
     let out = resume(&wf, &anchor.base, &["--json"]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains(log_id) && out.stderr.contains("does not verify"), "{}", out.stderr);
+    assert!(out.stderr.contains(log_id) && out.stderr.contains("record 1 is damaged"), "{}", out.stderr);
     assert!(out.stderr.contains("--without-records"), "{}", out.stderr);
     let out = resume(&wf, &anchor.base, &["--json", "--without-records"]);
     assert!(!out.stderr.contains("replayed"), "{}", out.stderr);

@@ -8,8 +8,10 @@
 //! id is random, made when the run starts writing behind); every checkpoint
 //! that run writes names it in its signed commit record (`records`). Layout:
 //! the header [`MAGIC`], then frames of `u32` body length (little-endian),
-//! the body, and the body's HMAC-SHA256 under the checkpoint key (64 hex
-//! bytes, over [`TAG_CONTEXT`], the log id, a newline and the body). A body
+//! the body, the body's BLAKE3 hash (32 bytes: a frame an interrupted append
+//! left is told from a changed one by it) and the body's HMAC-SHA256 under
+//! the checkpoint key (64 hex bytes, over [`TAG_CONTEXT`], the log id, a
+//! newline and the body). A body
 //! is the boundary's `u64` steps before (the boundary the record follows) and
 //! after, then a schema-3 increment (`format::write_increment`): the run
 //! state whole and the channel keys set and deleted since the boundary it
@@ -19,9 +21,11 @@
 //! before` is the previous one's `steps after`, or the boundary of a
 //! checkpoint the run wrote synchronously in between); a record is applied
 //! only over the state it follows, so a replay stops at the first record that
-//! does not follow, and applies nothing it cannot verify. A torn last frame
-//! (a crash during its append: it was never acknowledged) is ignored; a frame
-//! that does not verify before the last one is refused, naming the log.
+//! does not follow, and applies nothing it cannot verify. A torn tail (a
+//! crash during the last append, which was never acknowledged: frames whose
+//! hash does not match, with no whole frame after them) is ignored; a whole
+//! frame whose tag does not verify, or a damaged one before a whole one, is
+//! refused, naming the log.
 
 use super::format::{self, Decoded};
 use super::schema::v3;
@@ -43,13 +47,19 @@ pub const TAG_CONTEXT: &[u8] = b"graflow-record-v1\n";
 pub const RECORDS_EXT: &str = "records";
 
 /// Largest record log a resume reads; past it the resume fails naming it.
-pub const MAX_RECORD_LOG_BYTES: u64 = 1 << 30;
+/// Every log this host writes fits: a log is replaced once it holds
+/// [`ROTATE_RECORD_LOG_BYTES`], and one record is at most `u32::MAX` bytes.
+pub const MAX_RECORD_LOG_BYTES: u64 = ROTATE_RECORD_LOG_BYTES + (4 << 30) + 4096;
 
 /// A run starts a new log (over a checkpoint written at that boundary) once
 /// its log holds this many bytes, so a long run's log stays bounded.
 pub const ROTATE_RECORD_LOG_BYTES: u64 = 64 << 20;
 
+const SUM: usize = 32;
 const TAG: usize = 64;
+
+/// The bytes that follow a frame's body: its hash and its tag.
+pub const FRAME_TRAILER: usize = SUM + TAG;
 
 /// The log `log` of the session folder `folder`.
 pub fn path_of(folder: &Path, log: &str) -> PathBuf {
@@ -155,9 +165,10 @@ impl RecordLog {
         let len = u32::try_from(body.len()).map_err(|_| {
             io(std::io::Error::other(format!("a record of {} bytes is larger than a record log holds", body.len())))
         })?;
-        let mut frame = Vec::with_capacity(4 + body.len() + TAG);
+        let mut frame = Vec::with_capacity(4 + body.len() + FRAME_TRAILER);
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&body);
+        frame.extend_from_slice(blake3::hash(&body).as_bytes());
         frame.extend_from_slice(&tag(&self.key, &self.id, &body));
         if self.file.is_none() {
             use std::os::unix::fs::OpenOptionsExt;
@@ -195,6 +206,24 @@ impl crate::engine::RecordSink for RecordLog {
     fn path(&self) -> &Path {
         RecordLog::path(self)
     }
+}
+
+/// The first frame of `rest`: its body, hash, tag and what follows; `None`
+/// if `rest` is shorter than the frame its length field announces.
+type Frame<'a> = (&'a [u8], &'a [u8], &'a [u8], &'a [u8]);
+
+fn frame_of(rest: &[u8]) -> Option<Frame<'_>> {
+    let len = rest.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)?;
+    let end = len.checked_add(4)?.checked_add(FRAME_TRAILER)?;
+    let frame = rest.get(4..end)?;
+    let (body, trailer) = frame.split_at(len);
+    let (sum, sig) = trailer.split_at(SUM);
+    Some((body, sum, sig, &rest[end..]))
+}
+
+/// True if `body` is whole: its hash is `sum`.
+fn whole(body: &[u8], sum: &[u8]) -> bool {
+    blake3::hash(body).as_bytes().as_slice() == sum
 }
 
 /// What a replay applied.
@@ -247,17 +276,27 @@ pub fn replay(
         index += 1;
         // A frame cut short is the tail of an append a crash interrupted:
         // it was never acknowledged, and nothing follows it.
-        let Some(len) = rest.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) else { break };
-        let Some(frame) = rest.get(4..4 + len + TAG) else { break };
-        let (body, sig) = frame.split_at(len);
-        rest = &rest[4 + len + TAG..];
-        if !verifies(key, log, body, sig) {
-            if rest.is_empty() {
-                // The last frame: an append cut short whose length reached
-                // the disk. Never acknowledged; not applied.
-                tracing::warn!("{}: the last record does not verify (an interrupted append): ignored", path.display());
-                break;
+        let Some((body, sum, sig, next)) = frame_of(rest) else { break };
+        rest = next;
+        if !whole(body, sum) {
+            // An append a crash cut short (only the last one can be: each
+            // returns after its sync) may leave zeros or garbage past the
+            // last good record, and no whole frame after it. A whole frame
+            // after this one means this one was damaged.
+            let mut after = rest;
+            while let Some((b, s, _, n)) = frame_of(after) {
+                if whole(b, s) {
+                    return Err(refused(&path, format!("record {index} is damaged; {move_away}")));
+                }
+                after = n;
             }
+            tracing::warn!(
+                "{}: the tail from record {index} on is cut short (an interrupted append): ignored",
+                path.display()
+            );
+            break;
+        }
+        if !verifies(key, log, body, sig) {
             return Err(refused(
                 &path,
                 format!("record {index} does not verify with this machine's checkpoint key; {move_away}"),
@@ -268,7 +307,10 @@ pub fn replay(
         }
         let before = u64::from_le_bytes(body[..8].try_into().unwrap_or([0; 8]));
         let after = u64::from_le_bytes(body[8..16].try_into().unwrap_or([0; 8]));
-        if after <= cur {
+        // Records before the checkpoint. A record of the checkpoint's own
+        // step that follows that step (a retry's boundary: the state
+        // changed, the channel did not) applies.
+        if after < cur || (after == cur && before != cur) {
             continue;
         }
         if before != cur {
@@ -394,20 +436,28 @@ mod tests {
         let path = path_of(dir.path(), &id);
         let full = std::fs::read(&path).unwrap();
         // Cut inside the last frame: the first two apply.
-        for cut in [1, 10, TAG + 3] {
+        for cut in [1, 10, FRAME_TRAILER + 3] {
             std::fs::write(&path, &full[..full.len() - cut]).unwrap();
             let (mut state, mut channel) = (at(1, &wf), map(&[("a", "1")]));
             let r = replay(dir.path(), &id, &key(), &wf, &mut state, &mut channel).unwrap().unwrap();
             assert_eq!((r.records, r.steps), (2, 3), "cut {cut}");
             assert_eq!(channel, map(&[("b", "3")]));
         }
+        // Zeros past the last record (a size that reached the disk before
+        // the data): ignored.
+        let mut zeros = full.clone();
+        zeros.extend(std::iter::repeat_n(0u8, 2000));
+        std::fs::write(&path, &zeros).unwrap();
+        let (mut state, mut channel) = (at(1, &wf), map(&[("a", "1")]));
+        let r = replay(dir.path(), &id, &key(), &wf, &mut state, &mut channel).unwrap().unwrap();
+        assert_eq!((r.records, r.steps), (3, 4));
         // A flipped byte in the first record: refused, naming the log.
         let mut bad = full.clone();
         bad[MAGIC.len() + 30] ^= 1;
         std::fs::write(&path, &bad).unwrap();
         let (mut state, mut channel) = (at(1, &wf), map(&[("a", "1")]));
         let err = replay(dir.path(), &id, &key(), &wf, &mut state, &mut channel).unwrap_err();
-        assert!(err.to_string().contains(&id) && err.to_string().contains("does not verify"), "{err}");
+        assert!(err.to_string().contains(&id) && err.to_string().contains("record 1 is damaged"), "{err}");
         assert_eq!(state.steps, 1, "nothing applied past what verified");
         // Another key: refused.
         std::fs::write(&path, &full).unwrap();
@@ -415,5 +465,25 @@ mod tests {
         assert!(replay(dir.path(), &id, &other, &wf, &mut state, &mut channel).is_err());
         // A log id that is not one: refused before it becomes a path.
         assert!(replay(dir.path(), "../x", &key(), &wf, &mut state, &mut channel).is_err());
+    }
+
+    #[test]
+    fn a_record_of_the_same_step_that_follows_it_applies() {
+        // A retry's boundary: the step count stays, the state changes.
+        let dir = tempfile::tempdir().unwrap();
+        let wf = wf();
+        let id = new_log_id();
+        let mut log = RecordLog::new(dir.path(), id.clone(), key(), 1, map(&[]));
+        let mut retry = at(2, &wf);
+        log.append(&retry, map(&[("a", "1")])).unwrap();
+        retry.last_result = Some(Json::parse("7").unwrap());
+        log.append(&retry, map(&[("a", "1")])).unwrap();
+        let (mut state, mut channel) = (at(2, &wf), map(&[("a", "1")]));
+        let r = replay(dir.path(), &id, &key(), &wf, &mut state, &mut channel).unwrap().unwrap();
+        assert_eq!((r.records, state.steps), (1, 2), "only the record that follows step 2");
+        assert_eq!(state.last_result, Some(Json::parse("7").unwrap()));
+        let (mut state, mut channel) = (at(1, &wf), map(&[]));
+        let r = replay(dir.path(), &id, &key(), &wf, &mut state, &mut channel).unwrap().unwrap();
+        assert_eq!((r.records, state.last_result), (2, Some(Json::parse("7").unwrap())));
     }
 }

@@ -516,7 +516,8 @@ impl CheckpointStore {
         };
         let state_path = with_ext(base, "state.json");
         let mut state_json = serde_json::to_vec_pretty(&state_file(id, plan.version(), workflow, state))
-            .map_err(|e| encode(&state_path, e))?;
+            .map_err(|e| encode(&state_path, e))
+            .inspect_err(|_| remove_ours(&[&ctx_path]))?;
         state_json.push(b'\n');
         let ((), state_out) =
             fsutil::write_new_unsynced_with(&state_path, |file| std::io::Write::write_all(file, &state_json))
@@ -554,9 +555,15 @@ impl CheckpointStore {
             records: self.records_log.clone(),
         };
         let meta_path = with_ext(base, "meta.json");
-        let Some(key) = &self.key else { return Err(CheckpointError::Key(super::signing::KeyError::NoHome)) };
-        let meta = v2::meta_file(&record, key).map_err(|e| encode(&meta_path, e))?;
+        let Some(key) = &self.key else {
+            remove_ours(&[&state_path, &ctx_path]);
+            return Err(CheckpointError::Key(super::signing::KeyError::NoHome));
+        };
+        let meta = v2::meta_file(&record, key)
+            .map_err(|e| encode(&meta_path, e))
+            .inspect_err(|_| remove_ours(&[&state_path, &ctx_path]))?;
         if meta.len() as u64 > super::read::META_LIMIT {
+            remove_ours(&[&state_path, &ctx_path]);
             return Err(CheckpointError::Json {
                 path: meta_path,
                 message: format!(

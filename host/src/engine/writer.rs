@@ -186,6 +186,10 @@ impl<'r, 's> Checkpointer<'r, 's> {
     /// write-behind handed to the writer if it is idle, else owed.
     pub fn auto(&self, state: &RunState, channel: &MemoryChannel, request: &CheckpointRequest) -> Result<(), RunError> {
         let Some(mailbox) = &self.behind else { return self.write(state, channel, request).map(drop) };
+        // The writer's failure stops the run here, before anything else.
+        if let Some(e) = mailbox.lock().failed.take() {
+            return Err(e);
+        }
         if !self.record(state, channel, request)? {
             // Durable already (written at once, or recorded and not handed
             // over this often): owed, so the end of the run writes it.
