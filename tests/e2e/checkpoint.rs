@@ -480,18 +480,24 @@ fn ctrl_c_checkpoints_at_the_boundary_and_prints_the_resume_command() {
     .to_string();
     let cp = wf.checkpoints();
     let mut child = command(wf.dir.path())
+        .env("GRAFLOW_LOG", "warn,graflow_host::engine::frame=debug")
         .args(["run", "workflow.toml", "--input", &input])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    while graflow_host::checkpoint::list(&cp).map_or(true, |l| l.is_empty()) {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    sigint(&child);
-    // b may finish once the run says it took the interrupt.
+    // Interrupt once b runs (after a's checkpoint): an event the run logs,
+    // not the checkpoint's files appearing, which come before its syncs end.
     let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut stderr = String::new();
+    while !stderr.lines().any(|l| l.contains("task started") && l.contains("task=b")) {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0, "the run ended early: {stderr}");
+        stderr.push_str(&line);
+    }
+    assert!(graflow_host::checkpoint::list(&cp).is_ok_and(|l| !l.is_empty()), "a's checkpoint is committed");
+    sigint(&child);
+    // b may finish once the run says it took the interrupt.
     while !stderr.contains("interrupt received") {
         let mut line = String::new();
         assert!(std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0, "the run ended early: {stderr}");

@@ -77,23 +77,22 @@ pub fn new_log_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-fn tag(key: &SigningKey, log: &str, body: &[u8]) -> Vec<u8> {
+/// What a record's tag signs: [`TAG_CONTEXT`], the log id, a newline, the body.
+fn signed(log: &str, body: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(TAG_CONTEXT.len() + log.len() + 1 + body.len());
     message.extend_from_slice(TAG_CONTEXT);
     message.extend_from_slice(log.as_bytes());
     message.push(b'\n');
     message.extend_from_slice(body);
-    key.sign(&message).into_bytes()
+    message
+}
+
+fn tag(key: &SigningKey, log: &str, body: &[u8]) -> Vec<u8> {
+    key.sign(&signed(log, body)).into_bytes()
 }
 
 fn verifies(key: &SigningKey, log: &str, body: &[u8], tag: &[u8]) -> bool {
-    let Ok(tag) = std::str::from_utf8(tag) else { return false };
-    let mut message = Vec::with_capacity(TAG_CONTEXT.len() + log.len() + 1 + body.len());
-    message.extend_from_slice(TAG_CONTEXT);
-    message.extend_from_slice(log.as_bytes());
-    message.push(b'\n');
-    message.extend_from_slice(body);
-    key.verify(&message, tag)
+    std::str::from_utf8(tag).is_ok_and(|tag| key.verify(&signed(log, body), tag))
 }
 
 /// The record log a run appends to. Not shared: one run, one log.
