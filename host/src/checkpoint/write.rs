@@ -494,13 +494,12 @@ impl CheckpointStore {
         plan: &Plan,
     ) -> Result<(u64, FileDigest), CheckpointError> {
         let ctx_path = with_ext(base, "ctx");
-        // The three files are written whole, then made durable in one round
-        // (`sync_together`) before this returns: the run's next task starts
-        // only after that. The commit record is still written last, and a
-        // reader checks the other two against it, so a power cut during the
-        // round leaves a checkpoint that is whole or torn (skipped by `list`
-        // and `latest`, reported by `resume`, removed by `prune`), never one
-        // that loads wrong.
+        // The three files are written whole and made durable in one round
+        // (`sync_together`); then the commit record is linked into place
+        // and its name synced, before this returns (the run's next task
+        // starts only after that). So the record appears only once the files
+        // it names are durable, as before, at two syncs of the directory
+        // where one per file and per name took six.
         let ((digest, ctx_size), ctx_file) = fsutil::write_new_unsynced_with(&ctx_path, |file| {
             let mut out = fsutil::EagerWriteback::new(file);
             let digest = match plan {
@@ -573,13 +572,18 @@ impl CheckpointStore {
                 ),
             });
         }
-        let ((), meta_out) = fsutil::write_new_unsynced_with(&meta_path, |file| std::io::Write::write_all(file, &meta))
+        // The commit record is written to a temp file and synced with the
+        // other two in one round, then linked into place and its name
+        // synced: it appears only once the files it names are durable.
+        let dir = base.parent().unwrap_or(Path::new("."));
+        let meta_tmp = fsutil::temp_with(dir, &meta)
             .map_err(|e| written_error(&meta_path, e, meta.len() as u64))
             .inspect_err(|_| remove_ours(&[&state_path, &ctx_path]))?;
-        let dir = base.parent().unwrap_or(Path::new("."));
-        if let Err(e) = fsutil::sync_together(&[&ctx_file, &state_out, &meta_out], dir) {
-            // Not durable: not a checkpoint (its record goes first).
-            remove_ours(&[&meta_path, &state_path, &ctx_path]);
+        let synced = fsutil::sync_together(&[&ctx_file, &state_out, meta_tmp.as_file()], dir)
+            .and_then(|()| fsutil::persist_durable(meta_tmp, &meta_path));
+        if let Err(e) = synced {
+            // Not committed: not a checkpoint.
+            remove_ours(&[&state_path, &ctx_path]);
             return Err(written_error(&meta_path, e, 0));
         }
         Ok((ctx_size + state_json.len() as u64 + meta.len() as u64, FileDigest { digest, size: ctx_size }))

@@ -53,6 +53,25 @@ pub fn write_new_unsynced_with<T>(
     Ok((out, file))
 }
 
+/// `bytes` in a new temp file in `dir`, not synced (for [`sync_together`],
+/// then [`persist_durable`]).
+pub fn temp_with(dir: &Path, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut tmp = tempfile::Builder::new().prefix(&temp_prefix()).tempfile_in(dir)?;
+    tmp.as_file_mut().write_all(bytes)?;
+    Ok(tmp)
+}
+
+/// Link the synced temp file `tmp` to `path` without replacing anything,
+/// and sync the directory so the name is durable.
+pub fn persist_durable(tmp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
 /// Make `files` (all in `dir`) and their names durable in one round: each
 /// file's fsync, then the directory's. On a journaling file system the first
 /// fsync commits the others' metadata with it, so a round costs about one
