@@ -50,6 +50,25 @@ fn median_of_3(mut f: impl FnMut() -> (f64, usize)) -> (f64, usize) {
     (ms, count)
 }
 
+/// Milliseconds per call of `op`: `warm` calls first, then the median of 5
+/// samples of `n` calls each.
+fn per_op_median(warm: usize, n: usize, mut op: impl FnMut()) -> f64 {
+    for _ in 0..warm {
+        op();
+    }
+    median(
+        (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..n {
+                    op();
+                }
+                started.elapsed().as_secs_f64() * 1e3 / n as f64
+            })
+            .collect(),
+    )
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     xs[xs.len() / 2]
@@ -633,21 +652,7 @@ fn durability() {
         log.write_all(&record).unwrap();
         log.sync_data().unwrap();
     };
-    for _ in 0..50 {
-        append(&mut log);
-    }
-    let n = 500;
-    let floor = median(
-        (0..5)
-            .map(|_| {
-                let started = Instant::now();
-                for _ in 0..n {
-                    append(&mut log);
-                }
-                started.elapsed().as_secs_f64() * 1e3 / n as f64
-            })
-            .collect(),
-    );
+    let floor = per_op_median(50, 500, || append(&mut log));
     emit(
         "durable_append_floor",
         floor,
@@ -811,21 +816,7 @@ fn floor() {
         pre.instantiate(&mut store).unwrap();
         drop(store);
     };
-    for _ in 0..200 {
-        once();
-    }
-    let n = 5000;
-    let us = median(
-        (0..5)
-            .map(|_| {
-                let started = Instant::now();
-                for _ in 0..n {
-                    once();
-                }
-                started.elapsed().as_secs_f64() * 1e6 / n as f64
-            })
-            .collect(),
-    );
+    let us = per_op_median(200, 5000, once) * 1e3;
     emit(
         "wasmtime_instantiate_floor",
         us,

@@ -12,6 +12,14 @@ pub fn temp_prefix() -> String {
     format!(".tmp-{}-", std::process::id())
 }
 
+/// The folder `path` is in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 /// Write `bytes` to the new file `path` atomically and durably; fails with
 /// `AlreadyExists` (writing nothing) if `path` exists.
 pub fn write_durable_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -23,10 +31,7 @@ pub fn write_durable_new_with<T>(
     path: &Path,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = folder_of(path);
     let mut tmp = tempfile::Builder::new().prefix(&temp_prefix()).tempfile_in(dir)?;
     let out = fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
@@ -43,10 +48,7 @@ pub fn write_new_unsynced_with<T>(
     path: &Path,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<T>,
 ) -> std::io::Result<(T, std::fs::File)> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = folder_of(path);
     let mut tmp = tempfile::Builder::new().prefix(&temp_prefix()).tempfile_in(dir)?;
     let out = fill(tmp.as_file_mut())?;
     let file = tmp.persist_noclobber(path).map_err(|e| e.error)?;
@@ -64,10 +66,7 @@ pub fn temp_with(dir: &Path, bytes: &[u8]) -> std::io::Result<tempfile::NamedTem
 /// Link the synced temp file `tmp` to `path` without replacing anything,
 /// and sync the directory so the name is durable.
 pub fn persist_durable(tmp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = folder_of(path);
     tmp.persist_noclobber(path).map_err(|e| e.error)?;
     sync_dir(dir)
 }
